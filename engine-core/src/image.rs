@@ -1,0 +1,140 @@
+//! The image store tier: content-addressed blobs, registries, archives,
+//! and overlay snapshots that become container root filesystems.
+
+use crate::Result;
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// Credentials for a registry, as docker sends them in `X-Registry-Auth`
+/// or keeps them in `~/.docker/config.json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryAuth {
+    /// User name.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password or token.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// A ready identity/refresh token.
+    #[serde(default)]
+    pub identity_token: Option<String>,
+    /// A ready bearer token for the registry.
+    #[serde(default)]
+    pub registry_token: Option<String>,
+}
+
+/// One progress event from pull, push or load, fit to draw a progress bar
+/// per layer (Docker's JSON progress stream has the same fields).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// What is being worked on (a short layer digest, or empty for the image).
+    pub id: String,
+    /// `"Downloading"`, `"Extracting"`, `"Pull complete"`, `"Pushed"`, ...
+    pub status: String,
+    /// Bytes done so far.
+    pub current: Option<u64>,
+    /// Bytes in all, if known.
+    pub total: Option<u64>,
+}
+
+/// Where progress events go. Cheap to clone; sending never blocks.
+pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
+
+/// What an image store knows of one image.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    /// The image id: the digest of its config (`sha256:...`).
+    pub id: String,
+    /// Tags that point at it (`registry/repo:tag`, normalized).
+    pub repo_tags: Vec<String>,
+    /// `repo@sha256:...` of the manifests it was pulled or pushed as.
+    pub repo_digests: Vec<String>,
+    /// Creation time from its config.
+    #[serde(with = "crate::time::serde_opt_system_time")]
+    pub created: Option<SystemTime>,
+    /// Unpacked size of all its layers, in bytes.
+    pub size: u64,
+    /// Its config (entrypoint, cmd, env, ...), as the OCI image spec defines it.
+    pub config: oci_spec::image::ImageConfiguration,
+}
+
+/// Archive formats for import and export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArchiveFormat {
+    /// What `docker save` writes (legacy and Docker 25+ layouts on import).
+    DockerArchive,
+    /// An OCI image layout as a tar.
+    OciArchive,
+    /// A plain root filesystem tar, imported as a one-layer image (`docker import`).
+    RootfsTar,
+}
+
+/// A prepared root filesystem for one container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rootfs {
+    /// The snapshot key it was prepared under.
+    pub key: String,
+    /// Where it is mounted (the bundle's `rootfs`).
+    pub path: PathBuf,
+    /// The writable layer (an overlay upper dir, or the copy).
+    pub upper: PathBuf,
+}
+
+/// One entry of what a removal did (`docker rmi` prints these).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Removed {
+    /// A tag was removed.
+    Untagged(String),
+    /// An image (or layer) was deleted.
+    Deleted(String),
+}
+
+/// An image store (containerd's content + images + snapshots services in one).
+#[async_trait]
+pub trait ImageStore: Send + Sync {
+    /// Pull `reference` from its registry; returns the image.
+    async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: Option<ProgressSender>,
+    ) -> Result<ImageInfo>;
+    /// Push a local image to the registry its reference names; returns the manifest digest.
+    async fn push(
+        &self,
+        reference: &str,
+        auth: Option<&RegistryAuth>,
+        progress: Option<ProgressSender>,
+    ) -> Result<String>;
+    /// Import images from an archive file; `tag` names a [`ArchiveFormat::RootfsTar`] import.
+    async fn import(
+        &self,
+        archive: &Path,
+        format: ArchiveFormat,
+        tag: Option<&str>,
+        progress: Option<ProgressSender>,
+    ) -> Result<Vec<ImageInfo>>;
+    /// Export images to an archive file.
+    async fn export(&self, references: &[String], format: ArchiveFormat, dest: &Path) -> Result<()>;
+    /// All images.
+    async fn list(&self) -> Result<Vec<ImageInfo>>;
+    /// One image, by reference, id or id prefix.
+    async fn inspect(&self, reference: &str) -> Result<ImageInfo>;
+    /// Make `target` point at the image `source` names.
+    async fn tag(&self, source: &str, target: &str) -> Result<()>;
+    /// Remove a tag or image; unreferenced blobs and snapshots are collected.
+    /// An image in use by a container is a conflict unless `force`.
+    async fn remove(&self, reference: &str, force: bool) -> Result<Vec<Removed>>;
+    /// Prepare the root filesystem of a new container from `image` under
+    /// snapshot `key`, mounted at `target`.
+    async fn prepare_rootfs(&self, image: &str, key: &str, target: &Path) -> Result<Rootfs>;
+    /// Unmount and delete a container's root filesystem.
+    async fn remove_rootfs(&self, key: &str) -> Result<()>;
+    /// Labels of images, for filters.
+    async fn labels(&self, reference: &str) -> Result<HashMap<String, String>> {
+        Ok(self.inspect(reference).await?.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default())
+    }
+}

@@ -1,0 +1,60 @@
+//! # engine-core
+//!
+//! The contracts between the engine's tiers, and the types they speak. Each
+//! tier is a trait with a default Linux implementation in its own crate:
+//!
+//! | trait | role | default |
+//! |---|---|---|
+//! | [`Runtime`] | runc's: bundle to isolated process, then exit | `engine-runtime` |
+//! | [`Shim`] / [`ShimLauncher`] | parent of one container, holds stdio, logs, exit | `engine-shim` |
+//! | [`ImageStore`] | pull, push, import, export, overlay snapshots | `engine-image` |
+//! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
+//!
+//! This crate depends on no other engine crate. OCI types come from
+//! [`oci_spec`], re-exported here as [`oci`].
+//!
+//! ```
+//! use engine_core::{ContainerId, Error, Signal};
+//!
+//! let id = ContainerId::new("worker-1")?;
+//! let sig: Signal = "SIGTERM".parse()?;
+//! assert_eq!(sig.number(), 15);
+//! // A default runtime spec, as `runc spec` writes it:
+//! let spec = engine_core::oci::runtime::Spec::default();
+//! assert!(spec.process().is_some());
+//! # Ok::<(), Error>(())
+//! ```
+#![deny(missing_docs)]
+
+mod error;
+mod id;
+pub mod image;
+pub mod lifecycle;
+mod logs;
+mod runtime;
+pub mod shim;
+mod signal;
+mod state;
+mod stats;
+mod stdio;
+pub mod time;
+
+pub use oci_spec as oci;
+
+pub use error::{Error, IoContext, Result};
+pub use id::{random_hex64, ContainerId};
+pub use image::{ArchiveFormat, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs};
+pub use lifecycle::{
+    ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo, LifecycleManager,
+    ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,
+};
+pub use logs::{LogDriver, LogEntry};
+pub use runtime::{CreateOptions, ExecOptions, Runtime};
+pub use shim::{
+    Attach, AttachOptions, ExecRequest, LaunchRequest, LogConfig, Output, ProcessRef, ProcessState, RuntimeBinary,
+    Shim, ShimEvent, ShimLauncher,
+};
+pub use signal::Signal;
+pub use state::{ContainerStatus, ExitStatus, Pid, RuntimeState};
+pub use stats::Stats;
+pub use stdio::{ConsoleSize, StdStream, StdioSpec};

@@ -1,0 +1,399 @@
+//! The lifecycle tier (containerd's role): containers from create to remove.
+
+use crate::{Attach, AttachOptions, ConsoleSize, ExitStatus, LogEntry, Pid, Result, Signal, Stats};
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+/// A mount into the container.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum MountSpec {
+    /// A host path bind-mounted in.
+    Bind {
+        /// Host path (must exist).
+        source: PathBuf,
+        /// Path in the container.
+        target: String,
+        /// Mount read-only.
+        #[serde(default)]
+        read_only: bool,
+    },
+    /// A fresh tmpfs.
+    Tmpfs {
+        /// Path in the container.
+        target: String,
+        /// Size limit in bytes.
+        #[serde(default)]
+        size: Option<u64>,
+    },
+    /// A named volume (created on first use).
+    Volume {
+        /// Volume name.
+        name: String,
+        /// Path in the container.
+        target: String,
+        /// Mount read-only.
+        #[serde(default)]
+        read_only: bool,
+    },
+}
+
+/// Resource limits. `None` leaves a resource unlimited.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit in bytes.
+    pub memory: Option<i64>,
+    /// Memory + swap limit in bytes (-1 unlimited swap).
+    pub memory_swap: Option<i64>,
+    /// CPUs, as a fraction (1.5 = one and a half CPUs).
+    pub cpus: Option<f64>,
+    /// Relative CPU weight (Docker's cpu-shares, 2-262144).
+    pub cpu_shares: Option<u64>,
+    /// CPUs allowed (`"0-1"`).
+    pub cpuset_cpus: Option<String>,
+    /// Maximum number of processes.
+    pub pids_limit: Option<i64>,
+}
+
+/// When to restart a container that exited.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Never (the default).
+    #[default]
+    No,
+    /// When it exits non-zero, at most `max_retries` times (0 = no limit).
+    OnFailure {
+        /// Retry limit, 0 for none.
+        #[serde(default)]
+        max_retries: u32,
+    },
+    /// Always, also after the manager restarts.
+    Always,
+    /// Always, unless it was stopped by the user.
+    UnlessStopped,
+}
+
+/// Network mode of a container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkMode {
+    /// Its own network namespace with loopback only (also what `bridge`
+    /// means until bridge networking lands).
+    #[default]
+    None,
+    /// The host's network namespace.
+    Host,
+    /// Join the network namespace at this path.
+    Path(PathBuf),
+}
+
+/// Everything needed to create a container. Built by the facade's builder or
+/// decoded from Docker's create JSON by the daemon.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// Image reference or id.
+    pub image: String,
+    /// Unique name (`None`: a generated one).
+    pub name: Option<String>,
+    /// Replaces the image's Cmd when set.
+    pub cmd: Option<Vec<String>>,
+    /// Replaces the image's Entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// `KEY=value` pairs added to (and overriding) the image's.
+    pub env: Vec<String>,
+    /// `user`, `uid`, `user:group` or `uid:gid`; resolved in the image.
+    pub user: Option<String>,
+    /// Working directory.
+    pub working_dir: Option<String>,
+    /// Hostname (default: the first 12 characters of the id).
+    pub hostname: Option<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Keep stdin open for attach.
+    pub open_stdin: bool,
+    /// Labels.
+    pub labels: HashMap<String, String>,
+    /// Mounts.
+    pub mounts: Vec<MountSpec>,
+    /// Resource limits.
+    pub resources: Resources,
+    /// Network mode.
+    pub network: NetworkMode,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Remove the container once it exits.
+    pub auto_remove: bool,
+    /// Runtime by name (`"engine-runc"`, `"runc"`, `"crun"`) or path; `None` for the default.
+    pub runtime: Option<String>,
+    /// Signal for stop (default SIGTERM, or the image's StopSignal).
+    pub stop_signal: Option<Signal>,
+    /// Grace period for stop before SIGKILL (default 10 s).
+    pub stop_timeout: Option<Duration>,
+    /// Mount the root filesystem read-only.
+    pub read_only_rootfs: bool,
+    /// Kill and remove the container when this process dies.
+    pub owner_pid: Option<Pid>,
+    /// Rotate the json-file log at this size.
+    pub log_max_size: Option<u64>,
+}
+
+/// The state of a container as the manager tracks it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ContainerState {
+    /// Created, not started.
+    Created,
+    /// Running.
+    Running,
+    /// Paused.
+    Paused,
+    /// Being restarted by its policy.
+    Restarting,
+    /// Exited.
+    Exited,
+    /// Being removed.
+    Removing,
+    /// Its shim vanished without recording an exit.
+    Dead,
+}
+
+/// What the manager knows of one container (`docker inspect`'s core).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    /// 64-hex id.
+    pub id: String,
+    /// Name (without Docker's leading `/`).
+    pub name: String,
+    /// The config it was created with.
+    pub config: ContainerConfig,
+    /// The image id it was created from.
+    pub image_id: String,
+    /// State.
+    pub state: ContainerState,
+    /// Init pid while running.
+    pub pid: Option<Pid>,
+    /// Exit code once exited.
+    pub exit_code: Option<i32>,
+    /// Killed by the OOM killer.
+    pub oom_killed: bool,
+    /// Created at.
+    #[serde(with = "crate::time::serde_system_time")]
+    pub created: SystemTime,
+    /// Last started at.
+    #[serde(with = "crate::time::serde_opt_system_time")]
+    pub started_at: Option<SystemTime>,
+    /// Last exited at.
+    #[serde(with = "crate::time::serde_opt_system_time")]
+    pub finished_at: Option<SystemTime>,
+    /// Restarts done by the restart policy.
+    pub restart_count: u32,
+    /// The resolved process args (entrypoint + cmd).
+    pub args: Vec<String>,
+    /// The bundle directory.
+    pub bundle: PathBuf,
+    /// The json-file log.
+    pub log_path: PathBuf,
+    /// Runtime name.
+    pub runtime: String,
+}
+
+/// A process to run in a running container.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecConfig {
+    /// Args (required).
+    pub cmd: Vec<String>,
+    /// Extra `KEY=value` pairs.
+    pub env: Vec<String>,
+    /// User (default: the container's).
+    pub user: Option<String>,
+    /// Working directory (default: the container's).
+    pub working_dir: Option<String>,
+    /// Allocate a terminal.
+    pub tty: bool,
+    /// Keep stdin open for attach.
+    pub open_stdin: bool,
+}
+
+/// An exec'd process's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    /// Exec id.
+    pub id: String,
+    /// Container id.
+    pub container_id: String,
+    /// Its config.
+    pub config: ExecConfig,
+    /// Host pid once started.
+    pub pid: Option<Pid>,
+    /// Running.
+    pub running: bool,
+    /// Exit code once exited.
+    pub exit_code: Option<i32>,
+}
+
+/// Which condition `wait` waits for (Docker's `condition=`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WaitCondition {
+    /// Returns at once if not running, else at exit.
+    #[default]
+    NotRunning,
+    /// The next exit, even if not running now.
+    NextExit,
+    /// Removal (returns the exit status it had).
+    Removed,
+}
+
+/// Options for `logs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogOptions {
+    /// Include stdout.
+    pub stdout: bool,
+    /// Include stderr.
+    pub stderr: bool,
+    /// Keep streaming new lines until the container exits.
+    pub follow: bool,
+    /// Only lines captured at or after this time.
+    #[serde(with = "crate::time::serde_opt_system_time")]
+    pub since: Option<SystemTime>,
+    /// Only lines captured before this time.
+    #[serde(with = "crate::time::serde_opt_system_time")]
+    pub until: Option<SystemTime>,
+    /// Only the last N lines (`None`: all).
+    pub tail: Option<usize>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions { stdout: true, stderr: true, follow: false, since: None, until: None, tail: None }
+    }
+}
+
+/// Filters for `list`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListFilter {
+    /// Include exited and created containers (`docker ps -a`).
+    pub all: bool,
+    /// `key` or `key=value` label filters; all must match.
+    pub labels: Vec<String>,
+    /// Name substrings; any may match.
+    pub names: Vec<String>,
+    /// Id prefixes; any may match.
+    pub ids: Vec<String>,
+}
+
+/// Something that happened to a container.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Container id.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// When.
+    #[serde(with = "crate::time::serde_system_time")]
+    pub time: SystemTime,
+    /// The container's labels.
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+}
+
+/// Kinds of [`Event`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// Created.
+    Created,
+    /// Started.
+    Started,
+    /// Exited with a code.
+    Exited {
+        /// Exit code.
+        code: i32,
+    },
+    /// OOM killed.
+    Oom,
+    /// Paused.
+    Paused,
+    /// Resumed.
+    Resumed,
+    /// Killed with a signal.
+    Killed {
+        /// Signal number.
+        signal: i32,
+    },
+    /// Restarted by its policy.
+    Restarted,
+    /// An exec was started.
+    ExecStarted {
+        /// Exec id.
+        exec_id: String,
+    },
+    /// An exec exited.
+    ExecExited {
+        /// Exec id.
+        exec_id: String,
+        /// Exit code.
+        code: i32,
+    },
+    /// Removed.
+    Removed,
+}
+
+/// A container manager. The default is `engine-lifecycle`'s; a gRPC client
+/// for `engine-lifecycled` implements it too, so the daemon uses either.
+///
+/// Containers are named by id, id prefix or name wherever `id` appears.
+#[async_trait]
+pub trait LifecycleManager: Send + Sync {
+    /// Resolve the image, derive the spec, prepare the rootfs, write the
+    /// bundle, launch a shim. Nothing is left behind on error.
+    async fn create(&self, config: ContainerConfig) -> Result<ContainerInfo>;
+    /// Start a created or exited container.
+    async fn start(&self, id: &str) -> Result<()>;
+    /// Send the stop signal, then SIGKILL after `grace` (default: the
+    /// container's stop timeout); returns once it exited.
+    async fn stop(&self, id: &str, grace: Option<Duration>) -> Result<()>;
+    /// Send a signal to the init.
+    async fn kill(&self, id: &str, signal: Signal) -> Result<()>;
+    /// Freeze.
+    async fn pause(&self, id: &str) -> Result<()>;
+    /// Thaw.
+    async fn resume(&self, id: &str) -> Result<()>;
+    /// Create and start an extra process; returns its exec id.
+    async fn exec(&self, id: &str, config: ExecConfig) -> Result<String>;
+    /// State of an exec.
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInfo>;
+    /// Wait for an exec to exit.
+    async fn exec_wait(&self, exec_id: &str) -> Result<ExitStatus>;
+    /// Attach to an exec's stdio.
+    async fn exec_attach(&self, exec_id: &str, opts: AttachOptions) -> Result<Attach>;
+    /// Resize an exec's terminal.
+    async fn exec_resize(&self, exec_id: &str, size: ConsoleSize) -> Result<()>;
+    /// Wait for a condition; returns the exit status.
+    async fn wait(&self, id: &str, condition: WaitCondition) -> Result<ExitStatus>;
+    /// Stored (and with `follow`, live) log lines.
+    async fn logs(&self, id: &str, opts: LogOptions) -> Result<BoxStream<'static, Result<LogEntry>>>;
+    /// Attach to the init's live stdio.
+    async fn attach(&self, id: &str, opts: AttachOptions) -> Result<Attach>;
+    /// Resize the init's terminal.
+    async fn resize(&self, id: &str, size: ConsoleSize) -> Result<()>;
+    /// Resource usage.
+    async fn stats(&self, id: &str) -> Result<Stats>;
+    /// Host pids of the container's processes.
+    async fn top(&self, id: &str) -> Result<Vec<Pid>>;
+    /// Containers matching the filter.
+    async fn list(&self, filter: ListFilter) -> Result<Vec<ContainerInfo>>;
+    /// One container.
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo>;
+    /// Remove; a running container is a conflict unless `force` (which kills it).
+    async fn remove(&self, id: &str, force: bool) -> Result<()>;
+    /// Events from now on.
+    async fn events(&self) -> Result<BoxStream<'static, Result<Event>>>;
+}

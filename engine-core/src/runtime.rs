@@ -1,0 +1,70 @@
+//! The runtime tier (runc's role): turns an OCI bundle into a running,
+//! isolated process and gets out of the way.
+
+use crate::{ContainerId, Pid, Result, RuntimeState, Signal, Stats, StdioSpec};
+use async_trait::async_trait;
+use std::path::{Path, PathBuf};
+
+/// Options for [`Runtime::create`].
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// The init's stdio, or the console socket when `process.terminal` is set.
+    pub stdio: StdioSpec,
+    /// Use `MS_MOVE` + `chroot` instead of `pivot_root` (for ramfs roots).
+    pub no_pivot: bool,
+    /// Where the runtime writes the init's pid, if anywhere.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// Options for [`Runtime::exec`].
+#[derive(Debug, Default)]
+pub struct ExecOptions {
+    /// The process's stdio, or the console socket when `process.terminal` is set.
+    pub stdio: StdioSpec,
+    /// Where the runtime writes the process's pid, if anywhere.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// An OCI runtime: the lowest tier. Implementations: `LinuxRuntime` (through
+/// the single-threaded `engine-runc` binary) and `OciRuntime` (any runc-compatible
+/// binary: `engine-runc`, runc, crun, youki, a Kata-style runtime).
+///
+/// `create` returns once the container's init waits for `start`; the runtime
+/// process itself has exited, so the caller (the shim) is the init's parent
+/// when it set itself child subreaper.
+///
+/// ```no_run
+/// # async fn demo(rt: &dyn engine_core::Runtime) -> engine_core::Result<()> {
+/// use engine_core::{ContainerId, CreateOptions};
+/// let id = ContainerId::new("demo")?;
+/// let pid = rt.create(&id, "/tmp/bundle".as_ref(), CreateOptions::default()).await?;
+/// rt.start(&id).await?;
+/// println!("init is pid {pid}");
+/// # Ok(()) }
+/// ```
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// A short name for messages and logs (`"engine-runc"`, `"runc"`, ...).
+    fn name(&self) -> &str;
+    /// Create the container from `bundle`; its init waits for [`Runtime::start`].
+    async fn create(&self, id: &ContainerId, bundle: &Path, opts: CreateOptions) -> Result<Pid>;
+    /// Release the init: the user process execs.
+    async fn start(&self, id: &ContainerId) -> Result<()>;
+    /// The OCI state.
+    async fn state(&self, id: &ContainerId) -> Result<RuntimeState>;
+    /// Send `signal` to the init, or to every process of the container with `all`.
+    async fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<()>;
+    /// Remove the container's runtime state and cgroup. `force` kills it first
+    /// if it still runs, and succeeds on a container that is already gone.
+    async fn delete(&self, id: &ContainerId, force: bool) -> Result<()>;
+    /// Run an extra process in the running container; returns its host pid.
+    async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid>;
+    /// Freeze every process of the container.
+    async fn pause(&self, id: &ContainerId) -> Result<()>;
+    /// Thaw a paused container.
+    async fn resume(&self, id: &ContainerId) -> Result<()>;
+    /// Resource usage from the container's cgroup.
+    async fn stats(&self, id: &ContainerId) -> Result<Stats>;
+    /// Host pids of the container's processes.
+    async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>>;
+}

@@ -1,0 +1,216 @@
+//! The shim tier: one small process per container that parents it, holds
+//! its stdio, writes its log, records its exit, and outlives its launcher.
+
+use crate::{ConsoleSize, ContainerId, ContainerStatus, ExitStatus, Pid, Result, Signal, Stats, StdStream};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::pin::Pin;
+
+/// Which OCI runtime binary a shim drives, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeBinary {
+    /// Name for messages (`"engine-runc"`, `"runc"`, `"crun"`).
+    pub name: String,
+    /// Path of the binary.
+    pub path: PathBuf,
+    /// Its state root (`--root`); `None` uses the runtime's default.
+    pub root: Option<PathBuf>,
+    /// Extra global arguments placed before the command.
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// Log settings for the shim's json-file writer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    /// The log file (`<id>-json.log`).
+    pub path: PathBuf,
+    /// Rotate when the file reaches this many bytes (`None`: never).
+    pub max_size: Option<u64>,
+    /// How many rotated files to keep besides the live one.
+    pub max_files: u32,
+}
+
+/// Everything a launcher tells a new shim.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LaunchRequest {
+    /// The container id.
+    pub id: ContainerId,
+    /// The OCI bundle (`config.json` and the rootfs).
+    pub bundle: PathBuf,
+    /// The shim's own directory: its socket, pid file and exit record live here.
+    pub state_dir: PathBuf,
+    /// The runtime to drive.
+    pub runtime: RuntimeBinary,
+    /// Where the container's output is logged.
+    pub log: Option<LogConfig>,
+    /// Keep the container's stdin open for attach clients.
+    pub open_stdin: bool,
+    /// When set, the shim kills and deletes the container once this process
+    /// dies (a test binary killed by SIGKILL leaks nothing).
+    pub owner_pid: Option<Pid>,
+}
+
+/// Which process of the container an operation is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ProcessRef {
+    /// The container's init.
+    Init,
+    /// An exec'd process, by its exec id.
+    Exec(String),
+}
+
+impl ProcessRef {
+    /// The exec id, or `None` for the init.
+    pub fn exec_id(&self) -> Option<&str> {
+        match self {
+            ProcessRef::Init => None,
+            ProcessRef::Exec(s) => Some(s),
+        }
+    }
+}
+
+/// A process's state as the shim sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProcessState {
+    /// Status (`Created` until started, `Stopped` after exit).
+    pub status: ContainerStatus,
+    /// Host pid (0 before create).
+    pub pid: Pid,
+    /// Exit status once it exited.
+    pub exit: Option<ExitStatus>,
+}
+
+/// A chunk of output from an attached process.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// stdout or stderr (a terminal's output is stdout).
+    pub stream: StdStream,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// What to attach to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachOptions {
+    /// Forward the client's input to the process's stdin.
+    pub stdin: bool,
+    /// Receive stdout.
+    pub stdout: bool,
+    /// Receive stderr.
+    pub stderr: bool,
+}
+
+/// A live attachment: input toward the process, output from it. Several
+/// clients may be attached at once; dropping this detaches without
+/// affecting the process.
+pub struct Attach {
+    /// Writes go to the process's stdin; shutting it down closes that stdin
+    /// (when the process was started with open stdin). `None` unless asked.
+    pub stdin: Option<Pin<Box<dyn tokio::io::AsyncWrite + Send>>>,
+    /// Output chunks as they are read; ends when the process's output closes.
+    pub output: BoxStream<'static, Result<Output>>,
+}
+
+impl std::fmt::Debug for Attach {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attach").field("stdin", &self.stdin.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// What a shim reports as it happens.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ShimEvent {
+    /// The init was started.
+    Started {
+        /// Host pid.
+        pid: Pid,
+    },
+    /// A process exited (its status is on disk before this is sent).
+    Exited {
+        /// Which process.
+        process: ProcessRef,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The kernel's OOM killer acted in the container's cgroup.
+    Oom,
+    /// Frozen.
+    Paused,
+    /// Thawed.
+    Resumed,
+    /// An exec process was started.
+    ExecStarted {
+        /// Its exec id.
+        exec_id: String,
+        /// Its host pid.
+        pid: Pid,
+    },
+}
+
+/// Specification of an extra process for [`Shim::exec`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// A caller-chosen id, unique within the container.
+    pub exec_id: String,
+    /// The OCI process (args, env, cwd, user, terminal, ...).
+    pub process: oci_spec::runtime::Process,
+    /// Keep stdin open for attach.
+    pub open_stdin: bool,
+}
+
+/// One running shim, as its launcher sees it. Implemented by the gRPC client
+/// in `engine-shim`; any other transport can implement it too.
+#[async_trait]
+pub trait Shim: Send + Sync {
+    /// The container this shim owns.
+    fn id(&self) -> &ContainerId;
+    /// The shim process's pid.
+    async fn shim_pid(&self) -> Result<Pid>;
+    /// Start the init (after the runtime's create); returns its pid.
+    async fn start(&self) -> Result<Pid>;
+    /// State of the init or an exec.
+    async fn state(&self, process: &ProcessRef) -> Result<ProcessState>;
+    /// Send a signal to a process, or with `all` to every process of the container.
+    async fn kill(&self, process: &ProcessRef, signal: Signal, all: bool) -> Result<()>;
+    /// Wait for a process to exit; returns at once if it already has.
+    async fn wait(&self, process: &ProcessRef) -> Result<ExitStatus>;
+    /// Start an extra process in the running container; returns its pid.
+    async fn exec(&self, req: ExecRequest) -> Result<Pid>;
+    /// Attach to a process's live stdio.
+    async fn attach(&self, process: &ProcessRef, opts: AttachOptions) -> Result<Attach>;
+    /// Resize a process's terminal.
+    async fn resize(&self, process: &ProcessRef, size: ConsoleSize) -> Result<()>;
+    /// Close a process's stdin (EOF for the process).
+    async fn close_stdin(&self, process: &ProcessRef) -> Result<()>;
+    /// Freeze the container.
+    async fn pause(&self) -> Result<()>;
+    /// Thaw the container.
+    async fn resume(&self) -> Result<()>;
+    /// Resource usage.
+    async fn stats(&self) -> Result<Stats>;
+    /// Delete the container through the runtime (it must have exited, or be
+    /// killed first); the shim exits afterwards. Returns the init's exit.
+    async fn delete(&self) -> Result<Option<ExitStatus>>;
+    /// Ask the shim to exit (only once the container is deleted).
+    async fn shutdown(&self) -> Result<()>;
+    /// Events from now on.
+    async fn events(&self) -> Result<BoxStream<'static, Result<ShimEvent>>>;
+}
+
+/// Starts shims, or reconnects to running ones.
+#[async_trait]
+pub trait ShimLauncher: Send + Sync {
+    /// Launch a shim that creates the container (runtime `create`); returns
+    /// once the container is created, with a client for it.
+    async fn launch(&self, req: LaunchRequest) -> Result<Box<dyn Shim>>;
+    /// Reconnect to the shim whose state dir is `state_dir`. A shim that is
+    /// gone gives [`crate::Error::Unavailable`]; its recorded exit, if any, is
+    /// readable with [`ShimLauncher::recorded_exit`].
+    async fn connect(&self, id: &ContainerId, state_dir: &std::path::Path) -> Result<Box<dyn Shim>>;
+    /// The exit status a shim wrote to `state_dir` before reporting it, if any.
+    async fn recorded_exit(&self, state_dir: &std::path::Path) -> Result<Option<ExitStatus>>;
+}

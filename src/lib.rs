@@ -1,0 +1,2 @@
+//! The engine facade (being built).
+pub use engine_core as core;
