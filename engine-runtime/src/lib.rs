@@ -1,1 +1,4 @@
-//! Placeholder; being built.
+//! # engine-runtime
+//!
+//! runc's role. Shared file: each helper adds only its own `mod` lines.
+#![deny(missing_docs)]

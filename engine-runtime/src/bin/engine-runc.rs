@@ -1,0 +1,2 @@
+//! engine-runc: a runc-compatible command line (being built).
+fn main() {}
