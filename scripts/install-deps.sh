@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the engine's tests and demo need on a fresh Debian machine (run as root).
+# Idempotent: packages already present are skipped quickly.
+set -euo pipefail
+pkgs=(
+  busybox-static    # the rootfs of every test container and the demo image
+  jq                # scripts read runtime state JSON
+  runc crun         # peer runtimes: OciRuntime and the shim are tested against runc too
+  docker-registry   # a real registry server, started on loopback by the image tests
+  apache2-utils     # htpasswd, for the registry's basic-auth tests
+  openssl           # certificates for the registry's token-auth tests
+  libseccomp-dev pkg-config   # seccomp filters are compiled with libseccomp
+  iproute2 util-linux procps  # ip netns, unshare/nsenter, ps
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# The docker CLI drives engined in the daemon's tests; these machines ship one in /usr/local/bin.
+if ! command -v docker >/dev/null; then
+  apt-get install -y -qq --no-install-recommends docker-cli 2>/dev/null || apt-get install -y -qq --no-install-recommends docker.io
+fi
