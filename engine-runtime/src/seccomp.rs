@@ -1,0 +1,500 @@
+//! Seccomp filters from an OCI `linux.seccomp` section.
+//!
+//! The filter is compiled with [`libseccomp`] in the runtime's parent process,
+//! before the container's init is cloned: [`compile`] validates the profile
+//! (actions, architectures, flags, argument conditions) and turns it into
+//! classic BPF. [`Filter::load`] then installs that program with the raw
+//! `seccomp(2)` system call. Loading allocates nothing and takes no lock, so it
+//! is safe in the container init right before `execve`.
+//!
+//! Semantics follow runc's:
+//! - a syscall name the host's libseccomp does not know is skipped with a
+//!   debug log (profiles list syscalls of newer kernels);
+//! - a rule whose action equals the default action is skipped;
+//! - `ERRNO` without `errnoRet` returns `EPERM`, `TRACE` without it `EPERM`;
+//! - argument conditions on distinct argument indexes are ANDed in one rule;
+//!   when an index repeats, each condition becomes a rule of its own (ORed);
+//! - `SCMP_CMP_MASKED_EQ` takes the mask from `value` and the datum from
+//!   `valueTwo`;
+//! - a `SCMP_ACT_NOTIFY` rule requests a user notification listener; its file
+//!   descriptor is returned by [`Filter::load_with_listener`].
+//!
+//! Loading needs either `no_new_privs` set on the process or `CAP_SYS_ADMIN`
+//! in its user namespace; the runtime sets `no_new_privs` when the process
+//! config asks for it (it is not set here).
+//!
+//! ```
+//! use engine_runtime::seccomp;
+//! let profile: oci_spec::runtime::LinuxSeccomp = serde_json::from_str(r#"{
+//!     "defaultAction": "SCMP_ACT_ALLOW",
+//!     "architectures": ["SCMP_ARCH_X86_64"],
+//!     "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+//! }"#).unwrap();
+//! let filter = seccomp::compile(&profile)?;
+//! assert!(filter.instructions() > 0);
+//! // filter.load() in the container init, right before execve.
+//! # Ok::<(), engine_core::Error>(())
+//! ```
+
+use engine_core::{Error, Result};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use oci_spec::runtime::{
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
+};
+use std::io::{Read, Seek, SeekFrom};
+use std::os::fd::{FromRawFd, OwnedFd};
+
+const SECCOMP_SET_MODE_FILTER: libc::c_uint = 1;
+const SECCOMP_FILTER_FLAG_TSYNC: libc::c_uint = 1;
+const SECCOMP_FILTER_FLAG_LOG: libc::c_uint = 2;
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_uint = 4;
+const SECCOMP_FILTER_FLAG_NEW_LISTENER: libc::c_uint = 8;
+const SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV: libc::c_uint = 32;
+
+/// A compiled seccomp program, ready to load.
+#[derive(Clone, Debug)]
+pub struct Filter {
+    program: Vec<libc::sock_filter>,
+    flags: libc::c_uint,
+    notify: bool,
+    skipped: Vec<String>,
+}
+
+fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Error {
+    Error::invalid(what, reason)
+}
+
+fn lib_err(what: &str, e: libseccomp::error::SeccompError) -> Error {
+    Error::Other(format!("seccomp: {what}: {e}"))
+}
+
+/// The libseccomp architecture for an OCI one.
+fn arch(a: Arch) -> Result<ScmpArch> {
+    Ok(match a {
+        Arch::ScmpArchNative => ScmpArch::Native,
+        Arch::ScmpArchX86 => ScmpArch::X86,
+        Arch::ScmpArchX86_64 => ScmpArch::X8664,
+        Arch::ScmpArchX32 => ScmpArch::X32,
+        Arch::ScmpArchArm => ScmpArch::Arm,
+        Arch::ScmpArchAarch64 => ScmpArch::Aarch64,
+        Arch::ScmpArchMips => ScmpArch::Mips,
+        Arch::ScmpArchMips64 => ScmpArch::Mips64,
+        Arch::ScmpArchMips64n32 => ScmpArch::Mips64N32,
+        Arch::ScmpArchMipsel => ScmpArch::Mipsel,
+        Arch::ScmpArchMipsel64 => ScmpArch::Mipsel64,
+        Arch::ScmpArchMipsel64n32 => ScmpArch::Mipsel64N32,
+        Arch::ScmpArchPpc => ScmpArch::Ppc,
+        Arch::ScmpArchPpc64 => ScmpArch::Ppc64,
+        Arch::ScmpArchPpc64le => ScmpArch::Ppc64Le,
+        Arch::ScmpArchS390 => ScmpArch::S390,
+        Arch::ScmpArchS390x => ScmpArch::S390X,
+        Arch::ScmpArchParisc => ScmpArch::Parisc,
+        Arch::ScmpArchParisc64 => ScmpArch::Parisc64,
+        Arch::ScmpArchRiscv64 => ScmpArch::Riscv64,
+        Arch::ScmpArchLoongarch64 => ScmpArch::Loongarch64,
+        Arch::ScmpArchM68k => ScmpArch::M68k,
+        other => {
+            return Err(invalid(
+                "linux.seccomp.architectures",
+                format!("architecture {other} is not supported by this runtime's libseccomp"),
+            ))
+        }
+    })
+}
+
+/// The libseccomp action for an OCI action and its `errnoRet`.
+fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, what: &str) -> Result<ScmpAction> {
+    let code = |default: u32| -> Result<u32> {
+        let v = errno_ret.unwrap_or(default);
+        if v > u16::MAX as u32 {
+            return Err(invalid(what, format!("errnoRet {v} does not fit in 16 bits")));
+        }
+        Ok(v)
+    };
+    Ok(match a {
+        LinuxSeccompAction::ScmpActAllow => ScmpAction::Allow,
+        LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(code(libc::EPERM as u32)? as i32),
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
+        LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
+        LinuxSeccompAction::ScmpActTrace => ScmpAction::Trace(code(libc::EPERM as u32)? as u16),
+        LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
+        LinuxSeccompAction::ScmpActNotify => ScmpAction::Notify,
+    })
+}
+
+fn compare(arg: &LinuxSeccompArg, what: &str) -> Result<ScmpArgCompare> {
+    if arg.index() > 5 {
+        return Err(invalid(what, format!("argument index {} is out of range (0-5)", arg.index())));
+    }
+    let (op, datum) = match arg.op() {
+        LinuxSeccompOperator::ScmpCmpNe => (ScmpCompareOp::NotEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLt => (ScmpCompareOp::Less, arg.value()),
+        LinuxSeccompOperator::ScmpCmpLe => (ScmpCompareOp::LessOrEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, arg.value()),
+        LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, arg.value()),
+        LinuxSeccompOperator::ScmpCmpMaskedEq => {
+            (ScmpCompareOp::MaskedEqual(arg.value()), arg.value_two().unwrap_or_default())
+        }
+    };
+    Ok(ScmpArgCompare::new(arg.index() as u32, op, datum))
+}
+
+/// Validate an OCI seccomp profile and compile it to a BPF program.
+///
+/// Runs in the runtime's parent process, before the container's init exists,
+/// so a bad profile fails `create` with a message naming the offending
+/// action, architecture, flag or argument, and nothing is left behind.
+pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
+    let default = action(s.default_action(), s.default_errno_ret(), "linux.seccomp.defaultAction")?;
+    let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_err("creating the filter", e))?;
+    // We load the program ourselves; never let libseccomp set no_new_privs.
+    ctx.set_ctl_nnp(false).map_err(|e| lib_err("clearing the no_new_privs attribute", e))?;
+
+    let mut flags: libc::c_uint = 0;
+    for f in s.flags().iter().flatten() {
+        flags |= match f {
+            LinuxSeccompFilterFlag::SeccompFilterFlagLog => SECCOMP_FILTER_FLAG_LOG,
+            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            // The init is single-threaded when it loads the filter.
+            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => SECCOMP_FILTER_FLAG_TSYNC,
+        };
+    }
+
+    for a in s.architectures().iter().flatten() {
+        let sa = arch(*a)?;
+        if sa == ScmpArch::Native {
+            continue;
+        }
+        match ctx.add_arch(sa) {
+            Ok(_) => {}
+            Err(e) => {
+                return Err(invalid(
+                    "linux.seccomp.architectures",
+                    format!("architecture {a} cannot be added: {e}"),
+                ))
+            }
+        }
+    }
+
+    let mut notify = matches!(default, ScmpAction::Notify);
+    let mut skipped = Vec::new();
+    for (i, rule) in s.syscalls().iter().flatten().enumerate() {
+        let what = format!("linux.seccomp.syscalls[{i}]");
+        let act = action(rule.action(), rule.errno_ret(), &what)?;
+        if act == default {
+            tracing::debug!(names = ?rule.names(), "seccomp: rule action equals the default action; skipped");
+            continue;
+        }
+        if act == ScmpAction::Notify {
+            notify = true;
+        }
+        let args = rule.args().as_deref().unwrap_or(&[]);
+        let conds = args.iter().map(|a| compare(a, &what)).collect::<Result<Vec<_>>>()?;
+        let mut indexes: Vec<usize> = args.iter().map(|a| a.index()).collect();
+        indexes.sort_unstable();
+        let repeated = indexes.windows(2).any(|w| w[0] == w[1]);
+        for name in rule.names() {
+            let sys = match ScmpSyscall::from_name(name) {
+                Ok(sys) => sys,
+                Err(_) => {
+                    tracing::debug!(syscall = %name, "seccomp: unknown syscall name; skipped");
+                    skipped.push(name.clone());
+                    continue;
+                }
+            };
+            let res = if conds.is_empty() {
+                ctx.add_rule(act, sys).map(|_| ())
+            } else if repeated {
+                conds.iter().try_for_each(|c| ctx.add_rule_conditional(act, sys, &[*c]).map(|_| ()))
+            } else {
+                ctx.add_rule_conditional(act, sys, &conds).map(|_| ())
+            };
+            res.map_err(|e| invalid(&what, format!("rule for syscall {name:?} ({:?}) rejected: {e}", rule.action())))?;
+        }
+    }
+
+    if notify {
+        flags |= SECCOMP_FILTER_FLAG_NEW_LISTENER;
+        // TSYNC and NEW_LISTENER are exclusive without TSYNC_ESRCH; the init is
+        // single-threaded, so TSYNC has nothing to synchronise.
+        flags &= !SECCOMP_FILTER_FLAG_TSYNC;
+    }
+
+    let program = export(&ctx)?;
+    if program.is_empty() || program.len() > u16::MAX as usize {
+        return Err(Error::Other(format!("seccomp: compiled program has {} instructions", program.len())));
+    }
+    Ok(Filter { program, flags, notify, skipped })
+}
+
+/// Export the BPF program through a memfd (libseccomp 2.5 has no in-memory export).
+fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
+    // SAFETY: memfd_create with a static NUL-terminated name; the fd is owned below.
+    let fd = unsafe { libc::memfd_create(c"seccomp-bpf".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io("seccomp: memfd_create", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh, valid descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    ctx.export_bpf(&fd).map_err(|e| lib_err("exporting the BPF program", e))?;
+    let mut file = std::fs::File::from(fd);
+    file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("seccomp: rewinding the memfd", e))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|e| Error::io("seccomp: reading the BPF program", e))?;
+    const INSN: usize = std::mem::size_of::<libc::sock_filter>();
+    if bytes.len() % INSN != 0 {
+        return Err(Error::Other(format!("seccomp: exported program is {} bytes, not whole instructions", bytes.len())));
+    }
+    Ok(bytes
+        .chunks_exact(INSN)
+        .map(|c| libc::sock_filter {
+            code: u16::from_ne_bytes([c[0], c[1]]),
+            jt: c[2],
+            jf: c[3],
+            k: u32::from_ne_bytes([c[4], c[5], c[6], c[7]]),
+        })
+        .collect())
+}
+
+impl Filter {
+    /// Install the filter on the calling thread (and with `SECCOMP_FILTER_FLAG_TSYNC`
+    /// on all its threads). Call it in the container init right before `execve`:
+    /// it allocates nothing. A filter with a `SCMP_ACT_NOTIFY` rule must be loaded
+    /// with [`Filter::load_with_listener`] instead, which hands back the listener.
+    pub fn load(&self) -> Result<()> {
+        let fd = self.load_with_listener()?;
+        drop(fd);
+        Ok(())
+    }
+
+    /// Install the filter and return the user-notification listener when the
+    /// filter has a `SCMP_ACT_NOTIFY` rule (send it to `listenerPath`).
+    pub fn load_with_listener(&self) -> Result<Option<OwnedFd>> {
+        let prog = libc::sock_fprog { len: self.program.len() as u16, filter: self.program.as_ptr() as *mut _ };
+        // SAFETY: prog points at our program, valid for the duration of the call.
+        let rc = unsafe {
+            libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, self.flags, &prog as *const libc::sock_fprog)
+        };
+        if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            let hint = if e.raw_os_error() == Some(libc::EACCES) {
+                " (needs no_new_privs or CAP_SYS_ADMIN)"
+            } else {
+                ""
+            };
+            return Err(Error::io(format!("seccomp: loading the filter{hint}"), e));
+        }
+        if self.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 && rc > 0 {
+            // SAFETY: with NEW_LISTENER the kernel returns a fresh fd we own.
+            return Ok(Some(unsafe { OwnedFd::from_raw_fd(rc as i32) }));
+        }
+        Ok(None)
+    }
+
+    /// Number of BPF instructions.
+    pub fn instructions(&self) -> usize {
+        self.program.len()
+    }
+
+    /// True when the filter has a `SCMP_ACT_NOTIFY` rule or default.
+    pub fn needs_listener(&self) -> bool {
+        self.notify
+    }
+
+    /// The `seccomp(2)` flags the filter is loaded with.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// Syscall names the host's libseccomp did not know, skipped at compile time.
+    pub fn skipped_syscalls(&self) -> &[String] {
+        &self.skipped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile(json: &str) -> LinuxSeccomp {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Run `f` in a forked child with the filter loaded; returns the child's exit code.
+    /// The child only makes raw syscalls after fork (test processes are threaded).
+    fn in_child(filter: &Filter, f: fn() -> i32) -> i32 {
+        // SAFETY: the child calls only async-signal-safe functions (prctl, seccomp, syscalls, _exit).
+        unsafe {
+            let pid = libc::fork();
+            assert!(pid >= 0);
+            if pid == 0 {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                let prog = libc::sock_fprog { len: filter.program.len() as u16, filter: filter.program.as_ptr() as *mut _ };
+                let rc = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, filter.flags, &prog);
+                if rc < 0 {
+                    libc::_exit(200);
+                }
+                libc::_exit(f());
+            }
+            let mut status = 0;
+            libc::waitpid(pid, &mut status, 0);
+            if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                128 + libc::WTERMSIG(status)
+            }
+        }
+    }
+
+    fn getppid_errno() -> i32 {
+        // SAFETY: raw syscall without arguments.
+        let rc = unsafe { libc::syscall(libc::SYS_getppid) };
+        if rc < 0 {
+            // SAFETY: reading errno of this thread.
+            unsafe { *libc::__errno_location() }
+        } else {
+            0
+        }
+    }
+
+    fn dup3_conditions() -> i32 {
+        // dup3(0, 100, 0) vs dup3(0, 101, 0): only newfd 100 is denied.
+        // SAFETY: raw syscalls on fd numbers the child owns.
+        unsafe {
+            let a = libc::syscall(libc::SYS_dup3, 0, 100, 0);
+            let ea = if a < 0 { *libc::__errno_location() } else { 0 };
+            let b = libc::syscall(libc::SYS_dup3, 0, 101, 0);
+            let eb = if b < 0 { *libc::__errno_location() } else { 0 };
+            if ea == libc::EXDEV && eb == 0 {
+                0
+            } else {
+                1
+            }
+        }
+    }
+
+    #[test]
+    fn errno_action_returns_errno() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_ERRNO","errnoRet":38}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(in_child(&f, getppid_errno), 38);
+        // Without errnoRet: EPERM.
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(in_child(&f, getppid_errno), libc::EPERM);
+    }
+
+    #[test]
+    fn default_errno_and_allow_list() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":13,
+                "syscalls":[{"names":["exit","exit_group","seccomp","prctl"],"action":"SCMP_ACT_ALLOW"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(in_child(&f, getppid_errno), libc::EACCES);
+    }
+
+    #[test]
+    fn kill_process_kills_with_sigsys() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_KILL_PROCESS"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(in_child(&f, getppid_errno), 128 + libc::SIGSYS);
+    }
+
+    #[test]
+    fn argument_conditions() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["dup3"],"action":"SCMP_ACT_ERRNO","errnoRet":18,
+                "args":[{"index":1,"value":100,"op":"SCMP_CMP_EQ"}]}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(in_child(&f, dup3_conditions), 0);
+        // Masked equality: mask 0xff00 of newfd (100 = 0x64) equals 0 → denied; 101 too.
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["dup3"],"action":"SCMP_ACT_ERRNO","errnoRet":18,
+                "args":[{"index":1,"value":1,"valueTwo":0,"op":"SCMP_CMP_MASKED_EQ"}]}]}"#,
+        ))
+        .unwrap();
+        // 100 & 1 == 0 → denied; 101 & 1 == 1 → allowed.
+        assert_eq!(in_child(&f, dup3_conditions), 0);
+    }
+
+    #[test]
+    fn repeated_index_conditions_are_ored() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["dup3"],"action":"SCMP_ACT_ERRNO","errnoRet":18,
+                "args":[{"index":1,"value":100,"op":"SCMP_CMP_EQ"},{"index":1,"value":7,"op":"SCMP_CMP_EQ"}]}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(in_child(&f, dup3_conditions), 0);
+    }
+
+    #[test]
+    fn unknown_syscall_is_skipped() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["no_such_syscall_xyz","getppid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        assert_eq!(f.skipped_syscalls(), ["no_such_syscall_xyz"]);
+        assert_eq!(in_child(&f, getppid_errno), libc::EPERM);
+    }
+
+    #[test]
+    fn unknown_action_and_arch_are_errors() {
+        let bad: std::result::Result<LinuxSeccomp, _> =
+            serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_FOO","syscalls":[]}"#);
+        assert!(bad.is_err());
+        let bad: std::result::Result<LinuxSeccomp, _> =
+            serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#);
+        assert!(bad.is_err());
+        let e = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_SH"]}"#))
+            .unwrap_err();
+        assert!(e.to_string().contains("ScmpArchSh") || e.to_string().contains("SCMP_ARCH_SH"), "{e}");
+    }
+
+    #[test]
+    fn bad_argument_index_is_named() {
+        let e = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["dup3"],"action":"SCMP_ACT_ERRNO",
+                "args":[{"index":6,"value":1,"op":"SCMP_CMP_EQ"}]}]}"#,
+        ))
+        .unwrap_err();
+        assert!(e.to_string().contains("syscalls[0]") && e.to_string().contains("index 6"), "{e}");
+    }
+
+    #[test]
+    fn notify_sets_listener_flag() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","flags":["SECCOMP_FILTER_FLAG_TSYNC"],
+                "syscalls":[{"names":["getppid"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        assert!(f.needs_listener());
+        assert_eq!(f.flags() & SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER);
+        assert_eq!(f.flags() & SECCOMP_FILTER_FLAG_TSYNC, 0);
+    }
+
+    #[test]
+    fn multiple_architectures() {
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
+                "syscalls":[{"names":["getppid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        let single = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        ))
+        .unwrap();
+        assert!(f.instructions() > single.instructions());
+        assert_eq!(in_child(&f, getppid_errno), libc::EPERM);
+    }
+}
