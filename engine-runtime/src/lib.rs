@@ -2,3 +2,6 @@
 //!
 //! runc's role. Shared file: each helper adds only its own `mod` lines.
 #![deny(missing_docs)]
+
+pub mod cgroups;
+pub mod seccomp;
