@@ -1,1 +1,65 @@
-//! Placeholder; being built.
+//! # engine-lifecycle
+//!
+//! containerd's role: the default [`LifecycleManager`]. It turns an image and a
+//! [`ContainerConfig`](engine_core::ContainerConfig) into an OCI bundle, launches
+//! one shim per container, tracks every container in a redb database (one
+//! durable transaction per change), monitors exits, applies restart policies,
+//! and recovers after a restart: a new [`Manager`] on the same root reconnects
+//! to running shims and records the exits that happened while it was away.
+//!
+//! The create-flow: validate (bad input fails before anything exists), resolve
+//! the image ([`ImageStore::inspect`](engine_core::ImageStore::inspect)),
+//! prepare the rootfs snapshot, derive the runtime spec (image config, then
+//! hostname, terminal, mounts, resources, network, read-only root, cgroups
+//! path), write `config.json` atomically, persist the record, launch the shim
+//! (which runs the runtime's `create`). Any failure undoes every step.
+//!
+//! The same trait is served over gRPC by [`serve`] (the `engine-lifecycled`
+//! binary) and spoken by [`RemoteManager`], so a daemon can use the manager
+//! in-process or in its own process through one interface.
+//!
+//! ```no_run
+//! # async fn demo() -> engine_core::Result<()> {
+//! use engine_core::{ContainerConfig, LifecycleManager, WaitCondition};
+//! use std::sync::Arc;
+//! let images = Arc::new(engine_image::Store::open("/var/lib/engine/images").await?);
+//! let shims = Arc::new(engine_shim::Launcher::default());
+//! let mgr = engine_lifecycle::Manager::new(
+//!     engine_lifecycle::ManagerConfig::new("/var/lib/engine", images, shims)).await?;
+//! let c = mgr.create(ContainerConfig {
+//!     image: "busybox".into(),
+//!     cmd: Some(vec!["echo".into(), "hi".into()]),
+//!     ..Default::default()
+//! }).await?;
+//! mgr.start(&c.id).await?;
+//! let exit = mgr.wait(&c.id, WaitCondition::NotRunning).await?;
+//! assert_eq!(exit.code, 0);
+//! mgr.remove(&c.id, false).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Runtimes
+//! Each container names its runtime (`engine-runc` by default, `runc`, `crun`,
+//! any configured name, or an absolute path to a runc-compatible binary); its
+//! state root is `<root>/runtime/<name>`. A Rust type implementing
+//! [`engine_core::Runtime`] is hosted the same way: build a shim binary with
+//! `engine-shim`'s library around that type and hand the manager a launcher for
+//! it (see the `swap_runtime` example at the workspace root).
+#![deny(missing_docs)]
+
+mod config;
+mod grpc;
+mod image_config;
+mod logs;
+mod manager;
+mod names;
+mod spec;
+mod store;
+mod top;
+
+pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIME};
+pub use engine_core::LifecycleManager;
+pub use grpc::client::RemoteManager;
+pub use grpc::pb;
+pub use grpc::server::{serve, serve_with_shutdown};
+pub use manager::Manager;

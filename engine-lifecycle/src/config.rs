@@ -1,0 +1,165 @@
+//! The manager's configuration and runtime discovery.
+
+use engine_core::{Error, ImageStore, Result, RuntimeBinary, ShimLauncher};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The name of the default runtime (this project's own `engine-runc`).
+pub const DEFAULT_RUNTIME: &str = "engine-runc";
+
+/// Everything a [`crate::Manager`] needs.
+///
+/// ```no_run
+/// # fn demo(images: std::sync::Arc<dyn engine_core::ImageStore>,
+/// #         shims: std::sync::Arc<dyn engine_core::ShimLauncher>) {
+/// use engine_lifecycle::ManagerConfig;
+/// let cfg = ManagerConfig::new("/var/lib/engine", images, shims)
+///     .runtime("runc", "/usr/sbin/runc")
+///     .default_runtime("runc");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ManagerConfig {
+    /// State root: the database, bundles, shim state dirs, volumes and
+    /// runtime state live under it.
+    pub root: PathBuf,
+    /// The image store containers are created from.
+    pub images: Arc<dyn ImageStore>,
+    /// Launches (and reconnects to) shims.
+    pub shims: Arc<dyn ShimLauncher>,
+    /// Runtimes by name. A container may also name a runtime by absolute path.
+    pub runtimes: BTreeMap<String, RuntimeBinary>,
+    /// Name of the runtime used when a container names none.
+    pub default_runtime: String,
+    /// First delay of the restart policy's back-off (doubled per restart, at most 64x).
+    pub restart_delay: Duration,
+}
+
+impl std::fmt::Debug for ManagerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ManagerConfig")
+            .field("root", &self.root)
+            .field("runtimes", &self.runtimes)
+            .field("default_runtime", &self.default_runtime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ManagerConfig {
+    /// A configuration with the runtimes found on this host: `engine-runc`
+    /// (see [`find_engine_binary`]), and `runc`, `crun` and `youki` when they are
+    /// on `PATH`. The default runtime is `engine-runc`.
+    pub fn new(root: impl Into<PathBuf>, images: Arc<dyn ImageStore>, shims: Arc<dyn ShimLauncher>) -> Self {
+        let mut runtimes = BTreeMap::new();
+        if let Some(p) = find_engine_binary(DEFAULT_RUNTIME) {
+            runtimes.insert(DEFAULT_RUNTIME.to_string(), binary(DEFAULT_RUNTIME, p));
+        }
+        for name in ["runc", "crun", "youki"] {
+            if let Some(p) = find_in_path(name) {
+                runtimes.insert(name.to_string(), binary(name, p));
+            }
+        }
+        ManagerConfig {
+            root: root.into(),
+            images,
+            shims,
+            runtimes,
+            default_runtime: DEFAULT_RUNTIME.to_string(),
+            restart_delay: Duration::from_millis(100),
+        }
+    }
+
+    /// Add (or replace) a runtime by name and binary path.
+    pub fn runtime(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        let name = name.into();
+        self.runtimes.insert(name.clone(), binary(&name, path.into()));
+        self
+    }
+
+    /// Add (or replace) a runtime with full control over its arguments.
+    pub fn runtime_binary(mut self, runtime: RuntimeBinary) -> Self {
+        self.runtimes.insert(runtime.name.clone(), runtime);
+        self
+    }
+
+    /// Choose the default runtime by name.
+    pub fn default_runtime(mut self, name: impl Into<String>) -> Self {
+        self.default_runtime = name.into();
+        self
+    }
+}
+
+fn binary(name: &str, path: PathBuf) -> RuntimeBinary {
+    RuntimeBinary { name: name.to_string(), path, root: None, args: Vec::new() }
+}
+
+/// Find one of this project's binaries (`engine-runc`, `engine-shim`,
+/// `engine-lifecycled`): in `$ENGINE_BIN_DIR`, next to the current executable,
+/// one directory up (a test in `target/debug/deps`), then on `PATH`.
+pub fn find_engine_binary(name: &str) -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("ENGINE_BIN_DIR") {
+        let p = Path::new(&dir).join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        let mut dir = exe.parent();
+        for _ in 0..2 {
+            let Some(d) = dir else { break };
+            let p = d.join(name);
+            if p.is_file() {
+                return Some(p);
+            }
+            dir = d.parent();
+        }
+    }
+    find_in_path(name)
+}
+
+/// Find an executable on `PATH` (and in the sbin directories, which root's PATH
+/// may lack in a test runner).
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let extra = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+    std::env::split_paths(&path)
+        .chain(extra.iter().map(PathBuf::from))
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+}
+
+/// Resolve a container's runtime choice (a name from the table, or an absolute
+/// path to a runtime binary) to the binary with its state root under `root`.
+pub(crate) fn resolve_runtime(cfg: &ManagerConfig, choice: Option<&str>) -> Result<RuntimeBinary> {
+    let choice = choice.unwrap_or(&cfg.default_runtime);
+    let mut rt = if let Some(rt) = cfg.runtimes.get(choice) {
+        rt.clone()
+    } else if choice.starts_with('/') {
+        let p = PathBuf::from(choice);
+        if !is_executable(&p) {
+            return Err(Error::invalid("runtime", format!("{choice} is not an executable file")));
+        }
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| choice.to_string());
+        binary(&name, p)
+    } else {
+        let known: Vec<&str> = cfg.runtimes.keys().map(|s| s.as_str()).collect();
+        return Err(Error::invalid(
+            "runtime",
+            format!("unknown runtime {choice:?} (known: {}; or give an absolute path)", known.join(", ")),
+        ));
+    };
+    if !is_executable(&rt.path) {
+        return Err(Error::invalid("runtime", format!("{}: {} is not an executable file", rt.name, rt.path.display())));
+    }
+    if rt.root.is_none() {
+        rt.root = Some(cfg.root.join("runtime").join(&rt.name));
+    }
+    Ok(rt)
+}

@@ -1,0 +1,1090 @@
+//! The default [`LifecycleManager`].
+
+use crate::config::{resolve_runtime, ManagerConfig};
+use crate::spec;
+use crate::store::{Record, Store};
+use async_trait::async_trait;
+use engine_core::{
+    Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerId, ContainerInfo, ContainerState, Error, Event,
+    EventKind, ExecConfig, ExecInfo, ExecRequest, ExitStatus, IoContext, LaunchRequest, LifecycleManager, ListFilter,
+    LogConfig, LogEntry, LogOptions, Pid, ProcessRef, RestartPolicy, Result, RuntimeBinary, Shim, Signal, Stats,
+    WaitCondition,
+};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{broadcast, watch};
+
+/// How long stop and remove wait for an exit after SIGKILL before giving up.
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+/// The default lifecycle manager (containerd's role): records in redb under
+/// its root, one shim per container, a monitor task per running container,
+/// restart policies, recovery of running containers on start.
+///
+/// Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Manager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Manager").field("root", &self.inner.cfg.root).finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner {
+    cfg: ManagerConfig,
+    store: Store,
+    containers: RwLock<HashMap<String, Arc<Entry>>>,
+    /// name -> id, including names reserved by creates in progress.
+    names: Mutex<HashMap<String, String>>,
+    execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
+    events: broadcast::Sender<Event>,
+}
+
+/// What waiters watch: counters bumped by the monitor.
+#[derive(Clone, Debug, Default)]
+struct Observed {
+    /// Exits recorded (state and record updated).
+    exits: u64,
+    /// Exits whose shim has also been cleaned up.
+    settled: u64,
+    last_exit: Option<ExitStatus>,
+    removed: bool,
+}
+
+struct Entry {
+    id: String,
+    rec: Mutex<Record>,
+    shim: Mutex<Option<Arc<dyn Shim>>>,
+    /// Serializes lifecycle operations (start, stop, remove, restart) on one container.
+    op: tokio::sync::Mutex<()>,
+    obs: watch::Sender<Observed>,
+}
+
+impl Entry {
+    fn new(rec: Record, shim: Option<Arc<dyn Shim>>) -> Arc<Entry> {
+        Arc::new(Entry {
+            id: rec.info.id.clone(),
+            rec: Mutex::new(rec),
+            shim: Mutex::new(shim),
+            op: tokio::sync::Mutex::new(()),
+            obs: watch::Sender::new(Observed::default()),
+        })
+    }
+    fn info(&self) -> ContainerInfo {
+        self.rec.lock().unwrap().info.clone()
+    }
+    fn state(&self) -> ContainerState {
+        self.rec.lock().unwrap().info.state
+    }
+    fn shim(&self) -> Option<Arc<dyn Shim>> {
+        self.shim.lock().unwrap().clone()
+    }
+    fn running_shim(&self) -> Result<Arc<dyn Shim>> {
+        let st = self.state();
+        if !matches!(st, ContainerState::Running | ContainerState::Paused) {
+            return Err(Error::conflict("container", &self.id, format!("is not running (state {st:?})")));
+        }
+        self.shim().ok_or_else(|| Error::unavailable(format!("shim of container {}", self.id), "not connected"))
+    }
+}
+
+struct ExecEntry {
+    info: Mutex<ExecInfo>,
+    shim: Arc<dyn Shim>,
+    done: watch::Sender<Option<ExitStatus>>,
+}
+
+fn is_running(st: ContainerState) -> bool {
+    matches!(st, ContainerState::Running | ContainerState::Paused | ContainerState::Restarting)
+}
+
+impl Manager {
+    /// Open (or create) the manager's state under `config.root`, and recover:
+    /// reconnect to the shims of running containers, record the exits that
+    /// happened while no manager was running, finish interrupted removals,
+    /// and apply restart policies.
+    pub async fn new(config: ManagerConfig) -> Result<Manager> {
+        let root = config.root.clone();
+        for d in ["containers", "shims", "volumes", "runtime"] {
+            std::fs::create_dir_all(root.join(d)).context(|| format!("creating {}", root.join(d).display()))?;
+        }
+        let db = root.join("containers.redb");
+        let store = tokio::task::spawn_blocking(move || Store::open(&db))
+            .await
+            .map_err(|e| Error::Other(format!("opening database: {e}")))??;
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            cfg: config,
+            store,
+            containers: RwLock::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
+            execs: Mutex::new(HashMap::new()),
+            events,
+        });
+        inner.recover().await?;
+        Ok(Manager { inner })
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.inner.cfg.root
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.cfg
+    }
+}
+
+impl Inner {
+    fn emit(&self, entry: &Entry, kind: EventKind) {
+        let (id, name, labels) = {
+            let r = entry.rec.lock().unwrap();
+            (r.info.id.clone(), r.info.name.clone(), r.info.config.labels.clone())
+        };
+        let _ = self.events.send(Event { id, name, kind, time: SystemTime::now(), labels });
+    }
+
+    fn lookup(&self, key: &str) -> Result<Arc<Entry>> {
+        let map = self.containers.read().unwrap();
+        if let Some(e) = map.get(key) {
+            return Ok(e.clone());
+        }
+        let name = key.strip_prefix('/').unwrap_or(key);
+        if let Some(id) = self.names.lock().unwrap().get(name) {
+            if let Some(e) = map.get(id) {
+                return Ok(e.clone());
+            }
+        }
+        if !key.is_empty() && key.chars().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = map.iter().filter(|(id, _)| id.starts_with(key));
+            if let Some((_, e)) = found.next() {
+                if found.next().is_some() {
+                    return Err(Error::invalid("container id prefix", format!("{key} matches several containers")));
+                }
+                return Ok(e.clone());
+            }
+        }
+        Err(Error::not_found("container", key))
+    }
+
+    async fn persist(&self, entry: &Entry) -> Result<()> {
+        let rec = entry.rec.lock().unwrap().clone();
+        self.store.put(&rec).await
+    }
+
+    fn launch_request(&self, rec: &Record) -> Result<LaunchRequest> {
+        Ok(LaunchRequest {
+            id: ContainerId::new(rec.info.id.clone())?,
+            bundle: rec.info.bundle.clone(),
+            state_dir: rec.shim_dir.clone(),
+            runtime: rec.runtime.clone(),
+            log: Some(LogConfig {
+                path: rec.info.log_path.clone(),
+                max_size: rec.info.config.log_max_size,
+                max_files: if rec.info.config.log_max_size.is_some() { 3 } else { 0 },
+            }),
+            open_stdin: rec.info.config.open_stdin,
+            owner_pid: rec.info.config.owner_pid,
+        })
+    }
+
+    // ---------------------------------------------------------------- create
+
+    async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<ContainerInfo> {
+        spec::validate(&config)?;
+        let runtime = resolve_runtime(&self.cfg, config.runtime.as_deref())?;
+        let image = self.cfg.images.inspect(&config.image).await?;
+        let id = engine_core::random_hex64();
+        let name = self.reserve_name(config.name.as_deref(), &id)?;
+        let mut undo = Undo { inner: Some(self.clone()), id: id.clone(), name: name.clone(), ..Default::default() };
+        match self.create_inner(&config, &runtime, &image, &id, &name, &mut undo).await {
+            Ok(info) => {
+                undo.disarm();
+                Ok(info)
+            }
+            Err(e) => {
+                undo.run().await;
+                Err(e)
+            }
+        }
+    }
+
+    fn reserve_name(&self, wanted: Option<&str>, id: &str) -> Result<String> {
+        let mut names = self.names.lock().unwrap();
+        if let Some(w) = wanted {
+            let n = crate::names::validate(w)?;
+            if let Some(other) = names.get(&n) {
+                return Err(Error::conflict(
+                    "container name",
+                    &n,
+                    format!("already in use by container {}", &other[..other.len().min(12)]),
+                ));
+            }
+            names.insert(n.clone(), id.to_string());
+            return Ok(n);
+        }
+        for retry in 0..100 {
+            let n = crate::names::generate(retry);
+            if !names.contains_key(&n) {
+                names.insert(n.clone(), id.to_string());
+                return Ok(n);
+            }
+        }
+        Err(Error::Other("could not generate a unique container name".into()))
+    }
+
+    async fn create_inner(
+        self: &Arc<Self>,
+        config: &ContainerConfig,
+        runtime: &RuntimeBinary,
+        image: &engine_core::ImageInfo,
+        id: &str,
+        name: &str,
+        undo: &mut Undo,
+    ) -> Result<ContainerInfo> {
+        let bundle = self.cfg.root.join("containers").join(id);
+        let shim_dir = self.cfg.root.join("shims").join(id);
+        std::fs::create_dir_all(&bundle).context(|| format!("creating bundle {}", bundle.display()))?;
+        undo.bundle = Some(bundle.clone());
+        // Named volumes are created on first use.
+        for m in &config.mounts {
+            if let engine_core::MountSpec::Volume { name, .. } = m {
+                let dir = self.cfg.root.join("volumes").join(name);
+                if !dir.exists() {
+                    std::fs::create_dir_all(&dir).context(|| format!("creating volume {}", dir.display()))?;
+                    undo.volumes.push(dir);
+                }
+            }
+        }
+        let rootfs_path = bundle.join("rootfs");
+        let rootfs = self.cfg.images.prepare_rootfs(&image.id, id, &rootfs_path).await?;
+        undo.rootfs_key = Some(rootfs.key.clone());
+
+        let mut oci = oci_spec::runtime::Spec::default();
+        crate::image_config::apply(&mut oci, &image.config, &rootfs.path, config)?;
+        let oci = spec::finish(
+            oci,
+            &spec::SpecContext {
+                id,
+                name,
+                config,
+                rootfs: &rootfs.path,
+                volumes: &self.cfg.root.join("volumes"),
+                cgroup_parent: "/engine",
+            },
+        )?;
+        let args = oci.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        if args.is_empty() {
+            return Err(Error::invalid(
+                "command",
+                format!("image {} has no Entrypoint or Cmd and none was given", config.image),
+            ));
+        }
+        spec::write_bundle_config(&bundle, &oci)?;
+
+        let mut config = config.clone();
+        config.name = Some(name.to_string());
+        if config.stop_signal.is_none() {
+            config.stop_signal = image
+                .config
+                .config()
+                .as_ref()
+                .and_then(|c| c.stop_signal().clone())
+                .and_then(|s| s.parse::<Signal>().ok());
+        }
+        let info = ContainerInfo {
+            id: id.to_string(),
+            name: name.to_string(),
+            config,
+            image_id: image.id.clone(),
+            state: ContainerState::Created,
+            pid: None,
+            exit_code: None,
+            oom_killed: false,
+            created: SystemTime::now(),
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            args,
+            bundle: bundle.clone(),
+            log_path: bundle.join(format!("{id}-json.log")),
+            runtime: runtime.name.clone(),
+        };
+        let rec = Record {
+            info: info.clone(),
+            runtime: runtime.clone(),
+            shim_dir: shim_dir.clone(),
+            rootfs_key: rootfs.key.clone(),
+            stopped_by_user: false,
+        };
+        self.store.put(&rec).await?;
+        undo.record = true;
+        undo.shim_dir = Some(shim_dir);
+        let shim: Arc<dyn Shim> = Arc::from(self.cfg.shims.launch(self.launch_request(&rec)?).await?);
+        let entry = Entry::new(rec, Some(shim));
+        self.containers.write().unwrap().insert(id.to_string(), entry.clone());
+        self.emit(&entry, EventKind::Created);
+        tracing::info!(id, name, image = %info.config.image, runtime = %runtime.name, "container created");
+        Ok(info)
+    }
+
+    // ----------------------------------------------------------------- start
+
+    /// Start with the op lock held.
+    async fn start_locked(self: &Arc<Self>, entry: &Arc<Entry>) -> Result<()> {
+        let st = entry.state();
+        match st {
+            ContainerState::Running | ContainerState::Paused => return Ok(()),
+            ContainerState::Removing => {
+                return Err(Error::conflict("container", &entry.id, "is being removed"));
+            }
+            _ => {}
+        }
+        // A previous run's monitor may still be cleaning up its shim.
+        wait_settled(entry, KILL_WAIT).await?;
+        let shim = match entry.shim() {
+            Some(s) if st == ContainerState::Created => s,
+            _ => {
+                let old = entry.shim.lock().unwrap().take();
+                if let Some(old) = old {
+                    let _ = old.delete().await;
+                    let _ = old.shutdown().await;
+                }
+                let rec = entry.rec.lock().unwrap().clone();
+                let _ = std::fs::remove_dir_all(&rec.shim_dir);
+                let shim: Arc<dyn Shim> = Arc::from(self.cfg.shims.launch(self.launch_request(&rec)?).await?);
+                *entry.shim.lock().unwrap() = Some(shim.clone());
+                shim
+            }
+        };
+        let pid = shim.start().await?;
+        {
+            let mut r = entry.rec.lock().unwrap();
+            r.info.state = ContainerState::Running;
+            r.info.pid = Some(pid);
+            r.info.started_at = Some(SystemTime::now());
+            r.info.exit_code = None;
+            r.info.oom_killed = false;
+            r.stopped_by_user = false;
+        }
+        self.persist(entry).await?;
+        self.spawn_monitor(entry.clone(), shim);
+        self.emit(entry, EventKind::Started);
+        Ok(())
+    }
+
+    fn spawn_monitor(self: &Arc<Self>, entry: Arc<Entry>, shim: Arc<dyn Shim>) {
+        let inner = self.clone();
+        tokio::spawn(async move {
+            let status = match shim.wait(&ProcessRef::Init).await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    let dir = entry.rec.lock().unwrap().shim_dir.clone();
+                    tracing::warn!(id = %entry.id, "lost the shim while waiting: {e}");
+                    inner.cfg.shims.recorded_exit(&dir).await.ok().flatten()
+                }
+            };
+            inner.on_exit(&entry, &shim, status).await;
+        });
+    }
+
+    /// Record an exit, clean up its shim, apply the restart policy.
+    async fn on_exit(self: &Arc<Self>, entry: &Arc<Entry>, shim: &Arc<dyn Shim>, status: Option<ExitStatus>) {
+        let current = entry.shim().is_some_and(|s| Arc::ptr_eq(&s, shim));
+        if !current {
+            return;
+        }
+        let oom = if entry.rec.lock().unwrap().info.config.resources.memory.is_some() {
+            shim.stats().await.ok().and_then(|s| s.oom_kills).is_some_and(|n| n > 0)
+        } else {
+            false
+        };
+        let code = status.map(|s| s.code);
+        {
+            let mut r = entry.rec.lock().unwrap();
+            r.info.state = if status.is_some() { ContainerState::Exited } else { ContainerState::Dead };
+            r.info.exit_code = code.or(Some(-1));
+            r.info.finished_at = Some(status.map(|s| s.at).unwrap_or_else(SystemTime::now));
+            r.info.pid = None;
+            r.info.oom_killed = oom;
+        }
+        if let Err(e) = self.persist(entry).await {
+            tracing::error!(id = %entry.id, "recording exit: {e}");
+        }
+        let exit = status.unwrap_or_else(|| ExitStatus::now(-1));
+        entry.obs.send_modify(|o| {
+            o.exits += 1;
+            o.last_exit = Some(exit);
+        });
+        if oom {
+            self.emit(entry, EventKind::Oom);
+        }
+        self.emit(entry, EventKind::Exited { code: exit.code });
+        tracing::info!(id = %entry.id, code = exit.code, "container exited");
+        // The shim's work is done: runtime delete, shim exits.
+        let taken = {
+            let mut s = entry.shim.lock().unwrap();
+            if s.as_ref().is_some_and(|x| Arc::ptr_eq(x, shim)) {
+                s.take()
+            } else {
+                None
+            }
+        };
+        if let Some(s) = taken {
+            if let Err(e) = s.delete().await {
+                tracing::debug!(id = %entry.id, "shim delete: {e}");
+                let rec = entry.rec.lock().unwrap().clone();
+                self.runtime_delete(&rec).await;
+            }
+            let _ = s.shutdown().await;
+        }
+        entry.obs.send_modify(|o| o.settled += 1);
+        self.after_exit(entry, exit.code);
+    }
+
+    /// Auto-remove or restart per policy.
+    fn after_exit(self: &Arc<Self>, entry: &Arc<Entry>, code: i32) {
+        let (policy, auto_remove, stopped, count, state) = {
+            let r = entry.rec.lock().unwrap();
+            (r.info.config.restart, r.info.config.auto_remove, r.stopped_by_user, r.info.restart_count, r.info.state)
+        };
+        if state == ContainerState::Removing {
+            return;
+        }
+        let restart = !stopped
+            && match policy {
+                RestartPolicy::No => false,
+                RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
+                RestartPolicy::OnFailure { max_retries } => code != 0 && (max_retries == 0 || count < max_retries),
+            };
+        let inner = self.clone();
+        let entry = entry.clone();
+        if restart {
+            let delay = self.cfg.restart_delay * 2u32.pow(count.min(6));
+            tokio::spawn(async move {
+                entry.rec.lock().unwrap().info.state = ContainerState::Restarting;
+                tokio::time::sleep(delay).await;
+                let _op = entry.op.lock().await;
+                let go = {
+                    let r = entry.rec.lock().unwrap();
+                    r.info.state == ContainerState::Restarting && !r.stopped_by_user
+                };
+                if !go || !inner.containers.read().unwrap().contains_key(&entry.id) {
+                    return;
+                }
+                entry.rec.lock().unwrap().info.restart_count += 1;
+                match inner.start_locked(&entry).await {
+                    Ok(()) => inner.emit(&entry, EventKind::Restarted),
+                    Err(e) => {
+                        tracing::warn!(id = %entry.id, "restart failed: {e}");
+                        entry.rec.lock().unwrap().info.state = ContainerState::Exited;
+                        let _ = inner.persist(&entry).await;
+                    }
+                }
+            });
+        } else if auto_remove {
+            tokio::spawn(async move {
+                if let Err(e) = inner.remove(&entry.id, true).await {
+                    if !e.is_not_found() {
+                        tracing::warn!(id = %entry.id, "auto-remove failed: {e}");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Delete the container in its runtime directly (when its shim is gone).
+    async fn runtime_delete(&self, rec: &Record) {
+        let rt = &rec.runtime;
+        let mut cmd = tokio::process::Command::new(&rt.path);
+        cmd.args(&rt.args);
+        if let Some(root) = &rt.root {
+            cmd.arg("--root").arg(root);
+        }
+        cmd.args(["delete", "--force", &rec.info.id]);
+        cmd.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        match cmd.status().await {
+            Ok(s) if !s.success() => tracing::debug!(id = %rec.info.id, "{} delete --force: {s}", rt.name),
+            Err(e) => tracing::debug!(id = %rec.info.id, "running {} delete: {e}", rt.name),
+            _ => {}
+        }
+    }
+
+    // ------------------------------------------------------------------ stop
+
+    async fn stop(self: &Arc<Self>, key: &str, grace: Option<Duration>) -> Result<()> {
+        let entry = self.lookup(key)?;
+        let _op = entry.op.lock().await;
+        let settled0 = entry.obs.borrow().settled;
+        let (state, sig, timeout) = {
+            let mut r = entry.rec.lock().unwrap();
+            r.stopped_by_user = true;
+            let c = &r.info.config;
+            (
+                r.info.state,
+                c.stop_signal.unwrap_or(Signal::TERM),
+                grace.or(c.stop_timeout).unwrap_or(Duration::from_secs(10)),
+            )
+        };
+        if state == ContainerState::Restarting {
+            let mut r = entry.rec.lock().unwrap();
+            r.info.state = ContainerState::Exited;
+        }
+        self.persist(&entry).await?;
+        if !matches!(state, ContainerState::Running | ContainerState::Paused) {
+            return Ok(());
+        }
+        let Some(shim) = entry.shim() else { return Ok(()) };
+        if state == ContainerState::Paused {
+            let _ = shim.resume().await;
+        }
+        if !timeout.is_zero() {
+            if let Err(e) = shim.kill(&ProcessRef::Init, sig, false).await {
+                tracing::debug!(id = %entry.id, "stop signal: {e}");
+            }
+            if wait_settled_after(&entry, settled0, timeout).await.is_ok() {
+                return Ok(());
+            }
+        }
+        tracing::info!(id = %entry.id, "no exit after {timeout:?}; sending SIGKILL");
+        let _ = shim.kill(&ProcessRef::Init, Signal::KILL, true).await;
+        wait_settled_after(&entry, settled0, KILL_WAIT).await
+    }
+
+    // ---------------------------------------------------------------- remove
+
+    async fn remove(self: &Arc<Self>, key: &str, force: bool) -> Result<()> {
+        let entry = self.lookup(key)?;
+        let _op = entry.op.lock().await;
+        if !self.containers.read().unwrap().contains_key(&entry.id) {
+            return Err(Error::not_found("container", key));
+        }
+        let settled0 = entry.obs.borrow().settled;
+        let state = entry.state();
+        if is_running(state) {
+            if !force {
+                return Err(Error::conflict(
+                    "container",
+                    &entry.id,
+                    format!("is {state:?}; stop it first or remove with force"),
+                ));
+            }
+            entry.rec.lock().unwrap().stopped_by_user = true;
+            if state == ContainerState::Restarting {
+                entry.rec.lock().unwrap().info.state = ContainerState::Exited;
+            } else if let Some(shim) = entry.shim() {
+                let _ = shim.kill(&ProcessRef::Init, Signal::KILL, true).await;
+                if state == ContainerState::Paused {
+                    let _ = shim.resume().await;
+                }
+                wait_settled_after(&entry, settled0, KILL_WAIT).await?;
+            }
+        }
+        wait_settled(&entry, KILL_WAIT).await?;
+        entry.rec.lock().unwrap().info.state = ContainerState::Removing;
+        self.persist(&entry).await?;
+        // A created (never started) container still has its shim.
+        let shim = entry.shim.lock().unwrap().take();
+        if let Some(shim) = shim {
+            let _ = shim.kill(&ProcessRef::Init, Signal::KILL, true).await;
+            if shim.delete().await.is_err() {
+                let rec = entry.rec.lock().unwrap().clone();
+                self.runtime_delete(&rec).await;
+            }
+            let _ = shim.shutdown().await;
+        }
+        let rec = entry.rec.lock().unwrap().clone();
+        self.finish_removal(&rec).await?;
+        self.containers.write().unwrap().remove(&entry.id);
+        self.names.lock().unwrap().retain(|_, id| *id != entry.id);
+        self.execs.lock().unwrap().retain(|_, x| x.info.lock().unwrap().container_id != entry.id);
+        entry.obs.send_modify(|o| o.removed = true);
+        self.emit(&entry, EventKind::Removed);
+        tracing::info!(id = %entry.id, "container removed");
+        Ok(())
+    }
+
+    /// Remove what a container has on disk: rootfs, bundle, shim dir, record.
+    async fn finish_removal(&self, rec: &Record) -> Result<()> {
+        if let Err(e) = self.cfg.images.remove_rootfs(&rec.rootfs_key).await {
+            if !e.is_not_found() {
+                return Err(e);
+            }
+        }
+        for dir in [&rec.info.bundle, &rec.shim_dir] {
+            match tokio::fs::remove_dir_all(dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(format!("removing {}", dir.display()), e)),
+            }
+        }
+        self.store.delete(&rec.info.id).await
+    }
+
+    // -------------------------------------------------------------- recovery
+
+    async fn recover(self: &Arc<Self>) -> Result<()> {
+        let store = self.store.clone();
+        let records = tokio::task::spawn_blocking(move || store.load_all())
+            .await
+            .map_err(|e| Error::Other(format!("loading records: {e}")))??;
+        let mut restarts = Vec::new();
+        for rec in records {
+            let id = rec.info.id.clone();
+            if rec.info.state == ContainerState::Removing {
+                if let Err(e) = self.finish_removal(&rec).await {
+                    tracing::warn!(id, "finishing an interrupted removal: {e}");
+                }
+                continue;
+            }
+            self.names.lock().unwrap().insert(rec.info.name.clone(), id.clone());
+            let cid = ContainerId::new(id.clone())?;
+            let state = rec.info.state;
+            let shim = if rec.shim_dir.exists() {
+                match self.cfg.shims.connect(&cid, &rec.shim_dir).await {
+                    Ok(s) => Some(Arc::<dyn Shim>::from(s)),
+                    Err(e) => {
+                        tracing::info!(id, "shim not reachable: {e}");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
+            let entry = Entry::new(rec.clone(), shim.clone());
+            self.containers.write().unwrap().insert(id.clone(), entry.clone());
+            match (state, shim) {
+                (ContainerState::Running | ContainerState::Paused | ContainerState::Restarting, Some(shim)) => {
+                    match shim.state(&ProcessRef::Init).await {
+                        Ok(ps) if ps.exit.is_some() => {
+                            self.on_exit(&entry, &shim, ps.exit).await;
+                        }
+                        Ok(ps) => {
+                            {
+                                let mut r = entry.rec.lock().unwrap();
+                                r.info.pid = Some(ps.pid);
+                                r.info.state = if ps.status == engine_core::ContainerStatus::Paused {
+                                    ContainerState::Paused
+                                } else {
+                                    ContainerState::Running
+                                };
+                            }
+                            let _ = self.persist(&entry).await;
+                            self.spawn_monitor(entry.clone(), shim);
+                            tracing::info!(id, pid = ps.pid, "reconnected to a running container");
+                        }
+                        Err(e) => {
+                            tracing::warn!(id, "shim state: {e}");
+                            self.spawn_monitor(entry.clone(), shim);
+                        }
+                    }
+                }
+                (ContainerState::Running | ContainerState::Paused | ContainerState::Restarting, None) => {
+                    // The shim is gone: its recorded exit is the truth.
+                    let exit = self.cfg.shims.recorded_exit(&rec.shim_dir).await.ok().flatten();
+                    self.runtime_delete(&rec).await;
+                    let _ = std::fs::remove_dir_all(&rec.shim_dir);
+                    let dummy = self.detached_exit(&entry, exit).await;
+                    tracing::info!(id, code = dummy, "container exited while the manager was away");
+                }
+                (ContainerState::Created, Some(_)) => {}
+                (ContainerState::Created, None) => {
+                    // Its runtime container went with the shim; start launches a new one.
+                    self.runtime_delete(&rec).await;
+                }
+                (_, Some(shim)) => {
+                    // An exited container whose shim was not cleaned up.
+                    entry.shim.lock().unwrap().take();
+                    let _ = shim.delete().await;
+                    let _ = shim.shutdown().await;
+                }
+                (_, None) => {}
+            }
+            let r = entry.rec.lock().unwrap().clone();
+            if r.info.state == ContainerState::Exited || r.info.state == ContainerState::Dead {
+                let wanted = match r.info.config.restart {
+                    RestartPolicy::Always => true,
+                    RestartPolicy::UnlessStopped => !r.stopped_by_user,
+                    _ => false,
+                };
+                if wanted {
+                    restarts.push(entry.clone());
+                }
+            }
+        }
+        for entry in restarts {
+            let inner = self.clone();
+            tokio::spawn(async move {
+                let _op = entry.op.lock().await;
+                if let Err(e) = inner.start_locked(&entry).await {
+                    tracing::warn!(id = %entry.id, "restart on recovery failed: {e}");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Record an exit learned without a shim (recovery); returns the code.
+    async fn detached_exit(self: &Arc<Self>, entry: &Arc<Entry>, exit: Option<ExitStatus>) -> i32 {
+        let code = exit.map(|e| e.code).unwrap_or(-1);
+        {
+            let mut r = entry.rec.lock().unwrap();
+            r.info.state = if exit.is_some() { ContainerState::Exited } else { ContainerState::Dead };
+            r.info.exit_code = Some(code);
+            r.info.finished_at = Some(exit.map(|e| e.at).unwrap_or_else(SystemTime::now));
+            r.info.pid = None;
+        }
+        let _ = self.persist(entry).await;
+        let st = exit.unwrap_or_else(|| ExitStatus::now(code));
+        entry.obs.send_modify(|o| {
+            o.exits += 1;
+            o.settled += 1;
+            o.last_exit = Some(st);
+        });
+        self.emit(entry, EventKind::Exited { code });
+        let auto_remove = entry.rec.lock().unwrap().info.config.auto_remove;
+        if auto_remove {
+            self.after_exit(entry, code);
+        }
+        code
+    }
+
+    // ------------------------------------------------------------------ exec
+
+    async fn exec(self: &Arc<Self>, key: &str, config: ExecConfig) -> Result<String> {
+        if config.cmd.is_empty() {
+            return Err(Error::invalid("exec command", "must not be empty"));
+        }
+        let entry = self.lookup(key)?;
+        let shim = entry.running_shim()?;
+        let rec = entry.rec.lock().unwrap().clone();
+        let process = crate::image_config::exec_process(&rec.info.bundle, &config)?;
+        let exec_id = engine_core::random_hex64();
+        let pid = shim
+            .exec(ExecRequest { exec_id: exec_id.clone(), process, open_stdin: config.open_stdin })
+            .await?;
+        let x = Arc::new(ExecEntry {
+            info: Mutex::new(ExecInfo {
+                id: exec_id.clone(),
+                container_id: entry.id.clone(),
+                config,
+                pid: Some(pid),
+                running: true,
+                exit_code: None,
+            }),
+            shim: shim.clone(),
+            done: watch::Sender::new(None),
+        });
+        self.execs.lock().unwrap().insert(exec_id.clone(), x.clone());
+        self.emit(&entry, EventKind::ExecStarted { exec_id: exec_id.clone() });
+        let inner = self.clone();
+        let pref = ProcessRef::Exec(exec_id.clone());
+        tokio::spawn(async move {
+            let st = shim.wait(&pref).await.unwrap_or_else(|e| {
+                tracing::debug!("exec wait: {e}");
+                ExitStatus::now(-1)
+            });
+            {
+                let mut i = x.info.lock().unwrap();
+                i.running = false;
+                i.exit_code = Some(st.code);
+            }
+            x.done.send_replace(Some(st));
+            let exec_id = x.info.lock().unwrap().id.clone();
+            inner.emit(&entry, EventKind::ExecExited { exec_id, code: st.code });
+        });
+        Ok(exec_id)
+    }
+
+    fn exec_entry(&self, exec_id: &str) -> Result<Arc<ExecEntry>> {
+        self.execs.lock().unwrap().get(exec_id).cloned().ok_or_else(|| Error::not_found("exec", exec_id))
+    }
+
+    // ------------------------------------------------------------------ wait
+
+    async fn wait(&self, key: &str, cond: WaitCondition) -> Result<ExitStatus> {
+        let entry = self.lookup(key)?;
+        let mut rx = entry.obs.subscribe();
+        let snap = rx.borrow_and_update().clone();
+        let last = |o: &Observed, e: &Entry| {
+            o.last_exit.unwrap_or_else(|| {
+                let r = e.rec.lock().unwrap();
+                ExitStatus { code: r.info.exit_code.unwrap_or(0), at: r.info.finished_at.unwrap_or(r.info.created) }
+            })
+        };
+        match cond {
+            WaitCondition::NotRunning => {
+                let st = entry.state();
+                if !matches!(st, ContainerState::Running | ContainerState::Paused) {
+                    return Ok(last(&snap, &entry));
+                }
+                let o = rx
+                    .wait_for(|o| o.exits > snap.exits || o.removed)
+                    .await
+                    .map_err(|_| Error::not_found("container", key))?
+                    .clone();
+                Ok(last(&o, &entry))
+            }
+            WaitCondition::NextExit => {
+                let o = rx
+                    .wait_for(|o| o.exits > snap.exits || o.removed)
+                    .await
+                    .map_err(|_| Error::not_found("container", key))?
+                    .clone();
+                Ok(last(&o, &entry))
+            }
+            WaitCondition::Removed => {
+                let o = rx.wait_for(|o| o.removed).await.map_err(|_| Error::not_found("container", key))?.clone();
+                Ok(last(&o, &entry))
+            }
+        }
+    }
+
+    async fn top(&self, key: &str) -> Result<Vec<Pid>> {
+        let entry = self.lookup(key)?;
+        let (pid, id) = {
+            let r = entry.rec.lock().unwrap();
+            (r.info.pid, r.info.id.clone())
+        };
+        let Some(pid) = pid.filter(|_| matches!(entry.state(), ContainerState::Running | ContainerState::Paused))
+        else {
+            return Err(Error::conflict("container", &id, "is not running"));
+        };
+        tokio::task::spawn_blocking(move || crate::top::pids(&id, pid))
+            .await
+            .map_err(|e| Error::Other(format!("top: {e}")))?
+    }
+}
+
+/// Wait until every recorded exit has been settled.
+async fn wait_settled(entry: &Entry, timeout: Duration) -> Result<()> {
+    let mut rx = entry.obs.subscribe();
+    let r = tokio::time::timeout(timeout, rx.wait_for(|o| o.settled >= o.exits)).await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Timeout { what: format!("cleanup of container {}", entry.id), after: timeout }),
+    }
+}
+
+/// Wait until an exit after `settled0` has been settled.
+async fn wait_settled_after(entry: &Entry, settled0: u64, timeout: Duration) -> Result<()> {
+    let mut rx = entry.obs.subscribe();
+    let r = tokio::time::timeout(timeout, rx.wait_for(|o| o.settled > settled0 || o.removed)).await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(_) => Err(Error::Timeout { what: format!("exit of container {}", entry.id), after: timeout }),
+    }
+}
+
+/// Undoes a failed create, newest step first.
+#[derive(Default)]
+struct Undo {
+    inner: Option<Arc<Inner>>,
+    id: String,
+    name: String,
+    bundle: Option<PathBuf>,
+    volumes: Vec<PathBuf>,
+    rootfs_key: Option<String>,
+    record: bool,
+    shim_dir: Option<PathBuf>,
+    armed_off: bool,
+}
+
+impl Undo {
+    fn disarm(&mut self) {
+        self.armed_off = true;
+    }
+    async fn run(self) {
+        let Some(inner) = self.inner.clone() else { return };
+        if self.armed_off {
+            return;
+        }
+        tracing::debug!(id = %self.id, "undoing a failed create");
+        if let Some(d) = &self.shim_dir {
+            let _ = tokio::fs::remove_dir_all(d).await;
+        }
+        if self.record {
+            if let Err(e) = inner.store.delete(&self.id).await {
+                tracing::warn!(id = %self.id, "removing record after failed create: {e}");
+            }
+        }
+        if let Some(k) = &self.rootfs_key {
+            if let Err(e) = inner.cfg.images.remove_rootfs(k).await {
+                tracing::warn!(id = %self.id, "removing rootfs after failed create: {e}");
+            }
+        }
+        if let Some(b) = &self.bundle {
+            let _ = tokio::fs::remove_dir_all(b).await;
+        }
+        for v in &self.volumes {
+            let _ = tokio::fs::remove_dir_all(v).await;
+        }
+        let mut names = inner.names.lock().unwrap();
+        if names.get(&self.name).is_some_and(|id| *id == self.id) {
+            names.remove(&self.name);
+        }
+    }
+}
+
+#[async_trait]
+impl LifecycleManager for Manager {
+    async fn create(&self, config: ContainerConfig) -> Result<ContainerInfo> {
+        self.inner.create(config).await
+    }
+
+    async fn start(&self, id: &str) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        let _op = entry.op.lock().await;
+        self.inner.start_locked(&entry).await
+    }
+
+    async fn stop(&self, id: &str, grace: Option<Duration>) -> Result<()> {
+        self.inner.stop(id, grace).await
+    }
+
+    async fn kill(&self, id: &str, signal: Signal) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        let shim = entry.running_shim()?;
+        shim.kill(&ProcessRef::Init, signal, false).await?;
+        self.inner.emit(&entry, EventKind::Killed { signal: signal.number() });
+        Ok(())
+    }
+
+    async fn pause(&self, id: &str) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        let _op = entry.op.lock().await;
+        if entry.state() == ContainerState::Paused {
+            return Err(Error::conflict("container", &entry.id, "is already paused"));
+        }
+        let shim = entry.running_shim()?;
+        shim.pause().await?;
+        entry.rec.lock().unwrap().info.state = ContainerState::Paused;
+        self.inner.persist(&entry).await?;
+        self.inner.emit(&entry, EventKind::Paused);
+        Ok(())
+    }
+
+    async fn resume(&self, id: &str) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        let _op = entry.op.lock().await;
+        if entry.state() != ContainerState::Paused {
+            return Err(Error::conflict("container", &entry.id, "is not paused"));
+        }
+        let shim = entry.running_shim()?;
+        shim.resume().await?;
+        entry.rec.lock().unwrap().info.state = ContainerState::Running;
+        self.inner.persist(&entry).await?;
+        self.inner.emit(&entry, EventKind::Resumed);
+        Ok(())
+    }
+
+    async fn exec(&self, id: &str, config: ExecConfig) -> Result<String> {
+        self.inner.exec(id, config).await
+    }
+
+    async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInfo> {
+        Ok(self.inner.exec_entry(exec_id)?.info.lock().unwrap().clone())
+    }
+
+    async fn exec_wait(&self, exec_id: &str) -> Result<ExitStatus> {
+        let x = self.inner.exec_entry(exec_id)?;
+        let mut rx = x.done.subscribe();
+        let st = rx.wait_for(|d| d.is_some()).await.map_err(|_| Error::not_found("exec", exec_id))?;
+        Ok(st.expect("checked"))
+    }
+
+    async fn exec_attach(&self, exec_id: &str, opts: AttachOptions) -> Result<Attach> {
+        let x = self.inner.exec_entry(exec_id)?;
+        x.shim.attach(&ProcessRef::Exec(exec_id.to_string()), opts).await
+    }
+
+    async fn exec_resize(&self, exec_id: &str, size: ConsoleSize) -> Result<()> {
+        let x = self.inner.exec_entry(exec_id)?;
+        x.shim.resize(&ProcessRef::Exec(exec_id.to_string()), size).await
+    }
+
+    async fn wait(&self, id: &str, condition: WaitCondition) -> Result<ExitStatus> {
+        self.inner.wait(id, condition).await
+    }
+
+    async fn logs(&self, id: &str, opts: LogOptions) -> Result<BoxStream<'static, Result<LogEntry>>> {
+        let entry = self.inner.lookup(id)?;
+        let path = entry.rec.lock().unwrap().info.log_path.clone();
+        let e = entry.clone();
+        let running: crate::logs::Running = Box::new(move || {
+            is_running(e.state()) || e.state() == ContainerState::Created || {
+                // Exited but the shim may still be flushing: wait for the settle.
+                let o = e.obs.borrow();
+                o.settled < o.exits
+            }
+        });
+        Ok(crate::logs::stream(path, opts, running))
+    }
+
+    async fn attach(&self, id: &str, opts: AttachOptions) -> Result<Attach> {
+        let entry = self.inner.lookup(id)?;
+        let shim = entry
+            .shim()
+            .filter(|_| matches!(entry.state(), ContainerState::Created | ContainerState::Running | ContainerState::Paused))
+            .ok_or_else(|| Error::conflict("container", &entry.id, "is not running"))?;
+        shim.attach(&ProcessRef::Init, opts).await
+    }
+
+    async fn resize(&self, id: &str, size: ConsoleSize) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        let shim = entry.running_shim()?;
+        shim.resize(&ProcessRef::Init, size).await
+    }
+
+    async fn stats(&self, id: &str) -> Result<Stats> {
+        let entry = self.inner.lookup(id)?;
+        let shim = entry.running_shim()?;
+        shim.stats().await
+    }
+
+    async fn top(&self, id: &str) -> Result<Vec<Pid>> {
+        self.inner.top(id).await
+    }
+
+    async fn list(&self, filter: ListFilter) -> Result<Vec<ContainerInfo>> {
+        let entries: Vec<Arc<Entry>> = self.inner.containers.read().unwrap().values().cloned().collect();
+        let mut out: Vec<ContainerInfo> = entries
+            .iter()
+            .map(|e| e.info())
+            .filter(|i| filter.all || is_running(i.state))
+            .filter(|i| {
+                filter.labels.iter().all(|l| match l.split_once('=') {
+                    Some((k, v)) => i.config.labels.get(k).is_some_and(|x| x == v),
+                    None => i.config.labels.contains_key(l.as_str()),
+                })
+            })
+            .filter(|i| filter.names.is_empty() || filter.names.iter().any(|n| i.name.contains(n.trim_start_matches('/'))))
+            .filter(|i| filter.ids.is_empty() || filter.ids.iter().any(|p| i.id.starts_with(p.as_str())))
+            .collect();
+        out.sort_by(|a, b| b.created.cmp(&a.created));
+        Ok(out)
+    }
+
+    async fn inspect(&self, id: &str) -> Result<ContainerInfo> {
+        Ok(self.inner.lookup(id)?.info())
+    }
+
+    async fn remove(&self, id: &str, force: bool) -> Result<()> {
+        self.inner.remove(id, force).await
+    }
+
+    async fn events(&self) -> Result<BoxStream<'static, Result<Event>>> {
+        let rx = self.inner.events.subscribe();
+        Ok(tokio_stream::wrappers::BroadcastStream::new(rx)
+            .filter_map(|r| async move { r.ok().map(Ok) })
+            .boxed())
+    }
+}
