@@ -1,0 +1,157 @@
+//! [`Launcher`]: starts `engine-shim` processes and reconnects to them.
+
+use crate::wire::WireError;
+use crate::{state, Client, ShimAddress};
+use async_trait::async_trait;
+use engine_core::{ContainerId, Error, ExitStatus, LaunchRequest, Result, Shim, ShimLauncher};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Name of the shim binary.
+pub const SHIM_BINARY: &str = "engine-shim";
+
+/// How long a launch (the runtime's create included) may take.
+const LAUNCH_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The one line a new shim writes to its launcher.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LaunchReply {
+    Ok(ShimAddress),
+    Error(WireError),
+}
+
+impl LaunchReply {
+    pub(crate) fn from_result(r: Result<ShimAddress>) -> Self {
+        match r {
+            Ok(a) => LaunchReply::Ok(a),
+            Err(e) => LaunchReply::Error(WireError::from(&e)),
+        }
+    }
+}
+
+/// Spawns `engine-shim` processes (one per container) and reconnects to
+/// running ones. The shim detaches at once: it is not the launcher's child
+/// and outlives it.
+///
+/// ```no_run
+/// # async fn demo() -> engine_core::Result<()> {
+/// use engine_core::{ContainerId, LaunchRequest, RuntimeBinary, Shim, ShimLauncher};
+/// let launcher = engine_shim::Launcher::find()?;
+/// let req = LaunchRequest {
+///     id: ContainerId::new("web")?,
+///     bundle: "/var/lib/engine/bundles/web".into(),
+///     state_dir: "/run/engine/web".into(),
+///     runtime: RuntimeBinary { name: "runc".into(), path: "/usr/sbin/runc".into(), root: None, args: vec![] },
+///     log: None,
+///     open_stdin: false,
+///     owner_pid: None,
+/// };
+/// let shim = launcher.launch(req).await?; // the container is created
+/// shim.start().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    binary: PathBuf,
+}
+
+impl Default for Launcher {
+    /// [`Launcher::find`], or plain `engine-shim` looked up in `PATH` at launch.
+    fn default() -> Self {
+        Launcher::find().unwrap_or_else(|_| Launcher::new(SHIM_BINARY))
+    }
+}
+
+impl Launcher {
+    /// A launcher running the shim binary at `binary`.
+    pub fn new(binary: impl Into<PathBuf>) -> Self {
+        Launcher { binary: binary.into() }
+    }
+
+    /// Find `engine-shim`: `$ENGINE_BIN_DIR`, next to the current
+    /// executable (or one directory up, for test binaries in `deps/`),
+    /// then `PATH`.
+    pub fn find() -> Result<Self> {
+        let mut dirs: Vec<PathBuf> = Vec::new();
+        if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
+            dirs.push(d.into());
+        }
+        if let Ok(exe) = std::env::current_exe() {
+            if let Some(d) = exe.parent() {
+                dirs.push(d.to_path_buf());
+                if let Some(up) = d.parent() {
+                    dirs.push(up.to_path_buf());
+                }
+            }
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            dirs.extend(std::env::split_paths(&path));
+        }
+        dirs.iter()
+            .map(|d| d.join(SHIM_BINARY))
+            .find(|p| p.is_file())
+            .map(Launcher::new)
+            .ok_or_else(|| Error::not_found("executable", SHIM_BINARY))
+    }
+
+    /// The shim binary this launcher runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Launch a shim and return the concrete [`Client`].
+    pub async fn launch_client(&self, req: LaunchRequest) -> Result<Client> {
+        let id = req.id.clone();
+        let state_dir = req.state_dir.clone();
+        let json = serde_json::to_vec(&req).map_err(|e| Error::invalid("launch request", e.to_string()))?;
+        let mut child = tokio::process::Command::new(&self.binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io(format!("spawn shim {} for container {id}", self.binary.display()), e))?;
+        let mut stdin = child.stdin.take().expect("piped");
+        let mut stdout = child.stdout.take().expect("piped");
+        let talk = async {
+            stdin.write_all(&json).await?;
+            drop(stdin);
+            let mut out = Vec::new();
+            stdout.read_to_end(&mut out).await?;
+            Ok::<_, std::io::Error>(out)
+        };
+        let out = tokio::time::timeout(LAUNCH_TIMEOUT, talk)
+            .await
+            .map_err(|_| Error::Timeout { what: format!("shim of container {id} to create it"), after: LAUNCH_TIMEOUT })?
+            .map_err(|e| Error::io(format!("talk to the shim of container {id}"), e))?;
+        let status = child.wait().await.map_err(|e| Error::io(format!("wait for shim launcher of {id}"), e))?;
+        let line = out.split(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap_or_default();
+        match serde_json::from_slice::<LaunchReply>(line) {
+            Ok(LaunchReply::Ok(_)) => Client::connect(&id, &state_dir).await,
+            Ok(LaunchReply::Error(w)) => Err(w.into()),
+            Err(_) => Err(Error::Other(format!(
+                "shim {} for container {id} exited ({status}) without a reply: {}",
+                self.binary.display(),
+                String::from_utf8_lossy(&out).trim()
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl ShimLauncher for Launcher {
+    async fn launch(&self, req: LaunchRequest) -> Result<Box<dyn Shim>> {
+        Ok(Box::new(self.launch_client(req).await?))
+    }
+
+    async fn connect(&self, id: &ContainerId, state_dir: &Path) -> Result<Box<dyn Shim>> {
+        Ok(Box::new(Client::connect(id, state_dir).await?))
+    }
+
+    async fn recorded_exit(&self, state_dir: &Path) -> Result<Option<ExitStatus>> {
+        state::read_exit(state_dir, None)
+    }
+}

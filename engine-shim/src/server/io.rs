@@ -1,0 +1,284 @@
+//! A process's stdio as the shim holds it: pipes or a pty master, the
+//! reader that logs and fans out output, and the stdin writers.
+
+use super::sys;
+use crate::log::LineSplitter;
+use bytes::Bytes;
+use engine_core::{ConsoleSize, Error, LogDriver, Output, Result, StdStream, StdioSpec};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::io::unix::AsyncFd;
+use tokio::io::AsyncWriteExt;
+use tokio::net::unix::pipe;
+use tokio::net::UnixListener;
+use tokio::sync::{broadcast, watch};
+
+/// Chunks kept for slow attach clients before they lag (and skip).
+const FANOUT_CAPACITY: usize = 128;
+/// Output of an exec held for its first attach client.
+const REPLAY_LIMIT: usize = 64 * 1024;
+/// Bytes read at once.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// Stdio prepared before the runtime creates the process.
+pub(crate) struct Prepared {
+    pub(crate) console: Option<(UnixListener, PathBuf)>,
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some((_, p)) = &self.console {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::io("create stdio pipe", e.into()))
+}
+
+/// Make the pipes (or the console socket) for a new process; the
+/// [`StdioSpec`] goes to the runtime, the [`Prepared`] half stays here.
+pub(crate) fn prepare(terminal: bool, open_stdin: bool, console_path: PathBuf) -> Result<(StdioSpec, Prepared)> {
+    if terminal {
+        let _ = std::fs::remove_file(&console_path);
+        let l = UnixListener::bind(&console_path)
+            .map_err(|e| Error::io(format!("bind console socket {}", console_path.display()), e))?;
+        let spec = StdioSpec { console_socket: Some(console_path.clone()), ..Default::default() };
+        return Ok((spec, Prepared { console: Some((l, console_path)), stdin: None, stdout: None, stderr: None }));
+    }
+    let (in_r, in_w) = if open_stdin { pipe().map(|(r, w)| (Some(r), Some(w)))? } else { (None, None) };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let spec = StdioSpec { stdin: in_r, stdout: Some(out_w), stderr: Some(err_w), console_socket: None };
+    Ok((spec, Prepared { console: None, stdin: in_w, stdout: Some(out_r), stderr: Some(err_r) }))
+}
+
+enum Stdin {
+    Pipe(pipe::Sender),
+    Pty,
+}
+
+/// The live stdio of one process.
+pub(crate) struct Io {
+    pty: Option<Arc<AsyncFd<OwnedFd>>>,
+    stdin: tokio::sync::Mutex<Option<Stdin>>,
+    out: Mutex<Option<broadcast::Sender<Output>>>,
+    replay: Mutex<Option<(Vec<Output>, usize)>>,
+    drained: watch::Sender<bool>,
+}
+
+impl Io {
+    /// Start serving the prepared stdio; `master` is the pty received over
+    /// the console socket. Output goes to `log` (if any) and to attach
+    /// clients; with `replay`, output is held for the first client.
+    pub(crate) fn start(
+        mut prep: Prepared,
+        master: Option<OwnedFd>,
+        open_stdin: bool,
+        log: Option<Box<dyn LogDriver>>,
+        replay: bool,
+    ) -> Result<Arc<Io>> {
+        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        let (drained, _) = watch::channel(false);
+        let mut io = Io {
+            pty: None,
+            stdin: tokio::sync::Mutex::new(None),
+            out: Mutex::new(Some(tx)),
+            replay: Mutex::new(replay.then(|| (Vec::new(), 0))),
+            drained,
+        };
+        let src = if let Some(m) = master {
+            sys::set_nonblocking(&m).map_err(|e| Error::io("set pty master non-blocking", e))?;
+            // SAFETY: `m` is an OwnedFd that the AsyncFd owns from here on.
+            let afd = Arc::new(unsafe { AsyncFd::register(m) }.map_err(|e| Error::io("register pty master", e.into()))?);
+            io.pty = Some(afd.clone());
+            if open_stdin {
+                io.stdin = tokio::sync::Mutex::new(Some(Stdin::Pty));
+            }
+            Source::Pty(afd)
+        } else {
+            if let Some(w) = prep.stdin.take() {
+                let s = pipe::Sender::from_owned_fd(w).map_err(|e| Error::io("register stdin pipe", e))?;
+                io.stdin = tokio::sync::Mutex::new(Some(Stdin::Pipe(s)));
+            }
+            let rd = |f: Option<OwnedFd>| -> Result<pipe::Receiver> {
+                let f = f.ok_or_else(|| Error::Other("stdio pipe missing".into()))?;
+                pipe::Receiver::from_owned_fd(f).map_err(|e| Error::io("register output pipe", e))
+            };
+            Source::Pipes(rd(prep.stdout.take())?, rd(prep.stderr.take())?)
+        };
+        let io = Arc::new(io);
+        tokio::spawn(pump(io.clone(), src, log));
+        Ok(io)
+    }
+
+    /// Subscribe to live output. `None` once the output has closed. The
+    /// first subscriber of an exec also gets what was held for it.
+    pub(crate) fn subscribe(&self) -> Option<(Vec<Output>, broadcast::Receiver<Output>)> {
+        let out = self.out.lock().unwrap();
+        let rx = out.as_ref()?.subscribe();
+        let held = self.replay.lock().unwrap().take().map(|(v, _)| v).unwrap_or_default();
+        Some((held, rx))
+    }
+
+    /// Held output of an exec whose output closed before anyone attached.
+    pub(crate) fn take_replay(&self) -> Vec<Output> {
+        self.replay.lock().unwrap().take().map(|(v, _)| v).unwrap_or_default()
+    }
+
+    /// Wait until the output has closed (EOF on every stream).
+    pub(crate) async fn drained(&self) {
+        let mut rx = self.drained.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Write to the process's stdin.
+    pub(crate) async fn write_stdin(&self, data: &[u8]) -> Result<()> {
+        let mut g = self.stdin.lock().await;
+        match &mut *g {
+            Some(Stdin::Pipe(p)) => p.write_all(data).await.map_err(|e| Error::io("write to stdin", e)),
+            Some(Stdin::Pty) => match &self.pty {
+                Some(m) => write_pty(m, data).await,
+                None => Ok(()),
+            },
+            None => Err(Error::conflict("process", "stdin", "stdin is not open")),
+        }
+    }
+
+    /// Close stdin: EOF on a pipe, `^D` on a terminal.
+    pub(crate) async fn close_stdin(&self) -> Result<()> {
+        let mut g = self.stdin.lock().await;
+        match g.take() {
+            Some(Stdin::Pipe(p)) => drop(p),
+            Some(Stdin::Pty) => {
+                if let Some(m) = &self.pty {
+                    write_pty(m, &[4]).await?;
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Resize the terminal.
+    pub(crate) fn resize(&self, size: ConsoleSize) -> Result<()> {
+        match &self.pty {
+            Some(m) => sys::set_winsize(m.get_ref(), size).map_err(|e| Error::io("resize terminal", e)),
+            None => Err(Error::conflict("process", "terminal", "the process has no terminal")),
+        }
+    }
+
+    fn emit(&self, stream: StdStream, data: &[u8]) {
+        let out = Output { stream, data: Bytes::copy_from_slice(data) };
+        {
+            let mut r = self.replay.lock().unwrap();
+            if let Some((held, size)) = r.as_mut() {
+                if *size + data.len() <= REPLAY_LIMIT {
+                    *size += data.len();
+                    held.push(out.clone());
+                }
+            }
+        }
+        if let Some(tx) = self.out.lock().unwrap().as_ref() {
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(out);
+            }
+        }
+    }
+}
+
+async fn write_pty(m: &AsyncFd<OwnedFd>, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        let mut g = m.writable().await.map_err(|e| Error::io("write to terminal", e))?;
+        match g.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from)) {
+            Ok(Ok(n)) => data = &data[n..],
+            Ok(Err(e)) => return Err(Error::io("write to terminal", e)),
+            Err(_would_block) => continue,
+        }
+    }
+    Ok(())
+}
+
+enum Source {
+    Pipes(pipe::Receiver, pipe::Receiver),
+    Pty(Arc<AsyncFd<OwnedFd>>),
+}
+
+/// Read until EOF; log and fan out each chunk as it is read. Never waits
+/// on clients: the fan-out drops chunks for clients that lag.
+async fn pump(io: Arc<Io>, src: Source, mut log: Option<Box<dyn LogDriver>>) {
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut split_out = LineSplitter::new(StdStream::Stdout);
+    let mut split_err = LineSplitter::new(StdStream::Stderr);
+    let write_log = |log: &mut Option<Box<dyn LogDriver>>, e: engine_core::LogEntry| {
+        if let Some(l) = log.as_mut() {
+            if let Err(err) = l.write(&e) {
+                tracing::warn!("log write failed: {err}");
+            }
+        }
+    };
+    match src {
+        Source::Pipes(out, err) => {
+            let (mut out_open, mut err_open) = (true, true);
+            while out_open || err_open {
+                let (which, r) = tokio::select! {
+                    r = out.readable(), if out_open => (StdStream::Stdout, r.map(|_| out.try_read(&mut buf))),
+                    r = err.readable(), if err_open => (StdStream::Stderr, r.map(|_| err.try_read(&mut buf))),
+                };
+                let n = match r {
+                    Ok(Ok(n)) => n,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    _ => 0,
+                };
+                let splitter = if which == StdStream::Stdout { &mut split_out } else { &mut split_err };
+                if n == 0 {
+                    splitter.finish(&mut |e| write_log(&mut log, e));
+                    if which == StdStream::Stdout {
+                        out_open = false;
+                    } else {
+                        err_open = false;
+                    }
+                    continue;
+                }
+                let now = std::time::SystemTime::now();
+                if log.is_some() {
+                    splitter.push(&buf[..n], now, &mut |e| write_log(&mut log, e));
+                }
+                io.emit(which, &buf[..n]);
+            }
+        }
+        Source::Pty(m) => loop {
+            let mut g = match m.readable().await {
+                Ok(g) => g,
+                Err(_) => break,
+            };
+            let n = match g.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+                Ok(Ok(n)) => n,
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Ok(Err(_)) => 0, // EIO: every slave end closed
+                Err(_would_block) => continue,
+            };
+            if n == 0 {
+                split_out.finish(&mut |e| write_log(&mut log, e));
+                break;
+            }
+            let now = std::time::SystemTime::now();
+            if log.is_some() {
+                split_out.push(&buf[..n], now, &mut |e| write_log(&mut log, e));
+            }
+            io.emit(StdStream::Stdout, &buf[..n]);
+        },
+    }
+    if let Some(l) = log.as_mut() {
+        let _ = l.flush();
+    }
+    drop(buf);
+    *io.out.lock().unwrap() = None;
+    io.drained.send_replace(true);
+}

@@ -1,0 +1,106 @@
+//! The few raw syscalls the shim needs: child status, pidfds, console
+//! sockets (SCM_RIGHTS) and terminal size.
+
+use engine_core::{ConsoleSize, Error, Pid, Result};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// Exit code of a `siginfo` from `waitid`: the code, or 128 + signal.
+fn code_of(info: &libc::siginfo_t) -> i32 {
+    // SAFETY: filled by a successful waitid with WEXITED.
+    let status = unsafe { info.si_status() };
+    match info.si_code {
+        libc::CLD_EXITED => status,
+        _ => 128 + status,
+    }
+}
+
+/// The pid of some exited child, without reaping it; `None` when none has exited.
+pub(crate) fn peek_exited() -> Option<Pid> {
+    // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
+    if r != 0 {
+        return None;
+    }
+    // SAFETY: waitid succeeded.
+    let pid = unsafe { info.si_pid() };
+    (pid > 0).then_some(pid)
+}
+
+/// Reap the exited child `pid`; its exit code (128 + signal when killed).
+pub(crate) fn reap(pid: Pid) -> Option<i32> {
+    // SAFETY: as above.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
+    if r != 0 || unsafe { info.si_pid() } != pid {
+        return None;
+    }
+    Some(code_of(&info))
+}
+
+/// A pidfd for `pid` (readable once the process has exited).
+pub(crate) fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success it returns a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Set a terminal's size.
+pub(crate) fn set_winsize(fd: &impl AsRawFd, size: ConsoleSize) -> std::io::Result<()> {
+    let ws = libc::winsize { ws_row: size.height, ws_col: size.width, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receive the fd a runtime sends over a console socket (SCM_RIGHTS).
+pub(crate) async fn recv_console(listener: &tokio::net::UnixListener, path: &Path) -> Result<OwnedFd> {
+    let (stream, _) = listener.accept().await.map_err(|e| Error::io(format!("accept on console socket {}", path.display()), e))?;
+    loop {
+        stream.readable().await.map_err(|e| Error::io(format!("console socket {}", path.display()), e))?;
+        match stream.try_io(tokio::io::Interest::READABLE, || recv_fd(stream.as_raw_fd())) {
+            Ok(fd) => return Ok(fd),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(Error::io(format!("receive pty master on {}", path.display()), e)),
+        }
+    }
+}
+
+fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
+    let mut got = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed this fd for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                if got.is_none() {
+                    got = Some(owned);
+                }
+            }
+        }
+    }
+    got.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no fd in console socket message"))
+}
+
+/// Put an fd in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let raw = fd.as_raw_fd();
+    // SAFETY: the fd is valid for the duration of the call.
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+    let fl = OFlag::from_bits_truncate(fcntl(b, FcntlArg::F_GETFL)?);
+    fcntl(b, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
+    Ok(())
+}

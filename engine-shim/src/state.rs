@@ -1,0 +1,105 @@
+//! What a shim keeps in its state dir, written atomically (temp file, fsync,
+//! rename, fsync of the directory) so a crash never leaves half a record.
+
+use engine_core::{Error, ExitStatus, IoContext, Pid, Result};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Name of the shim's address record in its state dir.
+pub const ADDRESS_FILE: &str = "shim.json";
+/// Name of the shim's gRPC socket in its state dir.
+pub const SOCKET_FILE: &str = "shim.sock";
+/// Name of the init's exit record in its state dir.
+pub const EXIT_FILE: &str = "exit.json";
+
+/// Where a running shim listens, as recorded in `shim.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShimAddress {
+    /// The container id.
+    pub id: String,
+    /// The shim process's pid.
+    pub pid: Pid,
+    /// The shim's unix socket.
+    pub socket: PathBuf,
+}
+
+/// Write `data` to `path` atomically: temp file in the same directory,
+/// fsync, rename over `path`, fsync of the directory.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::invalid("state file path", path.display().to_string()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.context(|| format!("write {}", path.display()))
+}
+
+/// Record the shim's address in `state_dir/shim.json`.
+pub fn write_address(state_dir: &Path, addr: &ShimAddress) -> Result<()> {
+    let data = serde_json::to_vec(addr).map_err(|e| Error::Other(e.to_string()))?;
+    write_atomic(&state_dir.join(ADDRESS_FILE), &data)
+}
+
+/// Read `state_dir/shim.json`; `None` when there is none.
+pub fn read_address(state_dir: &Path) -> Result<Option<ShimAddress>> {
+    read_json(&state_dir.join(ADDRESS_FILE))
+}
+
+/// The file holding a process's exit record (`exit.json` for the init,
+/// `exec-<id>.exit.json` for an exec).
+pub fn exit_file(state_dir: &Path, exec_id: Option<&str>) -> PathBuf {
+    match exec_id {
+        None => state_dir.join(EXIT_FILE),
+        Some(e) => state_dir.join(format!("exec-{e}.exit.json")),
+    }
+}
+
+/// Record a process's exit.
+pub fn write_exit(state_dir: &Path, exec_id: Option<&str>, status: &ExitStatus) -> Result<()> {
+    let data = serde_json::to_vec(status).map_err(|e| Error::Other(e.to_string()))?;
+    write_atomic(&exit_file(state_dir, exec_id), &data)
+}
+
+/// Read a process's exit record; `None` when there is none.
+pub fn read_exit(state_dir: &Path, exec_id: Option<&str>) -> Result<Option<ExitStatus>> {
+    read_json(&exit_file(state_dir, exec_id))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+    match std::fs::read(path) {
+        Ok(data) => serde_json::from_slice(&data)
+            .map(Some)
+            .map_err(|e| Error::invalid(path.display().to_string(), format!("unreadable record: {e}"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("read {}", path.display()), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_record_round_trips_and_replaces_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(read_exit(dir.path(), None).unwrap(), None);
+        let e = ExitStatus::now(137);
+        write_exit(dir.path(), None, &e).unwrap();
+        assert_eq!(read_exit(dir.path(), None).unwrap(), Some(e));
+        let e2 = ExitStatus::now(0);
+        write_exit(dir.path(), None, &e2).unwrap();
+        assert_eq!(read_exit(dir.path(), None).unwrap(), Some(e2));
+        // no temp files left behind
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(EXIT_FILE)]);
+    }
+}
