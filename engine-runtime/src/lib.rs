@@ -5,3 +5,4 @@
 
 pub mod cgroups;
 pub mod seccomp;
+pub mod linux;

@@ -1,0 +1,651 @@
+//! The OCI lifecycle on one state root: create, start, run, state, list,
+//! kill, delete, pause, resume, ps, stats. `exec` is in `exec.rs`.
+
+use super::init::{self, InitCtx, StartGate};
+use super::namespaces::NsPlan;
+use super::process::ProcPlan;
+use super::rootfs::RootfsPlan;
+use super::state::{alive, proc_stat, State, StateDir};
+use super::sync::{self, Msg, SyncSocket};
+use crate::cgroups::Cgroup;
+use engine_core::{ContainerId, ContainerStatus, Error, Result, RuntimeState};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::Serialize;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Options of `create` and `run`.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOpts {
+    /// The bundle directory (holds `config.json`).
+    pub bundle: PathBuf,
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// Use `MS_MOVE` + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Do not create a new session keyring.
+    pub no_new_keyring: bool,
+    /// Pass this many extra fds (from fd 3) to the process.
+    pub preserve_fds: u32,
+}
+
+impl CreateOpts {
+    /// Options with only the bundle set.
+    pub fn new(bundle: impl Into<PathBuf>) -> Self {
+        CreateOpts { bundle: bundle.into(), ..Default::default() }
+    }
+}
+
+/// Options of `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOpts {
+    /// Where to write the process's pid.
+    pub pid_file: Option<PathBuf>,
+    /// Where to send the pty master when `process.terminal` is set.
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process runs instead of waiting for its exit.
+    pub detach: bool,
+    /// Pass this many extra fds (from fd 3) to the process.
+    pub preserve_fds: u32,
+}
+
+/// One row of `list`, in runc's JSON shape.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListEntry {
+    /// Runtime-spec version.
+    pub oci_version: String,
+    /// Container id.
+    pub id: String,
+    /// Init pid (0 once stopped).
+    pub pid: i32,
+    /// Status.
+    pub status: ContainerStatus,
+    /// Bundle directory.
+    pub bundle: PathBuf,
+    /// Rootfs directory.
+    pub rootfs: PathBuf,
+    /// Creation time (RFC 3339).
+    pub created: String,
+    /// Owner (always "" here, as runc prints for root).
+    pub owner: String,
+    /// Annotations.
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+/// A state root (`--root`) and the operations on its containers.
+#[derive(Debug, Clone)]
+pub struct Runc {
+    root: PathBuf,
+}
+
+/// Removes what a failed create made: the init, the cgroup, the state dir.
+struct Cleanup<'a> {
+    dir: Option<&'a StateDir>,
+    cgroup: Option<Cgroup>,
+    child: Option<i32>,
+}
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.remove();
+        }
+    }
+}
+
+impl Cleanup<'_> {
+    fn disarm(mut self) {
+        self.child = None;
+        self.cgroup = None;
+        self.dir = None;
+    }
+}
+
+/// A container whose init waits (the result of `create_inner`).
+struct Launched {
+    pid: i32,
+    sync: SyncSocket,
+    state: State,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// Fork-like clone into new namespaces: returns 0 in the child, the child's pid in the parent.
+pub(crate) fn clone_process(flags: CloneFlags) -> Result<i32> {
+    let args = CloneArgs { flags: flags.bits() as u32 as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork; we are single-threaded.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if r >= 0 {
+        return Ok(r as i32);
+    }
+    let e = std::io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(Error::io(format!("clone with namespaces {flags:?}"), e));
+    }
+    // SAFETY: as above, through the older clone entry point.
+    let r = unsafe {
+        libc::syscall(libc::SYS_clone, (flags.bits() as u32 as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0)
+    };
+    if r < 0 {
+        return Err(Error::io(format!("clone with namespaces {flags:?}"), std::io::Error::last_os_error()));
+    }
+    Ok(r as i32)
+}
+
+/// Load and parse `<bundle>/config.json`.
+pub fn load_spec(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    serde_json::from_slice(&data).map_err(|e| Error::invalid(format!("config {}", path.display()), e.to_string()))
+}
+
+/// Write a pid file atomically.
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")));
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| Error::io(format!("write pid file {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("write pid file {}", path.display()), e))
+}
+
+/// A pidfd for `pid` (None if the kernel refuses).
+pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    // SAFETY: a fresh fd we own.
+    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Wait up to `ms` for `pid` to exit; true when it did.
+pub(crate) fn wait_exit(pid: i32, ms: i32) -> bool {
+    let Some(fd) = pidfd(pid) else { return true };
+    let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX)), Ok(n) if n > 0)
+}
+
+/// `waitpid` until `pid` ends; its exit code (`128 + signal` when killed).
+pub(crate) fn wait_code(pid: i32) -> Result<i32> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            Ok(_) => continue,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::io(format!("wait for pid {pid}"), e.into())),
+        }
+    }
+}
+
+fn now_rfc3339() -> String {
+    engine_core::time::format_rfc3339(std::time::SystemTime::now())
+}
+
+impl Runc {
+    /// Operate on the state root `root` (made on first create).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Runc { root: root.into() }
+    }
+
+    /// The state root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn dir(&self, id: &str) -> StateDir {
+        StateDir::new(&self.root, id)
+    }
+
+    /// Create the container `id` from `opts.bundle`: its init waits for [`Runc::start`].
+    /// Returns the init's host pid. On error nothing is left behind.
+    pub fn create(&self, id: &ContainerId, opts: &CreateOpts) -> Result<i32> {
+        let l = self.create_inner(id, opts, true)?;
+        Ok(l.pid)
+    }
+
+    /// `run`: create, start, and (unless `detach`) wait for the exit and
+    /// remove the container. Returns the exit code (0 when detached).
+    pub fn run(&self, id: &ContainerId, opts: &CreateOpts, detach: bool) -> Result<i32> {
+        let l = self.create_inner(id, opts, false)?;
+        let dir = self.dir(id.as_str());
+        if let Err(e) = l.sync.send(&Msg::Start) {
+            let _ = self.destroy(&l.state, &dir);
+            return Err(e);
+        }
+        drop(l.sync);
+        self.poststart(&l.state);
+        if detach {
+            return Ok(0);
+        }
+        let code = wait_code(l.pid)?;
+        self.destroy(&l.state, &dir)?;
+        Ok(code)
+    }
+
+    fn create_inner(&self, id: &ContainerId, opts: &CreateOpts, fifo: bool) -> Result<Launched> {
+        let bundle = std::fs::canonicalize(&opts.bundle)
+            .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
+        let spec = load_spec(&bundle)?;
+        let process = spec.process().as_ref().ok_or_else(|| Error::invalid("config.json", "has no process"))?;
+        let proc = ProcPlan::new(process)?;
+        let linux = spec.linux().as_ref();
+        let ns = NsPlan::new(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]))?;
+        if !ns.has(LinuxNamespaceType::Mount) {
+            return Err(Error::invalid("linux.namespaces", "a mount namespace is required"));
+        }
+        let rootfs = RootfsPlan::new(&spec, &bundle, opts.no_pivot)?;
+        let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());
+        let domainname = spec.domainname().as_deref().filter(|h| !h.is_empty());
+        if (hostname.is_some() || domainname.is_some()) && !ns.has(LinuxNamespaceType::Uts) {
+            return Err(Error::invalid("hostname", "setting a hostname or domainname needs a uts namespace"));
+        }
+        let userns = ns.new.contains(CloneFlags::CLONE_NEWUSER);
+        let (uid_maps, gid_maps) = (
+            linux.and_then(|l| l.uid_mappings().clone()).unwrap_or_default(),
+            linux.and_then(|l| l.gid_mappings().clone()).unwrap_or_default(),
+        );
+        if userns && (uid_maps.is_empty() || gid_maps.is_empty()) {
+            return Err(Error::invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
+        }
+        let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+            Some(s) => Some(crate::seccomp::compile(s)?),
+            None => None,
+        };
+        let mut sysctl: Vec<(String, String)> =
+            linux.and_then(|l| l.sysctl().clone()).unwrap_or_default().into_iter().collect();
+        sysctl.sort();
+        let hooks = spec.hooks().as_ref();
+        #[allow(deprecated)]
+        let runtime_hooks = hooks.is_some_and(|h| {
+            [h.prestart(), h.create_runtime(), h.create_container(), h.start_container()]
+                .iter()
+                .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+        });
+        let console = match (proc.terminal, &opts.console_socket) {
+            (true, Some(p)) => Some(super::console::connect(p)?),
+            (true, None) => {
+                return Err(Error::invalid(
+                    "process.terminal",
+                    "a terminal needs --console-socket (where to send the pty master)",
+                ))
+            }
+            (false, _) => None,
+        };
+
+        // Now make things, each undone by the guard on failure.
+        if !self.root.exists() {
+            std::fs::create_dir_all(&self.root).map_err(|e| Error::io(format!("create {}", self.root.display()), e))?;
+            let _ = std::fs::set_permissions(&self.root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
+        }
+        let dir = self.dir(id.as_str());
+        match std::fs::create_dir(&dir.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(Error::conflict("container", id.as_str(), "a container with this id already exists"))
+            }
+            Err(e) => return Err(Error::io(format!("create state dir {}", dir.dir.display()), e)),
+        }
+        let mut guard = Cleanup { dir: Some(&dir), cgroup: None, child: None };
+        let fifo_fd = if fifo {
+            let p = dir.fifo();
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o622))
+                .map_err(|e| Error::io(format!("mkfifo {}", p.display()), e.into()))?;
+            let fd = nix::fcntl::open(&p, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
+                .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))?;
+            Some(fd)
+        } else {
+            None
+        };
+        let mut resources = linux.and_then(|l| l.resources().clone()).unwrap_or_default();
+        if !rootfs.devices.is_empty() {
+            let mut rules = resources.devices().clone().unwrap_or_default();
+            if !rules.is_empty() {
+                rules.extend(super::devices::cgroup_rules(&rootfs.devices));
+                resources.set_devices(Some(rules));
+            }
+        }
+        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        let cgroup = Cgroup::create(cgroups_path.as_deref(), id.as_str(), Some(&resources))?;
+        guard.cgroup = Some(cgroup.clone());
+        let (parent_sock, child_sock) = sync::pair()?;
+        if let Some(j) = ns.joined(LinuxNamespaceType::Pid) {
+            super::namespaces::setns(j)?;
+        }
+        let clone_flags = ns.new - CloneFlags::CLONE_NEWCGROUP;
+        let start_hooks = hooks.and_then(|h| h.start_container().as_ref());
+        let create_hooks = hooks.and_then(|h| h.create_container().as_ref());
+        let pid = clone_process(clone_flags)?;
+        if pid == 0 {
+            drop(parent_sock);
+            let ctx = InitCtx {
+                ns: &ns,
+                exec_joins: &[],
+                rootfs: Some(&rootfs),
+                proc: &proc,
+                hostname,
+                domainname,
+                sysctl: &sysctl,
+                seccomp: seccomp.as_ref(),
+                gate: match &fifo_fd {
+                    Some(fd) => StartGate::Fifo(fd.as_raw_fd()),
+                    None => StartGate::Sync,
+                },
+                console: console.as_ref().map(|c| c.as_raw_fd()),
+                runtime_hooks,
+                create_container_hooks: create_hooks,
+                start_container_hooks: start_hooks,
+                preserve_fds: opts.preserve_fds,
+                keyring: !opts.no_new_keyring,
+                id: id.as_str(),
+            };
+            init::main(&ctx, &child_sock);
+        }
+        guard.child = Some(pid);
+        drop(child_sock);
+        drop(console);
+        if userns {
+            let fmt = |m: &[oci_spec::runtime::LinuxIdMapping]| {
+                m.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect::<String>()
+            };
+            std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&uid_maps))
+                .map_err(|e| Error::io(format!("write uid_map of the init {pid}"), e))?;
+            std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&gid_maps))
+                .map_err(|e| Error::io(format!("write gid_map of the init {pid}"), e))?;
+        }
+        cgroup.add_pid(pid)?;
+        parent_sock.send(&Msg::Go)?;
+        let mut state = State {
+            oci_version: spec.version().clone(),
+            id: id.to_string(),
+            pid,
+            pid_start: 0,
+            bundle: bundle.clone(),
+            rootfs: rootfs.rootfs.clone(),
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            created: now_rfc3339(),
+            cgroup: Some(cgroup),
+            hooks: hooks.cloned(),
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
+            no_new_privileges: proc.no_new_privileges,
+            process: Some(process.clone()),
+        };
+        loop {
+            match parent_sock.recv()? {
+                Some(Msg::Ready) => break,
+                Some(Msg::RunHooks) => {
+                    let json = hook_state(&state, ContainerStatus::Creating);
+                    #[allow(deprecated)]
+                    let r = super::hooks::run("prestart", hooks.and_then(|h| h.prestart().as_ref()), &json)
+                        .and_then(|_| super::hooks::run("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &json));
+                    match r {
+                        Ok(()) => parent_sock.send(&Msg::HooksDone(json))?,
+                        Err(e) => {
+                            let _ = parent_sock.send(&Msg::Error(e.to_string()));
+                            return Err(e);
+                        }
+                    }
+                }
+                Some(Msg::Error(m)) => return Err(Error::Other(format!("container {id}: {m}"))),
+                Some(other) => return Err(Error::Other(format!("container {id}: unexpected sync message {other:?}"))),
+                None => {
+                    let code = wait_code(pid).unwrap_or(-1);
+                    guard.child = None;
+                    return Err(Error::Other(format!("container {id}: the init exited during setup (status {code})")));
+                }
+            }
+        }
+        state.pid_start = proc_stat(pid).map(|(s, _)| s).unwrap_or(0);
+        dir.save(&state)?;
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid)?;
+        }
+        guard.disarm();
+        Ok(Launched { pid, sync: parent_sock, state })
+    }
+
+    /// Load a container's state and compute its status.
+    pub fn load(&self, id: &str) -> Result<(State, ContainerStatus)> {
+        let dir = self.dir(id);
+        let st = dir.load(id)?;
+        let status = self.status(&st, &dir);
+        Ok((st, status))
+    }
+
+    fn status(&self, st: &State, dir: &StateDir) -> ContainerStatus {
+        if !alive(st.pid, st.pid_start) {
+            ContainerStatus::Stopped
+        } else if dir.fifo().exists() {
+            ContainerStatus::Created
+        } else if st.cgroup.as_ref().and_then(|c| c.is_frozen().ok()).unwrap_or(false) {
+            ContainerStatus::Paused
+        } else {
+            ContainerStatus::Running
+        }
+    }
+
+    /// The OCI state of a container.
+    pub fn state(&self, id: &ContainerId) -> Result<RuntimeState> {
+        let (st, status) = self.load(id.as_str())?;
+        Ok(st.oci(status))
+    }
+
+    /// Release a created container's init.
+    pub fn start(&self, id: &ContainerId) -> Result<()> {
+        let dir = self.dir(id.as_str());
+        let (st, status) = self.load(id.as_str())?;
+        if status != ContainerStatus::Created {
+            return Err(Error::conflict("container", id.as_str(), format!("cannot start a container that is {status}")));
+        }
+        let fifo = dir.fifo();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|e| Error::io(format!("open {}", fifo.display()), e))?;
+        let pfd = pidfd(st.pid);
+        loop {
+            let mut fds = vec![nix::poll::PollFd::new(f.as_fd(), nix::poll::PollFlags::POLLIN)];
+            if let Some(p) = &pfd {
+                fds.push(nix::poll::PollFd::new(p.as_fd(), nix::poll::PollFlags::POLLIN));
+            }
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::io("poll exec.fifo", e.into())),
+                Ok(_) => {}
+            }
+            let fifo_ready = fds[0].revents().is_some_and(|r| r.contains(nix::poll::PollFlags::POLLIN));
+            if fifo_ready {
+                let mut b = [0u8; 1];
+                let n = nix::unistd::read(&f, &mut b).map_err(|e| Error::io("read exec.fifo", e.into()))?;
+                if n == 1 {
+                    break;
+                }
+            }
+            if fds.get(1).and_then(|p| p.revents()).is_some_and(|r| !r.is_empty()) {
+                return Err(Error::Other(format!("container {id}: the init exited before start")));
+            }
+        }
+        let _ = std::fs::remove_file(&fifo);
+        self.poststart(&st);
+        Ok(())
+    }
+
+    fn poststart(&self, st: &State) {
+        if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststart().as_ref()) {
+            if let Err(e) = super::hooks::run("poststart", Some(h), &hook_state(st, ContainerStatus::Running)) {
+                tracing::warn!("container {}: {e}", st.id);
+            }
+        }
+    }
+
+    /// Send `signal` to the init, or with `all` to every process of the container.
+    pub fn kill(&self, id: &ContainerId, signal: i32, all: bool) -> Result<()> {
+        let (st, status) = self.load(id.as_str())?;
+        if all {
+            if let Some(cg) = &st.cgroup {
+                return cg.kill_all(signal);
+            }
+        }
+        if status == ContainerStatus::Stopped {
+            return Err(Error::conflict("container", id.as_str(), "container is not running"));
+        }
+        let sig = nix::sys::signal::Signal::try_from(signal)
+            .map_err(|_| Error::invalid("signal", format!("{signal} is not a signal")))?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), sig)
+            .map_err(|e| Error::io(format!("kill container {id} init {} with {sig}", st.pid), e.into()))
+    }
+
+    /// Remove a container. Running or paused ones need `force` (they are killed).
+    /// `force` on a missing container succeeds.
+    pub fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
+        let dir = self.dir(id.as_str());
+        let (st, status) = match self.load(id.as_str()) {
+            Ok(x) => x,
+            Err(e) if e.is_not_found() && force => return Ok(()),
+            Err(e) if e.is_not_found() => return Err(e),
+            Err(e) if force => {
+                // A corrupt state file: remove what we can.
+                let _ = dir.remove();
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
+        match status {
+            ContainerStatus::Running | ContainerStatus::Paused if !force => {
+                return Err(Error::conflict(
+                    "container",
+                    id.as_str(),
+                    format!("cannot delete a container that is {status} (stop it or use --force)"),
+                ))
+            }
+            _ => {}
+        }
+        self.destroy(&st, &dir)
+    }
+
+    /// Kill whatever still runs, remove the cgroup, run poststop hooks, remove the state.
+    fn destroy(&self, st: &State, dir: &StateDir) -> Result<()> {
+        if alive(st.pid, st.pid_start) {
+            if let Some(cg) = &st.cgroup {
+                let _ = cg.kill_all(libc::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(st.pid), nix::sys::signal::Signal::SIGKILL);
+            if let Some(cg) = &st.cgroup {
+                let _ = cg.thaw();
+            }
+            if !wait_exit(st.pid, 10_000) {
+                return Err(Error::Timeout {
+                    what: format!("container {} init {} to exit", st.id, st.pid),
+                    after: std::time::Duration::from_secs(10),
+                });
+            }
+        }
+        if let Some(cg) = &st.cgroup {
+            cg.destroy()?;
+        }
+        if let Some(h) = st.hooks.as_ref().and_then(|h| h.poststop().as_ref()) {
+            if let Err(e) = super::hooks::run("poststop", Some(h), &hook_state(st, ContainerStatus::Stopped)) {
+                tracing::warn!("container {}: {e}", st.id);
+            }
+        }
+        dir.remove()
+    }
+
+    /// Freeze a running container.
+    pub fn pause(&self, id: &ContainerId) -> Result<()> {
+        let (st, status) = self.load(id.as_str())?;
+        if status != ContainerStatus::Running {
+            return Err(Error::conflict("container", id.as_str(), format!("cannot pause a container that is {status}")));
+        }
+        self.cgroup_of(&st)?.freeze()
+    }
+
+    /// Thaw a paused container.
+    pub fn resume(&self, id: &ContainerId) -> Result<()> {
+        let (st, status) = self.load(id.as_str())?;
+        if status != ContainerStatus::Paused {
+            return Err(Error::conflict("container", id.as_str(), format!("cannot resume a container that is {status}")));
+        }
+        self.cgroup_of(&st)?.thaw()
+    }
+
+    fn cgroup_of<'a>(&self, st: &'a State) -> Result<&'a Cgroup> {
+        st.cgroup.as_ref().ok_or_else(|| Error::Unsupported(format!("container {} has no cgroup", st.id)))
+    }
+
+    /// Host pids of the container's processes.
+    pub fn ps(&self, id: &ContainerId) -> Result<Vec<i32>> {
+        let (st, _) = self.load(id.as_str())?;
+        self.cgroup_of(&st)?.pids()
+    }
+
+    /// Resource usage from the container's cgroup.
+    pub fn stats(&self, id: &ContainerId) -> Result<engine_core::Stats> {
+        let (st, _) = self.load(id.as_str())?;
+        self.cgroup_of(&st)?.stats()
+    }
+
+    /// Every container under the root.
+    pub fn list(&self) -> Result<Vec<ListEntry>> {
+        let mut out = Vec::new();
+        let rd = match std::fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(format!("read {}", self.root.display()), e)),
+        };
+        for ent in rd.flatten() {
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if let Ok((st, status)) = self.load(&name) {
+                out.push(self.entry(&st, status));
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    /// The `state`/`list` JSON row of a container.
+    pub fn entry(&self, st: &State, status: ContainerStatus) -> ListEntry {
+        ListEntry {
+            oci_version: st.oci_version.clone(),
+            id: st.id.clone(),
+            pid: if status == ContainerStatus::Stopped { 0 } else { st.pid },
+            status,
+            bundle: st.bundle.clone(),
+            rootfs: st.rootfs.clone(),
+            created: st.created.clone(),
+            owner: String::new(),
+            annotations: st.annotations.clone(),
+        }
+    }
+}
+
+use std::os::unix::fs::OpenOptionsExt;
+
+/// The state JSON handed to hooks on stdin.
+pub(crate) fn hook_state(st: &State, status: ContainerStatus) -> String {
+    serde_json::to_string(&st.oci(status)).unwrap_or_default()
+}

@@ -1,0 +1,97 @@
+//! `exec`: run an extra process in a container's namespaces and cgroup.
+
+use super::container::{clone_process, wait_code, write_pid_file, Runc};
+use super::init::{self, InitCtx, StartGate};
+use super::namespaces::{self, NsPlan};
+use super::process::ProcPlan;
+use super::sync::{self, Msg};
+use super::ExecOpts;
+use engine_core::{ContainerId, ContainerStatus, Error, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::LinuxNamespaceType;
+use std::os::fd::AsRawFd;
+
+/// What `exec` ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecOutcome {
+    /// Detached: the process's host pid.
+    Started(i32),
+    /// Waited: its exit code (`128 + signal` when killed).
+    Exited(i32),
+}
+
+impl Runc {
+    /// Run `process` inside the running container `id`.
+    pub fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: &ExecOpts) -> Result<ExecOutcome> {
+        let (st, status) = self.load(id.as_str())?;
+        match status {
+            ContainerStatus::Running | ContainerStatus::Created => {}
+            s => return Err(Error::conflict("container", id.as_str(), format!("cannot exec in a container that is {s}"))),
+        }
+        let proc = ProcPlan::new(process)?;
+        let joins = namespaces::of_process(st.pid)?;
+        let seccomp = match &st.seccomp {
+            Some(s) => Some(crate::seccomp::compile(s)?),
+            None => None,
+        };
+        let console = match (proc.terminal, &opts.console_socket) {
+            (true, Some(p)) => Some(super::console::connect(p)?),
+            (true, None) => {
+                return Err(Error::invalid("process.terminal", "a terminal needs --console-socket (where to send the pty master)"))
+            }
+            (false, _) => None,
+        };
+        let (parent_sock, child_sock) = sync::pair()?;
+        if let Some(j) = joins.iter().find(|j| j.typ == LinuxNamespaceType::Pid) {
+            namespaces::setns(j)?;
+        }
+        let ns = NsPlan::default();
+        let pid = clone_process(CloneFlags::empty())?;
+        if pid == 0 {
+            drop(parent_sock);
+            let ctx = InitCtx {
+                ns: &ns,
+                exec_joins: &joins,
+                rootfs: None,
+                proc: &proc,
+                hostname: None,
+                domainname: None,
+                sysctl: &[],
+                seccomp: seccomp.as_ref(),
+                gate: StartGate::None,
+                console: console.as_ref().map(|c| c.as_raw_fd()),
+                runtime_hooks: false,
+                create_container_hooks: None,
+                start_container_hooks: None,
+                preserve_fds: opts.preserve_fds,
+                keyring: false,
+                id: id.as_str(),
+            };
+            init::main(&ctx, &child_sock);
+        }
+        drop(child_sock);
+        drop(console);
+        let kill = |e: Error| {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = wait_code(pid);
+            e
+        };
+        if let Some(cg) = &st.cgroup {
+            cg.add_pid(pid).map_err(kill)?;
+        }
+        parent_sock.send(&Msg::Go).map_err(kill)?;
+        match parent_sock.recv().map_err(kill)? {
+            Some(Msg::Ready) => {}
+            Some(Msg::Error(m)) => return Err(kill(Error::Other(format!("exec in container {id}: {m}")))),
+            other => return Err(kill(Error::Other(format!("exec in container {id}: the process ended during setup ({other:?})")))),
+        }
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid).map_err(kill)?;
+        }
+        if opts.detach {
+            return Ok(ExecOutcome::Started(pid));
+        }
+        drop(parent_sock);
+        Ok(ExecOutcome::Exited(wait_code(pid)?))
+    }
+}

@@ -1,0 +1,111 @@
+//! OCI hooks: run with the state JSON on stdin, an optional timeout, and an
+//! error that names the hook and carries its output.
+
+use engine_core::{Error, Result};
+use oci_spec::runtime::Hook;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+
+/// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops.
+pub fn run(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Result<()> {
+    for h in hooks.into_iter().flatten() {
+        run_one(kind, h, state_json)?;
+    }
+    Ok(())
+}
+
+fn memfd() -> Result<std::fs::File> {
+    // SAFETY: a valid NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"hook-output".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(Error::io("memfd for hook output", std::io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh fd we own.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+fn run_one(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
+    let path = h.path();
+    let what = format!("{kind} hook {}", path.display());
+    if !path.is_absolute() {
+        return Err(Error::invalid(what, "path is not absolute"));
+    }
+    let mut out = memfd()?;
+    let mut cmd = Command::new(path);
+    let args = h.args().as_deref().unwrap_or(&[]);
+    if let Some(a0) = args.first() {
+        cmd.arg0(a0);
+    }
+    cmd.args(args.iter().skip(1));
+    cmd.env_clear();
+    for e in h.env().iter().flatten() {
+        if let Some((k, v)) = e.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::from(out.try_clone().map_err(|e| Error::io("dup memfd", e))?))
+        .stderr(Stdio::from(out.try_clone().map_err(|e| Error::io("dup memfd", e))?));
+    let mut child = cmd.spawn().map_err(|e| Error::io(format!("start {what}"), e))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        // A hook that does not read its stdin is fine.
+        let _ = stdin.write_all(state_json.as_bytes());
+    }
+    if let Some(t) = h.timeout() {
+        if t <= 0 {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::invalid(what, format!("timeout {t} must be positive")));
+        }
+        // SAFETY: pidfd_open on our own child.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::c_int, 0) };
+        if pidfd >= 0 {
+            // SAFETY: fresh fd.
+            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+            let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let ms = (t as u64 * 1000).min(i32::MAX as u64) as i32;
+            let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX))
+                .unwrap_or(1);
+            if n == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(Error::Timeout { what, after: std::time::Duration::from_secs(t as u64) });
+            }
+            let _ = pidfd.as_raw_fd();
+        }
+    }
+    let status = child.wait().map_err(|e| Error::io(format!("wait for {what}"), e))?;
+    if !status.success() {
+        let mut text = String::new();
+        let _ = out.seek(std::io::SeekFrom::Start(0));
+        let _ = Read::by_ref(&mut out).take(4096).read_to_string(&mut text);
+        return Err(Error::Other(format!("{what} failed ({status}): {}", text.trim())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn hook(json: &str) -> Hook {
+        serde_json::from_str(json).unwrap()
+    }
+    #[test]
+    fn stdin_failure_and_timeout() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let h = hook(&format!(r#"{{"path":"/bin/sh","args":["sh","-c","cat > {}"]}}"#, out.display()));
+        run("test", Some(&vec![h]), "{\"id\":\"x\"}").unwrap();
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "{\"id\":\"x\"}");
+        let bad = hook(r#"{"path":"/bin/sh","args":["sh","-c","echo nope >&2; exit 3"]}"#);
+        let e = run("poststop", Some(&vec![bad]), "{}").unwrap_err().to_string();
+        assert!(e.contains("poststop hook /bin/sh") && e.contains("nope"), "{e}");
+        let slow = hook(r#"{"path":"/bin/sh","args":["sh","-c","sleep 10"],"timeout":1}"#);
+        let t = std::time::Instant::now();
+        let e = run("prestart", Some(&vec![slow]), "{}").unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }), "{e}");
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,224 @@
+//! The code that runs in the cloned child: the container's init (after
+//! `create`) or an exec'd process. Every error goes back to the parent over
+//! the sync socket, with its message, before anything is reported created.
+
+use super::namespaces::{self, NsPlan};
+use super::process::ProcPlan;
+use super::rootfs::{self, RootfsPlan};
+use super::sync::{Msg, SyncSocket};
+use super::syscall::LinuxSyscall;
+use crate::seccomp::Filter;
+use engine_core::Error;
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{Hook, LinuxNamespaceType};
+use std::os::fd::RawFd;
+
+/// How the init waits for `start`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StartGate {
+    /// Open `exec.fifo` (an `O_PATH` fd) for writing: blocks until `start` reads it.
+    Fifo(RawFd),
+    /// Wait for [`Msg::Start`] on the sync socket (`run`).
+    Sync,
+    /// Exec right after `Ready` (exec'd processes).
+    None,
+}
+
+/// Everything the child needs; built by the parent before clone.
+pub(crate) struct InitCtx<'a> {
+    pub ns: &'a NsPlan,
+    /// Namespaces to join by fd (exec), in order; user first, mount last.
+    pub exec_joins: &'a [namespaces::Join],
+    pub rootfs: Option<&'a RootfsPlan>,
+    pub proc: &'a ProcPlan,
+    pub hostname: Option<&'a str>,
+    pub domainname: Option<&'a str>,
+    pub sysctl: &'a [(String, String)],
+    pub seccomp: Option<&'a Filter>,
+    pub gate: StartGate,
+    pub console: Option<RawFd>,
+    /// Runtime-side hooks exist: stop before pivot_root and let the parent run them.
+    pub runtime_hooks: bool,
+    pub create_container_hooks: Option<&'a Vec<Hook>>,
+    pub start_container_hooks: Option<&'a Vec<Hook>>,
+    pub preserve_fds: u32,
+    /// Join a new session keyring named after the container.
+    pub keyring: bool,
+    /// The container id (for the keyring name).
+    pub id: &'a str,
+}
+
+/// The child's entry point: never returns.
+pub(crate) fn main(ctx: &InitCtx<'_>, sync: &SyncSocket) -> ! {
+    let code = match run(ctx, sync) {
+        Ok(never) => match never {},
+        Err(Stop::Quiet) => 1,
+        Err(Stop::Failed(e)) => {
+            // If the parent is gone there is nobody to tell; stderr is the best left.
+            if sync.send(&Msg::Error(e.to_string())).is_err() {
+                eprintln!("engine-runc init: {e}");
+            }
+            1
+        }
+        Err(Stop::AfterReady(e)) => {
+            eprintln!("engine-runc init: {e}");
+            127
+        }
+    };
+    // SAFETY: leaving the child without running the parent's atexit handlers.
+    unsafe { libc::_exit(code) }
+}
+
+enum Stop {
+    /// The parent told us to stop (or went away).
+    Quiet,
+    /// A setup error to report.
+    Failed(Error),
+    /// An error after `Ready`: the parent is gone, only stderr is left.
+    AfterReady(Error),
+}
+
+impl From<Error> for Stop {
+    fn from(e: Error) -> Self {
+        Stop::Failed(e)
+    }
+}
+
+fn errno(what: &str, e: nix::Error) -> Error {
+    Error::io(what.to_string(), e.into())
+}
+
+fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert::Infallible, Stop> {
+    // 1. Wait until the parent has joined us to the cgroup and written the id maps.
+    match sync.recv()? {
+        Some(Msg::Go) => {}
+        _ => return Err(Stop::Quiet),
+    }
+    let sys = LinuxSyscall;
+    let proc = ctx.proc;
+
+    // 2. Namespaces: join by path (user first), become root in a new user ns, then a new cgroup ns.
+    for j in ctx.ns.join.iter().filter(|j| j.typ == LinuxNamespaceType::User) {
+        namespaces::setns(j)?;
+    }
+    for j in ctx.ns.join.iter().filter(|j| !matches!(j.typ, LinuxNamespaceType::User | LinuxNamespaceType::Pid)) {
+        namespaces::setns(j)?;
+    }
+    for j in ctx.exec_joins.iter().filter(|j| j.typ != LinuxNamespaceType::Pid) {
+        namespaces::setns(j)?;
+    }
+    let userns = ctx.ns.new.contains(CloneFlags::CLONE_NEWUSER)
+        || ctx.exec_joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
+    if userns {
+        let root_g = nix::unistd::Gid::from_raw(0);
+        let root_u = nix::unistd::Uid::from_raw(0);
+        nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| errno("setgid 0 in the user namespace", e))?;
+        nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| errno("setuid 0 in the user namespace", e))?;
+    }
+    if ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| errno("unshare the cgroup namespace", e))?;
+    }
+    nix::unistd::setsid().map_err(|e| errno("setsid", e))?;
+    if ctx.keyring {
+        join_session_keyring(ctx.id);
+    }
+    if let Some(h) = ctx.hostname {
+        nix::unistd::sethostname(h).map_err(|e| errno(&format!("set hostname {h:?}"), e))?;
+    }
+    if let Some(d) = ctx.domainname {
+        // SAFETY: pointer and length of a live string.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(Error::io(format!("set domainname {d:?}"), std::io::Error::last_os_error()).into());
+        }
+    }
+    super::rlimits::apply(&proc.rlimits)?;
+
+    // 3. The root filesystem.
+    if let Some(plan) = ctx.rootfs {
+        rootfs::prepare(&sys, plan)?;
+        rootfs::mount_all(&sys, plan, userns, ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP))?;
+    }
+    let mut state_json = String::new();
+    if ctx.runtime_hooks {
+        sync.send(&Msg::RunHooks)?;
+        match sync.recv()? {
+            Some(Msg::HooksDone(s)) => state_json = s,
+            _ => return Err(Stop::Quiet),
+        }
+        super::hooks::run("createContainer", ctx.create_container_hooks, &state_json)?;
+    }
+    if let Some(plan) = ctx.rootfs {
+        rootfs::pivot(&sys, plan)?;
+        rootfs::write_sysctls(ctx.sysctl)?;
+        rootfs::protect_paths(&sys, plan)?;
+    }
+    if let Some(sock) = ctx.console {
+        let (slave, name) = super::console::create_pty(sock, proc.console_size)?;
+        if ctx.rootfs.is_some() {
+            rootfs::bind_console(&sys, std::path::Path::new("/"), &name)?;
+        }
+        super::console::make_stdio(&slave)?;
+    }
+    if let Some(plan) = ctx.rootfs {
+        rootfs::finalize(&sys, plan)?;
+    }
+    if let Some(v) = proc.oom_score_adj {
+        super::process::set_oom_score_adj(v)?;
+    }
+
+    // 4. The process: cwd, program, user, capabilities, seccomp.
+    // SAFETY: umask is always safe.
+    unsafe { libc::umask(proc.umask as libc::mode_t) };
+    proc.chdir()?;
+    let exe = proc.resolve_exe()?;
+    proc.caps.apply_bounding()?;
+    proc.set_user()?;
+    proc.caps.apply_sets()?;
+    if let (Some(f), false) = (ctx.seccomp, proc.no_new_privileges) {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we may.
+        f.load()?;
+    }
+    if proc.no_new_privileges {
+        // SAFETY: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::io("set no_new_privs", std::io::Error::last_os_error()).into());
+        }
+    }
+    super::process::cloexec_from(3 + ctx.preserve_fds);
+    sync.send(&Msg::Ready)?;
+
+    // 5. Wait for start.
+    let after = |e: Error| Stop::AfterReady(e);
+    match ctx.gate {
+        StartGate::Fifo(fd) => {
+            let path = format!("/proc/self/fd/{fd}");
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| after(Error::io("open exec.fifo to wait for start", e)))?;
+            use std::io::Write;
+            (&f).write_all(b"0").map_err(|e| after(Error::io("write exec.fifo", e)))?;
+        }
+        StartGate::Sync => match sync.recv().map_err(after)? {
+            Some(Msg::Start) => {}
+            _ => return Err(Stop::Quiet),
+        },
+        StartGate::None => {}
+    }
+    if ctx.start_container_hooks.is_some_and(|h| !h.is_empty()) {
+        super::hooks::run("startContainer", ctx.start_container_hooks, &state_json).map_err(after)?;
+    }
+    if let (Some(f), true) = (ctx.seccomp, proc.no_new_privileges) {
+        f.load().map_err(after)?;
+    }
+    Err(after(proc.exec(&exe)))
+}
+
+/// A new session keyring, so containers do not share the host's (failures are not fatal).
+fn join_session_keyring(id: &str) {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    if let Ok(name) = std::ffi::CString::new(format!("_ses.{id}")) {
+        // SAFETY: keyctl with a valid NUL-terminated name.
+        unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    }
+}

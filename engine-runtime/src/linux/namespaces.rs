@@ -1,0 +1,162 @@
+//! `linux.namespaces`: which to create (clone flags) and which to join (setns).
+
+use engine_core::{Error, Result};
+use nix::sched::CloneFlags;
+use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+
+/// The clone flag of a namespace type.
+pub fn flag(t: LinuxNamespaceType) -> CloneFlags {
+    match t {
+        LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => CloneFlags::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => CloneFlags::CLONE_NEWIPC,
+        LinuxNamespaceType::User => CloneFlags::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
+        LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CloneFlags::from_bits_retain(0x80),
+    }
+}
+
+/// The `/proc/<pid>/ns/<name>` file name of a namespace type.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// A namespace to join: its type and an open handle on it.
+#[derive(Debug)]
+pub struct Join {
+    /// The namespace type.
+    pub typ: LinuxNamespaceType,
+    /// Where it came from (for messages).
+    pub path: PathBuf,
+    /// The open namespace file.
+    pub fd: OwnedFd,
+}
+
+/// The namespace plan of a container: new ones as clone flags, existing ones opened.
+#[derive(Debug)]
+pub struct NsPlan {
+    /// Namespaces to create.
+    pub new: CloneFlags,
+    /// Namespaces to join, in config order.
+    pub join: Vec<Join>,
+}
+
+impl Default for NsPlan {
+    fn default() -> Self {
+        NsPlan { new: CloneFlags::empty(), join: Vec::new() }
+    }
+}
+
+impl NsPlan {
+    /// Validate and open the namespaces of a config. Duplicate types are an
+    /// error; paths are opened now so a missing one fails before clone.
+    pub fn new(list: &[LinuxNamespace]) -> Result<Self> {
+        let mut plan = NsPlan::default();
+        let mut seen = CloneFlags::empty();
+        for ns in list {
+            let f = flag(ns.typ());
+            if seen.contains(f) {
+                return Err(Error::invalid("linux.namespaces", format!("namespace {:?} listed twice", proc_name(ns.typ()))));
+            }
+            seen |= f;
+            match ns.path() {
+                Some(p) if !p.as_os_str().is_empty() => {
+                    let file = std::fs::File::open(p).map_err(|e| {
+                        Error::io(format!("open {} namespace {}", proc_name(ns.typ()), p.display()), e)
+                    })?;
+                    plan.join.push(Join { typ: ns.typ(), path: p.clone(), fd: file.into() });
+                }
+                _ => plan.new |= f,
+            }
+        }
+        if plan.new.contains(CloneFlags::CLONE_NEWUSER) && !plan.join.is_empty() {
+            // The joined namespaces belong to the host's user namespace; a new one
+            // would have to be created after joining, which needs another process.
+            if plan.join.iter().any(|j| j.typ != LinuxNamespaceType::Pid) {
+                return Err(Error::Unsupported(
+                    "joining existing namespaces together with a new user namespace".into(),
+                ));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// True when a namespace of this type is created or joined.
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.new.contains(flag(t)) || self.join.iter().any(|j| j.typ == t)
+    }
+
+    /// The joined namespace of a type, if any.
+    pub fn joined(&self, t: LinuxNamespaceType) -> Option<&Join> {
+        self.join.iter().find(|j| j.typ == t)
+    }
+}
+
+/// `setns` into one namespace.
+pub fn setns(j: &Join) -> Result<()> {
+    nix::sched::setns(j.fd.as_fd(), flag(j.typ)).map_err(|e| {
+        Error::io(format!("join {} namespace {}", proc_name(j.typ), j.path.display()), e.into())
+    })
+}
+
+/// Open the namespaces of a running process, for `exec`: every type whose
+/// inode differs from ours, user first so the rest can be joined with its caps.
+pub fn of_process(pid: i32) -> Result<Vec<Join>> {
+    use std::os::unix::fs::MetadataExt;
+    let order = [
+        LinuxNamespaceType::User,
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Time,
+        LinuxNamespaceType::Mount,
+    ];
+    let mut out = Vec::new();
+    for t in order {
+        let name = proc_name(t);
+        let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
+        let mine = format!("/proc/self/ns/{name}");
+        let (Ok(a), Ok(b)) = (std::fs::metadata(&theirs), std::fs::metadata(&mine)) else { continue };
+        if a.ino() == b.ino() && a.dev() == b.dev() {
+            continue;
+        }
+        let file = std::fs::File::open(&theirs).map_err(|e| Error::io(format!("open {}", theirs.display()), e))?;
+        out.push(Join { typ: t, path: theirs, fd: file.into() });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_flags_and_errors() {
+        let list: Vec<LinuxNamespace> =
+            serde_json::from_str(r#"[{"type":"pid"},{"type":"mount"},{"type":"network","path":"/proc/self/ns/net"}]"#).unwrap();
+        let p = NsPlan::new(&list).unwrap();
+        assert_eq!(p.new, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS);
+        assert_eq!(p.join.len(), 1);
+        assert!(p.has(LinuxNamespaceType::Network));
+        let dup: Vec<LinuxNamespace> = serde_json::from_str(r#"[{"type":"pid"},{"type":"pid"}]"#).unwrap();
+        assert!(NsPlan::new(&dup).unwrap_err().to_string().contains("pid"));
+        let missing: Vec<LinuxNamespace> = serde_json::from_str(r#"[{"type":"uts","path":"/nonexistent/ns"}]"#).unwrap();
+        assert!(NsPlan::new(&missing).unwrap_err().to_string().contains("/nonexistent/ns"));
+        assert!(serde_json::from_str::<Vec<LinuxNamespace>>(r#"[{"type":"bogus"}]"#).unwrap_err().to_string().contains("bogus"));
+    }
+}

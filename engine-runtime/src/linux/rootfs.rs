@@ -1,0 +1,265 @@
+//! The container's root filesystem: propagation, the rootfs bind, mounts,
+//! `/dev`, pivot_root (or `MS_MOVE` + chroot), masked and readonly paths.
+
+use super::devices::{self, Device};
+use super::mounts::{create_dest, locked_flags, mount_one, secure_join, MountPlan};
+use super::syscall::Syscall;
+use engine_core::{Error, Result};
+use nix::mount::{MntFlags, MsFlags};
+use std::path::{Path, PathBuf};
+
+/// Everything the init needs to build the rootfs, computed in the parent.
+#[derive(Debug, Clone)]
+pub struct RootfsPlan {
+    /// The rootfs directory on the host (canonical).
+    pub rootfs: PathBuf,
+    /// `root.readonly`.
+    pub readonly: bool,
+    /// `linux.rootfsPropagation` as flags (default `MS_SLAVE|MS_REC`).
+    pub propagation: MsFlags,
+    /// The requested propagation, re-applied to `/` after pivot_root.
+    pub final_propagation: Option<MsFlags>,
+    /// The mounts in config order.
+    pub mounts: Vec<MountPlan>,
+    /// Device nodes to create (empty when `/dev` is a bind mount).
+    pub devices: Vec<Device>,
+    /// `linux.maskedPaths`.
+    pub masked: Vec<PathBuf>,
+    /// `linux.readonlyPaths`.
+    pub readonly_paths: Vec<PathBuf>,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+}
+
+impl RootfsPlan {
+    /// Build the plan from a spec and its bundle.
+    pub fn new(spec: &oci_spec::runtime::Spec, bundle: &Path, no_pivot: bool) -> Result<Self> {
+        let root = spec.root().as_ref().ok_or_else(|| Error::invalid("config.json", "has no root"))?;
+        let path = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+        let rootfs = std::fs::canonicalize(&path).map_err(|e| Error::io(format!("rootfs {}", path.display()), e))?;
+        if !rootfs.is_dir() {
+            return Err(Error::invalid("root.path", format!("{} is not a directory", rootfs.display())));
+        }
+        let linux = spec.linux().as_ref();
+        let (propagation, final_propagation) = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+            None | Some("") => (MsFlags::MS_SLAVE | MsFlags::MS_REC, None),
+            Some(p) => {
+                let f = super::mounts::propagation_flag(p)
+                    .ok_or_else(|| Error::invalid("linux.rootfsPropagation", format!("unknown value {p:?}")))?;
+                // pivot_root refuses shared mounts: use slave until after the pivot.
+                if f.contains(MsFlags::MS_SHARED) {
+                    (MsFlags::MS_SLAVE | MsFlags::MS_REC, Some(f))
+                } else {
+                    (f, None)
+                }
+            }
+        };
+        let mounts: Vec<MountPlan> = spec
+            .mounts()
+            .iter()
+            .flatten()
+            .map(|m| super::mounts::plan(m, bundle))
+            .collect::<Result<_>>()?;
+        let dev_is_bind = mounts.iter().any(|m| m.destination == Path::new("/dev") && m.is_bind());
+        let devices = if dev_is_bind { Vec::new() } else { devices::plan(linux.and_then(|l| l.devices().as_ref()))? };
+        let paths = |v: Option<&Vec<String>>| v.into_iter().flatten().map(PathBuf::from).collect::<Vec<_>>();
+        Ok(RootfsPlan {
+            rootfs,
+            readonly: root.readonly().unwrap_or(false),
+            propagation,
+            final_propagation,
+            mounts,
+            devices,
+            masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
+            readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
+            no_pivot,
+        })
+    }
+}
+
+/// Step 1, in the new mount namespace: make `/` non-shared and bind the rootfs onto itself.
+pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
+    sys.mount(None, Path::new("/"), None, plan.propagation, None)?;
+    sys.mount(Some(&plan.rootfs), &plan.rootfs, Some("bind"), MsFlags::MS_BIND | MsFlags::MS_REC, None)
+}
+
+/// Step 2: the config's mounts, then `/dev` devices and symlinks.
+pub fn mount_all(sys: &dyn Syscall, plan: &RootfsPlan, userns: bool, cgroupns: bool) -> Result<()> {
+    for m in &plan.mounts {
+        let r = if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            mount_cgroup(sys, &plan.rootfs, m, cgroupns)
+        } else {
+            mount_one(sys, &plan.rootfs, m)
+        };
+        r.map_err(|e| Error::Other(format!("mounting {} ({}): {e}", m.destination.display(), m.fstype)))?;
+    }
+    if !plan.devices.is_empty() {
+        devices::create(sys, &plan.rootfs, &plan.devices, userns)?;
+        devices::symlinks(sys, &plan.rootfs)?;
+    }
+    Ok(())
+}
+
+/// Mount the container's view of the cgroup hierarchies at `m.destination`.
+fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool) -> Result<()> {
+    let target = secure_join(rootfs, &m.destination);
+    create_dest(&target, false)?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("read /proc/self/cgroup", e))?;
+    let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+    let fl = m.flags & keep;
+    let ro = m.flags.contains(MsFlags::MS_RDONLY);
+    let lines: Vec<(&str, &str)> = own
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _ = it.next()?;
+            Some((it.next()?, it.next()?))
+        })
+        .collect();
+    let pure_v2 = lines.iter().all(|(c, _)| c.is_empty());
+    let mountinfo = if cgroupns { String::new() } else { std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default() };
+    let host_mount = |ctrls: &str| -> Option<PathBuf> {
+        mountinfo.lines().find_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let mp = pre.split(' ').nth(4)?;
+            let mut post = post.split(' ');
+            let fstype = post.next()?;
+            let _src = post.next();
+            let opts = post.next().unwrap_or("");
+            let matches = if ctrls.is_empty() {
+                fstype == "cgroup2"
+            } else {
+                fstype == "cgroup" && ctrls.split(',').all(|c| opts.split(',').any(|o| o == c))
+            };
+            matches.then(|| PathBuf::from(mp))
+        })
+    };
+    let bind = |host: &Path, path: &str, dest: &Path| -> Result<()> {
+        let src = host.join(path.trim_start_matches('/'));
+        sys.mount(Some(&src), dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        sys.mount(None, dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() }, None)
+    };
+    if pure_v2 {
+        if cgroupns {
+            let f = fl | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+            return sys.mount(Some(Path::new("cgroup2")), &target, Some("cgroup2"), f, None);
+        }
+        let host = host_mount("").ok_or_else(|| Error::Other("no cgroup2 mount on the host".into()))?;
+        return bind(&host, lines.first().map(|l| l.1).unwrap_or("/"), &target);
+    }
+    sys.mount(Some(Path::new("tmpfs")), &target, Some("tmpfs"), fl, Some("mode=755"))?;
+    for (ctrls, path) in &lines {
+        let (name, opts) = if ctrls.is_empty() {
+            ("unified".to_string(), None)
+        } else if let Some(n) = ctrls.strip_prefix("name=") {
+            (n.to_string(), Some(format!("none,{ctrls}")))
+        } else {
+            (ctrls.to_string(), Some(ctrls.to_string()))
+        };
+        let dir = target.join(&name);
+        create_dest(&dir, false)?;
+        if cgroupns {
+            let f = fl | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+            match &opts {
+                None => sys.mount(Some(Path::new("cgroup2")), &dir, Some("cgroup2"), f, None)?,
+                Some(o) => sys.mount(Some(Path::new("cgroup")), &dir, Some("cgroup"), f, Some(o))?,
+            }
+        } else {
+            let Some(host) = host_mount(if ctrls.is_empty() { "" } else { ctrls }) else { continue };
+            bind(&host, path, &dir)?;
+        }
+        if name.contains(',') {
+            for c in name.split(',') {
+                let _ = sys.symlink(Path::new(&name), &target.join(c));
+            }
+        }
+    }
+    if ro {
+        sys.mount(None, &target, None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | fl, Some("mode=755"))?;
+    }
+    Ok(())
+}
+
+/// Bind the console's pty slave onto `/dev/console` (before the pivot).
+pub fn bind_console(sys: &dyn Syscall, rootfs: &Path, slave: &Path) -> Result<()> {
+    let dest = rootfs.join("dev/console");
+    create_dest(&dest, true)?;
+    sys.mount(Some(slave), &dest, None, MsFlags::MS_BIND, None)
+}
+
+/// Step 3: make the rootfs the container's `/`.
+pub fn pivot(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
+    let root = &plan.rootfs;
+    if plan.no_pivot {
+        std::env::set_current_dir(root).map_err(|e| Error::io(format!("chdir {}", root.display()), e))?;
+        sys.mount(Some(root), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
+        nix::unistd::chroot(".").map_err(|e| Error::io("chroot .", e.into()))?;
+    } else {
+        let old = nix::fcntl::open("/", nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
+            .map_err(|e| Error::io("open /", e.into()))?;
+        std::env::set_current_dir(root).map_err(|e| Error::io(format!("chdir {}", root.display()), e))?;
+        nix::unistd::pivot_root(".", ".").map_err(|e| Error::io(format!("pivot_root {}", root.display()), e.into()))?;
+        nix::unistd::fchdir(&old).map_err(|e| Error::io("fchdir old root", e.into()))?;
+        sys.mount(None, Path::new("."), None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)?;
+        sys.umount2(Path::new("."), MntFlags::MNT_DETACH)?;
+    }
+    std::env::set_current_dir("/").map_err(|e| Error::io("chdir /", e))?;
+    if let Some(p) = plan.final_propagation {
+        sys.mount(None, Path::new("/"), None, p, None)?;
+    }
+    Ok(())
+}
+
+/// Step 4, after the pivot: masked and readonly paths.
+pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
+    for p in &plan.readonly_paths {
+        match sys.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
+            Ok(()) => {}
+            Err(e) if is_enoent(&e) => continue,
+            Err(e) => return Err(e),
+        }
+        let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        if sys.mount(None, p, None, fl, None).is_err() {
+            sys.mount(None, p, None, fl | locked_flags(p), None)?;
+        }
+    }
+    for p in &plan.masked {
+        let meta = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        if meta.is_dir() {
+            sys.mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), MsFlags::MS_RDONLY, None)?;
+        } else {
+            sys.mount(Some(Path::new("/dev/null")), p, None, MsFlags::MS_BIND, None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Step 5: `root.readonly`.
+pub fn finalize(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
+    if plan.readonly {
+        let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        if sys.mount(None, Path::new("/"), None, fl, None).is_err() {
+            sys.mount(None, Path::new("/"), None, fl | locked_flags(Path::new("/")), None)?;
+        }
+    }
+    Ok(())
+}
+
+fn is_enoent(e: &Error) -> bool {
+    matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+/// Write `linux.sysctl` values under `/proc/sys` (after the pivot).
+pub fn write_sysctls(sysctl: &[(String, String)]) -> Result<()> {
+    for (k, v) in sysctl {
+        if k.contains("..") || k.contains('/') && k.contains('.') {
+            return Err(Error::invalid("linux.sysctl", format!("bad key {k:?}")));
+        }
+        let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
+        std::fs::write(&path, v.as_bytes()).map_err(|e| Error::io(format!("sysctl {k}={v}"), e))?;
+    }
+    Ok(())
+}

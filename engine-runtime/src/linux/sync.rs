@@ -1,0 +1,119 @@
+//! The channel between `engine-runc` and the container's init: a
+//! `SOCK_SEQPACKET` socketpair, one message per packet, so an error in the
+//! init comes back to `create` with its message.
+
+use engine_core::{Error, Result};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+/// A message on the sync channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    /// Parent to init: cgroup joined and id maps written; go on.
+    Go,
+    /// Init to parent: namespaces and mounts ready, run the runtime-side hooks.
+    RunHooks,
+    /// Parent to init: hooks done; the payload is the state JSON for the container-side hooks.
+    HooksDone(String),
+    /// Init to parent: everything is set up; waiting for start.
+    Ready,
+    /// Parent to init (`run` without a fifo): exec the user process now.
+    Start,
+    /// Either way: a failure, with its message.
+    Error(String),
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        let (tag, body): (u8, &str) = match self {
+            Msg::Go => (b'G', ""),
+            Msg::RunHooks => (b'H', ""),
+            Msg::HooksDone(s) => (b'D', s),
+            Msg::Ready => (b'R', ""),
+            Msg::Start => (b'S', ""),
+            Msg::Error(s) => (b'E', s),
+        };
+        let mut v = Vec::with_capacity(1 + body.len());
+        v.push(tag);
+        v.extend_from_slice(body.as_bytes());
+        v
+    }
+    fn decode(b: &[u8]) -> Result<Msg> {
+        let body = || String::from_utf8_lossy(&b[1..]).into_owned();
+        Ok(match b.first() {
+            Some(b'G') => Msg::Go,
+            Some(b'H') => Msg::RunHooks,
+            Some(b'D') => Msg::HooksDone(body()),
+            Some(b'R') => Msg::Ready,
+            Some(b'S') => Msg::Start,
+            Some(b'E') => Msg::Error(body()),
+            _ => return Err(Error::Other(format!("sync: unexpected message {:?}", String::from_utf8_lossy(b)))),
+        })
+    }
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct SyncSocket(OwnedFd);
+
+/// Make a connected pair (close-on-exec).
+pub fn pair() -> Result<(SyncSocket, SyncSocket)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    let (a, b) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| Error::io("socketpair for the init sync channel", e.into()))?;
+    Ok((SyncSocket(a), SyncSocket(b)))
+}
+
+impl SyncSocket {
+    /// Send one message.
+    pub fn send(&self, m: &Msg) -> Result<()> {
+        let buf = m.encode();
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+            if n >= 0 {
+                return Ok(());
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io("sync: send to the init", e));
+            }
+        }
+    }
+    /// Receive one message; `None` when the other end closed.
+    pub fn recv(&self) -> Result<Option<Msg>> {
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n > 0 {
+                return Msg::decode(&buf[..n as usize]).map(Some);
+            }
+            if n == 0 {
+                return Ok(None);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(Error::io("sync: receive from the init", e));
+            }
+        }
+    }
+    /// The raw fd.
+    pub fn raw(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn round_trip() {
+        let (a, b) = pair().unwrap();
+        for m in [Msg::Go, Msg::Ready, Msg::HooksDone("{\"id\":1}".into()), Msg::Error("boom".into())] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}

@@ -1,0 +1,129 @@
+//! The mount-related system calls behind a small trait, so unit tests can
+//! record what the rootfs code would do without touching the host.
+
+use engine_core::{Error, Result};
+use nix::mount::{MntFlags, MsFlags};
+use std::path::Path;
+
+/// The syscalls the rootfs, mount and device code makes.
+pub trait Syscall {
+    /// `mount(2)`.
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()>;
+    /// `umount2(2)`.
+    fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()>;
+    /// `mknod(2)` with an explicit mode (file type bits included) and device number.
+    fn mknod(&self, path: &Path, mode: u32, dev: u64) -> Result<()>;
+    /// `symlink(2)`.
+    fn symlink(&self, target: &Path, link: &Path) -> Result<()>;
+    /// `chown(2)` (not following a final symlink).
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()>;
+}
+
+/// The real syscalls.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LinuxSyscall;
+
+fn errno_err(what: String, e: nix::Error) -> Error {
+    Error::io(what, std::io::Error::from_raw_os_error(e as i32))
+}
+
+impl Syscall for LinuxSyscall {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        nix::mount::mount(source, target, fstype, flags, data).map_err(|e| {
+            errno_err(
+                format!(
+                    "mount {} on {} (type {}, flags {:#x}, data {:?})",
+                    source.map(|s| s.display().to_string()).unwrap_or_else(|| "none".into()),
+                    target.display(),
+                    fstype.unwrap_or("none"),
+                    flags.bits(),
+                    data.unwrap_or("")
+                ),
+                e,
+            )
+        })
+    }
+    fn umount2(&self, target: &Path, flags: MntFlags) -> Result<()> {
+        nix::mount::umount2(target, flags).map_err(|e| errno_err(format!("umount {}", target.display()), e))
+    }
+    fn mknod(&self, path: &Path, mode: u32, dev: u64) -> Result<()> {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Error::invalid("device path", format!("{} contains NUL", path.display())))?;
+        // SAFETY: c is a valid NUL-terminated path.
+        let r = unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, dev as libc::dev_t) };
+        if r != 0 {
+            return Err(Error::io(format!("mknod {}", path.display()), std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+    fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
+        std::os::unix::fs::symlink(target, link)
+            .map_err(|e| Error::io(format!("symlink {} -> {}", link.display(), target.display()), e))
+    }
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+            .map_err(|e| Error::io(format!("chown {} to {uid}:{gid}", path.display()), e))
+    }
+}
+
+/// A syscall recorder for unit tests: records each call as a line and
+/// succeeds, except for targets listed in `fail_on`.
+#[cfg(test)]
+#[derive(Default)]
+pub struct Recorder {
+    /// The recorded calls, one line each.
+    pub calls: std::cell::RefCell<Vec<String>>,
+}
+
+#[cfg(test)]
+impl Syscall for Recorder {
+    fn mount(
+        &self,
+        source: Option<&Path>,
+        target: &Path,
+        fstype: Option<&str>,
+        flags: MsFlags,
+        data: Option<&str>,
+    ) -> Result<()> {
+        self.calls.borrow_mut().push(format!(
+            "mount {} {} {} {:#x} {}",
+            source.map(|s| s.display().to_string()).unwrap_or_else(|| "-".into()),
+            target.display(),
+            fstype.unwrap_or("-"),
+            flags.bits(),
+            data.unwrap_or("-")
+        ));
+        Ok(())
+    }
+    fn umount2(&self, target: &Path, _flags: MntFlags) -> Result<()> {
+        self.calls.borrow_mut().push(format!("umount {}", target.display()));
+        Ok(())
+    }
+    fn mknod(&self, path: &Path, mode: u32, dev: u64) -> Result<()> {
+        self.calls.borrow_mut().push(format!("mknod {} {:o} {dev}", path.display(), mode));
+        Ok(())
+    }
+    fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
+        self.calls.borrow_mut().push(format!("symlink {} {}", link.display(), target.display()));
+        Ok(())
+    }
+    fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        self.calls.borrow_mut().push(format!("chown {} {uid}:{gid}", path.display()));
+        Ok(())
+    }
+}
