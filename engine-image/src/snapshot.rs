@@ -1,0 +1,373 @@
+//! Container root filesystems: an overlay mount of the image's layer
+//! snapshots plus a writable upper dir, or a copy where overlay is not
+//! available; and the way back, upper dir to layer.
+
+use crate::store::{blocking, RootfsRecord, Store};
+use crate::sys;
+use crate::unpack::OVERLAY_OPAQUE_XATTR;
+use engine_core::{Error, ImageInfo, IoContext, Result, Rootfs};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn validate_key(key: &str) -> Result<()> {
+    engine_core::ContainerId::new(key).map_err(|e| Error::invalid(format!("snapshot key {key:?}"), e.to_string()))?;
+    Ok(())
+}
+
+fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> std::io::Result<()> {
+    let lower = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+    let base = format!("lowerdir={lower},upperdir={},workdir={}", upper.display(), work.display());
+    let src = sys::cstr(b"overlay")?;
+    let tgt = sys::cstr(target.as_os_str().as_bytes())?;
+    let mut last = None;
+    for extra in [",index=off,redirect_dir=off", ""] {
+        let data = sys::cstr(format!("{base}{extra}").as_bytes())?;
+        let r = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), src.as_ptr(), 0, data.as_ptr() as *const _) };
+        if r == 0 {
+            return Ok(());
+        }
+        last = Some(std::io::Error::last_os_error());
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("mount failed")))
+}
+
+pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path) -> Result<Rootfs> {
+    validate_key(key)?;
+    let lock = store.key_lock(&format!("rootfs:{key}"));
+    let _k = lock.lock().await;
+    let _g = store.inner.gc_lock.read().await;
+    let s = store.state().await?;
+    let rec = s.resolve(image)?.clone();
+    if s.rootfs.contains_key(key) {
+        return Err(Error::conflict("rootfs", key, "a root filesystem with this key already exists"));
+    }
+    for l in &rec.layers {
+        store.ensure_snapshot(l, &None).await?;
+    }
+    let root = store.root().to_path_buf();
+    let dir = root.join("rootfs").join(key);
+    let lowers: Vec<PathBuf> = rec
+        .layers
+        .iter()
+        .rev()
+        .map(|l| {
+            let hex = &l.chain_id[7..];
+            let short = root.join("l").join(&hex[..16]);
+            if std::fs::symlink_metadata(&short).is_err() {
+                let _ = std::os::unix::fs::symlink(format!("../snapshots/{hex}/fs"), &short);
+            }
+            short
+        })
+        .collect();
+    let target = target.to_path_buf();
+    let layer_dirs: Vec<PathBuf> =
+        rec.layers.iter().map(|l| store.snapshot_dir(&l.chain_id)).collect::<Result<_>>()?;
+    let (dir2, target2) = (dir.clone(), target.clone());
+    let made = blocking(move || {
+        let (dir, target) = (dir2, target2);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).context(|| format!("remove stale {}", dir.display()))?;
+        }
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        let empty = dir.join("empty");
+        for d in [&upper, &work, &empty] {
+            std::fs::create_dir_all(d).context(|| format!("create {}", d.display()))?;
+        }
+        let created_target = !target.exists();
+        std::fs::create_dir_all(&target).context(|| format!("create {}", target.display()))?;
+        let lowers = if lowers.is_empty() { vec![empty] } else { lowers };
+        match mount_overlay(&lowers, &upper, &work, &target) {
+            Ok(()) => Ok((true, upper)),
+            Err(e) => {
+                tracing::warn!(target = %target.display(), "overlay mount failed ({e}); copying the layers instead");
+                let r = copy_layers(&layer_dirs, &target);
+                if r.is_err() {
+                    let _ = std::fs::remove_dir_all(&dir);
+                    if created_target {
+                        let _ = std::fs::remove_dir_all(&target);
+                    }
+                }
+                r.map(|_| (false, target.clone()))
+            }
+        }
+    })
+    .await;
+    let (overlay, upper) = match made {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
+    let record = RootfsRecord {
+        key: key.to_string(),
+        image_id: rec.id.clone(),
+        chain_ids: rec.layers.iter().map(|l| l.chain_id.clone()).collect(),
+        target: target.clone(),
+        upper: upper.clone(),
+        overlay,
+    };
+    let r2 = record.clone();
+    let saved = store
+        .update(move |s| {
+            if s.rootfs.contains_key(&r2.key) {
+                return Err(Error::conflict("rootfs", r2.key.clone(), "a root filesystem with this key already exists"));
+            }
+            s.rootfs.insert(r2.key.clone(), r2);
+            Ok(())
+        })
+        .await;
+    if let Err(e) = saved {
+        let _ = teardown(&record, &dir);
+        return Err(e);
+    }
+    Ok(Rootfs { key: key.to_string(), path: target, upper })
+}
+
+fn teardown(rec: &RootfsRecord, dir: &Path) -> Result<()> {
+    if rec.overlay {
+        let t = sys::cstr(rec.target.as_os_str().as_bytes()).map_err(|e| Error::io("unmount", e))?;
+        let r = unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+                return Err(Error::io(format!("unmount {}", rec.target.display()), e));
+            }
+        }
+    } else if let Ok(fd) = sys::open_dir(&rec.target) {
+        for n in sys::list_dir(fd.as_raw_fd()).context(|| format!("list {}", rec.target.display()))? {
+            let c = sys::cstr(n.as_bytes()).map_err(|e| Error::io("remove", e))?;
+            sys::remove_at(fd.as_raw_fd(), &c).context(|| format!("clear {}", rec.target.display()))?;
+        }
+    }
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", dir.display()), e)),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) async fn remove(store: &Store, key: &str) -> Result<()> {
+    validate_key(key)?;
+    let lock = store.key_lock(&format!("rootfs:{key}"));
+    let _k = lock.lock().await;
+    let s = store.state().await?;
+    let rec = s.rootfs.get(key).cloned().ok_or_else(|| Error::not_found("rootfs", key))?;
+    let dir = store.root().join("rootfs").join(key);
+    let r2 = rec.clone();
+    blocking(move || teardown(&r2, &dir)).await?;
+    let k = key.to_string();
+    store
+        .update(move |s| {
+            s.rootfs.remove(&k);
+            Ok(())
+        })
+        .await?;
+    if !s.images.contains_key(&rec.image_id) {
+        store.gc().await?;
+    }
+    Ok(())
+}
+
+/// Copy layer dirs (base first) into `target`, applying whiteouts and
+/// opaque dirs: the fallback when overlay cannot be mounted.
+pub fn copy_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
+    let dst = sys::open_dir(target).context(|| format!("open {}", target.display()))?;
+    for l in layers {
+        let src = sys::open_dir(l).context(|| format!("open {}", l.display()))?;
+        let mut links = HashMap::new();
+        copy_dir(src.as_raw_fd(), dst.as_raw_fd(), dst.as_raw_fd(), b"", &mut links)
+            .context(|| format!("copy layer {} into {}", l.display(), target.display()))?;
+    }
+    Ok(())
+}
+
+fn copy_meta(dir: RawFd, name: &std::ffi::CStr, st: &libc::stat, symlink: bool) -> std::io::Result<()> {
+    sys::chown_at(dir, name, st.st_uid, st.st_gid)?;
+    if !symlink {
+        let r = unsafe { libc::fchmodat(dir, name.as_ptr(), st.st_mode & 0o7777, 0) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    sys::utimes_at(dir, name, st.st_mtime)
+}
+
+fn copy_xattrs(sdir: RawFd, ddir: RawFd, name: &[u8]) -> std::io::Result<()> {
+    let dp = sys::fd_path(ddir, name);
+    for (k, v) in sys::llistxattr(&sys::fd_path(sdir, name))? {
+        if !k.starts_with(b"trusted.overlay.") {
+            let _ = sys::lsetxattr(&dp, &k, &v);
+        }
+    }
+    Ok(())
+}
+
+fn copy_dir(
+    src: RawFd,
+    dst: RawFd,
+    root: RawFd,
+    rel: &[u8],
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+) -> std::io::Result<()> {
+    for n in sys::list_dir(src)? {
+        let nb = n.as_bytes();
+        let c = sys::cstr(nb)?;
+        let Some(st) = sys::lstat_at(src, &c)? else { continue };
+        let mut path = rel.to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(nb);
+        let fmt = st.st_mode & libc::S_IFMT;
+        if fmt == libc::S_IFCHR && st.st_rdev == 0 {
+            sys::remove_at(dst, &c)?;
+            continue;
+        }
+        if fmt == libc::S_IFDIR {
+            let opaque = sys::lgetxattr(&sys::fd_path(src, nb), OVERLAY_OPAQUE_XATTR.as_bytes())?;
+            match sys::lstat_at(dst, &c)? {
+                Some(d) if sys::is_dir(&d) => {
+                    if opaque.as_deref() == Some(b"y") {
+                        let sub = sys::open_dir_at(dst, &c)?;
+                        for child in sys::list_dir(sub.as_raw_fd())? {
+                            sys::remove_at(sub.as_raw_fd(), &sys::cstr(child.as_bytes())?)?;
+                        }
+                    }
+                }
+                Some(_) => {
+                    sys::remove_at(dst, &c)?;
+                    sys::mkdir_at(dst, &c, 0o700)?;
+                }
+                None => sys::mkdir_at(dst, &c, 0o700)?,
+            }
+            let s2 = sys::open_dir_at(src, &c)?;
+            let d2 = sys::open_dir_at(dst, &c)?;
+            copy_dir(s2.as_raw_fd(), d2.as_raw_fd(), root, &path, links)?;
+            copy_xattrs(src, dst, nb)?;
+            copy_meta(dst, &c, &st, false)?;
+            continue;
+        }
+        sys::remove_at(dst, &c)?;
+        match fmt {
+            libc::S_IFREG => {
+                if st.st_nlink > 1 {
+                    if let Some(first) = links.get(&(st.st_dev, st.st_ino)) {
+                        let comps = crate::unpack::clean_path(first);
+                        if let Some((last, parent)) = comps.split_last() {
+                            let pd = sys::open_dir_in_root(root, &parent.join(&b'/'))?;
+                            sys::link_at(pd.as_raw_fd(), &sys::cstr(last)?, dst, &c)?;
+                            continue;
+                        }
+                    }
+                    links.insert((st.st_dev, st.st_ino), path.clone());
+                }
+                let raw = unsafe { libc::openat(src, c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+                if raw < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                let mut sf = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+                let mut df = sys::open_file_excl(dst, &c)?;
+                std::io::copy(&mut sf, &mut df)?;
+            }
+            libc::S_IFLNK => {
+                let mut buf = vec![0u8; 4096];
+                let n = unsafe { libc::readlinkat(src, c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+                if n < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                buf.truncate(n as usize);
+                sys::symlink_at(&sys::cstr(&buf)?, dst, &c)?;
+                sys::chown_at(dst, &c, st.st_uid, st.st_gid)?;
+                sys::utimes_at(dst, &c, st.st_mtime)?;
+                continue;
+            }
+            libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
+                sys::mknod_at(dst, &c, fmt | 0o600, st.st_rdev)?;
+            }
+            _ => continue,
+        }
+        copy_xattrs(src, dst, nb)?;
+        copy_meta(dst, &c, &st, false)?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// The prepared root filesystem recorded under `key`.
+    pub async fn rootfs(&self, key: &str) -> Result<RootfsRecord> {
+        self.state().await?.rootfs.get(key).cloned().ok_or_else(|| Error::not_found("rootfs", key))
+    }
+
+    /// Write the changes a container made (its upper dir) as a layer tar to
+    /// `dest`. For a copied (non-overlay) rootfs the whole tree is written.
+    pub async fn diff_rootfs(&self, key: &str, dest: &Path) -> Result<String> {
+        let rec = self.rootfs(key).await?;
+        let dest = dest.to_path_buf();
+        blocking(move || {
+            let f = std::fs::File::create(&dest).context(|| format!("create {}", dest.display()))?;
+            let w = crate::diff::write_layer_tar(&rec.upper, crate::digest::HashingWriter::new(std::io::BufWriter::new(f)))?;
+            let (mut bw, digest, _) = w.finish();
+            std::io::Write::flush(&mut bw).context(|| format!("write {}", dest.display()))?;
+            Ok(digest)
+        })
+        .await
+    }
+
+    /// Make a new image from a container's root filesystem: the image it was
+    /// prepared from plus one layer holding the container's changes, tagged
+    /// `tag` if given. `config` replaces the parent's run config when given.
+    pub async fn commit_rootfs(
+        &self,
+        key: &str,
+        tag: Option<&str>,
+        config: Option<oci_spec::image::Config>,
+        comment: &str,
+    ) -> Result<ImageInfo> {
+        let rec = self.rootfs(key).await?;
+        let tagged = match tag {
+            Some(t) => Some(crate::Reference::parse(t)?.tagged().ok_or_else(|| Error::invalid("tag", t.to_string()))?),
+            None => None,
+        };
+        let _g = self.inner.gc_lock.read().await;
+        let parent = self.state().await?.resolve(&rec.image_id)?.clone();
+        let blobs = self.inner.blobs.clone();
+        let comment = comment.to_string();
+        let manifest = blocking(move || {
+            let (layer, diff_id) =
+                crate::build::store_layer_from_dir(&blobs, &rec.upper, crate::unpack::Compression::Gzip)?;
+            let pbytes = blobs.read(&parent.id)?;
+            let mut cfg: serde_json::Value =
+                serde_json::from_slice(&pbytes).map_err(|e| Error::invalid("image config", e.to_string()))?;
+            let now = engine_core::time::format_rfc3339(std::time::SystemTime::now());
+            cfg["created"] = serde_json::json!(now);
+            if let Some(c) = config {
+                cfg["config"] = serde_json::to_value(c).map_err(|e| Error::Other(e.to_string()))?;
+            }
+            if let Some(ids) = cfg["rootfs"]["diff_ids"].as_array_mut() {
+                ids.push(serde_json::json!(diff_id));
+            }
+            if let Some(h) = cfg["history"].as_array_mut() {
+                h.push(serde_json::json!({"created": now, "created_by": comment}));
+            }
+            let cbytes = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
+            let cdigest = blobs.write_bytes(&cbytes, None)?;
+            let pm: crate::media::Manifest = serde_json::from_slice(&blobs.read(&parent.manifest)?)
+                .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+            let mut layers = pm.layers;
+            layers.push(layer);
+            let m = crate::media::Manifest {
+                schema_version: 2,
+                media_type: Some(crate::media::OCI_MANIFEST.into()),
+                config: crate::media::Descriptor::new(crate::media::OCI_CONFIG, &cdigest, cbytes.len() as u64),
+                layers,
+                annotations: None,
+            };
+            blobs.write_bytes(&serde_json::to_vec(&m).map_err(|e| Error::Other(e.to_string()))?, None)
+        })
+        .await?;
+        self.register(&manifest, tagged.into_iter().collect(), vec![], vec![], &None).await
+    }
+}
