@@ -1,1 +1,125 @@
-//! Placeholder; being built.
+//! # engine-daemon
+//!
+//! `engined`, dockerd's role: a Docker Engine API (1.41 shapes) on a unix
+//! socket, in front of any [`LifecycleManager`] and [`ImageStore`]. The real
+//! `docker` CLI, bollard and testcontainers drive it unchanged.
+//!
+//! - Version negotiation through `/_ping`; both `/v1.NN/...` and unversioned paths.
+//! - Docker's JSON error bodies and statuses (400, 403, 404, 409, 413, 304, 500).
+//! - Hijacked attach and exec (`101 UPGRADED`) with Docker's 8-byte frames
+//!   ([`engine_client::frames`]) and half-close handled as docker expects.
+//! - `wait` answers its headers at once and its body at exit.
+//! - The socket is created 0660 with a group; every connection's peer
+//!   credentials are checked ([`AccessPolicy`]), others get a 403.
+//!
+//! Networking: `none` and `host` work. Until bridge networking lands,
+//! `default`/`bridge` give the container its own network namespace with
+//! loopback only.
+//!
+//! ```no_run
+//! use engine_daemon::{Daemon, DaemonConfig};
+//! # async fn demo(manager: std::sync::Arc<dyn engine_core::LifecycleManager>,
+//! #               images: std::sync::Arc<dyn engine_core::ImageStore>) -> engine_core::Result<()> {
+//! let config = DaemonConfig::new("/var/lib/engine", "/run/engine");
+//! let daemon = Daemon::new(manager, images, config);
+//! let listener = engine_daemon::bind("/run/engine/engined.sock".as_ref(), None)?;
+//! daemon.serve(vec![(listener, "/run/engine/engined.sock".into())]).await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+#![recursion_limit = "256"]
+
+mod api;
+pub mod convert;
+mod events;
+pub mod http;
+mod server;
+
+pub use server::{bind, group_gid, AccessPolicy};
+
+use engine_core::{ImageStore, LifecycleManager};
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::net::UnixListener;
+
+/// The daemon's settings.
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    /// Persistent state (images, containers, temp uploads under `tmp/`).
+    pub data_root: PathBuf,
+    /// Runtime state (sockets, pid files).
+    pub exec_root: PathBuf,
+    /// The default runtime's name, as `docker info` shows it.
+    pub default_runtime: String,
+    /// Runtimes by name and path, as `docker info` shows them.
+    pub runtimes: Vec<(String, PathBuf)>,
+    /// Who may connect besides root.
+    pub access: AccessPolicy,
+    /// Largest JSON request body.
+    pub max_json_body: usize,
+    /// Largest upload (load, import), streamed to a temp file.
+    pub max_upload: u64,
+}
+
+impl DaemonConfig {
+    /// Defaults for a data root and an exec root.
+    pub fn new(data_root: impl Into<PathBuf>, exec_root: impl Into<PathBuf>) -> Self {
+        DaemonConfig {
+            data_root: data_root.into(),
+            exec_root: exec_root.into(),
+            default_runtime: "engine-runc".into(),
+            runtimes: Vec::new(),
+            access: AccessPolicy::default(),
+            max_json_body: http::MAX_JSON_BODY,
+            max_upload: 64 << 30,
+        }
+    }
+}
+
+/// The API server over a manager and an image store.
+#[derive(Clone)]
+pub struct Daemon {
+    state: Arc<api::State>,
+}
+
+impl std::fmt::Debug for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Daemon").field("config", &self.state.config).finish_non_exhaustive()
+    }
+}
+
+impl Daemon {
+    /// A daemon over these tiers. Temp uploads left by a previous run are removed.
+    pub fn new(manager: Arc<dyn LifecycleManager>, images: Arc<dyn ImageStore>, config: DaemonConfig) -> Self {
+        let tmp = config.data_root.join("tmp");
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Daemon { state: api::State::new(manager, images, config) }
+    }
+
+    /// Serve on these listeners until the future is dropped. Container
+    /// events are forwarded to `/events` clients meanwhile.
+    pub async fn serve(&self, listeners: Vec<(UnixListener, PathBuf)>) {
+        let fwd = tokio::spawn(events::forward(self.state.manager.clone(), self.state.clone()));
+        let tasks: Vec<_> = listeners
+            .into_iter()
+            .map(|(l, p)| tokio::spawn(server::serve(self.state.clone(), l, p)))
+            .collect();
+        let _abort = AbortAll(tasks.iter().map(|t| t.abort_handle()).chain([fwd.abort_handle()]).collect());
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+struct AbortAll(Vec<tokio::task::AbortHandle>);
+impl Drop for AbortAll {
+    fn drop(&mut self) {
+        for h in &self.0 {
+            h.abort();
+        }
+    }
+}

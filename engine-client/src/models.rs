@@ -1,0 +1,940 @@
+//! The Docker Engine API's JSON bodies, as engined sends and accepts them
+//! (API 1.41 shapes). Both the daemon and the client use these types, so the
+//! two cannot drift apart.
+//!
+//! Every field of a request body is optional and `null` is accepted where
+//! Docker accepts it; unknown fields are ignored.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// A string list that Docker also accepts as a single string (`Cmd`, `Entrypoint`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct StrSlice(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for StrSlice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        // Decode through `Value` first so a wrong type names the field, not "untagged".
+        let v = Value::deserialize(d)?;
+        match v {
+            Value::String(s) => Ok(StrSlice(vec![s])),
+            Value::Array(_) => match serde_json::from_value::<OneOrMany>(v) {
+                Ok(OneOrMany::Many(v)) => Ok(StrSlice(v)),
+                Ok(OneOrMany::One(s)) => Ok(StrSlice(vec![s])),
+                Err(_) => Err(serde::de::Error::custom("expected a string or an array of strings")),
+            },
+            other => Err(serde::de::Error::custom(format!("expected a string or an array of strings, got {other}"))),
+        }
+    }
+}
+
+/// `{"message": "..."}`: every error response.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    /// What went wrong, fit to print after "Error response from daemon: ".
+    pub message: String,
+}
+
+/// A container's configuration: the body of `POST /containers/create`, and
+/// `Config` in inspect (where `HostConfig` and `NetworkingConfig` are absent).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerConfigBody {
+    /// Hostname.
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Domain name.
+    #[serde(default)]
+    pub domainname: Option<String>,
+    /// User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Attach stdin (run -i).
+    #[serde(default)]
+    pub attach_stdin: Option<bool>,
+    /// Attach stdout.
+    #[serde(default)]
+    pub attach_stdout: Option<bool>,
+    /// Attach stderr.
+    #[serde(default)]
+    pub attach_stderr: Option<bool>,
+    /// Exposed ports (`{"80/tcp":{}}`), recorded only.
+    #[serde(default)]
+    pub exposed_ports: Option<HashMap<String, Value>>,
+    /// Allocate a terminal.
+    #[serde(default)]
+    pub tty: Option<bool>,
+    /// Keep stdin open.
+    #[serde(default)]
+    pub open_stdin: Option<bool>,
+    /// Close stdin after the first attach ends.
+    #[serde(default)]
+    pub stdin_once: Option<bool>,
+    /// `KEY=value` list.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// Command.
+    #[serde(default)]
+    pub cmd: Option<StrSlice>,
+    /// Image reference.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Anonymous volumes (`{"/data":{}}`), recorded only.
+    #[serde(default)]
+    pub volumes: Option<HashMap<String, Value>>,
+    /// Working directory.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Entrypoint.
+    #[serde(default)]
+    pub entrypoint: Option<StrSlice>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Option<HashMap<String, String>>,
+    /// Stop signal (`SIGTERM`, `15`).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// Stop timeout in seconds.
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
+    /// Host configuration (create only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_config: Option<HostConfig>,
+    /// Networking configuration (create only; accepted and ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networking_config: Option<Value>,
+}
+
+/// A mount in `HostConfig.Mounts`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountBody {
+    /// `bind`, `volume` or `tmpfs`.
+    #[serde(default)]
+    pub r#type: Option<String>,
+    /// Host path or volume name.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Path in the container.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Read-only.
+    #[serde(default)]
+    pub read_only: Option<bool>,
+    /// Tmpfs options.
+    #[serde(default)]
+    pub tmpfs_options: Option<TmpfsOptions>,
+}
+
+/// `Mounts[].TmpfsOptions`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TmpfsOptions {
+    /// Size in bytes.
+    #[serde(default)]
+    pub size_bytes: Option<i64>,
+    /// Mode bits.
+    #[serde(default)]
+    pub mode: Option<u32>,
+}
+
+/// `HostConfig.RestartPolicy`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RestartPolicyBody {
+    /// `""`, `no`, `always`, `unless-stopped`, `on-failure`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Retry limit for `on-failure`.
+    #[serde(default)]
+    pub maximum_retry_count: Option<i64>,
+}
+
+/// The parts of `HostConfig` engined uses; the rest is accepted and ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostConfig {
+    /// `host:container[:ro]` bind mounts.
+    #[serde(default)]
+    pub binds: Option<Vec<String>>,
+    /// Mounts.
+    #[serde(default)]
+    pub mounts: Option<Vec<MountBody>>,
+    /// Tmpfs mounts: path to options (`size=64m`).
+    #[serde(default)]
+    pub tmpfs: Option<HashMap<String, String>>,
+    /// Memory limit in bytes (0: none).
+    #[serde(default)]
+    pub memory: Option<i64>,
+    /// Memory + swap limit in bytes.
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
+    /// CPUs in billionths.
+    #[serde(default)]
+    pub nano_cpus: Option<i64>,
+    /// CPU shares.
+    #[serde(default)]
+    pub cpu_shares: Option<i64>,
+    /// Allowed CPUs.
+    #[serde(default)]
+    pub cpuset_cpus: Option<String>,
+    /// Pids limit (0 or -1: none).
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+    /// `none`, `host`, `default`, `bridge`.
+    #[serde(default)]
+    pub network_mode: Option<String>,
+    /// Remove when it exits (`--rm`).
+    #[serde(default)]
+    pub auto_remove: Option<bool>,
+    /// Restart policy.
+    #[serde(default)]
+    pub restart_policy: Option<RestartPolicyBody>,
+    /// Runtime name.
+    #[serde(default)]
+    pub runtime: Option<String>,
+    /// Read-only root filesystem.
+    #[serde(default)]
+    pub readonly_rootfs: Option<bool>,
+    /// Privileged (not supported: must be false).
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    /// Terminal size `[height, width]`.
+    #[serde(default)]
+    pub console_size: Option<Vec<u16>>,
+    /// Log config (recorded only).
+    #[serde(default)]
+    pub log_config: Option<Value>,
+    /// Port bindings (recorded only; no published ports yet).
+    #[serde(default)]
+    pub port_bindings: Option<Value>,
+}
+
+/// `201` answer to create.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CreateResponse {
+    /// The new id.
+    pub id: String,
+    /// Warnings to print.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// `{"Id": ...}`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IdResponse {
+    /// The id.
+    pub id: String,
+}
+
+/// The error part of a wait answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitError {
+    /// Message.
+    pub message: String,
+}
+
+/// The answer of `POST /containers/{id}/wait`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WaitResponse {
+    /// Error, or null.
+    pub error: Option<WaitError>,
+    /// Exit code.
+    pub status_code: i64,
+}
+
+/// One entry of `GET /containers/json` (`docker ps`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerSummary {
+    /// 64-hex id.
+    pub id: String,
+    /// Names with a leading `/`.
+    pub names: Vec<String>,
+    /// Image as given at create.
+    pub image: String,
+    /// Image id.
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    /// Command line.
+    pub command: String,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+    /// Ports (none yet).
+    #[serde(default)]
+    pub ports: Vec<Value>,
+    /// Labels.
+    #[serde(default)]
+    pub labels: HashMap<String, String>,
+    /// `created`, `running`, `paused`, `restarting`, `exited`, `removing`, `dead`.
+    pub state: String,
+    /// Human status: "Up 2 seconds", "Exited (137) 4 seconds ago".
+    pub status: String,
+    /// `{"NetworkMode": ...}`.
+    #[serde(default)]
+    pub host_config: Value,
+    /// `{"Networks": {...}}`.
+    #[serde(default)]
+    pub network_settings: Value,
+    /// Mounts.
+    #[serde(default)]
+    pub mounts: Vec<Value>,
+}
+
+/// `State` in container inspect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerStateBody {
+    /// Status word.
+    pub status: String,
+    /// Running (also true while paused).
+    pub running: bool,
+    /// Paused.
+    pub paused: bool,
+    /// Restarting.
+    pub restarting: bool,
+    /// Killed by the OOM killer.
+    #[serde(rename = "OOMKilled")]
+    pub oom_killed: bool,
+    /// Dead.
+    pub dead: bool,
+    /// Init pid (0 when not running).
+    pub pid: i64,
+    /// Exit code.
+    pub exit_code: i64,
+    /// Error.
+    pub error: String,
+    /// RFC 3339, or `0001-01-01T00:00:00Z`.
+    pub started_at: String,
+    /// RFC 3339, or `0001-01-01T00:00:00Z`.
+    pub finished_at: String,
+}
+
+/// A mount point in inspect and ps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MountPoint {
+    /// `bind`, `volume`, `tmpfs`.
+    pub r#type: String,
+    /// Volume name.
+    #[serde(default)]
+    pub name: String,
+    /// Host path.
+    pub source: String,
+    /// Path in the container.
+    pub destination: String,
+    /// Driver (volumes).
+    #[serde(default)]
+    pub driver: String,
+    /// Mode.
+    #[serde(default)]
+    pub mode: String,
+    /// Writable.
+    #[serde(rename = "RW")]
+    pub rw: bool,
+    /// Propagation.
+    #[serde(default)]
+    pub propagation: String,
+}
+
+/// `GET /containers/{id}/json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ContainerInspect {
+    /// 64-hex id.
+    pub id: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Process path.
+    pub path: String,
+    /// Process args after the path.
+    pub args: Vec<String>,
+    /// State.
+    pub state: ContainerStateBody,
+    /// Image id.
+    pub image: String,
+    /// resolv.conf path.
+    #[serde(default)]
+    pub resolv_conf_path: String,
+    /// hostname file path.
+    #[serde(default)]
+    pub hostname_path: String,
+    /// hosts file path.
+    #[serde(default)]
+    pub hosts_path: String,
+    /// json-file log path.
+    #[serde(default)]
+    pub log_path: String,
+    /// Name with a leading `/`.
+    pub name: String,
+    /// Restarts by policy.
+    pub restart_count: i64,
+    /// Storage driver.
+    #[serde(default)]
+    pub driver: String,
+    /// Platform.
+    #[serde(default)]
+    pub platform: String,
+    /// SELinux mount label.
+    #[serde(default)]
+    pub mount_label: String,
+    /// SELinux process label.
+    #[serde(default)]
+    pub process_label: String,
+    /// AppArmor profile.
+    #[serde(default)]
+    pub app_armor_profile: String,
+    /// Exec ids.
+    #[serde(rename = "ExecIDs", default)]
+    pub exec_ids: Option<Vec<String>>,
+    /// Host config.
+    pub host_config: HostConfig,
+    /// `{"Data":..., "Name":...}`.
+    #[serde(default)]
+    pub graph_driver: Value,
+    /// Mounts.
+    #[serde(default)]
+    pub mounts: Vec<MountPoint>,
+    /// Config.
+    pub config: ContainerConfigBody,
+    /// Network settings.
+    #[serde(default)]
+    pub network_settings: Value,
+}
+
+/// `POST /containers/{id}/exec` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecCreateBody {
+    /// User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Privileged (not supported).
+    #[serde(default)]
+    pub privileged: Option<bool>,
+    /// Terminal.
+    #[serde(default)]
+    pub tty: Option<bool>,
+    /// Attach stdin.
+    #[serde(default)]
+    pub attach_stdin: Option<bool>,
+    /// Attach stderr.
+    #[serde(default)]
+    pub attach_stderr: Option<bool>,
+    /// Attach stdout.
+    #[serde(default)]
+    pub attach_stdout: Option<bool>,
+    /// Detach.
+    #[serde(default)]
+    pub detach: Option<bool>,
+    /// Detach keys.
+    #[serde(default)]
+    pub detach_keys: Option<String>,
+    /// Extra env.
+    #[serde(default)]
+    pub env: Option<Vec<String>>,
+    /// Working directory.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    /// Command.
+    #[serde(default)]
+    pub cmd: Option<StrSlice>,
+    /// Terminal size `[height, width]`.
+    #[serde(default)]
+    pub console_size: Option<Vec<u16>>,
+}
+
+/// `POST /exec/{id}/start` body.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecStartBody {
+    /// Start and return at once.
+    #[serde(default)]
+    pub detach: Option<bool>,
+    /// Terminal.
+    #[serde(default)]
+    pub tty: Option<bool>,
+    /// Terminal size `[height, width]`.
+    #[serde(default)]
+    pub console_size: Option<Vec<u16>>,
+}
+
+/// `ProcessConfig` in exec inspect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecProcessConfig {
+    /// Terminal.
+    pub tty: bool,
+    /// The program.
+    pub entrypoint: String,
+    /// Its arguments.
+    pub arguments: Vec<String>,
+    /// Privileged.
+    pub privileged: bool,
+    /// User.
+    #[serde(default)]
+    pub user: String,
+}
+
+/// `GET /exec/{id}/json`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ExecInspect {
+    /// Exec id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Running.
+    pub running: bool,
+    /// Exit code once exited (null before).
+    pub exit_code: Option<i64>,
+    /// Process config.
+    pub process_config: ExecProcessConfig,
+    /// Stdin open.
+    pub open_stdin: bool,
+    /// Stderr attached.
+    pub open_stderr: bool,
+    /// Stdout attached.
+    pub open_stdout: bool,
+    /// Removable.
+    pub can_remove: bool,
+    /// Container id.
+    #[serde(rename = "ContainerID")]
+    pub container_id: String,
+    /// Detach keys.
+    pub detach_keys: String,
+    /// Host pid (0 before start).
+    pub pid: i64,
+}
+
+/// One entry of `GET /images/json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageSummary {
+    /// Containers using it (-1: not computed).
+    pub containers: i64,
+    /// Creation time, Unix seconds.
+    pub created: i64,
+    /// `sha256:...`.
+    pub id: String,
+    /// Labels.
+    #[serde(default)]
+    pub labels: Option<HashMap<String, String>>,
+    /// Parent id (empty).
+    pub parent_id: String,
+    /// `repo@sha256:...`.
+    #[serde(default)]
+    pub repo_digests: Option<Vec<String>>,
+    /// `repo:tag`.
+    #[serde(default)]
+    pub repo_tags: Option<Vec<String>>,
+    /// Shared size (-1: not computed).
+    pub shared_size: i64,
+    /// Size in bytes.
+    pub size: i64,
+    /// Size in bytes (old API).
+    #[serde(default)]
+    pub virtual_size: i64,
+}
+
+/// `RootFS` in image inspect.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RootFsBody {
+    /// `layers`.
+    pub r#type: String,
+    /// Diff ids.
+    #[serde(default)]
+    pub layers: Vec<String>,
+}
+
+/// `GET /images/{name}/json`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ImageInspect {
+    /// `sha256:...`.
+    pub id: String,
+    /// Tags.
+    #[serde(default)]
+    pub repo_tags: Vec<String>,
+    /// Digests.
+    #[serde(default)]
+    pub repo_digests: Vec<String>,
+    /// Parent.
+    #[serde(default)]
+    pub parent: String,
+    /// Comment.
+    #[serde(default)]
+    pub comment: String,
+    /// RFC 3339.
+    #[serde(default)]
+    pub created: String,
+    /// Container it was committed from.
+    #[serde(default)]
+    pub container: String,
+    /// Container config at commit.
+    #[serde(default)]
+    pub container_config: Value,
+    /// Docker version that built it.
+    #[serde(default)]
+    pub docker_version: String,
+    /// Author.
+    #[serde(default)]
+    pub author: String,
+    /// Its config (Cmd, Entrypoint, Env, ...), Docker-shaped.
+    #[serde(default)]
+    pub config: Value,
+    /// Architecture.
+    #[serde(default)]
+    pub architecture: String,
+    /// OS.
+    #[serde(default)]
+    pub os: String,
+    /// Size in bytes.
+    #[serde(default)]
+    pub size: i64,
+    /// Size in bytes (old API).
+    #[serde(default)]
+    pub virtual_size: i64,
+    /// Storage driver.
+    #[serde(default)]
+    pub graph_driver: Value,
+    /// Layers.
+    #[serde(rename = "RootFS")]
+    pub root_fs: RootFsBody,
+    /// `{"LastTagTime": ...}`.
+    #[serde(default)]
+    pub metadata: Value,
+}
+
+/// One entry of `GET /images/{name}/history`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HistoryEntry {
+    /// Image id for the top entry, `<missing>` below.
+    pub id: String,
+    /// Unix seconds.
+    pub created: i64,
+    /// The command that made the layer.
+    pub created_by: String,
+    /// Tags (top entry).
+    #[serde(default)]
+    pub tags: Option<Vec<String>>,
+    /// Layer size.
+    pub size: i64,
+    /// Comment.
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// `errorDetail` in a progress message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Message.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// `progressDetail` in a progress message.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgressDetail {
+    /// Bytes done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current: Option<u64>,
+    /// Bytes in all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+}
+
+/// One message of a pull, push, load or import progress stream (Docker's JSONMessage).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProgressMessage {
+    /// Status text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Layer or image id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// A pre-rendered progress bar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// Byte counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress_detail: Option<ProgressDetail>,
+    /// Free text (load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Extra data (push: `{"Tag","Digest","Size"}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aux: Option<Value>,
+    /// Error text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Error detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_detail: Option<ErrorDetail>,
+}
+
+impl ProgressMessage {
+    /// A message with only a status.
+    pub fn status(s: impl Into<String>) -> Self {
+        ProgressMessage { status: Some(s.into()), ..Default::default() }
+    }
+    /// An error message.
+    pub fn error(s: impl Into<String>) -> Self {
+        let s = s.into();
+        ProgressMessage { error: Some(s.clone()), error_detail: Some(ErrorDetail { message: s }), ..Default::default() }
+    }
+}
+
+/// `Actor` in an event.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct EventActor {
+    /// Object id.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Attributes (name, image, labels, exitCode, signal).
+    #[serde(default)]
+    pub attributes: HashMap<String, String>,
+}
+
+/// One message of `GET /events`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventMessage {
+    /// `container`, `image`, ...
+    #[serde(rename = "Type")]
+    pub typ: String,
+    /// `create`, `start`, `die`, `destroy`, `pull`, `tag`, ...
+    #[serde(rename = "Action")]
+    pub action: String,
+    /// The object.
+    #[serde(rename = "Actor")]
+    pub actor: EventActor,
+    /// `local`.
+    #[serde(default)]
+    pub scope: String,
+    /// Unix seconds.
+    #[serde(default)]
+    pub time: i64,
+    /// Unix nanoseconds.
+    #[serde(rename = "timeNano", default)]
+    pub time_nano: i64,
+    /// Old-style status (= action).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// Old-style id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Old-style image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+}
+
+/// `GET /containers/{id}/top`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TopResponse {
+    /// Column titles.
+    pub titles: Vec<String>,
+    /// One row per process.
+    pub processes: Vec<Vec<String>>,
+}
+
+/// A component in `GET /version`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionComponent {
+    /// Name.
+    pub name: String,
+    /// Version.
+    pub version: String,
+    /// Details.
+    #[serde(default)]
+    pub details: Option<HashMap<String, String>>,
+}
+
+/// `Platform` in `GET /version`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PlatformBody {
+    /// Name.
+    pub name: String,
+}
+
+/// `GET /version`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VersionResponse {
+    /// Platform.
+    #[serde(default)]
+    pub platform: PlatformBody,
+    /// Components.
+    #[serde(default)]
+    pub components: Vec<VersionComponent>,
+    /// Server version.
+    pub version: String,
+    /// API version.
+    pub api_version: String,
+    /// Lowest API version served.
+    #[serde(rename = "MinAPIVersion", default)]
+    pub min_api_version: String,
+    /// Git commit.
+    #[serde(default)]
+    pub git_commit: String,
+    /// Toolchain version.
+    #[serde(default)]
+    pub go_version: String,
+    /// OS.
+    #[serde(default)]
+    pub os: String,
+    /// Architecture.
+    #[serde(default)]
+    pub arch: String,
+    /// Kernel version.
+    #[serde(default)]
+    pub kernel_version: String,
+    /// Build time.
+    #[serde(default)]
+    pub build_time: String,
+}
+
+/// The parts of `GET /info` the client uses; the full answer is also kept in `raw`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InfoResponse {
+    /// Daemon id.
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// Containers in all.
+    #[serde(default)]
+    pub containers: i64,
+    /// Running.
+    #[serde(default)]
+    pub containers_running: i64,
+    /// Paused.
+    #[serde(default)]
+    pub containers_paused: i64,
+    /// Stopped.
+    #[serde(default)]
+    pub containers_stopped: i64,
+    /// Images.
+    #[serde(default)]
+    pub images: i64,
+    /// Storage driver.
+    #[serde(default)]
+    pub driver: String,
+    /// Root dir.
+    #[serde(default)]
+    pub docker_root_dir: String,
+    /// Server version.
+    #[serde(default)]
+    pub server_version: String,
+    /// Default runtime.
+    #[serde(default)]
+    pub default_runtime: String,
+    /// Runtimes by name.
+    #[serde(default)]
+    pub runtimes: HashMap<String, Value>,
+    /// Kernel.
+    #[serde(default)]
+    pub kernel_version: String,
+    /// OS.
+    #[serde(default)]
+    pub operating_system: String,
+    /// CPUs.
+    #[serde(rename = "NCPU", default)]
+    pub ncpu: i64,
+    /// Memory.
+    #[serde(default)]
+    pub mem_total: i64,
+    /// Cgroup driver.
+    #[serde(default)]
+    pub cgroup_driver: String,
+    /// Cgroup version.
+    #[serde(default)]
+    pub cgroup_version: String,
+    /// Host name.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// A network in `GET /networks`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NetworkBody {
+    /// Name.
+    pub name: String,
+    /// Id.
+    pub id: String,
+    /// RFC 3339.
+    pub created: String,
+    /// `local`.
+    pub scope: String,
+    /// `bridge`, `host`, `null`.
+    pub driver: String,
+    /// IPv6.
+    #[serde(rename = "EnableIPv6")]
+    pub enable_ipv6: bool,
+    /// IPAM.
+    #[serde(rename = "IPAM")]
+    pub ipam: Value,
+    /// Internal.
+    pub internal: bool,
+    /// Attachable.
+    pub attachable: bool,
+    /// Ingress.
+    pub ingress: bool,
+    /// Config source.
+    pub config_from: Value,
+    /// Config only.
+    pub config_only: bool,
+    /// Containers.
+    pub containers: Value,
+    /// Options.
+    pub options: HashMap<String, String>,
+    /// Labels.
+    pub labels: HashMap<String, String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_body_accepts_docker_cli_shape() {
+        let body = r#"{"Hostname":"","Domainname":"","User":"","AttachStdin":false,"AttachStdout":true,
+            "AttachStderr":true,"Tty":false,"OpenStdin":false,"StdinOnce":false,"Env":null,"Cmd":["echo","hi"],
+            "Image":"bb","Volumes":{},"WorkingDir":"","Entrypoint":null,"OnBuild":null,"Labels":{},
+            "HostConfig":{"Binds":null,"NetworkMode":"none","AutoRemove":true,"RestartPolicy":{"Name":"no","MaximumRetryCount":0},
+            "MemorySwappiness":-1,"ConsoleSize":[0,0],"LogConfig":{"Type":"","Config":{}},"PidsLimit":null},
+            "NetworkingConfig":{"EndpointsConfig":{}}}"#;
+        let c: ContainerConfigBody = serde_json::from_str(body).unwrap();
+        assert_eq!(c.cmd, Some(StrSlice(vec!["echo".into(), "hi".into()])));
+        let hc = c.host_config.unwrap();
+        assert_eq!(hc.network_mode.as_deref(), Some("none"));
+        assert_eq!(hc.auto_remove, Some(true));
+        assert_eq!(hc.pids_limit, None);
+        let one: ContainerConfigBody = serde_json::from_str(r#"{"Cmd":"sh"}"#).unwrap();
+        assert_eq!(one.cmd, Some(StrSlice(vec!["sh".into()])));
+        assert!(serde_json::from_str::<ContainerConfigBody>(r#"{"Cmd":5}"#).is_err());
+    }
+
+    #[test]
+    fn wait_response_shape() {
+        let w = WaitResponse { error: None, status_code: 3 };
+        assert_eq!(serde_json::to_string(&w).unwrap(), r#"{"Error":null,"StatusCode":3}"#);
+    }
+}

@@ -1,0 +1,165 @@
+//! Hijacked streams: `POST /containers/{id}/attach` and `POST /exec/{id}/start`.
+//!
+//! The answer is `101 UPGRADED`; then the raw socket carries the process's
+//! output (framed unless it has a terminal) one way and raw stdin the other.
+//! A client's write-EOF (half-close) closes the process's stdin and nothing
+//! else: output keeps flowing until the process's output ends, and then the
+//! daemon closes the connection.
+
+use super::State;
+use crate::http::{self as h, Query, Resp};
+use bytes::BytesMut;
+use engine_client::frames::{encode_into, FrameStream};
+use engine_core::{Attach, AttachOptions, Error, LogOptions, Result};
+use futures::StreamExt;
+use http::{header, HeaderValue, Request, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use std::future::Future;
+use std::pin::Pin;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Something to run once the output has ended, before the connection closes
+/// (exec: wait for the exit code to be recorded so the client's inspect sees it).
+pub(crate) type Finish = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+fn wants_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+}
+
+/// The 101 answer.
+pub(crate) fn upgraded_response(tty: bool) -> Resp {
+    let mut r = h::status(StatusCode::SWITCHING_PROTOCOLS);
+    let hd = r.headers_mut();
+    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.raw-stream" };
+    hd.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    hd.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    hd.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
+    r
+}
+
+fn encode(tty: bool, stream: FrameStream, data: &[u8]) -> bytes::Bytes {
+    if tty {
+        bytes::Bytes::copy_from_slice(data)
+    } else {
+        let mut b = BytesMut::with_capacity(data.len() + 8);
+        encode_into(stream, data, &mut b);
+        b.freeze()
+    }
+}
+
+/// Pump an attachment over an upgraded connection until the output ends.
+pub(crate) fn spawn_pump(
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    attach: Attach,
+    tty: bool,
+    replay: Option<futures::stream::BoxStream<'static, Result<engine_core::LogEntry>>>,
+    finish: Option<Finish>,
+    what: String,
+) {
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!(%what, error = %e, "upgrade failed");
+                return;
+            }
+        };
+        let io = TokioIo::new(upgraded);
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let Attach { stdin, mut output } = attach;
+        // Input: raw bytes to the process's stdin until the client's write-EOF.
+        let input = tokio::spawn(async move {
+            match stdin {
+                Some(mut stdin) => {
+                    let mut buf = vec![0u8; 32 * 1024];
+                    loop {
+                        match rd.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => {
+                                if stdin.write_all(&buf[..n]).await.is_err() {
+                                    break;
+                                }
+                                let _ = stdin.flush().await;
+                            }
+                        }
+                    }
+                    let _ = stdin.shutdown().await;
+                }
+                None => {
+                    // Drain and ignore; a half-close is not a detach.
+                    let mut buf = vec![0u8; 4096];
+                    while let Ok(n) = rd.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        let mut ok = true;
+        if let Some(mut replay) = replay {
+            while let Some(Ok(e)) = replay.next().await {
+                if wr.write_all(&encode(tty, FrameStream::from(e.stream), &e.line)).await.is_err() {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        while ok {
+            match output.next().await {
+                Some(Ok(o)) => {
+                    if wr.write_all(&encode(tty, FrameStream::from(o.stream), &o.data)).await.is_err()
+                        || wr.flush().await.is_err()
+                    {
+                        tracing::debug!(%what, "client went away; detaching");
+                        ok = false;
+                    }
+                }
+                Some(Err(e)) => {
+                    let _ = wr.write_all(&encode(tty, FrameStream::SystemErr, e.to_string().as_bytes())).await;
+                    break;
+                }
+                None => break,
+            }
+        }
+        drop(output);
+        if ok {
+            if let Some(f) = finish {
+                f.await;
+            }
+        }
+        let _ = wr.shutdown().await;
+        input.abort();
+    });
+}
+
+/// `POST /containers/{id}/attach`.
+pub(crate) async fn attach(st: &State, id: &str, q: &Query, req: &mut Request<Incoming>) -> Result<Resp> {
+    let info = st.manager.inspect(id).await?;
+    let opts = AttachOptions { stdin: q.bool("stdin"), stdout: q.bool("stdout"), stderr: q.bool("stderr") };
+    let tty = info.config.tty;
+    if !wants_upgrade(req) {
+        return Err(Error::invalid("attach", "the request must ask for a connection upgrade (Upgrade: tcp)"));
+    }
+    let replay = if q.bool("logs") {
+        Some(
+            st.manager
+                .logs(&info.id, LogOptions { stdout: opts.stdout, stderr: opts.stderr, ..Default::default() })
+                .await?,
+        )
+    } else {
+        None
+    };
+    let attach = if q.get("stream").is_none() || q.bool("stream") {
+        st.manager.attach(&info.id, opts).await?
+    } else {
+        Attach { stdin: None, output: futures::stream::empty().boxed() }
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    spawn_pump(on_upgrade, attach, tty, replay, None, format!("attach {}", info.id));
+    Ok(upgraded_response(tty))
+}

@@ -1,0 +1,727 @@
+//! Between Docker's JSON and the engine's types.
+
+use engine_client::models::*;
+use engine_core::{
+    ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, MountSpec, NetworkMode, Resources, Result,
+    RestartPolicy, Signal,
+};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Docker's "zero" time.
+pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+/// Parse a create body, naming the field on a type error (`HostConfig.Memory: invalid type ...`).
+pub fn parse_create_body(body: &[u8]) -> Result<ContainerConfigBody> {
+    parse_body(body, "container config")
+}
+
+/// Parse any JSON body, naming the field on a type error.
+pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(Error::invalid(what, "the request body is empty; a JSON object is required"));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            Error::invalid(what, format!("malformed JSON: {inner}"))
+        } else {
+            Error::invalid(format!("field {path}"), inner.to_string())
+        }
+    })
+}
+
+/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, with an optional leading `/`.
+pub fn validate_name(name: &str) -> Result<String> {
+    let n = name.strip_prefix('/').unwrap_or(name);
+    let ok = n.len() >= 2
+        && n.len() <= 255
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(Error::invalid(
+            "container name",
+            format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+        ))
+    }
+}
+
+/// Validate an image reference the way docker's parser would reject it.
+pub fn validate_reference(r: &str) -> Result<()> {
+    let bad = r.is_empty()
+        || r.len() > 512
+        || r.chars().any(|c| c.is_whitespace() || c.is_control())
+        || r.starts_with(['/', ':', '@', '-', '.'])
+        || r.ends_with(['/', ':', '@'])
+        || r.contains("//")
+        || r.chars().any(|c| !(c.is_ascii_alphanumeric() || "._-/:@+".contains(c)));
+    let (name, _) = engine_client::split_tag(r.split('@').next().unwrap_or(r));
+    let upper = name.rsplit_once('/').map(|(_, last)| last).unwrap_or(name).chars().any(|c| c.is_ascii_uppercase());
+    if bad || upper {
+        return Err(Error::invalid(
+            "reference format",
+            format!("invalid reference format: {r:?} (repository name must be lowercase, no spaces)"),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        'b' => (&s[..s.len() - 1], 1),
+        _ => (&s[..], 1),
+    };
+    num.parse::<u64>().ok().map(|n| n * mult)
+}
+
+/// Turn Docker's create body into the engine's container config.
+pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Result<ContainerConfig> {
+    let image = body.image.clone().unwrap_or_default();
+    if image.trim().is_empty() {
+        return Err(Error::invalid("field Image", "an image is required"));
+    }
+    validate_reference(&image)?;
+    let hc = body.host_config.clone().unwrap_or_default();
+    for e in body.env.iter().flatten() {
+        if e.is_empty() || e.starts_with('=') {
+            return Err(Error::invalid("field Env", format!("invalid environment variable: {e:?}")));
+        }
+    }
+    if let Some(w) = body.working_dir.as_deref().filter(|w| !w.is_empty()) {
+        if !w.starts_with('/') {
+            return Err(Error::invalid(
+                "field WorkingDir",
+                format!("the working directory '{w}' is invalid, it needs to be an absolute path"),
+            ));
+        }
+    }
+    if hc.privileged == Some(true) {
+        return Err(Error::invalid("field HostConfig.Privileged", "privileged containers are not supported"));
+    }
+    let mut mounts = Vec::new();
+    for b in hc.binds.iter().flatten() {
+        mounts.push(parse_bind(b)?);
+    }
+    for m in hc.mounts.iter().flatten() {
+        mounts.push(parse_mount(m)?);
+    }
+    for (target, opts) in hc.tmpfs.iter().flatten() {
+        if !target.starts_with('/') {
+            return Err(Error::invalid("field HostConfig.Tmpfs", format!("{target:?} is not an absolute path")));
+        }
+        let size = opts.split(',').find_map(|o| o.strip_prefix("size=")).and_then(parse_size);
+        mounts.push(MountSpec::Tmpfs { target: target.clone(), size });
+    }
+    let positive = |v: Option<i64>, field: &str| -> Result<Option<i64>> {
+        match v {
+            Some(n) if n < 0 => Err(Error::invalid(format!("field HostConfig.{field}"), format!("{n} is negative"))),
+            Some(0) | None => Ok(None),
+            Some(n) => Ok(Some(n)),
+        }
+    };
+    let memory = positive(hc.memory, "Memory")?;
+    if let Some(m) = memory {
+        if m < 6 << 20 {
+            return Err(Error::invalid("field HostConfig.Memory", "Minimum memory limit allowed is 6MB"));
+        }
+    }
+    let nano = positive(hc.nano_cpus, "NanoCpus")?;
+    let shares = positive(hc.cpu_shares, "CpuShares")?;
+    let resources = Resources {
+        memory,
+        memory_swap: hc.memory_swap.filter(|v| *v != 0),
+        cpus: nano.map(|n| n as f64 / 1e9),
+        cpu_shares: shares.map(|s| s as u64),
+        cpuset_cpus: hc.cpuset_cpus.clone().filter(|s| !s.is_empty()),
+        pids_limit: hc.pids_limit.filter(|p| *p > 0),
+    };
+    let network = match hc.network_mode.as_deref().unwrap_or("") {
+        "" | "default" | "bridge" | "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        m if m.starts_with("container:") => {
+            return Err(Error::invalid("field HostConfig.NetworkMode", format!("{m:?} is not supported yet")))
+        }
+        other => return Err(Error::not_found("network", other)),
+    };
+    let restart = match &hc.restart_policy {
+        None => RestartPolicy::No,
+        Some(p) => match p.name.as_deref().unwrap_or("") {
+            "" | "no" => RestartPolicy::No,
+            "always" => RestartPolicy::Always,
+            "unless-stopped" => RestartPolicy::UnlessStopped,
+            "on-failure" => {
+                let n = p.maximum_retry_count.unwrap_or(0);
+                if n < 0 {
+                    return Err(Error::invalid(
+                        "field HostConfig.RestartPolicy.MaximumRetryCount",
+                        format!("{n} is negative"),
+                    ));
+                }
+                RestartPolicy::OnFailure { max_retries: n as u32 }
+            }
+            other => {
+                return Err(Error::invalid(
+                    "field HostConfig.RestartPolicy.Name",
+                    format!("invalid restart policy {other:?}"),
+                ))
+            }
+        },
+    };
+    let auto_remove = hc.auto_remove.unwrap_or(false);
+    if auto_remove && restart != RestartPolicy::No {
+        return Err(Error::invalid(
+            "field HostConfig.AutoRemove",
+            "can't create 'AutoRemove' container with restart policy",
+        ));
+    }
+    let stop_signal = match body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse::<Signal>().map_err(|_| Error::invalid("field StopSignal", format!("invalid signal: {s}")))?),
+    };
+    let entrypoint = body.entrypoint.as_ref().map(|e| {
+        if e.0.len() == 1 && e.0[0].is_empty() {
+            Vec::new()
+        } else {
+            e.0.clone()
+        }
+    });
+    Ok(ContainerConfig {
+        image,
+        name,
+        cmd: body.cmd.as_ref().map(|c| c.0.clone()).filter(|c| !c.is_empty()),
+        entrypoint,
+        env: body.env.clone().unwrap_or_default(),
+        user: body.user.clone().filter(|u| !u.is_empty()),
+        working_dir: body.working_dir.clone().filter(|w| !w.is_empty()),
+        hostname: body.hostname.clone().filter(|h| !h.is_empty()),
+        tty: body.tty.unwrap_or(false),
+        open_stdin: body.open_stdin.unwrap_or(false),
+        labels: body.labels.clone().unwrap_or_default(),
+        mounts,
+        resources,
+        network,
+        restart,
+        auto_remove,
+        runtime: hc.runtime.clone().filter(|r| !r.is_empty()),
+        stop_signal,
+        stop_timeout: body.stop_timeout.filter(|t| *t >= 0).map(|t| Duration::from_secs(t as u64)),
+        read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
+        owner_pid: None,
+        log_max_size: None,
+    })
+}
+
+fn parse_bind(b: &str) -> Result<MountSpec> {
+    let parts: Vec<&str> = b.split(':').collect();
+    let (src, dst, mode) = match parts.as_slice() {
+        [s, d] => (*s, *d, ""),
+        [s, d, m] => (*s, *d, *m),
+        _ => return Err(Error::invalid("field HostConfig.Binds", format!("invalid volume specification: {b:?}"))),
+    };
+    if !dst.starts_with('/') {
+        return Err(Error::invalid("field HostConfig.Binds", format!("{b:?}: the container path must be absolute")));
+    }
+    let read_only = mode.split(',').any(|m| m == "ro");
+    if src.starts_with('/') {
+        Ok(MountSpec::Bind { source: PathBuf::from(src), target: dst.into(), read_only })
+    } else if !src.is_empty() {
+        Ok(MountSpec::Volume { name: src.into(), target: dst.into(), read_only })
+    } else {
+        Err(Error::invalid("field HostConfig.Binds", format!("invalid volume specification: {b:?}")))
+    }
+}
+
+fn parse_mount(m: &MountBody) -> Result<MountSpec> {
+    let target = m.target.clone().unwrap_or_default();
+    if !target.starts_with('/') {
+        return Err(Error::invalid("field HostConfig.Mounts.Target", format!("{target:?} is not an absolute path")));
+    }
+    let ro = m.read_only.unwrap_or(false);
+    match m.r#type.as_deref().unwrap_or("volume") {
+        "bind" => {
+            let src = m.source.clone().unwrap_or_default();
+            if !src.starts_with('/') {
+                return Err(Error::invalid(
+                    "field HostConfig.Mounts.Source",
+                    format!("bind source {src:?} is not an absolute path"),
+                ));
+            }
+            Ok(MountSpec::Bind { source: src.into(), target, read_only: ro })
+        }
+        "volume" => {
+            let name = m.source.clone().filter(|s| !s.is_empty()).unwrap_or_else(engine_core::random_hex64);
+            Ok(MountSpec::Volume { name, target, read_only: ro })
+        }
+        "tmpfs" => Ok(MountSpec::Tmpfs {
+            target,
+            size: m.tmpfs_options.as_ref().and_then(|o| o.size_bytes).filter(|s| *s > 0).map(|s| s as u64),
+        }),
+        other => Err(Error::invalid("field HostConfig.Mounts.Type", format!("mount type {other:?} is not supported"))),
+    }
+}
+
+/// Docker's HumanDuration.
+pub fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    if secs < 1 {
+        return "Less than a second".into();
+    }
+    if secs == 1 {
+        return "1 second".into();
+    }
+    if secs < 60 {
+        return format!("{secs} seconds");
+    }
+    let minutes = secs / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (secs + 1800) / 3600;
+    if hours == 1 {
+        return "About an hour".into();
+    }
+    if hours < 48 {
+        return format!("{hours} hours");
+    }
+    if hours < 24 * 7 * 2 {
+        return format!("{} days", hours / 24);
+    }
+    if hours < 24 * 30 * 2 {
+        return format!("{} weeks", hours / 24 / 7);
+    }
+    if hours < 24 * 365 * 2 {
+        return format!("{} months", hours / 24 / 30);
+    }
+    format!("{} years", secs / 3600 / 24 / 365)
+}
+
+fn since(t: Option<SystemTime>) -> Duration {
+    t.and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default()
+}
+
+/// Docker's state word.
+pub fn state_word(s: ContainerState) -> &'static str {
+    match s {
+        ContainerState::Created => "created",
+        ContainerState::Running => "running",
+        ContainerState::Paused => "paused",
+        ContainerState::Restarting => "restarting",
+        ContainerState::Exited => "exited",
+        ContainerState::Removing => "removing",
+        ContainerState::Dead => "dead",
+    }
+}
+
+/// `docker ps`'s Status column: "Up 2 seconds", "Exited (137) 4 seconds ago".
+pub fn status_text(info: &ContainerInfo) -> String {
+    match info.state {
+        ContainerState::Running => format!("Up {}", human_duration(since(info.started_at))),
+        ContainerState::Paused => format!("Up {} (Paused)", human_duration(since(info.started_at))),
+        ContainerState::Restarting => {
+            format!("Restarting ({}) {} ago", info.exit_code.unwrap_or(0), human_duration(since(info.finished_at)))
+        }
+        ContainerState::Created => "Created".into(),
+        ContainerState::Exited => {
+            if info.finished_at.is_none() {
+                format!("Exited ({})", info.exit_code.unwrap_or(0))
+            } else {
+                format!("Exited ({}) {} ago", info.exit_code.unwrap_or(0), human_duration(since(info.finished_at)))
+            }
+        }
+        ContainerState::Removing => "Removal In Progress".into(),
+        ContainerState::Dead => "Dead".into(),
+    }
+}
+
+fn unix(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn rfc3339_or_zero(t: Option<SystemTime>) -> String {
+    t.map(engine_core::time::format_rfc3339).unwrap_or_else(|| ZERO_TIME.to_string())
+}
+
+/// The network mode name as Docker shows it.
+pub fn network_name(n: &NetworkMode) -> String {
+    match n {
+        NetworkMode::None => "none".into(),
+        NetworkMode::Host => "host".into(),
+        NetworkMode::Path(p) => format!("ns:{}", p.display()),
+    }
+}
+
+fn endpoint_settings() -> Value {
+    json!({"IPAMConfig":null,"Links":null,"Aliases":null,"NetworkID":"","EndpointID":"","Gateway":"",
+           "IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,
+           "MacAddress":"","DriverOpts":null})
+}
+
+/// Mount points as Docker lists them.
+pub fn mount_points(c: &ContainerConfig) -> Vec<MountPoint> {
+    c.mounts
+        .iter()
+        .map(|m| match m {
+            MountSpec::Bind { source, target, read_only } => MountPoint {
+                r#type: "bind".into(),
+                source: source.display().to_string(),
+                destination: target.clone(),
+                mode: if *read_only { "ro".into() } else { String::new() },
+                rw: !read_only,
+                propagation: "rprivate".into(),
+                ..Default::default()
+            },
+            MountSpec::Tmpfs { target, .. } => MountPoint {
+                r#type: "tmpfs".into(),
+                destination: target.clone(),
+                rw: true,
+                ..Default::default()
+            },
+            MountSpec::Volume { name, target, read_only } => MountPoint {
+                r#type: "volume".into(),
+                name: name.clone(),
+                destination: target.clone(),
+                driver: "local".into(),
+                mode: if *read_only { "ro".into() } else { "z".into() },
+                rw: !read_only,
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// One `docker ps` entry.
+pub fn summary(info: &ContainerInfo) -> ContainerSummary {
+    let net = network_name(&info.config.network);
+    ContainerSummary {
+        id: info.id.clone(),
+        names: vec![format!("/{}", info.name)],
+        image: info.config.image.clone(),
+        image_id: info.image_id.clone(),
+        command: info.args.join(" "),
+        created: unix(info.created),
+        ports: vec![],
+        labels: info.config.labels.clone(),
+        state: state_word(info.state).into(),
+        status: status_text(info),
+        host_config: json!({ "NetworkMode": net }),
+        network_settings: json!({ "Networks": { net.clone(): endpoint_settings() } }),
+        mounts: mount_points(&info.config).into_iter().map(|m| serde_json::to_value(m).unwrap_or_default()).collect(),
+    }
+}
+
+/// Docker's HostConfig rebuilt from the engine's config.
+pub fn host_config(c: &ContainerConfig) -> HostConfig {
+    let binds: Vec<String> = c
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Bind { source, target, read_only } => {
+                Some(format!("{}:{}{}", source.display(), target, if *read_only { ":ro" } else { "" }))
+            }
+            MountSpec::Volume { name, target, read_only } => {
+                Some(format!("{name}:{target}{}", if *read_only { ":ro" } else { "" }))
+            }
+            _ => None,
+        })
+        .collect();
+    let tmpfs: HashMap<String, String> = c
+        .mounts
+        .iter()
+        .filter_map(|m| match m {
+            MountSpec::Tmpfs { target, size } => {
+                Some((target.clone(), size.map(|s| format!("size={s}")).unwrap_or_default()))
+            }
+            _ => None,
+        })
+        .collect();
+    let (name, max) = match c.restart {
+        RestartPolicy::No => ("no", 0),
+        RestartPolicy::Always => ("always", 0),
+        RestartPolicy::UnlessStopped => ("unless-stopped", 0),
+        RestartPolicy::OnFailure { max_retries } => ("on-failure", max_retries as i64),
+    };
+    HostConfig {
+        binds: (!binds.is_empty()).then_some(binds),
+        mounts: None,
+        tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        memory: Some(c.resources.memory.unwrap_or(0)),
+        memory_swap: Some(c.resources.memory_swap.unwrap_or(0)),
+        nano_cpus: Some(c.resources.cpus.map(|f| (f * 1e9) as i64).unwrap_or(0)),
+        cpu_shares: Some(c.resources.cpu_shares.unwrap_or(0) as i64),
+        cpuset_cpus: Some(c.resources.cpuset_cpus.clone().unwrap_or_default()),
+        pids_limit: c.resources.pids_limit,
+        network_mode: Some(network_name(&c.network)),
+        auto_remove: Some(c.auto_remove),
+        restart_policy: Some(RestartPolicyBody { name: Some(name.into()), maximum_retry_count: Some(max) }),
+        runtime: Some(c.runtime.clone().unwrap_or_default()),
+        readonly_rootfs: Some(c.read_only_rootfs),
+        privileged: Some(false),
+        console_size: Some(vec![0, 0]),
+        log_config: Some(json!({"Type":"json-file","Config":{}})),
+        port_bindings: Some(json!({})),
+    }
+}
+
+/// `docker inspect` of a container. `image_env` is the image's environment,
+/// merged in front of the container's own as Docker shows it.
+pub fn inspect(info: &ContainerInfo, exec_ids: Vec<String>, image_env: Vec<String>) -> ContainerInspect {
+    let c = &info.config;
+    let running = matches!(info.state, ContainerState::Running | ContainerState::Paused);
+    let state = ContainerStateBody {
+        status: state_word(info.state).into(),
+        running,
+        paused: info.state == ContainerState::Paused,
+        restarting: info.state == ContainerState::Restarting,
+        oom_killed: info.oom_killed,
+        dead: info.state == ContainerState::Dead,
+        pid: if running { info.pid.unwrap_or(0) as i64 } else { 0 },
+        exit_code: info.exit_code.unwrap_or(0) as i64,
+        error: String::new(),
+        started_at: rfc3339_or_zero(info.started_at),
+        finished_at: rfc3339_or_zero(info.finished_at),
+    };
+    let mut env = image_env;
+    for e in &c.env {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next().unwrap_or(x) != key);
+        env.push(e.clone());
+    }
+    let net = network_name(&c.network);
+    let short = info.id.chars().take(12).collect::<String>();
+    let config = ContainerConfigBody {
+        hostname: Some(c.hostname.clone().unwrap_or(short)),
+        domainname: Some(String::new()),
+        user: Some(c.user.clone().unwrap_or_default()),
+        attach_stdin: Some(c.open_stdin),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        exposed_ports: None,
+        tty: Some(c.tty),
+        open_stdin: Some(c.open_stdin),
+        stdin_once: Some(c.open_stdin),
+        env: Some(env),
+        cmd: c.cmd.clone().map(StrSlice),
+        image: Some(c.image.clone()),
+        volumes: None,
+        working_dir: Some(c.working_dir.clone().unwrap_or_default()),
+        entrypoint: c.entrypoint.clone().map(StrSlice),
+        labels: Some(c.labels.clone()),
+        stop_signal: c.stop_signal.map(|s| s.to_string()),
+        stop_timeout: c.stop_timeout.map(|d| d.as_secs() as i64),
+        host_config: None,
+        networking_config: None,
+    };
+    let rootfs = info.bundle.join("rootfs");
+    ContainerInspect {
+        id: info.id.clone(),
+        created: engine_core::time::format_rfc3339(info.created),
+        path: info.args.first().cloned().unwrap_or_default(),
+        args: info.args.iter().skip(1).cloned().collect(),
+        state,
+        image: info.image_id.clone(),
+        resolv_conf_path: rootfs.join("etc/resolv.conf").display().to_string(),
+        hostname_path: rootfs.join("etc/hostname").display().to_string(),
+        hosts_path: rootfs.join("etc/hosts").display().to_string(),
+        log_path: info.log_path.display().to_string(),
+        name: format!("/{}", info.name),
+        restart_count: info.restart_count as i64,
+        driver: "overlay".into(),
+        platform: "linux".into(),
+        mount_label: String::new(),
+        process_label: String::new(),
+        app_armor_profile: String::new(),
+        exec_ids: (!exec_ids.is_empty()).then_some(exec_ids),
+        host_config: host_config(c),
+        graph_driver: json!({"Data": {"MergedDir": rootfs.display().to_string()}, "Name": "overlay"}),
+        mounts: mount_points(c),
+        config,
+        network_settings: json!({
+            "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": null,
+            "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": { net: endpoint_settings() }
+        }),
+    }
+}
+
+/// `docker.io/library/bb:latest` as docker shows it: `bb:latest`.
+pub fn familiar(r: &str) -> String {
+    let r = r.strip_prefix("docker.io/").unwrap_or(r);
+    let r = r.strip_prefix("library/").unwrap_or(r);
+    r.to_string()
+}
+
+fn config_created(info: &ImageInfo) -> (i64, String) {
+    match info.created {
+        Some(t) => (unix(t), engine_core::time::format_rfc3339(t)),
+        None => (0, ZERO_TIME.to_string()),
+    }
+}
+
+/// One `docker images` entry.
+pub fn image_summary(info: &ImageInfo) -> ImageSummary {
+    let labels = info.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default();
+    ImageSummary {
+        containers: -1,
+        created: config_created(info).0,
+        id: info.id.clone(),
+        labels: Some(labels),
+        parent_id: String::new(),
+        repo_digests: Some(info.repo_digests.iter().map(|d| familiar(d)).collect()),
+        repo_tags: Some(info.repo_tags.iter().map(|t| familiar(t)).collect()),
+        shared_size: -1,
+        size: info.size as i64,
+        virtual_size: info.size as i64,
+    }
+}
+
+/// `docker image inspect`.
+pub fn image_inspect(info: &ImageInfo) -> ImageInspect {
+    let cfg = &info.config;
+    let mut config = cfg.config().as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()).unwrap_or(json!({}));
+    if let Value::Object(m) = &mut config {
+        for k in ["Hostname", "Domainname", "User", "WorkingDir"] {
+            m.entry(k).or_insert(json!(""));
+        }
+        for k in ["AttachStdin", "AttachStdout", "AttachStderr", "Tty", "OpenStdin", "StdinOnce"] {
+            m.entry(k).or_insert(json!(false));
+        }
+        for k in ["Env", "Cmd", "Entrypoint", "Volumes", "OnBuild", "Labels"] {
+            m.entry(k).or_insert(Value::Null);
+        }
+        m.entry("Image").or_insert(json!(""));
+    }
+    ImageInspect {
+        id: info.id.clone(),
+        repo_tags: info.repo_tags.iter().map(|t| familiar(t)).collect(),
+        repo_digests: info.repo_digests.iter().map(|d| familiar(d)).collect(),
+        parent: String::new(),
+        comment: String::new(),
+        created: config_created(info).1,
+        container: String::new(),
+        container_config: json!({}),
+        docker_version: String::new(),
+        author: cfg.author().clone().unwrap_or_default(),
+        config,
+        architecture: cfg.architecture().to_string(),
+        os: cfg.os().to_string(),
+        size: info.size as i64,
+        virtual_size: info.size as i64,
+        graph_driver: json!({"Data": null, "Name": "overlay"}),
+        root_fs: RootFsBody { r#type: "layers".into(), layers: cfg.rootfs().diff_ids().clone() },
+        metadata: json!({"LastTagTime": ZERO_TIME}),
+    }
+}
+
+/// `docker history`.
+pub fn image_history(info: &ImageInfo) -> Vec<HistoryEntry> {
+    let hist = info.config.history().clone().unwrap_or_default();
+    let n = hist.len();
+    let mut out: Vec<HistoryEntry> = hist
+        .iter()
+        .enumerate()
+        .map(|(i, h)| HistoryEntry {
+            id: if i + 1 == n { info.id.clone() } else { "<missing>".into() },
+            created: h.created().as_deref().and_then(engine_core::time::parse_rfc3339).map(unix).unwrap_or(0),
+            created_by: h.created_by().clone().unwrap_or_default(),
+            tags: (i + 1 == n).then(|| info.repo_tags.iter().map(|t| familiar(t)).collect()),
+            size: 0,
+            comment: h.comment().clone().unwrap_or_default(),
+        })
+        .collect();
+    if out.is_empty() {
+        out.push(HistoryEntry {
+            id: info.id.clone(),
+            created: config_created(info).0,
+            created_by: String::new(),
+            tags: Some(info.repo_tags.iter().map(|t| familiar(t)).collect()),
+            size: info.size as i64,
+            comment: String::new(),
+        });
+    }
+    out.reverse();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_durations_match_docker() {
+        assert_eq!(human_duration(Duration::from_millis(300)), "Less than a second");
+        assert_eq!(human_duration(Duration::from_secs(1)), "1 second");
+        assert_eq!(human_duration(Duration::from_secs(4)), "4 seconds");
+        assert_eq!(human_duration(Duration::from_secs(61)), "About a minute");
+        assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(human_duration(Duration::from_secs(3600)), "About an hour");
+        assert_eq!(human_duration(Duration::from_secs(5 * 3600)), "5 hours");
+        assert_eq!(human_duration(Duration::from_secs(3 * 86400)), "3 days");
+    }
+
+    #[test]
+    fn create_body_translates() {
+        let body = parse_create_body(
+            br#"{"Image":"bb","Cmd":["sleep","1"],"Env":["A=1"],"Tty":true,"Labels":{"k":"v"},"StopSignal":"SIGINT",
+                "StopTimeout":3,"HostConfig":{"Binds":["/tmp:/host:ro","vol:/data"],"Tmpfs":{"/run":"size=64m"},
+                "Memory":67108864,"NanoCpus":1500000000,"PidsLimit":-1,"NetworkMode":"host","AutoRemove":true,
+                "RestartPolicy":{"Name":"no"},"ReadonlyRootfs":true,"Mounts":[{"Type":"tmpfs","Target":"/t"}],
+                "SomethingNew":{"x":1}}}"#,
+        )
+        .unwrap();
+        let c = container_config(&body, Some("web".into())).unwrap();
+        assert_eq!(c.cmd, Some(vec!["sleep".to_string(), "1".to_string()]));
+        assert_eq!(c.network, NetworkMode::Host);
+        assert_eq!(c.resources.memory, Some(64 << 20));
+        assert_eq!(c.resources.cpus, Some(1.5));
+        assert_eq!(c.resources.pids_limit, None);
+        assert!(c.auto_remove && c.tty && c.read_only_rootfs);
+        assert_eq!(c.stop_signal, Some(Signal::INT));
+        assert_eq!(c.stop_timeout, Some(Duration::from_secs(3)));
+        assert_eq!(c.mounts.len(), 4);
+        assert!(c.mounts.contains(&MountSpec::Tmpfs { target: "/run".into(), size: Some(64 << 20) }));
+        assert!(c.mounts.contains(&MountSpec::Bind { source: "/tmp".into(), target: "/host".into(), read_only: true }));
+    }
+
+    #[test]
+    fn bad_create_bodies_name_the_field() {
+        let e = parse_create_body(br#"{"Image":"bb","HostConfig":{"Memory":"lots"}}"#).unwrap_err();
+        assert!(e.to_string().contains("HostConfig.Memory"), "{e}");
+        let e = parse_create_body(br#"{"Image":"bb","Tty":"yes"}"#).unwrap_err();
+        assert!(e.to_string().contains("Tty"), "{e}");
+        assert!(parse_create_body(b"{not json").unwrap_err().is_invalid_input());
+        let b = parse_create_body(br#"{"Image":"bb","HostConfig":{"NetworkMode":"mynet"}}"#).unwrap();
+        assert!(container_config(&b, None).unwrap_err().is_not_found());
+        let b = parse_create_body(br#"{"Image":"Bad Name"}"#).unwrap();
+        assert!(container_config(&b, None).unwrap_err().is_invalid_input());
+        let b = parse_create_body(br#"{"Image":"bb","HostConfig":{"Memory":-5}}"#).unwrap();
+        assert!(container_config(&b, None).unwrap_err().is_invalid_input());
+    }
+
+    #[test]
+    fn names_and_references() {
+        assert_eq!(validate_name("/s1").unwrap(), "s1");
+        assert!(validate_name("a").is_err());
+        assert!(validate_name("bad name").is_err());
+        assert!(validate_reference("127.0.0.1:5000/bb:latest").is_ok());
+        assert!(validate_reference("bb@sha256:abcd").is_ok());
+        assert!(validate_reference("UPPER").is_err());
+        assert!(validate_reference("a b").is_err());
+        assert_eq!(familiar("docker.io/library/bb:latest"), "bb:latest");
+        assert_eq!(familiar("127.0.0.1:5000/bb:v1"), "127.0.0.1:5000/bb:v1");
+    }
+}
