@@ -161,7 +161,9 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     process["capabilities"] =
         json!({"bounding": caps, "effective": caps, "permitted": caps});
     process["noNewPrivileges"] = json!(false);
-    process["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 1048576u64, "soft": 1048576u64}]);
+    // The manager's own open-files limit, as Docker passes dockerd's on.
+    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    process["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft.max(hard.min(1_048_576))}]);
     if cfg.tty && !process["env"].as_array().is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("TERM=")))) {
         if let Some(env) = process["env"].as_array_mut() {
             env.push(json!("TERM=xterm"));

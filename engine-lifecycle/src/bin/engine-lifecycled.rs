@@ -1,1 +1,95 @@
-fn main() {}
+//! `engine-lifecycled`: the lifecycle manager in its own process (containerd's
+//! role), serving gRPC on a unix socket. Containers outlive it: SIGKILL it,
+//! start it again on the same root, and it reconnects to their shims.
+
+use clap::Parser;
+use engine_lifecycle::{ManagerConfig, RemoteManager};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The engine's lifecycle manager daemon.
+#[derive(Parser, Debug)]
+#[command(name = "engine-lifecycled", version)]
+struct Args {
+    /// State root (database, bundles, shim state, volumes).
+    #[arg(long, default_value = "/var/lib/engine-lifecycle")]
+    root: PathBuf,
+    /// The gRPC unix socket (default: <root>/lifecycle.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Image store root (default: <root>/images).
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// The engine-shim binary (default: next to this binary, then PATH).
+    #[arg(long)]
+    shim: Option<PathBuf>,
+    /// Add a runtime: NAME=PATH (repeatable).
+    #[arg(long = "runtime", value_name = "NAME=PATH")]
+    runtimes: Vec<String>,
+    /// The runtime used when a container names none.
+    #[arg(long, default_value = engine_lifecycle::DEFAULT_RUNTIME)]
+    default_runtime: String,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(args).await {
+        eprintln!("engine-lifecycled: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> engine_core::Result<()> {
+    let images_root = args.images.clone().unwrap_or_else(|| args.root.join("images"));
+    let images = Arc::new(engine_image::Store::open(&images_root)?);
+    let shims = Arc::new(match &args.shim {
+        Some(p) => engine_shim::Launcher::new(p),
+        None => engine_shim::Launcher::default(),
+    });
+    let mut cfg = ManagerConfig::new(&args.root, images, shims);
+    for r in &args.runtimes {
+        let (name, path) = r
+            .split_once('=')
+            .ok_or_else(|| engine_core::Error::invalid("--runtime", format!("{r:?} is not NAME=PATH")))?;
+        cfg = cfg.runtime(name, path);
+    }
+    cfg = cfg.default_runtime(&args.default_runtime);
+    if !cfg.runtimes.contains_key(&cfg.default_runtime) {
+        return Err(engine_core::Error::invalid(
+            "--default-runtime",
+            format!("{} is not a known runtime (add it with --runtime NAME=PATH)", cfg.default_runtime),
+        ));
+    }
+    let socket = args.socket.clone().unwrap_or_else(|| args.root.join("lifecycle.sock"));
+    // Refuse to run twice on one socket.
+    if socket.exists() && RemoteManager::connect(&socket).await.is_ok() {
+        return Err(engine_core::Error::conflict(
+            "socket",
+            socket.display().to_string(),
+            "another engine-lifecycled serves it",
+        ));
+    }
+    let mgr = engine_lifecycle::Manager::new(cfg).await?;
+    tracing::info!(root = %args.root.display(), "manager ready");
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down; containers keep running");
+    };
+    engine_lifecycle::serve_with_shutdown(Arc::new(mgr), &socket, shutdown).await?;
+    let _ = std::fs::remove_file(&socket);
+    Ok(())
+}
