@@ -5,4 +5,6 @@
 
 pub mod cgroups;
 pub mod seccomp;
+pub mod oci;
+pub use oci::{LinuxRuntime, OciRuntime};
 pub mod linux;

@@ -171,10 +171,7 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
         match ctx.add_arch(sa) {
             Ok(_) => {}
             Err(e) => {
-                return Err(invalid(
-                    "linux.seccomp.architectures",
-                    format!("architecture {a} cannot be added: {e}"),
-                ))
+                return Err(invalid("linux.seccomp.architectures", format!("architecture {a} cannot be added: {e}")))
             }
         }
     }
@@ -246,7 +243,10 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>> {
     file.read_to_end(&mut bytes).map_err(|e| Error::io("seccomp: reading the BPF program", e))?;
     const INSN: usize = std::mem::size_of::<libc::sock_filter>();
     if bytes.len() % INSN != 0 {
-        return Err(Error::Other(format!("seccomp: exported program is {} bytes, not whole instructions", bytes.len())));
+        return Err(Error::Other(format!(
+            "seccomp: exported program is {} bytes, not whole instructions",
+            bytes.len()
+        )));
     }
     Ok(bytes
         .chunks_exact(INSN)
@@ -280,11 +280,8 @@ impl Filter {
         };
         if rc < 0 {
             let e = std::io::Error::last_os_error();
-            let hint = if e.raw_os_error() == Some(libc::EACCES) {
-                " (needs no_new_privs or CAP_SYS_ADMIN)"
-            } else {
-                ""
-            };
+            let hint =
+                if e.raw_os_error() == Some(libc::EACCES) { " (needs no_new_privs or CAP_SYS_ADMIN)" } else { "" };
             return Err(Error::io(format!("seccomp: loading the filter{hint}"), e));
         }
         if self.flags & SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 && rc > 0 {
@@ -332,7 +329,8 @@ mod tests {
             assert!(pid >= 0);
             if pid == 0 {
                 libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-                let prog = libc::sock_fprog { len: filter.program.len() as u16, filter: filter.program.as_ptr() as *mut _ };
+                let prog =
+                    libc::sock_fprog { len: filter.program.len() as u16, filter: filter.program.as_ptr() as *mut _ };
                 let rc = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, filter.flags, &prog);
                 if rc < 0 {
                     libc::_exit(200);
@@ -456,8 +454,8 @@ mod tests {
         let bad: std::result::Result<LinuxSeccomp, _> =
             serde_json::from_str(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_VAX"]}"#);
         assert!(bad.is_err());
-        let e = compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_SH"]}"#))
-            .unwrap_err();
+        let e =
+            compile(&profile(r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_SH"]}"#)).unwrap_err();
         assert!(e.to_string().contains("ScmpArchSh") || e.to_string().contains("SCMP_ARCH_SH"), "{e}");
     }
 

@@ -33,10 +33,7 @@ pub fn memory_swap_to_v2(swap: i64, limit: i64) -> Result<i64> {
         return Ok(swap);
     }
     if limit == 0 || limit == -1 {
-        return Err(Error::invalid(
-            "linux.resources.memory.swap",
-            format!("swap limit {swap} needs a memory limit"),
-        ));
+        return Err(Error::invalid("linux.resources.memory.swap", format!("swap limit {swap} needs a memory limit")));
     }
     if swap < limit {
         return Err(Error::invalid(
@@ -89,9 +86,9 @@ pub fn host_hugepage_sizes() -> Vec<String> {
 
 /// `2048` kB → `2MB`, `1048576` → `1GB`, `64` → `64KB` (the cgroup file names).
 pub fn hugepage_name(kb: u64) -> String {
-    if kb >= 1 << 20 && kb % (1 << 20) == 0 {
+    if kb >= 1 << 20 && kb.is_multiple_of(1 << 20) {
         format!("{}GB", kb >> 20)
-    } else if kb >= 1 << 10 && kb % (1 << 10) == 0 {
+    } else if kb >= 1 << 10 && kb.is_multiple_of(1 << 10) {
         format!("{}MB", kb >> 10)
     } else {
         format!("{kb}KB")

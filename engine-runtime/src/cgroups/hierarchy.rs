@@ -33,8 +33,20 @@ pub struct Hierarchies {
 
 /// The v1 controllers we know by name (mount options that are not options).
 const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "hugetlb", "net_cls", "net_prio",
-    "perf_event", "rdma", "misc",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "blkio",
+    "pids",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
 ];
 
 fn unescape(s: &str) -> String {
@@ -95,7 +107,8 @@ impl Hierarchies {
                     for opt in super_opts.split(',') {
                         let known = V1_CONTROLLERS.contains(&opt) || opt.starts_with("name=");
                         if known {
-                            v1.entry(opt.to_string()).or_insert_with(|| Mount { mountpoint: mountpoint.clone(), root: root.clone() });
+                            v1.entry(opt.to_string())
+                                .or_insert_with(|| Mount { mountpoint: mountpoint.clone(), root: root.clone() });
                         }
                     }
                 }

@@ -479,7 +479,7 @@ impl Cgroup {
             let ok = fs::wait_until(WAIT, || {
                 tries += 1;
                 // A freeze can stall on a task in an uninterruptible sleep; asking again helps.
-                if tries % 50 == 0 {
+                if tries.is_multiple_of(50) {
                     fs::write(dir, "freezer.state", want)?;
                 }
                 Ok(fs::read(dir, "freezer.state")? == want)
@@ -552,9 +552,8 @@ impl Cgroup {
                 }
             }
         }
-        match self.v1_dir("pids").or(uni) {
-            Some(d) => stats::pids(d, &mut s)?,
-            None => {}
+        if let Some(d) = self.v1_dir("pids").or(uni) {
+            stats::pids(d, &mut s)?;
         }
         match self.v1_dir("blkio") {
             Some(d) => stats::v1_blkio(d, &mut s)?,
@@ -603,7 +602,8 @@ impl Cgroup {
             if unsafe { libc::kill(pid, signal) } < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.raw_os_error() != Some(libc::ESRCH) && first_err.is_none() {
-                    first_err = Some(Error::io(format!("sending signal {signal} to pid {pid} of cgroup {}", self.path), e));
+                    first_err =
+                        Some(Error::io(format!("sending signal {signal} to pid {pid} of cgroup {}", self.path), e));
                 }
             }
         }

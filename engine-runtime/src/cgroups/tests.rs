@@ -40,13 +40,16 @@ fn v1_resources_land_in_their_files() {
     let h = Hierarchies::from_text(Layout::V1, &mi, "1:memory:/\n");
     let leaf = |c: &str| root.join(c).join("engine/c1");
     fake(&root.join("cpuset/engine"), &[("cpuset.cpus", "0-1"), ("cpuset.mems", "0")]);
-    fake(&leaf("memory"), &[
-        ("memory.limit_in_bytes", "9223372036854771712"),
-        ("memory.memsw.limit_in_bytes", "9223372036854771712"),
-        ("memory.soft_limit_in_bytes", ""),
-        ("memory.swappiness", ""),
-        ("memory.oom_control", ""),
-    ]);
+    fake(
+        &leaf("memory"),
+        &[
+            ("memory.limit_in_bytes", "9223372036854771712"),
+            ("memory.memsw.limit_in_bytes", "9223372036854771712"),
+            ("memory.soft_limit_in_bytes", ""),
+            ("memory.swappiness", ""),
+            ("memory.oom_control", ""),
+        ],
+    );
     fake(&leaf("cpu"), &[("cpu.shares", ""), ("cpu.cfs_period_us", ""), ("cpu.cfs_quota_us", "")]);
     fake(&leaf("cpuset"), &[("cpuset.cpus", ""), ("cpuset.mems", "")]);
     fake(&leaf("pids"), &[("pids.max", "")]);
@@ -129,7 +132,10 @@ fn existing_cgroup_with_processes_is_refused() {
 fn v2_setup(root: &Path) -> Hierarchies {
     let mi = format!("30 23 0:26 / {} rw - cgroup2 cgroup2 rw\n", root.display());
     fake(root, &[("cgroup.controllers", "cpuset cpu io memory hugetlb pids"), ("cgroup.subtree_control", "")]);
-    fake(&root.join("engine"), &[("cgroup.controllers", "cpuset cpu io memory hugetlb pids"), ("cgroup.subtree_control", "")]);
+    fake(
+        &root.join("engine"),
+        &[("cgroup.controllers", "cpuset cpu io memory hugetlb pids"), ("cgroup.subtree_control", "")],
+    );
     Hierarchies::from_text(Layout::V2, &mi, "0::/\n")
 }
 
@@ -139,18 +145,21 @@ fn v2_resources_are_converted() {
     let root = t.path();
     let h = v2_setup(root);
     let leaf = root.join("engine/c3");
-    fake(&leaf, &[
-        ("memory.max", "max"),
-        ("memory.swap.max", "max"),
-        ("memory.low", "0"),
-        ("cpu.weight", "100"),
-        ("cpu.max", "max 100000"),
-        ("cpuset.cpus", ""),
-        ("pids.max", "max"),
-        ("io.weight", "default 100"),
-        ("io.max", ""),
-        ("memory.high", "max"),
-    ]);
+    fake(
+        &leaf,
+        &[
+            ("memory.max", "max"),
+            ("memory.swap.max", "max"),
+            ("memory.low", "0"),
+            ("cpu.weight", "100"),
+            ("cpu.max", "max 100000"),
+            ("cpuset.cpus", ""),
+            ("pids.max", "max"),
+            ("io.weight", "default 100"),
+            ("io.max", ""),
+            ("memory.high", "max"),
+        ],
+    );
     let r = res(r#"{
         "memory": {"limit": 67108864, "swap": 100663296, "reservation": 1048576},
         "cpu": {"shares": 1024, "quota": 25000, "period": 100000, "cpus": "0"},

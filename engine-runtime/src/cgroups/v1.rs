@@ -196,7 +196,11 @@ pub(crate) fn network(cg: &Cgroup, n: &LinuxNetwork) -> Result<()> {
         write(need(cg, "net_cls", "network.classID")?, "net_cls.classid", id)?;
     }
     for p in n.priorities().iter().flatten() {
-        write(need(cg, "net_prio", "network.priorities")?, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))?;
+        write(
+            need(cg, "net_prio", "network.priorities")?,
+            "net_prio.ifpriomap",
+            format!("{} {}", p.name(), p.priority()),
+        )?;
     }
     Ok(())
 }

@@ -93,7 +93,11 @@ pub(crate) fn io(dir: &Path, b: &LinuxBlockIo) -> Result<()> {
             if bfq {
                 write(dir, "io.bfq.weight", format!("{}:{} {w}", d.major(), d.minor()))?;
             } else {
-                write(dir, "io.weight", format!("{}:{} {}", d.major(), d.minor(), blkio_weight_to_io_weight(w as u64)))?;
+                write(
+                    dir,
+                    "io.weight",
+                    format!("{}:{} {}", d.major(), d.minor(), blkio_weight_to_io_weight(w as u64)),
+                )?;
             }
         }
     }
