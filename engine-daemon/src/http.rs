@@ -94,6 +94,12 @@ pub fn docker_message(e: &Error) -> String {
             "plugin" => format!("plugin \"{id}\" not found"),
             _ => e.to_string(),
         },
+        // Messages the daemon writes in Docker's words are sentences of their own.
+        Error::Conflict { reason, .. } | Error::InvalidInput { reason, .. }
+            if reason.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>
+        {
+            reason.clone()
+        }
         _ => e.to_string(),
     }
 }

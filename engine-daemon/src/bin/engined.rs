@@ -1,0 +1,193 @@
+//! `engined`: the engine's Docker-compatible daemon (dockerd's role).
+//!
+//! Serves the Docker Engine API on unix sockets, with the lifecycle manager
+//! in-process (default) or in a separate `engine-lifecycled` (`--lifecycle`).
+//! Containers outlive it: SIGKILL it, start it again on the same data root
+//! and socket, and `docker ps` shows them running.
+
+use clap::Parser;
+use engine_core::{Error, ImageStore, LifecycleManager, Result};
+use engine_daemon::{AccessPolicy, Daemon, DaemonConfig};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The engine's Docker-compatible daemon.
+#[derive(Parser, Debug)]
+#[command(name = "engined", version)]
+struct Args {
+    /// Socket to listen on, `unix:///path` (repeatable).
+    #[arg(short = 'H', long = "host", value_name = "unix:///path")]
+    hosts: Vec<String>,
+    /// Persistent state: images, containers, logs.
+    #[arg(long, default_value = "/var/lib/engine")]
+    data_root: PathBuf,
+    /// Runtime state: sockets and the pid file.
+    #[arg(long, default_value = "/run/engine")]
+    exec_root: PathBuf,
+    /// Group that owns the socket; its members may use it (root always may).
+    #[arg(short = 'G', long, default_value = "docker")]
+    group: String,
+    /// Extra user ids allowed on the socket (repeatable).
+    #[arg(long = "allow-uid", value_name = "UID")]
+    allow_uids: Vec<u32>,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(short = 'l', long, default_value = "info")]
+    log_level: String,
+    /// Runtime used when a container names none.
+    #[arg(long)]
+    default_runtime: Option<String>,
+    /// Add a runtime: NAME=PATH (repeatable).
+    #[arg(long = "add-runtime", value_name = "NAME=PATH")]
+    add_runtimes: Vec<String>,
+    /// Use a separate engine-lifecycled at unix:///path instead of the
+    /// in-process manager (start it with `--images <data-root>/images`).
+    #[arg(long, value_name = "unix:///path")]
+    lifecycle: Option<String>,
+    /// The pid file (default: <exec-root>/engined.pid).
+    #[arg(short = 'p', long)]
+    pidfile: Option<PathBuf>,
+}
+
+fn unix_path(h: &str) -> Result<PathBuf> {
+    let p = h.strip_prefix("unix://").unwrap_or(h);
+    if p.is_empty() || h.contains("://") && !h.starts_with("unix://") {
+        return Err(Error::invalid("-H", format!("{h:?}: only unix:///path sockets are supported")));
+    }
+    Ok(PathBuf::from(p))
+}
+
+fn main() {
+    let args = Args::parse();
+    let filter = match args.log_level.as_str() {
+        l @ ("error" | "warn" | "info" | "debug" | "trace") => format!("{l},h2=warn,hyper=warn,tower=warn"),
+        "fatal" | "panic" => "error".to_string(),
+        other => other.to_string(),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("engined: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = rt.block_on(run(args)) {
+        eprintln!("engined: {e}");
+        std::process::exit(1);
+    }
+}
+
+struct Cleanup(Vec<PathBuf>);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn write_pidfile(p: &Path) -> Result<()> {
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
+    }
+    if let Ok(old) = std::fs::read_to_string(p) {
+        if let Ok(pid) = old.trim().parse::<i32>() {
+            let alive = pid != std::process::id() as i32
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "engined");
+            if alive {
+                return Err(Error::conflict("pid file", p.display().to_string(), format!("engined {pid} is running")));
+            }
+        }
+    }
+    let tmp = p.with_extension("pid.tmp");
+    std::fs::write(&tmp, format!("{}\n", std::process::id()))
+        .and_then(|_| std::fs::rename(&tmp, p))
+        .map_err(|e| Error::io(format!("writing {}", p.display()), e))
+}
+
+async fn run(args: Args) -> Result<()> {
+    let hosts: Vec<PathBuf> = if args.hosts.is_empty() {
+        vec![args.exec_root.join("engined.sock")]
+    } else {
+        args.hosts.iter().map(|h| unix_path(h)).collect::<Result<_>>()?
+    };
+    let mut runtimes = Vec::new();
+    for r in &args.add_runtimes {
+        let (name, path) =
+            r.split_once('=').ok_or_else(|| Error::invalid("--add-runtime", format!("{r:?} is not NAME=PATH")))?;
+        if name.is_empty() || !path.starts_with('/') {
+            return Err(Error::invalid("--add-runtime", format!("{r:?}: NAME=/absolute/path expected")));
+        }
+        runtimes.push((name.to_string(), PathBuf::from(path)));
+    }
+    std::fs::create_dir_all(&args.data_root).map_err(|e| Error::io(format!("creating {}", args.data_root.display()), e))?;
+    std::fs::create_dir_all(&args.exec_root).map_err(|e| Error::io(format!("creating {}", args.exec_root.display()), e))?;
+    let pidfile = args.pidfile.clone().unwrap_or_else(|| args.exec_root.join("engined.pid"));
+    write_pidfile(&pidfile)?;
+    let mut cleanup = Cleanup(vec![pidfile]);
+
+    let images_root = args.data_root.join("images");
+    let store = engine_image::Store::open(&images_root)?;
+    let images: Arc<dyn ImageStore> = Arc::new(store);
+    let (manager, runtime_table, default_runtime): (Arc<dyn LifecycleManager>, Vec<(String, PathBuf)>, String) =
+        match &args.lifecycle {
+            Some(l) => {
+                let sock = unix_path(l)?;
+                let m = engine_lifecycle::RemoteManager::connect(&sock).await?;
+                tracing::info!(socket = %sock.display(), "using engine-lifecycled");
+                let default = args.default_runtime.clone().unwrap_or_else(|| engine_lifecycle::DEFAULT_RUNTIME.into());
+                (Arc::new(m), runtimes.clone(), default)
+            }
+            None => {
+                let shims = Arc::new(engine_shim::Launcher::default());
+                let mut cfg = engine_lifecycle::ManagerConfig::new(&args.data_root, images.clone(), shims);
+                for (n, p) in &runtimes {
+                    cfg = cfg.runtime(n, p);
+                }
+                if let Some(d) = &args.default_runtime {
+                    cfg = cfg.default_runtime(d);
+                }
+                if !cfg.runtimes.contains_key(&cfg.default_runtime) {
+                    return Err(Error::invalid(
+                        "--default-runtime",
+                        format!("{} is not a known runtime (add it with --add-runtime NAME=PATH)", cfg.default_runtime),
+                    ));
+                }
+                let table = cfg.runtimes.iter().map(|(n, b)| (n.clone(), b.path.clone())).collect();
+                let default = cfg.default_runtime.clone();
+                let m = engine_lifecycle::Manager::new(cfg).await?;
+                (Arc::new(m), table, default)
+            }
+        };
+
+    let gid = engine_daemon::group_gid(&args.group)?;
+    if gid.is_none() {
+        tracing::info!(group = %args.group, "socket group not found; only root may use the socket");
+    }
+    let mut config = DaemonConfig::new(&args.data_root, &args.exec_root);
+    config.default_runtime = default_runtime;
+    config.runtimes = runtime_table;
+    config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
+    let daemon = Daemon::new(manager, images, config);
+
+    let mut listeners = Vec::new();
+    for h in &hosts {
+        let l = engine_daemon::bind(h, gid)?;
+        cleanup.0.push(h.clone());
+        tracing::info!(socket = %h.display(), "API listening");
+        listeners.push((l, h.clone()));
+    }
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| Error::io("installing the SIGTERM handler", e))?;
+    tokio::select! {
+        _ = daemon.serve(listeners) => {}
+        _ = term.recv() => tracing::info!("SIGTERM: stopping (containers keep running)"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping (containers keep running)"),
+    }
+    drop(cleanup);
+    Ok(())
+}
