@@ -230,6 +230,7 @@ pub fn error_from_log(log: &str) -> Option<String> {
 fn classify(runtime: &str, command: &str, id: &str, message: String) -> Error {
     let lower = message.to_ascii_lowercase();
     let missing = lower.contains("does not exist")
+        || lower.contains("no such container")
         || lower.contains("container not found")
         || (lower.contains("no such file or directory") && (lower.contains("/status") || lower.contains("state.json")));
     if missing && command != "create" && command != "run" {
@@ -349,11 +350,10 @@ impl Runtime for OciRuntime {
         };
         let text = String::from_utf8_lossy(&out);
         let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
-        let ev: StatsEvent = serde_json::from_str(line).map_err(|e| Error::Runtime {
+        parse_stats_record(line).map_err(|e| Error::Runtime {
             runtime: self.name.clone(),
             message: format!("events --stats {id}: unreadable stats record ({e}): {line}"),
-        })?;
-        Ok(ev.to_stats())
+        })
     }
 
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
@@ -384,6 +384,20 @@ impl OciRuntime {
             .await
             .map_err(|e| Error::Other(format!("stats task failed: {e}")))?
     }
+}
+
+/// Parse one `events --stats` line: runc's record ([`StatsEvent`]), or a
+/// record whose `data` is the engine's own [`Stats`] (as older `engine-runc`
+/// builds printed it).
+pub fn parse_stats_record(line: &str) -> std::result::Result<Stats, serde_json::Error> {
+    let v: serde_json::Value = serde_json::from_str(line)?;
+    let flat = v.get("data").and_then(|d| d.as_object()).is_some_and(|d| {
+        d.contains_key("cpu_usage_ns") || d.contains_key("memory_usage") || d.contains_key("pids_current")
+    });
+    if flat {
+        return serde_json::from_value(v["data"].clone());
+    }
+    Ok(serde_json::from_value::<StatsEvent>(v)?.to_stats())
 }
 
 fn read_pid(pid_file: &Path, runtime: &str, id: &str) -> Result<Pid> {
@@ -740,6 +754,11 @@ mod tests {
         assert!(json.starts_with(r#"{"type":"stats","id":"c1","data":"#), "{json}");
         let again: StatsEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(again.to_stats(), mine);
+        assert_eq!(parse_stats_record(&json).unwrap(), mine);
+        // The engine's flat Stats as data is understood too.
+        let flat = serde_json::json!({"type": "stats", "id": "c1", "data": mine}).to_string();
+        assert_eq!(parse_stats_record(&flat).unwrap(), mine);
+        assert!(parse_stats_record("not json").is_err());
     }
 
     #[test]
