@@ -121,6 +121,12 @@ fn limits_membership_freeze_stats_and_destroy() {
     // The child execs `sleep` once it is in the cgroup, so its memory is charged there.
     let pid = g.spawn(&["sh", "-c", "sleep 0.2; exec sleep 60"]);
     cg.add_pid(pid).unwrap();
+    // Wait for the exec (the shell's short-lived `sleep 0.2` child is gone by then).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != b"sleep\x0060\x00" {
+        assert!(Instant::now() < deadline, "child never exec'd sleep 60");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let pc = proc_cgroup(pid);
     let leaf = g.path.clone();
     for line in pc.lines() {
