@@ -129,6 +129,7 @@ pub(crate) struct Inner {
     inflight: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) http: reqwest::Client,
     pub(crate) unpack: UnpackOptions,
+    pub(crate) registry: crate::RegistryOptions,
 }
 
 /// The default [`ImageStore`]: content-addressed blobs, image records, layer
@@ -167,6 +168,12 @@ impl Store {
     /// Open (creating if needed) a store rooted at `root`. Synchronous: it
     /// only creates directories and the HTTP client.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
+        Self::open_with(root, crate::RegistryOptions::default())
+    }
+
+    /// [`Store::open`] with registry options (concurrency, retries, the
+    /// docker config file, insecure registries).
+    pub fn open_with(root: impl AsRef<Path>, registry: crate::RegistryOptions) -> Result<Store> {
         let root = root.as_ref().to_path_buf();
         let blobs = Blobs::open(&root)?;
         for d in ["snapshots", "rootfs", "l"] {
@@ -189,6 +196,7 @@ impl Store {
                 inflight: std::sync::Mutex::new(HashMap::new()),
                 http,
                 unpack: UnpackOptions::default(),
+                registry,
             }),
         })
     }
@@ -431,15 +439,18 @@ impl Store {
     /// # Ok(()) }
     /// ```
     pub async fn import_dir(&self, dir: &Path, tag: &str) -> Result<ImageInfo> {
+        self.import_dir_with(dir, tag, &crate::build::ImageOptions::default()).await
+    }
+
+    /// [`Store::import_dir`] with an image config and layer compression.
+    pub async fn import_dir_with(&self, dir: &Path, tag: &str, opts: &crate::build::ImageOptions) -> Result<ImageInfo> {
         let r = Reference::parse(tag)?;
         let tagged = r.tagged().ok_or_else(|| Error::invalid("tag", format!("{tag:?} has no tag")))?;
         let _g = self.inner.gc_lock.read().await;
         let blobs = self.inner.blobs.clone();
         let dir = dir.to_path_buf();
-        let manifest = blocking(move || {
-            crate::build::store_image_from_dir(&blobs, &dir, &crate::build::ImageOptions::default())
-        })
-        .await?;
+        let opts = opts.clone();
+        let manifest = blocking(move || crate::build::store_image_from_dir(&blobs, &dir, &opts)).await?;
         self.register(&manifest, vec![tagged], vec![], vec![], &None).await
     }
 }
