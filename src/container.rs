@@ -1,0 +1,461 @@
+//! The typed container config and the container handle.
+
+use crate::WaitFor;
+use engine_core::{
+    AttachOptions, ContainerConfig, ContainerInfo, Error, ExecConfig, ExitStatus, LifecycleManager, LogEntry,
+    LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, Signal, StdStream, WaitCondition,
+};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// A typed container config for [`crate::Engine::run`]: what a test harness
+/// or a worker pool writes.
+///
+/// ```
+/// use engine::{ContainerBuilder, WaitFor};
+/// let b = ContainerBuilder::new("busybox:latest")
+///     .cmd(["sh", "-c", "echo ready; sleep 60"])
+///     .env("MODE", "test")
+///     .memory(64 << 20)
+///     .tmpfs("/scratch")
+///     .label("suite", "e2e")
+///     .wait_for(WaitFor::stdout("ready"));
+/// assert_eq!(b.config().env, vec!["MODE=test".to_string()]);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ContainerBuilder {
+    config: ContainerConfig,
+    pub(crate) waits: Vec<WaitFor>,
+    pub(crate) startup_timeout: Option<Duration>,
+    keep: bool,
+}
+
+impl ContainerBuilder {
+    /// A container of `image` (reference or id) with the image's defaults.
+    pub fn new(image: impl Into<String>) -> Self {
+        ContainerBuilder {
+            config: ContainerConfig { image: image.into(), ..Default::default() },
+            waits: Vec::new(),
+            startup_timeout: None,
+            keep: false,
+        }
+    }
+    /// Start from a full [`ContainerConfig`].
+    pub fn from_config(config: ContainerConfig) -> Self {
+        ContainerBuilder { config, waits: Vec::new(), startup_timeout: None, keep: false }
+    }
+    /// Its name (default: a generated one).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = Some(name.into());
+        self
+    }
+    /// The command (replaces the image's Cmd).
+    pub fn cmd<I: IntoIterator<Item = S>, S: Into<String>>(mut self, cmd: I) -> Self {
+        self.config.cmd = Some(cmd.into_iter().map(Into::into).collect());
+        self
+    }
+    /// The entrypoint (replaces the image's Entrypoint and resets its Cmd).
+    pub fn entrypoint<I: IntoIterator<Item = S>, S: Into<String>>(mut self, ep: I) -> Self {
+        self.config.entrypoint = Some(ep.into_iter().map(Into::into).collect());
+        self
+    }
+    /// An environment variable.
+    pub fn env(mut self, key: impl AsRef<str>, value: impl AsRef<str>) -> Self {
+        self.config.env.push(format!("{}={}", key.as_ref(), value.as_ref()));
+        self
+    }
+    /// The user (`name`, `uid`, `user:group`, `uid:gid`).
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.config.user = Some(user.into());
+        self
+    }
+    /// The working directory.
+    pub fn workdir(mut self, dir: impl Into<String>) -> Self {
+        self.config.working_dir = Some(dir.into());
+        self
+    }
+    /// The hostname.
+    pub fn hostname(mut self, name: impl Into<String>) -> Self {
+        self.config.hostname = Some(name.into());
+        self
+    }
+    /// Allocate a terminal.
+    pub fn tty(mut self, tty: bool) -> Self {
+        self.config.tty = tty;
+        self
+    }
+    /// Keep stdin open for attach.
+    pub fn open_stdin(mut self, open: bool) -> Self {
+        self.config.open_stdin = open;
+        self
+    }
+    /// Bind-mount a host path (read-write).
+    pub fn bind(mut self, source: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        self.config.mounts.push(MountSpec::Bind { source: source.into(), target: target.into(), read_only: false });
+        self
+    }
+    /// Bind-mount a host path read-only.
+    pub fn bind_ro(mut self, source: impl Into<PathBuf>, target: impl Into<String>) -> Self {
+        self.config.mounts.push(MountSpec::Bind { source: source.into(), target: target.into(), read_only: true });
+        self
+    }
+    /// Mount a fresh tmpfs.
+    pub fn tmpfs(mut self, target: impl Into<String>) -> Self {
+        self.config.mounts.push(MountSpec::Tmpfs { target: target.into(), size: None });
+        self
+    }
+    /// Mount a named volume (created on first use).
+    pub fn volume(mut self, name: impl Into<String>, target: impl Into<String>) -> Self {
+        self.config.mounts.push(MountSpec::Volume { name: name.into(), target: target.into(), read_only: false });
+        self
+    }
+    /// Memory limit in bytes.
+    pub fn memory(mut self, bytes: i64) -> Self {
+        self.config.resources.memory = Some(bytes);
+        self
+    }
+    /// CPU limit (1.5 = one and a half CPUs).
+    pub fn cpus(mut self, cpus: f64) -> Self {
+        self.config.resources.cpus = Some(cpus);
+        self
+    }
+    /// Maximum number of processes.
+    pub fn pids_limit(mut self, n: i64) -> Self {
+        self.config.resources.pids_limit = Some(n);
+        self
+    }
+    /// A label.
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.labels.insert(key.into(), value.into());
+        self
+    }
+    /// The runtime, by name (`"engine-runc"`, `"runc"`, `"crun"`) or absolute path.
+    pub fn runtime(mut self, runtime: impl Into<String>) -> Self {
+        self.config.runtime = Some(runtime.into());
+        self
+    }
+    /// Network mode (default: its own namespace with loopback only).
+    pub fn network(mut self, mode: NetworkMode) -> Self {
+        self.config.network = mode;
+        self
+    }
+    /// Restart policy.
+    pub fn restart(mut self, policy: RestartPolicy) -> Self {
+        self.config.restart = policy;
+        self
+    }
+    /// Remove the container once it exits.
+    pub fn auto_remove(mut self, yes: bool) -> Self {
+        self.config.auto_remove = yes;
+        self
+    }
+    /// Mount the root filesystem read-only.
+    pub fn read_only_rootfs(mut self, yes: bool) -> Self {
+        self.config.read_only_rootfs = yes;
+        self
+    }
+    /// Add a readiness strategy (several run in order).
+    pub fn wait_for(mut self, w: WaitFor) -> Self {
+        self.waits.push(w);
+        self
+    }
+    /// Startup timeout for this container (default: the engine's).
+    pub fn startup_timeout(mut self, t: Duration) -> Self {
+        self.startup_timeout = Some(t);
+        self
+    }
+    /// Keep the container when the handle is dropped (it is still bound to
+    /// this process unless the engine was built `unbound`).
+    pub fn keep_on_drop(mut self) -> Self {
+        self.keep = true;
+        self
+    }
+    /// The config built so far.
+    pub fn config(&self) -> &ContainerConfig {
+        &self.config
+    }
+    pub(crate) fn into_parts(self) -> (ContainerConfig, Vec<WaitFor>, Option<Duration>, bool) {
+        (self.config, self.waits, self.startup_timeout, self.keep)
+    }
+}
+
+/// What an exec printed and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecOutput {
+    /// Its exit code (a value, not an error).
+    pub exit_code: i32,
+    /// Everything it wrote to stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote to stderr.
+    pub stderr: Vec<u8>,
+}
+
+impl ExecOutput {
+    /// stdout as (lossy) UTF-8.
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+    /// stderr as (lossy) UTF-8.
+    pub fn stderr_str(&self) -> String {
+        String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// A handle on one container. Dropping it removes the container (in a
+/// multi-threaded runtime before `drop` returns; in a current-thread runtime
+/// in a spawned task, see [`crate::Engine::settle`]), unless it was built
+/// with [`ContainerBuilder::keep_on_drop`] or removed already.
+pub struct Container {
+    info: ContainerInfo,
+    mgr: Arc<dyn LifecycleManager>,
+    keep: bool,
+    removed: bool,
+    pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Container {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Container").field("id", &self.info.id).field("name", &self.info.name).finish()
+    }
+}
+
+impl Container {
+    pub(crate) fn new(
+        info: ContainerInfo,
+        mgr: Arc<dyn LifecycleManager>,
+        keep: bool,
+        pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    ) -> Self {
+        Container { info, mgr, keep, removed: false, pending }
+    }
+
+    /// Its id.
+    pub fn id(&self) -> &str {
+        &self.info.id
+    }
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.info.name
+    }
+    /// What the manager said at create.
+    pub fn created_info(&self) -> &ContainerInfo {
+        &self.info
+    }
+    pub(crate) fn manager(&self) -> &Arc<dyn LifecycleManager> {
+        &self.mgr
+    }
+    /// Its current state.
+    pub async fn inspect(&self) -> Result<ContainerInfo> {
+        self.mgr.inspect(&self.info.id).await
+    }
+    /// Start it.
+    pub async fn start(&self) -> Result<()> {
+        self.mgr.start(&self.info.id).await
+    }
+    /// Stop it (stop signal, SIGKILL after `grace`).
+    pub async fn stop(&self, grace: Option<Duration>) -> Result<()> {
+        self.mgr.stop(&self.info.id, grace).await
+    }
+    /// Send a signal.
+    pub async fn kill(&self, signal: Signal) -> Result<()> {
+        self.mgr.kill(&self.info.id, signal).await
+    }
+    /// Wait until it is not running; its exit status.
+    pub async fn wait(&self) -> Result<ExitStatus> {
+        self.mgr.wait(&self.info.id, WaitCondition::NotRunning).await
+    }
+    /// Its log (stored lines; with `follow`, live ones until it exits).
+    pub async fn logs(&self, opts: LogOptions) -> Result<BoxStream<'static, Result<LogEntry>>> {
+        self.mgr.logs(&self.info.id, opts).await
+    }
+    /// Everything it wrote to stdout so far.
+    pub async fn stdout(&self) -> Result<String> {
+        self.log_text(true).await
+    }
+    /// Everything it wrote to stderr so far.
+    pub async fn stderr(&self) -> Result<String> {
+        self.log_text(false).await
+    }
+    async fn log_text(&self, stdout: bool) -> Result<String> {
+        let mut s = self.logs(LogOptions { stdout, stderr: !stdout, ..Default::default() }).await?;
+        let mut out = String::new();
+        while let Some(e) = s.next().await {
+            out.push_str(&String::from_utf8_lossy(&e?.line));
+        }
+        Ok(out)
+    }
+
+    /// Run a command in the container; its output and exit code.
+    pub async fn exec<I: IntoIterator<Item = S>, S: Into<String>>(&self, cmd: I) -> Result<ExecOutput> {
+        self.exec_with(ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }, None)
+            .await
+    }
+
+    /// Run a process with full control and, optionally, bytes for its stdin.
+    pub async fn exec_with(&self, mut config: ExecConfig, stdin: Option<Vec<u8>>) -> Result<ExecOutput> {
+        config.open_stdin = stdin.is_some();
+        let exec_id = self.mgr.exec(&self.info.id, config).await?;
+        let att = self
+            .mgr
+            .exec_attach(&exec_id, AttachOptions { stdin: stdin.is_some(), stdout: true, stderr: true })
+            .await?;
+        let feeder = match (att.stdin, stdin) {
+            (Some(mut w), Some(data)) => Some(tokio::spawn(async move {
+                let _ = w.write_all(&data).await;
+                let _ = w.shutdown().await;
+            })),
+            _ => None,
+        };
+        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut output = att.output;
+        while let Some(o) = output.next().await {
+            let o = o?;
+            match o.stream {
+                StdStream::Stderr => stderr.extend_from_slice(&o.data),
+                _ => stdout.extend_from_slice(&o.data),
+            }
+        }
+        if let Some(f) = feeder {
+            let _ = f.await;
+        }
+        let st = self.mgr.exec_wait(&exec_id).await?;
+        Ok(ExecOutput { exit_code: st.code, stdout, stderr })
+    }
+
+    /// Copy a host file or directory into the container, under the
+    /// container directory `dest_dir` (a tar stream through `tar -x` in the
+    /// container, so mounts inside it are honoured).
+    pub async fn copy_in(&self, host_path: impl AsRef<Path>, dest_dir: &str) -> Result<()> {
+        let src = host_path.as_ref().to_path_buf();
+        let tar = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            let name = src
+                .file_name()
+                .ok_or_else(|| Error::invalid("copy source", format!("{} has no file name", src.display())))?;
+            let meta = std::fs::metadata(&src).map_err(|e| Error::io(format!("copy source {}", src.display()), e))?;
+            let r = if meta.is_dir() { b.append_dir_all(name, &src) } else { b.append_path_with_name(&src, name) };
+            r.map_err(|e| Error::io(format!("packing {}", src.display()), e))?;
+            b.into_inner().map_err(|e| Error::io("finishing the tar stream", e))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("copy task: {e}")))??;
+        self.untar_in(tar, dest_dir).await
+    }
+
+    /// Write `data` as the file `path` in the container (mode 0644).
+    pub async fn copy_file_in(&self, path: &str, data: &[u8]) -> Result<()> {
+        let (dir, name) = path
+            .rsplit_once('/')
+            .filter(|(_, n)| !n.is_empty())
+            .ok_or_else(|| Error::invalid("container path", format!("{path:?} is not an absolute file path")))?;
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        h.set_cksum();
+        b.append_data(&mut h, name, data).map_err(|e| Error::io("packing the file", e))?;
+        let tar = b.into_inner().map_err(|e| Error::io("finishing the tar stream", e))?;
+        self.untar_in(tar, if dir.is_empty() { "/" } else { dir }).await
+    }
+
+    async fn untar_in(&self, tar: Vec<u8>, dest_dir: &str) -> Result<()> {
+        let mk = self.exec(["mkdir", "-p", dest_dir]).await?;
+        if mk.exit_code != 0 {
+            return Err(Error::invalid(
+                "copy destination",
+                format!("{dest_dir} in container {}: {}", self.name(), mk.stderr_str().trim()),
+            ));
+        }
+        let cmd = vec!["tar".to_string(), "-x".into(), "-f".into(), "-".into(), "-C".into(), dest_dir.to_string()];
+        let out = self.exec_with(ExecConfig { cmd, ..Default::default() }, Some(tar)).await?;
+        if out.exit_code != 0 {
+            return Err(Error::invalid(
+                "copy destination",
+                format!("tar into {dest_dir} in container {} failed ({}): {}", self.name(), out.exit_code, out.stderr_str().trim()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The contents of the file `path` in the container.
+    pub async fn copy_file_out(&self, path: &str) -> Result<Vec<u8>> {
+        let out = self.exec(["cat", path]).await?;
+        if out.exit_code != 0 {
+            return Err(Error::not_found("file", format!("{path} in container {}: {}", self.name(), out.stderr_str().trim())));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Copy the file or directory `path` out of the container into the host
+    /// directory `host_dir` (a tar stream from `tar -c` in the container,
+    /// unpacked safely: nothing lands outside `host_dir`).
+    pub async fn copy_out(&self, path: &str, host_dir: impl AsRef<Path>) -> Result<()> {
+        let (dir, name) = match path.trim_end_matches('/').rsplit_once('/') {
+            Some((d, n)) if !n.is_empty() => (if d.is_empty() { "/" } else { d }, n),
+            _ => return Err(Error::invalid("container path", format!("{path:?} is not an absolute path"))),
+        };
+        let out = self.exec(["tar", "-c", "-f", "-", "-C", dir, name]).await?;
+        if out.exit_code != 0 {
+            return Err(Error::not_found("file", format!("{path} in container {}: {}", self.name(), out.stderr_str().trim())));
+        }
+        let dest = host_dir.as_ref().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+            let mut a = tar::Archive::new(std::io::Cursor::new(out.stdout));
+            a.set_preserve_permissions(true);
+            for entry in a.entries().map_err(|e| Error::io("reading the tar stream", e))? {
+                let mut entry = entry.map_err(|e| Error::io("reading the tar stream", e))?;
+                // unpack_in refuses paths that would leave `dest`.
+                entry.unpack_in(&dest).map_err(|e| Error::io(format!("unpacking into {}", dest.display()), e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Other(format!("copy task: {e}")))?
+    }
+
+    /// Remove the container now (killing it if it runs).
+    pub async fn remove(mut self) -> Result<()> {
+        self.removed = true;
+        match self.mgr.remove(&self.info.id, true).await {
+            Err(e) if e.is_not_found() => Ok(()),
+            r => r,
+        }
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if self.removed || self.keep {
+            return;
+        }
+        let mgr = self.mgr.clone();
+        let id = self.info.id.clone();
+        let removal = async move {
+            if let Err(e) = mgr.remove(&id, true).await {
+                if !e.is_not_found() {
+                    tracing::warn!(id, "removing a dropped container: {e}");
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| h.block_on(removal));
+            }
+            Ok(h) => {
+                let j = h.spawn(removal);
+                self.pending.lock().unwrap().push(j);
+            }
+            Err(_) => tracing::warn!(
+                id = %self.info.id,
+                "container handle dropped outside a tokio runtime; its shim removes it when this process exits"
+            ),
+        }
+    }
+}
