@@ -301,10 +301,14 @@ impl Unpacker {
                     tracing::warn!(path = %String::from_utf8_lossy(&path), "device node skipped: devices not allowed");
                     return Ok(0);
                 }
-                let dev = sys::makedev(
-                    header.device_major()?.unwrap_or(0),
-                    header.device_minor()?.unwrap_or(0),
-                );
+                let dev = if fmt == libc::S_IFIFO {
+                    0
+                } else {
+                    sys::makedev(
+                        header.device_major().ok().flatten().unwrap_or(0),
+                        header.device_minor().ok().flatten().unwrap_or(0),
+                    )
+                };
                 self.remove_existing(dir, &name, false)?;
                 sys::mknod_at(dir, &name, fmt | 0o600, dev).map_err(|e| ioerr("mknod", &path, e))?;
                 if self.opts.chown {
