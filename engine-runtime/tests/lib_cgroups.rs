@@ -304,3 +304,33 @@ fn hugetlb_limit_on_this_host() {
         let _ = std::fs::write(root.join("cgroup.subtree_control"), "-hugetlb");
     }
 }
+
+#[test]
+fn v2_device_program_enforces_rules() {
+    // The cgroup2 hierarchy (pure v2, or the `unified` mount of a hybrid host)
+    // takes an eBPF device program; check what a process in the cgroup can open.
+    let mut g = Guard::new("bpfdev");
+    g.cg = Some(Cgroup::create(Some(&g.path), "bpfdev", None).unwrap());
+    let Some(dir) = g.cg().unified_dir().map(Path::to_path_buf) else { return };
+    let rules: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_str(
+        r#"[{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "r"},
+            {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rwm"}]"#,
+    )
+    .unwrap();
+    engine_runtime::cgroups::attach_device_filter(&dir, &rules).unwrap();
+    // Replacing the program (an update) leaves exactly the new rules in force.
+    engine_runtime::cgroups::attach_device_filter(&dir, &rules).unwrap();
+    let script = "sleep 0.3; cat /dev/null && echo R; (echo x > /dev/null) 2>/dev/null && echo W; \
+                  head -c1 /dev/zero > /dev/zero && echo Z; (cat /dev/full) 2>/dev/null; echo done";
+    let child = Command::new("sh")
+        .args(["-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    g.cg().add_pid(child.id() as i32).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "R\nZ\ndone\n");
+}

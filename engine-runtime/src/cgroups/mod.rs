@@ -17,7 +17,7 @@
 //! | pids | `pids.max` | same |
 //! | blockIO weight, throttles | `blkio.weight` (or `blkio.bfq.weight`), `blkio.throttle.*` | `io.weight` (or `io.bfq.weight`), `io.max` |
 //! | hugepageLimits | `hugetlb.<size>.limit_in_bytes` | `hugetlb.<size>.max` |
-//! | devices | `devices.allow` / `devices.deny` | not enforced yet (warned; needs an eBPF program) |
+//! | devices | `devices.allow` / `devices.deny` | an eBPF device program ([`attach_device_filter`]) |
 //! | network classID / priorities | `net_cls.classid`, `net_prio.ifpriomap` | none |
 //! | unified | refused | written as given |
 //!
@@ -49,6 +49,7 @@ mod v1;
 mod v2;
 
 pub use convert::{blkio_weight_to_io_weight, cpu_max, memory_swap_to_v2, shares_to_weight};
+pub use devices::attach_device_filter;
 pub use hierarchy::Hierarchies;
 
 use engine_core::{Error, Result, Stats};
@@ -329,11 +330,8 @@ impl Cgroup {
         }
         self.hugetlb(r, false)?;
         self.rdma(r, false)?;
-        if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-            tracing::warn!(
-                cgroup = %self.path,
-                "linux.resources.devices is not enforced on cgroup v2 by this runtime (needs an eBPF device program)"
-            );
+        if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
+            devices::attach_device_filter(dir, rules)?;
         }
         if let Some(n) = r.network() {
             if n.class_id().is_some() || n.priorities().as_ref().is_some_and(|p| !p.is_empty()) {
