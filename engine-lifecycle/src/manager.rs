@@ -202,6 +202,8 @@ impl Inner {
         spec::validate(&config)?;
         let runtime = resolve_runtime(&self.cfg, config.runtime.as_deref())?;
         let image = self.cfg.images.inspect(&config.image).await?;
+        // A container with nothing to run fails before anything is made.
+        engine_image::spec::resolve_args(&image.config, &config)?;
         let id = engine_core::random_hex64();
         let name = self.reserve_name(config.name.as_deref(), &id)?;
         let mut undo = Undo { inner: Some(self.clone()), id: id.clone(), name: name.clone(), ..Default::default() };
@@ -293,12 +295,7 @@ impl Inner {
         let mut config = config.clone();
         config.name = Some(name.to_string());
         if config.stop_signal.is_none() {
-            config.stop_signal = image
-                .config
-                .config()
-                .as_ref()
-                .and_then(|c| c.stop_signal().clone())
-                .and_then(|s| s.parse::<Signal>().ok());
+            config.stop_signal = engine_image::spec::stop_signal(&image.config).ok().flatten();
         }
         let info = ContainerInfo {
             id: id.to_string(),
@@ -323,6 +320,7 @@ impl Inner {
             runtime: runtime.clone(),
             shim_dir: shim_dir.clone(),
             rootfs_key: rootfs.key.clone(),
+            shim_gen: 0,
             stopped_by_user: false,
         };
         self.store.put(&rec).await?;
@@ -358,8 +356,14 @@ impl Inner {
                     let _ = old.delete().await;
                     let _ = old.shutdown().await;
                 }
-                let rec = entry.rec.lock().unwrap().clone();
-                let _ = std::fs::remove_dir_all(&rec.shim_dir);
+                let rec = {
+                    let mut r = entry.rec.lock().unwrap();
+                    let _ = std::fs::remove_dir_all(&r.shim_dir);
+                    r.shim_gen += 1;
+                    r.shim_dir = self.cfg.root.join("shims").join(format!("{}-{}", r.info.id, r.shim_gen));
+                    r.clone()
+                };
+                self.store.put(&rec).await?;
                 let shim: Arc<dyn Shim> = Arc::from(self.cfg.shims.launch(self.launch_request(&rec)?).await?);
                 *entry.shim.lock().unwrap() = Some(shim.clone());
                 shim

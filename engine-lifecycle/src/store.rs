@@ -20,6 +20,10 @@ pub(crate) struct Record {
     pub shim_dir: PathBuf,
     /// The rootfs snapshot key.
     pub rootfs_key: String,
+    /// Shims launched so far for this container (each gets its own state dir,
+    /// so an exiting shim's cleanup never touches its successor's).
+    #[serde(default)]
+    pub shim_gen: u32,
     /// Stopped by the user (restart policies leave it alone).
     #[serde(default)]
     pub stopped_by_user: bool,

@@ -263,7 +263,7 @@ async fn config_reaches_the_container() {
     let c = mgr.create(ContainerConfig { mounts: vec![], ..cfg }).await.unwrap();
     mgr.start(&c.id).await.unwrap();
     mgr.wait(&c.id, WaitCondition::NotRunning).await.unwrap();
-    let out = log_text(&mgr, &c.id).await.unwrap();
+    let out = stdout_text(&mgr, &c.id).await.unwrap();
     assert!(out.starts_with("hi there|/tmp|65534|box1|"), "{out}");
     mgr.remove(&c.id, false).await.unwrap();
 }

@@ -101,3 +101,14 @@ pub fn runtimes() -> Vec<&'static str> {
     }
     v
 }
+
+/// Collected stdout only.
+pub async fn stdout_text(mgr: &dyn LifecycleManager, id: &str) -> Result<String> {
+    use futures::StreamExt;
+    let mut s = mgr.logs(id, engine_core::LogOptions { stderr: false, ..Default::default() }).await?;
+    let mut out = String::new();
+    while let Some(e) = s.next().await {
+        out.push_str(&String::from_utf8_lossy(&e?.line));
+    }
+    Ok(out)
+}
