@@ -389,7 +389,8 @@ async fn create(st: &State, q: &Query, req: Request<Incoming>) -> Result<Resp> {
         let path = body_to_file(st, req.into_body()).await?;
         let images = st.images.clone();
         let events = st.events_handle();
-        return progress_response(vec![], false, true, move |ptx| async move {
+        // dockerd answers an import with the image id only.
+        return progress_response(vec![], true, true, move |ptx| async move {
             let imgs = images.import(&path, ArchiveFormat::RootfsTar, reference.as_deref(), Some(ptx)).await?;
             drop(path);
             let id = imgs.first().map(|i| i.id.clone()).unwrap_or_default();

@@ -95,8 +95,11 @@ fn write_pidfile(p: &Path) -> Result<()> {
     }
     if let Ok(old) = std::fs::read_to_string(p) {
         if let Ok(pid) = old.trim().parse::<i32>() {
+            // A zombie (killed, not yet reaped) does not count.
             let alive = pid != std::process::id() as i32
-                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "engined");
+                && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "engined")
+                && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X'])));
             if alive {
                 return Err(Error::conflict("pid file", p.display().to_string(), format!("engined {pid} is running")));
             }

@@ -1,0 +1,332 @@
+//! Test harness: an `engined` on a temp data root, the real docker CLI
+//! against it, a busybox image archive, a loopback registry, raw HTTP.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const DOCKER: &str = "/usr/local/bin/docker";
+
+/// Where the workspace's binaries are: `$ENGINE_BIN_DIR`, else target/debug.
+pub fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
+        return PathBuf::from(d);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|p| p.parent()).expect("target dir").to_path_buf()
+}
+
+pub fn engine_bin() -> PathBuf {
+    bin_dir().join("engine")
+}
+
+/// An engined with its own data root, exec root and socket; on drop, every
+/// container is removed, engined is stopped, and leftover mounts are lazily unmounted.
+pub struct Engined {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl Engined {
+    pub fn start() -> Engined {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Engined {
+        let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
+        let sock = dir.path().join("run/engined.sock");
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let mut e = Engined { dir, sock, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        e.spawn();
+        e
+    }
+
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("engined.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_engined"))
+            .arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--exec-root")
+            .arg(self.dir.path().join("run"))
+            .arg("--log-level")
+            .arg("debug")
+            .args(&self.extra)
+            .env("ENGINE_BIN_DIR", bin_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn engined");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if UnixStream::connect(&self.sock).is_ok() {
+                return;
+            }
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("engined exited early ({st}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "engined did not listen within 20 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL engined (containers keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("engined.log")).unwrap_or_default()
+    }
+
+    pub fn host(&self) -> String {
+        format!("unix://{}", self.sock.display())
+    }
+
+    /// The real docker CLI against this engined (60 s limit).
+    pub fn docker(&self, args: &[&str]) -> Output {
+        self.docker_in(args, None)
+    }
+
+    pub fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_with(DOCKER, &self.host(), self.dir.path(), args, stdin)
+    }
+
+    /// The `engine` CLI against this engined.
+    pub fn engine(&self, args: &[&str]) -> Output {
+        run_with(engine_bin().to_str().unwrap(), &self.host(), self.dir.path(), args, None)
+    }
+
+    pub fn engine_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        run_with(engine_bin().to_str().unwrap(), &self.host(), self.dir.path(), args, stdin)
+    }
+
+    /// docker, asserting success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let o = self.docker(args);
+        assert!(o.status.success(), "docker {args:?} failed: {}\n--- engined log tail:\n{}", show(&o), tail(&self.log()));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Load a busybox image tagged `bb:latest` through `docker load -i`.
+    pub fn load_busybox(&self) -> String {
+        let tar = busybox_archive(self.dir.path(), "bb:latest");
+        self.ok(&["load", "-i", tar.to_str().unwrap()])
+    }
+
+    /// Raw HTTP/1.1 on the socket: (status, body).
+    pub fn http(&self, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+        raw_http(&self.sock, method, path, body)
+    }
+}
+
+fn tail(s: &str) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+pub fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout:\n{}\n--- stderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn run_with(bin: &str, host: &str, dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = Command::new("timeout");
+    c.args(["-k", "5", "90", bin, "-H", host])
+        .args(args)
+        .env("DOCKER_CONFIG", dir.join("docker-config"))
+        .env_remove("DOCKER_HOST")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    let mut child = c.spawn().expect("spawn cli");
+    if let Some(input) = stdin {
+        let mut w = child.stdin.take().unwrap();
+        w.write_all(input).unwrap();
+        drop(w);
+    }
+    child.wait_with_output().expect("cli output")
+}
+
+impl Drop for Engined {
+    fn drop(&mut self) {
+        if self.child.is_none() && UnixStream::connect(&self.sock).is_err() {
+            self.spawn();
+        }
+        let ids = self.docker(&["ps", "-aq"]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = self.docker(&["rm", "-f", id]);
+        }
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // Anything still mounted under the temp dir (a failed test) is detached.
+        let root = self.dir.path().to_string_lossy().into_owned();
+        if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut mounts: Vec<String> =
+                mi.lines().filter_map(|l| l.split(' ').nth(4).map(str::to_owned)).filter(|m| m.starts_with(&root)).collect();
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in mounts {
+                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+    }
+}
+
+/// A docker-archive of a busybox image, made from Debian's busybox-static.
+pub fn busybox_archive(dir: &Path, tag: &str) -> PathBuf {
+    let rootfs = dir.join(format!("rootfs-{}", tag.replace([':', '/'], "_")));
+    let tar = dir.join(format!("{}.tar", tag.replace([':', '/'], "_")));
+    if !tar.exists() {
+        engine_image::build::busybox_rootfs(&rootfs).expect("busybox rootfs");
+        engine_image::build::image_from_dir(&rootfs, tag, &tar, &Default::default()).expect("docker archive");
+    }
+    tar
+}
+
+/// A plain root filesystem tar (for `docker import`).
+pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs-plain");
+    engine_image::build::busybox_rootfs(&rootfs).expect("busybox rootfs");
+    let tar = dir.join("rootfs-plain.tar");
+    let st = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tar).arg(".").status().unwrap();
+    assert!(st.success());
+    tar
+}
+
+pub fn raw_http(sock: &Path, method: &str, path: &str, body: &[u8]) -> (u16, String) {
+    let mut s = UnixStream::connect(sock).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: engine\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, dechunk(&body))
+}
+
+fn dechunk(b: &str) -> String {
+    // Best effort: a chunked body's size lines are hex numbers on their own lines.
+    if b.lines().next().is_some_and(|l| !l.is_empty() && l.trim().chars().all(|c| c.is_ascii_hexdigit()) && !b.starts_with('{')) {
+        let mut out = String::new();
+        let mut rest = b;
+        while let Some((size, after)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 || after.len() < n {
+                break;
+            }
+            out.push_str(&after[..n]);
+            rest = &after[n..].trim_start_matches("\r\n");
+        }
+        out
+    } else {
+        b.to_string()
+    }
+}
+
+/// A Debian docker-registry on 127.0.0.1:<free port>, storage in a temp dir.
+pub struct Registry {
+    pub addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { addr, child, _dir: dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Is process `pid` alive (not a zombie)?
+pub fn alive(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X'])))
+        .unwrap_or(false)
+}
+
+/// Poll `f` until it returns true or `secs` pass.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}

@@ -1,0 +1,309 @@
+//! The real docker CLI (28.2.2, /usr/local/bin/docker) against engined.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn version_info_load_images() {
+    let e = Engined::start();
+    let v = e.ok(&["version"]);
+    assert!(v.contains("Server: engine"), "{v}");
+    assert!(v.contains("API version:      1.41"), "{v}");
+    let info = e.ok(&["info"]);
+    assert!(info.contains("Containers: 0") && info.contains("Images: 0"), "{info}");
+    let loaded = e.load_busybox();
+    assert_eq!(loaded.trim(), "Loaded image: bb:latest");
+    let images = e.ok(&["images"]);
+    let row = images.lines().find(|l| l.starts_with("bb ")).unwrap_or_else(|| panic!("no bb row: {images}"));
+    assert!(row.split_whitespace().nth(1) == Some("latest"), "{images}");
+    let info = e.ok(&["info"]);
+    assert!(info.contains("Images: 1"), "{info}");
+    // The untyped inspect probes containers, images, networks, volumes, plugins: all 404.
+    let o = e.docker(&["inspect", "nosuch"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("No such object: nosuch"), "{}", show(&o));
+}
+
+#[test]
+fn run_rm_passes_output_and_exit_codes() {
+    let e = Engined::start();
+    e.load_busybox();
+    let o = e.docker(&["run", "--rm", "--network", "none", "bb", "echo", "hi"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(out(&o), "hi\n");
+    let o = e.docker(&["run", "--rm", "bb", "sh", "-c", "echo to-err >&2; exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    assert_eq!(err(&o), "to-err\n");
+    let o = e.docker(&["run", "--rm", "--network", "host", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // --rm removed them all.
+    assert!(eventually(10, || e.ok(&["ps", "-aq"]).trim().is_empty()), "{}", e.ok(&["ps", "-a"]));
+    // Without --rm the container stays, exited with its code.
+    let o = e.docker(&["run", "--name", "keep", "bb", "sh", "-c", "exit 5"]);
+    assert_eq!(o.status.code(), Some(5));
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (5)") && ps.contains("keep"), "{ps}");
+}
+
+#[test]
+fn detached_ps_logs_exec() {
+    let e = Engined::start();
+    e.load_busybox();
+    let id = e.ok(&["run", "-d", "--name", "s1", "bb", "sh", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; sleep 100"]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = e.ok(&["ps"]);
+    let row = ps.lines().find(|l| l.contains("s1")).unwrap_or_else(|| panic!("{ps}"));
+    assert!(row.starts_with(&id[..12]) && row.contains("Up "), "{ps}");
+    assert_eq!(e.ok(&["ps", "-q"]).trim(), &id[..12]);
+    assert!(eventually(10, || e.docker(&["logs", "s1"]).stdout == b"out1\nout2\nout3\n"));
+    let o = e.docker(&["logs", "s1"]);
+    assert_eq!(err(&o), "err1\nerr2\nerr3\n");
+    let o = e.docker(&["logs", "--timestamps", "--tail", "1", "s1"]);
+    let line = out(&o);
+    assert!(line.ends_with(" out3\n") && line.starts_with("20"), "{line:?}");
+    // exec: output and exit code passed through.
+    let o = e.docker(&["exec", "s1", "sh", "-c", "echo in-exec; exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+    assert_eq!(out(&o), "in-exec\n");
+    let o = e.docker(&["exec", "-i", "s1", "cat"]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = e.docker_in(&["exec", "-i", "s1", "cat"], Some(b"to-exec-stdin\n"));
+    assert_eq!(out(&o), "to-exec-stdin\n", "{}", show(&o));
+    // logs -f ends when the container exits, with every line.
+    e.ok(&["run", "-d", "--name", "f1", "bb", "sh", "-c", "for i in 1 2 3 4 5; do echo f$i; sleep 0.2; done"]);
+    let t = Instant::now();
+    let o = e.docker(&["logs", "-f", "f1"]);
+    assert_eq!(out(&o), "f1\nf2\nf3\nf4\nf5\n", "{}", show(&o));
+    assert!(t.elapsed() < Duration::from_secs(20));
+    // exec in a stopped container is a 409.
+    let o = e.docker(&["exec", "f1", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(err(&o).contains("is not running"), "{}", show(&o));
+}
+
+#[test]
+fn interactive_stdin_and_tty() {
+    let e = Engined::start();
+    e.load_busybox();
+    let o = e.docker_in(&["run", "--rm", "-i", "bb", "cat"], Some(b"piped-stdin\nsecond line\n"));
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(out(&o), "piped-stdin\nsecond line\n");
+    let o = e.docker_in(&["run", "--rm", "-i", "bb", "sh", "-c", "wc -l"], Some(b"a\nb\nc\n"));
+    assert_eq!(out(&o).trim(), "3");
+    // -t through a pty (script), so the CLI has a terminal.
+    let cmd = format!("{DOCKER} -H {} run --rm -t bb sh -c 'tty; echo done'", e.host());
+    let o = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", &cmd, "/dev/null"])
+        .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
+        .output()
+        .unwrap();
+    let text = out(&o);
+    assert!(text.contains("/dev/pts/") && text.contains("done"), "{}", show(&o));
+    // -t without a terminal on the CLI side: raw bytes, pty line endings.
+    let o = e.docker(&["run", "--rm", "-t", "bb", "echo", "tty"]);
+    assert_eq!(o.stdout, b"tty\r\n", "{}", show(&o));
+}
+
+#[test]
+fn inspect_stop_kill_wait_rm() {
+    let e = Engined::start();
+    e.load_busybox();
+    e.ok(&["run", "-d", "--name", "s1", "-e", "FOO=bar", "--label", "k=v", "bb", "sleep", "100"]);
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "s1"])).unwrap();
+    let c = &j[0];
+    assert_eq!(c["Name"], "/s1");
+    assert_eq!(c["State"]["Status"], "running");
+    assert_eq!(c["State"]["Running"], true);
+    assert_eq!(c["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    assert_eq!(c["Config"]["Tty"], false);
+    assert_eq!(c["Config"]["Labels"]["k"], "v");
+    assert!(c["Config"]["Env"].as_array().unwrap().iter().any(|v| v == "FOO=bar"));
+    assert_eq!(c["Path"], "sleep");
+    assert_eq!(c["Args"][0], "100");
+    let pid = c["State"]["Pid"].as_i64().unwrap();
+    assert!(pid > 0 && alive(pid));
+    // `sleep` as PID 1 ignores SIGTERM: stop -t 1 kills it after a second.
+    let t = Instant::now();
+    assert_eq!(e.ok(&["stop", "-t", "1", "s1"]).trim(), "s1");
+    assert!(t.elapsed() >= Duration::from_millis(900), "{:?}", t.elapsed());
+    assert!(!alive(pid));
+    assert_eq!(e.ok(&["wait", "s1"]).trim(), "137");
+    // Already stopped: 304, which the CLI treats as success.
+    assert_eq!(e.ok(&["stop", "s1"]).trim(), "s1");
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "s1"])).unwrap();
+    assert_eq!(j[0]["State"]["ExitCode"], 137);
+    assert_ne!(j[0]["State"]["FinishedAt"], "0001-01-01T00:00:00Z");
+    // kill + wait
+    e.ok(&["run", "-d", "--name", "k1", "bb", "sleep", "100"]);
+    e.ok(&["kill", "k1"]);
+    assert_eq!(e.ok(&["wait", "k1"]).trim(), "137");
+    let o = e.docker(&["kill", "k1"]);
+    assert!(!o.status.success() && err(&o).contains("is not running"), "{}", show(&o));
+    e.ok(&["start", "k1"]);
+    // rm of a running container needs -f.
+    let o = e.docker(&["rm", "k1"]);
+    assert!(!o.status.success() && err(&o).contains("cannot remove a running container"), "{}", show(&o));
+    e.ok(&["rm", "-f", "k1"]);
+    e.ok(&["rm", "s1"]);
+    assert!(e.ok(&["ps", "-aq"]).trim().is_empty());
+    let o = e.docker(&["rm", "s1"]);
+    assert!(err(&o).contains("No such container: s1"), "{}", show(&o));
+    // A taken name is a conflict.
+    e.ok(&["create", "--name", "dup", "bb", "true"]);
+    let o = e.docker(&["create", "--name", "dup", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("is already in use"), "{}", show(&o));
+}
+
+#[test]
+fn tag_rmi_save_import() {
+    let e = Engined::start();
+    e.load_busybox();
+    e.ok(&["tag", "bb:latest", "bb:v2"]);
+    let images = e.ok(&["images"]);
+    assert!(images.lines().any(|l| l.starts_with("bb ") && l.contains(" v2 ")), "{images}");
+    assert_eq!(e.ok(&["rmi", "bb:v2"]).trim(), "Untagged: bb:v2");
+    let images = e.ok(&["images"]);
+    assert!(!images.contains(" v2 "), "{images}");
+    let saved = e.dir.path().join("saved.tar");
+    e.ok(&["save", "bb:latest", "-o", saved.to_str().unwrap()]);
+    let list = std::process::Command::new("tar").arg("tf").arg(&saved).output().unwrap();
+    assert!(out(&list).lines().any(|l| l == "manifest.json"), "{}", out(&list));
+    // Round trip: remove, load the saved archive, run it.
+    let rm = e.ok(&["rmi", "bb:latest"]);
+    assert!(rm.contains("Untagged: bb:latest"), "{rm}");
+    assert!(!e.ok(&["images"]).contains("bb "));
+    assert_eq!(e.ok(&["load", "-i", saved.to_str().unwrap()]).trim(), "Loaded image: bb:latest");
+    assert_eq!(e.ok(&["run", "--rm", "bb", "echo", "reloaded"]), "reloaded\n");
+    // docker import of a plain rootfs tar.
+    let rootfs = busybox_rootfs_tar(e.dir.path());
+    let id = e.ok(&["import", rootfs.to_str().unwrap(), "bb:imported"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(e.ok(&["run", "--rm", "bb:imported", "/bin/echo", "imported"]), "imported\n");
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["image", "inspect", "bb:imported"])).unwrap();
+    assert_eq!(j[0]["Id"].as_str().unwrap(), id.trim());
+    assert_eq!(j[0]["RootFS"]["Type"], "layers");
+}
+
+#[test]
+fn push_and_pull_with_a_loopback_registry() {
+    let e = Engined::start();
+    e.load_busybox();
+    let reg = Registry::start();
+    let r = format!("{}/bb", reg.addr);
+    e.ok(&["tag", "bb:latest", &r]);
+    let o = e.docker(&["push", &r]);
+    assert!(o.status.success(), "{}\n{}", show(&o), e.log());
+    e.ok(&["rmi", &r]);
+    let o = e.docker(&["pull", &r]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(out(&o).contains(&format!("{r}:latest")), "{}", show(&o));
+    assert_eq!(e.ok(&["run", "--rm", &r, "echo", "pulled"]), "pulled\n");
+    // An image the registry does not have.
+    let o = e.docker(&["pull", &format!("{}/nope", reg.addr)]);
+    assert!(!o.status.success(), "{}", show(&o));
+}
+
+#[test]
+fn kill_engined_and_restart() {
+    let mut e = Engined::start();
+    e.load_busybox();
+    let id = e.ok(&["run", "-d", "--name", "survivor", "bb", "sh", "-c", "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done"]);
+    let id = id.trim().to_string();
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "survivor"])).unwrap();
+    let pid = j[0]["State"]["Pid"].as_i64().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    e.kill9();
+    let killed_at = std::time::SystemTime::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(alive(pid), "the container died with engined");
+    assert!(std::os::unix::net::UnixStream::connect(&e.sock).is_err());
+    e.spawn();
+    let ps = e.ok(&["ps"]);
+    assert!(ps.contains("survivor") && ps.contains("Up "), "{ps}");
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "survivor"])).unwrap();
+    assert_eq!(j[0]["State"]["Pid"].as_i64().unwrap(), pid);
+    // Every line, including those written while engined was down, with its capture time.
+    let logs = e.ok(&["logs", "-t", "survivor"]);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert!(lines.len() >= 15, "{logs}");
+    for (i, l) in lines.iter().enumerate() {
+        let (ts, text) = l.split_once(' ').unwrap();
+        assert_eq!(text, format!("tick{i}"), "line {i} of {logs}");
+        assert!(engine_core::time::parse_rfc3339(ts).is_some(), "{ts}");
+    }
+    let during = lines.iter().filter(|l| {
+        let t = engine_core::time::parse_rfc3339(l.split(' ').next().unwrap()).unwrap();
+        t > killed_at + Duration::from_millis(200) && t < killed_at + Duration::from_millis(1300)
+    });
+    assert!(during.count() >= 5, "no lines captured while engined was down: {logs}");
+    let o = e.docker(&["exec", "survivor", "echo", "after-restart"]);
+    assert_eq!(out(&o), "after-restart\n", "{}", show(&o));
+    e.ok(&["stop", "-t", "1", "survivor"]);
+    assert!(!alive(pid));
+    assert!(e.ok(&["ps", "-a"]).contains("Exited (137)"));
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), &id[..12]);
+}
+
+#[test]
+fn client_disconnect_mid_stream_wedges_nothing() {
+    let e = Engined::start();
+    e.load_busybox();
+    e.ok(&["run", "-d", "--name", "talker", "bb", "sh", "-c", "while true; do echo x; sleep 0.05; done"]);
+    for args in [vec!["logs", "-f", "talker"], vec!["attach", "talker"], vec!["events"], vec!["stats", "talker"]] {
+        let mut c = std::process::Command::new(DOCKER)
+            .args(["-H", &e.host()])
+            .args(&args)
+            .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    // The daemon and the container carry on.
+    let ps = e.ok(&["ps"]);
+    assert!(ps.contains("talker") && ps.contains("Up "), "{ps}");
+    assert_eq!(e.ok(&["run", "--rm", "bb", "echo", "still-fine"]), "still-fine\n");
+    assert_eq!(e.ok(&["exec", "talker", "echo", "ok"]), "ok\n");
+}
+
+#[test]
+fn pause_restart_top_events() {
+    let e = Engined::start();
+    e.load_busybox();
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() - 1;
+    e.ok(&["run", "-d", "--name", "p1", "bb", "sleep", "100"]);
+    e.ok(&["pause", "p1"]);
+    assert!(e.ok(&["ps"]).contains("(Paused)"));
+    e.ok(&["unpause", "p1"]);
+    let top = e.ok(&["top", "p1"]);
+    assert!(top.contains("sleep 100"), "{top}");
+    e.ok(&["restart", "-t", "0", "p1"]);
+    assert!(e.ok(&["ps"]).contains("Up "));
+    let until = since + 30;
+    let ev = e.ok(&["events", "--since", &since.to_string(), "--until", &until.min(since + 1 + 5).to_string(), "--filter", "container=p1"]);
+    for action in ["create", "start", "pause", "unpause", "die"] {
+        assert!(ev.contains(&format!("container {action} ")), "no {action} in {ev}");
+    }
+    let nets = e.ok(&["network", "ls"]);
+    for n in ["bridge", "host", "none"] {
+        assert!(nets.contains(n), "{nets}");
+    }
+    let df = e.ok(&["system", "df"]);
+    assert!(df.contains("Images"), "{df}");
+    let hist = e.ok(&["history", "bb"]);
+    assert!(hist.lines().count() >= 2, "{hist}");
+}
