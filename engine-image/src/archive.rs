@@ -26,7 +26,11 @@ struct Scan {
 }
 
 fn clean_name(name: &[u8]) -> String {
-    crate::unpack::clean_path(name).iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("/")
+    crate::unpack::clean_path(name)
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 impl Scan {
@@ -37,7 +41,9 @@ impl Scan {
             self.small.insert(name, v);
         } else {
             let mut w = blobs.writer()?;
-            std::io::copy(&mut r, &mut w).map_err(|e| Error::invalid(format!("archive member {name}"), format!("truncated or unreadable: {e}")))?;
+            std::io::copy(&mut r, &mut w).map_err(|e| {
+                Error::invalid(format!("archive member {name}"), format!("truncated or unreadable: {e}"))
+            })?;
             let (d, _) = w.commit(None)?;
             self.stored.insert(name, d);
         }
@@ -98,7 +104,9 @@ impl Scan {
         let plain = crate::unpack::decompress(f).context(|| format!("read {}", path.display()))?;
         let mut ar = tar::Archive::new(plain);
         let mut scan = Scan::default();
-        let bad = |e: std::io::Error| Error::invalid(format!("archive {}", path.display()), format!("not a readable tar: {e}"));
+        let bad = |e: std::io::Error| {
+            Error::invalid(format!("archive {}", path.display()), format!("not a readable tar: {e}"))
+        };
         for entry in ar.entries().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             let name = clean_name(&entry.path_bytes());
@@ -181,8 +189,8 @@ fn normalize_tag(t: &str) -> Option<String> {
 
 fn from_docker_manifest(blobs: &Blobs, scan: &Scan) -> Result<Vec<Found>> {
     let bytes = scan.bytes(blobs, "manifest.json")?;
-    let entries: Vec<DockerManifestEntry> = serde_json::from_slice(&bytes)
-        .map_err(|e| Error::invalid("docker archive manifest.json", e.to_string()))?;
+    let entries: Vec<DockerManifestEntry> =
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid("docker archive manifest.json", e.to_string()))?;
     // Docker 25+ archives carry the original manifests: keep their digests.
     let mut originals: HashMap<String, String> = HashMap::new();
     if let Ok(ib) = scan.bytes(blobs, "index.json") {
@@ -203,7 +211,8 @@ fn from_docker_manifest(blobs: &Blobs, scan: &Scan) -> Result<Vec<Found>> {
         let tags = e.repo_tags.unwrap_or_default().iter().filter_map(|t| normalize_tag(t)).collect();
         if let Some(name) = originals.get(&config) {
             let m = scan.blob(blobs, name)?;
-            let man: Manifest = serde_json::from_slice(&blobs.read(&m)?).map_err(|e| Error::invalid("manifest", e.to_string()))?;
+            let man: Manifest =
+                serde_json::from_slice(&blobs.read(&m)?).map_err(|e| Error::invalid("manifest", e.to_string()))?;
             if man.layers.len() == e.layers.len() {
                 for l in &man.layers {
                     scan.blob(blobs, &format!("blobs/sha256/{}", &l.digest[7..]))?;
@@ -233,7 +242,8 @@ fn from_docker_manifest(blobs: &Blobs, scan: &Scan) -> Result<Vec<Found>> {
 
 fn from_oci_index(blobs: &Blobs, scan: &Scan, tag: Option<&str>) -> Result<Vec<Found>> {
     let bytes = scan.bytes(blobs, "index.json")?;
-    let index: Index = serde_json::from_slice(&bytes).map_err(|e| Error::invalid("OCI layout index.json", e.to_string()))?;
+    let index: Index =
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid("OCI layout index.json", e.to_string()))?;
     let mut out = Vec::new();
     for d in &index.manifests {
         hex_of(&d.digest)?;
@@ -252,21 +262,29 @@ fn from_oci_index(blobs: &Blobs, scan: &Scan, tag: Option<&str>) -> Result<Vec<F
         let mut desc = d.clone();
         if media::is_index(&desc.media_type) {
             let idx_digest = scan.blob(blobs, &format!("blobs/sha256/{}", &desc.digest[7..]))?;
-            let sub: Index = serde_json::from_slice(&blobs.read(&idx_digest)?).map_err(|e| Error::invalid(format!("index {}", desc.digest), e.to_string()))?;
+            let sub: Index = serde_json::from_slice(&blobs.read(&idx_digest)?)
+                .map_err(|e| Error::invalid(format!("index {}", desc.digest), e.to_string()))?;
             let host = media::host_platform();
             desc = media::select_platform(&sub, &host)
                 .cloned()
                 .ok_or_else(|| Error::invalid(format!("index {}", d.digest), format!("no manifest for {host}")))?;
             extra.push(idx_digest);
         } else if !media::is_manifest(&desc.media_type) {
-            return Err(Error::invalid(format!("manifest {}", desc.digest), format!("unsupported media type {:?}", desc.media_type)));
+            return Err(Error::invalid(
+                format!("manifest {}", desc.digest),
+                format!("unsupported media type {:?}", desc.media_type),
+            ));
         }
         let md = scan.blob(blobs, &format!("blobs/sha256/{}", &desc.digest[7..]))?;
-        let man: Manifest = serde_json::from_slice(&blobs.read(&md)?).map_err(|e| Error::invalid(format!("manifest {md}"), e.to_string()))?;
+        let man: Manifest = serde_json::from_slice(&blobs.read(&md)?)
+            .map_err(|e| Error::invalid(format!("manifest {md}"), e.to_string()))?;
         scan.blob(blobs, &format!("blobs/sha256/{}", &man.config.digest[7..]))?;
         for l in &man.layers {
             if !media::is_layer(&l.media_type) {
-                return Err(Error::invalid(format!("manifest {md}"), format!("layer {} has unsupported media type {:?}", l.digest, l.media_type)));
+                return Err(Error::invalid(
+                    format!("manifest {md}"),
+                    format!("layer {} has unsupported media type {:?}", l.digest, l.media_type),
+                ));
             }
             scan.blob(blobs, &format!("blobs/sha256/{}", &l.digest[7..]))?;
         }
@@ -284,10 +302,14 @@ fn rootfs_tar(blobs: &Blobs, path: &Path) -> Result<String> {
     let comp = detect(&mut head).context(|| format!("read {}", path.display()))?;
     let plain: Box<dyn Read> = match comp {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(head)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(head).context(|| format!("read {}", path.display()))?),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(head).context(|| format!("read {}", path.display()))?)
+        }
         Compression::None => Box::new(head),
     };
-    let bad = |e: std::io::Error| Error::invalid(format!("rootfs tar {}", path.display()), format!("not a readable tar: {e}"));
+    let bad = |e: std::io::Error| {
+        Error::invalid(format!("rootfs tar {}", path.display()), format!("not a readable tar: {e}"))
+    };
     let mut hr = HashingReader::new(plain);
     {
         let mut ar = tar::Archive::new(&mut hr);
@@ -431,7 +453,8 @@ type Images = [(crate::store::ImageRecord, Vec<String>)];
 
 /// The small JSON files of a layout: (path, bytes).
 fn layout_docs(blobs: &Blobs, images: &Images, docker: bool) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut index = Index { schema_version: 2, media_type: Some(media::OCI_INDEX.into()), manifests: vec![], annotations: None };
+    let mut index =
+        Index { schema_version: 2, media_type: Some(media::OCI_INDEX.into()), manifests: vec![], annotations: None };
     let mut dm = Vec::new();
     let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
     for (rec, tags) in images {
@@ -443,7 +466,10 @@ fn layout_docs(blobs: &Blobs, images: &Images, docker: bool) -> Result<Vec<(Stri
                 let mut ann = BTreeMap::new();
                 ann.insert("io.containerd.image.name".to_string(), t.clone());
                 if let Ok(r) = Reference::parse(t) {
-                    ann.insert("org.opencontainers.image.ref.name".to_string(), r.tag().unwrap_or("latest").to_string());
+                    ann.insert(
+                        "org.opencontainers.image.ref.name".to_string(),
+                        r.tag().unwrap_or("latest").to_string(),
+                    );
                     repos.entry(r.name()).or_default().insert(r.tag().unwrap_or("latest").into(), rec.id[7..].into());
                 }
                 d.annotations = Some(ann);
@@ -470,7 +496,9 @@ fn layout_docs(blobs: &Blobs, images: &Images, docker: bool) -> Result<Vec<(Stri
 fn all_blobs(images: &Images) -> Vec<String> {
     let mut v = Vec::new();
     for (rec, _) in images {
-        for d in std::iter::once(&rec.manifest).chain(std::iter::once(&rec.id)).chain(rec.layers.iter().map(|l| &l.digest)) {
+        for d in
+            std::iter::once(&rec.manifest).chain(std::iter::once(&rec.id)).chain(rec.layers.iter().map(|l| &l.digest))
+        {
             if !v.contains(d) {
                 v.push(d.clone());
             }

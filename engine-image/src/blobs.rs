@@ -207,7 +207,11 @@ impl Read for ChannelReader {
 /// Write a file atomically: temp file in the same dir, fsync, rename, fsync dir.
 pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", path.file_name().and_then(|n| n.to_str()).unwrap_or("f"), &engine_core::random_hex64()[..12]));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
+        &engine_core::random_hex64()[..12]
+    ));
     let r = (|| -> std::io::Result<()> {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;

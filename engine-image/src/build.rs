@@ -243,10 +243,8 @@ pub fn busybox_rootfs(dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir.join(d)).context(what)?;
     }
     std::fs::copy(&src, dir.join("bin/busybox")).context(|| format!("copy {}", src.display()))?;
-    let out = std::process::Command::new(&src)
-        .arg("--list")
-        .output()
-        .context(|| format!("run {} --list", src.display()))?;
+    let out =
+        std::process::Command::new(&src).arg("--list").output().context(|| format!("run {} --list", src.display()))?;
     for applet in String::from_utf8_lossy(&out.stdout).lines() {
         let a = applet.trim();
         if a.is_empty() || a == "busybox" || a.contains('/') {
@@ -257,7 +255,11 @@ pub fn busybox_rootfs(dir: &Path) -> Result<()> {
             std::os::unix::fs::symlink("busybox", &link).context(what)?;
         }
     }
-    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n").context(what)?;
+    std::fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+    )
+    .context(what)?;
     std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").context(what)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(dir.join("tmp"), std::fs::Permissions::from_mode(0o1777)).context(what)?;

@@ -98,9 +98,8 @@ impl<W: Write> Walker<W> {
                         self.links.insert(key, path.clone());
                     }
                     self.xattrs(fd, nb)?;
-                    let raw = unsafe {
-                        libc::openat(fd, c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-                    };
+                    let raw =
+                        unsafe { libc::openat(fd, c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
                     if raw < 0 {
                         return Err(io::Error::last_os_error());
                     }

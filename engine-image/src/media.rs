@@ -174,9 +174,9 @@ pub fn sniff(content_type: Option<&str>, bytes: &[u8], what: &str) -> Result<Str
     }
     let p: Probe = serde_json::from_slice(bytes)
         .map_err(|e| Error::invalid(what.to_string(), format!("manifest is not valid JSON: {e}")))?;
-    let ct = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_string()).filter(|c| {
-        is_index(c) || is_manifest(c)
-    });
+    let ct = content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
+        .filter(|c| is_index(c) || is_manifest(c));
     let mt = ct.or(p.media_type).or_else(|| {
         if p.manifests.is_some() {
             Some(OCI_INDEX.to_string())
@@ -191,7 +191,10 @@ pub fn sniff(content_type: Option<&str>, bytes: &[u8], what: &str) -> Result<Str
         Some(m) => Err(Error::invalid(what.to_string(), format!("unsupported manifest media type {m:?}"))),
         None => Err(Error::invalid(
             what.to_string(),
-            format!("unknown manifest format (schemaVersion {:?}); only Docker schema 2 and OCI are supported", p.schema_version),
+            format!(
+                "unknown manifest format (schemaVersion {:?}); only Docker schema 2 and OCI are supported",
+                p.schema_version
+            ),
         )),
     }
 }
@@ -203,9 +206,7 @@ pub fn select_platform<'a>(index: &'a Index, platform: &Platform) -> Option<&'a 
         .manifests
         .iter()
         .filter(|d| is_manifest(&d.media_type) || d.media_type.is_empty())
-        .filter(|d| {
-            d.platform.as_ref().is_some_and(|p| p.os == platform.os && p.architecture == platform.architecture)
-        })
+        .filter(|d| d.platform.as_ref().is_some_and(|p| p.os == platform.os && p.architecture == platform.architecture))
         .collect();
     cands
         .iter()

@@ -133,11 +133,20 @@ impl Reference {
     }
     /// A copy with another digest and no tag.
     pub fn with_digest(&self, digest: &str) -> Reference {
-        Reference { registry: self.registry.clone(), repository: self.repository.clone(), tag: None, digest: Some(digest.to_string()) }
+        Reference {
+            registry: self.registry.clone(),
+            repository: self.repository.clone(),
+            tag: None,
+            digest: Some(digest.to_string()),
+        }
     }
     /// The host to connect to (`registry-1.docker.io` for Docker Hub).
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB { "registry-1.docker.io" } else { &self.registry }
+        if self.registry == DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            &self.registry
+        }
     }
     /// True for registries on a loopback address (`127.0.0.0/8`, `localhost`,
     /// `::1`), which are spoken to in plain HTTP.

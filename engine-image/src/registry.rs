@@ -34,7 +34,7 @@ pub struct RegistryOptions {
     /// The docker CLI config file with `auths` (default
     /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
     pub docker_config: Option<PathBuf>,
-    /// Registries (host[:port]) spoken to in plain HTTP besides loopback ones.
+    /// Registries (`host[:port]`) spoken to in plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
 }
 
@@ -420,7 +420,8 @@ impl Store {
                 return Err(c.err(&digest, format!("index entry has media type {mt}, not an image manifest")));
             }
         }
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| c.err(&digest, format!("bad manifest: {e}")))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| c.err(&digest, format!("bad manifest: {e}")))?;
         let cm = &manifest.config.media_type;
         if cm != media::OCI_CONFIG && cm != media::DOCKER_CONFIG {
             return Err(c.err(&digest, format!("config {} has unsupported media type {cm:?}", manifest.config.digest)));
@@ -447,10 +448,7 @@ impl Store {
         for l in &layers {
             futs.push(Box::pin(self.pull_layer(c, l, progress_tx)));
         }
-        let results: Vec<Result<()>> = futures::stream::iter(futs)
-            .buffer_unordered(n)
-            .collect()
-            .await;
+        let results: Vec<Result<()>> = futures::stream::iter(futs).buffer_unordered(n).collect().await;
         for res in results {
             res?;
         }
@@ -462,7 +460,8 @@ impl Store {
             extra.push(d.clone());
         }
         let repo_digest = format!("{}@{}", r.name(), index_digest.as_deref().unwrap_or(&digest));
-        let info = self.register(&digest, r.tagged().into_iter().collect(), vec![repo_digest], extra, progress_tx).await?;
+        let info =
+            self.register(&digest, r.tagged().into_iter().collect(), vec![repo_digest], extra, progress_tx).await?;
         progress(progress_tx, "", &format!("Digest: {}", index_digest.as_deref().unwrap_or(&digest)), None, None);
         Ok(info)
     }
@@ -524,8 +523,9 @@ impl Store {
                 let size = if unpack {
                     let fs = tmp.join("fs");
                     std::fs::create_dir_all(&fs).map_err(|e| Error::io(format!("create {}", fs.display()), e))?;
-                    let stats = unpack_layer(&mut tee, &fs, &opts).map_err(|e| {
-                        Error::Registry { reference: format!("{reference} (layer {})", layer.digest), message: e.to_string() }
+                    let stats = unpack_layer(&mut tee, &fs, &opts).map_err(|e| Error::Registry {
+                        reference: format!("{reference} (layer {})", layer.digest),
+                        message: e.to_string(),
                     })?;
                     Some(stats.size)
                 } else {
@@ -562,7 +562,10 @@ impl Store {
                 Ok(Some(chunk)) => {
                     done += chunk.len() as u64;
                     if done > l.size && l.size > 0 {
-                        net_err = Some(c.err(&l.digest, format!("registry sent more than the {} bytes the manifest lists", l.size)));
+                        net_err = Some(c.err(
+                            &l.digest,
+                            format!("registry sent more than the {} bytes the manifest lists", l.size),
+                        ));
                         let _ = tx.send(Err(std::io::Error::other("oversized blob"))).await;
                         break;
                     }
@@ -608,12 +611,17 @@ impl Store {
         // Other repositories of the same registry that hold these blobs.
         let mut from: Vec<String> = Vec::new();
         for name in rec.repo_digests.iter().map(|d| d.split('@').next().unwrap_or("").to_string()).chain(
-            state.tags.iter().filter(|(_, v)| **v == rec.id).map(|(k, _)| {
-                Reference::parse(k).map(|p| p.name()).unwrap_or_default()
-            }),
+            state
+                .tags
+                .iter()
+                .filter(|(_, v)| **v == rec.id)
+                .map(|(k, _)| Reference::parse(k).map(|p| p.name()).unwrap_or_default()),
         ) {
             if let Ok(p) = Reference::parse(&name) {
-                if p.registry() == r.registry() && p.repository() != r.repository() && !from.contains(&p.repository().to_string()) {
+                if p.registry() == r.registry()
+                    && p.repository() != r.repository()
+                    && !from.contains(&p.repository().to_string())
+                {
                     from.push(p.repository().to_string());
                 }
             }
@@ -625,21 +633,26 @@ impl Store {
         for (d, s) in &items {
             futs.push(Box::pin(self.push_blob(&c, d, *s, &from, &progress_tx)));
         }
-        let results: Vec<Result<()>> = futures::stream::iter(futs)
-            .buffer_unordered(n)
-            .collect()
-            .await;
+        let results: Vec<Result<()>> = futures::stream::iter(futs).buffer_unordered(n).collect().await;
         for res in results {
             res?;
         }
         let bytes = self.inner.blobs.read(&rec.manifest)?;
-        let object = r.digest().map(str::to_string).or_else(|| r.tag().map(str::to_string)).unwrap_or_else(|| "latest".into());
+        let object =
+            r.digest().map(str::to_string).or_else(|| r.tag().map(str::to_string)).unwrap_or_else(|| "latest".into());
         let url = c.url(&format!("v2/{}/manifests/{object}", c.repo))?;
         let scopes = vec![format!("repository:{}:pull,push", c.repo)];
         let b = bytes.clone();
         let body = move || Ok(reqwest::Body::from(b.clone()));
         let resp = c
-            .send(Method::PUT, url, &scopes, &[(header::CONTENT_TYPE, rec.manifest_media_type.clone())], Some(&body), &rec.manifest)
+            .send(
+                Method::PUT,
+                url,
+                &scopes,
+                &[(header::CONTENT_TYPE, rec.manifest_media_type.clone())],
+                Some(&body),
+                &rec.manifest,
+            )
             .await?;
         if !resp.status().is_success() {
             return Err(c.fail(resp, &rec.manifest, "PUT manifest").await);
@@ -672,7 +685,7 @@ impl Store {
         progress(progress_tx, &id, "Preparing", None, None);
         let push_scope = format!("repository:{}:pull,push", c.repo);
         let url = c.url(&format!("v2/{}/blobs/{digest}", c.repo))?;
-        let resp = c.send(Method::HEAD, url, &[push_scope.clone()], &[], None, digest).await?;
+        let resp = c.send(Method::HEAD, url, std::slice::from_ref(&push_scope), &[], None, digest).await?;
         if resp.status().is_success() {
             progress(progress_tx, &id, "Layer already exists", None, None);
             return Ok(());
@@ -681,7 +694,8 @@ impl Store {
         for f in from {
             let url = c.url(&format!("v2/{}/blobs/uploads/?mount={digest}&from={f}", c.repo))?;
             let scopes = vec![push_scope.clone(), format!("repository:{f}:pull")];
-            let resp = c.send(Method::POST, url, &scopes, &[(header::CONTENT_LENGTH, "0".into())], None, digest).await?;
+            let resp =
+                c.send(Method::POST, url, &scopes, &[(header::CONTENT_LENGTH, "0".into())], None, digest).await?;
             if resp.status() == StatusCode::CREATED {
                 progress(progress_tx, &id, &format!("Mounted from {f}"), None, None);
                 return Ok(());
@@ -695,8 +709,16 @@ impl Store {
             Some(l) => l,
             None => {
                 let url = c.url(&format!("v2/{}/blobs/uploads/", c.repo))?;
-                let resp =
-                    c.send(Method::POST, url, &[push_scope.clone()], &[(header::CONTENT_LENGTH, "0".into())], None, digest).await?;
+                let resp = c
+                    .send(
+                        Method::POST,
+                        url,
+                        std::slice::from_ref(&push_scope),
+                        &[(header::CONTENT_LENGTH, "0".into())],
+                        None,
+                        digest,
+                    )
+                    .await?;
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(c.fail(resp, digest, "start blob upload").await);
                 }
@@ -731,7 +753,10 @@ impl Store {
                 Method::PUT,
                 url,
                 &[push_scope],
-                &[(header::CONTENT_LENGTH, size.to_string()), (header::CONTENT_TYPE, "application/octet-stream".into())],
+                &[
+                    (header::CONTENT_LENGTH, size.to_string()),
+                    (header::CONTENT_TYPE, "application/octet-stream".into()),
+                ],
                 Some(&body),
                 digest,
             )
@@ -749,7 +774,9 @@ mod tests {
     use super::*;
     #[test]
     fn challenge() {
-        match parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#) {
+        match parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull""#,
+        ) {
             Scheme::Bearer { realm, service } => {
                 assert_eq!(realm, "https://auth.docker.io/token");
                 assert_eq!(service.as_deref(), Some("registry.docker.io"));

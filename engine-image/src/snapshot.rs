@@ -62,8 +62,7 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
         })
         .collect();
     let target = target.to_path_buf();
-    let layer_dirs: Vec<PathBuf> =
-        rec.layers.iter().map(|l| store.snapshot_dir(&l.chain_id)).collect::<Result<_>>()?;
+    let layer_dirs: Vec<PathBuf> = rec.layers.iter().map(|l| store.snapshot_dir(&l.chain_id)).collect::<Result<_>>()?;
     let (dir2, target2) = (dir.clone(), target.clone());
     let made = blocking(move || {
         let (dir, target) = (dir2, target2);
@@ -114,7 +113,11 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
     let saved = store
         .update(move |s| {
             if s.rootfs.contains_key(&r2.key) {
-                return Err(Error::conflict("rootfs", r2.key.clone(), "a root filesystem with this key already exists"));
+                return Err(Error::conflict(
+                    "rootfs",
+                    r2.key.clone(),
+                    "a root filesystem with this key already exists",
+                ));
             }
             s.rootfs.insert(r2.key.clone(), r2);
             Ok(())
@@ -308,7 +311,10 @@ impl Store {
         let dest = dest.to_path_buf();
         blocking(move || {
             let f = std::fs::File::create(&dest).context(|| format!("create {}", dest.display()))?;
-            let w = crate::diff::write_layer_tar(&rec.upper, crate::digest::HashingWriter::new(std::io::BufWriter::new(f)))?;
+            let w = crate::diff::write_layer_tar(
+                &rec.upper,
+                crate::digest::HashingWriter::new(std::io::BufWriter::new(f)),
+            )?;
             let (mut bw, digest, _) = w.finish();
             std::io::Write::flush(&mut bw).context(|| format!("write {}", dest.display()))?;
             Ok(digest)

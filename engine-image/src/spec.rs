@@ -88,7 +88,8 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
         Some((u, g)) => (u, Some(g)),
         None => (user, None),
     };
-    let pw: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4).collect();
+    let pw: Vec<Vec<&str>> =
+        passwd.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 4).collect();
     let gr: Vec<Vec<&str>> = group.lines().map(|l| l.split(':').collect::<Vec<_>>()).filter(|f| f.len() >= 3).collect();
     let (uid, mut gid, name) = if u.is_empty() {
         (0, 0, Some("root".to_string()))
@@ -99,7 +100,10 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
         }
     } else {
         let f = pw.iter().find(|f| f[0] == u).ok_or_else(|| {
-            Error::invalid(format!("user {user:?}"), format!("unable to find user {u}: no matching entries in passwd file"))
+            Error::invalid(
+                format!("user {user:?}"),
+                format!("unable to find user {u}: no matching entries in passwd file"),
+            )
         })?;
         let uid = f[2].parse().map_err(|_| Error::invalid(format!("user {user:?}"), "bad uid in /etc/passwd"))?;
         (uid, f[3].parse().unwrap_or(0), Some(u.to_string()))
@@ -107,11 +111,12 @@ pub fn resolve_user(rootfs: &Path, user: &str) -> Result<User> {
     if let Some(g) = g.filter(|g| !g.is_empty()) {
         gid = match g.parse::<u32>() {
             Ok(n) => n,
-            Err(_) => gr
-                .iter()
-                .find(|f| f[0] == g)
-                .and_then(|f| f[2].parse().ok())
-                .ok_or_else(|| Error::invalid(format!("user {user:?}"), format!("unable to find group {g}: no matching entries in group file")))?,
+            Err(_) => gr.iter().find(|f| f[0] == g).and_then(|f| f[2].parse().ok()).ok_or_else(|| {
+                Error::invalid(
+                    format!("user {user:?}"),
+                    format!("unable to find group {g}: no matching entries in group file"),
+                )
+            })?,
         };
     }
     let mut extra: Vec<u32> = Vec::new();

@@ -259,7 +259,11 @@ impl Store {
 
     /// Unpack the layer blob `digest` into the snapshot `chain_id` unless it
     /// is there already; returns the unpacked size.
-    pub(crate) async fn ensure_snapshot(&self, layer: &LayerRecord, progress_tx: &Option<ProgressSender>) -> Result<u64> {
+    pub(crate) async fn ensure_snapshot(
+        &self,
+        layer: &LayerRecord,
+        progress_tx: &Option<ProgressSender>,
+    ) -> Result<u64> {
         let lock = self.key_lock(&layer.chain_id);
         let _g = lock.lock().await;
         let snap = self.inner.root.join("snapshots").join(hex_of(&layer.chain_id)?);
@@ -444,14 +448,41 @@ impl Store {
 
     /// [`Store::import_dir`] with an image config and layer compression.
     pub async fn import_dir_with(&self, dir: &Path, tag: &str, opts: &crate::build::ImageOptions) -> Result<ImageInfo> {
+        self.import_dirs_with(&[dir], tag, opts).await
+    }
+
+    /// Make an image with one layer per directory in `dirs` (base first),
+    /// compressed as `opts` says, tagged `tag`. Whiteouts in overlay form in
+    /// the directories (char device 0:0, opaque xattr) become layer whiteouts.
+    pub async fn import_dirs_with(
+        &self,
+        dirs: &[&Path],
+        tag: &str,
+        opts: &crate::build::ImageOptions,
+    ) -> Result<ImageInfo> {
         let r = Reference::parse(tag)?;
         let tagged = r.tagged().ok_or_else(|| Error::invalid("tag", format!("{tag:?} has no tag")))?;
-        let _g = self.inner.gc_lock.read().await;
+        let guard = self.inner.gc_lock.read().await;
         let blobs = self.inner.blobs.clone();
-        let dir = dir.to_path_buf();
+        let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
         let opts = opts.clone();
-        let manifest = blocking(move || crate::build::store_image_from_dir(&blobs, &dir, &opts)).await?;
-        self.register(&manifest, vec![tagged], vec![], vec![], &None).await
+        let manifest = blocking(move || {
+            let layers = dirs
+                .iter()
+                .map(|d| crate::build::store_layer_from_dir(&blobs, d, opts.compression))
+                .collect::<Result<Vec<_>>>()?;
+            crate::build::store_manifest(&blobs, &opts, layers, &[])
+        })
+        .await;
+        let res = match manifest {
+            Ok(m) => self.register(&m, vec![tagged], vec![], vec![], &None).await,
+            Err(e) => Err(e),
+        };
+        drop(guard);
+        if res.is_err() {
+            let _ = self.gc().await;
+        }
+        res
     }
 }
 
@@ -574,9 +605,8 @@ impl ImageStore for Store {
 
     async fn tag(&self, source: &str, target: &str) -> Result<()> {
         let t = Reference::parse(target)?;
-        let tagged = t
-            .tagged()
-            .ok_or_else(|| Error::invalid(format!("tag {target:?}"), "a tag cannot carry a digest only"))?;
+        let tagged =
+            t.tagged().ok_or_else(|| Error::invalid(format!("tag {target:?}"), "a tag cannot carry a digest only"))?;
         let source = source.to_string();
         self.update(move |s| {
             let id = s.resolve(&source)?.id.clone();

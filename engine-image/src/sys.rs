@@ -212,8 +212,7 @@ pub(crate) fn fd_path(dir: RawFd, name: &[u8]) -> CString {
 
 pub(crate) fn lsetxattr(path: &CStr, key: &[u8], value: &[u8]) -> io::Result<()> {
     let k = cstr(key)?;
-    check(unsafe { libc::lsetxattr(path.as_ptr(), k.as_ptr(), value.as_ptr() as *const _, value.len(), 0) })
-        .map(drop)
+    check(unsafe { libc::lsetxattr(path.as_ptr(), k.as_ptr(), value.as_ptr() as *const _, value.len(), 0) }).map(drop)
 }
 
 pub(crate) fn lgetxattr(path: &CStr, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
@@ -270,7 +269,13 @@ pub(crate) fn open_file_in_root(root: &Path, rel: &str) -> io::Result<std::fs::F
         resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
     let r = unsafe {
-        libc::syscall(libc::SYS_openat2, rootfd.as_raw_fd(), c.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+        libc::syscall(
+            libc::SYS_openat2,
+            rootfd.as_raw_fd(),
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
     };
     if r < 0 {
         return Err(io::Error::last_os_error());

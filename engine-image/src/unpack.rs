@@ -402,7 +402,13 @@ mod tests {
     use super::*;
     #[test]
     fn clean() {
-        let c = |p: &str| clean_path(p.as_bytes()).iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("/");
+        let c = |p: &str| {
+            clean_path(p.as_bytes())
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect::<Vec<_>>()
+                .join("/")
+        };
         assert_eq!(c("../../etc/passwd"), "etc/passwd");
         assert_eq!(c("/abs/./x"), "abs/x");
         assert_eq!(c("a/../../b"), "b");

@@ -212,7 +212,11 @@ fn metadata_is_applied() {
     h.set_uid(1234);
     h.set_gid(4321);
     h.set_mtime(1_234_567_890);
-    b.append_pax_extensions([("SCHILY.xattr.user.test", b"val".as_slice()), ("SCHILY.xattr.trusted.overlay.redirect", b"/etc".as_slice())]).unwrap();
+    b.append_pax_extensions([
+        ("SCHILY.xattr.user.test", b"val".as_slice()),
+        ("SCHILY.xattr.trusted.overlay.redirect", b"/etc".as_slice()),
+    ])
+    .unwrap();
     b.append_data(&mut h, "bin/tool", &b"abc"[..]).unwrap();
     let t = b.into_inner().unwrap();
     c.unpack(t, &Default::default()).unwrap();
@@ -224,7 +228,10 @@ fn metadata_is_applied() {
     let n = unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
     assert_eq!(&buf[..n.max(0) as usize], b"val");
     let k = std::ffi::CString::new("trusted.overlay.redirect").unwrap();
-    assert!(unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) } < 0, "overlay xattrs from a tar are dropped");
+    assert!(
+        unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) } < 0,
+        "overlay xattrs from a tar are dropped"
+    );
 }
 
 #[test]

@@ -64,7 +64,11 @@ async fn docker_archive_and_oci_round_trips() {
     std::os::unix::fs::chown(bb.path().join("data/f"), Some(1234), Some(5678)).unwrap();
     let work = tempfile::tempdir().unwrap();
     let legacy = work.path().join("legacy.tar");
-    let opts = ImageOptions { entrypoint: Some(vec!["/bin/sh".into()]), labels: [("k".to_string(), "v".to_string())].into(), ..Default::default() };
+    let opts = ImageOptions {
+        entrypoint: Some(vec!["/bin/sh".into()]),
+        labels: [("k".to_string(), "v".to_string())].into(),
+        ..Default::default()
+    };
     build::image_from_dir(bb.path(), "rt/app:1", &legacy, &opts).unwrap();
     let imgs = store.import(&legacy, ArchiveFormat::DockerArchive, None, None).await.unwrap();
     assert_eq!(imgs.len(), 1);
@@ -99,10 +103,8 @@ async fn docker_archive_and_oci_round_trips() {
     let s3 = Store::open(root3.path()).unwrap();
     assert_eq!(s3.import(&dir, ArchiveFormat::OciArchive, None, None).await.unwrap()[0].id, id);
     // skopeo reads our OCI layout
-    let st = std::process::Command::new("skopeo")
-        .args(["inspect", &format!("oci:{}:1", dir.display())])
-        .output()
-        .unwrap();
+    let st =
+        std::process::Command::new("skopeo").args(["inspect", &format!("oci:{}:1", dir.display())]).output().unwrap();
     assert!(st.status.success(), "skopeo: {}", String::from_utf8_lossy(&st.stderr));
 
     // rootfs tar import (docker import)

@@ -139,7 +139,9 @@ async fn gzip_and_zstd_layers_and_concurrent_pulls() {
 async fn basic_auth_and_docker_config() {
     let reg = Registry::start(RegAuth::Htpasswd { user: "alice".into(), password: "s3cret".into() }).await;
     let root = tempfile::tempdir().unwrap();
-    let store = Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() }).unwrap();
+    let store =
+        Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
+            .unwrap();
     let bb = busybox_dir();
     let name = format!("{}/auth/bb:1", reg.host());
     let img = store.import_dir(bb.path(), &name).await.unwrap();
@@ -154,13 +156,22 @@ async fn basic_auth_and_docker_config() {
     let cfgdir = tempfile::tempdir().unwrap();
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
-    std::fs::write(cfgdir.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host())).unwrap();
+    std::fs::write(
+        cfgdir.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host()),
+    )
+    .unwrap();
     let root2 = tempfile::tempdir().unwrap();
-    let s2 = Store::open_with(root2.path(), RegistryOptions { docker_config: Some(cfgdir.path().join("config.json")), ..quick() }).unwrap();
+    let s2 = Store::open_with(
+        root2.path(),
+        RegistryOptions { docker_config: Some(cfgdir.path().join("config.json")), ..quick() },
+    )
+    .unwrap();
     assert_eq!(s2.pull(&name, None, None).await.unwrap().id, img.id);
     // anonymous pull is refused, and leaves nothing
     let root3 = tempfile::tempdir().unwrap();
-    let s3 = Store::open_with(root3.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() }).unwrap();
+    let s3 = Store::open_with(root3.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
+        .unwrap();
     let e = s3.pull(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
     assert_clean(root3.path());
@@ -171,7 +182,9 @@ async fn bearer_token_auth_with_registry_token_config() {
     let ts = token::TokenServer::start("alice", "s3cret").await;
     let reg = Registry::start(RegAuth::Token { realm: ts.realm(), cert: ts.cert.clone() }).await;
     let root = tempfile::tempdir().unwrap();
-    let store = Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() }).unwrap();
+    let store =
+        Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
+            .unwrap();
     let bb = busybox_dir();
     let name = format!("{}/tok/bb:1", reg.host());
     let img = store.import_dir(bb.path(), &name).await.unwrap();

@@ -124,7 +124,10 @@ impl Registry {
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
-        panic!("registry did not start: {}", std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default());
+        panic!(
+            "registry did not start: {}",
+            std::fs::read_to_string(reg.dir.path().join("registry.log")).unwrap_or_default()
+        );
     }
     pub fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)

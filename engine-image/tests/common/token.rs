@@ -36,19 +36,27 @@ impl TokenServer {
     pub async fn start(user: &str, password: &str) -> TokenServer {
         let dir = tempfile::tempdir().unwrap();
         openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "key.pem"], dir.path());
-        openssl(&["req", "-new", "-x509", "-key", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=test-issuer"], dir.path());
+        openssl(
+            &["req", "-new", "-x509", "-key", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=test-issuer"],
+            dir.path(),
+        );
         openssl(&["pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-outform", "DER", "-out", "key.der"], dir.path());
         openssl(&["x509", "-in", "cert.pem", "-outform", "DER", "-out", "cert.der"], dir.path());
         let key_der = std::fs::read(dir.path().join("key.der")).unwrap();
         let cert_der = std::fs::read(dir.path().join("cert.der")).unwrap();
         let rng = ring::rand::SystemRandom::new();
-        let key = ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key_der, &rng)
-            .expect("load ec key");
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key_der,
+            &rng,
+        )
+        .expect("load ec key");
         let header = serde_json::json!({"alg": "ES256", "typ": "JWT", "x5c": [base64::engine::general_purpose::STANDARD.encode(&cert_der)]});
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
-        let expect = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        let expect =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
         let state = Arc::new((key, rng, header, expect, requests.clone()));
         let task = tokio::spawn(async move {
             loop {
@@ -63,7 +71,10 @@ impl TokenServer {
                             let authz = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
                             if authz != expect {
                                 return Ok::<_, std::convert::Infallible>(
-                                    hyper::Response::builder().status(401).body(Full::new(Bytes::from("bad credentials"))).unwrap(),
+                                    hyper::Response::builder()
+                                        .status(401)
+                                        .body(Full::new(Bytes::from("bad credentials")))
+                                        .unwrap(),
                                 );
                             }
                             let q = req.uri().query().unwrap_or("");
@@ -76,16 +87,22 @@ impl TokenServer {
                                     }
                                 }
                             }
-                            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                            let now =
+                                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
                             let claims = serde_json::json!({
                                 "iss": "test-issuer", "sub": "alice", "aud": "test-registry",
                                 "exp": now + 600, "nbf": now - 60, "iat": now - 60,
                                 "jti": format!("{now}-{}", requests.load(Ordering::SeqCst)), "access": access,
                             });
-                            let input = format!("{}.{}", b64(header.to_string().as_bytes()), b64(claims.to_string().as_bytes()));
+                            let input = format!(
+                                "{}.{}",
+                                b64(header.to_string().as_bytes()),
+                                b64(claims.to_string().as_bytes())
+                            );
                             let sig = key.sign(rng, input.as_bytes()).unwrap();
                             let token = format!("{input}.{}", b64(sig.as_ref()));
-                            let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 600}).to_string();
+                            let body = serde_json::json!({"token": token, "access_token": token, "expires_in": 600})
+                                .to_string();
                             Ok(hyper::Response::builder()
                                 .header("content-type", "application/json")
                                 .body(Full::new(Bytes::from(body)))
@@ -137,10 +154,16 @@ impl FaultProxy {
                             let n = reqs.fetch_add(1, Ordering::SeqCst);
                             if n < fail_first {
                                 return Ok::<_, std::convert::Infallible>(
-                                    hyper::Response::builder().status(503).body(Full::new(Bytes::from("try later"))).unwrap(),
+                                    hyper::Response::builder()
+                                        .status(503)
+                                        .body(Full::new(Bytes::from("try later")))
+                                        .unwrap(),
                                 );
                             }
-                            let url = format!("http://{upstream}{}", req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+                            let url = format!(
+                                "http://{upstream}{}",
+                                req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
+                            );
                             let mut rb = client.request(req.method().clone(), url);
                             for (k, v) in req.headers() {
                                 if k != "host" {
