@@ -27,7 +27,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Re
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        if path == "." || path.is_empty() {
+        if path == "." || path.is_empty() || inner.is_syntax() || inner.is_eof() {
             Error::invalid(what, format!("malformed JSON: {inner}"))
         } else {
             Error::invalid(format!("field {path}"), inner.to_string())
