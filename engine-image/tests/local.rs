@@ -229,3 +229,39 @@ async fn bad_archives_leave_store_unchanged() {
     // a later import works
     store.import(&good, ArchiveFormat::DockerArchive, None, None).await.unwrap();
 }
+
+#[tokio::test]
+async fn archives_interoperate_with_skopeo() {
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let bb = busybox_dir();
+    let opts = ImageOptions { compression: engine_image::unpack::Compression::Zstd, ..Default::default() };
+    store.import_dir_with(bb.path(), "interop/bb:1", &opts).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    // our docker-archive, read by skopeo
+    let ours = work.path().join("ours.tar");
+    store.export(&["interop/bb:1".to_string()], ArchiveFormat::DockerArchive, &ours).await.unwrap();
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", &format!("docker-archive:{}", ours.display())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    // skopeo's docker-archive and OCI archive, read by us
+    for (dst, fmt) in [
+        (format!("docker-archive:{}:sk/bb:2", work.path().join("sk.tar").display()), ArchiveFormat::DockerArchive),
+        (format!("oci-archive:{}:2", work.path().join("sk-oci.tar").display()), ArchiveFormat::OciArchive),
+    ] {
+        let out = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", &format!("docker-archive:{}", ours.display()), &dst])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "skopeo copy: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dst.split(':').nth(1).unwrap().to_string();
+        let imgs = store.import(Path::new(&path), fmt, Some("sk/bb:2"), None).await.unwrap();
+        let t = work.path().join(format!("r-{}", imgs[0].id));
+        store.prepare_rootfs(&imgs[0].id, "sk", &t).await.unwrap();
+        let _g = Unmount(t.clone());
+        assert_eq!(tree(&t), tree(bb.path()), "{dst}");
+        store.remove_rootfs("sk").await.unwrap();
+    }
+}
