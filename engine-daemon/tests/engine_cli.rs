@@ -1,0 +1,89 @@
+//! The same flows through the `engine` CLI (engine-client's binary).
+
+mod common;
+use common::*;
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn ok(e: &Engined, args: &[&str]) -> String {
+    let o = e.engine(args);
+    assert!(o.status.success(), "engine {args:?}: {}", show(&o));
+    out(&o)
+}
+
+#[test]
+fn engine_cli_flows() {
+    let e = Engined::start();
+    assert!(engine_bin().exists(), "build the workspace binaries first: {}", engine_bin().display());
+    let tar = busybox_archive(e.dir.path(), "bb:latest");
+    assert_eq!(ok(&e, &["load", "-i", tar.to_str().unwrap()]).trim(), "Loaded image: bb:latest");
+    let images = ok(&e, &["images"]);
+    assert!(images.starts_with("REPOSITORY") && images.lines().any(|l| l.starts_with("bb ") && l.contains("latest")), "{images}");
+    assert!(ok(&e, &["version"]).contains("API version:\t1.41"));
+    assert!(ok(&e, &["info"]).contains("Images: 1"));
+    // run --rm with output and exit codes.
+    assert_eq!(ok(&e, &["run", "--rm", "bb", "echo", "hi"]), "hi\n");
+    let o = e.engine(&["run", "--rm", "bb", "sh", "-c", "exit 3"]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let o = e.engine_in(&["run", "--rm", "-i", "bb", "cat"], Some(b"via-engine\n"));
+    assert_eq!(out(&o), "via-engine\n", "{}", show(&o));
+    // detached, ps, logs, exec, stop, wait, rm
+    let id = ok(&e, &["run", "-d", "--name", "w1", "-e", "X=1", "bb", "sh", "-c", "echo started; echo $X; sleep 100"]);
+    assert_eq!(id.trim().len(), 64);
+    let ps = ok(&e, &["ps"]);
+    assert!(ps.starts_with("CONTAINER ID") && ps.contains("w1") && ps.contains("Up "), "{ps}");
+    assert_eq!(ok(&e, &["ps", "-q"]).trim(), &id.trim()[..12]);
+    assert!(eventually(10, || out(&e.engine(&["logs", "w1"])) == "started\n1\n"));
+    let logs = ok(&e, &["logs", "-t", "--tail", "1", "w1"]);
+    assert!(logs.ends_with(" 1\n"), "{logs:?}");
+    let o = e.engine(&["exec", "w1", "sh", "-c", "echo from-exec; exit 6"]);
+    assert_eq!(o.status.code(), Some(6));
+    assert_eq!(out(&o), "from-exec\n");
+    assert_eq!(ok(&e, &["stop", "-t", "1", "w1"]).trim(), "w1");
+    assert_eq!(ok(&e, &["wait", "w1"]).trim(), "137");
+    let j: serde_json::Value = serde_json::from_str(&ok(&e, &["inspect", "w1"])).unwrap();
+    assert_eq!(j[0]["State"]["ExitCode"], 137);
+    assert_eq!(ok(&e, &["rm", "w1"]).trim(), "w1");
+    let o = e.engine(&["rm", "w1"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no such container: w1"), "{}", show(&o));
+    // images: tag, save, rmi, load back.
+    ok(&e, &["tag", "bb", "bb:v9"]);
+    assert!(ok(&e, &["images"]).contains("v9"));
+    let saved = e.dir.path().join("engine-saved.tar");
+    ok(&e, &["save", "-o", saved.to_str().unwrap(), "bb:v9"]);
+    assert!(std::fs::metadata(&saved).unwrap().len() > 100_000);
+    assert_eq!(ok(&e, &["rmi", "bb:v9"]).trim(), "Untagged: bb:v9");
+    assert!(ok(&e, &["load", "-i", saved.to_str().unwrap()]).contains("Loaded image: bb:v9"));
+    // push and pull against a loopback registry.
+    let reg = Registry::start();
+    let r = format!("{}/engine-bb:1", reg.addr);
+    ok(&e, &["tag", "bb", &r]);
+    ok(&e, &["push", &r]);
+    ok(&e, &["rmi", &r]);
+    assert!(ok(&e, &["pull", &r]).contains(&r));
+    assert_eq!(ok(&e, &["run", "--rm", &r, "echo", "pulled"]), "pulled\n");
+    // An unknown image is an error with docker's run exit status.
+    let o = e.engine(&["run", "--rm", &format!("{}/missing", reg.addr), "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+}
+
+#[test]
+fn engine_host_from_environment() {
+    let e = Engined::start();
+    let o = std::process::Command::new(engine_bin())
+        .arg("version")
+        .env("ENGINE_HOST", e.host())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let o = std::process::Command::new(engine_bin())
+        .arg("version")
+        .env("ENGINE_HOST", format!("unix://{}/nope.sock", e.dir.path().display()))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unavailable"), "{}", show(&o));
+}
