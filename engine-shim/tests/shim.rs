@@ -76,6 +76,379 @@ async fn output_logged_with_timestamps(rt: Rt) {
     assert!(!c.runtime_knows());
 }
 
+
+async fn exit_code_for_a_late_waiter(rt: Rt) {
+    let c = TestContainer::new(rt, "exit", &["sh", "-c", "exit 7"], false);
+    let l = launcher();
+    let shim = l.launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Created);
+    let pid = shim.start().await.unwrap();
+    assert!(pid > 0);
+    // Nobody waits while it runs and exits.
+    let st = c.state_dir();
+    assert!(eventually(Duration::from_secs(10), || engine_shim::read_exit(&st, None).unwrap().is_some()).await);
+    let state = shim.state(&ProcessRef::Init).await.unwrap();
+    assert_eq!(state.status, ContainerStatus::Stopped);
+    assert_eq!(state.exit.map(|e| e.code), Some(7));
+    // Two waiters after the fact, on two connections.
+    let other = l.connect(&c.id, &c.state_dir()).await.unwrap();
+    let (a, b) = tokio::join!(shim.wait(&ProcessRef::Init), other.wait(&ProcessRef::Init));
+    assert_eq!(a.unwrap().code, 7);
+    assert_eq!(b.unwrap().code, 7);
+    assert_eq!(l.recorded_exit(&c.state_dir()).await.unwrap().map(|e| e.code), Some(7));
+    shim.delete().await.unwrap();
+}
+
+async fn kill_reports_128_plus_signal_and_events(rt: Rt) {
+    let c = TestContainer::new(rt, "kill", &["sleep", "1000"], false);
+    let shim = launcher().launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    let mut events = shim.events().await.unwrap();
+    let pid = shim.start().await.unwrap();
+    assert_eq!(events.next().await.unwrap().unwrap(), ShimEvent::Started { pid });
+    shim.pause().await.unwrap();
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Paused);
+    assert_eq!(events.next().await.unwrap().unwrap(), ShimEvent::Paused);
+    shim.resume().await.unwrap();
+    assert_eq!(events.next().await.unwrap().unwrap(), ShimEvent::Resumed);
+    let stats = shim.stats().await.unwrap();
+    assert!(stats.pids_current.unwrap_or(0) >= 1, "{stats:?}");
+    assert!(stats.memory_usage.unwrap_or(0) > 0, "{stats:?}");
+    // A running container cannot be deleted.
+    assert!(shim.delete().await.unwrap_err().is_conflict());
+    shim.kill(&ProcessRef::Init, Signal::KILL, false).await.unwrap();
+    let exit = shim.wait(&ProcessRef::Init).await.unwrap();
+    assert_eq!(exit.code, 137);
+    assert_eq!(exit.signal(), Some(9));
+    match events.next().await.unwrap().unwrap() {
+        ShimEvent::Exited { process: ProcessRef::Init, status } => assert_eq!(status.code, 137),
+        e => panic!("unexpected event {e:?}"),
+    }
+    assert_eq!(shim.delete().await.unwrap().map(|e| e.code), Some(137));
+    let sock = c.state_dir().join(engine_shim::SOCKET_FILE);
+    assert!(eventually(Duration::from_secs(5), || !sock.exists()).await, "socket removed after delete");
+    let spid = c.shim_pid.get().unwrap();
+    assert!(eventually(Duration::from_secs(5), || !alive(spid)).await, "shim exits after delete");
+}
+
+async fn exec_with_its_own_exit_code(rt: Rt) {
+    let c = TestContainer::new(rt, "exec", &["sleep", "1000"], false);
+    let shim = launcher().launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.start().await.unwrap();
+    let mut process = oci_spec::runtime::Process::default();
+    process.set_args(Some(vec!["sh".into(), "-c".into(), "echo from-exec; echo exec-err >&2; exit 3".into()]));
+    process.set_env(Some(vec!["PATH=/bin".into()]));
+    process.set_terminal(Some(false));
+    let pid = shim.exec(ExecRequest { exec_id: "e1".into(), process: process.clone(), open_stdin: false }).await.unwrap();
+    assert!(pid > 0);
+    let a = shim
+        .attach(&ProcessRef::Exec("e1".into()), AttachOptions { stdin: false, stdout: true, stderr: true })
+        .await
+        .unwrap();
+    let out = collect_output(a.output).await;
+    assert!(out.contains("from-exec\n") && out.contains("exec-err\n"), "exec output: {out:?}");
+    let e = shim.wait(&ProcessRef::Exec("e1".into())).await.unwrap();
+    assert_eq!(e.code, 3);
+    // The same id again is refused; an unknown one is not found.
+    let dup = shim.exec(ExecRequest { exec_id: "e1".into(), process: process.clone(), open_stdin: false }).await;
+    assert!(dup.unwrap_err().is_conflict());
+    assert!(shim.wait(&ProcessRef::Exec("nope".into())).await.unwrap_err().is_not_found());
+    // An exec killed by a signal; the init is untouched.
+    process.set_args(Some(vec!["sleep".into(), "1000".into()]));
+    shim.exec(ExecRequest { exec_id: "e2".into(), process, open_stdin: false }).await.unwrap();
+    shim.kill(&ProcessRef::Exec("e2".into()), Signal::TERM, false).await.unwrap();
+    assert_eq!(shim.wait(&ProcessRef::Exec("e2".into())).await.unwrap().code, 143);
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
+    // Exec output is not in the container's log.
+    assert!(c.log_entries().iter().all(|e| !String::from_utf8_lossy(&e.line).contains("exec")));
+    shim.kill(&ProcessRef::Init, Signal::KILL, true).await.unwrap();
+    assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 137);
+    shim.delete().await.unwrap();
+}
+
+async fn attach_with_stdin(rt: Rt) {
+    let c = TestContainer::new(rt, "cat", &["cat"], false);
+    let mut req = c.request();
+    req.open_stdin = true;
+    let shim = launcher().launch(req).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    let both = AttachOptions { stdin: true, stdout: true, stderr: true };
+    let mut a = shim.attach(&ProcessRef::Init, both).await.unwrap();
+    let mut watcher = shim.attach(&ProcessRef::Init, AttachOptions { stdin: false, stdout: true, stderr: false }).await.unwrap();
+    shim.start().await.unwrap();
+    let mut stdin = a.stdin.take().unwrap();
+    stdin.write_all(b"hello shim\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    let got = read_until(&mut a.output, "hello shim\n").await;
+    assert_eq!(got, "hello shim\n");
+    // The second client sees the same output.
+    assert_eq!(read_until(&mut watcher.output, "hello shim\n").await, "hello shim\n");
+    // A client that detaches does not close stdin.
+    drop(watcher);
+    stdin.write_all(b"second\n").await.unwrap();
+    assert_eq!(read_until(&mut a.output, "second\n").await, "second\n");
+    // Closing stdin ends cat.
+    stdin.shutdown().await.unwrap();
+    let exit = shim.wait(&ProcessRef::Init).await.unwrap();
+    assert_eq!(exit.code, 0);
+    assert_eq!(collect_output(a.output).await, "", "output ends after exit");
+    let lines: Vec<_> = c.log_entries().into_iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec!["hello shim\n", "second\n"]);
+    shim.delete().await.unwrap();
+}
+
+async fn tty_mode(rt: Rt) {
+    let c = TestContainer::new(rt, "tty", &["sh", "-c", "stty size; read line; echo got:$line; exit 4"], true);
+    let mut req = c.request();
+    req.open_stdin = true;
+    let shim = launcher().launch(req).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.resize(&ProcessRef::Init, ConsoleSize { height: 33, width: 101 }).await.unwrap();
+    let mut a = shim.attach(&ProcessRef::Init, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    shim.start().await.unwrap();
+    let first = read_until(&mut a.output, "33 101").await;
+    assert!(first.contains("33 101"), "stty size on the pty: {first:?}");
+    let mut stdin = a.stdin.take().unwrap();
+    stdin.write_all(b"abc\n").await.unwrap();
+    let rest = read_until(&mut a.output, "got:abc").await;
+    assert!(rest.contains("got:abc"), "{rest:?}");
+    assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 4);
+    let log: String = c.log_entries().iter().map(|e| String::from_utf8_lossy(&e.line).into_owned()).collect();
+    assert!(log.contains("33 101") && log.contains("got:abc"), "tty output logged: {log:?}");
+    assert!(c.log_entries().iter().all(|e| e.stream == StdStream::Stdout));
+    // Resizing a process without a terminal is refused.
+    shim.delete().await.unwrap();
+}
+
+async fn launcher_killed_while_printing(rt: Rt) {
+    const N: usize = 200;
+    let script = format!("i=0; while [ $i -lt {N} ]; do echo line $i; i=$((i+1)); usleep 10000; done; exit 5");
+    let c = TestContainer::new(rt, "orphan", &["sh", "-c", &script], false);
+    // The launcher is another process (this test binary, re-invoked).
+    let req = serde_json::to_string(&c.request()).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "helper_launcher_process", "--nocapture", "--test-threads=1"])
+        .env("ENGINE_SHIM_TEST_LAUNCH", req)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for "started", then SIGKILL the launcher while the container prints.
+    let stdout = child.stdout.take().unwrap();
+    let line = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufReader::new(stdout);
+            let mut line = String::new();
+            loop {
+                line.clear();
+                let n = std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+                assert!(n > 0, "launcher process ended before starting the container");
+                if line.contains("started ") {
+                    return line;
+                }
+            }
+        }),
+    )
+    .await
+    .expect("launcher process reports the start")
+    .unwrap();
+    // libtest prints "test helper_launcher_process ... " before it.
+    let shim_pid: i32 = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
+    c.shim_pid.set(Some(shim_pid));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(alive(shim_pid), "the shim survives its launcher");
+    assert_ne!(ppid(shim_pid), Some(std::process::id() as i32));
+    // Mid-run: a new launcher reconnects and sees it running.
+    let l = launcher();
+    let shim = l.connect(&c.id, &c.state_dir()).await.unwrap();
+    assert_eq!(shim.shim_pid().await.unwrap(), shim_pid);
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
+    drop(shim);
+    // The container exits while nobody is connected.
+    let st = c.state_dir();
+    assert!(eventually(Duration::from_secs(20), || engine_shim::read_exit(&st, None).unwrap().is_some()).await);
+    assert_eq!(l.recorded_exit(&c.state_dir()).await.unwrap().map(|e| e.code), Some(5));
+    let shim = l.connect(&c.id, &c.state_dir()).await.unwrap();
+    let state = shim.state(&ProcessRef::Init).await.unwrap();
+    assert_eq!((state.status, state.exit.map(|e| e.code)), (ContainerStatus::Stopped, Some(5)));
+    assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 5);
+    // Every line is in the log, in order, with non-decreasing times.
+    let entries = c.log_entries();
+    let lines: Vec<String> = entries.iter().map(|e| String::from_utf8_lossy(&e.line).into_owned()).collect();
+    let want: Vec<String> = (0..N).map(|i| format!("line {i}\n")).collect();
+    assert_eq!(lines, want);
+    assert!(entries.windows(2).all(|w| w[0].time <= w[1].time));
+    shim.delete().await.unwrap();
+}
+
+/// Not a test on its own: the launcher process of
+/// `launcher_killed_while_printing` (does nothing unless asked).
+#[test]
+fn helper_launcher_process() {
+    let Ok(req) = std::env::var("ENGINE_SHIM_TEST_LAUNCH") else { return };
+    let req: engine_core::LaunchRequest = serde_json::from_str(&req).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let shim = launcher().launch(req).await.unwrap();
+        shim.start().await.unwrap();
+        println!("started {}", shim.shim_pid().await.unwrap());
+        tokio::time::sleep(Duration::from_secs(600)).await;
+    });
+}
+
+async fn owner_binding(rt: Rt) {
+    let c = TestContainer::new(rt, "owner", &["sleep", "1000"], false);
+    let mut owner = std::process::Command::new("sleep").arg("1000").spawn().unwrap();
+    let mut req = c.request();
+    req.owner_pid = Some(owner.id() as i32);
+    let shim = launcher().launch(req).await.unwrap();
+    let shim_pid = shim.shim_pid().await.unwrap();
+    c.shim_pid.set(Some(shim_pid));
+    let init = shim.start().await.unwrap();
+    let cgroups = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap();
+    let cg_dirs: Vec<std::path::PathBuf> = cgroups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+            let ctrl = if ctrl.is_empty() { "unified" } else { ctrl.split(',').next()? };
+            let ctrl = ctrl.strip_prefix("name=").unwrap_or(ctrl);
+            (path.contains(c.id.as_str())).then(|| std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(path.trim_start_matches('/')))
+        })
+        .filter(|p| p.exists())
+        .collect();
+    assert!(!cg_dirs.is_empty(), "container cgroup found in {cgroups}");
+    assert!(alive(init));
+    owner.kill().unwrap();
+    owner.wait().unwrap();
+    assert!(eventually(Duration::from_secs(15), || !alive(shim_pid)).await, "shim exits after its owner");
+    assert!(!alive(init), "container init gone");
+    assert!(!c.runtime_knows(), "runtime state removed");
+    assert!(!c.state_dir().exists(), "state dir removed");
+    for d in &cg_dirs {
+        assert!(!d.exists(), "cgroup {} removed", d.display());
+    }
+    match shim.state(&ProcessRef::Init).await {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+async fn shim_killed_gives_honest_state(rt: Rt) {
+    let c = TestContainer::new(rt, "shimkill", &["sleep", "1000"], false);
+    let l = launcher();
+    let shim = l.launch(c.request()).await.unwrap();
+    let shim_pid = shim.shim_pid().await.unwrap();
+    c.shim_pid.set(Some(shim_pid));
+    shim.start().await.unwrap();
+    unsafe { libc::kill(shim_pid, libc::SIGKILL) };
+    assert!(eventually(Duration::from_secs(5), || !alive(shim_pid)).await);
+    let t0 = std::time::Instant::now();
+    match shim.state(&ProcessRef::Init).await {
+        Err(Error::Unavailable { reason, .. }) => assert!(!reason.is_empty()),
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    match l.connect(&c.id, &c.state_dir()).await {
+        Err(Error::Unavailable { .. }) => {}
+        Err(e) => panic!("expected Unavailable, got {e}"),
+        Ok(_) => panic!("connected to a dead shim"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(5), "no hang: {:?}", t0.elapsed());
+    assert_eq!(l.recorded_exit(&c.state_dir()).await.unwrap(), None, "no exit was recorded");
+
+    // A shim killed after recording an exit: the record tells.
+    let c2 = TestContainer::new(rt, "shimkill2", &["sh", "-c", "exit 9"], false);
+    let shim2 = l.launch(c2.request()).await.unwrap();
+    let pid2 = shim2.shim_pid().await.unwrap();
+    c2.shim_pid.set(Some(pid2));
+    shim2.start().await.unwrap();
+    assert_eq!(shim2.wait(&ProcessRef::Init).await.unwrap().code, 9);
+    unsafe { libc::kill(pid2, libc::SIGKILL) };
+    assert!(eventually(Duration::from_secs(5), || !alive(pid2)).await);
+    assert!(matches!(shim2.wait(&ProcessRef::Init).await, Err(Error::Unavailable { .. })));
+    assert_eq!(l.recorded_exit(&c2.state_dir()).await.unwrap().map(|e| e.code), Some(9));
+}
+
+async fn create_failure_leaves_nothing(rt: Rt) {
+    let c = TestContainer::new(rt, "bad", &["true"], false);
+    // A rootfs that does not exist: the runtime refuses it.
+    let cfg = c.bundle().join("config.json");
+    let mut spec = oci_spec::runtime::Spec::load(&cfg).unwrap();
+    let mut root = spec.root().clone().unwrap();
+    root.set_path("no-such-rootfs".into());
+    spec.set_root(Some(root));
+    spec.save(&cfg).unwrap();
+    let err = match launcher().launch(c.request()).await {
+        Err(e) => e,
+        Ok(_) => panic!("launch with a missing rootfs succeeded"),
+    };
+    match &err {
+        Error::Runtime { runtime, message } => {
+            assert_eq!(runtime, &c.runtime.name);
+            assert!(!message.is_empty() && message.contains("rootfs") || message.contains("no such file"), "runtime message: {message}");
+        }
+        e => panic!("expected the runtime's error, got {e:?}"),
+    }
+    assert!(!c.state_dir().exists(), "no state dir left");
+    assert!(!c.runtime_knows(), "no runtime state left");
+    let cgroup_left = std::fs::read_dir("/sys/fs/cgroup/memory")
+        .map(|rd| rd.flatten().any(|e| e.file_name().to_string_lossy().contains(c.id.as_str())))
+        .unwrap_or(false);
+    assert!(!cgroup_left, "no cgroup left");
+    // No process holds anything under the test's directory (log file, sockets).
+    let holders = holders_of(c.dir.path());
+    assert!(holders.is_empty(), "processes still hold files of the failed container: {holders:?}");
+    // Bad input in the request itself.
+    let mut req = c.request();
+    req.owner_pid = Some(i32::MAX - 7);
+    let err = launcher().launch(req).await.err().expect("dead owner refused");
+    assert!(err.is_invalid_input(), "{err}");
+    assert!(!c.state_dir().exists());
+}
+
+/// Processes with an open file under `dir`.
+fn holders_of(dir: &std::path::Path) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(fds) = std::fs::read_dir(e.path().join("fd")) else { continue };
+        if fds.flatten().any(|f| std::fs::read_link(f.path()).map(|t| t.starts_with(dir)).unwrap_or(false)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+async fn one_shim_per_container_and_no_runtime_process(rt: Rt) {
+    let cs: Vec<TestContainer> = (0..3).map(|i| TestContainer::new(rt, &format!("ps{i}"), &["sleep", "1000"], false)).collect();
+    let mut shims = Vec::new();
+    for c in &cs {
+        let shim = launcher().launch(c.request()).await.unwrap();
+        let pid = shim.shim_pid().await.unwrap();
+        c.shim_pid.set(Some(pid));
+        let init = shim.start().await.unwrap();
+        shims.push((shim, pid, init));
+    }
+    let me = std::process::id() as i32;
+    let mut seen = std::collections::HashSet::new();
+    for (_, spid, init) in &shims {
+        assert!(seen.insert(*spid), "one shim per container");
+        assert!(is_shim(*spid));
+        assert_ne!(ppid(*spid), Some(me), "the shim is not the launcher's child");
+        assert_eq!(ppid(*init), Some(*spid), "the shim parents the container's init");
+        assert_eq!(children(*spid), vec![*init], "the shim's only child is the init (no runtime process)");
+    }
+    for (shim, _, _) in &shims {
+        shim.kill(&ProcessRef::Init, Signal::KILL, true).await.unwrap();
+        shim.wait(&ProcessRef::Init).await.unwrap();
+        shim.delete().await.unwrap();
+    }
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -97,4 +470,16 @@ macro_rules! for_each_runtime {
     };
 }
 
-for_each_runtime!(output_logged_with_timestamps);
+for_each_runtime!(
+    output_logged_with_timestamps,
+    exit_code_for_a_late_waiter,
+    kill_reports_128_plus_signal_and_events,
+    exec_with_its_own_exit_code,
+    attach_with_stdin,
+    tty_mode,
+    launcher_killed_while_printing,
+    owner_binding,
+    shim_killed_gives_honest_state,
+    create_failure_leaves_nothing,
+    one_shim_per_container_and_no_runtime_process,
+);

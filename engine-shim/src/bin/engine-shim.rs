@@ -71,6 +71,10 @@ fn main() {
         }
     };
     drop(input);
+    // Whatever the launcher leaked to us (fds without CLOEXEC) is not ours
+    // to keep open for the container's lifetime.
+    // SAFETY: plain syscall; nothing above 2 is in use yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     detach();
     let _ = std::env::set_current_dir("/");
     if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
