@@ -342,7 +342,7 @@ impl Store {
             Some(t) => Some(Reference::parse(t)?.tagged().ok_or_else(|| Error::invalid("tag", t.to_string()))?),
             None => None,
         };
-        let guard = self.inner.gc_lock.read().await;
+        let guard = self.lease().await?;
         let blobs = self.inner.blobs.clone();
         let path = archive.to_path_buf();
         let tag2 = tag.map(str::to_string);

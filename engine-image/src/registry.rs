@@ -385,7 +385,7 @@ impl Store {
     ) -> Result<ImageInfo> {
         let r = Reference::parse(reference)?;
         let client = Client::new(self, &r, auth)?;
-        let guard = self.inner.gc_lock.read().await;
+        let guard = self.lease().await?;
         let res = self.pull_inner(&client, &r, &progress_tx).await;
         drop(guard);
         if res.is_err() {

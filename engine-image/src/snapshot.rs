@@ -37,7 +37,7 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
     validate_key(key)?;
     let lock = store.key_lock(&format!("rootfs:{key}"));
     let _k = lock.lock().await;
-    let _g = store.inner.gc_lock.read().await;
+    let _g = store.lease().await?;
     let s = store.state().await?;
     let rec = s.resolve(image)?.clone();
     if s.rootfs.contains_key(key) {
@@ -337,7 +337,7 @@ impl Store {
             Some(t) => Some(crate::Reference::parse(t)?.tagged().ok_or_else(|| Error::invalid("tag", t.to_string()))?),
             None => None,
         };
-        let _g = self.inner.gc_lock.read().await;
+        let _g = self.lease().await?;
         let parent = self.state().await?.resolve(&rec.image_id)?.clone();
         let blobs = self.inner.blobs.clone();
         let comment = comment.to_string();

@@ -251,6 +251,32 @@ impl Store {
         .await
     }
 
+    /// Hold off garbage collection (in this process and others using the
+    /// same root) while content not yet referenced is being written.
+    pub(crate) async fn lease(&self) -> Result<Lease<'_>> {
+        let g = self.inner.gc_lock.read().await;
+        let f = self.file_lock(libc::LOCK_SH).await?;
+        Ok(Lease { _g: g, _f: f })
+    }
+
+    async fn file_lock(&self, op: libc::c_int) -> Result<std::fs::File> {
+        let path = self.inner.root.join("gc.lock");
+        blocking(move || {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .context(|| format!("open {}", path.display()))?;
+            use std::os::fd::AsRawFd;
+            if unsafe { libc::flock(f.as_raw_fd(), op) } < 0 {
+                return Err(Error::io(format!("lock {}", path.display()), std::io::Error::last_os_error()));
+            }
+            Ok(f)
+        })
+        .await
+    }
+
     pub(crate) fn key_lock(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut m = self.inner.inflight.lock().unwrap_or_else(|e| e.into_inner());
         m.retain(|_, v| Arc::strong_count(v) > 1);
@@ -389,6 +415,7 @@ impl Store {
     /// Returns what was deleted.
     pub async fn gc(&self) -> Result<Vec<String>> {
         let _g = self.inner.gc_lock.write().await;
+        let _f = self.file_lock(libc::LOCK_EX).await?;
         let s = self.state().await?;
         let blobs = self.inner.blobs.clone();
         let root = self.inner.root.clone();
@@ -462,7 +489,7 @@ impl Store {
     ) -> Result<ImageInfo> {
         let r = Reference::parse(tag)?;
         let tagged = r.tagged().ok_or_else(|| Error::invalid("tag", format!("{tag:?} has no tag")))?;
-        let guard = self.inner.gc_lock.read().await;
+        let guard = self.lease().await?;
         let blobs = self.inner.blobs.clone();
         let dirs: Vec<PathBuf> = dirs.iter().map(|d| d.to_path_buf()).collect();
         let opts = opts.clone();
@@ -484,6 +511,13 @@ impl Store {
         }
         res
     }
+}
+
+/// A shared hold on the store's content against garbage collection; the
+/// file lock is released when the file is closed.
+pub(crate) struct Lease<'a> {
+    _g: tokio::sync::RwLockReadGuard<'a, ()>,
+    _f: std::fs::File,
 }
 
 pub(crate) fn parse_config(bytes: &[u8], digest: &str) -> Result<(oci_spec::image::ImageConfiguration, Vec<String>)> {
