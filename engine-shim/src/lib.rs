@@ -39,7 +39,6 @@
 mod client;
 mod launcher;
 mod log;
-mod runc;
 mod server;
 mod state;
 mod wire;
@@ -62,7 +61,7 @@ pub mod serve {
     /// The runtime a shim drives for a [`LaunchRequest`](engine_core::LaunchRequest)'s
     /// [`RuntimeBinary`](engine_core::RuntimeBinary).
     pub fn runtime_for(bin: &engine_core::RuntimeBinary) -> std::sync::Arc<dyn engine_core::Runtime> {
-        std::sync::Arc::new(crate::runc::RuncDriver::new(bin.clone()))
+        std::sync::Arc::new(engine_runtime::OciRuntime::from_binary(bin))
     }
 
     /// Encode the one-line reply a new shim writes to its launcher.
