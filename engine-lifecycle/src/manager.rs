@@ -180,6 +180,21 @@ impl Inner {
         self.store.put(&rec).await
     }
 
+    /// The state dir of a container's `gen`-th shim: `<root>/shims/<id16>-<gen>`,
+    /// or, when the root is too long for a unix socket path in it,
+    /// `/run/engine-lifecycle/<hash of root>/<id16>-<gen>`.
+    fn shim_dir(&self, id: &str, gen: u32) -> PathBuf {
+        let leaf = format!("{}-{gen}", &id[..id.len().min(16)]);
+        let dir = self.cfg.root.join("shims").join(&leaf);
+        if dir.join("shim.sock").as_os_str().len() < 104 {
+            return dir;
+        }
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.cfg.root.hash(&mut h);
+        PathBuf::from("/run/engine-lifecycle").join(format!("{:016x}", h.finish())).join(leaf)
+    }
+
     fn launch_request(&self, rec: &Record) -> Result<LaunchRequest> {
         Ok(LaunchRequest {
             id: ContainerId::new(rec.info.id.clone())?,
@@ -253,7 +268,7 @@ impl Inner {
         undo: &mut Undo,
     ) -> Result<ContainerInfo> {
         let bundle = self.cfg.root.join("containers").join(id);
-        let shim_dir = self.cfg.root.join("shims").join(id);
+        let shim_dir = self.shim_dir(id, 0);
         std::fs::create_dir_all(&bundle).context(|| format!("creating bundle {}", bundle.display()))?;
         undo.bundle = Some(bundle.clone());
         // Named volumes are created on first use.
@@ -360,7 +375,7 @@ impl Inner {
                     let mut r = entry.rec.lock().unwrap();
                     let _ = std::fs::remove_dir_all(&r.shim_dir);
                     r.shim_gen += 1;
-                    r.shim_dir = self.cfg.root.join("shims").join(format!("{}-{}", r.info.id, r.shim_gen));
+                    r.shim_dir = self.shim_dir(&r.info.id, r.shim_gen);
                     r.clone()
                 };
                 self.store.put(&rec).await?;
