@@ -61,7 +61,10 @@ impl Client {
             .map_err(|s| from_status(id.as_str(), s))?
             .into_inner();
         if info.id != id.as_str() {
-            return Err(Error::invalid("shim socket", format!("{} serves {}, not {id}", addr.socket.display(), info.id)));
+            return Err(Error::invalid(
+                "shim socket",
+                format!("{} serves {}, not {id}", addr.socket.display(), info.id),
+            ));
         }
         Ok(client)
     }
@@ -193,7 +196,8 @@ impl Shim for Client {
     }
 
     async fn exec(&self, req: ExecRequest) -> Result<Pid> {
-        let process_json = serde_json::to_vec(&req.process).map_err(|e| Error::invalid("exec process", e.to_string()))?;
+        let process_json =
+            serde_json::to_vec(&req.process).map_err(|e| Error::invalid("exec process", e.to_string()))?;
         let m = proto::ExecReq { exec_id: req.exec_id, process_json, open_stdin: req.open_stdin };
         let r = self.rpc().exec(m).await.map_err(|s| self.err(s))?;
         Ok(r.into_inner().pid)

@@ -125,7 +125,10 @@ impl Launcher {
         };
         let out = tokio::time::timeout(LAUNCH_TIMEOUT, talk)
             .await
-            .map_err(|_| Error::Timeout { what: format!("shim of container {id} to create it"), after: LAUNCH_TIMEOUT })?
+            .map_err(|_| Error::Timeout {
+                what: format!("shim of container {id} to create it"),
+                after: LAUNCH_TIMEOUT,
+            })?
             .map_err(|e| Error::io(format!("talk to the shim of container {id}"), e))?;
         let status = child.wait().await.map_err(|e| Error::io(format!("wait for shim launcher of {id}"), e))?;
         let line = out.split(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap_or_default();

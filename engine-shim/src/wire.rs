@@ -34,8 +34,13 @@ fn static_kind(s: &str) -> &'static str {
 
 impl From<&Error> for WireError {
     fn from(e: &Error) -> Self {
-        let mut w =
-            WireError { kind: e.kind_name().into(), object: String::new(), id: String::new(), message: String::new(), millis: 0 };
+        let mut w = WireError {
+            kind: e.kind_name().into(),
+            object: String::new(),
+            id: String::new(),
+            message: String::new(),
+            millis: 0,
+        };
         match e {
             Error::NotFound { kind, id } => {
                 w.object = (*kind).into();

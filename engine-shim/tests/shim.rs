@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use engine_core::{
-    AttachOptions, ConsoleSize, ContainerStatus, Error, ExecRequest, ProcessRef, Shim, ShimEvent, ShimLauncher, Signal,
+    AttachOptions, ConsoleSize, ContainerStatus, Error, ExecRequest, ProcessRef, ShimEvent, ShimLauncher, Signal,
     StdStream,
 };
 use engine_shim::Launcher;
@@ -19,7 +19,9 @@ fn launcher() -> Launcher {
     Launcher::new(shim_binary())
 }
 
-async fn collect_output(mut out: futures::stream::BoxStream<'static, engine_core::Result<engine_core::Output>>) -> String {
+async fn collect_output(
+    mut out: futures::stream::BoxStream<'static, engine_core::Result<engine_core::Output>>,
+) -> String {
     let mut s = Vec::new();
     while let Some(Ok(o)) = out.next().await {
         s.extend_from_slice(&o.data);
@@ -75,7 +77,6 @@ async fn output_logged_with_timestamps(rt: Rt) {
     assert!(shim.delete().await.unwrap().is_some());
     assert!(!c.runtime_knows());
 }
-
 
 async fn exit_code_for_a_late_waiter(rt: Rt) {
     let c = TestContainer::new(rt, "exit", &["sh", "-c", "exit 7"], false);
@@ -141,7 +142,8 @@ async fn exec_with_its_own_exit_code(rt: Rt) {
     process.set_args(Some(vec!["sh".into(), "-c".into(), "echo from-exec; echo exec-err >&2; exit 3".into()]));
     process.set_env(Some(vec!["PATH=/bin".into()]));
     process.set_terminal(Some(false));
-    let pid = shim.exec(ExecRequest { exec_id: "e1".into(), process: process.clone(), open_stdin: false }).await.unwrap();
+    let pid =
+        shim.exec(ExecRequest { exec_id: "e1".into(), process: process.clone(), open_stdin: false }).await.unwrap();
     assert!(pid > 0);
     let a = shim
         .attach(&ProcessRef::Exec("e1".into()), AttachOptions { stdin: false, stdout: true, stderr: true })
@@ -176,8 +178,12 @@ async fn attach_with_stdin(rt: Rt) {
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
     let both = AttachOptions { stdin: true, stdout: true, stderr: true };
     let mut a = shim.attach(&ProcessRef::Init, both).await.unwrap();
-    let mut watcher = shim.attach(&ProcessRef::Init, AttachOptions { stdin: false, stdout: true, stderr: false }).await.unwrap();
+    let mut watcher =
+        shim.attach(&ProcessRef::Init, AttachOptions { stdin: false, stdout: true, stderr: false }).await.unwrap();
     shim.start().await.unwrap();
+    // Resizing a process without a terminal is refused.
+    let err = shim.resize(&ProcessRef::Init, ConsoleSize { height: 10, width: 10 }).await.unwrap_err();
+    assert!(err.is_conflict(), "{err}");
     let mut stdin = a.stdin.take().unwrap();
     stdin.write_all(b"hello shim\n").await.unwrap();
     stdin.flush().await.unwrap();
@@ -206,7 +212,8 @@ async fn tty_mode(rt: Rt) {
     let shim = launcher().launch(req).await.unwrap();
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
     shim.resize(&ProcessRef::Init, ConsoleSize { height: 33, width: 101 }).await.unwrap();
-    let mut a = shim.attach(&ProcessRef::Init, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    let mut a =
+        shim.attach(&ProcessRef::Init, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
     shim.start().await.unwrap();
     let first = read_until(&mut a.output, "33 101").await;
     assert!(first.contains("33 101"), "stty size on the pty: {first:?}");
@@ -218,7 +225,6 @@ async fn tty_mode(rt: Rt) {
     let log: String = c.log_entries().iter().map(|e| String::from_utf8_lossy(&e.line).into_owned()).collect();
     assert!(log.contains("33 101") && log.contains("got:abc"), "tty output logged: {log:?}");
     assert!(c.log_entries().iter().all(|e| e.stream == StdStream::Stdout));
-    // Resizing a process without a terminal is refused.
     shim.delete().await.unwrap();
 }
 
@@ -317,7 +323,8 @@ async fn owner_binding(rt: Rt) {
             let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
             let ctrl = if ctrl.is_empty() { "unified" } else { ctrl.split(',').next()? };
             let ctrl = ctrl.strip_prefix("name=").unwrap_or(ctrl);
-            (path.contains(c.id.as_str())).then(|| std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(path.trim_start_matches('/')))
+            (path.contains(c.id.as_str()))
+                .then(|| std::path::Path::new("/sys/fs/cgroup").join(ctrl).join(path.trim_start_matches('/')))
         })
         .filter(|p| p.exists())
         .collect();
@@ -389,7 +396,10 @@ async fn create_failure_leaves_nothing(rt: Rt) {
     match &err {
         Error::Runtime { runtime, message } => {
             assert_eq!(runtime, &c.runtime.name);
-            assert!(!message.is_empty() && message.contains("rootfs") || message.contains("no such file"), "runtime message: {message}");
+            assert!(
+                !message.is_empty() && message.contains("rootfs") || message.contains("no such file"),
+                "runtime message: {message}"
+            );
         }
         e => panic!("expected the runtime's error, got {e:?}"),
     }
@@ -424,7 +434,8 @@ fn holders_of(dir: &std::path::Path) -> Vec<i32> {
 }
 
 async fn one_shim_per_container_and_no_runtime_process(rt: Rt) {
-    let cs: Vec<TestContainer> = (0..3).map(|i| TestContainer::new(rt, &format!("ps{i}"), &["sleep", "1000"], false)).collect();
+    let cs: Vec<TestContainer> =
+        (0..3).map(|i| TestContainer::new(rt, &format!("ps{i}"), &["sleep", "1000"], false)).collect();
     let mut shims = Vec::new();
     for c in &cs {
         let shim = launcher().launch(c.request()).await.unwrap();

@@ -60,9 +60,11 @@ fn main() {
         return;
     }
     let mut input = Vec::new();
-    let req: LaunchRequest = match std::io::stdin().read_to_end(&mut input).map_err(|e| e.to_string()).and_then(|_| {
-        serde_json::from_slice(&input).map_err(|e| format!("launch request on stdin: {e}"))
-    }) {
+    let req: LaunchRequest = match std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&input).map_err(|e| format!("launch request on stdin: {e}")))
+    {
         Ok(r) => r,
         Err(e) => {
             let err = engine_core::Error::invalid("launch request", e);

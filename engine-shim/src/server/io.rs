@@ -95,7 +95,8 @@ impl Io {
         let src = if let Some(m) = master {
             sys::set_nonblocking(&m).map_err(|e| Error::io("set pty master non-blocking", e))?;
             // SAFETY: `m` is an OwnedFd that the AsyncFd owns from here on.
-            let afd = Arc::new(unsafe { AsyncFd::register(m) }.map_err(|e| Error::io("register pty master", e.into()))?);
+            let afd =
+                Arc::new(unsafe { AsyncFd::register(m) }.map_err(|e| Error::io("register pty master", e.into()))?);
             io.pty = Some(afd.clone());
             if open_stdin {
                 io.stdin = tokio::sync::Mutex::new(Some(Stdin::Pty));

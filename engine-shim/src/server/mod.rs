@@ -201,9 +201,10 @@ impl Core {
                 let pid = r?;
                 let m = match master {
                     Some(m) => m,
-                    None => tokio::time::timeout(Duration::from_secs(5), acc)
-                        .await
-                        .map_err(|_| Error::Timeout { what: "pty master from the runtime".into(), after: Duration::from_secs(5) })??,
+                    None => tokio::time::timeout(Duration::from_secs(5), acc).await.map_err(|_| Error::Timeout {
+                        what: "pty master from the runtime".into(),
+                        after: Duration::from_secs(5),
+                    })??,
                 };
                 (pid, Some(m))
             }
@@ -220,7 +221,11 @@ impl Core {
     async fn start(self: &Arc<Self>) -> Result<Pid> {
         let st = self.init.state();
         if st.status != ContainerStatus::Created {
-            return Err(Error::conflict("container", self.id.as_str(), format!("cannot start a {} container", st.status)));
+            return Err(Error::conflict(
+                "container",
+                self.id.as_str(),
+                format!("cannot start a {} container", st.status),
+            ));
         }
         self.rt(self.rt.start(&self.id)).await?;
         if self.init.exited().is_none() {
@@ -322,7 +327,11 @@ impl Core {
             // The init may have just exited and not been recorded yet.
             let rs = self.rt(self.rt.state(&self.id)).await?;
             if rs.status != ContainerStatus::Stopped {
-                return Err(Error::conflict("container", self.id.as_str(), format!("cannot delete a {} container; kill it first", rs.status)));
+                return Err(Error::conflict(
+                    "container",
+                    self.id.as_str(),
+                    format!("cannot delete a {} container; kill it first", rs.status),
+                ));
             }
         }
         let force = st.status == ContainerStatus::Created;
@@ -471,10 +480,17 @@ async fn setup(
         .map_err(|e| Error::io(format!("create state dir {}", req.state_dir.display()), e))?;
     let sock = req.state_dir.join(state::SOCKET_FILE);
     if sock.as_os_str().len() >= 108 {
-        return Err(Error::invalid("state dir", format!("{} is too long for a unix socket path", req.state_dir.display())));
+        return Err(Error::invalid(
+            "state dir",
+            format!("{} is too long for a unix socket path", req.state_dir.display()),
+        ));
     }
     if std::os::unix::net::UnixStream::connect(&sock).is_ok() {
-        return Err(Error::conflict("container", id.as_str(), format!("a shim already serves {}", req.state_dir.display())));
+        return Err(Error::conflict(
+            "container",
+            id.as_str(),
+            format!("a shim already serves {}", req.state_dir.display()),
+        ));
     }
     let _ = std::fs::remove_file(&sock);
     let listener =
@@ -497,7 +513,11 @@ async fn setup(
     // before touching anything, so the cleanup below never deletes it.
     match core.rt(core.rt.state(&id)).await {
         Ok(s) => {
-            return Err(Error::conflict("container", id.as_str(), format!("the runtime already has it ({})", s.status)));
+            return Err(Error::conflict(
+                "container",
+                id.as_str(),
+                format!("the runtime already has it ({})", s.status),
+            ));
         }
         Err(e) if e.is_not_found() => {}
         Err(Error::Runtime { .. }) => {}

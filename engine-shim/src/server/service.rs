@@ -104,13 +104,17 @@ impl ShimRpc for ShimService {
                 }
             });
         }
-        let want = move |s: StdStream| (s == StdStream::Stderr && opts.stderr) || (s != StdStream::Stderr && opts.stdout);
+        let want =
+            move |s: StdStream| (s == StdStream::Stderr && opts.stderr) || (s != StdStream::Stderr && opts.stdout);
         let to_msg = |o: engine_core::Output| proto::OutputMsg { stream: stream_num(o.stream), data: o.data.to_vec() };
         let out: Self::AttachStream = match io.subscribe() {
             Some((held, rx)) => {
                 let held = futures::stream::iter(held);
                 let live = BroadcastStream::new(rx).filter_map(|r| async move { r.ok() });
-                held.chain(live).filter(move |o| futures::future::ready(want(o.stream))).map(move |o| Ok(to_msg(o))).boxed()
+                held.chain(live)
+                    .filter(move |o| futures::future::ready(want(o.stream)))
+                    .map(move |o| Ok(to_msg(o)))
+                    .boxed()
             }
             None => futures::stream::iter(io.take_replay())
                 .filter(move |o| futures::future::ready(want(o.stream)))

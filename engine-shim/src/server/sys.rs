@@ -62,7 +62,8 @@ pub(crate) fn set_winsize(fd: &impl AsRawFd, size: ConsoleSize) -> std::io::Resu
 
 /// Receive the fd a runtime sends over a console socket (SCM_RIGHTS).
 pub(crate) async fn recv_console(listener: &tokio::net::UnixListener, path: &Path) -> Result<OwnedFd> {
-    let (stream, _) = listener.accept().await.map_err(|e| Error::io(format!("accept on console socket {}", path.display()), e))?;
+    let (stream, _) =
+        listener.accept().await.map_err(|e| Error::io(format!("accept on console socket {}", path.display()), e))?;
     loop {
         stream.readable().await.map_err(|e| Error::io(format!("console socket {}", path.display()), e))?;
         match stream.try_io(tokio::io::Interest::READABLE, || recv_fd(stream.as_raw_fd())) {
