@@ -597,7 +597,14 @@ impl Client {
         let body = serde_json::to_vec(&ExecStartBody { detach: Some(true), tty: Some(false), console_size: None })
             .unwrap_or_default();
         let resp = self
-            .call(Method::POST, &format!("/exec/{}/start", enc(exec_id)), full(body), Some("application/json"), "exec", exec_id)
+            .call(
+                Method::POST,
+                &format!("/exec/{}/start", enc(exec_id)),
+                full(body),
+                Some("application/json"),
+                "exec",
+                exec_id,
+            )
             .await?;
         read_body(resp, 1 << 20).await.map(|_| ())
     }
@@ -663,8 +670,9 @@ impl Client {
             Error::unavailable(format!("engined at {}", self.socket.display()), format!("POST {path}: {e}"))
         };
         let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| unavailable(&e))?;
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake::<_, ReqBody>(TokioIo::new(stream)).await.map_err(|e| unavailable(&e))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, ReqBody>(TokioIo::new(stream))
+            .await
+            .map_err(|e| unavailable(&e))?;
         tokio::spawn(async move {
             let _ = conn.with_upgrades().await;
         });
@@ -744,9 +752,8 @@ impl Client {
         if let Some(t) = tag {
             p.push_str(&format!("&tag={}", enc(t)));
         }
-        let resp = self
-            .send(Method::POST, &p, empty(), None, &[("x-registry-auth", encode_registry_auth(auth, ""))])
-            .await?;
+        let resp =
+            self.send(Method::POST, &p, empty(), None, &[("x-registry-auth", encode_registry_auth(auth, ""))]).await?;
         if !resp.status().is_success() {
             return Err(error_from_response(resp, "image", reference).await);
         }
@@ -761,9 +768,8 @@ impl Client {
     ) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
         let (image, tag) = split_tag(reference);
         let p = format!("/images/{image}/push?tag={}", enc(tag.unwrap_or("")));
-        let resp = self
-            .send(Method::POST, &p, empty(), None, &[("x-registry-auth", encode_registry_auth(auth, ""))])
-            .await?;
+        let resp =
+            self.send(Method::POST, &p, empty(), None, &[("x-registry-auth", encode_registry_auth(auth, ""))]).await?;
         if !resp.status().is_success() {
             return Err(error_from_response(resp, "image", reference).await);
         }

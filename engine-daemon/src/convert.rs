@@ -2,8 +2,8 @@
 
 use engine_client::models::*;
 use engine_core::{
-    ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, MountSpec, NetworkMode, Resources, Result,
-    RestartPolicy, Signal,
+    ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, MountSpec, NetworkMode, Resources, RestartPolicy,
+    Result, Signal,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -186,15 +186,12 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
     }
     let stop_signal = match body.stop_signal.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(s.parse::<Signal>().map_err(|_| Error::invalid("field StopSignal", format!("invalid signal: {s}")))?),
-    };
-    let entrypoint = body.entrypoint.as_ref().map(|e| {
-        if e.0.len() == 1 && e.0[0].is_empty() {
-            Vec::new()
-        } else {
-            e.0.clone()
+        Some(s) => {
+            Some(s.parse::<Signal>().map_err(|_| Error::invalid("field StopSignal", format!("invalid signal: {s}")))?)
         }
-    });
+    };
+    let entrypoint =
+        body.entrypoint.as_ref().map(|e| if e.0.len() == 1 && e.0[0].is_empty() { Vec::new() } else { e.0.clone() });
     Ok(ContainerConfig {
         image,
         name,
@@ -383,12 +380,9 @@ pub fn mount_points(c: &ContainerConfig) -> Vec<MountPoint> {
                 propagation: "rprivate".into(),
                 ..Default::default()
             },
-            MountSpec::Tmpfs { target, .. } => MountPoint {
-                r#type: "tmpfs".into(),
-                destination: target.clone(),
-                rw: true,
-                ..Default::default()
-            },
+            MountSpec::Tmpfs { target, .. } => {
+                MountPoint { r#type: "tmpfs".into(), destination: target.clone(), rw: true, ..Default::default() }
+            }
             MountSpec::Volume { name, target, read_only } => MountPoint {
                 r#type: "volume".into(),
                 name: name.clone(),

@@ -109,8 +109,7 @@ pub fn docker_message(e: &Error) -> String {
 pub fn error(e: &Error) -> Resp {
     let st = status_of(e);
     let mut r = json(st, &ErrorResponse { message: docker_message(e) });
-    r.headers_mut()
-        .insert(engine_client::ERROR_KIND_HEADER, HeaderValue::from_static(e.kind_name()));
+    r.headers_mut().insert(engine_client::ERROR_KIND_HEADER, HeaderValue::from_static(e.kind_name()));
     r
 }
 

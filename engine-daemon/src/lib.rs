@@ -104,10 +104,8 @@ impl Daemon {
     /// events are forwarded to `/events` clients meanwhile.
     pub async fn serve(&self, listeners: Vec<(UnixListener, PathBuf)>) {
         let fwd = tokio::spawn(events::forward(self.state.manager.clone(), self.state.clone()));
-        let tasks: Vec<_> = listeners
-            .into_iter()
-            .map(|(l, p)| tokio::spawn(server::serve(self.state.clone(), l, p)))
-            .collect();
+        let tasks: Vec<_> =
+            listeners.into_iter().map(|(l, p)| tokio::spawn(server::serve(self.state.clone(), l, p))).collect();
         let _abort = AbortAll(tasks.iter().map(|t| t.abort_handle()).chain([fwd.abort_handle()]).collect());
         for t in tasks {
             let _ = t.await;

@@ -65,11 +65,7 @@ pub fn bind(path: &Path, gid: Option<u32>) -> Result<UnixListener> {
     if path.exists() || std::fs::symlink_metadata(path).is_ok() {
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => {
-                return Err(Error::conflict(
-                    "socket",
-                    path.display().to_string(),
-                    "another daemon is listening on it",
-                ))
+                return Err(Error::conflict("socket", path.display().to_string(), "another daemon is listening on it"))
             }
             Err(_) => {
                 tracing::info!(path = %path.display(), "removing stale socket");

@@ -29,17 +29,37 @@ fn bad_create_requests_get_docker_errors_and_create_nothing() {
         ("/v1.41/containers/create", b"{not json".to_vec(), 400, "malformed JSON"),
         ("/v1.41/containers/create", b"".to_vec(), 400, "empty"),
         ("/v1.41/containers/create", br#"{"Image":"bb","Tty":"yes"}"#.to_vec(), 400, "Tty"),
-        ("/v1.41/containers/create", br#"{"Image":"bb","HostConfig":{"Memory":"lots"}}"#.to_vec(), 400, "HostConfig.Memory"),
+        (
+            "/v1.41/containers/create",
+            br#"{"Image":"bb","HostConfig":{"Memory":"lots"}}"#.to_vec(),
+            400,
+            "HostConfig.Memory",
+        ),
         ("/v1.41/containers/create", br#"{"Image":"bb","Cmd":[1,2]}"#.to_vec(), 400, "Cmd"),
         ("/v1.41/containers/create", br#"{"Image":"bb","HostConfig":{"Memory":-1}}"#.to_vec(), 400, "Memory"),
-        ("/v1.41/containers/create", br#"{"Image":"bb","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#.to_vec(), 400, "restart policy"),
+        (
+            "/v1.41/containers/create",
+            br#"{"Image":"bb","HostConfig":{"RestartPolicy":{"Name":"sometimes"}}}"#.to_vec(),
+            400,
+            "restart policy",
+        ),
         ("/v1.41/containers/create", br#"{"Image":"bb","Env":["=x"]}"#.to_vec(), 400, "environment variable"),
         ("/v1.41/containers/create", br#"{"Image":"bb","WorkingDir":"relative"}"#.to_vec(), 400, "absolute path"),
         ("/v1.41/containers/create?name=bad%20name", br#"{"Image":"bb"}"#.to_vec(), 400, "Invalid container name"),
         ("/v1.41/containers/create?name=-x", br#"{"Image":"bb"}"#.to_vec(), 400, "Invalid container name"),
         ("/v1.41/containers/create", br#"{"Image":"Not A/Reference"}"#.to_vec(), 400, "invalid reference format"),
-        ("/v1.41/containers/create", br#"{"Image":"127.0.0.1:1/nope"}"#.to_vec(), 404, "No such image: 127.0.0.1:1/nope:latest"),
-        ("/v1.41/containers/create", br#"{"Image":"bb","HostConfig":{"NetworkMode":"mynet"}}"#.to_vec(), 404, "network mynet not found"),
+        (
+            "/v1.41/containers/create",
+            br#"{"Image":"127.0.0.1:1/nope"}"#.to_vec(),
+            404,
+            "No such image: 127.0.0.1:1/nope:latest",
+        ),
+        (
+            "/v1.41/containers/create",
+            br#"{"Image":"bb","HostConfig":{"NetworkMode":"mynet"}}"#.to_vec(),
+            404,
+            "network mynet not found",
+        ),
         ("/containers/create", br#"{"Image":"bb","HostConfig":{"Binds":["/no/such/dir:/x"]}}"#.to_vec(), 400, ""),
     ];
     for (path, body, status, needle) in cases {
@@ -50,7 +70,11 @@ fn bad_create_requests_get_docker_errors_and_create_nothing() {
         nothing_created(&e);
     }
     // Unknown fields are ignored.
-    let (st, resp) = e.http("POST", "/v1.41/containers/create", br#"{"Image":"bb","FutureField":{"x":[1]},"HostConfig":{"Also":1}}"#);
+    let (st, resp) = e.http(
+        "POST",
+        "/v1.41/containers/create",
+        br#"{"Image":"bb","FutureField":{"x":[1]},"HostConfig":{"Also":1}}"#,
+    );
     assert_eq!(st, 201, "{resp}");
     let id = serde_json::from_str::<serde_json::Value>(&resp).unwrap()["Id"].as_str().unwrap().to_string();
     let (st, _) = e.http("DELETE", &format!("/containers/{id}?force=1"), b"");

@@ -27,7 +27,10 @@ async fn typed_client_end_to_end() {
     let tar = busybox_archive(e.dir.path(), "bb:latest");
     let f = tokio::fs::File::open(&tar).await.unwrap();
     let msgs: Vec<_> = c.load(f, true).await.unwrap().collect().await;
-    assert!(msgs.iter().any(|m| m.as_ref().unwrap().stream.as_deref() == Some("Loaded image: bb:latest\n")), "{msgs:?}");
+    assert!(
+        msgs.iter().any(|m| m.as_ref().unwrap().stream.as_deref() == Some("Loaded image: bb:latest\n")),
+        "{msgs:?}"
+    );
     assert_eq!(c.list_images().await.unwrap()[0].repo_tags.as_deref(), Some(&["bb:latest".to_string()][..]));
 
     // Exit code as a value.
@@ -36,14 +39,19 @@ async fn typed_client_end_to_end() {
     assert!(c.start(&id).await.unwrap());
     assert_eq!(wait.exit_code().await.unwrap(), 3);
     let frames: Vec<_> = c.logs(&id, &LogsParams::default()).await.unwrap().map(|f| f.unwrap()).collect().await;
-    let stdout: Vec<u8> = frames.iter().filter(|f| f.stream == FrameStream::Stdout).flat_map(|f| f.data.to_vec()).collect();
-    let stderr: Vec<u8> = frames.iter().filter(|f| f.stream == FrameStream::Stderr).flat_map(|f| f.data.to_vec()).collect();
+    let stdout: Vec<u8> =
+        frames.iter().filter(|f| f.stream == FrameStream::Stdout).flat_map(|f| f.data.to_vec()).collect();
+    let stderr: Vec<u8> =
+        frames.iter().filter(|f| f.stream == FrameStream::Stderr).flat_map(|f| f.data.to_vec()).collect();
     assert_eq!((stdout.as_slice(), stderr.as_slice()), (&b"o\n"[..], &b"e\n"[..]));
 
     // Typed errors.
     let err = c.inspect_container("nosuch").await.unwrap_err();
     assert!(matches!(err, engine_core::Error::NotFound { kind: "container", ref id } if id == "nosuch"), "{err:?}");
-    let err = c.create_container(None, &ContainerConfigBody { image: Some("127.0.0.1:1/none".into()), ..Default::default() }).await.unwrap_err();
+    let err = c
+        .create_container(None, &ContainerConfigBody { image: Some("127.0.0.1:1/none".into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(matches!(err, engine_core::Error::NotFound { kind: "image", .. }), "{err:?}");
     let err = c.create_container(Some("exit3"), &cfg(&["true"])).await.unwrap_err();
     assert!(err.is_conflict(), "{err:?}");
@@ -101,7 +109,8 @@ async fn typed_client_end_to_end() {
     assert!(!c.stop(&id4, Some(1)).await.unwrap(), "stopping a stopped container is a no-op (304)");
     let all = c.list_containers(true, &HashMap::new()).await.unwrap();
     assert_eq!(all.len(), 4);
-    let named = c.list_containers(true, &HashMap::from([("name".to_string(), vec!["exit3".to_string()])])).await.unwrap();
+    let named =
+        c.list_containers(true, &HashMap::from([("name".to_string(), vec!["exit3".to_string()])])).await.unwrap();
     assert_eq!(named.len(), 1);
     assert_eq!(named[0].names, ["/exit3"]);
     assert!(named[0].status.starts_with("Exited (3) "), "{}", named[0].status);

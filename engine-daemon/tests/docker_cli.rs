@@ -57,7 +57,16 @@ fn run_rm_passes_output_and_exit_codes() {
 fn detached_ps_logs_exec() {
     let e = Engined::start();
     e.load_busybox();
-    let id = e.ok(&["run", "-d", "--name", "s1", "bb", "sh", "-c", "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; sleep 100"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "s1",
+        "bb",
+        "sh",
+        "-c",
+        "for i in 1 2 3; do echo out$i; echo err$i >&2; sleep 0.3; done; sleep 100",
+    ]);
     let id = id.trim().to_string();
     assert_eq!(id.len(), 64, "{id}");
     let ps = e.ok(&["ps"]);
@@ -217,7 +226,16 @@ fn push_and_pull_with_a_loopback_registry() {
 fn kill_engined_and_restart() {
     let mut e = Engined::start();
     e.load_busybox();
-    let id = e.ok(&["run", "-d", "--name", "survivor", "bb", "sh", "-c", "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done"]);
+    let id = e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "survivor",
+        "bb",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done",
+    ]);
     let id = id.trim().to_string();
     let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "survivor"])).unwrap();
     let pid = j[0]["State"]["Pid"].as_i64().unwrap();
@@ -294,7 +312,15 @@ fn pause_restart_top_events() {
     e.ok(&["restart", "-t", "0", "p1"]);
     assert!(e.ok(&["ps"]).contains("Up "));
     let until = since + 30;
-    let ev = e.ok(&["events", "--since", &since.to_string(), "--until", &until.min(since + 1 + 5).to_string(), "--filter", "container=p1"]);
+    let ev = e.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.min(since + 1 + 5).to_string(),
+        "--filter",
+        "container=p1",
+    ]);
     for action in ["create", "start", "pause", "unpause", "die"] {
         assert!(ev.contains(&format!("container {action} ")), "no {action} in {ev}");
     }

@@ -20,7 +20,10 @@ fn engine_cli_flows() {
     let tar = busybox_archive(e.dir.path(), "bb:latest");
     assert_eq!(ok(&e, &["load", "-i", tar.to_str().unwrap()]).trim(), "Loaded image: bb:latest");
     let images = ok(&e, &["images"]);
-    assert!(images.starts_with("REPOSITORY") && images.lines().any(|l| l.starts_with("bb ") && l.contains("latest")), "{images}");
+    assert!(
+        images.starts_with("REPOSITORY") && images.lines().any(|l| l.starts_with("bb ") && l.contains("latest")),
+        "{images}"
+    );
     assert!(ok(&e, &["version"]).contains("API version:\t1.41"));
     assert!(ok(&e, &["info"]).contains("Images: 1"));
     // run --rm with output and exit codes.
@@ -73,11 +76,7 @@ fn engine_cli_flows() {
 #[test]
 fn engine_host_from_environment() {
     let e = Engined::start();
-    let o = std::process::Command::new(engine_bin())
-        .arg("version")
-        .env("ENGINE_HOST", e.host())
-        .output()
-        .unwrap();
+    let o = std::process::Command::new(engine_bin()).arg("version").env("ENGINE_HOST", e.host()).output().unwrap();
     assert!(o.status.success(), "{}", show(&o));
     let o = std::process::Command::new(engine_bin())
         .arg("version")

@@ -69,7 +69,13 @@ pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
     let filters = q.filters()?;
     let mut f = ListFilter { all: q.bool("all"), ..Default::default() };
     f.labels = filters.get("label").cloned().unwrap_or_default();
-    f.names = filters.get("name").cloned().unwrap_or_default().into_iter().map(|n| n.trim_start_matches('/').to_string()).collect();
+    f.names = filters
+        .get("name")
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect();
     f.ids = filters.get("id").cloned().unwrap_or_default();
     let statuses = filters.get("status").cloned().unwrap_or_default();
     if !statuses.is_empty() {
@@ -81,7 +87,7 @@ pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
     list.retain(|c| {
         ancestors.is_empty() || ancestors.iter().any(|a| *a == c.config.image || c.image_id.contains(a.as_str()))
     });
-    list.sort_by(|a, b| b.created.cmp(&a.created));
+    list.sort_by_key(|c| std::cmp::Reverse(c.created));
     if let Some(n) = q.int("limit")? {
         if n > 0 {
             list.truncate(n as usize);
@@ -309,7 +315,9 @@ pub(crate) async fn logs(st: &State, id: &str, q: &Query) -> Result<Resp> {
     }
     let tail = match q.get("tail").unwrap_or("all") {
         "all" | "" => None,
-        n => Some(n.parse::<i64>().map_err(|_| Error::invalid("query parameter tail", format!("{n:?}")))?.max(0) as usize),
+        n => {
+            Some(n.parse::<i64>().map_err(|_| Error::invalid("query parameter tail", format!("{n:?}")))?.max(0) as usize)
+        }
     };
     let opts = LogOptions {
         stdout,
@@ -367,12 +375,18 @@ fn proc_row(pid: i32, boot: u64) -> Option<Vec<String>> {
     let tck = clock_ticks();
     let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("Uid:")).and_then(|l| l.split_whitespace().nth(1)).map(str::to_owned)
+        })
         .unwrap_or_default();
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
         .ok()
         .map(|c| {
-            c.split(|b| *b == 0).filter(|a| !a.is_empty()).map(|a| String::from_utf8_lossy(a).into_owned()).collect::<Vec<_>>().join(" ")
+            c.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
         })
         .unwrap_or_default();
     let cpu = (utime + stime) / tck;
@@ -416,7 +430,11 @@ fn system_cpu_ns() -> u64 {
         .unwrap_or(0)
 }
 
-fn stats_json(info: &ContainerInfo, s: &engine_core::Stats, pre: Option<(&engine_core::Stats, u64, SystemTime)>) -> serde_json::Value {
+fn stats_json(
+    info: &ContainerInfo,
+    s: &engine_core::Stats,
+    pre: Option<(&engine_core::Stats, u64, SystemTime)>,
+) -> serde_json::Value {
     let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let cpu = |s: &engine_core::Stats, sys: u64| {
         json!({
@@ -428,9 +446,11 @@ fn stats_json(info: &ContainerInfo, s: &engine_core::Stats, pre: Option<(&engine
     };
     let (precpu, preread) = match pre {
         Some((p, sys, t)) => (cpu(p, sys), engine_core::time::format_rfc3339(t)),
-        None => (json!({"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": ncpu,
+        None => (
+            json!({"cpu_usage": {"total_usage": 0}, "system_cpu_usage": 0, "online_cpus": ncpu,
                          "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}),
-                 convert::ZERO_TIME.to_string()),
+            convert::ZERO_TIME.to_string(),
+        ),
     };
     let io = |op: &str, v: Option<u64>| json!({"major": 0, "minor": 0, "op": op, "value": v.unwrap_or(0)});
     json!({
@@ -477,7 +497,8 @@ pub(crate) async fn stats(st: &State, id: &str, q: &Query) -> Result<Resp> {
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let Ok(cur) = manager.stats(&info.id).await else { return };
-            let mut line = serde_json::to_vec(&stats_json(&info, &cur, Some((&prev.0, prev.1, prev.2)))).unwrap_or_default();
+            let mut line =
+                serde_json::to_vec(&stats_json(&info, &cur, Some((&prev.0, prev.1, prev.2)))).unwrap_or_default();
             line.push(b'\n');
             if tx.send(Ok(Bytes::from(line))).await.is_err() {
                 return;

@@ -36,7 +36,11 @@ pub(crate) async fn create(st: &State, id: &str, body: Incoming) -> Result<Resp>
     }
     let info = st.manager.inspect(id).await?;
     if !matches!(info.state, ContainerState::Running) {
-        let why = if info.state == ContainerState::Paused { "is paused, unpause the container before exec" } else { "is not running" };
+        let why = if info.state == ContainerState::Paused {
+            "is paused, unpause the container before exec"
+        } else {
+            "is not running"
+        };
         return Err(Error::conflict("container", id, format!("Container {} {why}", info.id)));
     }
     let config = ExecConfig {
@@ -66,12 +70,7 @@ pub(crate) async fn create(st: &State, id: &str, body: Incoming) -> Result<Resp>
 }
 
 fn entry(st: &State, id: &str) -> Result<ExecEntry> {
-    st.execs
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id)
-        .cloned()
-        .ok_or_else(|| Error::not_found("exec", id))
+    st.execs.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned().ok_or_else(|| Error::not_found("exec", id))
 }
 
 pub(crate) async fn start(st: &State, id: &str, mut req: Request<Incoming>) -> Result<Resp> {
@@ -81,8 +80,11 @@ pub(crate) async fn start(st: &State, id: &str, mut req: Request<Incoming>) -> R
         Ok(d) => d,
         Err(e) => return Ok(e.response()),
     };
-    let b: ExecStartBody =
-        if data.iter().all(|c| c.is_ascii_whitespace()) { ExecStartBody::default() } else { convert::parse_body(&data, "exec start")? };
+    let b: ExecStartBody = if data.iter().all(|c| c.is_ascii_whitespace()) {
+        ExecStartBody::default()
+    } else {
+        convert::parse_body(&data, "exec start")?
+    };
     let e = entry(st, id)?;
     if e.started.is_some() {
         return Err(Error::conflict("exec", id, format!("Exec {id} has already been started")));
@@ -124,7 +126,7 @@ pub(crate) async fn start(st: &State, id: &str, mut req: Request<Incoming>) -> R
         let _ = tokio::time::timeout(Duration::from_secs(30), manager.exec_wait(&real2)).await;
     });
     super::hijack::spawn_pump(on_upgrade, attach, tty, None, Some(finish), format!("exec {id}"));
-    Ok(super::hijack::upgraded_response(tty))
+    Ok(super::hijack::upgraded_response())
 }
 
 pub(crate) async fn inspect(st: &State, id: &str) -> Result<Resp> {

@@ -24,17 +24,15 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(crate) type Finish = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 fn wants_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
+    req.headers().get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("tcp"))
 }
 
 /// The 101 answer.
-pub(crate) fn upgraded_response(tty: bool) -> Resp {
+pub(crate) fn upgraded_response() -> Resp {
     let mut r = h::status(StatusCode::SWITCHING_PROTOCOLS);
     let hd = r.headers_mut();
-    let ct = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.raw-stream" };
+    // API 1.41 (what engined advertises) uses raw-stream for both; the frames tell.
+    let ct = "application/vnd.docker.raw-stream";
     hd.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
     hd.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
     hd.insert(header::UPGRADE, HeaderValue::from_static("tcp"));
@@ -161,5 +159,5 @@ pub(crate) async fn attach(st: &State, id: &str, q: &Query, req: &mut Request<In
     };
     let on_upgrade = hyper::upgrade::on(req);
     spawn_pump(on_upgrade, attach, tty, replay, None, format!("attach {}", info.id));
-    Ok(upgraded_response(tty))
+    Ok(upgraded_response())
 }

@@ -106,7 +106,7 @@ async fn list(st: &State, q: &Query) -> Result<Resp> {
         let want = d == "true" || d == "1";
         images.retain(|i| i.repo_tags.is_empty() == want);
     }
-    images.sort_by(|a, b| b.created.cmp(&a.created));
+    images.sort_by_key(|i| std::cmp::Reverse(i.created));
     let out: Vec<ImageSummary> = images.iter().map(convert::image_summary).collect();
     Ok(h::json(StatusCode::OK, &out))
 }
@@ -326,7 +326,10 @@ async fn load(st: &State, q: &Query, body: Incoming) -> Result<Resp> {
         let mut out = Vec::new();
         for img in &loaded {
             if img.repo_tags.is_empty() {
-                out.push(ProgressMessage { stream: Some(format!("Loaded image ID: {}\n", img.id)), ..Default::default() });
+                out.push(ProgressMessage {
+                    stream: Some(format!("Loaded image ID: {}\n", img.id)),
+                    ..Default::default()
+                });
                 events.image("load", &img.id, None);
             }
             for t in &img.repo_tags {
@@ -375,7 +378,9 @@ async fn save(st: &State, names: Vec<String>) -> Result<Resp> {
 async fn create(st: &State, q: &Query, req: Request<Incoming>) -> Result<Resp> {
     if let Some(src) = q.get("fromSrc").filter(|s| !s.is_empty()) {
         if src != "-" {
-            return Err(Error::Unsupported(format!("importing from a URL ({src}); send the tar as the body with fromSrc=-")));
+            return Err(Error::Unsupported(format!(
+                "importing from a URL ({src}); send the tar as the body with fromSrc=-"
+            )));
         }
         let repo = q.get("repo").unwrap_or("");
         let reference = match (repo, q.get("tag").filter(|t| !t.is_empty())) {
@@ -420,7 +425,9 @@ async fn create(st: &State, q: &Query, req: Request<Incoming>) -> Result<Resp> {
     let short = engine_client::split_tag(&reference).1.unwrap_or("latest").to_string();
     let r2 = reference.clone();
     progress_response(
-        vec![ProgressMessage::status(format!("Pulling from {}", engine_client::split_tag(&reference).0)).with_id(&short)],
+        vec![
+            ProgressMessage::status(format!("Pulling from {}", engine_client::split_tag(&reference).0)).with_id(&short)
+        ],
         false,
         true,
         move |ptx| async move {

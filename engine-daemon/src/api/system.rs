@@ -93,9 +93,7 @@ pub(crate) fn mem_total() -> i64 {
 fn os_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))
-        })
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string())))
         .unwrap_or_else(|| "Linux".into())
 }
 
@@ -265,10 +263,8 @@ pub(crate) async fn events(st: &State, q: &Query) -> Result<Resp> {
     let since = q.get("since").and_then(parse_time);
     let until = q.get("until").and_then(parse_time);
     let (backlog, mut rx) = st.events.subscribe(since);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let encode = |e: &EventMessage| {
         let mut v = serde_json::to_vec(e).unwrap_or_default();
         v.push(b'\n');
@@ -284,9 +280,8 @@ pub(crate) async fn events(st: &State, q: &Query) -> Result<Resp> {
         if until.is_some_and(|u| u <= now) {
             return;
         }
-        let deadline = until.map(|u| {
-            tokio::time::Instant::now() + std::time::Duration::from_secs((u - now).max(0) as u64)
-        });
+        let deadline =
+            until.map(|u| tokio::time::Instant::now() + std::time::Duration::from_secs((u - now).max(0) as u64));
         loop {
             let next = async {
                 match deadline {

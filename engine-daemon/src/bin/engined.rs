@@ -126,8 +126,10 @@ async fn run(args: Args) -> Result<()> {
         }
         runtimes.push((name.to_string(), PathBuf::from(path)));
     }
-    std::fs::create_dir_all(&args.data_root).map_err(|e| Error::io(format!("creating {}", args.data_root.display()), e))?;
-    std::fs::create_dir_all(&args.exec_root).map_err(|e| Error::io(format!("creating {}", args.exec_root.display()), e))?;
+    std::fs::create_dir_all(&args.data_root)
+        .map_err(|e| Error::io(format!("creating {}", args.data_root.display()), e))?;
+    std::fs::create_dir_all(&args.exec_root)
+        .map_err(|e| Error::io(format!("creating {}", args.exec_root.display()), e))?;
     let pidfile = args.pidfile.clone().unwrap_or_else(|| args.exec_root.join("engined.pid"));
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);

@@ -55,11 +55,8 @@ impl Engined {
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("engined.log"))
-            .unwrap();
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("engined.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_engined"))
             .arg("-H")
             .arg(format!("unix://{}", self.sock.display()))
@@ -127,7 +124,12 @@ impl Engined {
     /// docker, asserting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let o = self.docker(args);
-        assert!(o.status.success(), "docker {args:?} failed: {}\n--- engined log tail:\n{}", show(&o), tail(&self.log()));
+        assert!(
+            o.status.success(),
+            "docker {args:?} failed: {}\n--- engined log tail:\n{}",
+            show(&o),
+            tail(&self.log())
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -185,7 +187,8 @@ impl Drop for Engined {
             let _ = self.docker(&["rm", "-f", id]);
         }
         if let Some(c) = &self.child {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
         }
         if let Some(mut c) = self.child.take() {
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -201,8 +204,11 @@ impl Drop for Engined {
         // Anything still mounted under the temp dir (a failed test) is detached.
         let root = self.dir.path().to_string_lossy().into_owned();
         if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
-            let mut mounts: Vec<String> =
-                mi.lines().filter_map(|l| l.split(' ').nth(4).map(str::to_owned)).filter(|m| m.starts_with(&root)).collect();
+            let mut mounts: Vec<String> = mi
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+                .filter(|m| m.starts_with(&root))
+                .collect();
             mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
             for m in mounts {
                 let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
@@ -251,7 +257,10 @@ pub fn raw_http(sock: &Path, method: &str, path: &str, body: &[u8]) -> (u16, Str
 
 fn dechunk(b: &str) -> String {
     // Best effort: a chunked body's size lines are hex numbers on their own lines.
-    if b.lines().next().is_some_and(|l| !l.is_empty() && l.trim().chars().all(|c| c.is_ascii_hexdigit()) && !b.starts_with('{')) {
+    if b.lines()
+        .next()
+        .is_some_and(|l| !l.is_empty() && l.trim().chars().all(|c| c.is_ascii_hexdigit()) && !b.starts_with('{'))
+    {
         let mut out = String::new();
         let mut rest = b;
         while let Some((size, after)) = rest.split_once("\r\n") {

@@ -330,7 +330,10 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
             let tail = if tail == "all" {
                 None
             } else {
-                Some(tail.parse::<usize>().map_err(|_| Failure { code: 1, message: format!("invalid --tail {tail:?}") })?)
+                Some(
+                    tail.parse::<usize>()
+                        .map_err(|_| Failure { code: 1, message: format!("invalid --tail {tail:?}") })?,
+                )
             };
             let mut s = c.logs(&container, &LogsParams { follow, timestamps, tail, ..Default::default() }).await?;
             while let Some(f) = s.next().await {
@@ -369,9 +372,7 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
             Ok(info.exit_code.unwrap_or(0) as i32)
         }
         Cmd::Start { containers } => each(containers, |x| async move { c.start(&x).await.map(|_| x) }).await,
-        Cmd::Stop { time, containers } => {
-            each(containers, |x| async move { c.stop(&x, time).await.map(|_| x) }).await
-        }
+        Cmd::Stop { time, containers } => each(containers, |x| async move { c.stop(&x, time).await.map(|_| x) }).await,
         Cmd::Restart { time, containers } => {
             each(containers, |x| async move { c.restart(&x, time).await.map(|_| x) }).await
         }
@@ -555,7 +556,11 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
         }
         Cmd::Version => {
             let v = c.version().await?;
-            println!("Client:\n Version:\t{}\n API version:\t{}", env!("CARGO_PKG_VERSION"), engine_client::API_VERSION);
+            println!(
+                "Client:\n Version:\t{}\n API version:\t{}",
+                env!("CARGO_PKG_VERSION"),
+                engine_client::API_VERSION
+            );
             println!(
                 "\nServer: {}\n Engine:\n  Version:\t{}\n  API version:\t{} (minimum version {})\n  OS/Arch:\t{}/{}\n  Kernel:\t{}",
                 v.platform.name, v.version, v.api_version, v.min_api_version, v.os, v.arch, v.kernel_version

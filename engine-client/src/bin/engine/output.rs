@@ -43,10 +43,8 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
 
 /// "3 minutes ago", from Unix seconds.
 pub fn ago(unix: i64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let d = (now - unix).max(0) as u64;
     let human = match d {
         0 => return "Less than a second ago".into(),
