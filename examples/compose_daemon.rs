@@ -14,13 +14,15 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> engine::Result<()> {
-    let root = std::path::PathBuf::from(std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/var/lib/engine-compose".into()));
+    let root =
+        std::path::PathBuf::from(std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/var/lib/engine-compose".into()));
     // 1. The parts.
     let images = Arc::new(engine::image::Store::open(root.join("images"))?);
     let shims = Arc::new(engine::shim::Launcher::default());
     let manager = Manager::new(ManagerConfig::new(&root, images.clone(), shims)).await?;
     // An image to run (the facade's helper works on any store).
-    let facade = engine::Engine::builder().root(&root).image_store(images).manager(Arc::new(manager.clone())).build().await?;
+    let facade =
+        engine::Engine::builder().root(&root).image_store(images).manager(Arc::new(manager.clone())).build().await?;
     facade.busybox_image("busybox:compose").await?;
 
     // 2. The service, on a socket.

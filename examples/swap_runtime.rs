@@ -168,7 +168,8 @@ fn main() -> engine::Result<()> {
         run_as_shim();
     }
     tokio::runtime::Runtime::new().expect("runtime").block_on(async {
-        let root = std::path::PathBuf::from(std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/var/lib/engine-swap".into()));
+        let root =
+            std::path::PathBuf::from(std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/var/lib/engine-swap".into()));
         let engine = Engine::builder().root(&root).build().await?;
         engine.busybox_image("busybox:swap").await?;
         for rt in ["engine-runc", "runc", "crun"] {

@@ -35,8 +35,7 @@ async fn main() -> engine::Result<()> {
                 .wait_for(WaitFor::stdout("ready")),
         )
     });
-    let pool: Vec<Arc<Container>> =
-        futures::future::try_join_all(starts).await?.into_iter().map(Arc::new).collect();
+    let pool: Vec<Arc<Container>> = futures::future::try_join_all(starts).await?.into_iter().map(Arc::new).collect();
     println!("{workers} workers up in {:?}", t.elapsed());
 
     let t = Instant::now();
@@ -44,7 +43,10 @@ async fn main() -> engine::Result<()> {
         let w = pool[j % workers].clone();
         tokio::spawn(async move {
             // Each job: compute something in the sandbox; odd jobs "fail".
-            let script = format!("cd /work && seq 1 {n} > in && s=$(awk '{{s+=$1}} END {{print s}}' in) && echo $s && exit $(({j} % 2))", n = 1000 + j);
+            let script = format!(
+                "cd /work && seq 1 {n} > in && s=$(awk '{{s+=$1}} END {{print s}}' in) && echo $s && exit $(({j} % 2))",
+                n = 1000 + j
+            );
             let out = w.exec(["sh", "-c", &script]).await?;
             Ok::<_, engine::Error>((j, w.name().to_string(), out))
         })

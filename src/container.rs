@@ -291,8 +291,7 @@ impl Container {
 
     /// Run a command in the container; its output and exit code.
     pub async fn exec<I: IntoIterator<Item = S>, S: Into<String>>(&self, cmd: I) -> Result<ExecOutput> {
-        self.exec_with(ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }, None)
-            .await
+        self.exec_with(ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }, None).await
     }
 
     /// Run a process with full control and, optionally, bytes for its stdin.
@@ -357,7 +356,9 @@ impl Container {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
-        h.set_mtime(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0));
+        h.set_mtime(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        );
         h.set_cksum();
         b.append_data(&mut h, name, data).map_err(|e| Error::io("packing the file", e))?;
         let tar = b.into_inner().map_err(|e| Error::io("finishing the tar stream", e))?;
@@ -377,7 +378,12 @@ impl Container {
         if out.exit_code != 0 {
             return Err(Error::invalid(
                 "copy destination",
-                format!("tar into {dest_dir} in container {} failed ({}): {}", self.name(), out.exit_code, out.stderr_str().trim()),
+                format!(
+                    "tar into {dest_dir} in container {} failed ({}): {}",
+                    self.name(),
+                    out.exit_code,
+                    out.stderr_str().trim()
+                ),
             ));
         }
         Ok(())
@@ -387,7 +393,10 @@ impl Container {
     pub async fn copy_file_out(&self, path: &str) -> Result<Vec<u8>> {
         let out = self.exec(["cat", path]).await?;
         if out.exit_code != 0 {
-            return Err(Error::not_found("file", format!("{path} in container {}: {}", self.name(), out.stderr_str().trim())));
+            return Err(Error::not_found(
+                "file",
+                format!("{path} in container {}: {}", self.name(), out.stderr_str().trim()),
+            ));
         }
         Ok(out.stdout)
     }
@@ -402,7 +411,10 @@ impl Container {
         };
         let out = self.exec(["tar", "-c", "-f", "-", "-C", dir, name]).await?;
         if out.exit_code != 0 {
-            return Err(Error::not_found("file", format!("{path} in container {}: {}", self.name(), out.stderr_str().trim())));
+            return Err(Error::not_found(
+                "file",
+                format!("{path} in container {}: {}", self.name(), out.stderr_str().trim()),
+            ));
         }
         let dest = host_dir.as_ref().to_path_buf();
         tokio::task::spawn_blocking(move || {

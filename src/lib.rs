@@ -164,7 +164,8 @@ impl EngineBuilder {
                         ));
                     }
                     if d.starts_with('/') {
-                        let name = Path::new(&d).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                        let name =
+                            Path::new(&d).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                         cfg = cfg.runtime(name.clone(), &d).default_runtime(name);
                     } else {
                         cfg = cfg.default_runtime(d);
@@ -286,7 +287,9 @@ impl Engine {
                 .images
                 .import(&archive, engine_core::ArchiveFormat::DockerArchive, None, None)
                 .await
-                .and_then(|mut v| v.pop().ok_or_else(|| Error::Other("import of the busybox image gave nothing".into()))),
+                .and_then(|mut v| {
+                    v.pop().ok_or_else(|| Error::Other("import of the busybox image gave nothing".into()))
+                }),
             Ok(Err(e)) | Err(e) => Err(e),
         };
         let _ = tokio::fs::remove_dir_all(&work).await;

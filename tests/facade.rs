@@ -48,10 +48,7 @@ async fn all(engine: &Engine) -> usize {
 async fn run_in_three_lines() {
     let dir = tmp();
     let engine = engine_in(dir.path(), "engine-runc").await;
-    let c = engine
-        .run(ContainerBuilder::new(IMAGE).cmd(["echo", "hi"]).wait_for(WaitFor::stdout("hi")))
-        .await
-        .unwrap();
+    let c = engine.run(ContainerBuilder::new(IMAGE).cmd(["echo", "hi"]).wait_for(WaitFor::stdout("hi"))).await.unwrap();
     assert_eq!(c.wait().await.unwrap().code, 0);
     assert_eq!(c.stdout().await.unwrap(), "hi\n");
     let id = c.id().to_string();
@@ -66,12 +63,14 @@ async fn every_wait_strategy() {
     let engine = engine_in(dir.path(), "engine-runc").await;
     let sh = |s: &str| ContainerBuilder::new(IMAGE).cmd(["sh", "-c", s]);
 
-    let c = engine.run(sh("sleep 0.3; echo server ready; exec sleep 60").wait_for(WaitFor::stdout("ready"))).await.unwrap();
+    let c =
+        engine.run(sh("sleep 0.3; echo server ready; exec sleep 60").wait_for(WaitFor::stdout("ready"))).await.unwrap();
     assert_eq!(c.inspect().await.unwrap().state, engine::ContainerState::Running);
     assert!(c.stdout().await.unwrap().contains("server ready"));
     c.remove().await.unwrap();
 
-    let c = engine.run(sh("echo warming >&2; echo up >&2; exec sleep 60").wait_for(WaitFor::stderr("up"))).await.unwrap();
+    let c =
+        engine.run(sh("echo warming >&2; echo up >&2; exec sleep 60").wait_for(WaitFor::stderr("up"))).await.unwrap();
     assert_eq!(c.stderr().await.unwrap(), "warming\nup\n");
     c.remove().await.unwrap();
 

@@ -28,7 +28,12 @@ pub(crate) fn merge_env(base: &[String], extra: &[String]) -> Vec<String> {
 
 /// Apply the image config and the user's overrides of it to `spec`
 /// (Docker's rules, from `engine_image::spec`).
-pub(crate) fn apply(spec: &mut Spec, image: &ImageConfiguration, rootfs: &Path, config: &ContainerConfig) -> Result<()> {
+pub(crate) fn apply(
+    spec: &mut Spec,
+    image: &ImageConfiguration,
+    rootfs: &Path,
+    config: &ContainerConfig,
+) -> Result<()> {
     engine_image::spec::apply_image_config(spec, image, rootfs, config)
 }
 

@@ -22,7 +22,7 @@
 //! # async fn demo() -> engine_core::Result<()> {
 //! use engine_core::{ContainerConfig, LifecycleManager, WaitCondition};
 //! use std::sync::Arc;
-//! let images = Arc::new(engine_image::Store::open("/var/lib/engine/images").await?);
+//! let images = Arc::new(engine_image::Store::open("/var/lib/engine/images")?);
 //! let shims = Arc::new(engine_shim::Launcher::default());
 //! let mgr = engine_lifecycle::Manager::new(
 //!     engine_lifecycle::ManagerConfig::new("/var/lib/engine", images, shims)).await?;

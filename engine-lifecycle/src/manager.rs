@@ -787,9 +787,7 @@ impl Inner {
         let rec = entry.rec.lock().unwrap().clone();
         let process = crate::image_config::exec_process(&rec.info.bundle, &config)?;
         let exec_id = engine_core::random_hex64();
-        let pid = shim
-            .exec(ExecRequest { exec_id: exec_id.clone(), process, open_stdin: config.open_stdin })
-            .await?;
+        let pid = shim.exec(ExecRequest { exec_id: exec_id.clone(), process, open_stdin: config.open_stdin }).await?;
         let x = Arc::new(ExecEntry {
             info: Mutex::new(ExecInfo {
                 id: exec_id.clone(),
@@ -1052,7 +1050,9 @@ impl LifecycleManager for Manager {
         let entry = self.inner.lookup(id)?;
         let shim = entry
             .shim()
-            .filter(|_| matches!(entry.state(), ContainerState::Created | ContainerState::Running | ContainerState::Paused))
+            .filter(|_| {
+                matches!(entry.state(), ContainerState::Created | ContainerState::Running | ContainerState::Paused)
+            })
             .ok_or_else(|| Error::conflict("container", &entry.id, "is not running"))?;
         shim.attach(&ProcessRef::Init, opts).await
     }
@@ -1085,10 +1085,12 @@ impl LifecycleManager for Manager {
                     None => i.config.labels.contains_key(l.as_str()),
                 })
             })
-            .filter(|i| filter.names.is_empty() || filter.names.iter().any(|n| i.name.contains(n.trim_start_matches('/'))))
+            .filter(|i| {
+                filter.names.is_empty() || filter.names.iter().any(|n| i.name.contains(n.trim_start_matches('/')))
+            })
             .filter(|i| filter.ids.is_empty() || filter.ids.iter().any(|p| i.id.starts_with(p.as_str())))
             .collect();
-        out.sort_by(|a, b| b.created.cmp(&a.created));
+        out.sort_by_key(|c| std::cmp::Reverse(c.created));
         Ok(out)
     }
 
@@ -1102,8 +1104,6 @@ impl LifecycleManager for Manager {
 
     async fn events(&self) -> Result<BoxStream<'static, Result<Event>>> {
         let rx = self.inner.events.subscribe();
-        Ok(tokio_stream::wrappers::BroadcastStream::new(rx)
-            .filter_map(|r| async move { r.ok().map(Ok) })
-            .boxed())
+        Ok(tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| async move { r.ok().map(Ok) }).boxed())
     }
 }

@@ -88,7 +88,7 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
             return Err(Error::invalid("hostname", format!("{h:?} is not a valid hostname")));
         }
     }
-    for (k, _) in &config.labels {
+    for k in config.labels.keys() {
         if k.is_empty() {
             return Err(Error::invalid("label", "an empty key"));
         }
@@ -110,8 +110,9 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
             }
             MountSpec::Tmpfs { target, .. } => target,
             MountSpec::Volume { name, target, .. } => {
-                crate::names::validate(name)
-                    .map_err(|_| Error::invalid("volume name", format!("{name:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]+")))?;
+                crate::names::validate(name).map_err(|_| {
+                    Error::invalid("volume name", format!("{name:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]+"))
+                })?;
                 target
             }
         };
@@ -158,13 +159,17 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     let process = o.entry("process").or_insert_with(|| json!({}));
     process["terminal"] = json!(cfg.tty);
     let caps = json!(DEFAULT_CAPS);
-    process["capabilities"] =
-        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     process["noNewPrivileges"] = json!(false);
     // The manager's own open-files limit, as Docker passes dockerd's on.
-    let (soft, hard) = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
+    let (soft, hard) =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
     process["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": hard, "soft": soft.max(hard.min(1_048_576))}]);
-    if cfg.tty && !process["env"].as_array().is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("TERM=")))) {
+    if cfg.tty
+        && !process["env"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|x| x.as_str().is_some_and(|s| s.starts_with("TERM="))))
+    {
         if let Some(env) = process["env"].as_array_mut() {
             env.push(json!("TERM=xterm"));
         }

@@ -4,8 +4,8 @@
 mod common;
 use common::*;
 use engine_core::{
-    AttachOptions, ContainerConfig, ContainerState, EventKind, ExecConfig, LifecycleManager, ListFilter,
-    LogOptions, MountSpec, Resources, RestartPolicy, WaitCondition,
+    AttachOptions, ContainerConfig, ContainerState, EventKind, ExecConfig, LifecycleManager, ListFilter, LogOptions,
+    MountSpec, Resources, RestartPolicy, WaitCondition,
 };
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -53,7 +53,13 @@ async fn whole_lifecycle(runtime: &str) {
 
     // Exec with its own output and exit code.
     let exec = mgr
-        .exec(&info.id, ExecConfig { cmd: vec!["sh".into(), "-c".into(), "echo in-exec $HOSTNAME; exit 3".into()], ..Default::default() })
+        .exec(
+            &info.id,
+            ExecConfig {
+                cmd: vec!["sh".into(), "-c".into(), "echo in-exec $HOSTNAME; exit 3".into()],
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     let att = mgr.exec_attach(&exec, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
@@ -70,7 +76,10 @@ async fn whole_lifecycle(runtime: &str) {
     assert_eq!(mgr.inspect(&info.id).await.unwrap().state, ContainerState::Running);
     let stats = mgr.stats(&info.id).await.unwrap();
     // engine-runc does not report cgroup figures yet (a gap of the runtime tier).
-    assert!(runtime != "runc" || stats.memory_usage.unwrap_or(0) > 0 || stats.pids_current.unwrap_or(0) > 0, "{stats:?}");
+    assert!(
+        runtime != "runc" || stats.memory_usage.unwrap_or(0) > 0 || stats.pids_current.unwrap_or(0) > 0,
+        "{stats:?}"
+    );
 
     // Stop: sleep as pid 1 ignores SIGTERM, so SIGKILL after the grace period.
     let t = Instant::now();
@@ -107,7 +116,14 @@ async fn whole_lifecycle(runtime: &str) {
     while let Ok(Some(Ok(e))) = tokio::time::timeout(Duration::from_millis(100), events.next()).await {
         kinds.push(e.kind);
     }
-    for k in [EventKind::Created, EventKind::Started, EventKind::Paused, EventKind::Resumed, EventKind::Exited { code: 137 }, EventKind::Removed] {
+    for k in [
+        EventKind::Created,
+        EventKind::Started,
+        EventKind::Paused,
+        EventKind::Resumed,
+        EventKind::Exited { code: 137 },
+        EventKind::Removed,
+    ] {
         assert!(kinds.contains(&k), "no {k:?} in {kinds:?}");
     }
     // A new manager on the same root has no record of it.

@@ -85,13 +85,14 @@ async fn remote_lifecycle_and_typed_errors() {
     assert!(e.is_invalid_input(), "{e}");
     assert!(mgr.inspect("nosuch").await.unwrap_err().is_not_found());
 
-    let c = mgr.create(ContainerConfig { name: Some("remote1".into()), ..sh("echo one; read x; echo got $x; exit 2") }).await.unwrap();
-    let e = mgr.create(ContainerConfig { name: Some("remote1".into()), ..sh("true") }).await.unwrap_err();
-    assert!(e.is_conflict(), "{e}");
-    let c2 = mgr
-        .create(ContainerConfig { open_stdin: true, ..sh("echo one; read x; echo got $x; exit 2") })
+    let c = mgr
+        .create(ContainerConfig { name: Some("remote1".into()), ..sh("echo one; read x; echo got $x; exit 2") })
         .await
         .unwrap();
+    let e = mgr.create(ContainerConfig { name: Some("remote1".into()), ..sh("true") }).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    let c2 =
+        mgr.create(ContainerConfig { open_stdin: true, ..sh("echo one; read x; echo got $x; exit 2") }).await.unwrap();
     // Attach with stdin through the service.
     let mut att = mgr.attach(&c2.id, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
     mgr.start(&c2.id).await.unwrap();
@@ -111,7 +112,10 @@ async fn remote_lifecycle_and_typed_errors() {
     mgr.remove(&c.id, false).await.unwrap();
     let s = mgr.create(sh("i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")).await.unwrap();
     mgr.start(&s.id).await.unwrap();
-    let x = mgr.exec(&s.id, ExecConfig { cmd: vec!["sh".into(), "-c".into(), "exit 9".into()], ..Default::default() }).await.unwrap();
+    let x = mgr
+        .exec(&s.id, ExecConfig { cmd: vec!["sh".into(), "-c".into(), "exit 9".into()], ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(mgr.exec_wait(&x).await.unwrap().code, 9);
     let mut logs = mgr.logs(&s.id, LogOptions { follow: true, tail: Some(1), ..Default::default() }).await.unwrap();
     let first = logs.next().await.unwrap().unwrap();

@@ -14,10 +14,10 @@ struct Args {
     /// State root (database, bundles, shim state, volumes).
     #[arg(long, default_value = "/var/lib/engine-lifecycle")]
     root: PathBuf,
-    /// The gRPC unix socket (default: <root>/lifecycle.sock).
+    /// The gRPC unix socket (default: ROOT/lifecycle.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Image store root (default: <root>/images).
+    /// Image store root (default: ROOT/images).
     #[arg(long)]
     images: Option<PathBuf>,
     /// The engine-shim binary (default: next to this binary, then PATH).

@@ -6,9 +6,8 @@ use super::wire::{dec_client, enc, from_status};
 use async_trait::async_trait;
 use bytes::Bytes;
 use engine_core::{
-    Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerInfo, Error, Event, ExecConfig, ExecInfo,
-    ExitStatus, LifecycleManager, ListFilter, LogEntry, LogOptions, Output, Pid, Result, Signal, Stats, StdStream,
-    WaitCondition,
+    Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerInfo, Error, Event, ExecConfig, ExecInfo, ExitStatus,
+    LifecycleManager, ListFilter, LogEntry, LogOptions, Output, Pid, Result, Signal, Stats, StdStream, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -45,7 +44,9 @@ impl RemoteManager {
             .connect_timeout(Duration::from_secs(5))
             .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
                 let p = path.clone();
-                async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(p).await?))
+                }
             }))
             .await
             .map_err(|e| Error::unavailable(format!("engine-lifecycled at {}", socket.display()), e.to_string()))?;
@@ -76,12 +77,8 @@ impl RemoteManager {
         })
         .await
         .map_err(|_| Error::Other("attach request channel closed".into()))?;
-        let resp = self
-            .c()
-            .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
-            .await
-            .map_err(from_status)?
-            .into_inner();
+        let resp =
+            self.c().attach(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(from_status)?.into_inner();
         let stdin: Option<std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>> = if opts.stdin {
             let (ours, theirs) = tokio::io::duplex(64 * 1024);
             let id = id.to_string();
@@ -155,11 +152,8 @@ impl LifecycleManager for RemoteManager {
         Ok(())
     }
     async fn exec(&self, id: &str, config: ExecConfig) -> Result<String> {
-        let r = self
-            .c()
-            .exec(pb::ExecRequest { id: id.to_string(), config: enc(&config) })
-            .await
-            .map_err(from_status)?;
+        let r =
+            self.c().exec(pb::ExecRequest { id: id.to_string(), config: enc(&config) }).await.map_err(from_status)?;
         Ok(r.into_inner().exec_id)
     }
     async fn exec_inspect(&self, exec_id: &str) -> Result<ExecInfo> {
@@ -191,13 +185,9 @@ impl LifecycleManager for RemoteManager {
         dec_client("exit status", &r.into_inner().data)
     }
     async fn logs(&self, id: &str, opts: LogOptions) -> Result<BoxStream<'static, Result<LogEntry>>> {
-        let r = self
-            .c()
-            .logs(pb::LogsRequest { id: id.to_string(), options: enc(&opts) })
-            .await
-            .map_err(from_status)?;
-        Ok(r
-            .into_inner()
+        let r =
+            self.c().logs(pb::LogsRequest { id: id.to_string(), options: enc(&opts) }).await.map_err(from_status)?;
+        Ok(r.into_inner()
             .map(|m| m.map_err(from_status).and_then(|l| LogEntry::from_json_line(l.json_line.trim_ascii_end())))
             .boxed())
     }

@@ -112,12 +112,9 @@ impl Lifecycle for Service {
             .await?
             .ok_or_else(|| Status::invalid_argument("attach: the first message must name the target"))?;
         let opts = AttachOptions { stdin: head.stdin, stdout: head.stdout, stderr: head.stderr };
-        let att = if head.exec {
-            self.mgr.exec_attach(&head.id, opts).await
-        } else {
-            self.mgr.attach(&head.id, opts).await
-        }
-        .map_err(to_status)?;
+        let att =
+            if head.exec { self.mgr.exec_attach(&head.id, opts).await } else { self.mgr.attach(&head.id, opts).await }
+                .map_err(to_status)?;
         if let Some(mut stdin) = att.stdin {
             tokio::spawn(async move {
                 if !head.data.is_empty() && stdin.write_all(&head.data).await.is_err() {
@@ -199,8 +196,8 @@ pub async fn serve_with_shutdown(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(Error::io(format!("removing stale socket {}", socket.display()), e)),
     }
-    let listener = tokio::net::UnixListener::bind(socket)
-        .map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
+    let listener =
+        tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660));
     tracing::info!(socket = %socket.display(), "lifecycle service listening");
     let svc = pb::lifecycle_server::LifecycleServer::new(Service { mgr: manager })

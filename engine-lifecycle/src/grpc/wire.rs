@@ -23,8 +23,20 @@ enum WireError {
 /// Known object kinds (the error type wants a `&'static str`).
 fn static_kind(k: &str) -> &'static str {
     const KINDS: &[&str] = &[
-        "container", "image", "exec", "volume", "network", "shim", "layer", "blob", "manifest", "snapshot", "tag",
-        "container name", "process", "object",
+        "container",
+        "image",
+        "exec",
+        "volume",
+        "network",
+        "shim",
+        "layer",
+        "blob",
+        "manifest",
+        "snapshot",
+        "tag",
+        "container name",
+        "process",
+        "object",
     ];
     KINDS.iter().find(|x| **x == k).copied().unwrap_or("object")
 }
