@@ -20,32 +20,42 @@ struct Rt {
     name: &'static str,
     bin: PathBuf,
     root: PathBuf,
+    /// The runtime's stderr goes to a file: a pipe would stay open in the
+    /// container's init (which inherits it) and block the wait.
+    err: PathBuf,
 }
 
 impl Rt {
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.arg("--root").arg(&self.root).args(args);
-        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+        let err = std::fs::File::create(&self.err).map(Stdio::from).unwrap_or_else(|_| Stdio::null());
+        c.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err);
         c
     }
 
     /// Run a runtime command; its wall time, or its error output.
     fn timed(&self, args: &[&str]) -> Result<Duration, String> {
         let t = Instant::now();
-        let out = self.cmd(args).output().map_err(|e| format!("{}: {e}", self.bin.display()))?;
+        let status = self.cmd(args).status().map_err(|e| format!("{}: {e}", self.bin.display()))?;
         let d = t.elapsed();
-        if out.status.success() {
+        reap_orphans();
+        if status.success() {
             Ok(d)
         } else {
-            Err(format!(
-                "{} {}: {} {}",
-                self.name,
-                args.join(" "),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            let err = std::fs::read_to_string(&self.err).unwrap_or_default();
+            Err(format!("{} {}: {status} {}", self.name, args.join(" "), err.trim()))
         }
+    }
+}
+
+/// Reap orphans handed to us as subreaper (a runtime's intermediate processes,
+/// exited containers), without blocking.
+fn reap_orphans() {
+    // SAFETY: waitpid with WNOHANG on any child.
+    unsafe {
+        let mut st = 0;
+        while libc::waitpid(-1, &mut st, libc::WNOHANG) > 0 {}
     }
 }
 
@@ -77,11 +87,26 @@ fn make_bundle(dir: &Path) {
     spec.save(dir.join("config.json")).unwrap();
 }
 
+/// Wait until the container's init `pid` has exited (reaping it when it is
+/// ours, as it is when the runtime hands it to us, the subreaper).
 fn reap(pid: i32) {
-    // SAFETY: waitpid on a pid we are the (subreaper) parent of.
-    unsafe {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
         let mut st = 0;
-        libc::waitpid(pid, &mut st, 0);
+        // SAFETY: waitpid with WNOHANG on one pid.
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+        if r == pid {
+            return;
+        }
+        if r < 0 {
+            // Not our child: wait for it to disappear (or turn zombie elsewhere).
+            match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+                Err(_) => return,
+                Ok(s) if s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')) => return,
+                Ok(_) => {}
+            }
+        }
+        std::thread::sleep(Duration::from_micros(100));
     }
 }
 
@@ -124,10 +149,16 @@ fn main() {
         name: "engine-runc",
         bin: PathBuf::from(env!("CARGO_BIN_EXE_engine-runc")),
         root: work.path().join("root-engine-runc"),
+        err: work.path().join("stderr-engine-runc"),
     }];
     for name in ["runc", "crun"] {
         match which(name) {
-            Some(bin) => rts.push(Rt { name, bin, root: work.path().join(format!("root-{name}")) }),
+            Some(bin) => rts.push(Rt {
+                name,
+                bin,
+                root: work.path().join(format!("root-{name}")),
+                err: work.path().join(format!("stderr-{name}")),
+            }),
             None => eprintln!("{name} not found in PATH; skipped"),
         }
     }
@@ -158,7 +189,7 @@ fn main() {
         for k in 0..rts.len() {
             let j = (i + k) % rts.len();
             let rt = &rts[j];
-            let id = format!("bench-{}-{i}", rt.name);
+            let id = format!("bench-{}-{}-{i}", rt.name, std::process::id());
             match rt.timed(&["run", "--bundle", &bundle_s, &format!("{id}-run")]) {
                 Ok(d) => samples[j][0].push(ms(d)),
                 Err(e) => eprintln!("{e}"),
