@@ -315,6 +315,41 @@ async fn bad_config_message(kind: Kind) {
     reap(init).await;
 }
 
+/// Accept one connection on `sock` and receive the pty master sent over it (SCM_RIGHTS).
+fn receive_pty(listener: std::os::unix::net::UnixListener) -> OwnedFd {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let (conn, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 4096];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+    for c in msg.cmsgs().unwrap() {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: the fd arrived with SCM_RIGHTS and is ours now.
+            return unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        }
+    }
+    panic!("no fd received on the console socket");
+}
+
+async fn terminal_console_socket(kind: Kind) {
+    let fx = Fixture::new(kind, "tty", &["sh", "-c", "tty; echo term-ok; exec sleep 60"]);
+    fx.edit(|v| v["process"]["terminal"] = serde_json::json!(true));
+    let sock = fx.bundle().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let receiver = std::thread::spawn(move || receive_pty(listener));
+    let opts =
+        CreateOptions { stdio: StdioSpec { console_socket: Some(sock), ..Default::default() }, ..Default::default() };
+    let pid = fx.rt.create(&fx.id, fx.bundle(), opts).await.unwrap();
+    let master = receiver.join().unwrap();
+    fx.rt.start(&fx.id).await.unwrap();
+    let out = read_until(master, "term-ok").await;
+    assert!(out.contains("/dev/pts/") && out.contains("term-ok"), "{out:?}");
+    fx.rt.delete(&fx.id, true).await.unwrap();
+    assert_eq!(reap(pid).await, 128 + libc::SIGKILL);
+}
+
 macro_rules! against {
     ($kind:ident, $modname:ident) => {
         mod $modname {
@@ -330,6 +365,10 @@ macro_rules! against {
             #[tokio::test]
             async fn pause_resume_stats() {
                 super::pause_resume_stats(Kind::$kind).await
+            }
+            #[tokio::test]
+            async fn terminal_console_socket() {
+                super::terminal_console_socket(Kind::$kind).await
             }
             #[tokio::test]
             async fn bad_config_message() {
