@@ -204,6 +204,13 @@ async fn a_killed_owner_leaks_no_process() {
     }
     let pid: i32 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    let shim_pids: Vec<i32> = std::fs::read_dir(dir.path().join("shims"))
+        .unwrap()
+        .flatten()
+        .filter_map(|d| engine::shim::read_address(&d.path()).ok().flatten())
+        .map(|a| a.pid)
+        .collect();
+    assert_eq!(shim_pids.len(), 1);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -211,16 +218,16 @@ async fn a_killed_owner_leaks_no_process() {
         assert!(Instant::now() < deadline, "container init {pid} outlived its owner");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Its shim is gone too (no engine-shim process for this root).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let root = dir.path().to_string_lossy().to_string();
-    for p in std::fs::read_dir("/proc").unwrap().flatten() {
-        if let Ok(cmd) = std::fs::read(p.path().join("cmdline")) {
-            let cmd = String::from_utf8_lossy(&cmd);
-            assert!(!(cmd.contains("engine-shim") && cmd.contains(&root)), "leaked shim: {cmd}");
+    // Its shim is gone too.
+    for sp in shim_pids {
+        while std::path::Path::new(&format!("/proc/{sp}")).exists() {
+            assert!(Instant::now() < deadline, "shim {sp} outlived the owner");
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // A new engine on the root sees the container dead and can remove it: nothing stays mounted.
+    // Its rootfs is unmounted (the owner-bound poststop hook).
+    assert_eq!(mounts_under(dir.path()), 0);
+    // A new engine on the root sees the container dead and can remove it.
     let engine = engine_in(dir.path(), "engine-runc").await;
     for c in engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap() {
         assert_ne!(c.state, engine::ContainerState::Running);

@@ -1,0 +1,289 @@
+//! Benchmarks of the lifecycle tier and the facade, side by side with peers:
+//!
+//! 1. `Engine::run` of `/bin/true` to exit and removal, vs `crun run`,
+//!    `runc run` (same busybox bundle, no image layer) and `podman run --rm`.
+//! 2. N containers (`sleep`) started concurrently through the engine vs
+//!    `crun run -d` / `runc run -d` scripted in parallel: time, and memory
+//!    (shims' RSS and PSS; the scripted peers leave no per-container monitor).
+//! 3. `engine-lifecycled` resident memory idle and with N containers.
+//!
+//! ```sh
+//! cargo build --release --workspace --bins
+//! sudo cargo run --release --example bench -- [iterations=30] [counts=50,200]
+//! ```
+
+use engine::core::{ContainerConfig, LifecycleManager, ListFilter};
+use engine::{ContainerBuilder, Engine, WaitFor};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn status_kib(pid: i32, field: &str) -> u64 {
+    let file = if field == "Pss:" { format!("/proc/{pid}/smaps_rollup") } else { format!("/proc/{pid}/status") };
+    std::fs::read_to_string(file)
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
+        return d.into();
+    }
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// A plain OCI bundle (busybox rootfs dir + config.json) for the peers.
+fn peer_bundle(dir: &Path, args: &[&str]) -> PathBuf {
+    let bundle = dir.join(format!("bundle-{}", args[0].trim_start_matches('/')));
+    if !bundle.join("rootfs/bin/busybox").exists() {
+        engine::image::build::busybox_rootfs(&bundle.join("rootfs")).unwrap();
+    }
+    let _ = std::fs::remove_file(bundle.join("config.json"));
+    Command::new("runc").args(["spec"]).current_dir(&bundle).status().unwrap();
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    spec["process"]["terminal"] = false.into();
+    spec["process"]["args"] = serde_json::json!(args);
+    spec["root"]["readonly"] = false.into();
+    std::fs::write(bundle.join("config.json"), serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    bundle
+}
+
+fn time_cmd(n: usize, mut f: impl FnMut(usize) -> Command) -> Vec<f64> {
+    (0..n)
+        .map(|i| {
+            let mut c = f(i);
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+            let t = Instant::now();
+            let st = c.status().unwrap();
+            let d = ms(t.elapsed());
+            assert!(st.success(), "{c:?}: {st}");
+            d
+        })
+        .collect()
+}
+
+fn report(name: &str, v: &mut [f64], base: Option<f64>) -> f64 {
+    let m = median(v);
+    let p90 = pct(v, 0.9);
+    match base {
+        Some(b) => println!("  {name:<34} median {m:>7.1} ms  p90 {p90:>7.1} ms  ({:.2}x of engine)", m / b),
+        None => println!("  {name:<34} median {m:>7.1} ms  p90 {p90:>7.1} ms"),
+    }
+    m
+}
+
+#[tokio::main]
+async fn main() -> engine::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let iters: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let counts: Vec<usize> =
+        args.next().unwrap_or_else(|| "50,200".into()).split(',').filter_map(|s| s.parse().ok()).collect();
+    let root = PathBuf::from(std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/tmp/engine-bench".into()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let engine = Engine::builder()
+        .root(root.join("e"))
+        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
+        .shim_launcher(Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
+        .build()
+        .await?;
+    engine.busybox_image("busybox:bench").await?;
+    let peers = root.join("peers");
+    std::fs::create_dir_all(&peers).unwrap();
+
+    println!("== 1. run /bin/true to exit and removal ({iters} runs each)");
+    let run_true = |rt: &'static str| {
+        let engine = engine.clone();
+        async move {
+            let mut v = Vec::new();
+            for _ in 0..iters + 2 {
+                let t = Instant::now();
+                let c = engine
+                    .run(
+                        ContainerBuilder::new("busybox:bench").cmd(["/bin/true"]).runtime(rt).wait_for(WaitFor::exit()),
+                    )
+                    .await?;
+                c.remove().await?;
+                v.push(ms(t.elapsed()));
+            }
+            v.drain(..2); // warm-up
+            Ok::<_, engine::Error>(v)
+        }
+    };
+    let mut ours = run_true("engine-runc").await?;
+    let base = report("Engine::run (engine-runc)", &mut ours, None);
+    let mut ours_crun = run_true("crun").await?;
+    report("Engine::run (crun)", &mut ours_crun, Some(base));
+    let bundle = peer_bundle(&peers, &["/bin/true"]);
+    let croot = peers.join("crun-root");
+    let mut crun = time_cmd(iters, |i| {
+        let mut c = Command::new("crun");
+        c.arg("--root").arg(&croot).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-crun-{i}"));
+        c
+    });
+    let crun_m = report("crun run", &mut crun, Some(base));
+    let rroot = peers.join("runc-root");
+    let mut runc = time_cmd(iters, |i| {
+        let mut c = Command::new("runc");
+        c.arg("--root").arg(&rroot).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-runc-{i}"));
+        c
+    });
+    report("runc run", &mut runc, Some(base));
+    if Command::new("podman").arg("--version").output().is_ok() {
+        let tar = peers.join("bb.tar");
+        let ok = Command::new("tar")
+            .arg("-C")
+            .arg(bundle.join("rootfs"))
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .is_ok_and(|s| s.success())
+            && Command::new("podman")
+                .args(["import", "-q"])
+                .arg(&tar)
+                .arg("localhost/engine-bench-bb:latest")
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+        if ok {
+            let mut pod = time_cmd(iters.min(15), |_| {
+                let mut c = Command::new("podman");
+                c.args(["run", "--rm", "--network", "none", "localhost/engine-bench-bb:latest", "/bin/true"]);
+                c
+            });
+            report("podman run --rm", &mut pod, Some(base));
+        }
+    }
+    println!("  engine vs crun: {:.2}x (target <= 2x)", base / crun_m);
+
+    println!("== 2. containers started concurrently");
+    for &n in &counts {
+        let t = Instant::now();
+        let starts = (0..n).map(|_| {
+            engine.run(
+                ContainerBuilder::new("busybox:bench")
+                    .cmd(["sleep", "3600"])
+                    .keep_on_drop()
+                    .startup_timeout(Duration::from_secs(600)),
+            )
+        });
+        let cs = futures::future::try_join_all(starts).await?;
+        let took = t.elapsed();
+        let (mut rss, mut pss, mut shims) = (0u64, 0u64, 0usize);
+        for d in std::fs::read_dir(root.join("e/shims")).unwrap().flatten() {
+            if let Some(a) = engine::shim::read_address(&d.path()).ok().flatten() {
+                rss += status_kib(a.pid, "VmRSS:");
+                pss += status_kib(a.pid, "Pss:");
+                shims += 1;
+            }
+        }
+        let self_rss = status_kib(std::process::id() as i32, "VmRSS:");
+        println!(
+            "  engine  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {shims} shims: RSS {:.1} MiB ({:.2} MiB each), PSS {:.2} MiB each; embedding process RSS {:.1} MiB",
+            ms(took),
+            ms(took) / n as f64,
+            rss as f64 / 1024.0,
+            rss as f64 / 1024.0 / shims.max(1) as f64,
+            pss as f64 / 1024.0 / shims.max(1) as f64,
+            self_rss as f64 / 1024.0
+        );
+        let t = Instant::now();
+        futures::future::try_join_all(cs.into_iter().map(|c| c.remove())).await?;
+        println!("          removed all in {:.0} ms", ms(t.elapsed()));
+
+        let sleeper = peer_bundle(&peers, &["sleep", "3600"]);
+        for rt in ["crun", "runc"] {
+            let rroot = peers.join(format!("{rt}-root-d"));
+            let script = format!(
+                "for i in $(seq 1 {n}); do {rt} --root {r} run -d --bundle {b} {rt}-par-$i >/dev/null 2>&1 </dev/null & done; wait",
+                r = rroot.display(),
+                b = sleeper.display()
+            );
+            let t = Instant::now();
+            Command::new("sh").args(["-c", &script]).status().unwrap();
+            let took = t.elapsed();
+            let list = Command::new(rt).arg("--root").arg(&rroot).args(["list", "-q"]).output().unwrap();
+            let ids: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();
+            println!(
+                "  {rt:<6}  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {} running, no per-container monitor process",
+                ms(took),
+                ms(took) / n as f64,
+                ids.len()
+            );
+            for id in ids {
+                let _ = Command::new(rt).arg("--root").arg(&rroot).args(["delete", "-f", &id]).status();
+            }
+        }
+    }
+
+    println!("== 3. engine-lifecycled resident memory");
+    drop(engine); // releases the database for the daemon
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let socket = root.join("lc.sock");
+    let mut daemon = Command::new(bin_dir().join("engine-lifecycled"))
+        .arg("--root")
+        .arg(root.join("e"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--shim")
+        .arg(bin_dir().join("engine-shim"))
+        .arg("--runtime")
+        .arg(format!("engine-runc={}", bin_dir().join("engine-runc").display()))
+        .arg("--log-level")
+        .arg("warn")
+        .spawn()
+        .unwrap();
+    let remote = loop {
+        if let Ok(r) = engine::lifecycle::RemoteManager::connect(&socket).await {
+            if r.list(ListFilter::default()).await.is_ok() {
+                break r;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dpid = daemon.id() as i32;
+    println!("  idle: RSS {:.1} MiB", status_kib(dpid, "VmRSS:") as f64 / 1024.0);
+    let n = counts.iter().copied().max().unwrap_or(200);
+    let cfg = ContainerConfig {
+        image: "busybox:bench".into(),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        ..Default::default()
+    };
+    let t = Instant::now();
+    let made = futures::future::try_join_all((0..n).map(|_| {
+        let r = remote.clone();
+        let cfg = cfg.clone();
+        async move {
+            let c = r.create(cfg).await?;
+            r.start(&c.id).await?;
+            Ok::<_, engine::Error>(c.id)
+        }
+    }))
+    .await?;
+    println!("  {n} containers through gRPC in {:.0} ms", ms(t.elapsed()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("  with {n} running: RSS {:.1} MiB", status_kib(dpid, "VmRSS:") as f64 / 1024.0);
+    futures::future::try_join_all(made.iter().map(|id| remote.remove(id, true))).await?;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    Ok(())
+}
