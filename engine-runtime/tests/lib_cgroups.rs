@@ -334,3 +334,63 @@ fn v2_device_program_enforces_rules() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "R\nZ\ndone\n");
 }
+
+#[test]
+fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
+    // On a v1 or hybrid host, drive the v2 code paths (freeze via cgroup.freeze
+    // and cgroup.events, cgroup.kill, cpu.stat, device program) against the
+    // real cgroup2 mount, as if it were a pure v2 host. (On a v2 host the
+    // tests above already run these paths.)
+    let real = Hierarchies::detect().unwrap();
+    if real.layout() == Layout::V2 {
+        return;
+    }
+    let Some(mp) = real.unified_mountpoint().map(Path::to_path_buf) else { return };
+    let mountinfo = format!("1 1 0:1 / {} rw - cgroup2 cgroup2 rw\n", mp.display());
+    let h = Hierarchies::from_text(Layout::V2, &mountinfo, "0::/\n");
+    let mut g = Guard::new("purev2");
+    let parent = format!("/engine-libtest-v2-{}", std::process::id());
+    g.path = format!("{parent}/c");
+    let r = res(
+        r#"{"devices": [{"allow": false, "access": "rwm"}, {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"}]}"#,
+    );
+    let cg = h.create(Some(&g.path), "c", Some(&r)).unwrap();
+    assert_eq!(cg.layout(), Layout::V2);
+    assert_eq!(cg.dirs(), vec![mp.join(g.path.trim_start_matches('/'))]);
+    g.cg = Some(cg.clone());
+
+    let child = Command::new("sh")
+        .args(["-c", "sleep 0.3; (echo x > /dev/null) && echo null-ok; (head -c1 /dev/zero >/dev/null) 2>/dev/null || echo zero-denied; exec sleep 60"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    cg.add_pid(pid).unwrap();
+    assert!(proc_cgroup(pid).contains(&format!("0::{}", g.path)), "{}", proc_cgroup(pid));
+
+    cg.freeze().unwrap();
+    assert!(cg.is_frozen().unwrap());
+    assert_eq!(read(&cg.dirs()[0], "cgroup.freeze"), "1");
+    cg.thaw().unwrap();
+    assert!(!cg.is_frozen().unwrap());
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default() != b"sleep\x0060\x00" {
+        assert!(Instant::now() < deadline, "child never exec'd sleep 60");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = cg.stats().unwrap();
+    assert!(s.cpu_usage_ns.unwrap_or(0) > 0, "cpu.stat: {s:?}");
+    assert_eq!(cg.pids().unwrap(), vec![pid]);
+
+    cg.kill_all(libc::SIGKILL).unwrap();
+    let out = child.wait_with_output().unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGKILL));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "null-ok\nzero-denied\n");
+    cg.destroy().unwrap();
+    assert!(!cg.dirs()[0].exists());
+    let _ = std::fs::remove_dir(mp.join(parent.trim_start_matches('/')));
+}
