@@ -50,6 +50,18 @@ async fn whole_lifecycle(runtime: &str) {
     let only_err = mgr.logs(&info.id, LogOptions { stdout: false, ..Default::default() }).await.unwrap();
     let only_err: Vec<_> = only_err.collect().await;
     assert_eq!(only_err.len(), 1);
+    // since / until select by the time the shim read each line.
+    let all: Vec<_> = mgr.logs(&info.id, LogOptions::default()).await.unwrap().map(|e| e.unwrap()).collect().await;
+    let latest = all.iter().map(|e| e.time).max().unwrap();
+    let since: Vec<_> =
+        mgr.logs(&info.id, LogOptions { since: Some(latest), ..Default::default() }).await.unwrap().collect().await;
+    assert!(!since.is_empty() && since.len() <= all.len());
+    let until: Vec<_> =
+        mgr.logs(&info.id, LogOptions { until: Some(latest), ..Default::default() }).await.unwrap().collect().await;
+    assert_eq!(since.len() + until.len(), all.len());
+    let tail: Vec<_> =
+        mgr.logs(&info.id, LogOptions { tail: Some(1), ..Default::default() }).await.unwrap().collect().await;
+    assert_eq!(tail.len(), 1);
 
     // Exec with its own output and exit code.
     let exec = mgr

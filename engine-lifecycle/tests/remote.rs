@@ -151,6 +151,11 @@ async fn recovery_after_sigkill_of_the_daemon() {
     let exits = mgr.create(sh("sleep 1; exit 7")).await.unwrap();
     mgr.start(&exits.id).await.unwrap();
     let created = mgr.create(sh("echo late start")).await.unwrap();
+    let always = mgr
+        .create(ContainerConfig { restart: engine_core::RestartPolicy::Always, ..sh("sleep 1.2; exit 1") })
+        .await
+        .unwrap();
+    mgr.start(&always.id).await.unwrap();
     let pid = mgr.inspect(&ticker.id).await.unwrap().pid.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -168,6 +173,17 @@ async fn recovery_after_sigkill_of_the_daemon() {
     assert_eq!((e.state, e.exit_code), (ContainerState::Exited, Some(7)));
     assert_eq!(mgr.wait(&exits.id, WaitCondition::NotRunning).await.unwrap().code, 7);
     assert_eq!(mgr.inspect(&created.id).await.unwrap().state, ContainerState::Created);
+    // The restart policy applies to an exit that happened while away.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let a = mgr.inspect(&always.id).await.unwrap();
+        if a.restart_count >= 1 && a.state == ContainerState::Running {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not restarted: {a:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    mgr.stop(&always.id, Some(Duration::ZERO)).await.unwrap();
     let running = mgr.list(ListFilter::default()).await.unwrap();
     assert_eq!(running.len(), 1);
 
