@@ -17,7 +17,8 @@
 //! - `SCMP_CMP_MASKED_EQ` takes the mask from `value` and the datum from
 //!   `valueTwo`;
 //! - a `SCMP_ACT_NOTIFY` rule requests a user notification listener; its file
-//!   descriptor is returned by [`Filter::load_with_listener`].
+//!   descriptor is returned by [`Filter::load_with_listener`], and
+//!   [`send_to_agent`] hands it to the agent at `listenerPath` as runc does.
 //!
 //! Loading needs either `no_new_privs` set on the process or `CAP_SYS_ADMIN`
 //! in its user namespace; the runtime sets `no_new_privs` when the process
@@ -312,6 +313,37 @@ impl Filter {
     }
 }
 
+/// Hand a user-notification listener to a seccomp agent at `listener_path`
+/// (`linux.seccomp.listenerPath`), the way runc does: one message on the unix
+/// socket carrying the fd (`SCM_RIGHTS`) and a JSON body
+/// `{"ociVersion", "fds": ["seccompFd"], "pid", "metadata", "state"}` where
+/// `state` is the container's OCI state.
+pub fn send_to_agent(
+    listener_path: &std::path::Path,
+    listener: &OwnedFd,
+    pid: i32,
+    metadata: &str,
+    state: &serde_json::Value,
+) -> Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    use std::os::fd::AsRawFd;
+    let body = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": state,
+    })
+    .to_string();
+    let conn = std::os::unix::net::UnixStream::connect(listener_path)
+        .map_err(|e| Error::io(format!("seccomp: connecting to the agent at {}", listener_path.display()), e))?;
+    let fds = [listener.as_raw_fd()];
+    let iov = [std::io::IoSlice::new(body.as_bytes())];
+    sendmsg::<()>(conn.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
+        .map_err(|e| Error::io(format!("seccomp: sending the listener to {}", listener_path.display()), e.into()))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -479,6 +511,38 @@ mod tests {
         assert!(f.needs_listener());
         assert_eq!(f.flags() & SECCOMP_FILTER_FLAG_NEW_LISTENER, SECCOMP_FILTER_FLAG_NEW_LISTENER);
         assert_eq!(f.flags() & SECCOMP_FILTER_FLAG_TSYNC, 0);
+    }
+
+    #[test]
+    fn agent_receives_fd_and_state() {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let agent = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+            let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+            let n = msg.bytes;
+            let got_fd = msg.cmsgs().unwrap().any(|c| matches!(c, ControlMessageOwned::ScmRights(f) if f.len() == 1));
+            (String::from_utf8_lossy(&buf[..n]).into_owned(), got_fd)
+        });
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        let state =
+            serde_json::json!({"ociVersion": "1.2.0", "id": "c1", "status": "creating", "pid": 42, "bundle": "/b"});
+        send_to_agent(&path, &r, 42, "meta", &state).unwrap();
+        let (body, got_fd) = agent.join().unwrap();
+        assert!(got_fd);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["fds"], serde_json::json!(["seccompFd"]));
+        assert_eq!(v["pid"], 42);
+        assert_eq!(v["metadata"], "meta");
+        assert_eq!(v["state"]["id"], "c1");
+        let e = send_to_agent(&dir.path().join("nobody"), &r, 1, "", &state).unwrap_err();
+        assert!(e.to_string().contains("nobody"), "{e}");
     }
 
     #[test]
