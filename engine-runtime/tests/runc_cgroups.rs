@@ -1,0 +1,46 @@
+//! engine-runc cgroups: `linux.resources` lands in the container's cgroup
+//! files (checked from the host and from inside), and delete removes it.
+
+mod common;
+use common::*;
+use serde_json::json;
+use std::path::Path;
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())).trim().to_string()
+}
+
+#[test]
+fn resources_in_cgroup_files() {
+    let mut b = Bundle::new(&["sleep", "300"]);
+    let id = unique_id("cg");
+    let cg = b.cgroup_for(&id);
+    b.config["linux"]["resources"]["memory"] = json!({"limit": 67108864});
+    b.config["linux"]["resources"]["pids"] = json!({"limit": 42});
+    b.config["linux"]["resources"]["cpu"] = json!({"quota": 50000, "period": 100000});
+    b.write();
+    let runc = Runc::new();
+    runc.create(&b, &id);
+    let pid = runc.state(&id)["pid"].as_i64().unwrap();
+    let rel = cg.trim_start_matches('/');
+    let v1 = Path::new("/sys/fs/cgroup/memory").is_dir();
+    if v1 {
+        let m = Path::new("/sys/fs/cgroup/memory").join(rel);
+        assert_eq!(read(&m.join("memory.limit_in_bytes")), "67108864");
+        assert!(read(&m.join("cgroup.procs")).lines().any(|l| l == pid.to_string()));
+        assert_eq!(read(&Path::new("/sys/fs/cgroup/pids").join(rel).join("pids.max")), "42");
+        let cpu = Path::new("/sys/fs/cgroup/cpu").join(rel);
+        let cpu = if cpu.exists() { cpu } else { Path::new("/sys/fs/cgroup/cpu,cpuacct").join(rel) };
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+    } else {
+        let d = Path::new("/sys/fs/cgroup").join(rel);
+        assert_eq!(read(&d.join("memory.max")), "67108864");
+        assert_eq!(read(&d.join("pids.max")), "42");
+        assert_eq!(read(&d.join("cpu.max")), "50000 100000");
+    }
+    // Inside, through the cgroup namespace, the container sees its own limits.
+    let o = runc.exec(&["exec", &id, "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
+    assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
+    runc.ok(&["delete", "--force", &id]);
+    assert_no_leftovers(&runc, &id, &b, Some(&cg));
+}

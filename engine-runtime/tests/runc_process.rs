@@ -1,0 +1,140 @@
+//! engine-runc `process`: user, groups, umask, cwd, env, capabilities,
+//! rlimits, noNewPrivileges, oomScoreAdj, seccomp and the console socket,
+//! judged from inside the container.
+
+mod common;
+use common::*;
+use serde_json::json;
+
+#[test]
+fn user_groups_umask_cwd_env() {
+    let mut b = Bundle::new(&["sh", "-c", "id; umask; pwd; echo $FOO"]);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 65534], "umask": 63});
+    b.config["process"]["cwd"] = json!("/work/dir");
+    b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
+    b.write();
+    let runc = Runc::new();
+    let out = runc.run_ok(&b, &unique_id("user"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "uid=1000 gid=1001 groups=5(tty),65534(nogroup)", "{out}");
+    assert_eq!(lines[1], "0077");
+    assert_eq!(lines[2], "/work/dir");
+    assert_eq!(lines[3], "bar baz");
+}
+
+fn cap_eff(out: &str, key: &str) -> u64 {
+    let l = out.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key} in {out}"));
+    u64::from_str_radix(l.split_whitespace().nth(1).unwrap(), 16).unwrap()
+}
+
+#[test]
+fn capability_sets() {
+    let mut b = Bundle::new(&["grep", "^Cap", "/proc/self/status"]);
+    let set = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
+    b.config["process"]["capabilities"] =
+        json!({"bounding": set, "effective": ["CAP_KILL"], "permitted": set, "inheritable": ["CAP_CHOWN"], "ambient": []});
+    b.write();
+    let runc = Runc::new();
+    let out = runc.run_ok(&b, &unique_id("caps"));
+    let (kill, nbs, chown) = (1u64 << 5, 1u64 << 10, 1u64 << 0);
+    assert_eq!(cap_eff(&out, "CapBnd"), kill | nbs | chown, "{out}");
+    // As root, exec makes the effective set the permitted one (runc behaves the same).
+    assert_eq!(cap_eff(&out, "CapPrm"), kill | nbs | chown, "{out}");
+    assert_eq!(cap_eff(&out, "CapInh"), chown, "{out}");
+
+    // A non-root user keeps exactly what the config grants through ambient.
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.config["process"]["capabilities"] = json!({"bounding": set, "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"], "inheritable": ["CAP_KILL"], "ambient": ["CAP_KILL"]});
+    b.write();
+    let out = runc.run_ok(&b, &unique_id("caps"));
+    assert_eq!(cap_eff(&out, "CapEff"), kill, "{out}");
+    assert_eq!(cap_eff(&out, "CapAmb"), kill, "{out}");
+}
+
+#[test]
+fn rlimits_and_oom_score_and_no_new_privs() {
+    let mut b = Bundle::new(&["sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status"]);
+    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+    b.config["process"]["oomScoreAdj"] = json!(500);
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.write();
+    let runc = Runc::new();
+    let out = runc.run_ok(&b, &unique_id("rlim"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(&lines[..3], ["321", "654", "500"], "{out}");
+    assert!(lines[3].ends_with("\t1"), "{out}");
+}
+
+#[test]
+fn seccomp_errno_and_args() {
+    let mut b = Bundle::new(&["sh", "-c", "mkdir /tmp/x; echo mkdir=$?; touch /tmp/f && echo touched"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [
+            {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}
+        ]
+    });
+    b.write();
+    let runc = Runc::new();
+    let (code, out, err) = runc.run(&b, &unique_id("secc"));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Permission denied"), "mkdir fails with errno 13 (EACCES): {err}");
+    assert!(out.contains("mkdir=1") && out.contains("touched"), "{out}");
+    // The same filter applies to exec'd processes.
+}
+
+#[test]
+fn console_socket_gets_the_pty_master() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::net::UnixListener;
+    let mut b = Bundle::new(&["sh", "-c", "tty; echo size=$(stty size)"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.config["process"]["consoleSize"] = json!({"height": 33, "width": 111});
+    b.write();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("console.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let runc = Runc::new();
+    let id = unique_id("tty");
+    runc.track(&id);
+    let o = runc
+        .cmd()
+        .args(["create", "--bundle", b.path().to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), &id])
+        .output_files();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (conn, _) = listener.accept().unwrap();
+    // Receive the master over SCM_RIGHTS.
+    let mut buf = [0u8; 64];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+    use std::os::fd::AsRawFd;
+    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty())
+        .unwrap();
+    let mut master = None;
+    for c in msg.cmsgs().unwrap() {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            // SAFETY: a received fd we now own.
+            master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+        }
+    }
+    let master = std::fs::File::from(master.expect("a pty master fd"));
+    runc.ok(&["start", &id]);
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 1024];
+    use std::io::Read;
+    // Read until the slave side closes (EIO) once the process exits.
+    while let Ok(n) = (&master).read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&chunk[..n]);
+        if String::from_utf8_lossy(&out).contains("size=") && out.ends_with(b"\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("/dev/pts/0") || text.contains("/dev/console"), "{text}");
+    assert!(text.contains("size=33 111"), "{text}");
+    runc.ok(&["delete", "--force", &id]);
+}
