@@ -507,7 +507,7 @@ impl Store {
     ) -> std::result::Result<(), (Error, bool)> {
         let id = short(&l.digest);
         let mut resp = c.blob_get(&l.digest).await.map_err(|e| (e, false))?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(64);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
         let blobs = self.inner.blobs.clone();
         let mut opts = self.inner.unpack.clone();
         opts.expected_diff_id = Some(l.diff_id.clone());
