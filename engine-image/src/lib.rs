@@ -48,7 +48,7 @@ pub use blobs::{BlobWriter, Blobs};
 pub use reference::{host_is_loopback, Reference, DOCKER_HUB};
 pub use registry::{docker_config_auth, RegistryOptions};
 pub use snapshot::copy_layers;
-pub use store::{short, ImageRecord, LayerRecord, RootfsRecord, State, Store};
+pub use store::{short, ImageRecord, LayerRecord, RootfsRecord, State, Store, StoreOptions};
 
 /// Test helpers: make images from directories (an alias of [`build`]).
 pub mod testutil {

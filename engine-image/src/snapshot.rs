@@ -64,6 +64,7 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
     let target = target.to_path_buf();
     let layer_dirs: Vec<PathBuf> = rec.layers.iter().map(|l| store.snapshot_dir(&l.chain_id)).collect::<Result<_>>()?;
     let (dir2, target2) = (dir.clone(), target.clone());
+    let force_copy = store.inner.force_copy;
     let made = blocking(move || {
         let (dir, target) = (dir2, target2);
         if dir.exists() {
@@ -78,7 +79,12 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
         let created_target = !target.exists();
         std::fs::create_dir_all(&target).context(|| format!("create {}", target.display()))?;
         let lowers = if lowers.is_empty() { vec![empty] } else { lowers };
-        match mount_overlay(&lowers, &upper, &work, &target) {
+        let mounted = if force_copy {
+            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "copying asked for"))
+        } else {
+            mount_overlay(&lowers, &upper, &work, &target)
+        };
+        match mounted {
             Ok(()) => Ok((true, upper)),
             Err(e) => {
                 tracing::warn!(target = %target.display(), "overlay mount failed ({e}); copying the layers instead");

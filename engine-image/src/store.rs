@@ -130,6 +130,24 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) unpack: UnpackOptions,
     pub(crate) registry: crate::RegistryOptions,
+    pub(crate) force_copy: bool,
+}
+
+/// How a [`Store`] works: registry options, unpack policy, snapshotter.
+#[derive(Clone, Debug, Default)]
+pub struct StoreOptions {
+    /// Registry client options.
+    pub registry: crate::RegistryOptions,
+    /// Layer unpack policy (devices, owners).
+    pub unpack: UnpackOptions,
+    /// Always prepare root filesystems by copying, never with overlay.
+    pub force_copy: bool,
+}
+
+impl From<crate::RegistryOptions> for StoreOptions {
+    fn from(registry: crate::RegistryOptions) -> Self {
+        StoreOptions { registry, ..Default::default() }
+    }
 }
 
 /// The default [`ImageStore`]: content-addressed blobs, image records, layer
@@ -171,9 +189,11 @@ impl Store {
         Self::open_with(root, crate::RegistryOptions::default())
     }
 
-    /// [`Store::open`] with registry options (concurrency, retries, the
-    /// docker config file, insecure registries).
-    pub fn open_with(root: impl AsRef<Path>, registry: crate::RegistryOptions) -> Result<Store> {
+    /// [`Store::open`] with options: [`StoreOptions`], or just
+    /// [`crate::RegistryOptions`] (concurrency, retries, the docker config
+    /// file, insecure registries).
+    pub fn open_with(root: impl AsRef<Path>, options: impl Into<StoreOptions>) -> Result<Store> {
+        let options = options.into();
         let root = root.as_ref().to_path_buf();
         let blobs = Blobs::open(&root)?;
         for d in ["snapshots", "rootfs", "l"] {
@@ -195,8 +215,9 @@ impl Store {
                 gc_lock: tokio::sync::RwLock::new(()),
                 inflight: std::sync::Mutex::new(HashMap::new()),
                 http,
-                unpack: UnpackOptions::default(),
-                registry,
+                unpack: UnpackOptions { expected_diff_id: None, ..options.unpack },
+                registry: options.registry,
+                force_copy: options.force_copy,
             }),
         })
     }

@@ -265,3 +265,24 @@ async fn archives_interoperate_with_skopeo() {
         store.remove_rootfs("sk").await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn copying_fallback_rootfs() {
+    let root = tempfile::tempdir().unwrap();
+    let store =
+        Store::open_with(root.path(), engine_image::StoreOptions { force_copy: true, ..Default::default() }).unwrap();
+    let bb = busybox_dir();
+    store.import_dir(bb.path(), "copy/bb:1").await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let t = work.path().join("rootfs");
+    let r = store.prepare_rootfs("copy/bb:1", "cp1", &t).await.unwrap();
+    assert!(!is_mounted(&t));
+    assert_eq!(r.upper, t);
+    assert_eq!(tree(&t), tree(bb.path()));
+    std::fs::write(t.join("tmp/x"), "x").unwrap();
+    assert!(store.remove("copy/bb:1", false).await.unwrap_err().is_conflict());
+    store.remove_rootfs("cp1").await.unwrap();
+    assert_eq!(count(&t), 0, "copied rootfs cleared");
+    store.remove("copy/bb:1", false).await.unwrap();
+    assert_eq!(count(&root.path().join("snapshots")), 0);
+}
