@@ -299,3 +299,67 @@ async fn bad_registry_input_leaves_store_as_it_was() {
     let via = format!("127.0.0.1:{}/bad/bb:1", flaky.port);
     assert_eq!(s3.pull(&via, None, None).await.unwrap().id, img.id);
 }
+
+#[tokio::test]
+async fn docker_schema2_from_skopeo_and_manifest_lists() {
+    let reg = Registry::start(RegAuth::None).await;
+    let work = tempfile::tempdir().unwrap();
+    let bb = busybox_dir();
+    let ar = work.path().join("bb.tar");
+    build::image_from_dir(bb.path(), "sk/bb:1", &ar, &Default::default()).unwrap();
+    // skopeo pushes a Docker schema 2 image (gzip layers) to the registry
+    let name = format!("{}/sk/bb:1", reg.host());
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false", "--dest-compress"])
+        .arg(format!("docker-archive:{}", ar.display()))
+        .arg(format!("docker://{name}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo: {}", String::from_utf8_lossy(&out.stderr));
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open_with(root.path(), quick()).unwrap();
+    let img = store.pull(&name, None, None).await.unwrap();
+    let rec = store.record(&name).await.unwrap();
+    assert_eq!(rec.manifest_media_type, engine_image::media::DOCKER_MANIFEST);
+    assert_eq!(rec.layers[0].media_type, engine_image::media::DOCKER_LAYER_GZIP);
+    assert_eq!(rootfs_tree(&store, &name, "s2").await, tree(bb.path()));
+    // a Docker manifest list with two platforms, ours and another (a different image)
+    let msize = store.blobs().size(&rec.manifest).unwrap();
+    let other_dir = busybox_dir();
+    std::fs::write(other_dir.path().join("other"), "arm").unwrap();
+    let other_name = format!("{}/sk/bb:arm", reg.host());
+    store.import_dir(other_dir.path(), &other_name).await.unwrap();
+    let other_digest = store.push(&other_name, None, None).await.unwrap();
+    let other_size = store.blobs().size(&other_digest).unwrap();
+    let list = serde_json::json!({
+        "schemaVersion": 2, "mediaType": engine_image::media::DOCKER_LIST,
+        "manifests": [
+            {"mediaType": engine_image::media::OCI_MANIFEST, "digest": other_digest, "size": other_size,
+             "platform": {"architecture": "arm", "os": "linux", "variant": "v6"}},
+            {"mediaType": engine_image::media::DOCKER_MANIFEST, "digest": rec.manifest, "size": msize,
+             "platform": engine_image::media::host_platform()},
+        ]
+    });
+    let r = reqwest::Client::new()
+        .put(format!("http://{}/v2/sk/bb/manifests/list", reg.host()))
+        .header("content-type", engine_image::media::DOCKER_LIST)
+        .body(list.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let root2 = tempfile::tempdir().unwrap();
+    let s2 = Store::open_with(root2.path(), quick()).unwrap();
+    let got = s2.pull(&format!("{}/sk/bb:list", reg.host()), None, None).await.unwrap();
+    assert_eq!(got.id, img.id);
+    // push the schema 2 image elsewhere: the same manifest bytes, the same digest
+    let again = format!("{}/copy/bb:1", reg.host());
+    store.tag(&name, &again).await.unwrap();
+    assert_eq!(store.push(&again, None, None).await.unwrap(), rec.manifest);
+    // and skopeo reads what we pushed
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{again}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
+}
