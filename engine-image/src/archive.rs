@@ -401,6 +401,7 @@ impl Store {
     }
 
     pub(crate) async fn export_archive(&self, references: &[String], format: ArchiveFormat, dest: &Path) -> Result<()> {
+        let _lease = self.lease().await?;
         let s = self.state().await?;
         let mut images = Vec::new();
         for r in references {

@@ -456,6 +456,11 @@ impl Store {
                 keep_snaps.extend(r.chain_ids.iter().map(|c| c[7..].to_string()));
             }
             let mut removed = Vec::new();
+            if let Ok(rd) = std::fs::read_dir(blobs.tmp_dir()) {
+                for e in rd.flatten() {
+                    let _ = std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path()));
+                }
+            }
             for d in blobs.list()? {
                 if !keep_blobs.contains(&d) {
                     blobs.remove(&d)?;
@@ -466,7 +471,12 @@ impl Store {
             for e in std::fs::read_dir(&sdir).context(|| format!("read {}", sdir.display()))? {
                 let e = e.context(|| format!("read {}", sdir.display()))?;
                 let name = e.file_name().to_string_lossy().into_owned();
-                if name.starts_with("tmp-") || keep_snaps.contains(&name) {
+                if keep_snaps.contains(&name) {
+                    continue;
+                }
+                if name.starts_with("tmp-") {
+                    // Nothing writes while gc holds the lock: a leftover of a crash.
+                    let _ = std::fs::remove_dir_all(e.path());
                     continue;
                 }
                 std::fs::remove_dir_all(e.path()).context(|| format!("remove snapshot {}", e.path().display()))?;
@@ -686,6 +696,21 @@ impl ImageStore for Store {
                             return Ok(vec![Removed::Untagged(t)]);
                         }
                     }
+                }
+                let by_id = Reference::parse(&reference)
+                    .ok()
+                    .and_then(|p| p.tagged())
+                    .is_none_or(|t| s.tags.get(&t) != Some(&rec.id));
+                if by_id && tags.len() > 1 && !force {
+                    return Err(Error::conflict(
+                        "image",
+                        reference.clone(),
+                        format!(
+                            "image {} is referenced in multiple repositories ({}); remove the tags or force",
+                            rec.id,
+                            tags.join(", ")
+                        ),
+                    ));
                 }
                 let users: Vec<_> = s.rootfs.values().filter(|r| r.image_id == rec.id).map(|r| r.key.clone()).collect();
                 if !users.is_empty() && !force {

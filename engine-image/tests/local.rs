@@ -46,6 +46,13 @@ async fn import_dir_prepare_run_ready_and_gc() {
 
     store.remove_rootfs("c1").await.unwrap();
     assert!(!is_mounted(&target));
+    // two tags: removing by id is a conflict, by tag only untags
+    store.tag("bb-local:v1", "bb-local:v2").await.unwrap();
+    let e = store.remove(&img.id, false).await.unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("multiple repositories"), "{e}");
+    let removed = store.remove("bb-local:v2", false).await.unwrap();
+    assert_eq!(removed, vec![engine_core::Removed::Untagged("docker.io/library/bb-local:v2".into())]);
+    assert_eq!(store.inspect("bb-local:v1").await.unwrap().id, img.id);
     let removed = store.remove("bb-local:v1", false).await.unwrap();
     assert!(removed.contains(&engine_core::Removed::Deleted(img.id.clone())), "{removed:?}");
     assert_eq!(count(&root.path().join("blobs/sha256")), 0, "blobs collected");
