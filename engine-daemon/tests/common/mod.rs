@@ -30,6 +30,7 @@ pub struct Engined {
     pub sock: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    lifecycled: Option<Child>,
 }
 
 impl Engined {
@@ -41,9 +42,65 @@ impl Engined {
         let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
         let sock = dir.path().join("run/engined.sock");
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
-        let mut e = Engined { dir, sock, child: None, extra: extra.iter().map(|s| s.to_string()).collect() };
+        let mut e =
+            Engined { dir, sock, child: None, extra: extra.iter().map(|s| s.to_string()).collect(), lifecycled: None };
         e.spawn();
         e
+    }
+
+    /// engined using a separate engine-lifecycled (`--lifecycle`).
+    pub fn start_remote() -> Engined {
+        let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
+        let sock = dir.path().join("run/engined.sock");
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let lc_sock = dir.path().join("lc.sock");
+        let mut e = Engined {
+            dir,
+            sock,
+            child: None,
+            extra: vec!["--lifecycle".into(), format!("unix://{}", lc_sock.display())],
+            lifecycled: None,
+        };
+        e.spawn_lifecycled();
+        e.spawn();
+        e
+    }
+
+    pub fn lifecycled_pid(&self) -> u32 {
+        self.lifecycled.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    pub fn spawn_lifecycled(&mut self) {
+        let lc_sock = self.dir.path().join("lc.sock");
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("lifecycled.log")).unwrap();
+        let child = Command::new(bin_dir().join("engine-lifecycled"))
+            .arg("--root")
+            .arg(self.dir.path().join("lc"))
+            .arg("--images")
+            .arg(self.data_root().join("images"))
+            .arg("--socket")
+            .arg(&lc_sock)
+            .env("ENGINE_BIN_DIR", bin_dir())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn engine-lifecycled");
+        self.lifecycled = Some(child);
+        assert!(
+            eventually(20, || UnixStream::connect(&lc_sock).is_ok()),
+            "engine-lifecycled did not listen: {}",
+            std::fs::read_to_string(self.dir.path().join("lifecycled.log")).unwrap_or_default()
+        );
+    }
+
+    /// SIGKILL engine-lifecycled.
+    pub fn kill9_lifecycled(&mut self) {
+        if let Some(mut c) = self.lifecycled.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     pub fn data_root(&self) -> PathBuf {
@@ -179,6 +236,9 @@ fn run_with(bin: &str, host: &str, dir: &Path, args: &[&str], stdin: Option<&[u8
 
 impl Drop for Engined {
     fn drop(&mut self) {
+        if self.extra.iter().any(|a| a == "--lifecycle") && self.lifecycled.is_none() {
+            self.spawn_lifecycled();
+        }
         if self.child.is_none() && UnixStream::connect(&self.sock).is_err() {
             self.spawn();
         }
@@ -199,6 +259,14 @@ impl Drop for Engined {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(mut c) = self.lifecycled.take() {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            if !eventually(5, || matches!(c.try_wait(), Ok(Some(_)))) {
+                let _ = c.kill();
+            }
             let _ = c.wait();
         }
         // Anything still mounted under the temp dir (a failed test) is detached.
