@@ -376,8 +376,16 @@ impl Runc {
             std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&gid_maps))
                 .map_err(|e| Error::io(format!("write gid_map of the init {pid}"), e))?;
         }
-        cgroup.add_pid(pid)?;
         parent_sock.send(&Msg::Go)?;
+        if let Err(e) = cgroup.add_pid(pid) {
+            // The init may have failed (and exited) meanwhile: its message says why.
+            if let Some(Msg::Error(m)) = parent_sock.try_recv() {
+                return Err(Error::Other(format!("container {id}: {m}")));
+            }
+            return Err(e);
+        }
+        // The init may already have failed; then this send fails and the loop below reports it.
+        let _ = parent_sock.send(&Msg::CgroupJoined);
         let mut state = State {
             oci_version: spec.version().clone(),
             id: id.to_string(),

@@ -80,6 +80,7 @@ impl Runc {
             cg.add_pid(pid).map_err(kill)?;
         }
         parent_sock.send(&Msg::Go).map_err(kill)?;
+        parent_sock.send(&Msg::CgroupJoined).map_err(kill)?;
         match parent_sock.recv().map_err(kill)? {
             Some(Msg::Ready) => {}
             Some(Msg::Error(m)) => return Err(kill(Error::Other(format!("exec in container {id}: {m}")))),

@@ -115,9 +115,23 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
         nix::unistd::setresgid(root_g, root_g, root_g).map_err(|e| errno("setgid 0 in the user namespace", e))?;
         nix::unistd::setresuid(root_u, root_u, root_u).map_err(|e| errno("setuid 0 in the user namespace", e))?;
     }
-    if ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| errno("unshare the cgroup namespace", e))?;
-    }
+    // The parent joins us to the cgroup while we set up; wait for that before
+    // anything that depends on it (cgroup namespace, cgroup mounts, hooks, exec).
+    let mut joined = false;
+    let mut join_cgroup = || -> Result<(), Error> {
+        if joined {
+            return Ok(());
+        }
+        match sync.recv()? {
+            Some(Msg::CgroupJoined) => {}
+            other => return Err(Error::Other(format!("sync: expected the cgroup join, got {other:?}"))),
+        }
+        joined = true;
+        if ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+            nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|e| errno("unshare the cgroup namespace", e))?;
+        }
+        Ok(())
+    };
     nix::unistd::setsid().map_err(|e| errno("setsid", e))?;
     if ctx.keyring {
         join_session_keyring(ctx.id);
@@ -136,8 +150,9 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     // 3. The root filesystem.
     if let Some(plan) = ctx.rootfs {
         rootfs::prepare(&sys, plan)?;
-        rootfs::mount_all(&sys, plan, userns, ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP))?;
+        rootfs::mount_all(&sys, plan, userns, ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP), &mut join_cgroup)?;
     }
+    join_cgroup()?;
     let mut state_json = String::new();
     if ctx.runtime_hooks {
         sync.send(&Msg::RunHooks)?;

@@ -84,9 +84,19 @@ pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
 }
 
 /// Step 2: the config's mounts, then `/dev` devices and symlinks.
-pub fn mount_all(sys: &dyn Syscall, plan: &RootfsPlan, userns: bool, cgroupns: bool) -> Result<()> {
+///
+/// `before_cgroup` runs once before the first cgroup mount (the init must be
+/// in its cgroup, and in its cgroup namespace, by then).
+pub fn mount_all(
+    sys: &dyn Syscall,
+    plan: &RootfsPlan,
+    userns: bool,
+    cgroupns: bool,
+    before_cgroup: &mut dyn FnMut() -> Result<()>,
+) -> Result<()> {
     for m in &plan.mounts {
         let r = if m.fstype == "cgroup" || m.fstype == "cgroup2" {
+            before_cgroup()?;
             mount_cgroup(sys, &plan.rootfs, m, cgroupns)
         } else {
             mount_one(sys, &plan.rootfs, m)

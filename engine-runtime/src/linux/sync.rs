@@ -10,6 +10,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 pub enum Msg {
     /// Parent to init: cgroup joined and id maps written; go on.
     Go,
+    /// Parent to init: the init is in its cgroup now (sent after `Go`, so the
+    /// slow first cgroup migration overlaps with the init's mounts).
+    CgroupJoined,
     /// Init to parent: namespaces and mounts ready, run the runtime-side hooks.
     RunHooks,
     /// Parent to init: hooks done; the payload is the state JSON for the container-side hooks.
@@ -26,6 +29,7 @@ impl Msg {
     fn encode(&self) -> Vec<u8> {
         let (tag, body): (u8, &str) = match self {
             Msg::Go => (b'G', ""),
+            Msg::CgroupJoined => (b'C', ""),
             Msg::RunHooks => (b'H', ""),
             Msg::HooksDone(s) => (b'D', s),
             Msg::Ready => (b'R', ""),
@@ -41,6 +45,7 @@ impl Msg {
         let body = || String::from_utf8_lossy(&b[1..]).into_owned();
         Ok(match b.first() {
             Some(b'G') => Msg::Go,
+            Some(b'C') => Msg::CgroupJoined,
             Some(b'H') => Msg::RunHooks,
             Some(b'D') => Msg::HooksDone(body()),
             Some(b'R') => Msg::Ready,
@@ -81,10 +86,17 @@ impl SyncSocket {
     }
     /// Receive one message; `None` when the other end closed.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        self.recv_flags(0)
+    }
+    /// Receive a message if one is waiting (`None` if none or closed).
+    pub fn try_recv(&self) -> Option<Msg> {
+        self.recv_flags(libc::MSG_DONTWAIT).ok().flatten()
+    }
+    fn recv_flags(&self, flags: libc::c_int) -> Result<Option<Msg>> {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
             if n > 0 {
                 return Msg::decode(&buf[..n as usize]).map(Some);
             }
