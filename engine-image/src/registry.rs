@@ -197,6 +197,45 @@ impl Client {
                 q.append_pair("scope", s);
             }
         }
+        if let Some(rt) = self.creds.as_ref().and_then(|c| c.identity_token.clone()) {
+            // OAuth2 refresh-token grant (what docker does with an identity token).
+            let form = {
+                let mut form = url::form_urlencoded::Serializer::new(String::new());
+                form.append_pair("grant_type", "refresh_token")
+                    .append_pair("refresh_token", &rt)
+                    .append_pair("client_id", "engine-image")
+                    .append_pair("scope", &scopes.join(" "));
+                if let Some(s) = service {
+                    form.append_pair("service", s);
+                }
+                form.finish()
+            };
+            let resp = self
+                .http
+                .post(realm)
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(form)
+                .send()
+                .await
+                .map_err(|e| self.err("", format!("token request to {realm}: {e}")))?;
+            let status = resp.status();
+            if status.is_success() {
+                let v: serde_json::Value =
+                    resp.json().await.map_err(|e| self.err("", format!("token server {realm}: bad answer: {e}")))?;
+                return v
+                    .get("access_token")
+                    .or_else(|| v.get("token"))
+                    .and_then(|t| t.as_str())
+                    .map(str::to_string)
+                    .ok_or_else(|| self.err("", format!("token server {realm} sent no access_token")));
+            }
+            if status != StatusCode::NOT_FOUND && status != StatusCode::METHOD_NOT_ALLOWED {
+                let body = resp.text().await.unwrap_or_default();
+                return Err(
+                    self.err("", format!("token server {realm} refused the identity token: {status}: {}", body.trim()))
+                );
+            }
+        }
         let mut req = self.http.get(u.clone());
         if let Some(c) = &self.creds {
             if let (Some(user), Some(pw)) = (&c.username, &c.password) {

@@ -197,6 +197,16 @@ async fn bearer_token_auth_with_registry_token_config() {
     let s2 = Store::open_with(root2.path(), quick()).unwrap();
     assert_eq!(s2.pull(&name, Some(&good), None).await.unwrap().id, img.id);
     assert_eq!(rootfs_tree(&s2, &name, "t").await, tree(bb.path()));
+    // an identity token (OAuth2 refresh token), as `docker login` stores for some registries
+    let root3 = tempfile::tempdir().unwrap();
+    let s3 = Store::open_with(root3.path(), quick()).unwrap();
+    let idt = RegistryAuth { identity_token: Some("alice-refresh-token".into()), ..Default::default() };
+    assert_eq!(s3.pull(&name, Some(&idt), None).await.unwrap().id, img.id);
+    let root4 = tempfile::tempdir().unwrap();
+    let s4 = Store::open_with(root4.path(), quick()).unwrap();
+    let bad = RegistryAuth { identity_token: Some("stolen".into()), ..Default::default() };
+    let e = s4.pull(&name, Some(&bad), None).await.unwrap_err();
+    assert!(e.to_string().contains("refused the identity token"), "{e}");
 }
 
 #[tokio::test]

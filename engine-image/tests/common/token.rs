@@ -68,8 +68,39 @@ impl TokenServer {
                         async move {
                             let (key, rng, header, expect, requests) = &*state;
                             requests.fetch_add(1, Ordering::SeqCst);
-                            let authz = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
-                            if authz != expect {
+                            let authz = req
+                                .headers()
+                                .get("authorization")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            let mut q = req.uri().query().unwrap_or("").to_string();
+                            if req.method() == hyper::Method::POST {
+                                // OAuth2 refresh-token grant: scopes space-separated in the form
+                                use http_body_util::BodyExt;
+                                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                                let form: std::collections::HashMap<String, String> =
+                                    url::form_urlencoded::parse(&body).into_owned().collect();
+                                if form.get("grant_type").map(String::as_str) != Some("refresh_token")
+                                    || form.get("refresh_token").map(String::as_str) != Some("alice-refresh-token")
+                                {
+                                    return Ok(hyper::Response::builder()
+                                        .status(401)
+                                        .body(Full::new(Bytes::from("bad refresh token")))
+                                        .unwrap());
+                                }
+                                let scopes = form.get("scope").cloned().unwrap_or_default();
+                                q = scopes
+                                    .split(' ')
+                                    .map(|s| {
+                                        format!(
+                                            "scope={}",
+                                            url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>()
+                                        )
+                                    })
+                                    .collect::<Vec<_>>()
+                                    .join("&");
+                            } else if authz != *expect {
                                 return Ok::<_, std::convert::Infallible>(
                                     hyper::Response::builder()
                                         .status(401)
@@ -77,7 +108,6 @@ impl TokenServer {
                                         .unwrap(),
                                 );
                             }
-                            let q = req.uri().query().unwrap_or("");
                             let mut access = Vec::new();
                             for (k, v) in url::form_urlencoded::parse(q.as_bytes()) {
                                 if k == "scope" {
