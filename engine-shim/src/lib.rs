@@ -56,7 +56,7 @@ pub use state::{read_address, read_exit, write_atomic, ShimAddress, ADDRESS_FILE
 
 /// The shim process's side.
 pub mod serve {
-    pub use crate::server::run;
+    pub use crate::server::{run, run_with_log_driver};
 
     /// The runtime a shim drives for a [`LaunchRequest`](engine_core::LaunchRequest)'s
     /// [`RuntimeBinary`](engine_core::RuntimeBinary).

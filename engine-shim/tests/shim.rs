@@ -460,6 +460,37 @@ async fn one_shim_per_container_and_no_runtime_process(rt: Rt) {
     }
 }
 
+async fn oom_kill_is_reported(rt: Rt) {
+    let c = TestContainer::new(rt, "oom", &["sh", "-c", "x=0123456789abcdef; while true; do x=$x$x; done"], false);
+    let cfg = c.bundle().join("config.json");
+    let mut spec = oci_spec::runtime::Spec::load(&cfg).unwrap();
+    let mut linux = spec.linux().clone().unwrap();
+    let mem = oci_spec::runtime::LinuxMemoryBuilder::default().limit(32 * 1024 * 1024i64).build().unwrap();
+    let res = oci_spec::runtime::LinuxResourcesBuilder::default().memory(mem).build().unwrap();
+    linux.set_resources(Some(res));
+    spec.set_linux(Some(linux));
+    spec.save(&cfg).unwrap();
+    let shim = launcher().launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    let mut events = shim.events().await.unwrap();
+    shim.start().await.unwrap();
+    let exit = shim.wait(&ProcessRef::Init).await.unwrap();
+    assert_eq!(exit.code, 137, "killed by the OOM killer");
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(e)) = events.next().await {
+            let done = matches!(e, ShimEvent::Exited { .. });
+            seen.push(e);
+            if done {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(seen.contains(&ShimEvent::Oom), "events: {seen:?}");
+    shim.delete().await.unwrap();
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -493,4 +524,5 @@ for_each_runtime!(
     shim_killed_gives_honest_state,
     create_failure_leaves_nothing,
     one_shim_per_container_and_no_runtime_process,
+    oom_kill_is_reported,
 );

@@ -2,6 +2,7 @@
 //! parents it, serves the gRPC API on its socket, and records exits.
 
 mod io;
+mod oom;
 mod service;
 mod sys;
 
@@ -400,10 +401,21 @@ fn read_terminal(bundle: &Path) -> Result<bool> {
 /// subreaper, detached from its launcher); the `engine-shim` binary does
 /// that before calling this.
 pub async fn run(req: LaunchRequest, rt: Arc<dyn Runtime>, report: impl FnOnce(Result<ShimAddress>)) -> Result<()> {
+    run_with_log_driver(req, rt, None, report).await
+}
+
+/// [`run`] with another sink for the container's output than the default
+/// json-file writer of `req.log` (journald, syslog, a collector...).
+pub async fn run_with_log_driver(
+    req: LaunchRequest,
+    rt: Arc<dyn Runtime>,
+    log: Option<Box<dyn LogDriver>>,
+    report: impl FnOnce(Result<ShimAddress>),
+) -> Result<()> {
     let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         .map_err(|e| Error::io("watch SIGCHLD", e))?;
     let created_dir = !req.state_dir.exists();
-    let (core, listener, owner) = match setup(req.clone(), rt, created_dir).await {
+    let (core, listener, owner) = match setup(req.clone(), rt, log, created_dir).await {
         Ok(v) => v,
         Err(e) => {
             cleanup(&req.state_dir, created_dir, true);
@@ -438,6 +450,12 @@ pub async fn run(req: LaunchRequest, rt: Arc<dyn Runtime>, report: impl FnOnce(R
             }
         });
     }
+    let init_pid = core.init.pid.load(Ordering::Relaxed);
+    let events = core.events.clone();
+    tokio::spawn(oom::watch(init_pid, move || {
+        tracing::info!("OOM killer acted in the container's cgroup");
+        let _ = events.send(ShimEvent::Oom);
+    }));
     let svc = service::ShimService::new(core.clone());
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     tokio::spawn(async move {
@@ -465,6 +483,7 @@ pub async fn run(req: LaunchRequest, rt: Arc<dyn Runtime>, report: impl FnOnce(R
 async fn setup(
     req: LaunchRequest,
     rt: Arc<dyn Runtime>,
+    log: Option<Box<dyn LogDriver>>,
     created_dir: bool,
 ) -> Result<(Arc<Core>, tokio::net::UnixListener, Option<OwnedFd>)> {
     let id = req.id.clone();
@@ -523,9 +542,10 @@ async fn setup(
         Err(Error::Runtime { .. }) => {}
         Err(e) => return Err(e),
     }
-    let log: Option<Box<dyn LogDriver>> = match &core.req.log {
-        Some(cfg) => Some(Box::new(crate::JsonFileDriver::open(cfg)?)),
-        None => None,
+    let log: Option<Box<dyn LogDriver>> = match (log, &core.req.log) {
+        (Some(driver), _) => Some(driver),
+        (None, Some(cfg)) => Some(Box::new(crate::JsonFileDriver::open(cfg)?)),
+        (None, None) => None,
     };
     let bundle = core.req.bundle.clone();
     let pid_file = core.dir().join("init.pid");

@@ -1,0 +1,122 @@
+//! Benchmark driver for engine-shim (run by `bench/memory.sh`): launches N
+//! sleeping busybox containers through `engine-shim`, times launch-to-running,
+//! and reads each shim's RSS and PSS from `/proc/<pid>/smaps_rollup`.
+//!
+//! `shimbench <n> <runtime-binary> <work-dir>`; prints `key=value` lines.
+
+use engine_core::{ContainerId, LaunchRequest, ProcessRef, RuntimeBinary, Shim, ShimLauncher, Signal};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// (RSS, PSS) in KiB.
+fn rss_pss(pid: i32) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (field("Rss:"), field("Pss:"))
+}
+
+fn make_rootfs(rootfs: &Path) {
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for d in ["proc", "dev", "sys", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", bin.join("busybox")).unwrap();
+    for a in ["sh", "sleep"] {
+        let _ = std::os::unix::fs::symlink("busybox", bin.join(a));
+    }
+}
+
+fn write_config(bundle: &Path, rootfs: &Path) {
+    use oci_spec::runtime::{LinuxNamespaceType, Spec};
+    std::fs::create_dir_all(bundle).unwrap();
+    let mut spec = Spec::default();
+    let mut p = spec.process().clone().unwrap();
+    p.set_args(Some(vec!["sleep".into(), "100000".into()]));
+    p.set_terminal(Some(false));
+    p.set_env(Some(vec!["PATH=/bin".into()]));
+    spec.set_process(Some(p));
+    let mut root = spec.root().clone().unwrap();
+    root.set_path(rootfs.to_path_buf());
+    root.set_readonly(Some(true));
+    spec.set_root(Some(root));
+    let mut linux = spec.linux().clone().unwrap();
+    if let Some(ns) = linux.namespaces().clone() {
+        linux.set_namespaces(Some(ns.into_iter().filter(|n| n.typ() != LinuxNamespaceType::Network).collect()));
+    }
+    spec.set_linux(Some(linux));
+    spec.save(bundle.join("config.json")).unwrap();
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
+    let runtime = PathBuf::from(args.get(2).cloned().unwrap_or_else(|| "/usr/sbin/runc".into()));
+    let work = PathBuf::from(args.get(3).cloned().unwrap_or_else(|| "/tmp/shimbench".into()));
+    let launcher = engine_shim::Launcher::find().expect("engine-shim next to this binary");
+    let rootfs = work.join("rootfs");
+    make_rootfs(&rootfs);
+    let name = runtime.file_name().unwrap().to_string_lossy().into_owned();
+    let rt = RuntimeBinary { name: name.clone(), path: runtime.clone(), root: Some(work.join("rtroot")), args: vec![] };
+    let mut shims: Vec<Box<dyn Shim>> = Vec::new();
+    let mut launch_ms = Vec::new();
+    let mut pids = Vec::new();
+    for i in 0..n {
+        let id = ContainerId::new(format!("shimbench-{}-{i}", std::process::id())).unwrap();
+        let bundle = work.join(format!("b{i}"));
+        write_config(&bundle, &rootfs);
+        let req = LaunchRequest {
+            id,
+            bundle,
+            state_dir: work.join(format!("s{i}")),
+            runtime: rt.clone(),
+            log: Some(engine_core::LogConfig { path: work.join(format!("c{i}.log")), max_size: None, max_files: 1 }),
+            open_stdin: false,
+            owner_pid: None,
+        };
+        let t = Instant::now();
+        let shim = launcher.launch(req).await.expect("launch");
+        shim.start().await.expect("start");
+        launch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+        pids.push(shim.shim_pid().await.unwrap());
+        shims.push(shim);
+    }
+    // Drop the connections: a shim at rest has no client.
+    let ids: Vec<ContainerId> = shims.iter().map(|s| s.id().clone()).collect();
+    drop(shims);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (rss, pss): (Vec<f64>, Vec<f64>) = pids.iter().map(|p| rss_pss(*p)).unzip();
+    println!("runtime={name}");
+    println!("containers={n}");
+    println!("rss_kib_median={:.0}", median(rss.clone()));
+    println!("pss_kib_median={:.0}", median(pss.clone()));
+    println!("rss_kib_max={:.0}", rss.iter().cloned().fold(0.0, f64::max));
+    println!("pss_kib_total={:.0}", pss.iter().sum::<f64>());
+    println!("launch_to_running_ms_median={:.1}", median(launch_ms.clone()));
+    println!("launch_to_running_ms_max={:.1}", launch_ms.iter().cloned().fold(0.0, f64::max));
+    for (i, id) in ids.iter().enumerate() {
+        let shim = launcher.connect(id, &work.join(format!("s{i}"))).await.expect("reconnect");
+        let _ = shim.kill(&ProcessRef::Init, Signal::KILL, true).await;
+        let _ = shim.wait(&ProcessRef::Init).await;
+        let _ = shim.delete().await;
+    }
+}
