@@ -76,7 +76,9 @@ fn detached_ps_logs_exec() {
     assert!(eventually(10, || e.docker(&["logs", "s1"]).stdout == b"out1\nout2\nout3\n"));
     let o = e.docker(&["logs", "s1"]);
     assert_eq!(err(&o), "err1\nerr2\nerr3\n");
-    let o = e.docker(&["logs", "--timestamps", "--tail", "1", "s1"]);
+    // The last two lines are out3 (stdout) and err3 (stderr).
+    let o = e.docker(&["logs", "--timestamps", "--tail", "2", "s1"]);
+    assert!(err(&o).ends_with(" err3\n"), "{}", show(&o));
     let line = out(&o);
     assert!(line.ends_with(" out3\n") && line.starts_with("20"), "{line:?}");
     // exec: output and exit code passed through.
