@@ -24,7 +24,7 @@
 
 use engine_core::{ContainerConfig, Error, Result, Signal};
 use oci_spec::image::ImageConfiguration;
-use oci_spec::runtime::{Process, Spec, User};
+use oci_spec::runtime::{Spec, User};
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
@@ -169,7 +169,6 @@ pub fn apply_image_config(
     process.set_user(user);
     process.set_terminal(Some(config.tty));
     spec.set_process(Some(process));
-    let _ = Process::default;
     Ok(())
 }
 

@@ -336,7 +336,9 @@ impl Store {
             res
         })
         .await;
-        progress(progress_tx, &short(&layer.digest), "Pull complete", None, None);
+        if r.is_ok() {
+            progress(progress_tx, &short(&layer.digest), "Pull complete", None, None);
+        }
         r
     }
 
@@ -358,8 +360,7 @@ impl Store {
         }
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
-        let (config, diff_ids) = self.read_config(&manifest.config.digest)?;
-        let _ = config;
+        let (_, diff_ids) = self.read_config(&manifest.config.digest)?;
         let layers = layer_records(&manifest, &diff_ids, &what)?;
         let futs = layers.iter().map(|l| self.ensure_snapshot(l, progress_tx));
         let sizes = futures::future::try_join_all(futs).await?;

@@ -107,7 +107,16 @@ impl Registry {
         );
         let cfg_path = dir.path().join("config.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
-        let child = std::process::Command::new("/usr/bin/docker-registry")
+        use std::os::unix::process::CommandExt;
+        let mut cmd = std::process::Command::new("/usr/bin/docker-registry");
+        // SAFETY: prctl is async-signal-safe; the registry dies with this test.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg("serve")
             .arg(&cfg_path)
             .stdout(std::process::Stdio::null())
