@@ -373,3 +373,44 @@ async fn docker_schema2_from_skopeo_and_manifest_lists() {
         .unwrap();
     assert!(out.status.success(), "skopeo inspect: {}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test]
+async fn pulled_image_runs_under_runc() {
+    let reg = Registry::start(RegAuth::None).await;
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open_with(root.path(), quick()).unwrap();
+    let bb = busybox_dir();
+    let name = format!("{}/run/bb:1", reg.host());
+    let opts = ImageOptions {
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+        cmd: Some(vec!["echo \"$GREETING from $(id -u):$(id -g) in $(pwd)\"".into()]),
+        env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
+        working_dir: Some("/tmp".into()),
+        user: Some("nobody".into()),
+        ..Default::default()
+    };
+    store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
+    store.push(&name, None, None).await.unwrap();
+    let root2 = tempfile::tempdir().unwrap();
+    let s2 = Store::open_with(root2.path(), quick()).unwrap();
+    let img = s2.pull(&name, None, None).await.unwrap();
+    let bundle = tempfile::tempdir().unwrap();
+    let rootfs = bundle.path().join("rootfs");
+    let id = format!("engine-image-test-{}", std::process::id());
+    s2.prepare_rootfs(&name, &id, &rootfs).await.unwrap();
+    let _g = Unmount(rootfs.clone());
+    let mut spec = oci_spec::runtime::Spec::default();
+    let config = engine_core::ContainerConfig { image: name.clone(), ..Default::default() };
+    engine_image::spec::apply_image_config(&mut spec, &img.config, &rootfs, &config).unwrap();
+    let mut r = spec.root().clone().unwrap();
+    r.set_path("rootfs".into());
+    r.set_readonly(Some(false));
+    spec.set_root(Some(r));
+    spec.save(bundle.path().join("config.json")).unwrap();
+    let out =
+        std::process::Command::new("runc").arg("run").arg("--bundle").arg(bundle.path()).arg(&id).output().unwrap();
+    let _ = std::process::Command::new("runc").args(["delete", "-f", &id]).output();
+    assert!(out.status.success(), "runc: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello from 65534:65534 in /tmp");
+    s2.remove_rootfs(&id).await.unwrap();
+}
