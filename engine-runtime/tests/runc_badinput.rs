@@ -95,7 +95,10 @@ fn bad_mount_and_capability() {
     let mut b = Bundle::new(&["true"]);
     let id = unique_id("badmnt");
     let cg = b.cgroup_for(&id);
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/x", "type": "bind", "source": "/no/such/source", "options": ["bind"]}));
     b.write();
     refused(&Runc::new(), &b, &id, "/no/such/source", Some(&cg));
     let mut b = Bundle::new(&["true"]);

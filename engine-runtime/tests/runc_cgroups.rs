@@ -39,7 +39,13 @@ fn resources_in_cgroup_files() {
         assert_eq!(read(&d.join("cpu.max")), "50000 100000");
     }
     // Inside, through the cgroup namespace, the container sees its own limits.
-    let o = runc.exec(&["exec", &id, "sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]);
+    let o = runc.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
     assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
     runc.ok(&["delete", "--force", &id]);
     assert_no_leftovers(&runc, &id, &b, Some(&cg));

@@ -39,7 +39,10 @@ fn all_hooks_run_with_state_on_stdin() {
         assert!(s["pid"].as_i64().unwrap() > 0);
     }
     let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
-    assert_ne!(std::fs::read_to_string(out.path().join("createContainer.mnt")).unwrap().trim(), host_mnt.to_str().unwrap());
+    assert_ne!(
+        std::fs::read_to_string(out.path().join("createContainer.mnt")).unwrap().trim(),
+        host_mnt.to_str().unwrap()
+    );
     assert!(!out.path().join("poststart").exists());
     runc.ok(&["start", &id]);
     assert_eq!(st("poststart")["status"], "running");

@@ -40,7 +40,8 @@ fn create_start_kill_delete() {
     assert_eq!(procs_mentioning(&root), vec![pid], "no engine-runc process but the container's init after create");
     // The init between create and start stays small.
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let rss_kb: u64 = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+    let rss_kb: u64 =
+        status.lines().find(|l| l.starts_with("VmRSS:")).unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
     assert!(rss_kb < 16 * 1024, "init RSS {rss_kb} kB");
 
     runc.ok(&["start", &id]);
@@ -48,7 +49,7 @@ fn create_start_kill_delete() {
     assert_eq!(st["status"], "running");
     assert!(!runc.state_dir(&id).join("exec.fifo").exists());
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(String::from_utf8_lossy(&cmdline).starts_with("sleep\0300"), "the init exec'd the user process");
+    assert!(String::from_utf8_lossy(&cmdline).starts_with("sleep\x00300"), "the init exec'd the user process");
     // A second start is refused.
     assert!(!runc.exec(&["start", &id]).status.success());
     // delete without --force refuses a running container.
@@ -121,10 +122,7 @@ fn run_detached_exec_pause_resume_events_list() {
     let cg = b.cgroup_for(&id);
     let runc = Runc::new();
     runc.track(&id);
-    let o = runc
-        .cmd()
-        .args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id])
-        .output_files();
+    let o = runc.cmd().args(["run", "-d", "--bundle", b.path().to_str().unwrap(), &id]).output_files();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(runc.state(&id)["status"], "running");
 
@@ -263,9 +261,84 @@ fn spec_features_version() {
     // A second spec refuses to overwrite.
     let o = std::process::Command::new(bin()).args(["spec", "-b", dir.path().to_str().unwrap()]).output_files();
     assert!(!o.status.success());
-    let f: Value = serde_json::from_slice(&std::process::Command::new(bin()).arg("features").output_files().stdout).unwrap();
+    let f: Value =
+        serde_json::from_slice(&std::process::Command::new(bin()).arg("features").output_files().stdout).unwrap();
     assert!(f["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     let v = std::process::Command::new(bin()).arg("--version").output_files();
     assert!(stdout(&v).contains("spec: 1.2"));
+}
+
+#[test]
+fn foreground_run_forwards_signals() {
+    let b =
+        Bundle::new(&["sh", "-c", "trap 'echo got TERM; exit 5' TERM; echo ready; while true; do sleep 0.05; done"]);
+    let id = unique_id("fwd");
+    let runc = Runc::new();
+    runc.track(&id);
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let mut child = runc
+        .cmd()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdout(out.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !std::fs::read_to_string(out.path()).unwrap().contains("ready") && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(5));
+    assert!(std::fs::read_to_string(out.path()).unwrap().contains("got TERM"));
+    assert!(!runc.state_dir(&id).exists());
+}
+
+#[test]
+fn preserve_fds_and_exec_env_cwd_user() {
+    use std::os::fd::AsRawFd;
+    let b = Bundle::new(&["sh", "-c", "cat <&3; sleep 300"]);
+    let id = unique_id("fds");
+    let runc = Runc::new();
+    runc.track(&id);
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), "via fd 3\n").unwrap();
+    let file = std::fs::File::open(f.path()).unwrap();
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let raw = file.as_raw_fd();
+    let mut cmd = runc.cmd();
+    cmd.args(["run", "-d", "--preserve-fds", "1", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdout(out.reopen().unwrap())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: dup2 in the child before exec, async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    assert!(cmd.status().unwrap().success());
+    let t = Instant::now();
+    while !std::fs::read_to_string(out.path()).unwrap().contains("via fd 3") && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(std::fs::read_to_string(out.path()).unwrap(), "via fd 3\n");
+    let o = runc.exec(&[
+        "exec",
+        "--env",
+        "X=1",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $X $(pwd) $(id -u):$(id -g)",
+    ]);
+    assert_eq!(stdout(&o), "1 /tmp 1000:1000\n", "{}", stderr(&o));
+    runc.ok(&["delete", "--force", &id]);
 }

@@ -81,7 +81,8 @@ fn devices_and_symlinks() {
         "-c",
         "for d in null zero full random urandom tty fuse; do stat -c '%n %F %t:%T %a' /dev/$d; done; for l in fd stdin stdout stderr ptmx; do echo $l=$(readlink /dev/$l); done; head -c 4 /dev/zero | wc -c; echo hi > /dev/null && echo nullok",
     ]);
-    b.config["linux"]["devices"] = json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 384, "uid": 0, "gid": 0}]);
+    b.config["linux"]["devices"] =
+        json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229, "fileMode": 384, "uid": 0, "gid": 0}]);
     b.config["linux"]["resources"]["devices"] = json!([
         {"allow": false, "access": "rwm"},
         {"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}
@@ -93,7 +94,13 @@ fn devices_and_symlinks() {
     assert!(out.contains("/dev/urandom character special file 1:9 666"), "{out}");
     assert!(out.contains("/dev/tty character special file 5:0 666"), "{out}");
     assert!(out.contains("/dev/fuse character special file a:e5 600"), "{out}");
-    for l in ["fd=/proc/self/fd", "stdin=/proc/self/fd/0", "stdout=/proc/self/fd/1", "stderr=/proc/self/fd/2", "ptmx=pts/ptmx"] {
+    for l in [
+        "fd=/proc/self/fd",
+        "stdin=/proc/self/fd/0",
+        "stdout=/proc/self/fd/1",
+        "stderr=/proc/self/fd/2",
+        "ptmx=pts/ptmx",
+    ] {
         assert!(out.contains(l), "{l} in {out}");
     }
     assert!(out.contains("\n4\nnullok"), "the devices cgroup allows the default devices: {out}");
@@ -101,7 +108,11 @@ fn devices_and_symlinks() {
 
 #[test]
 fn sysctl_hostname_domainname_no_pivot() {
-    let mut b = Bundle::new(&["sh", "-c", "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax; hostname; cat /proc/sys/kernel/domainname"]);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/msgmax; hostname; cat /proc/sys/kernel/domainname",
+    ]);
     b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.msgmax": "12345"});
     b.config["hostname"] = json!("box1");
     b.config["domainname"] = json!("example.test");

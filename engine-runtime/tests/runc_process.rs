@@ -31,8 +31,7 @@ fn cap_eff(out: &str, key: &str) -> u64 {
 fn capability_sets() {
     let mut b = Bundle::new(&["grep", "^Cap", "/proc/self/status"]);
     let set = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"]);
-    b.config["process"]["capabilities"] =
-        json!({"bounding": set, "effective": ["CAP_KILL"], "permitted": set, "inheritable": ["CAP_CHOWN"], "ambient": []});
+    b.config["process"]["capabilities"] = json!({"bounding": set, "effective": ["CAP_KILL"], "permitted": set, "inheritable": ["CAP_CHOWN"], "ambient": []});
     b.write();
     let runc = Runc::new();
     let out = runc.run_ok(&b, &unique_id("caps"));
@@ -53,7 +52,11 @@ fn capability_sets() {
 
 #[test]
 fn rlimits_and_oom_score_and_no_new_privs() {
-    let mut b = Bundle::new(&["sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status"]);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; grep NoNewPrivs /proc/self/status",
+    ]);
     b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
     b.config["process"]["oomScoreAdj"] = json!(500);
     b.config["process"]["noNewPrivileges"] = json!(true);
@@ -109,8 +112,13 @@ fn console_socket_gets_the_pty_master() {
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     use std::os::fd::AsRawFd;
-    let msg = nix::sys::socket::recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut cmsg), nix::sys::socket::MsgFlags::empty())
-        .unwrap();
+    let msg = nix::sys::socket::recvmsg::<()>(
+        conn.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        nix::sys::socket::MsgFlags::empty(),
+    )
+    .unwrap();
     let mut master = None;
     for c in msg.cmsgs().unwrap() {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {

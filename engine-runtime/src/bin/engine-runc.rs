@@ -9,10 +9,8 @@ use engine_runtime::linux::{CreateOpts, ExecOpts, ExecOutcome, Runc};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const VERSION_TEXT: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    "\nspec: 1.2.0\nruntime: engine-runc (a Rust OCI runtime)"
-);
+const VERSION_TEXT: &str =
+    concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0\nruntime: engine-runc (a Rust OCI runtime)");
 
 #[derive(Parser, Debug)]
 #[command(name = "engine-runc", version = VERSION_TEXT, about = "A runc-compatible OCI runtime", disable_help_subcommand = true)]
@@ -334,8 +332,11 @@ fn dispatch(cli: &Cli) -> Result<i32> {
                 println!("{:<8} CMD", "PID");
                 for p in pids {
                     let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-                    let cmd: Vec<String> =
-                        cmd.split(|b| *b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into()).collect();
+                    let cmd: Vec<String> = cmd
+                        .split(|b| *b == 0)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| String::from_utf8_lossy(s).into())
+                        .collect();
                     println!("{p:<8} {}", cmd.join(" "));
                 }
             }
@@ -390,7 +391,8 @@ fn exec(runc: &Runc, e: &ExecArgs) -> Result<i32> {
     let process: oci_spec::runtime::Process = match &e.process {
         Some(p) => {
             let data = std::fs::read(p).map_err(|err| Error::io(format!("read process {}", p.display()), err))?;
-            serde_json::from_slice(&data).map_err(|err| Error::invalid(format!("process {}", p.display()), err.to_string()))?
+            serde_json::from_slice(&data)
+                .map_err(|err| Error::invalid(format!("process {}", p.display()), err.to_string()))?
         }
         None => {
             if e.args.is_empty() {
@@ -420,8 +422,9 @@ fn exec(runc: &Runc, e: &ExecArgs) -> Result<i32> {
             if !e.cap.is_empty() {
                 let mut caps = p.capabilities().clone().unwrap_or_default();
                 for c in &e.cap {
-                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(c.clone()))
-                        .map_err(|_| Error::invalid("--cap", format!("unknown capability {c}")))?;
+                    let cap: oci_spec::runtime::Capability =
+                        serde_json::from_value(serde_json::Value::String(c.clone()))
+                            .map_err(|_| Error::invalid("--cap", format!("unknown capability {c}")))?;
                     for set in [caps.bounding().clone(), caps.effective().clone(), caps.permitted().clone()] {
                         let _ = set;
                     }
@@ -467,7 +470,8 @@ fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
 }
 
 fn features() -> serde_json::Value {
-    let caps: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let caps: Vec<String> =
+        caps::all().iter().map(|c| c.to_string()).collect::<std::collections::BTreeSet<_>>().into_iter().collect();
     serde_json::json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",

@@ -22,9 +22,9 @@ fn convert(set: &Option<oci_spec::runtime::Capabilities>, which: &str, known: &C
     let mut out = CapsHashSet::new();
     for c in set.iter().flatten() {
         let name = format!("CAP_{c}");
-        let cap: Capability = name
-            .parse()
-            .map_err(|_| Error::invalid(format!("process.capabilities.{which}"), format!("unknown capability {name}")))?;
+        let cap: Capability = name.parse().map_err(|_| {
+            Error::invalid(format!("process.capabilities.{which}"), format!("unknown capability {name}"))
+        })?;
         // Capabilities the running kernel does not know are skipped, as runc does.
         if known.contains(&cap) {
             out.insert(cap);
@@ -51,7 +51,8 @@ impl CapPlan {
     pub fn apply_bounding(&self) -> Result<()> {
         let cur = caps::read(None, CapSet::Bounding).map_err(|e| Error::Other(format!("read bounding set: {e}")))?;
         for c in cur.difference(&self.bounding) {
-            caps::drop(None, CapSet::Bounding, *c).map_err(|e| Error::Other(format!("drop {c} from bounding set: {e}")))?;
+            caps::drop(None, CapSet::Bounding, *c)
+                .map_err(|e| Error::Other(format!("drop {c} from bounding set: {e}")))?;
         }
         Ok(())
     }
@@ -83,7 +84,8 @@ mod tests {
     #[test]
     fn converts_names() {
         let c: oci_spec::runtime::LinuxCapabilities =
-            serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_NET_BIND_SERVICE"],"effective":["CAP_KILL"]}"#).unwrap();
+            serde_json::from_str(r#"{"bounding":["CAP_KILL","CAP_NET_BIND_SERVICE"],"effective":["CAP_KILL"]}"#)
+                .unwrap();
         let p = CapPlan::new(Some(&c)).unwrap();
         assert!(p.bounding.contains(&Capability::CAP_NET_BIND_SERVICE));
         assert_eq!(p.effective.len(), 1);

@@ -150,7 +150,14 @@ pub(crate) fn clone_process(flags: CloneFlags) -> Result<i32> {
     }
     // SAFETY: as above, through the older clone entry point.
     let r = unsafe {
-        libc::syscall(libc::SYS_clone, (flags.bits() as u32 as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0)
+        libc::syscall(
+            libc::SYS_clone,
+            (flags.bits() as u32 as libc::c_ulong) | libc::SIGCHLD as libc::c_ulong,
+            0,
+            0,
+            0,
+            0,
+        )
     };
     if r < 0 {
         return Err(Error::io(format!("clone with namespaces {flags:?}"), std::io::Error::last_os_error()));
@@ -201,6 +208,58 @@ pub(crate) fn wait_code(pid: i32) -> Result<i32> {
     }
 }
 
+/// The signals a foreground `run` forwards to the container.
+fn forwarded_signals() -> nix::sys::signal::SigSet {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
+        set.add(s);
+    }
+    set
+}
+
+/// Wait for `pid` like `wait_code`, forwarding the signals a user sends to a
+/// foreground `run` (INT, TERM, HUP, QUIT, USR1, USR2, WINCH) to it, as runc does.
+pub(crate) fn wait_forwarding_signals(pid: i32) -> Result<i32> {
+    use nix::sys::signalfd::{SfdFlags, SignalFd};
+    let set = forwarded_signals();
+    let (Some(pfd), Ok(())) =
+        (pidfd(pid), nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&set), None))
+    else {
+        return wait_code(pid);
+    };
+    let Ok(sfd) = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
+        return wait_code(pid);
+    };
+    loop {
+        let mut fds = [
+            nix::poll::PollFd::new(pfd.as_fd(), nix::poll::PollFlags::POLLIN),
+            nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN),
+        ];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::io("poll the container's pidfd", e.into())),
+            Ok(_) => {}
+        }
+        while let Ok(Some(info)) = sfd.read_signal() {
+            if let Ok(sig) = nix::sys::signal::Signal::try_from(info.ssi_signo as i32) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            }
+        }
+        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+            return wait_code(pid);
+        }
+    }
+}
+
 fn now_rfc3339() -> String {
     engine_core::time::format_rfc3339(std::time::SystemTime::now())
 }
@@ -230,6 +289,15 @@ impl Runc {
     /// `run`: create, start, and (unless `detach`) wait for the exit and
     /// remove the container. Returns the exit code (0 when detached).
     pub fn run(&self, id: &ContainerId, opts: &CreateOpts, detach: bool) -> Result<i32> {
+        if !detach {
+            // Block the forwarded signals before the container exists, so none is lost
+            // (the init unblocks everything before it execs).
+            let _ = nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_BLOCK,
+                Some(&forwarded_signals()),
+                None,
+            );
+        }
         let l = self.create_inner(id, opts, false)?;
         let dir = self.dir(id.as_str());
         if let Err(e) = l.sync.send(&Msg::Start) {
@@ -241,7 +309,7 @@ impl Runc {
         if detach {
             return Ok(0);
         }
-        let code = wait_code(l.pid)?;
+        let code = wait_forwarding_signals(l.pid)?;
         self.destroy(&l.state, &dir)?;
         Ok(code)
     }
@@ -314,8 +382,12 @@ impl Runc {
             let p = dir.fifo();
             nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o622))
                 .map_err(|e| Error::io(format!("mkfifo {}", p.display()), e.into()))?;
-            let fd = nix::fcntl::open(&p, nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-                .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))?;
+            let fd = nix::fcntl::open(
+                &p,
+                nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| Error::io(format!("open {}", p.display()), e.into()))?;
             Some(fd)
         } else {
             None
@@ -407,8 +479,9 @@ impl Runc {
                 Some(Msg::RunHooks) => {
                     let json = hook_state(&state, ContainerStatus::Creating);
                     #[allow(deprecated)]
-                    let r = super::hooks::run("prestart", hooks.and_then(|h| h.prestart().as_ref()), &json)
-                        .and_then(|_| super::hooks::run("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &json));
+                    let r = super::hooks::run("prestart", hooks.and_then(|h| h.prestart().as_ref()), &json).and_then(
+                        |_| super::hooks::run("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &json),
+                    );
                     match r {
                         Ok(()) => parent_sock.send(&Msg::HooksDone(json))?,
                         Err(e) => {
@@ -466,7 +539,11 @@ impl Runc {
         let dir = self.dir(id.as_str());
         let (st, status) = self.load(id.as_str())?;
         if status != ContainerStatus::Created {
-            return Err(Error::conflict("container", id.as_str(), format!("cannot start a container that is {status}")));
+            return Err(Error::conflict(
+                "container",
+                id.as_str(),
+                format!("cannot start a container that is {status}"),
+            ));
         }
         let fifo = dir.fifo();
         let f = std::fs::OpenOptions::new()
@@ -587,7 +664,11 @@ impl Runc {
     pub fn pause(&self, id: &ContainerId) -> Result<()> {
         let (st, status) = self.load(id.as_str())?;
         if status != ContainerStatus::Running {
-            return Err(Error::conflict("container", id.as_str(), format!("cannot pause a container that is {status}")));
+            return Err(Error::conflict(
+                "container",
+                id.as_str(),
+                format!("cannot pause a container that is {status}"),
+            ));
         }
         self.cgroup_of(&st)?.freeze()
     }
@@ -596,7 +677,11 @@ impl Runc {
     pub fn resume(&self, id: &ContainerId) -> Result<()> {
         let (st, status) = self.load(id.as_str())?;
         if status != ContainerStatus::Paused {
-            return Err(Error::conflict("container", id.as_str(), format!("cannot resume a container that is {status}")));
+            return Err(Error::conflict(
+                "container",
+                id.as_str(),
+                format!("cannot resume a container that is {status}"),
+            ));
         }
         self.cgroup_of(&st)?.thaw()
     }

@@ -50,7 +50,10 @@ pub fn from_oci(d: &LinuxDevice) -> Result<Device> {
         LinuxDeviceType::B => 'b',
         LinuxDeviceType::P => 'p',
         LinuxDeviceType::A => {
-            return Err(Error::invalid(format!("device {}", d.path().display()), "type \"a\" is not a device node type"))
+            return Err(Error::invalid(
+                format!("device {}", d.path().display()),
+                "type \"a\" is not a device node type",
+            ))
         }
     };
     if !d.path().starts_with("/dev") {
@@ -185,8 +188,14 @@ mod tests {
         let r = Recorder::default();
         create(&r, root.path(), &devs, false).unwrap();
         let calls = r.calls.borrow();
-        assert!(calls.iter().any(|c| c == &format!("mknod {}/dev/fuse 20666 {}", root.path().display(), libc::makedev(10, 229))), "{calls:?}");
-        let bad: Vec<LinuxDevice> = serde_json::from_str(r#"[{"path":"/etc/x","type":"c","major":1,"minor":1}]"#).unwrap();
+        assert!(
+            calls
+                .iter()
+                .any(|c| c == &format!("mknod {}/dev/fuse 20666 {}", root.path().display(), libc::makedev(10, 229))),
+            "{calls:?}"
+        );
+        let bad: Vec<LinuxDevice> =
+            serde_json::from_str(r#"[{"path":"/etc/x","type":"c","major":1,"minor":1}]"#).unwrap();
         assert!(plan(Some(&bad)).unwrap_err().to_string().contains("/etc/x"));
     }
 }

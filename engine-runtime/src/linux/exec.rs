@@ -26,7 +26,13 @@ impl Runc {
         let (st, status) = self.load(id.as_str())?;
         match status {
             ContainerStatus::Running | ContainerStatus::Created => {}
-            s => return Err(Error::conflict("container", id.as_str(), format!("cannot exec in a container that is {s}"))),
+            s => {
+                return Err(Error::conflict(
+                    "container",
+                    id.as_str(),
+                    format!("cannot exec in a container that is {s}"),
+                ))
+            }
         }
         let proc = ProcPlan::new(process)?;
         let joins = namespaces::of_process(st.pid)?;
@@ -37,7 +43,10 @@ impl Runc {
         let console = match (proc.terminal, &opts.console_socket) {
             (true, Some(p)) => Some(super::console::connect(p)?),
             (true, None) => {
-                return Err(Error::invalid("process.terminal", "a terminal needs --console-socket (where to send the pty master)"))
+                return Err(Error::invalid(
+                    "process.terminal",
+                    "a terminal needs --console-socket (where to send the pty master)",
+                ))
             }
             (false, _) => None,
         };
@@ -84,7 +93,11 @@ impl Runc {
         match parent_sock.recv().map_err(kill)? {
             Some(Msg::Ready) => {}
             Some(Msg::Error(m)) => return Err(kill(Error::Other(format!("exec in container {id}: {m}")))),
-            other => return Err(kill(Error::Other(format!("exec in container {id}: the process ended during setup ({other:?})")))),
+            other => {
+                return Err(kill(Error::Other(format!(
+                    "exec in container {id}: the process ended during setup ({other:?})"
+                ))))
+            }
         }
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid).map_err(kill)?;

@@ -66,8 +66,9 @@ fn run_one(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
             let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
             let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
             let ms = (t as u64 * 1000).min(i32::MAX as u64) as i32;
-            let n = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX))
-                .unwrap_or(1);
+            let n =
+                nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX))
+                    .unwrap_or(1);
             if n == 0 {
                 let _ = child.kill();
                 let _ = child.wait();

@@ -89,6 +89,12 @@ fn errno(what: &str, e: nix::Error) -> Error {
 }
 
 fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert::Infallible, Stop> {
+    // A caller's blocked signals must not leak into the container.
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
     // 1. Wait until the parent has joined us to the cgroup and written the id maps.
     match sync.recv()? {
         Some(Msg::Go) => {}

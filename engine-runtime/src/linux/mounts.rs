@@ -139,13 +139,9 @@ pub fn plan(m: &oci_spec::runtime::Mount, bundle: &Path) -> Result<MountPlan> {
         fstype = "bind".into();
     }
     if fstype.is_empty() {
-        return Err(Error::invalid(
-            format!("mount {}", destination.display()),
-            "has no type and is not a bind mount",
-        ));
+        return Err(Error::invalid(format!("mount {}", destination.display()), "has no type and is not a bind mount"));
     }
-    if m.uid_mappings().is_some() || m.gid_mappings().is_some() || opts.iter().any(|o| o == "idmap" || o == "ridmap")
-    {
+    if m.uid_mappings().is_some() || m.gid_mappings().is_some() || opts.iter().any(|o| o == "idmap" || o == "ridmap") {
         return Err(Error::Unsupported(format!("id-mapped mount on {}", destination.display())));
     }
     let source = match m.source() {
@@ -235,8 +231,7 @@ pub fn mount_one(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan) -> Result<()> 
     let target = secure_join(rootfs, &m.destination);
     if m.is_bind() {
         let src = m.source.as_deref().expect("bind has a source (checked in plan)");
-        let meta =
-            std::fs::metadata(src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
+        let meta = std::fs::metadata(src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
         create_dest(&target, !meta.is_dir())?;
         sys.mount(Some(src), &target, None, m.flags & (MsFlags::MS_BIND | MsFlags::MS_REC), None)?;
         let extra = m.remount_flags();
@@ -294,16 +289,17 @@ mod tests {
     #[test]
     fn plans() {
         let b = Path::new("/bundle");
-        let p = plan(&m(r#"{"destination":"/data","type":"bind","source":"src","options":["ro","rprivate"]}"#), b)
-            .unwrap();
+        let p =
+            plan(&m(r#"{"destination":"/data","type":"bind","source":"src","options":["ro","rprivate"]}"#), b).unwrap();
         assert_eq!(p.source.as_deref(), Some(Path::new("/bundle/src")));
         assert!(p.is_bind());
         assert_eq!(p.remount_flags(), MsFlags::MS_RDONLY);
         let p = plan(&m(r#"{"destination":"/x","source":"/h","options":["rbind"]}"#), b).unwrap();
         assert_eq!(p.fstype, "bind");
         assert!(p.flags.contains(MsFlags::MS_REC));
-        let p = plan(&m(r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}"#), b)
-            .unwrap();
+        let p =
+            plan(&m(r#"{"destination":"/tmp","type":"tmpfs","source":"tmpfs","options":["nosuid","mode=755"]}"#), b)
+                .unwrap();
         assert_eq!(p.data, "mode=755");
         assert!(plan(&m(r#"{"destination":"/x"}"#), b).unwrap_err().to_string().contains("/x"));
         assert!(plan(&m(r#"{"destination":"/x","type":"bind"}"#), b).is_err());
@@ -325,8 +321,14 @@ mod tests {
         mount_one(&r, root.path(), &p).unwrap();
         let calls = r.calls.borrow();
         assert_eq!(calls.len(), 3, "{calls:?}");
-        assert!(calls[0].starts_with(&format!("mount {} {}/a/b - 0x1000 ", src.path().display(), root.path().display())));
-        assert!(calls[1].contains(&format!("{:#x}", (MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY).bits())));
+        assert!(calls[0].starts_with(&format!(
+            "mount {} {}/a/b - 0x1000 ",
+            src.path().display(),
+            root.path().display()
+        )));
+        assert!(
+            calls[1].contains(&format!("{:#x}", (MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY).bits()))
+        );
         assert!(root.path().join("a/b").is_dir());
     }
 

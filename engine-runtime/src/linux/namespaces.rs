@@ -69,14 +69,16 @@ impl NsPlan {
         for ns in list {
             let f = flag(ns.typ());
             if seen.contains(f) {
-                return Err(Error::invalid("linux.namespaces", format!("namespace {:?} listed twice", proc_name(ns.typ()))));
+                return Err(Error::invalid(
+                    "linux.namespaces",
+                    format!("namespace {:?} listed twice", proc_name(ns.typ())),
+                ));
             }
             seen |= f;
             match ns.path() {
                 Some(p) if !p.as_os_str().is_empty() => {
-                    let file = std::fs::File::open(p).map_err(|e| {
-                        Error::io(format!("open {} namespace {}", proc_name(ns.typ()), p.display()), e)
-                    })?;
+                    let file = std::fs::File::open(p)
+                        .map_err(|e| Error::io(format!("open {} namespace {}", proc_name(ns.typ()), p.display()), e))?;
                     plan.join.push(Join { typ: ns.typ(), path: p.clone(), fd: file.into() });
                 }
                 _ => plan.new |= f,
@@ -107,9 +109,8 @@ impl NsPlan {
 
 /// `setns` into one namespace.
 pub fn setns(j: &Join) -> Result<()> {
-    nix::sched::setns(j.fd.as_fd(), flag(j.typ)).map_err(|e| {
-        Error::io(format!("join {} namespace {}", proc_name(j.typ), j.path.display()), e.into())
-    })
+    nix::sched::setns(j.fd.as_fd(), flag(j.typ))
+        .map_err(|e| Error::io(format!("join {} namespace {}", proc_name(j.typ), j.path.display()), e.into()))
 }
 
 /// Open the namespaces of a running process, for `exec`: every type whose
@@ -148,15 +149,20 @@ mod tests {
     #[test]
     fn plan_flags_and_errors() {
         let list: Vec<LinuxNamespace> =
-            serde_json::from_str(r#"[{"type":"pid"},{"type":"mount"},{"type":"network","path":"/proc/self/ns/net"}]"#).unwrap();
+            serde_json::from_str(r#"[{"type":"pid"},{"type":"mount"},{"type":"network","path":"/proc/self/ns/net"}]"#)
+                .unwrap();
         let p = NsPlan::new(&list).unwrap();
         assert_eq!(p.new, CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWNS);
         assert_eq!(p.join.len(), 1);
         assert!(p.has(LinuxNamespaceType::Network));
         let dup: Vec<LinuxNamespace> = serde_json::from_str(r#"[{"type":"pid"},{"type":"pid"}]"#).unwrap();
         assert!(NsPlan::new(&dup).unwrap_err().to_string().contains("pid"));
-        let missing: Vec<LinuxNamespace> = serde_json::from_str(r#"[{"type":"uts","path":"/nonexistent/ns"}]"#).unwrap();
+        let missing: Vec<LinuxNamespace> =
+            serde_json::from_str(r#"[{"type":"uts","path":"/nonexistent/ns"}]"#).unwrap();
         assert!(NsPlan::new(&missing).unwrap_err().to_string().contains("/nonexistent/ns"));
-        assert!(serde_json::from_str::<Vec<LinuxNamespace>>(r#"[{"type":"bogus"}]"#).unwrap_err().to_string().contains("bogus"));
+        assert!(serde_json::from_str::<Vec<LinuxNamespace>>(r#"[{"type":"bogus"}]"#)
+            .unwrap_err()
+            .to_string()
+            .contains("bogus"));
     }
 }

@@ -54,12 +54,7 @@ impl ProcPlan {
             return Err(Error::invalid("process.args", "must not be empty"));
         }
         let env: Vec<String> = p.env().clone().unwrap_or_default();
-        let path = env
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(DEFAULT_PATH)
-            .to_string();
+        let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH).to_string();
         if !p.cwd().is_absolute() {
             return Err(Error::invalid("process.cwd", format!("{} is not an absolute path", p.cwd().display())));
         }
@@ -92,7 +87,10 @@ impl ProcPlan {
             return if is_executable(Path::new(arg0)) {
                 Ok(self.args[0].clone())
             } else {
-                Err(Error::invalid("process.args[0]", format!("exec: {arg0:?}: no such executable file in the container")))
+                Err(Error::invalid(
+                    "process.args[0]",
+                    format!("exec: {arg0:?}: no such executable file in the container"),
+                ))
             };
         }
         for dir in self.path.split(':').filter(|d| !d.is_empty()) {

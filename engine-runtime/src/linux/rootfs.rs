@@ -54,12 +54,8 @@ impl RootfsPlan {
                 }
             }
         };
-        let mounts: Vec<MountPlan> = spec
-            .mounts()
-            .iter()
-            .flatten()
-            .map(|m| super::mounts::plan(m, bundle))
-            .collect::<Result<_>>()?;
+        let mounts: Vec<MountPlan> =
+            spec.mounts().iter().flatten().map(|m| super::mounts::plan(m, bundle)).collect::<Result<_>>()?;
         let dev_is_bind = mounts.iter().any(|m| m.destination == Path::new("/dev") && m.is_bind());
         let devices = if dev_is_bind { Vec::new() } else { devices::plan(linux.and_then(|l| l.devices().as_ref()))? };
         let paths = |v: Option<&Vec<String>>| v.into_iter().flatten().map(PathBuf::from).collect::<Vec<_>>();
@@ -127,7 +123,8 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
         })
         .collect();
     let pure_v2 = lines.iter().all(|(c, _)| c.is_empty());
-    let mountinfo = if cgroupns { String::new() } else { std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default() };
+    let mountinfo =
+        if cgroupns { String::new() } else { std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default() };
     let host_mount = |ctrls: &str| -> Option<PathBuf> {
         mountinfo.lines().find_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
@@ -147,7 +144,13 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
     let bind = |host: &Path, path: &str, dest: &Path| -> Result<()> {
         let src = host.join(path.trim_start_matches('/'));
         sys.mount(Some(&src), dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
-        sys.mount(None, dest, None, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() }, None)
+        sys.mount(
+            None,
+            dest,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | fl | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() },
+            None,
+        )
     };
     if pure_v2 {
         if cgroupns {
@@ -205,8 +208,12 @@ pub fn pivot(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
         sys.mount(Some(root), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
         nix::unistd::chroot(".").map_err(|e| Error::io("chroot .", e.into()))?;
     } else {
-        let old = nix::fcntl::open("/", nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY, nix::sys::stat::Mode::empty())
-            .map_err(|e| Error::io("open /", e.into()))?;
+        let old = nix::fcntl::open(
+            "/",
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(|e| Error::io("open /", e.into()))?;
         std::env::set_current_dir(root).map_err(|e| Error::io(format!("chdir {}", root.display()), e))?;
         nix::unistd::pivot_root(".", ".").map_err(|e| Error::io(format!("pivot_root {}", root.display()), e.into()))?;
         nix::unistd::fchdir(&old).map_err(|e| Error::io("fchdir old root", e.into()))?;

@@ -137,12 +137,7 @@ impl Runc {
     /// `create` (stdout/stderr to /dev/null so the init does not hold test pipes).
     pub fn create(&self, bundle: &Bundle, id: &str) {
         self.track(id);
-        let o = self
-            .cmd()
-            .args(["create", "--bundle"])
-            .arg(bundle.path())
-            .arg(id)
-            .output_files();
+        let o = self.cmd().args(["create", "--bundle"]).arg(bundle.path()).arg(id).output_files();
         assert!(o.status.success(), "create {id}: {}", stderr(&o));
     }
     /// `run` the bundle in the foreground; returns (exit code, stdout, stderr).
