@@ -189,7 +189,7 @@ struct ExecArgs {
     /// Extra environment (KEY=VALUE).
     #[arg(short, long)]
     env: Vec<String>,
-    /// uid[:gid].
+    /// The user, as uid or uid:gid.
     #[arg(short, long)]
     user: Option<String>,
     /// Extra capabilities.
