@@ -90,16 +90,6 @@ impl State {
         if let Some(img) = self.images.get(r) {
             return Ok(img);
         }
-        let bare = r.strip_prefix("sha256:").unwrap_or(r);
-        if bare.len() >= 4 && bare.chars().all(|c| c.is_ascii_hexdigit()) {
-            let m: Vec<_> = self.images.values().filter(|i| i.id[7..].starts_with(bare)).collect();
-            if m.len() == 1 {
-                return Ok(m[0]);
-            }
-            if m.len() > 1 {
-                return Err(Error::invalid("image id", format!("{r} is ambiguous ({} images match)", m.len())));
-            }
-        }
         if let Ok(parsed) = Reference::parse(r) {
             if let Some(d) = parsed.digest() {
                 let want = format!("{}@{}", parsed.name(), d);
@@ -110,6 +100,16 @@ impl State {
                 if let Some(img) = self.tags.get(&t).and_then(|id| self.images.get(id)) {
                     return Ok(img);
                 }
+            }
+        }
+        let bare = r.strip_prefix("sha256:").unwrap_or(r);
+        if bare.len() >= 4 && bare.chars().all(|c| c.is_ascii_hexdigit()) {
+            let m: Vec<_> = self.images.values().filter(|i| i.id[7..].starts_with(bare)).collect();
+            if m.len() == 1 {
+                return Ok(m[0]);
+            }
+            if m.len() > 1 {
+                return Err(Error::invalid("image id", format!("{r} is ambiguous ({} images match)", m.len())));
             }
         }
         Err(Error::not_found("image", r))
