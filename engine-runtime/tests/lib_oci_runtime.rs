@@ -146,16 +146,20 @@ async fn read_until(fd: OwnedFd, want: &'static str) -> String {
 }
 
 /// Wait for our (subreaped) child `pid`; its exit code, or 128+signal.
+/// Polls, so a process that never exits fails the test instead of hanging it.
 async fn reap(pid: i32) -> i32 {
-    let task = tokio::task::spawn_blocking(move || {
-        use nix::sys::wait::{waitpid, WaitStatus};
-        match waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap() {
-            WaitStatus::Exited(_, c) => c,
-            WaitStatus::Signaled(_, s, _) => 128 + s as i32,
-            other => panic!("unexpected wait status {other:?}"),
+    use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, c)) => return c,
+            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
+            Ok(WaitStatus::StillAlive) => {}
+            other => panic!("waiting for pid {pid}: {other:?}"),
         }
-    });
-    tokio::time::timeout(Duration::from_secs(10), task).await.expect("exit within 10 s").unwrap()
+        assert!(Instant::now() < deadline, "pid {pid} did not exit within 10 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn wait_status(rt: &OciRuntime, id: &ContainerId, want: ContainerStatus) {

@@ -191,12 +191,16 @@ fn run_detached_exec_pause_resume_events_list() {
 fn delete_force_kills_running_and_created() {
     let mut b = Bundle::new(&["sleep", "300"]);
     let runc = Runc::new();
-    for start in [false, true] {
+    for (start, pause) in [(false, false), (true, false), (true, true)] {
         let id = unique_id("force");
         let cg = b.cgroup_for(&id);
         runc.create(&b, &id);
         if start {
             runc.ok(&["start", &id]);
+        }
+        if pause {
+            runc.ok(&["pause", &id]);
+            assert_eq!(runc.state(&id)["status"], "paused");
         }
         let pid = runc.state(&id)["pid"].as_i64().unwrap() as i32;
         runc.ok(&["delete", "--force", &id]);

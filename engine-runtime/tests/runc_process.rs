@@ -89,7 +89,6 @@ fn seccomp_errno_and_args() {
 
 #[test]
 fn console_socket_gets_the_pty_master() {
-    use std::os::fd::{FromRawFd, OwnedFd};
     use std::os::unix::net::UnixListener;
     let mut b = Bundle::new(&["sh", "-c", "tty; echo size=$(stty size)"]);
     b.config["process"]["terminal"] = json!(true);
@@ -106,12 +105,21 @@ fn console_socket_gets_the_pty_master() {
         .args(["create", "--bundle", b.path().to_str().unwrap(), "--console-socket", sock.to_str().unwrap(), &id])
         .output_files();
     assert!(o.status.success(), "{}", stderr(&o));
+    let master = receive_master(&listener);
+    runc.ok(&["start", &id]);
+    let out = read_pty(&master, "size=");
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.contains("/dev/pts/0") || text.contains("/dev/console"), "{text}");
+    assert!(text.contains("size=33 111"), "{text}");
+    runc.ok(&["delete", "--force", &id]);
+}
+
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> std::fs::File {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let (conn, _) = listener.accept().unwrap();
-    // Receive the master over SCM_RIGHTS.
     let mut buf = [0u8; 64];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
     let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    use std::os::fd::AsRawFd;
     let msg = nix::sys::socket::recvmsg::<()>(
         conn.as_raw_fd(),
         &mut iov,
@@ -119,30 +127,61 @@ fn console_socket_gets_the_pty_master() {
         nix::sys::socket::MsgFlags::empty(),
     )
     .unwrap();
-    let mut master = None;
     for c in msg.cmsgs().unwrap() {
         if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
             // SAFETY: a received fd we now own.
-            master = Some(unsafe { OwnedFd::from_raw_fd(fds[0]) });
+            return std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fds[0]) });
         }
     }
-    let master = std::fs::File::from(master.expect("a pty master fd"));
-    runc.ok(&["start", &id]);
+    panic!("no pty master received");
+}
+
+/// Read the pty until `marker` and a newline after it, or until the slave side closes.
+fn read_pty(master: &std::fs::File, marker: &str) -> Vec<u8> {
+    use std::io::Read;
     let mut out = Vec::new();
     let mut chunk = [0u8; 1024];
-    use std::io::Read;
-    // Read until the slave side closes (EIO) once the process exits.
-    while let Ok(n) = (&master).read(&mut chunk) {
+    while let Ok(n) = (&*master).read(&mut chunk) {
         if n == 0 {
             break;
         }
         out.extend_from_slice(&chunk[..n]);
-        if String::from_utf8_lossy(&out).contains("size=") && out.ends_with(b"\n") {
+        let text = String::from_utf8_lossy(&out);
+        if text.split_once(marker).is_some_and(|(_, rest)| rest.contains('\n')) {
             break;
         }
     }
-    let text = String::from_utf8_lossy(&out);
-    assert!(text.contains("/dev/pts/0") || text.contains("/dev/console"), "{text}");
-    assert!(text.contains("size=33 111"), "{text}");
+    out
+}
+
+#[test]
+fn exec_with_tty_over_console_socket() {
+    use std::os::unix::net::UnixListener;
+    let b = Bundle::new(&["sleep", "300"]);
+    let runc = Runc::new();
+    let id = unique_id("exectty");
+    runc.create(&b, &id);
+    runc.ok(&["start", &id]);
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("c.sock");
+    let listener = UnixListener::bind(&sock).unwrap();
+    let pidf = dir.path().join("p");
+    runc.ok(&[
+        "exec",
+        "-t",
+        "-d",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--pid-file",
+        pidf.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "echo tty=$(tty) pid=$$",
+    ]);
+    let master = receive_master(&listener);
+    let text = String::from_utf8_lossy(&read_pty(&master, "tty=")).into_owned();
+    assert!(text.contains("tty=/dev/pts/"), "{text}");
+    assert!(std::fs::read_to_string(&pidf).unwrap().trim().parse::<i32>().unwrap() > 0);
     runc.ok(&["delete", "--force", &id]);
 }
