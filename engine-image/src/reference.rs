@@ -140,6 +140,25 @@ impl Reference {
             digest: Some(digest.to_string()),
         }
     }
+    /// The short form Docker shows: `busybox:latest` for
+    /// `docker.io/library/busybox:latest`, `user/app:1` for Docker Hub user
+    /// repos, the full form for other registries.
+    ///
+    /// ```
+    /// let r = engine_image::Reference::parse("busybox")?;
+    /// assert_eq!(r.familiar(), "busybox:latest");
+    /// let r = engine_image::Reference::parse("127.0.0.1:5000/a/b:1")?;
+    /// assert_eq!(r.familiar(), "127.0.0.1:5000/a/b:1");
+    /// # Ok::<(), engine_core::Error>(())
+    /// ```
+    pub fn familiar(&self) -> String {
+        let full = self.to_string();
+        if self.registry != DOCKER_HUB {
+            return full;
+        }
+        let rest = &full[DOCKER_HUB.len() + 1..];
+        rest.strip_prefix("library/").filter(|r| !r.contains('/')).unwrap_or(rest).to_string()
+    }
     /// The host to connect to (`registry-1.docker.io` for Docker Hub).
     pub fn api_host(&self) -> &str {
         if self.registry == DOCKER_HUB {
