@@ -232,7 +232,11 @@ fn classify(runtime: &str, command: &str, id: &str, message: String) -> Error {
     let missing = lower.contains("does not exist")
         || lower.contains("no such container")
         || lower.contains("container not found")
-        || (lower.contains("no such file or directory") && (lower.contains("/status") || lower.contains("state.json")));
+        || (lower.contains("no such file or directory")
+            && (lower.contains("/status")
+                || lower.contains("state.json")
+                || message.contains(&format!("/{id}'"))
+                || message.contains(&format!("/{id}`"))));
     if missing && command != "create" && command != "run" {
         return Error::not_found("container", id);
     }
@@ -720,6 +724,8 @@ mod tests {
         assert!(classify("runc", "state", "a", "container does not exist".into()).is_not_found());
         let crun = "error opening file `/run/crun/a/status`: No such file or directory".to_string();
         assert!(classify("crun", "kill", "a", crun).is_not_found());
+        let crun = "cannot open directory '/run/crun/a': No such file or directory".to_string();
+        assert!(classify("crun", "delete", "a", crun).is_not_found());
         assert!(classify("runc", "create", "a", "container with id exists: a".into()).is_conflict());
         let e = classify("runc", "create", "a", "exec: \"/nope\": stat /nope: no such file or directory".into());
         assert!(matches!(e, Error::Runtime { .. }), "{e}");
