@@ -106,3 +106,18 @@ fn bad_mount_and_capability() {
     b.write();
     refused(&Runc::new(), &b, &unique_id("badcap"), "CAP_NOT_A_CAP", None);
 }
+
+#[test]
+fn host_sysctl_is_refused() {
+    let runc = Runc::new();
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
+    b.write();
+    refused(&runc, &b, &unique_id("sysctl"), "vm.swappiness", None);
+    // A net.* sysctl without a network namespace of its own would change the host.
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1"});
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "network");
+    b.write();
+    refused(&runc, &b, &unique_id("sysctl"), "net.ipv4.ip_forward", None);
+}

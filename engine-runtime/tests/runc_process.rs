@@ -185,3 +185,12 @@ fn exec_with_tty_over_console_socket() {
     assert!(std::fs::read_to_string(&pidf).unwrap().trim().parse::<i32>().unwrap() > 0);
     runc.ok(&["delete", "--force", &id]);
 }
+
+#[test]
+fn personality_linux32() {
+    let mut b = Bundle::new(&["uname", "-m"]);
+    b.config["linux"]["personality"] = json!({"domain": "LINUX32"});
+    b.write();
+    let out = Runc::new().run_ok(&b, &unique_id("pers"));
+    assert!(matches!(out.trim(), "i686" | "i386" | "armv7l" | "armv8l"), "{out}");
+}

@@ -346,6 +346,14 @@ impl Runc {
         let mut sysctl: Vec<(String, String)> =
             linux.and_then(|l| l.sysctl().clone()).unwrap_or_default().into_iter().collect();
         sysctl.sort();
+        for (k, _) in &sysctl {
+            super::rootfs::validate_sysctl(k, |t| {
+                // A namespace joined by path may be the host's own: only count it when it differs.
+                ns.new.contains(super::namespaces::flag(t))
+                    || ns.joined(t).is_some_and(|j| !super::namespaces::is_host(t, &j.path))
+            })?;
+        }
+        let personality = linux.and_then(|l| l.personality().as_ref()).map(super::process::personality).transpose()?;
         let hooks = spec.hooks().as_ref();
         #[allow(deprecated)]
         let runtime_hooks = hooks.is_some_and(|h| {
@@ -431,6 +439,7 @@ impl Runc {
                 create_container_hooks: create_hooks,
                 start_container_hooks: start_hooks,
                 preserve_fds: opts.preserve_fds,
+                personality,
                 keyring: !opts.no_new_keyring,
                 id: id.as_str(),
             };

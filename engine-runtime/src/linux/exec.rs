@@ -73,6 +73,7 @@ impl Runc {
                 create_container_hooks: None,
                 start_container_hooks: None,
                 preserve_fds: opts.preserve_fds,
+                personality: None,
                 keyring: false,
                 id: id.as_str(),
             };

@@ -42,6 +42,8 @@ pub(crate) struct InitCtx<'a> {
     pub create_container_hooks: Option<&'a Vec<Hook>>,
     pub start_container_hooks: Option<&'a Vec<Hook>>,
     pub preserve_fds: u32,
+    /// `linux.personality`, as the value for personality(2).
+    pub personality: Option<libc::c_ulong>,
     /// Join a new session keyring named after the container.
     pub keyring: bool,
     /// The container id (for the keyring name).
@@ -187,6 +189,12 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
         super::process::set_oom_score_adj(v)?;
     }
 
+    if let Some(p) = ctx.personality {
+        // SAFETY: personality(2) with a plain value.
+        if unsafe { libc::personality(p) } < 0 {
+            return Err(Error::io(format!("personality {p:#x}"), std::io::Error::last_os_error()).into());
+        }
+    }
     // 4. The process: cwd, program, user, capabilities, seccomp.
     // SAFETY: umask is always safe.
     unsafe { libc::umask(proc.umask as libc::mode_t) };

@@ -107,6 +107,16 @@ impl NsPlan {
     }
 }
 
+/// True when `path` is the same namespace as the calling process's own of type `t`.
+pub fn is_host(t: LinuxNamespaceType, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mine = format!("/proc/self/ns/{}", proc_name(t));
+    match (std::fs::metadata(path), std::fs::metadata(mine)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
 /// `setns` into one namespace.
 pub fn setns(j: &Join) -> Result<()> {
     nix::sched::setns(j.fd.as_fd(), flag(j.typ))

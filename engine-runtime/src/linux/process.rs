@@ -152,6 +152,18 @@ fn is_executable(p: &Path) -> bool {
     ok && std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false)
 }
 
+/// The `personality(2)` value for `linux.personality`.
+pub fn personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<libc::c_ulong> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    if p.flags().as_ref().is_some_and(|f| !f.is_empty()) {
+        return Err(Error::Unsupported("linux.personality.flags".into()));
+    }
+    Ok(match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    })
+}
+
 /// Write `/proc/self/oom_score_adj`.
 pub fn set_oom_score_adj(v: i32) -> Result<()> {
     std::fs::write("/proc/self/oom_score_adj", v.to_string())

@@ -272,11 +272,64 @@ fn is_enoent(e: &Error) -> bool {
 /// Write `linux.sysctl` values under `/proc/sys` (after the pivot).
 pub fn write_sysctls(sysctl: &[(String, String)]) -> Result<()> {
     for (k, v) in sysctl {
-        if k.contains("..") || k.contains('/') && k.contains('.') {
-            return Err(Error::invalid("linux.sysctl", format!("bad key {k:?}")));
-        }
         let path = PathBuf::from("/proc/sys").join(k.replace('.', "/"));
         std::fs::write(&path, v.as_bytes()).map_err(|e| Error::io(format!("sysctl {k}={v}"), e))?;
     }
     Ok(())
+}
+
+/// Check that a sysctl is namespaced, and that the container has its own
+/// namespace of that kind, as runc does: otherwise it would change the host.
+/// `has` tells whether the container creates or joins (not the host's) a namespace.
+pub fn validate_sysctl(key: &str, has: impl Fn(oci_spec::runtime::LinuxNamespaceType) -> bool) -> Result<()> {
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    if key.contains("..") || key.starts_with('/') || key.is_empty() {
+        return Err(Error::invalid("linux.sysctl", format!("bad key {key:?}")));
+    }
+    let k = key.replace('/', ".");
+    let ipc = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let (needs, name) = if ipc.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+        (T::Ipc, "ipc")
+    } else if k.starts_with("net.") {
+        (T::Network, "network")
+    } else if k == "kernel.hostname" || k == "kernel.domainname" {
+        (T::Uts, "uts")
+    } else {
+        return Err(Error::invalid(
+            format!("linux.sysctl {key}"),
+            "is not namespaced: setting it in a container would change the host",
+        ));
+    };
+    if !has(needs) {
+        return Err(Error::invalid(format!("linux.sysctl {key}"), format!("needs a new {name} namespace")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxNamespaceType as T;
+    #[test]
+    fn sysctl_rules() {
+        let all = |_| true;
+        let none = |_| false;
+        assert!(validate_sysctl("net.ipv4.ip_forward", all).is_ok());
+        assert!(validate_sysctl("kernel.shmmax", all).is_ok());
+        assert!(validate_sysctl("fs.mqueue.msg_max", all).is_ok());
+        assert!(validate_sysctl("net.ipv4.ip_forward", none).unwrap_err().to_string().contains("network"));
+        assert!(validate_sysctl("kernel.shmmax", |t| t == T::Network).is_err());
+        let e = validate_sysctl("vm.swappiness", all).unwrap_err().to_string();
+        assert!(e.contains("vm.swappiness") && e.contains("not namespaced"), "{e}");
+        assert!(validate_sysctl("net/../../x", all).is_err());
+    }
 }
