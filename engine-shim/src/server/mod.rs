@@ -1,6 +1,7 @@
 //! The shim process itself: creates the container through a [`Runtime`],
 //! parents it, serves the gRPC API on its socket, and records exits.
 
+mod conn;
 mod io;
 mod oom;
 mod service;
@@ -457,7 +458,8 @@ pub async fn run_with_log_driver(
         let _ = events.send(ShimEvent::Oom);
     }));
     let svc = service::ShimService::new(core.clone());
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let trim = std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none();
+    let incoming = conn::Incoming::new(listener, trim);
     tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(crate::proto::shim_server::ShimServer::new(svc))
@@ -469,6 +471,9 @@ pub async fn run_with_log_driver(
     });
     core.reap();
     report(Ok(addr));
+    if trim {
+        sys::trim_memory();
+    }
     let mut q = core.quit.subscribe();
     let how = match q.wait_for(|q| q.is_some()).await {
         Ok(v) => v.expect("checked"),

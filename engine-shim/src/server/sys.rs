@@ -105,3 +105,30 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
     fcntl(b, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     Ok(())
 }
+
+/// Give back memory the shim no longer needs once it is idle: free heap
+/// pages (`malloc_trim`), and the page-table entries of its own code
+/// (`MADV_DONTNEED` on the executable's `r-xp` mappings: clean, file-backed
+/// pages that stay in the page cache, shared by every shim, and fault back
+/// in when that code runs again). Only code mappings are touched: data and
+/// relocated read-only data keep their contents.
+pub(crate) fn trim_memory() {
+    // SAFETY: malloc_trim only releases free heap memory.
+    unsafe { libc::malloc_trim(0) };
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+        let path = f.nth(3);
+        if perms != "r-xp" || path.map(Path::new) != Some(exe.as_path()) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
+        // SAFETY: a private, never-written file mapping of our own code:
+        // dropping its pages only makes the next use fault them back in
+        // from the file.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    }
+}
