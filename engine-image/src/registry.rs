@@ -374,6 +374,12 @@ impl Client {
             return Err(self.fail(resp, object, "GET manifest").await);
         }
         let ct = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let sent_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .filter(|d| d.starts_with("sha256:"))
+            .map(str::to_string);
         let mut bytes = Vec::new();
         while let Some(c) = resp.chunk().await.map_err(|e| self.err(object, format!("read manifest: {e}")))? {
             bytes.extend_from_slice(&c);
@@ -384,6 +390,12 @@ impl Client {
         let digest = sha256(&bytes);
         if object.starts_with("sha256:") && digest != object {
             return Err(self.err(object, format!("manifest content has digest {digest}: digest mismatch")));
+        }
+        if let Some(sent) = sent_digest.filter(|d| *d != digest) {
+            return Err(self.err(
+                &sent,
+                format!("manifest content has digest {digest} but the registry says {sent}: digest mismatch"),
+            ));
         }
         let mt = media::sniff(ct.as_deref(), &bytes, &format!("manifest {} ({object})", self.reference))?;
         Ok((bytes, mt, digest))

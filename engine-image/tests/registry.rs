@@ -308,6 +308,38 @@ async fn bad_registry_input_leaves_store_as_it_was() {
     let flaky = token::FaultProxy::start(reg.host(), 2).await;
     let via = format!("127.0.0.1:{}/bad/bb:1", flaky.port);
     assert_eq!(s3.pull(&via, None, None).await.unwrap().id, img.id);
+
+    // a manifest or config whose bytes do not match the digest asked for
+    fn tamper(path: &str, b: bytes::Bytes) -> bytes::Bytes {
+        if path.contains("/manifests/") {
+            let mut v = b.to_vec();
+            v.push(b' ');
+            v.into()
+        } else {
+            b
+        }
+    }
+    fn tamper_config(path: &str, b: bytes::Bytes) -> bytes::Bytes {
+        if path.contains("/blobs/") && b.len() < 4096 {
+            let mut v = b.to_vec();
+            v.push(b' ');
+            v.into()
+        } else {
+            b
+        }
+    }
+    let evil = token::FaultProxy::start_with(reg.host(), 0, tamper).await;
+    let fresh4 = tempfile::tempdir().unwrap();
+    let s4 = Store::open_with(fresh4.path(), quick()).unwrap();
+    let by_digest = format!("127.0.0.1:{}/bad/bb@{}", evil.port, rec.manifest);
+    let e = s4.pull(&by_digest, None, None).await.unwrap_err();
+    assert!(e.to_string().contains("digest mismatch") && e.to_string().contains(&rec.manifest), "{e}");
+    let e = s4.pull(&format!("127.0.0.1:{}/bad/bb:1", evil.port), None, None).await.unwrap_err();
+    assert!(e.to_string().contains("digest mismatch") && e.to_string().contains(&rec.manifest), "by tag: {e}");
+    let evil2 = token::FaultProxy::start_with(reg.host(), 0, tamper_config).await;
+    let e = s4.pull(&format!("127.0.0.1:{}/bad/bb:1", evil2.port), None, None).await.unwrap_err();
+    assert!(e.to_string().contains("digest mismatch") && e.to_string().contains(&img.id), "config: {e}");
+    assert_clean(fresh4.path());
 }
 
 #[tokio::test]

@@ -168,6 +168,11 @@ impl Drop for FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: String, fail_first: usize) -> FaultProxy {
+        Self::start_with(upstream, fail_first, |_, b| b).await
+    }
+
+    /// Like [`FaultProxy::start`], with `mutate(path, body)` applied to every forwarded body.
+    pub async fn start_with(upstream: String, fail_first: usize, mutate: fn(&str, Bytes) -> Bytes) -> FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -190,6 +195,7 @@ impl FaultProxy {
                                         .unwrap(),
                                 );
                             }
+                            let req_path = req.uri().path().to_string();
                             let url = format!(
                                 "http://{upstream}{}",
                                 req.uri().path_and_query().map(|p| p.as_str()).unwrap_or("/")
@@ -203,9 +209,12 @@ impl FaultProxy {
                             let resp = rb.send().await.unwrap();
                             let mut out = hyper::Response::builder().status(resp.status());
                             for (k, v) in resp.headers() {
-                                out = out.header(k, v);
+                                if k != "content-length" {
+                                    out = out.header(k, v);
+                                }
                             }
-                            let body = resp.bytes().await.unwrap();
+                            let body = mutate(req_path.as_str(), resp.bytes().await.unwrap());
+                            out = out.header("content-length", body.len());
                             Ok(out.body(Full::new(body)).unwrap())
                         }
                     });
