@@ -73,3 +73,22 @@ fn failing_and_slow_hooks_fail_create_cleanly() {
         assert_no_leftovers(&runc, &id, &b, Some(&cg));
     }
 }
+
+#[test]
+fn failing_poststart_is_a_logged_warning() {
+    let mut b = Bundle::new(&["sleep", "300"]);
+    b.config["hooks"] = json!({"poststart": [hook("echo poststart-broke >&2; exit 1")]});
+    b.write();
+    let runc = Runc::new();
+    let id = unique_id("poststart");
+    runc.create(&b, &id);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log.json");
+    let o = runc.exec(&["--log", log.to_str().unwrap(), "--log-format", "json", "start", &id]);
+    assert!(o.status.success(), "a poststart failure does not fail start: {}", stderr(&o));
+    assert_eq!(runc.state(&id)["status"], "running");
+    let line: Value = serde_json::from_str(std::fs::read_to_string(&log).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "warning");
+    assert!(line["msg"].as_str().unwrap().contains("poststart-broke"), "{line}");
+    runc.ok(&["delete", "--force", &id]);
+}

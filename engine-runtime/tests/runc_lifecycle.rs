@@ -207,6 +207,10 @@ fn delete_force_kills_running_and_created() {
         assert!(!pid_alive(pid));
         assert_no_leftovers(&runc, &id, &b, Some(&cg));
     }
+    // A create killed before it wrote its state leaves a bare directory: --force removes it.
+    std::fs::create_dir(runc.state_dir("half-made")).unwrap();
+    runc.ok(&["delete", "--force", "half-made"]);
+    assert!(!runc.state_dir("half-made").exists());
     // A missing container: plain delete fails, --force succeeds.
     assert!(!runc.exec(&["delete", "nonexistent"]).status.success());
     runc.ok(&["delete", "--force", "nonexistent"]);

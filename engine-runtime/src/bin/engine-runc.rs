@@ -233,6 +233,14 @@ impl Logger {
         }
         eprintln!("engine-runc: {msg}");
     }
+    fn warn(&self, msg: &str) {
+        match self.file.as_ref() {
+            Some(mut f) => {
+                let _ = f.write_all(self.line("warning", msg).as_bytes());
+            }
+            None => eprintln!("engine-runc: warning: {msg}"),
+        }
+    }
     fn debug(&self, msg: &str) {
         if self.debug {
             if let Some(mut f) = self.file.as_ref() {
@@ -244,9 +252,52 @@ impl Logger {
     }
 }
 
+/// Routes the library's `tracing` events (hook warnings, debug lines) to the log.
+struct LogSubscriber {
+    log: &'static Logger,
+    max: tracing::Level,
+}
+
+struct MessageVisitor(String);
+
+impl tracing::field::Visit for MessageVisitor {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write as _;
+        if field.name() == "message" {
+            let _ = write!(self.0, "{value:?}");
+        } else {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+}
+
+impl tracing::Subscriber for LogSubscriber {
+    fn enabled(&self, m: &tracing::Metadata<'_>) -> bool {
+        *m.level() <= self.max
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, e: &tracing::Event<'_>) {
+        let mut v = MessageVisitor(String::new());
+        e.record(&mut v);
+        match *e.metadata().level() {
+            tracing::Level::ERROR => self.log.error(&v.0),
+            tracing::Level::WARN => self.log.warn(&v.0),
+            _ => self.log.debug(&v.0),
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 fn main() {
     let cli = Cli::parse();
-    let log = Logger::new(&cli);
+    let log: &'static Logger = Box::leak(Box::new(Logger::new(&cli)));
+    let max = if cli.debug { tracing::Level::DEBUG } else { tracing::Level::WARN };
+    let _ = tracing::subscriber::set_global_default(LogSubscriber { log, max });
     log.debug(&format!("{:?}", std::env::args().collect::<Vec<_>>()));
     let code = match dispatch(&cli) {
         Ok(code) => code,

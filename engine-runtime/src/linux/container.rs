@@ -619,7 +619,10 @@ impl Runc {
         let dir = self.dir(id.as_str());
         let (st, status) = match self.load(id.as_str()) {
             Ok(x) => x,
-            Err(e) if e.is_not_found() && force => return Ok(()),
+            Err(e) if e.is_not_found() && force => {
+                // A create that was killed before it wrote its state leaves only the directory.
+                return dir.remove();
+            }
             Err(e) if e.is_not_found() => return Err(e),
             Err(e) if force => {
                 // A corrupt state file: remove what we can.
