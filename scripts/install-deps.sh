@@ -9,6 +9,7 @@ pkgs=(
   docker-registry   # a real registry server, started on loopback by the image tests
   apache2-utils     # htpasswd, for the registry's basic-auth tests
   openssl           # certificates for the registry's token-auth tests
+  skopeo            # interop: the image store reads what skopeo writes and the reverse
   libseccomp-dev pkg-config   # seccomp filters are compiled with libseccomp
   iproute2 util-linux procps  # ip netns, unshare/nsenter, ps
 )
