@@ -10,7 +10,9 @@
 //!   subreaper, as a shim is), untimed;
 //! - the floor: `unshare --fork --pid --mount --uts --ipc --net chroot <rootfs> /bin/true`.
 //!
-//! Reports medians (and p90) in milliseconds and ratios against crun and runc.
+//! Reports medians (and p90) in milliseconds and ratios against crun and runc;
+//! `run cpu` is the CPU time (user + system) of `run`, steadier than wall time
+//! on a busy machine.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,15 +38,27 @@ impl Rt {
 
     /// Run a runtime command; its wall time, or its error output.
     fn timed(&self, args: &[&str]) -> Result<Duration, String> {
+        self.timed_cpu(args).map(|(wall, _)| wall)
+    }
+
+    /// Run a runtime command; its wall time and the CPU time (user + system)
+    /// of the runtime process and the children it waited for.
+    fn timed_cpu(&self, args: &[&str]) -> Result<(Duration, Duration), String> {
         let t = Instant::now();
-        let status = self.cmd(args).status().map_err(|e| format!("{}: {e}", self.bin.display()))?;
-        let d = t.elapsed();
+        let child = self.cmd(args).spawn().map_err(|e| format!("{}: {e}", self.bin.display()))?;
+        let mut status = 0;
+        // SAFETY: an all-zero rusage is valid; wait4 on the child we just spawned.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+        let wall = t.elapsed();
         reap_orphans();
-        if status.success() {
-            Ok(d)
+        let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+        let cpu = tv(ru.ru_utime) + tv(ru.ru_stime);
+        if r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+            Ok((wall, cpu))
         } else {
             let err = std::fs::read_to_string(&self.err).unwrap_or_default();
-            Err(format!("{} {}: {status} {}", self.name, args.join(" "), err.trim()))
+            Err(format!("{} {}: wait status {status:#x} {}", self.name, args.join(" "), err.trim()))
         }
     }
 }
@@ -124,7 +138,7 @@ fn percentile(v: &[f64], p: f64) -> f64 {
     s[idx]
 }
 
-const PHASES: [&str; 5] = ["run", "create", "start", "delete", "c+s+d"];
+const PHASES: [&str; 6] = ["run", "create", "start", "delete", "c+s+d", "run cpu"];
 
 fn main() {
     let n: usize = std::env::args()
@@ -190,8 +204,11 @@ fn main() {
             let j = (i + k) % rts.len();
             let rt = &rts[j];
             let id = format!("bench-{}-{}-{i}", rt.name, std::process::id());
-            match rt.timed(&["run", "--bundle", &bundle_s, &format!("{id}-run")]) {
-                Ok(d) => samples[j][0].push(ms(d)),
+            match rt.timed_cpu(&["run", "--bundle", &bundle_s, &format!("{id}-run")]) {
+                Ok((wall, cpu)) => {
+                    samples[j][0].push(ms(wall));
+                    samples[j][5].push(ms(cpu));
+                }
                 Err(e) => eprintln!("{e}"),
             }
             let pid_file = work.path().join(format!("{id}.pid"));
