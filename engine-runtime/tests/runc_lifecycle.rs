@@ -97,7 +97,7 @@ fn run_returns_exit_status_and_cleans_up() {
 
 #[test]
 fn pid_one_and_stdin_passthrough() {
-    let b = Bundle::new(&["sh", "-c", "echo pid=$$; cat"]);
+    let b = Bundle::new(&["sh", "-c", "echo pid=$$; grep -E 'SigIgn|SigBlk' /proc/self/status; cat"]);
     let id = unique_id("stdin");
     let runc = Runc::new();
     runc.track(&id);
@@ -112,7 +112,8 @@ fn pid_one_and_stdin_passthrough() {
     child.stdin.take().unwrap().write_all(b"through the pipe\n").unwrap();
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success());
-    assert_eq!(stdout(&o), "pid=1\nthrough the pipe\n");
+    // Default signal dispositions and mask (engine-runc itself ignores SIGPIPE, as Rust programs do).
+    assert_eq!(stdout(&o), "pid=1\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\nthrough the pipe\n");
 }
 
 #[test]

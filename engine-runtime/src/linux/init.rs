@@ -91,6 +91,9 @@ fn errno(what: &str, e: nix::Error) -> Error {
 }
 
 fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert::Infallible, Stop> {
+    // Name the waiting init so `ps` tells it from a runtime process.
+    // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"engine-init".as_ptr(), 0, 0, 0) };
     // A caller's blocked signals must not leak into the container.
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
@@ -240,7 +243,37 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     if let (Some(f), true) = (ctx.seccomp, proc.no_new_privileges) {
         f.load().map_err(after)?;
     }
+    reset_signal_dispositions();
     Err(after(proc.exec(&exe)))
+}
+
+/// Give the process default signal dispositions: `engine-runc`, like every
+/// Rust program, ignores SIGPIPE, and ignored signals survive execve.
+/// The raw syscall, because glibc refuses its reserved real-time signals.
+fn reset_signal_dispositions() {
+    // The kernel's `struct sigaction` (handler, flags, restorer, mask).
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: libc::c_ulong,
+        restorer: usize,
+        mask: u64,
+    }
+    let act = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+            // SAFETY: rt_sigaction with a valid struct and the kernel's sigset size (8).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    sig,
+                    &act as *const KernelSigaction,
+                    std::ptr::null::<u8>(),
+                    8usize,
+                )
+            };
+        }
+    }
 }
 
 /// A new session keyring, so containers do not share the host's (failures are not fatal).
