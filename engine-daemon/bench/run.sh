@@ -5,7 +5,8 @@
 #   vs podman run --rm --network none
 # plus resident memory of engined (idle, and with 50 containers) vs dockerd + containerd.
 #
-# Usage: engine-daemon/bench/run.sh [RUNS]     (as root; needs docker.io, podman, hyperfine)
+# Usage: engine-daemon/bench/run.sh [RUNS]     (as root; needs docker.io, podman, hyperfine, jq)
+# podman runs with lowered nofile/nproc limits: its defaults exceed this sandbox's hard limits.
 # Output: a table of medians on stdout; raw hyperfine JSON under $OUT (default /tmp/engined-bench).
 set -euo pipefail
 RUNS=${1:-20}
@@ -78,7 +79,7 @@ CONTAINERD_IDLE=$(rss_tree_kb containerd)
 hyperfine -N --warmup 3 --runs "$RUNS" --export-json "$OUT/run.json" \
   -n engined "$E run --rm --network none bb /bin/true" \
   -n dockerd "$D run --rm --network none bb /bin/true" \
-  -n podman "$P run --rm --network none bb /bin/true" \
+  -n podman "$P run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 --network none bb /bin/true" \
   -n "cli-only (docker version vs engined)" "$E version" >&2
 
 median() { jq -r --arg n "$1" '.results[] | select(.command==$n) | .median * 1000' "$OUT/run.json"; }

@@ -494,3 +494,44 @@ impl WithId for ProgressMessage {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn headers(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-registry-auth", HeaderValue::from_str(v).unwrap());
+        h
+    }
+
+    #[test]
+    fn registry_auth_as_docker_sends_it() {
+        // `{}` (what docker sends without credentials) is no auth.
+        assert_eq!(registry_auth(&headers("e30=")).unwrap(), None);
+        let json = r#"{"username":"u","password":"p>?","serveraddress":"127.0.0.1:5000","identitytoken":""}"#;
+        let enc = base64::engine::general_purpose::URL_SAFE.encode(json);
+        let a = registry_auth(&headers(&enc)).unwrap().unwrap();
+        assert_eq!(a.username.as_deref(), Some("u"));
+        assert_eq!(a.password.as_deref(), Some("p>?"));
+        assert_eq!(a.identity_token, None);
+        let tok = base64::engine::general_purpose::STANDARD.encode(r#"{"registrytoken":"abc"}"#);
+        assert_eq!(registry_auth(&headers(&tok)).unwrap().unwrap().registry_token.as_deref(), Some("abc"));
+        assert!(registry_auth(&headers("!!!")).unwrap_err().is_invalid_input());
+        assert!(registry_auth(&HeaderMap::new()).unwrap().is_none());
+    }
+
+    #[test]
+    fn progress_bars() {
+        let m = progress_message(&Progress {
+            id: "abc".into(),
+            status: "Downloading".into(),
+            current: Some(500),
+            total: Some(1000),
+        });
+        assert_eq!(m.id.as_deref(), Some("abc"));
+        let bar = m.progress.unwrap();
+        assert!(bar.starts_with("[=") && bar.ends_with("500B/1.00kB"), "{bar}");
+    }
+}
