@@ -8,6 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Tests that enable controllers at the cgroup2 root take this lock, and put
+/// the root's `cgroup.subtree_control` back as they found it.
+static ROOT_CONTROLLERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Disable at the cgroup2 root every controller enabled since `before` was read.
+fn restore_subtree_control(root: &Path, before: &str) {
+    let now = std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap_or_default();
+    for c in now.split_whitespace().filter(|c| !before.split_whitespace().any(|b| b == *c)) {
+        let _ = std::fs::write(root.join("cgroup.subtree_control"), format!("-{c}"));
+    }
+}
+
 fn res(json: &str) -> oci_spec::runtime::LinuxResources {
     serde_json::from_str(json).unwrap()
 }
@@ -284,6 +296,9 @@ fn hugetlb_limit_on_this_host() {
     if !in_v1 && !in_v2 {
         return;
     }
+    let _lock = ROOT_CONTROLLERS.lock().unwrap_or_else(|e| e.into_inner());
+    let uroot = h.unified_mountpoint().map(Path::to_path_buf);
+    let before = uroot.as_ref().and_then(|r| std::fs::read_to_string(r.join("cgroup.subtree_control")).ok());
     let mut g = Guard::new("hugetlb");
     // A parent of its own, so that hugetlb can be unbound from v2 afterwards.
     let parent = format!("/engine-libtest-huge-{}", std::process::id());
@@ -299,9 +314,10 @@ fn hugetlb_limit_on_this_host() {
         // Leave the host as found: hugetlb unbound from v2 so it can still be mounted as v1.
         let cg = g.cg.take().unwrap();
         cg.destroy().unwrap();
-        let root = h.unified_mountpoint().unwrap();
+        let root = uroot.unwrap();
         let _ = std::fs::remove_dir(root.join(parent.trim_start_matches('/')));
-        let _ = std::fs::write(root.join("cgroup.subtree_control"), "-hugetlb");
+        restore_subtree_control(&root, before.as_deref().unwrap_or(""));
+        assert!(!std::fs::read_to_string(root.join("cgroup.subtree_control")).unwrap().contains("hugetlb"));
     }
 }
 
@@ -346,6 +362,8 @@ fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
         return;
     }
     let Some(mp) = real.unified_mountpoint().map(Path::to_path_buf) else { return };
+    let _lock = ROOT_CONTROLLERS.lock().unwrap_or_else(|e| e.into_inner());
+    let before = std::fs::read_to_string(mp.join("cgroup.subtree_control")).unwrap_or_default();
     let mountinfo = format!("1 1 0:1 / {} rw - cgroup2 cgroup2 rw\n", mp.display());
     let h = Hierarchies::from_text(Layout::V2, &mountinfo, "0::/\n");
     let mut g = Guard::new("purev2");
@@ -393,4 +411,6 @@ fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
     cg.destroy().unwrap();
     assert!(!cg.dirs()[0].exists());
     let _ = std::fs::remove_dir(mp.join(parent.trim_start_matches('/')));
+    // A pure-v2 create enables every controller the root offers; undo that here.
+    restore_subtree_control(&mp, &before);
 }

@@ -241,6 +241,9 @@ fn containerd_shim_command_line_and_json_log() {
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
     }
     wait_status(&runc, &id, "stopped");
+    let o = std::process::Command::new(bin()).args(base).args(["kill", &id, "9"]).output_files();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("container not running"), "{}", stderr(&o));
     for args in [vec!["delete", &id], vec!["delete", "--force", &id]] {
         let o = std::process::Command::new(bin()).args(base).args(&args).output_files();
         assert!(o.status.success(), "{args:?}: {}", stderr(&o));
@@ -252,6 +255,8 @@ fn containerd_shim_command_line_and_json_log() {
     let line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(line["level"], "error");
     assert!(line["msg"].as_str().unwrap().contains("no-such-ctr"), "{line}");
+    // containerd recognises runc's wording for a missing container and a stopped one.
+    assert!(line["msg"].as_str().unwrap().contains("does not exist"), "{line}");
     assert!(line["time"].is_string());
     // --systemd-cgroup is refused clearly.
     let o = std::process::Command::new(bin()).args(["--root", &root, "--systemd-cgroup", "list"]).output_files();

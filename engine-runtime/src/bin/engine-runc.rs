@@ -302,7 +302,12 @@ fn main() {
     let code = match dispatch(&cli) {
         Ok(code) => code,
         Err(e) => {
-            log.error(&e.to_string());
+            // containerd and podman match runc's wording "does not exist" for a missing container.
+            let msg = match &e {
+                Error::NotFound { kind: "container", id } => format!("container does not exist: {id}"),
+                _ => e.to_string(),
+            };
+            log.error(&msg);
             1
         }
     };

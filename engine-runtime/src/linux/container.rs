@@ -605,7 +605,8 @@ impl Runc {
             }
         }
         if status == ContainerStatus::Stopped {
-            return Err(Error::conflict("container", id.as_str(), "container is not running"));
+            // containerd matches "container not running" (runc's words) to treat it as already gone.
+            return Err(Error::conflict("container", id.as_str(), "container not running"));
         }
         let sig = nix::sys::signal::Signal::try_from(signal)
             .map_err(|_| Error::invalid("signal", format!("{signal} is not a signal")))?;
