@@ -20,6 +20,16 @@ fn restore_subtree_control(root: &Path, before: &str) {
     }
 }
 
+/// Restores the cgroup2 root's controllers on drop (even when the test fails);
+/// declared after the cgroup's [`Guard`] so it runs once that cgroup is gone.
+struct RestoreRoot(PathBuf, String);
+
+impl Drop for RestoreRoot {
+    fn drop(&mut self) {
+        restore_subtree_control(&self.0, &self.1);
+    }
+}
+
 fn res(json: &str) -> oci_spec::runtime::LinuxResources {
     serde_json::from_str(json).unwrap()
 }
@@ -300,6 +310,7 @@ fn hugetlb_limit_on_this_host() {
     let uroot = h.unified_mountpoint().map(Path::to_path_buf);
     let before = uroot.as_ref().and_then(|r| std::fs::read_to_string(r.join("cgroup.subtree_control")).ok());
     let mut g = Guard::new("hugetlb");
+    let _restore = uroot.clone().map(|r| RestoreRoot(r, before.clone().unwrap_or_default()));
     // A parent of its own, so that hugetlb can be unbound from v2 afterwards.
     let parent = format!("/engine-libtest-huge-{}", std::process::id());
     g.path = format!("{parent}/hugetlb");
@@ -367,6 +378,7 @@ fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
     let mountinfo = format!("1 1 0:1 / {} rw - cgroup2 cgroup2 rw\n", mp.display());
     let h = Hierarchies::from_text(Layout::V2, &mountinfo, "0::/\n");
     let mut g = Guard::new("purev2");
+    let _restore = RestoreRoot(mp.clone(), before.clone());
     let parent = format!("/engine-libtest-v2-{}", std::process::id());
     g.path = format!("{parent}/c");
     let r = res(
@@ -411,6 +423,6 @@ fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
     cg.destroy().unwrap();
     assert!(!cg.dirs()[0].exists());
     let _ = std::fs::remove_dir(mp.join(parent.trim_start_matches('/')));
-    // A pure-v2 create enables every controller the root offers; undo that here.
+    // A pure-v2 create enables every controller the root offers; undo that now (and on failure, on drop).
     restore_subtree_control(&mp, &before);
 }
