@@ -119,6 +119,11 @@ fn interactive_stdin_and_tty() {
         .unwrap();
     let text = out(&o);
     assert!(text.contains("/dev/pts/") && text.contains("done"), "{}", show(&o));
+    // -it: typed input reaches the container's shell through the terminal; its exit code comes back.
+    let (code, text) =
+        interactive_tty(&format!("{DOCKER} -H {} run --rm -it bb sh", e.host()), &e, "echo hello-from-tty\nexit 5\n");
+    assert_eq!(code, Some(5), "{text}");
+    assert!(text.replace('\r', "").lines().any(|l| l == "hello-from-tty"), "{text:?}");
     // -t without a terminal on the CLI side: raw bytes, pty line endings.
     let o = e.docker(&["run", "--rm", "-t", "bb", "echo", "tty"]);
     assert_eq!(o.stdout, b"tty\r\n", "{}", show(&o));
@@ -334,4 +339,23 @@ fn pause_restart_top_events() {
     assert!(df.contains("Images"), "{df}");
     let hist = e.ok(&["history", "bb"]);
     assert!(hist.lines().count() >= 2, "{hist}");
+}
+
+/// Run `cmd` under `script` (a pty), type `input` after a second, return (exit code, output).
+pub fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", cmd, "/dev/null"])
+        .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    (o.status.code(), format!("{}{}", out(&o), err(&o)))
 }

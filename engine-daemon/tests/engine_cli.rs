@@ -3,6 +3,24 @@
 mod common;
 use common::*;
 
+fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("timeout")
+        .args(["60", "script", "-qec", cmd, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = e;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    drop(stdin);
+    (o.status.code(), format!("{}{}", out(&o), String::from_utf8_lossy(&o.stderr)))
+}
+
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -32,6 +50,14 @@ fn engine_cli_flows() {
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     let o = e.engine_in(&["run", "--rm", "-i", "bb", "cat"], Some(b"via-engine\n"));
     assert_eq!(out(&o), "via-engine\n", "{}", show(&o));
+    // -it through a pty.
+    let (code, text) = interactive_tty(
+        &format!("{} -H {} run --rm -it bb sh", engine_bin().display(), e.host()),
+        &e,
+        "echo via-engine-tty\nexit 6\n",
+    );
+    assert_eq!(code, Some(6), "{text}");
+    assert!(text.replace('\r', "").lines().any(|l| l == "via-engine-tty"), "{text:?}");
     // detached, ps, logs, exec, stop, wait, rm
     let id = ok(&e, &["run", "-d", "--name", "w1", "-e", "X=1", "bb", "sh", "-c", "echo started; echo $X; sleep 100"]);
     assert_eq!(id.trim().len(), 64);
