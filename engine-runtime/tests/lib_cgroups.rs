@@ -21,7 +21,7 @@ fn restore_subtree_control(root: &Path, before: &str) {
 }
 
 /// Restores the cgroup2 root's controllers on drop (even when the test fails);
-/// declared after the cgroup's [`Guard`] so it runs once that cgroup is gone.
+/// declared before the cgroup's [`Guard`], so it drops after it, once that cgroup is gone.
 struct RestoreRoot(PathBuf, String);
 
 impl Drop for RestoreRoot {
@@ -309,8 +309,8 @@ fn hugetlb_limit_on_this_host() {
     let _lock = ROOT_CONTROLLERS.lock().unwrap_or_else(|e| e.into_inner());
     let uroot = h.unified_mountpoint().map(Path::to_path_buf);
     let before = uroot.as_ref().and_then(|r| std::fs::read_to_string(r.join("cgroup.subtree_control")).ok());
-    let mut g = Guard::new("hugetlb");
     let _restore = uroot.clone().map(|r| RestoreRoot(r, before.clone().unwrap_or_default()));
+    let mut g = Guard::new("hugetlb");
     // A parent of its own, so that hugetlb can be unbound from v2 afterwards.
     let parent = format!("/engine-libtest-huge-{}", std::process::id());
     g.path = format!("{parent}/hugetlb");
@@ -377,8 +377,8 @@ fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
     let before = std::fs::read_to_string(mp.join("cgroup.subtree_control")).unwrap_or_default();
     let mountinfo = format!("1 1 0:1 / {} rw - cgroup2 cgroup2 rw\n", mp.display());
     let h = Hierarchies::from_text(Layout::V2, &mountinfo, "0::/\n");
-    let mut g = Guard::new("purev2");
     let _restore = RestoreRoot(mp.clone(), before.clone());
+    let mut g = Guard::new("purev2");
     let parent = format!("/engine-libtest-v2-{}", std::process::id());
     g.path = format!("{parent}/c");
     let r = res(
