@@ -255,6 +255,14 @@ fn busy_cgroup_is_refused_and_bad_value_leaves_nothing() {
     let e = Cgroup::create(Some(&g.path), "busy", None).unwrap_err();
     assert!(e.is_conflict(), "{e}");
 
+    // An empty cgroup left behind frozen is reused, thawed.
+    let stale = format!("{}-stale", g.path);
+    let left = Cgroup::create(Some(&stale), "stale", None).unwrap();
+    left.freeze().unwrap();
+    let again = Cgroup::create(Some(&stale), "stale", None).unwrap();
+    assert!(!again.is_frozen().unwrap());
+    again.destroy().unwrap();
+
     // A cpuset the host does not have: the error names the file and the value; nothing remains.
     let bad = format!("{}-bad", g.path);
     let e = Cgroup::create(Some(&bad), "bad", Some(&res(r#"{"cpu": {"cpus": "4000"}}"#))).unwrap_err();

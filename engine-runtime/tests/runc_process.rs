@@ -84,7 +84,19 @@ fn seccomp_errno_and_args() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("Permission denied"), "mkdir fails with errno 13 (EACCES): {err}");
     assert!(out.contains("mkdir=1") && out.contains("touched"), "{out}");
-    // The same filter applies to exec'd processes.
+
+    // Without noNewPrivileges (podman's and Docker's default) the filter is loaded
+    // while the init still has CAP_SYS_ADMIN, and it applies to exec'd processes too.
+    b.config["process"]["noNewPrivileges"] = json!(false);
+    b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    b.args(&["sleep", "300"]);
+    let id = unique_id("secc");
+    runc.create(&b, &id);
+    runc.ok(&["start", &id]);
+    let o = runc.exec(&["exec", &id, "sh", "-c", "mkdir /tmp/y; grep -E 'NoNewPrivs|Seccomp:' /proc/self/status"]);
+    assert!(stderr(&o).contains("Permission denied"), "{}", stderr(&o));
+    assert!(stdout(&o).contains("NoNewPrivs:\t0") && stdout(&o).contains("Seccomp:\t2"), "{}", stdout(&o));
+    runc.ok(&["delete", "--force", &id]);
 }
 
 #[test]

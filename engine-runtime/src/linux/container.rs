@@ -390,6 +390,9 @@ impl Runc {
             let p = dir.fifo();
             nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o622))
                 .map_err(|e| Error::io(format!("mkfifo {}", p.display()), e.into()))?;
+            // Writable by anyone (not only after the umask): the init may run as any user by then.
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+                .map_err(|e| Error::io(format!("chmod {}", p.display()), e))?;
             let fd = nix::fcntl::open(
                 &p,
                 nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,

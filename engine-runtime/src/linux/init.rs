@@ -203,13 +203,14 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     unsafe { libc::umask(proc.umask as libc::mode_t) };
     proc.chdir()?;
     let exe = proc.resolve_exe()?;
+    if let (Some(f), false) = (ctx.seccomp, proc.no_new_privileges) {
+        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while
+        // we still have it, before the capabilities are dropped (as runc does).
+        f.load()?;
+    }
     proc.caps.apply_bounding()?;
     proc.set_user()?;
     proc.caps.apply_sets()?;
-    if let (Some(f), false) = (ctx.seccomp, proc.no_new_privileges) {
-        // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while we may.
-        f.load()?;
-    }
     if proc.no_new_privileges {
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
