@@ -153,10 +153,13 @@ impl Hierarchies {
             }
         }
         let mut created = Vec::new();
-        let res = cg.make_dirs(&mut created, resources).and_then(|_| match resources {
-            Some(r) => cg.apply(r),
-            None => Ok(()),
-        });
+        let res =
+            cg.make_dirs(&mut created, resources).and_then(|_| cg.thaw_if_reused(&created)).and_then(
+                |_| match resources {
+                    Some(r) => cg.apply(r),
+                    None => Ok(()),
+                },
+            );
         if let Err(e) = res {
             for d in created.iter().rev() {
                 let _ = std::fs::remove_dir(d);
@@ -213,7 +216,8 @@ impl Cgroup {
     /// hierarchy's root, a relative one from the caller's own cgroup, and
     /// `None` means `/engine/<id>`. An existing cgroup that already has
     /// processes is refused ([`Error::Conflict`]); an existing empty one is
-    /// reused. On error, the directories this call made are removed.
+    /// reused (and thawed if it was left frozen). On error, the directories
+    /// this call made are removed.
     pub fn create(cgroups_path: Option<&str>, id: &str, resources: Option<&LinuxResources>) -> Result<Cgroup> {
         Hierarchies::detect()?.create(cgroups_path, id, resources)
     }
@@ -276,6 +280,17 @@ impl Cgroup {
             if !wanted.is_empty() {
                 v2::enable(root, dir, &wanted);
             }
+        }
+        Ok(())
+    }
+
+    /// A reused (pre-existing, empty) cgroup left frozen would freeze the new
+    /// container: thaw it.
+    fn thaw_if_reused(&self, created: &[PathBuf]) -> Result<()> {
+        let reused = self.dirs().iter().any(|d| !created.contains(d));
+        if reused && self.is_frozen().unwrap_or(false) {
+            tracing::debug!(path = %self.path, "thawing a reused frozen cgroup");
+            self.thaw()?;
         }
         Ok(())
     }
