@@ -337,7 +337,7 @@ fn dechunk(b: &str) -> String {
                 break;
             }
             out.push_str(&after[..n]);
-            rest = &after[n..].trim_start_matches("\r\n");
+            rest = after[n..].trim_start_matches("\r\n");
         }
         out
     } else {
