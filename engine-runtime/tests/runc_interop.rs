@@ -44,14 +44,10 @@ fn podman_runs_containers_with_engine_runc() {
     let p = Podman::new();
     let rootfs = tempfile::tempdir().unwrap();
     busybox_rootfs(rootfs.path());
-    let tar = Command::new("tar")
-        .arg("-C")
-        .arg(rootfs.path())
-        .args(["-cf", "-", "."])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let o = p.cmd().args(["import", "-", "localhost/runc-interop"]).stdin(tar.stdout.unwrap()).output_files();
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    let st = Command::new("tar").arg("-C").arg(rootfs.path()).arg("-cf").arg(archive.path()).arg(".").status().unwrap();
+    assert!(st.success());
+    let o = p.cmd().args(["import", archive.path().to_str().unwrap(), "localhost/runc-interop"]).output_files();
     assert!(o.status.success(), "podman import: {}", stderr(&o));
     // This host's root may not raise rlimits above its own: ask for modest ones (runc needs the same).
     let limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--net", "none"];
