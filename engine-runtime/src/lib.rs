@@ -41,7 +41,8 @@
 #![deny(missing_docs)]
 
 pub mod cgroups;
-pub mod seccomp;
-pub mod oci;
-pub use oci::{LinuxRuntime, OciRuntime};
 pub mod linux;
+pub mod oci;
+pub mod seccomp;
+
+pub use oci::{LinuxRuntime, OciRuntime};
