@@ -339,6 +339,12 @@ fn pause_restart_top_events() {
     assert!(df.contains("Images"), "{df}");
     let hist = e.ok(&["history", "bb"]);
     assert!(hist.lines().count() >= 2, "{hist}");
+    // prune removes stopped containers only.
+    e.ok(&["run", "--name", "done1", "bb", "true"]);
+    let pruned = e.ok(&["container", "prune", "-f"]);
+    assert!(pruned.contains("Deleted Containers:"), "{pruned}");
+    let ps = e.ok(&["ps", "-a"]);
+    assert!(!ps.contains("done1") && ps.contains("p1"), "{ps}");
 }
 
 /// Run `cmd` under `script` (a pty), type `input` after a second, return (exit code, output).

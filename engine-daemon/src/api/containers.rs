@@ -201,6 +201,22 @@ pub(crate) async fn remove(st: &State, id: &str, q: &Query) -> Result<Resp> {
     Ok(h::status(StatusCode::NO_CONTENT))
 }
 
+/// `POST /containers/prune`: remove every stopped container.
+pub(crate) async fn prune(st: &State) -> Result<Resp> {
+    let all = st.manager.list(ListFilter { all: true, ..Default::default() }).await?;
+    let mut deleted = Vec::new();
+    for c in all
+        .iter()
+        .filter(|c| matches!(c.state, ContainerState::Created | ContainerState::Exited | ContainerState::Dead))
+    {
+        match st.manager.remove(&c.id, false).await {
+            Ok(()) => deleted.push(c.id.clone()),
+            Err(e) => tracing::debug!(id = %c.id, error = %e, "prune skipped a container"),
+        }
+    }
+    Ok(h::json(StatusCode::OK, &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0})))
+}
+
 /// Aborts a task when dropped (the HTTP body went away).
 struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {

@@ -33,7 +33,7 @@ pub(crate) async fn route(st: &State, method: &Method, path: &str, q: &Query, re
         ("GET", "get") => save(st, q.all("names").to_vec()).await,
         ("POST", "create") => create(st, q, req).await,
         ("GET", "search") => Ok(h::json(StatusCode::OK, &json!([]))),
-        ("POST", "prune") => Ok(h::json(StatusCode::OK, &json!({"ImagesDeleted": [], "SpaceReclaimed": 0}))),
+        ("POST", "prune") => prune(st).await,
         ("DELETE", name) if !name.is_empty() => remove(st, name, q).await,
         ("GET", r) if r.ends_with("/json") => inspect(st, &r[..r.len() - 5]).await,
         ("GET", r) if r.ends_with("/history") => history(st, &r[..r.len() - 8]).await,
@@ -109,6 +109,27 @@ async fn list(st: &State, q: &Query) -> Result<Resp> {
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
     let out: Vec<ImageSummary> = images.iter().map(convert::image_summary).collect();
     Ok(h::json(StatusCode::OK, &out))
+}
+
+/// `POST /images/prune`: remove untagged images no container uses.
+async fn prune(st: &State) -> Result<Resp> {
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for img in st.images.list().await?.into_iter().filter(|i| i.repo_tags.is_empty()) {
+        match st.images.remove(&img.id, false).await {
+            Ok(removed) => {
+                reclaimed += img.size;
+                for r in removed {
+                    deleted.push(match r {
+                        Removed::Untagged(t) => json!({ "Untagged": t }),
+                        Removed::Deleted(d) => json!({ "Deleted": d }),
+                    });
+                }
+            }
+            Err(e) => tracing::debug!(id = %img.id, error = %e, "prune skipped an image"),
+        }
+    }
+    Ok(h::json(StatusCode::OK, &json!({"ImagesDeleted": deleted, "SpaceReclaimed": reclaimed})))
 }
 
 async fn inspect(st: &State, name: &str) -> Result<Resp> {

@@ -109,6 +109,7 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("GET", ["plugins", n, "json"]) => Err(Error::not_found("plugin", *n)),
 
         ("GET", ["containers", "json"]) => containers::list(&st, &q).await,
+        ("POST", ["containers", "prune"]) => containers::prune(&st).await,
         ("POST", ["containers", "create"]) => containers::create(&st, &q, req.into_body()).await,
         ("GET", ["containers", id, "json"]) => containers::inspect(&st, id).await,
         ("POST", ["containers", id, "start"]) => containers::start(&st, id).await,
