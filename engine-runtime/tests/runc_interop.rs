@@ -80,3 +80,119 @@ fn podman_runs_containers_with_engine_runc() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("no-such-program"), "{}", stderr(&o));
 }
+
+/// A private containerd (own root, state and socket), killed and cleaned up on drop.
+struct Containerd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+}
+
+impl Containerd {
+    fn start() -> Containerd {
+        let dir = tempfile::Builder::new().prefix("runc-ctd-").tempdir().unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n[grpc]\n  address = \"{d}/ctd.sock\"\n\
+             [plugins.\"io.containerd.grpc.v1.cri\"]\n  disable_tcp_service = true\n"
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("containerd.log")).unwrap();
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("containerd is installed");
+        let c = Containerd { dir, child };
+        let t = std::time::Instant::now();
+        while c.ctr().args(["version"]).output_files().status.code() != Some(0) {
+            assert!(t.elapsed() < std::time::Duration::from_secs(20), "containerd did not come up");
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        c
+    }
+    fn ctr(&self) -> Command {
+        let mut c = Command::new("ctr");
+        c.arg("--address").arg(self.dir.path().join("ctd.sock"));
+        c.stdin(Stdio::null());
+        c
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.ctr().args(args).output_files();
+        assert!(o.status.success(), "ctr {args:?}: {}{}", stderr(&o), stdout(&o));
+        stdout(&o)
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        // Unmount whatever containerd left under its directories, deepest first.
+        let mut m = mounts_under(self.dir.path());
+        m.sort_by_key(|p| std::cmp::Reverse(p.len()));
+        for p in m {
+            let _ = nix::mount::umount2(p.as_str(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
+#[test]
+fn containerd_shim_runs_containers_with_engine_runc() {
+    // An image archive, made locally with podman (no registry).
+    let p = Podman::new();
+    let rootfs = tempfile::tempdir().unwrap();
+    busybox_rootfs(rootfs.path());
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(rootfs.path())
+        .arg("-cf")
+        .arg(archive.path())
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    p.ok(&["import", archive.path().to_str().unwrap(), "localhost/runc-ctd"]);
+    let oci = p.dir.path().join("image.tar");
+    p.ok(&["save", "--format", "oci-archive", "-o", oci.to_str().unwrap(), "localhost/runc-ctd"]);
+
+    let ctd = Containerd::start();
+    ctd.ok(&["images", "import", "--snapshotter", "native", oci.to_str().unwrap()]);
+    let image = "localhost/runc-ctd:latest";
+    let rt = ["--snapshotter", "native", "--runc-binary", bin()];
+    let id = unique_id("ctd");
+    let mut args = vec!["run", "--rm"];
+    args.extend(rt);
+    args.extend([image, id.as_str(), "sh", "-c", "echo pid=$$; id -u"]);
+    assert_eq!(ctd.ok(&args), "pid=1\n0\n");
+
+    let id = unique_id("ctd");
+    let mut args = vec!["run", "-d"];
+    args.extend(rt);
+    args.extend([image, id.as_str(), "sleep", "300"]);
+    ctd.ok(&args);
+    let o = ctd.ctr().args(["task", "exec", "--exec-id", "e1", &id, "sh", "-c", "echo in exec; exit 3"]).output_files();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "in exec\n");
+    ctd.ok(&["task", "pause", &id]);
+    assert!(ctd.ok(&["task", "ls"]).contains("PAUSED"));
+    ctd.ok(&["task", "resume", &id]);
+    ctd.ok(&["task", "kill", "-s", "KILL", &id]);
+    let t = std::time::Instant::now();
+    while !ctd.ok(&["task", "ls"]).contains("STOPPED") && t.elapsed() < std::time::Duration::from_secs(10) {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    ctd.ok(&["task", "delete", &id]);
+    ctd.ok(&["container", "delete", &id]);
+
+    // A failure reaches the user with engine-runc's message, through the --log file containerd reads.
+    let id = unique_id("ctd");
+    let mut args = vec!["run", "--rm"];
+    args.extend(rt);
+    args.extend([image, id.as_str(), "no-such-program"]);
+    let o = ctd.ctr().args(&args).output_files();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no-such-program") && stderr(&o).contains("not found"), "{}", stderr(&o));
+}
