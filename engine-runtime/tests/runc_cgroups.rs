@@ -47,6 +47,32 @@ fn resources_in_cgroup_files() {
         "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
     ]);
     assert_eq!(stdout(&o).trim(), "42", "{}", stderr(&o));
+    // update changes the limits of the live container.
+    runc.ok(&["update", "--pids-limit", "17", "--memory", "33554432", &id]);
+    let o = runc.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(stdout(&o).trim(), "17");
+    if v1 {
+        assert_eq!(read(&Path::new("/sys/fs/cgroup/memory").join(rel).join("memory.limit_in_bytes")), "33554432");
+    } else {
+        assert_eq!(read(&Path::new("/sys/fs/cgroup").join(rel).join("memory.max")), "33554432");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("r.json"), r#"{"pids": {"limit": 23}}"#).unwrap();
+    runc.ok(&["update", "--resources", dir.path().join("r.json").to_str().unwrap(), &id]);
+    let o = runc.exec(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max",
+    ]);
+    assert_eq!(stdout(&o).trim(), "23");
     runc.ok(&["delete", "--force", &id]);
     assert_no_leftovers(&runc, &id, &b, Some(&cg));
 }

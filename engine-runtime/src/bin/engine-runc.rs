@@ -159,11 +159,47 @@ enum Cmd {
     },
     /// Print the features this runtime supports, as JSON.
     Features,
-    /// Update resources (not supported).
-    Update {
-        /// Container id.
-        id: String,
-    },
+    /// Update a container's resource limits.
+    Update(UpdateArgs),
+}
+
+#[derive(Args, Debug)]
+struct UpdateArgs {
+    /// A JSON file with `linux.resources` (`-` for stdin).
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    memory: Option<i64>,
+    /// Memory + swap limit in bytes.
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<i64>,
+    /// Memory soft limit in bytes.
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<i64>,
+    /// CPU shares (relative weight).
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    /// CPU CFS quota in microseconds.
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    /// CPU CFS period in microseconds.
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    /// CPUs to use (cpuset, e.g. 0-2,4).
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    /// Memory nodes to use (cpuset).
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    /// Maximum number of pids (-1 for unlimited).
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    /// Block IO weight (10-1000).
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    /// Container id.
+    id: String,
 }
 
 #[derive(Args, Debug)]
@@ -405,8 +441,65 @@ fn dispatch(cli: &Cli) -> Result<i32> {
             print_json(&features())?;
             Ok(0)
         }
-        Cmd::Update { id: i } => Err(Error::Unsupported(format!("update of container {i}"))),
+        Cmd::Update(u) => update(&runc, u),
     }
+}
+
+fn update(runc: &Runc, u: &UpdateArgs) -> Result<i32> {
+    use serde_json::{json, Value};
+    let mut r: Value = match &u.resources {
+        Some(p) => {
+            let data = if p.as_os_str() == "-" {
+                let mut s = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut s).map_err(|e| Error::io("read stdin", e))?;
+                s
+            } else {
+                std::fs::read(p).map_err(|e| Error::io(format!("read {}", p.display()), e))?
+            };
+            serde_json::from_slice(&data).map_err(|e| Error::invalid("--resources", e.to_string()))?
+        }
+        None => json!({}),
+    };
+    let mut set = |section: &str, key: &str, v: Value| {
+        if !r[section].is_object() {
+            r[section] = json!({});
+        }
+        r[section][key] = v;
+    };
+    if let Some(v) = u.memory {
+        set("memory", "limit", json!(v));
+    }
+    if let Some(v) = u.memory_swap {
+        set("memory", "swap", json!(v));
+    }
+    if let Some(v) = u.memory_reservation {
+        set("memory", "reservation", json!(v));
+    }
+    if let Some(v) = u.cpu_share {
+        set("cpu", "shares", json!(v));
+    }
+    if let Some(v) = u.cpu_quota {
+        set("cpu", "quota", json!(v));
+    }
+    if let Some(v) = u.cpu_period {
+        set("cpu", "period", json!(v));
+    }
+    if let Some(v) = &u.cpuset_cpus {
+        set("cpu", "cpus", json!(v));
+    }
+    if let Some(v) = &u.cpuset_mems {
+        set("cpu", "mems", json!(v));
+    }
+    if let Some(v) = u.pids_limit {
+        set("pids", "limit", json!(v));
+    }
+    if let Some(v) = u.blkio_weight {
+        set("blockIO", "weight", json!(v));
+    }
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(r).map_err(|e| Error::invalid("resources", e.to_string()))?;
+    runc.update(&id(&u.id)?, &resources)?;
+    Ok(0)
 }
 
 fn events(runc: &Runc, id: &ContainerId, once: bool, interval: &str) -> Result<i32> {

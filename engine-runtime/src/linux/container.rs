@@ -706,6 +706,15 @@ impl Runc {
         st.cgroup.as_ref().ok_or_else(|| Error::Unsupported(format!("container {} has no cgroup", st.id)))
     }
 
+    /// Change the resources of a running (or created, or paused) container's cgroup.
+    pub fn update(&self, id: &ContainerId, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let (st, status) = self.load(id.as_str())?;
+        if status == ContainerStatus::Stopped {
+            return Err(Error::conflict("container", id.as_str(), "container not running"));
+        }
+        self.cgroup_of(&st)?.apply(resources)
+    }
+
     /// Host pids of the container's processes.
     pub fn ps(&self, id: &ContainerId) -> Result<Vec<i32>> {
         let (st, _) = self.load(id.as_str())?;
