@@ -365,3 +365,25 @@ pub fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, Str
     drop(stdin);
     (o.status.code(), format!("{}{}", out(&o), err(&o)))
 }
+
+#[test]
+fn docker_cp_in_and_out() {
+    let e = Engined::start();
+    e.load_busybox();
+    e.ok(&["run", "-d", "--name", "cp1", "bb", "sleep", "100"]);
+    let src = e.dir.path().join("hello.txt");
+    std::fs::write(&src, "copied in\n").unwrap();
+    e.ok(&["cp", src.to_str().unwrap(), "cp1:/tmp/"]);
+    assert_eq!(e.ok(&["exec", "cp1", "cat", "/tmp/hello.txt"]), "copied in\n");
+    e.ok(&["exec", "cp1", "sh", "-c", "mkdir -p /data/sub && echo out > /data/sub/f && ln -s /etc /data/etc-link"]);
+    let dst = e.dir.path().join("out");
+    e.ok(&["cp", "cp1:/data", dst.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(dst.join("sub/f")).unwrap(), "out\n");
+    assert_eq!(std::fs::read_link(dst.join("etc-link")).unwrap(), std::path::Path::new("/etc"));
+    // A symlink pointing at / inside the container never reaches the host's files.
+    e.ok(&["exec", "cp1", "ln", "-s", "/", "/escape"]);
+    e.ok(&["cp", src.to_str().unwrap(), "cp1:/escape/tmp/"]);
+    assert_eq!(e.ok(&["exec", "cp1", "cat", "/tmp/hello.txt"]), "copied in\n");
+    let o = e.docker(&["cp", "cp1:/no/such/file", dst.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", show(&o));
+}

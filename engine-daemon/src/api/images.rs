@@ -179,7 +179,7 @@ fn tmp_dir(st: &State) -> PathBuf {
 }
 
 /// Stream an upload into a temp file under the data root; removed when dropped.
-async fn body_to_file(st: &State, body: Incoming) -> Result<tempfile::TempPath> {
+pub(crate) async fn body_to_file(st: &State, body: Incoming) -> Result<tempfile::TempPath> {
     let dir = tmp_dir(st);
     tokio::fs::create_dir_all(&dir).await.map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let tmp = tempfile::Builder::new()

@@ -1,6 +1,7 @@
 //! Routing: the versioned and unversioned paths, greedy image names, and the
 //! handlers behind them.
 
+mod archive;
 mod containers;
 mod exec;
 mod hijack;
@@ -124,6 +125,9 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("GET", ["containers", id, "top"]) => containers::top(&st, id).await,
         ("GET", ["containers", id, "stats"]) => containers::stats(&st, id, &q).await,
         ("DELETE", ["containers", id]) => containers::remove(&st, id, &q).await,
+        ("HEAD", ["containers", id, "archive"]) => archive::head(&st, id, &q).await,
+        ("GET", ["containers", id, "archive"]) => archive::get(&st, id, &q).await,
+        ("PUT", ["containers", id, "archive"]) => archive::put(&st, id, &q, req.into_body()).await,
         ("POST", ["containers", id, "attach"]) => {
             let id = id.to_string();
             hijack::attach(&st, &id, &q, &mut req).await
