@@ -206,3 +206,31 @@ fn personality_linux32() {
     let out = Runc::new().run_ok(&b, &unique_id("pers"));
     assert!(matches!(out.trim(), "i686" | "i386" | "armv7l" | "armv8l"), "{out}");
 }
+
+#[test]
+fn foreground_terminal_without_console_socket() {
+    // Like `runc run` at a shell: engine-runc keeps the pty and copies stdio through it.
+    let mut b = Bundle::new(&["sh", "-c", "tty; read x; echo got=$x; exit 6"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.write();
+    let runc = Runc::new();
+    let id = unique_id("fgtty");
+    runc.track(&id);
+    let mut child = runc
+        .cmd()
+        .args(["run", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(6));
+    let out = stdout(&o);
+    assert!(out.contains("/dev/pts/0") && out.contains("got=hello"), "{out:?}");
+    // A detached create still needs a console socket.
+    let o = runc.exec(&["create", "--bundle", b.path().to_str().unwrap(), &unique_id("fgtty")]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("console-socket"), "{}", stderr(&o));
+}

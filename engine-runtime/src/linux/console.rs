@@ -67,3 +67,117 @@ pub fn make_stdio(slave: &OwnedFd) -> Result<()> {
     }
     Ok(())
 }
+
+/// A connected unix socket pair (close-on-exec) for a pty the runtime keeps
+/// itself: the init sends the master over one end as it would over a console socket.
+pub fn local_pair() -> Result<(OwnedFd, OwnedFd)> {
+    use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+    socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC)
+        .map_err(|e| Error::io("socketpair for the console", e.into()))
+}
+
+/// Receive one fd sent with [`send_fd`].
+pub fn recv_fd(sock: RawFd) -> Result<OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 256];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)
+        .map_err(|e| Error::io("receive the pty master", e.into()))?;
+    for c in msg.cmsgs().map_err(|e| Error::io("receive the pty master", e.into()))? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(fd) = fds.first() {
+                // SAFETY: a freshly received fd that we now own.
+                return Ok(unsafe { OwnedFd::from_raw_fd(*fd) });
+            }
+        }
+    }
+    Err(Error::Other("the init sent no pty master".into()))
+}
+
+/// Copies between our stdio and a pty master, with our terminal (if stdin is
+/// one) in raw mode until dropped.
+pub struct Proxy {
+    master: std::fs::File,
+    saved: Option<nix::sys::termios::Termios>,
+    stdin_open: bool,
+}
+
+impl Proxy {
+    /// Take over `master`; put stdin in raw mode and copy its window size.
+    pub fn new(master: OwnedFd) -> Self {
+        use nix::sys::termios;
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(&stdin).ok();
+        if let Some(t) = &saved {
+            let mut raw = t.clone();
+            termios::cfmakeraw(&mut raw);
+            let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+        }
+        // SAFETY: F_SETFL on a valid fd.
+        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK | libc::O_RDWR) };
+        let p = Proxy { master: master.into(), saved, stdin_open: true };
+        p.resize();
+        p
+    }
+    /// Copy our terminal's window size to the pty.
+    pub fn resize(&self) {
+        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize.
+        unsafe {
+            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
+                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+            }
+        }
+    }
+    /// The master, for polling.
+    pub fn master(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.master.as_fd()
+    }
+    /// Whether stdin is still worth polling.
+    pub fn stdin_open(&self) -> bool {
+        self.stdin_open
+    }
+    /// Copy what the pty has to stdout; false once it is closed.
+    pub fn pump_out(&mut self) -> bool {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 8192];
+        loop {
+            match self.master.read(&mut buf) {
+                Ok(0) => return false,
+                Ok(n) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&buf[..n]);
+                    let _ = out.flush();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+    /// Copy what stdin has to the pty.
+    pub fn pump_in(&mut self) {
+        use std::io::{Read, Write};
+        let mut buf = [0u8; 8192];
+        match std::io::stdin().lock().read(&mut buf) {
+            Ok(0) | Err(_) => {
+                self.stdin_open = false;
+                // End of input: tell the terminal (^D) as a user at a terminal would.
+                let _ = self.master.write_all(&[4]);
+            }
+            Ok(n) => {
+                let _ = self.master.write_all(&buf[..n]);
+            }
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(t) = &self.saved {
+            let _ = nix::sys::termios::tcsetattr(std::io::stdin(), nix::sys::termios::SetArg::TCSANOW, t);
+        }
+    }
+}

@@ -118,6 +118,8 @@ struct Launched {
     pid: i32,
     sync: SyncSocket,
     state: State,
+    /// Our end of the console pair when `run` keeps the pty itself.
+    console: Option<OwnedFd>,
 }
 
 #[repr(C)]
@@ -228,7 +230,8 @@ fn forwarded_signals() -> nix::sys::signal::SigSet {
 
 /// Wait for `pid` like `wait_code`, forwarding the signals a user sends to a
 /// foreground `run` (INT, TERM, HUP, QUIT, USR1, USR2, WINCH) to it, as runc does.
-pub(crate) fn wait_forwarding_signals(pid: i32) -> Result<i32> {
+pub(crate) fn wait_forwarding_signals(pid: i32, console: Option<OwnedFd>) -> Result<i32> {
+    use nix::poll::{PollFd, PollFlags};
     use nix::sys::signalfd::{SfdFlags, SignalFd};
     let set = forwarded_signals();
     let (Some(pfd), Ok(())) =
@@ -239,22 +242,47 @@ pub(crate) fn wait_forwarding_signals(pid: i32) -> Result<i32> {
     let Ok(sfd) = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK) else {
         return wait_code(pid);
     };
+    let mut proxy = console.map(super::console::Proxy::new);
+    let stdin = std::io::stdin();
     loop {
-        let mut fds = [
-            nix::poll::PollFd::new(pfd.as_fd(), nix::poll::PollFlags::POLLIN),
-            nix::poll::PollFd::new(sfd.as_fd(), nix::poll::PollFlags::POLLIN),
-        ];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-            Err(nix::Error::EINTR) => continue,
-            Err(e) => return Err(Error::io("poll the container's pidfd", e.into())),
-            Ok(_) => {}
-        }
+        let (exited, out_ready, in_ready) = {
+            let mut fds =
+                vec![PollFd::new(pfd.as_fd(), PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            if let Some(p) = &proxy {
+                fds.push(PollFd::new(p.master(), PollFlags::POLLIN));
+                if p.stdin_open() {
+                    fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::io("poll the container's pidfd", e.into())),
+                Ok(_) => {}
+            }
+            let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
+            (ready(0), ready(2), ready(3))
+        };
         while let Ok(Some(info)) = sfd.read_signal() {
-            if let Ok(sig) = nix::sys::signal::Signal::try_from(info.ssi_signo as i32) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+            let Ok(sig) = nix::sys::signal::Signal::try_from(info.ssi_signo as i32) else { continue };
+            match &proxy {
+                Some(p) if sig == nix::sys::signal::Signal::SIGWINCH => p.resize(),
+                _ => {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+                }
             }
         }
-        if fds[0].revents().is_some_and(|r| !r.is_empty()) {
+        if let Some(p) = &mut proxy {
+            if out_ready && !p.pump_out() && !exited {
+                // The pty closed but the process lives on (it closed its terminal): keep waiting.
+            }
+            if in_ready {
+                p.pump_in();
+            }
+        }
+        if exited {
+            if let Some(p) = &mut proxy {
+                p.pump_out();
+            }
             return wait_code(pid);
         }
     }
@@ -282,7 +310,7 @@ impl Runc {
     /// Create the container `id` from `opts.bundle`: its init waits for [`Runc::start`].
     /// Returns the init's host pid. On error nothing is left behind.
     pub fn create(&self, id: &ContainerId, opts: &CreateOpts) -> Result<i32> {
-        let l = self.create_inner(id, opts, true)?;
+        let l = self.create_inner(id, opts, true, false)?;
         Ok(l.pid)
     }
 
@@ -298,7 +326,7 @@ impl Runc {
                 None,
             );
         }
-        let l = self.create_inner(id, opts, false)?;
+        let l = self.create_inner(id, opts, false, !detach)?;
         let dir = self.dir(id.as_str());
         if let Err(e) = l.sync.send(&Msg::Start) {
             let _ = self.destroy(&l.state, &dir);
@@ -309,12 +337,13 @@ impl Runc {
         if detach {
             return Ok(0);
         }
-        let code = wait_forwarding_signals(l.pid)?;
+        let code = wait_forwarding_signals(l.pid, l.console)?;
         self.destroy(&l.state, &dir)?;
         Ok(code)
     }
 
-    fn create_inner(&self, id: &ContainerId, opts: &CreateOpts, fifo: bool) -> Result<Launched> {
+    /// `proxy`: with a terminal and no console socket, keep the pty here (foreground `run`).
+    fn create_inner(&self, id: &ContainerId, opts: &CreateOpts, fifo: bool, proxy: bool) -> Result<Launched> {
         let bundle = std::fs::canonicalize(&opts.bundle)
             .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
         let spec = load_spec(&bundle)?;
@@ -361,8 +390,14 @@ impl Runc {
                 .iter()
                 .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
         });
+        let mut local_console = None;
         let console = match (proc.terminal, &opts.console_socket) {
             (true, Some(p)) => Some(super::console::connect(p)?),
+            (true, None) if proxy => {
+                let (ours, theirs) = super::console::local_pair()?;
+                local_console = Some(ours);
+                Some(theirs)
+            }
             (true, None) => {
                 return Err(Error::invalid(
                     "process.terminal",
@@ -516,8 +551,12 @@ impl Runc {
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }
+        let console = match local_console {
+            Some(sock) => Some(super::console::recv_fd(sock.as_raw_fd())?),
+            None => None,
+        };
         guard.disarm();
-        Ok(Launched { pid, sync: parent_sock, state })
+        Ok(Launched { pid, sync: parent_sock, state, console })
     }
 
     /// Load a container's state and compute its status.

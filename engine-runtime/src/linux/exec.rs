@@ -40,8 +40,14 @@ impl Runc {
             Some(s) => Some(crate::seccomp::compile(s)?),
             None => None,
         };
+        let mut local_console = None;
         let console = match (proc.terminal, &opts.console_socket) {
             (true, Some(p)) => Some(super::console::connect(p)?),
+            (true, None) if !opts.detach => {
+                let (ours, theirs) = super::console::local_pair()?;
+                local_console = Some(ours);
+                Some(theirs)
+            }
             (true, None) => {
                 return Err(Error::invalid(
                     "process.terminal",
@@ -107,6 +113,10 @@ impl Runc {
             return Ok(ExecOutcome::Started(pid));
         }
         drop(parent_sock);
-        Ok(ExecOutcome::Exited(wait_code(pid)?))
+        let master = match local_console {
+            Some(sock) => Some(super::console::recv_fd(sock.as_raw_fd()).map_err(kill)?),
+            None => None,
+        };
+        Ok(ExecOutcome::Exited(super::container::wait_forwarding_signals(pid, master)?))
     }
 }
