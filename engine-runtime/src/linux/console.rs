@@ -101,6 +101,7 @@ pub struct Proxy {
     master: std::fs::File,
     saved: Option<nix::sys::termios::Termios>,
     stdin_open: bool,
+    master_open: bool,
 }
 
 impl Proxy {
@@ -116,7 +117,7 @@ impl Proxy {
         }
         // SAFETY: F_SETFL on a valid fd.
         unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK | libc::O_RDWR) };
-        let p = Proxy { master: master.into(), saved, stdin_open: true };
+        let p = Proxy { master: master.into(), saved, stdin_open: true, master_open: true };
         p.resize();
         p
     }
@@ -139,8 +140,17 @@ impl Proxy {
     pub fn stdin_open(&self) -> bool {
         self.stdin_open
     }
-    /// Copy what the pty has to stdout; false once it is closed.
+    /// Whether the pty is still worth polling.
+    pub fn master_open(&self) -> bool {
+        self.master_open
+    }
+    /// Copy what the pty has to stdout; false once it is closed (then it is not polled again).
     pub fn pump_out(&mut self) -> bool {
+        let open = self.copy_out();
+        self.master_open &= open;
+        open
+    }
+    fn copy_out(&mut self) -> bool {
         use std::io::{Read, Write};
         let mut buf = [0u8; 8192];
         loop {

@@ -248,9 +248,14 @@ pub(crate) fn wait_forwarding_signals(pid: i32, console: Option<OwnedFd>) -> Res
         let (exited, out_ready, in_ready) = {
             let mut fds =
                 vec![PollFd::new(pfd.as_fd(), PollFlags::POLLIN), PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let (mut out_at, mut in_at) = (usize::MAX, usize::MAX);
             if let Some(p) = &proxy {
-                fds.push(PollFd::new(p.master(), PollFlags::POLLIN));
+                if p.master_open() {
+                    out_at = fds.len();
+                    fds.push(PollFd::new(p.master(), PollFlags::POLLIN));
+                }
                 if p.stdin_open() {
+                    in_at = fds.len();
                     fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
                 }
             }
@@ -260,7 +265,7 @@ pub(crate) fn wait_forwarding_signals(pid: i32, console: Option<OwnedFd>) -> Res
                 Ok(_) => {}
             }
             let ready = |i: usize| fds.get(i).and_then(|f| f.revents()).is_some_and(|r| !r.is_empty());
-            (ready(0), ready(2), ready(3))
+            (ready(0), ready(out_at), ready(in_at))
         };
         while let Ok(Some(info)) = sfd.read_signal() {
             let Ok(sig) = nix::sys::signal::Signal::try_from(info.ssi_signo as i32) else { continue };
@@ -272,8 +277,9 @@ pub(crate) fn wait_forwarding_signals(pid: i32, console: Option<OwnedFd>) -> Res
             }
         }
         if let Some(p) = &mut proxy {
-            if out_ready && !p.pump_out() && !exited {
-                // The pty closed but the process lives on (it closed its terminal): keep waiting.
+            if out_ready {
+                // A closed pty (the process let go of its terminal) is simply no longer polled.
+                p.pump_out();
             }
             if in_ready {
                 p.pump_in();
