@@ -767,6 +767,30 @@ mod tests {
         assert!(parse_stats_record("not json").is_err());
     }
 
+    #[tokio::test]
+    async fn missing_binary_and_timeout_are_named() {
+        let id = ContainerId::new("c1").unwrap();
+        let rt = OciRuntime::new("/no/such/runtime");
+        let e = rt.state(&id).await.unwrap_err();
+        assert!(matches!(e, Error::Runtime { .. }) && e.to_string().contains("/no/such/runtime"), "{e}");
+        // A runtime that hangs is killed after the timeout.
+        let dir = tempfile::tempdir().unwrap();
+        let slow = dir.path().join("slow-runtime");
+        std::fs::write(&slow, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let rt = OciRuntime::new(&slow).timeout(Duration::from_millis(200));
+        let t = std::time::Instant::now();
+        let e = rt.start(&id).await.unwrap_err();
+        assert!(matches!(e, Error::Timeout { .. }) && e.to_string().contains("slow-runtime start c1"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // A runtime's stderr, when it logs nothing, is the message.
+        let loud = dir.path().join("loud-runtime");
+        std::fs::write(&loud, "#!/bin/sh\necho 'bad things happened' >&2; exit 1\n").unwrap();
+        std::fs::set_permissions(&loud, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let e = OciRuntime::new(&loud).pause(&id).await.unwrap_err();
+        assert_eq!(e.to_string(), "runtime loud-runtime failed: pause c1: bad things happened");
+    }
+
     #[test]
     fn builder_and_lookup() {
         let rt = OciRuntime::new("/opt/bin/youki").root("/run/y").arg("--systemd-cgroup");
