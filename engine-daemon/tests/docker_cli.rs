@@ -387,3 +387,27 @@ fn docker_cp_in_and_out() {
     let o = e.docker(&["cp", "cp1:/no/such/file", dst.to_str().unwrap()]);
     assert!(!o.status.success(), "{}", show(&o));
 }
+
+#[test]
+fn login_and_push_with_registry_credentials() {
+    let e = Engined::start();
+    e.load_busybox();
+    let reg = Registry::start_auth(Some(("tester", "s3cret")));
+    let r = format!("{}/private/bb:1", reg.addr);
+    e.ok(&["tag", "bb:latest", &r]);
+    // Without credentials the registry refuses the push.
+    let o = e.docker(&["push", &r]);
+    assert!(!o.status.success(), "{}", show(&o));
+    // A wrong password is a failed login.
+    let o = e.docker_in(&["login", "-u", "tester", "--password-stdin", &reg.addr], Some(b"wrong\n"));
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(err(&o).contains("unauthorized"), "{}", show(&o));
+    let o = e.docker_in(&["login", "-u", "tester", "--password-stdin", &reg.addr], Some(b"s3cret\n"));
+    assert!(o.status.success() && out(&o).contains("Login Succeeded"), "{}", show(&o));
+    // The CLI now sends X-Registry-Auth with the credentials: push and pull work.
+    let o = e.docker(&["push", &r]);
+    assert!(o.status.success(), "{}\n{}", show(&o), e.log());
+    e.ok(&["rmi", &r]);
+    e.ok(&["pull", &r]);
+    assert_eq!(e.ok(&["run", "--rm", &r, "echo", "private"]), "private\n");
+}

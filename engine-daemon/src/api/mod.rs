@@ -2,6 +2,7 @@
 //! handlers behind them.
 
 mod archive;
+mod auth;
 mod containers;
 mod exec;
 mod hijack;
@@ -99,6 +100,7 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
     let result: Result<Resp, Error> = match (m, s.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) => Ok(system::ping(m == "HEAD")),
         ("GET", ["version"]) => Ok(system::version(&st)),
+        ("POST", ["auth"]) => auth::login(&st, req.into_body()).await,
         ("GET", ["info"]) => system::info(&st).await,
         ("GET", ["events"]) => system::events(&st, &q).await,
         ("GET", ["system", "df"]) => system::df(&st).await,

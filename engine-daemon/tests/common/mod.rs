@@ -354,14 +354,27 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Self::start_auth(None)
+    }
+
+    /// With `Some((user, password))`, the registry demands basic auth (htpasswd).
+    pub fn start_auth(creds: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
+        let mut auth = String::new();
+        if let Some((u, p)) = creds {
+            let o = Command::new("htpasswd").args(["-Bbn", u, p]).output().expect("htpasswd (apache2-utils)");
+            assert!(o.status.success());
+            let f = dir.path().join("htpasswd");
+            std::fs::write(&f, &o.stdout).unwrap();
+            auth = format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", f.display());
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth}",
                 dir.path().join("data").display()
             ),
         )
