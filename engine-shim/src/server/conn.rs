@@ -6,19 +6,52 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
+
+/// How long the shim must have had no client before it trims its memory
+/// (so the trim comes after the connection's teardown code ran).
+const TRIM_DELAY: Duration = Duration::from_millis(200);
+
+/// Counts open connections; trims memory once none is left for a while.
+#[derive(Clone)]
+pub(crate) struct Idle {
+    open: Arc<AtomicUsize>,
+    generation: Arc<AtomicUsize>,
+    enabled: bool,
+}
+
+impl Idle {
+    pub(crate) fn new(enabled: bool) -> Self {
+        Idle { open: Arc::new(AtomicUsize::new(0)), generation: Arc::new(AtomicUsize::new(0)), enabled }
+    }
+
+    /// Trim after [`TRIM_DELAY`] unless a client connects meanwhile.
+    pub(crate) fn schedule_trim(&self) {
+        if !self.enabled {
+            return;
+        }
+        let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(TRIM_DELAY).await;
+            if me.generation.load(Ordering::SeqCst) == gen && me.open.load(Ordering::SeqCst) == 0 {
+                sys::trim_memory();
+            }
+        });
+    }
+}
 
 /// Accepted connections as a stream for `serve_with_incoming`.
 pub(crate) struct Incoming {
     listener: UnixListener,
-    open: Arc<AtomicUsize>,
-    trim: bool,
+    idle: Idle,
 }
 
 impl Incoming {
-    pub(crate) fn new(listener: UnixListener, trim: bool) -> Self {
-        Incoming { listener, open: Arc::new(AtomicUsize::new(0)), trim }
+    pub(crate) fn new(listener: UnixListener, idle: Idle) -> Self {
+        Incoming { listener, idle }
     }
 }
 
@@ -27,8 +60,9 @@ impl futures::Stream for Incoming {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.listener.poll_accept(cx) {
             Poll::Ready(Ok((s, _))) => {
-                self.open.fetch_add(1, Ordering::SeqCst);
-                Poll::Ready(Some(Ok(Conn { inner: s, open: self.open.clone(), trim: self.trim })))
+                self.idle.open.fetch_add(1, Ordering::SeqCst);
+                self.idle.generation.fetch_add(1, Ordering::SeqCst);
+                Poll::Ready(Some(Ok(Conn { inner: s, idle: self.idle.clone() })))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
             Poll::Pending => Poll::Pending,
@@ -39,14 +73,13 @@ impl futures::Stream for Incoming {
 /// One client connection.
 pub(crate) struct Conn {
     inner: UnixStream,
-    open: Arc<AtomicUsize>,
-    trim: bool,
+    idle: Idle,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if self.open.fetch_sub(1, Ordering::SeqCst) == 1 && self.trim {
-            sys::trim_memory();
+        if self.idle.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.schedule_trim();
         }
     }
 }

@@ -458,8 +458,8 @@ pub async fn run_with_log_driver(
         let _ = events.send(ShimEvent::Oom);
     }));
     let svc = service::ShimService::new(core.clone());
-    let trim = std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none();
-    let incoming = conn::Incoming::new(listener, trim);
+    let idle = conn::Idle::new(std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none());
+    let incoming = conn::Incoming::new(listener, idle.clone());
     tokio::spawn(async move {
         let r = tonic::transport::Server::builder()
             .add_service(crate::proto::shim_server::ShimServer::new(svc))
@@ -471,9 +471,7 @@ pub async fn run_with_log_driver(
     });
     core.reap();
     report(Ok(addr));
-    if trim {
-        sys::trim_memory();
-    }
+    idle.schedule_trim();
     let mut q = core.quit.subscribe();
     let how = match q.wait_for(|q| q.is_some()).await {
         Ok(v) => v.expect("checked"),

@@ -106,29 +106,65 @@ pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Give back memory the shim no longer needs once it is idle: free heap
-/// pages (`malloc_trim`), and the page-table entries of its own code
-/// (`MADV_DONTNEED` on the executable's `r-xp` mappings: clean, file-backed
-/// pages that stay in the page cache, shared by every shim, and fault back
-/// in when that code runs again). Only code mappings are touched: data and
-/// relocated read-only data keep their contents.
+/// Give back memory the shim no longer needs once it is idle: the
+/// page-table entries of read-only file mappings (its own code and read-only
+/// data, and those of the shared libraries), then free heap pages
+/// (`malloc_trim`).
+///
+/// Only private, non-writable, file-backed mappings that hold no private
+/// page are dropped with `MADV_DONTNEED`: their pages are clean page-cache
+/// pages, shared by every shim, that fault back in from the file when that
+/// code runs again. Mappings with a private page (relocated data) and
+/// writable ones are never touched, so nothing the process wrote is lost.
 pub(crate) fn trim_memory() {
+    tracing::debug!("trimming idle memory");
+    trim_mappings();
     // SAFETY: malloc_trim only releases free heap memory.
     unsafe { libc::malloc_trim(0) };
-    let Ok(exe) = std::fs::read_link("/proc/self/exe") else { return };
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
-    for line in maps.lines() {
-        let mut f = line.split_whitespace();
-        let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
-        let path = f.nth(3);
-        if perms != "r-xp" || path.map(Path::new) != Some(exe.as_path()) {
-            continue;
+}
+
+fn trim_mappings() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut current: Option<(usize, usize)> = None;
+    // Resident private pages, and swapped-out ones: either disqualifies.
+    let mut anon_free = false;
+    let mut swap_free = false;
+    let mut targets: Vec<(usize, usize)> = Vec::new();
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            if let (Some(r), true) = (current.take(), anon_free && swap_free) {
+                targets.push(r);
+            }
+            let mut f = line.split_whitespace();
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
+            let path = f.nth(3);
+            if !(perms == "r-xp" || perms == "r--p") || !path.is_some_and(|p| p.starts_with('/')) {
+                continue;
+            }
+            let Some((a, b)) = range.split_once('-') else { continue };
+            if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                current = Some((start, end));
+                anon_free = false;
+                swap_free = false;
+            }
+        } else if current.is_some() {
+            let zero = |v: &str| v.trim().trim_end_matches("kB").trim() == "0";
+            if let Some(v) = line.strip_prefix("Anonymous:") {
+                anon_free = zero(v);
+            } else if let Some(v) = line.strip_prefix("Swap:") {
+                swap_free = zero(v);
+            }
         }
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) else { continue };
-        // SAFETY: a private, never-written file mapping of our own code:
-        // dropping its pages only makes the next use fault them back in
-        // from the file.
+    }
+    if let (Some(r), true) = (current, anon_free && swap_free) {
+        targets.push(r);
+    }
+    drop(smaps);
+    for (start, end) in targets {
+        // SAFETY: a private, read-only file mapping that holds no
+        // private (written) page: dropping its pages only makes the next
+        // use fault them back in from the file.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
 }
