@@ -434,3 +434,21 @@ fn pure_v2_paths_on_this_hosts_cgroup2_mount() {
     // A pure-v2 create enables every controller the root offers; undo that now (and on failure, on drop).
     restore_subtree_control(&mp, &before);
 }
+
+#[test]
+fn relative_cgroups_path_is_under_the_callers_cgroup() {
+    let mut g = Guard::new("rel");
+    g.path = format!("engine-libtest-rel-{}/c", std::process::id());
+    g.cg = Some(Cgroup::create(Some(&g.path), "rel", None).unwrap());
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let pid = g.spawn(&["sleep", "60"]);
+    g.cg().add_pid(pid).unwrap();
+    // Each hierarchy: the child's cgroup is this process's cgroup + the relative path.
+    let child = proc_cgroup(pid);
+    for line in own.lines() {
+        let (key, path) = line.split_once(':').map(|(_, r)| r.split_once(':').unwrap()).unwrap();
+        let want = format!("{}/{}", path.trim_end_matches('/'), g.path);
+        let got = child.lines().find(|l| l.split(':').nth(1) == Some(key)).unwrap().splitn(3, ':').nth(2).unwrap();
+        assert_eq!(got, want, "hierarchy {key:?}");
+    }
+}
