@@ -546,6 +546,81 @@ mod tests {
     }
 
     #[test]
+    fn notify_reaches_a_listener() {
+        use libseccomp::{ScmpNotifReq, ScmpNotifResp, ScmpNotifRespFlags};
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let f = compile(&profile(
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["getppid"],"action":"SCMP_ACT_NOTIFY"}]}"#,
+        ))
+        .unwrap();
+        let mut sv = [0i32; 2];
+        // SAFETY: socketpair fills sv with two fds we own.
+        assert_eq!(
+            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) },
+            0
+        );
+        let prog = libc::sock_fprog { len: f.program.len() as u16, filter: f.program.as_ptr() as *mut _ };
+        // SAFETY: the child makes only raw system calls (no allocation) and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: raw syscalls on stack memory; see above.
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                let fd = libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, f.flags, &prog) as i32;
+                if fd < 0 {
+                    libc::_exit(200);
+                }
+                let mut byte = [0u8; 1];
+                let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+                let mut cbuf = [0u64; 8];
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = &mut iov;
+                msg.msg_iovlen = 1;
+                msg.msg_control = cbuf.as_mut_ptr().cast();
+                msg.msg_controllen = libc::CMSG_SPACE(4) as usize;
+                let c = libc::CMSG_FIRSTHDR(&msg);
+                (*c).cmsg_level = libc::SOL_SOCKET;
+                (*c).cmsg_type = libc::SCM_RIGHTS;
+                (*c).cmsg_len = libc::CMSG_LEN(4) as usize;
+                *(libc::CMSG_DATA(c) as *mut i32) = fd;
+                if libc::sendmsg(sv[1], &msg, 0) < 0 {
+                    libc::_exit(201);
+                }
+                let rc = libc::syscall(libc::SYS_getppid);
+                libc::_exit(if rc < 0 { *libc::__errno_location() } else { 0 });
+            }
+        }
+        // SAFETY: the child has its own copy; close ours.
+        unsafe { libc::close(sv[1]) };
+        let mut buf = [0u8; 1];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let msg = recvmsg::<()>(sv[0], &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+        let listener = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => Some(fds[0]),
+                _ => None,
+            })
+            .expect("the child sent its listener");
+        let req = ScmpNotifReq::receive(listener).unwrap();
+        assert_eq!(req.pid as i32, pid);
+        assert_eq!(req.data.syscall, ScmpSyscall::from_name("getppid").unwrap());
+        ScmpNotifResp::new_error(req.id, -libc::EXDEV, ScmpNotifRespFlags::empty()).respond(listener).unwrap();
+        let mut status = 0;
+        // SAFETY: waiting for our child.
+        unsafe {
+            libc::waitpid(pid, &mut status, 0);
+            libc::close(listener);
+            libc::close(sv[0]);
+        }
+        assert!(libc::WIFEXITED(status));
+        assert_eq!(libc::WEXITSTATUS(status), libc::EXDEV);
+    }
+
+    #[test]
     fn multiple_architectures() {
         let f = compile(&profile(
             r#"{"defaultAction":"SCMP_ACT_ALLOW","architectures":["SCMP_ARCH_X86_64","SCMP_ARCH_X86","SCMP_ARCH_X32"],
