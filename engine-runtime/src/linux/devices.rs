@@ -116,7 +116,8 @@ fn create_one(sys: &dyn Syscall, rootfs: &Path, d: &Device, userns: bool) -> Res
 
 /// The `/dev` symlinks: fd, stdin, stdout, stderr, ptmx (to `pts/ptmx`) and core.
 pub fn symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
-    let dev = rootfs.join("dev");
+    // Resolved inside the rootfs: a `dev` symlink in an image must not lead to the host.
+    let dev = secure_join(rootfs, Path::new("/dev"));
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -194,6 +195,14 @@ mod tests {
                 .any(|c| c == &format!("mknod {}/dev/fuse 20666 {}", root.path().display(), libc::makedev(10, 229))),
             "{calls:?}"
         );
+        // A `dev` symlink in the image leads inside the rootfs, never to the host.
+        let evil = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc", evil.path().join("dev")).unwrap();
+        let r = Recorder::default();
+        symlinks(&r, evil.path()).unwrap();
+        for c in r.calls.borrow().iter() {
+            assert!(c.starts_with(&format!("symlink {}/etc/", evil.path().display())), "{c}");
+        }
         let bad: Vec<LinuxDevice> =
             serde_json::from_str(r#"[{"path":"/etc/x","type":"c","major":1,"minor":1}]"#).unwrap();
         assert!(plan(Some(&bad)).unwrap_err().to_string().contains("/etc/x"));
