@@ -452,3 +452,33 @@ fn relative_cgroups_path_is_under_the_callers_cgroup() {
         assert_eq!(got, want, "hierarchy {key:?}");
     }
 }
+
+#[test]
+fn block_io_throttle_on_a_real_device() {
+    // The first block device of this host (vda, loop0, ...): its major:minor.
+    let Some(dev) = std::fs::read_dir("/sys/block")
+        .ok()
+        .and_then(|rd| rd.filter_map(|e| e.ok()).find_map(|e| std::fs::read_to_string(e.path().join("dev")).ok()))
+    else {
+        return;
+    };
+    let (major, minor) = dev.trim().split_once(':').unwrap();
+    let mut g = Guard::new("blkio");
+    let r = res(&format!(
+        r#"{{"blockIO": {{"throttleReadBpsDevice": [{{"major": {major}, "minor": {minor}, "rate": 1048576}}],
+                          "throttleWriteIOPSDevice": [{{"major": {major}, "minor": {minor}, "rate": 100}}]}}}}"#
+    ));
+    g.cg = Some(Cgroup::create(Some(&g.path), "blkio", Some(&r)).unwrap());
+    let cg = g.cg();
+    match cg.v1_dir("blkio") {
+        Some(d) => {
+            assert_eq!(read(d, "blkio.throttle.read_bps_device"), format!("{major}:{minor} 1048576"));
+            assert_eq!(read(d, "blkio.throttle.write_iops_device"), format!("{major}:{minor} 100"));
+        }
+        None => {
+            let io_max = read(cg.unified_dir().unwrap(), "io.max");
+            assert!(io_max.contains(&format!("{major}:{minor} rbps=1048576")), "{io_max}");
+            assert!(io_max.contains("wiops=100"), "{io_max}");
+        }
+    }
+}
