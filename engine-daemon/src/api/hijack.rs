@@ -153,11 +153,72 @@ pub(crate) async fn attach(st: &State, id: &str, q: &Query, req: &mut Request<In
         None
     };
     let attach = if q.get("stream").is_none() || q.bool("stream") {
-        st.manager.attach(&info.id, opts).await?
+        match st.manager.attach(&info.id, opts).await {
+            Ok(a) => a,
+            // An exited container has no live stdio until it starts again
+            // (`docker start -a` attaches first): follow it from its next start.
+            Err(e) if e.is_conflict() && info.state == engine_core::ContainerState::Exited => {
+                deferred(st, &info.id, opts)
+            }
+            Err(e) => return Err(e),
+        }
     } else {
         Attach { stdin: None, output: futures::stream::empty().boxed() }
     };
     let on_upgrade = hyper::upgrade::on(req);
     spawn_pump(on_upgrade, attach, tty, replay, None, format!("attach {}", info.id));
     Ok(upgraded_response())
+}
+
+/// An attachment to a container that is not running yet: output is its log
+/// from the next start on (nothing is lost however fast it runs), input goes
+/// to its stdin once it runs. Ends when that run ends or the container is removed.
+fn deferred(st: &State, id: &str, opts: AttachOptions) -> Attach {
+    let (_, mut rx) = st.events.subscribe(None);
+    let t0 = std::time::SystemTime::now();
+    let manager = st.manager.clone();
+    let id = id.to_string();
+    let (stdin_w, mut stdin_r) = tokio::io::duplex(64 * 1024);
+    let output =
+        super::system::async_stream(move |tx: tokio::sync::mpsc::Sender<Result<engine_core::Output>>| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(ev) if ev.actor.id == id && ev.action == "start" => break,
+                    Ok(ev) if ev.actor.id == id && ev.action == "destroy" => return,
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return,
+                }
+            }
+            if opts.stdin {
+                if let Ok(a) = manager.attach(&id, AttachOptions { stdin: true, stdout: false, stderr: false }).await {
+                    if let Some(mut w) = a.stdin {
+                        tokio::spawn(async move {
+                            let _ = tokio::io::copy(&mut stdin_r, &mut w).await;
+                            let _ = w.shutdown().await;
+                        });
+                    }
+                }
+            }
+            let lo = LogOptions {
+                stdout: opts.stdout,
+                stderr: opts.stderr,
+                follow: true,
+                since: Some(t0),
+                ..Default::default()
+            };
+            match manager.logs(&id, lo).await {
+                Ok(mut logs) => {
+                    while let Some(e) = logs.next().await {
+                        let item = e.map(|e| engine_core::Output { stream: e.stream, data: e.line });
+                        if tx.send(item).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                }
+            }
+        });
+    Attach { stdin: if opts.stdin { Some(Box::pin(stdin_w)) } else { None }, output }
 }
