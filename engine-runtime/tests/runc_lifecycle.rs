@@ -280,7 +280,9 @@ fn spec_features_version() {
     assert!(f["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n == "user"));
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     let v = std::process::Command::new(bin()).arg("--version").output_files();
-    assert!(stdout(&v).contains("spec: 1.2"));
+    assert!(stdout(&v).starts_with("engine-runc version ") && stdout(&v).contains("spec: 1.2"), "{}", stdout(&v));
+    let v = std::process::Command::new(bin()).arg("-v").output_files();
+    assert!(stdout(&v).starts_with("engine-runc version "));
 }
 
 #[test]

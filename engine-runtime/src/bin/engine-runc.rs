@@ -9,12 +9,21 @@ use engine_runtime::linux::{CreateOpts, ExecOpts, ExecOutcome, Runc};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-const VERSION_TEXT: &str =
-    concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.2.0\nruntime: engine-runc (a Rust OCI runtime)");
+/// Printed after the name, so the first line reads like runc's: `engine-runc version X`.
+const VERSION_TEXT: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\ncommit: none\nspec: 1.2.0");
 
 #[derive(Parser, Debug)]
-#[command(name = "engine-runc", version = VERSION_TEXT, about = "A runc-compatible OCI runtime", disable_help_subcommand = true)]
+#[command(
+    name = "engine-runc",
+    version = VERSION_TEXT,
+    about = "A runc-compatible OCI runtime",
+    disable_help_subcommand = true,
+    disable_version_flag = true
+)]
 struct Cli {
+    /// Print the version (`-v`, as runc).
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/engine-runc")]
     root: PathBuf,
