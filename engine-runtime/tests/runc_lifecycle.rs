@@ -174,7 +174,9 @@ fn run_detached_exec_pause_resume_events_list() {
     let ev: Value = serde_json::from_str(runc.ok(&["events", "--stats", &id]).lines().next().unwrap()).unwrap();
     assert_eq!(ev["type"], "stats");
     assert_eq!(ev["id"], id.as_str());
-    assert!(ev["data"]["pids_current"].as_u64().unwrap() >= 2, "{ev}");
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 2, "{ev}");
+    assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{ev}");
+    assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0, "{ev}");
 
     // kill --all reaches the exec'd process too.
     runc.ok(&["kill", "--all", &id, "9"]);

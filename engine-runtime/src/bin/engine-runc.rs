@@ -519,7 +519,9 @@ fn events(runc: &Runc, id: &ContainerId, once: bool, interval: &str) -> Result<i
             return Ok(0);
         }
         let stats = runc.stats(id)?;
-        println!("{}", serde_json::json!({"type": "stats", "id": id.as_str(), "data": stats}));
+        // runc's record shape, so runc-compatible consumers read it.
+        let ev = engine_runtime::oci::StatsEvent::from_stats(id.as_str(), &stats);
+        println!("{}", serde_json::to_string(&ev).map_err(|e| Error::Other(format!("encode stats: {e}")))?);
         let _ = std::io::stdout().flush();
         if once {
             return Ok(0);
