@@ -20,8 +20,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// (RSS, PSS) in KiB.
-fn rss_pss(pid: i32) -> (f64, f64) {
+/// (RSS, PSS, Anonymous) in KiB.
+fn rss_pss(pid: i32) -> (f64, f64, f64) {
     let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| {
         s.lines()
@@ -30,7 +30,7 @@ fn rss_pss(pid: i32) -> (f64, f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (field("Rss:"), field("Pss:"))
+    (field("Rss:"), field("Pss:"), field("Anonymous:"))
 }
 
 fn make_rootfs(rootfs: &Path) {
@@ -104,11 +104,15 @@ async fn main() {
     let ids: Vec<ContainerId> = shims.iter().map(|s| s.id().clone()).collect();
     drop(shims);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (rss, pss): (Vec<f64>, Vec<f64>) = pids.iter().map(|p| rss_pss(*p)).unzip();
+    let m: Vec<(f64, f64, f64)> = pids.iter().map(|p| rss_pss(*p)).collect();
+    let rss: Vec<f64> = m.iter().map(|x| x.0).collect();
+    let pss: Vec<f64> = m.iter().map(|x| x.1).collect();
+    let anon: Vec<f64> = m.iter().map(|x| x.2).collect();
     println!("runtime={name}");
     println!("containers={n}");
     println!("rss_kib_median={:.0}", median(rss.clone()));
     println!("pss_kib_median={:.0}", median(pss.clone()));
+    println!("anon_kib_median={:.0}", median(anon));
     println!("rss_kib_max={:.0}", rss.iter().cloned().fold(0.0, f64::max));
     println!("pss_kib_total={:.0}", pss.iter().sum::<f64>());
     println!("launch_to_running_ms_median={:.1}", median(launch_ms.clone()));

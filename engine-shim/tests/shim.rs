@@ -412,6 +412,23 @@ async fn create_failure_leaves_nothing(rt: Rt) {
     // No process holds anything under the test's directory (log file, sockets).
     let holders = holders_of(c.dir.path());
     assert!(holders.is_empty(), "processes still hold files of the failed container: {holders:?}");
+    // An id the runtime already has (with a bundle the runtime would refuse
+    // anyway): refused, and the existing container is untouched.
+    let first = TestContainer::new(rt, "dup", &["sleep", "1000"], false);
+    let shim = launcher().launch(first.request()).await.unwrap();
+    first.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.start().await.unwrap();
+    let mut dup = c.request();
+    dup.id = first.id.clone();
+    dup.runtime = first.runtime.clone();
+    let err = launcher().launch(dup).await.err().expect("a duplicate id is refused");
+    assert!(err.is_conflict(), "{err}");
+    assert!(!c.state_dir().exists());
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
+    assert!(first.runtime_knows());
+    shim.kill(&ProcessRef::Init, Signal::KILL, false).await.unwrap();
+    shim.wait(&ProcessRef::Init).await.unwrap();
+    shim.delete().await.unwrap();
     // Bad input in the request itself.
     let mut req = c.request();
     req.owner_pid = Some(i32::MAX - 7);

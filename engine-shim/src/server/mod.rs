@@ -532,7 +532,8 @@ async fn setup(
         req,
     });
     // An id the runtime already knows belongs to someone else: refuse it
-    // before touching anything, so the cleanup below never deletes it.
+    // before touching anything, so the cleanup below never deletes it
+    // (some runtimes validate the bundle before they check the id).
     match core.rt(core.rt.state(&id)).await {
         Ok(s) => {
             return Err(Error::conflict(
@@ -570,7 +571,10 @@ async fn setup(
             Ok((core, listener, owner))
         }
         Err(e) => {
-            let _ = core.rt(core.rt.delete(&id, true)).await;
+            // A conflict means the id belongs to another container: leave it be.
+            if !e.is_conflict() {
+                let _ = core.rt(core.rt.delete(&id, true)).await;
+            }
             if let Some(cfg) = &core.req.log {
                 if std::fs::metadata(&cfg.path).map(|m| m.len() == 0).unwrap_or(false) {
                     let _ = std::fs::remove_file(&cfg.path);
