@@ -222,10 +222,10 @@ async fn tty_mode(rt: Rt) {
     let rest = read_until(&mut a.output, "got:abc").await;
     assert!(rest.contains("got:abc"), "{rest:?}");
     assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 4);
+    shim.delete().await.unwrap();
     let log: String = c.log_entries().iter().map(|e| String::from_utf8_lossy(&e.line).into_owned()).collect();
     assert!(log.contains("33 101") && log.contains("got:abc"), "tty output logged: {log:?}");
     assert!(c.log_entries().iter().all(|e| e.stream == StdStream::Stdout));
-    shim.delete().await.unwrap();
 }
 
 async fn launcher_killed_while_printing(rt: Rt) {
@@ -508,6 +508,59 @@ async fn oom_kill_is_reported(rt: Rt) {
     shim.delete().await.unwrap();
 }
 
+async fn exec_with_a_terminal(rt: Rt) {
+    let c = TestContainer::new(rt, "exectty", &["sleep", "1000"], false);
+    let shim = launcher().launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.start().await.unwrap();
+    let mut process = oci_spec::runtime::Process::default();
+    process.set_args(Some(vec!["sh".into(), "-c".into(), "tty; read x; echo x=$x; exit 2".into()]));
+    process.set_env(Some(vec!["PATH=/bin".into(), "TERM=xterm".into()]));
+    process.set_terminal(Some(true));
+    let p = ProcessRef::Exec("t1".into());
+    shim.exec(ExecRequest { exec_id: "t1".into(), process, open_stdin: true }).await.unwrap();
+    shim.resize(&p, ConsoleSize { height: 20, width: 70 }).await.unwrap();
+    let mut a = shim.attach(&p, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    let first = read_until(&mut a.output, "/dev/pts/").await;
+    assert!(first.contains("/dev/pts/"), "the exec has a terminal: {first:?}");
+    a.stdin.as_mut().unwrap().write_all(b"yes\n").await.unwrap();
+    let rest = read_until(&mut a.output, "x=yes").await;
+    assert!(rest.contains("x=yes"), "{rest:?}");
+    assert_eq!(shim.wait(&p).await.unwrap().code, 2);
+    shim.kill(&ProcessRef::Init, Signal::KILL, false).await.unwrap();
+    shim.wait(&ProcessRef::Init).await.unwrap();
+    shim.delete().await.unwrap();
+}
+
+async fn log_rotation_by_size(rt: Rt) {
+    let c = TestContainer::new(
+        rt,
+        "rotate",
+        &["sh", "-c", "i=0; while [ $i -lt 300 ]; do echo rotating-line-$i; i=$((i+1)); done"],
+        false,
+    );
+    let mut req = c.request();
+    req.log = Some(engine_core::LogConfig { path: c.log_path(), max_size: Some(4096), max_files: 2 });
+    let shim = launcher().launch(req).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.start().await.unwrap();
+    assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 0);
+    let rotated = |n: u32| std::path::PathBuf::from(format!("{}.{n}", c.log_path().display()));
+    for p in [c.log_path(), rotated(1), rotated(2)] {
+        let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(len > 0 && len <= 4096, "{} is {len} bytes", p.display());
+    }
+    assert!(!rotated(3).exists(), "only max_files rotated files are kept");
+    // The newest lines are in the live file, in order, ending with the last one.
+    let live: Vec<String> = c.log_entries().iter().map(|e| String::from_utf8_lossy(&e.line).into_owned()).collect();
+    assert_eq!(live.last().map(String::as_str), Some("rotating-line-299\n"));
+    let older = std::fs::read_to_string(rotated(1)).unwrap();
+    let last_older = engine_core::LogEntry::from_json_line(older.lines().last().unwrap().as_bytes()).unwrap();
+    let first_live: usize = live[0].trim().rsplit('-').next().unwrap().parse().unwrap();
+    assert_eq!(last_older.line, format!("rotating-line-{}\n", first_live - 1), "no line lost at the rotation");
+    shim.delete().await.unwrap();
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -542,4 +595,6 @@ for_each_runtime!(
     create_failure_leaves_nothing,
     one_shim_per_container_and_no_runtime_process,
     oom_kill_is_reported,
+    exec_with_a_terminal,
+    log_rotation_by_size,
 );
