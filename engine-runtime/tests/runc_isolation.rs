@@ -79,3 +79,33 @@ fn unknown_namespace_type_is_refused() {
     assert!(err.contains("bogusns"), "{err}");
     assert_no_leftovers(&runc, &id, &b, None);
 }
+
+#[test]
+fn new_user_namespace_with_a_joined_network_namespace() {
+    // The pattern of a manager that made the network namespace first (CNI-style)
+    // and a container with its own user namespace.
+    let a = Bundle::new(&["sleep", "300"]);
+    let runc = Runc::new();
+    let ida = unique_id("netowner");
+    runc.create(&a, &ida);
+    let apid = runc.state(&ida)["pid"].as_i64().unwrap().to_string();
+    let mut b =
+        Bundle::new(&["sh", "-c", "readlink /proc/self/ns/net; id -u; cat /proc/self/uid_map; ls /sys/class/net"]);
+    for ns in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(format!("/proc/{apid}/ns/net"));
+        }
+    }
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    b.write();
+    let out = runc.run_ok(&b, &unique_id("userjoin"));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], ns_link(&apid, "net"), "{out}");
+    assert_eq!(lines[1], "0");
+    assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["0", "200000", "65536"]);
+    assert!(out.contains("lo"), "{out}");
+    runc.ok(&["delete", "--force", &ida]);
+}

@@ -460,12 +460,27 @@ impl Runc {
             super::namespaces::setns(j)?;
         }
         let clone_flags = ns.new - CloneFlags::CLONE_NEWCGROUP;
+        let parent_joins = ns.parent_joins();
+        let (saved_ns, cwd) = if parent_joins {
+            let cwd = std::fs::File::open(".").map_err(|e| Error::io("open the current directory", e))?;
+            (ns.join_in_parent()?, Some(cwd))
+        } else {
+            (Vec::new(), None)
+        };
         let start_hooks = hooks.and_then(|h| h.start_container().as_ref());
         let create_hooks = hooks.and_then(|h| h.create_container().as_ref());
-        let pid = clone_process(clone_flags)?;
+        let cloned = clone_process(clone_flags);
+        if parent_joins && cloned.as_ref().is_ok_and(|p| *p != 0) {
+            super::namespaces::NsPlan::restore(&saved_ns)?;
+            if let Some(c) = &cwd {
+                nix::unistd::fchdir(c).map_err(|e| Error::io("return to the current directory", e.into()))?;
+            }
+        }
+        let pid = cloned?;
         if pid == 0 {
             drop(parent_sock);
             let ctx = InitCtx {
+                joined_by_parent: parent_joins,
                 ns: &ns,
                 exec_joins: &[],
                 rootfs: Some(&rootfs),

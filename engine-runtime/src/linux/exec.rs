@@ -65,6 +65,7 @@ impl Runc {
         if pid == 0 {
             drop(parent_sock);
             let ctx = InitCtx {
+                joined_by_parent: false,
                 ns: &ns,
                 exec_joins: &joins,
                 rootfs: None,

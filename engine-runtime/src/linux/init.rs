@@ -27,6 +27,8 @@ pub(crate) enum StartGate {
 /// Everything the child needs; built by the parent before clone.
 pub(crate) struct InitCtx<'a> {
     pub ns: &'a NsPlan,
+    /// The parent already joined `ns.join` (all but pid and user) before clone.
+    pub joined_by_parent: bool,
     /// Namespaces to join by fd (exec), in order; user first, mount last.
     pub exec_joins: &'a [namespaces::Join],
     pub rootfs: Option<&'a RootfsPlan>,
@@ -112,8 +114,10 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     for j in ctx.ns.join.iter().filter(|j| j.typ == LinuxNamespaceType::User) {
         namespaces::setns(j)?;
     }
-    for j in ctx.ns.join.iter().filter(|j| !matches!(j.typ, LinuxNamespaceType::User | LinuxNamespaceType::Pid)) {
-        namespaces::setns(j)?;
+    if !ctx.joined_by_parent {
+        for j in ctx.ns.join.iter().filter(|j| !matches!(j.typ, LinuxNamespaceType::User | LinuxNamespaceType::Pid)) {
+            namespaces::setns(j)?;
+        }
     }
     for j in ctx.exec_joins.iter().filter(|j| j.typ != LinuxNamespaceType::Pid) {
         namespaces::setns(j)?;

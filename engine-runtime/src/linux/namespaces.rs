@@ -84,14 +84,13 @@ impl NsPlan {
                 _ => plan.new |= f,
             }
         }
-        if plan.new.contains(CloneFlags::CLONE_NEWUSER) && !plan.join.is_empty() {
-            // The joined namespaces belong to the host's user namespace; a new one
-            // would have to be created after joining, which needs another process.
-            if plan.join.iter().any(|j| j.typ != LinuxNamespaceType::Pid) {
-                return Err(Error::Unsupported(
-                    "joining existing namespaces together with a new user namespace".into(),
-                ));
-            }
+        if plan.joined(LinuxNamespaceType::User).is_some() && !plan.new.is_empty() {
+            // New namespaces would belong to the host's user namespace, where the
+            // container's root has no capabilities to set them up.
+            return Err(Error::Unsupported(
+                "a user namespace joined by path together with new namespaces (join them all, or create them all)"
+                    .into(),
+            ));
         }
         Ok(plan)
     }
@@ -99,6 +98,31 @@ impl NsPlan {
     /// True when a namespace of this type is created or joined.
     pub fn has(&self, t: LinuxNamespaceType) -> bool {
         self.new.contains(flag(t)) || self.join.iter().any(|j| j.typ == t)
+    }
+
+    /// True when the parent must join the namespaces before clone: a new user
+    /// namespace cannot be left to join namespaces of the host's user namespace.
+    pub fn parent_joins(&self) -> bool {
+        self.new.contains(CloneFlags::CLONE_NEWUSER)
+            && self.join.iter().any(|j| !matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::User))
+    }
+
+    /// Join the non-pid namespaces in the calling (parent) process, returning
+    /// what it needs to come back with [`NsPlan::restore`].
+    pub fn join_in_parent(&self) -> Result<Vec<Join>> {
+        let mut saved = Vec::new();
+        for j in self.join.iter().filter(|j| !matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::User)) {
+            let own = PathBuf::from(format!("/proc/self/ns/{}", proc_name(j.typ)));
+            let file = std::fs::File::open(&own).map_err(|e| Error::io(format!("open {}", own.display()), e))?;
+            saved.push(Join { typ: j.typ, path: own, fd: file.into() });
+            setns(j)?;
+        }
+        Ok(saved)
+    }
+
+    /// Return to the namespaces saved by [`NsPlan::join_in_parent`].
+    pub fn restore(saved: &[Join]) -> Result<()> {
+        saved.iter().rev().try_for_each(setns)
     }
 
     /// The joined namespace of a type, if any.

@@ -95,7 +95,21 @@ pub fn mount_all(
             before_cgroup()?;
             mount_cgroup(sys, &plan.rootfs, m, cgroupns)
         } else {
-            mount_one(sys, &plan.rootfs, m)
+            match mount_one(sys, &plan.rootfs, m) {
+                // In a user namespace whose network namespace belongs to the host, the kernel
+                // refuses a new sysfs: bind the host's read-only instead, as runc does.
+                Err(Error::Io { source, .. })
+                    if m.fstype == "sysfs" && userns && source.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    let target = secure_join(&plan.rootfs, &m.destination);
+                    sys.mount(Some(Path::new("/sys")), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                        .and_then(|_| {
+                            let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                            sys.mount(None, &target, None, fl | locked_flags(&target), None)
+                        })
+                }
+                r => r,
+            }
         };
         r.map_err(|e| Error::Other(format!("mounting {} ({}): {e}", m.destination.display(), m.fstype)))?;
     }
