@@ -6,6 +6,29 @@
 //! process (the `engine-runc` binary). Async code drives it through the
 //! runc-compatible command line, never by calling it in-process.
 //!
+//! ## How `create` works
+//!
+//! 1. The parent (`engine-runc create`) parses `config.json` once into plans
+//!    ([`rootfs::RootfsPlan`], [`namespaces::NsPlan`], [`process::ProcPlan`],
+//!    capabilities, rlimits, a compiled seccomp filter), so bad input fails
+//!    before anything exists. Then it makes the state dir, `exec.fifo` and
+//!    the cgroup.
+//! 2. It clones the init straight into the new namespaces (`clone3`, no
+//!    re-exec). Parent and init talk over a `SOCK_SEQPACKET` pair
+//!    ([`sync`]): the parent writes the id maps and says *go*, joins the init
+//!    to its cgroup while the init mounts (the first cgroup migration is the
+//!    slowest step on this host), and runs the runtime-side hooks when asked.
+//! 3. The init joins and creates namespaces, builds the rootfs, pivots,
+//!    applies sysctls, masked and readonly paths, console, rlimits, user,
+//!    capabilities and seccomp, resolves `args[0]`, and says *ready* — or
+//!    sends its error, which `create` reports after removing everything.
+//! 4. The parent writes `state.json` and exits; the init blocks opening
+//!    `exec.fifo` for writing until `start` opens it for reading, then execs.
+//!
+//! `run` uses the sync socket instead of the fifo, and waits (forwarding
+//! signals, or proxying a pty it keeps itself). `exec` clones a process that
+//! joins the init's namespaces and cgroup the same way.
+//!
 //! The entry point is [`Runc`], one state root (`--root`) holding one
 //! directory per container:
 //!
