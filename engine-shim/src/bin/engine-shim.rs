@@ -4,6 +4,12 @@
 //! stdin, detaches (double fork, new session), becomes child subreaper,
 //! creates the container through the runtime, writes one JSON reply line
 //! to stdout and closes it, then serves gRPC on `<state_dir>/shim.sock`.
+//!
+//! Environment:
+//! - `ENGINE_SHIM_LOG=<file>`: the shim's own debug log (default: none).
+//! - `ENGINE_SHIM_NO_TRIM=1`: keep idle memory mapped (by default the shim,
+//!   once no client has been connected for a moment, drops the page-table
+//!   entries of clean read-only file mappings and trims its heap).
 
 use engine_core::LaunchRequest;
 use std::io::{Read, Write};

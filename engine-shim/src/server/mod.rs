@@ -26,6 +26,9 @@ use tokio::sync::{broadcast, watch};
 /// recorded, so the log holds every line when the exit is reported.
 const DRAIN_WAIT: Duration = Duration::from_secs(2);
 
+/// How long an exited exec keeps its stdio for late attach clients.
+const EXEC_IO_LINGER: Duration = Duration::from_secs(30);
+
 /// One process of the container (the init or an exec).
 pub(crate) struct Proc {
     exec_id: Option<String>,
@@ -159,14 +162,24 @@ impl Core {
         if let Some(io) = p.io() {
             let _ = tokio::time::timeout(DRAIN_WAIT, io.drained()).await;
         }
-        if let Err(e) = state::write_exit(self.dir(), p.exec_id.as_deref(), &status) {
-            tracing::error!("recording exit of {:?}: {e}", p.exec_id);
+        // The init's exit goes to disk before anyone hears of it; an exec's
+        // stays in memory (health checks would pile up files otherwise).
+        if p.exec_id.is_none() {
+            if let Err(e) = state::write_exit(self.dir(), None, &status) {
+                tracing::error!("recording the init's exit: {e}");
+            }
         }
         p.set_status(ContainerStatus::Stopped);
         p.exit.send_replace(Some(status));
         let process = p.exec_id.clone().map(ProcessRef::Exec).unwrap_or(ProcessRef::Init);
         tracing::info!(?process, code, "exited");
         let _ = self.events.send(ShimEvent::Exited { process, status });
+        if p.exec_id.is_some() {
+            // Late attach clients still get an exec's output for a while;
+            // then its stdio (and held output) is released.
+            tokio::time::sleep(EXEC_IO_LINGER).await;
+            p.io.lock().unwrap().take();
+        }
     }
 
     /// Create a process through the runtime (`run` gets the stdio), with
