@@ -719,3 +719,105 @@ mod tests {
         assert_eq!(familiar("127.0.0.1:5000/bb:v1"), "127.0.0.1:5000/bb:v1");
     }
 }
+
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+    use engine_core::ContainerInfo;
+
+    fn info(state: ContainerState, exit: Option<i32>, ago: u64) -> ContainerInfo {
+        let now = SystemTime::now();
+        ContainerInfo {
+            id: "a".repeat(64),
+            name: "s1".into(),
+            config: ContainerConfig { image: "bb".into(), ..Default::default() },
+            image_id: "sha256:abc".into(),
+            state,
+            pid: Some(42),
+            exit_code: exit,
+            oom_killed: false,
+            created: now - Duration::from_secs(ago + 10),
+            started_at: Some(now - Duration::from_secs(ago + 2)),
+            finished_at: exit.map(|_| now - Duration::from_secs(ago)),
+            restart_count: 0,
+            args: vec!["sleep".into(), "100".into()],
+            bundle: "/b".into(),
+            log_path: "/b/log".into(),
+            runtime: "engine-runc".into(),
+        }
+    }
+
+    #[test]
+    fn ps_entry_is_docker_shaped() {
+        let s = summary(&info(ContainerState::Exited, Some(137), 4));
+        assert_eq!(s.status, "Exited (137) 4 seconds ago");
+        assert_eq!(s.names, ["/s1"]);
+        assert_eq!(s.command, "sleep 100");
+        let v = serde_json::to_value(&s).unwrap();
+        for k in [
+            "Id",
+            "Names",
+            "Image",
+            "ImageID",
+            "Command",
+            "Created",
+            "Ports",
+            "Labels",
+            "State",
+            "Status",
+            "HostConfig",
+            "NetworkSettings",
+            "Mounts",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing from {v}");
+        }
+        assert_eq!(v["HostConfig"]["NetworkMode"], "none");
+        assert_eq!(summary(&info(ContainerState::Running, None, 0)).status, "Up 2 seconds");
+        assert_eq!(summary(&info(ContainerState::Created, None, 0)).status, "Created");
+    }
+
+    #[test]
+    fn inspect_is_docker_shaped() {
+        let running = inspect(&info(ContainerState::Running, None, 0), vec![], vec!["PATH=/bin".into()]);
+        assert_eq!(running.state.finished_at, ZERO_TIME);
+        assert_eq!(running.state.pid, 42);
+        assert_eq!(running.name, "/s1");
+        assert_eq!((running.path.as_str(), running.args.as_slice()), ("sleep", &["100".to_string()][..]));
+        let v = serde_json::to_value(&running).unwrap();
+        for k in [
+            "Id",
+            "Created",
+            "Path",
+            "Args",
+            "State",
+            "Image",
+            "ResolvConfPath",
+            "HostnamePath",
+            "HostsPath",
+            "LogPath",
+            "Name",
+            "RestartCount",
+            "Driver",
+            "Platform",
+            "MountLabel",
+            "ProcessLabel",
+            "AppArmorProfile",
+            "ExecIDs",
+            "HostConfig",
+            "GraphDriver",
+            "Mounts",
+            "Config",
+            "NetworkSettings",
+        ] {
+            assert!(v.get(k).is_some(), "{k} missing");
+        }
+        assert_eq!(v["State"]["OOMKilled"], false);
+        assert_eq!(v["Config"]["Tty"], false);
+        assert_eq!(v["Config"]["Env"][0], "PATH=/bin");
+        assert_eq!(v["Config"]["Hostname"], "aaaaaaaaaaaa");
+        let exited = inspect(&info(ContainerState::Exited, Some(3), 1), vec!["e1".into()], vec![]);
+        assert_eq!((exited.state.running, exited.state.pid, exited.state.exit_code), (false, 0, 3));
+        assert_ne!(exited.state.finished_at, ZERO_TIME);
+        assert_eq!(exited.exec_ids, Some(vec!["e1".to_string()]));
+    }
+}

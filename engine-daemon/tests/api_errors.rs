@@ -183,4 +183,10 @@ fn second_daemon_on_a_live_socket_is_refused_and_stale_socket_is_replaced() {
     assert!(e.sock.exists(), "SIGKILL leaves the socket file");
     e.spawn();
     assert!(e.docker(&["version"]).status.success());
+    // SIGTERM: engined removes its socket and pid file and exits 0.
+    let pid = e.pid() as i32;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(eventually(10, || !e.sock.exists()), "socket left after SIGTERM");
+    assert!(eventually(10, || !e.dir.path().join("run/engined.pid").exists()), "pid file left after SIGTERM");
+    e.kill9();
 }
