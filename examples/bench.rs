@@ -166,7 +166,18 @@ async fn main() -> engine::Result<()> {
         if ok {
             let mut pod = time_cmd(iters.min(15), |_| {
                 let mut c = Command::new("podman");
-                c.args(["run", "--rm", "--network", "none", "localhost/engine-bench-bb:latest", "/bin/true"]);
+                c.args([
+                    "run",
+                    "--rm",
+                    "--network",
+                    "none",
+                    "--ulimit",
+                    "nofile=1024:1024",
+                    "--ulimit",
+                    "nproc=1024:1024",
+                    "localhost/engine-bench-bb:latest",
+                    "/bin/true",
+                ]);
                 c
             });
             report("podman run --rm", &mut pod, Some(base));
@@ -235,12 +246,14 @@ async fn main() -> engine::Result<()> {
     }
 
     println!("== 3. engine-lifecycled resident memory");
-    drop(engine); // releases the database for the daemon
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(engine);
+    // The daemon gets its own root, with the image made there first.
+    let droot = root.join("d");
+    Engine::builder().root(&droot).build().await?.busybox_image("busybox:bench").await?;
     let socket = root.join("lc.sock");
     let mut daemon = Command::new(bin_dir().join("engine-lifecycled"))
         .arg("--root")
-        .arg(root.join("e"))
+        .arg(&droot)
         .arg("--socket")
         .arg(&socket)
         .arg("--shim")
