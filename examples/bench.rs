@@ -264,8 +264,21 @@ async fn main() -> engine::Result<()> {
         .arg("warn")
         .spawn()
         .unwrap();
+    let dpid = daemon.id() as i32;
+    let n = counts.iter().copied().max().unwrap_or(200);
+    let res = remote_memory(&socket, dpid, n).await;
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    res
+}
+
+async fn remote_memory(socket: &Path, dpid: i32, n: usize) -> engine::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
     let remote = loop {
-        if let Ok(r) = engine::lifecycle::RemoteManager::connect(&socket).await {
+        if Instant::now() > deadline {
+            return Err(engine::Error::unavailable("engine-lifecycled", "did not come up in 30 s"));
+        }
+        if let Ok(r) = engine::lifecycle::RemoteManager::connect(socket).await {
             if r.list(ListFilter::default()).await.is_ok() {
                 break r;
             }
@@ -273,9 +286,7 @@ async fn main() -> engine::Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let dpid = daemon.id() as i32;
     println!("  idle: RSS {:.1} MiB", status_kib(dpid, "VmRSS:") as f64 / 1024.0);
-    let n = counts.iter().copied().max().unwrap_or(200);
     let cfg = ContainerConfig {
         image: "busybox:bench".into(),
         cmd: Some(vec!["sleep".into(), "3600".into()]),
@@ -296,7 +307,5 @@ async fn main() -> engine::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("  with {n} running: RSS {:.1} MiB", status_kib(dpid, "VmRSS:") as f64 / 1024.0);
     futures::future::try_join_all(made.iter().map(|id| remote.remove(id, true))).await?;
-    let _ = daemon.kill();
-    let _ = daemon.wait();
     Ok(())
 }
