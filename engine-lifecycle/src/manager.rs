@@ -305,8 +305,6 @@ impl Inner {
                 format!("image {} has no Entrypoint or Cmd and none was given", config.image),
             ));
         }
-        spec::write_bundle_config(&bundle, &oci)?;
-
         let mut config = config.clone();
         config.name = Some(name.to_string());
         if config.stop_signal.is_none() {
@@ -338,8 +336,13 @@ impl Inner {
             shim_gen: 0,
             stopped_by_user: false,
         };
-        self.store.put(&rec).await?;
+        // The bundle's config.json and the record are made durable together.
         undo.record = true;
+        let b = bundle.clone();
+        let write = tokio::task::spawn_blocking(move || spec::write_bundle_config(&b, &oci));
+        let (w, p) = tokio::join!(write, self.store.put(&rec));
+        w.map_err(|e| Error::Other(format!("config.json writer: {e}")))??;
+        p?;
         undo.shim_dir = Some(shim_dir);
         let shim: Arc<dyn Shim> = Arc::from(self.cfg.shims.launch(self.launch_request(&rec)?).await?);
         let entry = Entry::new(rec, Some(shim));
