@@ -295,3 +295,29 @@ async fn config_reaches_the_container() {
     assert!(out.starts_with("hi there|/tmp|65534|box1|"), "{out}");
     mgr.remove(&c.id, false).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tty_resize_and_exec_in_a_terminal() {
+    let env = Env::new().await;
+    let mgr = env.manager("engine-runc").await;
+    let c = mgr
+        .create(ContainerConfig { tty: true, ..sh("for i in $(seq 100); do [ \"$(stty size)\" = \"40 100\" ] && break; sleep 0.1; done; stty size; tty; exec sleep 60") })
+        .await
+        .unwrap();
+    mgr.start(&c.id).await.unwrap();
+    mgr.resize(&c.id, engine_core::ConsoleSize { height: 40, width: 100 }).await.unwrap();
+    let mut logs = mgr.logs(&c.id, LogOptions { follow: true, ..Default::default() }).await.unwrap();
+    let mut text = String::new();
+    while !text.contains("/dev/") {
+        let e = tokio::time::timeout(Duration::from_secs(10), logs.next()).await.unwrap().unwrap().unwrap();
+        text.push_str(&String::from_utf8_lossy(&e.line));
+    }
+    assert!(text.starts_with("40 100"), "{text:?}");
+    assert!(text.contains("/dev/pts/") || text.contains("/dev/console"), "{text:?}");
+    let x = mgr.exec(&c.id, ExecConfig { cmd: vec!["tty".into()], tty: true, ..Default::default() }).await.unwrap();
+    let att = mgr.exec_attach(&x, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
+    let out: String = att.output.map(|o| String::from_utf8_lossy(&o.unwrap().data).to_string()).collect().await;
+    assert!(out.contains("/dev/pts/"), "{out:?}");
+    assert_eq!(mgr.exec_wait(&x).await.unwrap().code, 0);
+    mgr.remove(&c.id, true).await.unwrap();
+}
