@@ -148,7 +148,7 @@ fn socket_mode_and_peer_credentials() {
     // Let anyone connect at the file level, so the peer-credential check is what refuses.
     std::fs::set_permissions(&e.sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", DOCKER, "-H", &e.host(), "version"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", &docker_cli(), "-H", &e.host(), "version"])
         .env("DOCKER_CONFIG", "/nonexistent")
         .output()
         .unwrap();
@@ -160,7 +160,7 @@ fn socket_mode_and_peer_credentials() {
     let e2 = Engined::start_with(&["--allow-uid", "65534"]);
     std::fs::set_permissions(&e2.sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let o = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", DOCKER, "-H", &e2.host(), "info"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", &docker_cli(), "-H", &e2.host(), "info"])
         .env("DOCKER_CONFIG", "/nonexistent")
         .output()
         .unwrap();

@@ -123,7 +123,7 @@ fn interactive_stdin_and_tty() {
     let o = e.docker_in(&["run", "--rm", "-i", "bb", "sh", "-c", "wc -l"], Some(b"a\nb\nc\n"));
     assert_eq!(out(&o).trim(), "3");
     // -t through a pty (script), so the CLI has a terminal.
-    let cmd = format!("{DOCKER} -H {} run --rm -t bb sh -c 'tty; echo done'", e.host());
+    let cmd = format!("{} -H {} run --rm -t bb sh -c 'tty; echo done'", docker_cli(), e.host());
     let o = std::process::Command::new("timeout")
         .args(["60", "script", "-qec", &cmd, "/dev/null"])
         .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
@@ -132,8 +132,11 @@ fn interactive_stdin_and_tty() {
     let text = out(&o);
     assert!(text.contains("/dev/pts/") && text.contains("done"), "{}", show(&o));
     // -it: typed input reaches the container's shell through the terminal; its exit code comes back.
-    let (code, text) =
-        interactive_tty(&format!("{DOCKER} -H {} run --rm -it bb sh", e.host()), &e, "echo hello-from-tty\nexit 5\n");
+    let (code, text) = interactive_tty(
+        &format!("{} -H {} run --rm -it bb sh", docker_cli(), e.host()),
+        &e,
+        "echo hello-from-tty\nexit 5\n",
+    );
     assert_eq!(code, Some(5), "{text}");
     assert!(text.replace('\r', "").lines().any(|l| l == "hello-from-tty"), "{text:?}");
     // -t without a terminal on the CLI side: raw bytes, pty line endings.
@@ -297,7 +300,7 @@ fn client_disconnect_mid_stream_wedges_nothing() {
     e.load_busybox();
     e.ok(&["run", "-d", "--name", "talker", "bb", "sh", "-c", "while true; do echo x; sleep 0.05; done"]);
     for args in [vec!["logs", "-f", "talker"], vec!["attach", "talker"], vec!["events"], vec!["stats", "talker"]] {
-        let mut c = std::process::Command::new(DOCKER)
+        let mut c = std::process::Command::new(docker_cli())
             .args(["-H", &e.host()])
             .args(&args)
             .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))

@@ -8,7 +8,18 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const DOCKER: &str = "/usr/local/bin/docker";
+/// The real docker CLI: `$DOCKER_CLI`, else /usr/local/bin/docker (28.2.2 on these
+/// machines), else Debian docker.io's /usr/bin/docker.
+pub fn docker_cli() -> String {
+    if let Ok(p) = std::env::var("DOCKER_CLI") {
+        return p;
+    }
+    ["/usr/local/bin/docker", "/usr/bin/docker"]
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "/usr/local/bin/docker".into())
+}
 
 /// Where the workspace's binaries are: `$ENGINE_BIN_DIR`, else target/debug.
 pub fn bin_dir() -> PathBuf {
@@ -166,7 +177,7 @@ impl Engined {
     }
 
     pub fn docker_in(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        run_with(DOCKER, &self.host(), self.dir.path(), args, stdin)
+        run_with(&docker_cli(), &self.host(), self.dir.path(), args, stdin)
     }
 
     /// The `engine` CLI against this engined.
