@@ -39,7 +39,7 @@ cleanup() {
 trap cleanup EXIT
 
 # median of numbers on stdin
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print 0} else if (NR%2) {print a[(NR+1)/2]} else {print (a[NR/2]+a[NR/2+1])/2}}'; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {m=0} else if (NR%2) {m=a[(NR+1)/2]} else {m=(a[NR/2]+a[NR/2+1])/2}; printf "%.1f\n", m}'; }
 field() { awk -v f="$2:" '$1==f {print $2}' "/proc/$1/smaps_rollup"; }
 now_ms() { date +%s%N | awk '{printf "%.1f", $1/1000000}'; }
 

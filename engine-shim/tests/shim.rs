@@ -561,6 +561,22 @@ async fn log_rotation_by_size(rt: Rt) {
     shim.delete().await.unwrap();
 }
 
+async fn delete_a_created_container(rt: Rt) {
+    let c = TestContainer::new(rt, "created", &["sleep", "1000"], false);
+    let shim = launcher().launch(c.request()).await.unwrap();
+    let spid = shim.shim_pid().await.unwrap();
+    c.shim_pid.set(Some(spid));
+    let init = shim.state(&ProcessRef::Init).await.unwrap();
+    assert_eq!(init.status, ContainerStatus::Created);
+    assert!(alive(init.pid), "the created init waits for start");
+    // Shutdown is refused while the container exists.
+    assert!(shim.shutdown().await.unwrap_err().is_conflict());
+    shim.delete().await.unwrap();
+    assert!(!c.runtime_knows());
+    assert!(eventually(Duration::from_secs(5), || !alive(spid) && !alive(init.pid)).await);
+    assert!(!c.state_dir().join(engine_shim::SOCKET_FILE).exists());
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -597,4 +613,5 @@ for_each_runtime!(
     oom_kill_is_reported,
     exec_with_a_terminal,
     log_rotation_by_size,
+    delete_a_created_container,
 );
