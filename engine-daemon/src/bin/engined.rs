@@ -43,7 +43,7 @@ struct Args {
     /// in-process manager (start it with `--images <data-root>/images`).
     #[arg(long, value_name = "unix:///path")]
     lifecycle: Option<String>,
-    /// The pid file (default: <exec-root>/engined.pid).
+    /// The pid file (default: EXEC_ROOT/engined.pid).
     #[arg(short = 'p', long)]
     pidfile: Option<PathBuf>,
 }
