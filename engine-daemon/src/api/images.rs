@@ -293,7 +293,8 @@ where
             tokio::select! {
                 r = &mut fut => break r,
                 Some(p) = prx.recv() => {
-                    if !quiet {
+                    // The handler already said what is pulled from where.
+                    if !quiet && p.status != "Pulling from" {
                         let _ = tx.send(Item::Msg(progress_message(&p))).await;
                     }
                 }
