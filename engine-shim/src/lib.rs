@@ -40,6 +40,7 @@ mod client;
 mod launcher;
 mod log;
 mod server;
+mod shim_main;
 mod state;
 mod wire;
 
@@ -57,6 +58,7 @@ pub use state::{read_address, read_exit, write_atomic, ShimAddress, ADDRESS_FILE
 /// The shim process's side.
 pub mod serve {
     pub use crate::server::{run, run_with_log_driver};
+    pub use crate::shim_main::shim_main;
 
     /// The runtime a shim drives for a [`LaunchRequest`](engine_core::LaunchRequest)'s
     /// [`RuntimeBinary`](engine_core::RuntimeBinary).

@@ -1,0 +1,124 @@
+//! The shim process's `main`: launch handshake, detaching, event loop.
+
+use crate::serve::{launch_reply, run};
+use engine_core::LaunchRequest;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+
+fn reply_and_close_stdout(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+    drop(out);
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto fd 1 swaps the launcher's pipe for /dev/null.
+        unsafe { libc::dup2(null.as_raw_fd(), 1) };
+    }
+}
+
+fn redirect(fd: i32, file: &std::fs::File) {
+    // SAFETY: dup2 of valid fds.
+    unsafe { libc::dup2(file.as_raw_fd(), fd) };
+}
+
+/// Leave the launcher: fork, new session, fork again; only the grandchild
+/// returns. Runs before any thread exists.
+fn detach() {
+    use nix::sys::wait::waitpid;
+    use nix::unistd::{fork, setsid, ForkResult};
+    // SAFETY: single-threaded here (no runtime started yet).
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { child }) => {
+            let _ = waitpid(child, None);
+            std::process::exit(0);
+        }
+        Ok(ForkResult::Child) => {}
+        Err(e) => {
+            reply_and_close_stdout(&launch_reply(Err(engine_core::Error::io("fork the shim", e.into()))));
+            std::process::exit(1);
+        }
+    }
+    let _ = setsid();
+    // SAFETY: still single-threaded.
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
+        Ok(ForkResult::Child) => {}
+        Err(_) => unsafe { libc::_exit(1) },
+    }
+}
+
+/// The whole life of a shim process, for the `engine-shim` binary and for
+/// custom shim binaries that host their own [`Runtime`](engine_core::Runtime)
+/// (a wrapper adding isolation, a VM-based runtime...):
+///
+/// reads the JSON [`LaunchRequest`] on stdin, closes inherited descriptors,
+/// detaches (fork, new session, fork: it is not its launcher's child),
+/// becomes child subreaper, builds a single-threaded event loop, creates the
+/// container through `runtime(&req.runtime)`, writes the one-line reply to
+/// stdout and closes it, serves until the container is deleted, then exits.
+/// Must be called before any thread exists (first thing in `main`).
+///
+/// A custom shim binary's whole `main`:
+///
+/// ```no_run
+/// engine_shim::serve::shim_main(engine_shim::serve::runtime_for);
+/// ```
+pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync::Arc<dyn engine_core::Runtime>) -> ! {
+    let mut input = Vec::new();
+    let req: LaunchRequest = match std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&input).map_err(|e| format!("launch request on stdin: {e}")))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let err = engine_core::Error::invalid("launch request", e);
+            reply_and_close_stdout(&launch_reply(Err(err)));
+            std::process::exit(2);
+        }
+    };
+    drop(input);
+    // Whatever the launcher leaked to us (fds without CLOEXEC) is not ours
+    // to keep open for the container's lifetime.
+    // SAFETY: plain syscall; nothing above 2 is in use yet.
+    unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    detach();
+    let _ = std::env::set_current_dir("/");
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        redirect(0, &null);
+        redirect(2, &null);
+    }
+    if let Some(path) = std::env::var_os("ENGINE_SHIM_LOG") {
+        if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            redirect(2, &f);
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::DEBUG)
+                .init();
+        }
+    }
+    // Keep little free memory at the top of the heap: `malloc_trim` then
+    // gives back all of it when the shim goes idle.
+    // SAFETY: mallopt with integer arguments, before any other thread exists.
+    unsafe { libc::mallopt(libc::M_TOP_PAD, 16 * 1024) };
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let err = engine_core::Error::io("start the shim's event loop", e);
+            reply_and_close_stdout(&launch_reply(Err(err)));
+            std::process::exit(1);
+        }
+    };
+    let runtime = runtime(&req.runtime);
+    let r = rt.block_on(run(req, runtime, |r| {
+        reply_and_close_stdout(&launch_reply(r));
+    }));
+    if let Err(e) = r {
+        tracing::error!("shim: {e}");
+    }
+    // Don't wait for leftover tasks (attach streams) to wind down.
+    std::process::exit(0);
+}
