@@ -577,6 +577,33 @@ async fn delete_a_created_container(rt: Rt) {
     assert!(!c.state_dir().join(engine_shim::SOCKET_FILE).exists());
 }
 
+async fn launcher_gone_before_the_reply(rt: Rt) {
+    let c = TestContainer::new(rt, "noreply", &["sh", "-c", "echo still-here; exit 3"], false);
+    // Play a launcher that dies right after handing over the request: its end
+    // of the reply pipe is closed before the shim answers.
+    let mut child = std::process::Command::new(shim_binary())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, serde_json::to_string(&c.request()).unwrap().as_bytes()).unwrap();
+    drop(stdin);
+    drop(child.stdout.take());
+    child.wait().unwrap();
+    // A new launcher finds the shim through the state dir and carries on.
+    let st = c.state_dir();
+    assert!(eventually(Duration::from_secs(20), || engine_shim::read_address(&st).ok().flatten().is_some()).await);
+    let shim = launcher().connect(&c.id, &c.state_dir()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Created);
+    shim.start().await.unwrap();
+    assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 3);
+    assert_eq!(c.log_entries().first().map(|e| e.line.clone()), Some("still-here\n".into()));
+    shim.delete().await.unwrap();
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -614,4 +641,5 @@ for_each_runtime!(
     exec_with_a_terminal,
     log_rotation_by_size,
     delete_a_created_container,
+    launcher_gone_before_the_reply,
 );
