@@ -78,6 +78,29 @@ fn engine_cli_flows() {
     let o = e.engine(&["rm", "w1"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such container: w1"), "{}", show(&o));
+    // start, kill, restart, and the event stream that saw them.
+    let events = std::process::Command::new("timeout")
+        .args(["4", engine_bin().to_str().unwrap(), "-H", &e.host(), "events", "--filter", "type=container"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ok(&e, &["run", "-d", "--name", "k2", "bb", "sleep", "100"]);
+    assert_eq!(ok(&e, &["kill", "-s", "KILL", "k2"]).trim(), "k2");
+    assert_eq!(ok(&e, &["wait", "k2"]).trim(), "137");
+    assert_eq!(ok(&e, &["start", "k2"]).trim(), "k2");
+    assert_eq!(ok(&e, &["restart", "-t", "0", "k2"]).trim(), "k2");
+    assert!(ok(&e, &["ps"]).contains("k2"));
+    assert_eq!(ok(&e, &["rm", "-f", "k2"]).trim(), "k2");
+    let ev = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    for a in ["create", "start", "kill", "die", "destroy"] {
+        assert!(ev.contains(&format!("container {a} ")), "no {a} in {ev}");
+    }
+    // import a plain rootfs tar.
+    let rootfs = busybox_rootfs_tar(e.dir.path());
+    let id = ok(&e, &["import", rootfs.to_str().unwrap(), "bb:imp"]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(ok(&e, &["run", "--rm", "bb:imp", "/bin/echo", "imp"]), "imp\n");
     // images: tag, save, rmi, load back.
     ok(&e, &["tag", "bb", "bb:v9"]);
     assert!(ok(&e, &["images"]).contains("v9"));
