@@ -76,3 +76,40 @@ fn resources_in_cgroup_files() {
     runc.ok(&["delete", "--force", &id]);
     assert_no_leftovers(&runc, &id, &b, Some(&cg));
 }
+
+#[test]
+fn delete_removes_nested_cgroups_and_their_processes() {
+    // A container that made cgroups below its own (as systemd or a nested
+    // runtime inside it would), with its init moved into the deepest one:
+    // delete --force kills it and removes the whole tree in every hierarchy.
+    let mut b = Bundle::new(&["sleep", "300"]);
+    let id = unique_id("nested");
+    let cg = b.cgroup_for(&id);
+    let runc = Runc::new();
+    runc.create(&b, &id);
+    runc.ok(&["start", &id]);
+    let pid = runc.state(&id)["pid"].as_i64().unwrap() as i32;
+    let dirs: Vec<_> = cgroup_dirs(&cg).into_iter().filter(|d| d.exists()).collect();
+    assert!(!dirs.is_empty());
+    for d in &dirs {
+        std::fs::create_dir_all(d.join("sub/deeper")).unwrap();
+        std::fs::create_dir_all(d.join("other")).unwrap();
+    }
+    for d in &dirs {
+        // cpuset children start empty on v1: give them the parent's cpus and mems.
+        for f in ["cpuset.cpus", "cpuset.mems"] {
+            if d.join(f).exists() {
+                let v = read(&d.join(f));
+                std::fs::write(d.join("sub").join(f), &v).unwrap();
+                std::fs::write(d.join("sub/deeper").join(f), &v).unwrap();
+            }
+        }
+        std::fs::write(d.join("sub/deeper/cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("move {pid} into {}: {e}", d.join("sub/deeper").display()));
+    }
+    // `ps` still finds the init below the container's cgroup.
+    assert!(runc.ok(&["ps", "--format", "json", &id]).contains(&pid.to_string()));
+    runc.ok(&["delete", "--force", &id]);
+    assert!(!pid_alive(pid));
+    assert_no_leftovers(&runc, &id, &b, Some(&cg));
+}

@@ -118,17 +118,36 @@ pub(crate) fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Remove the cgroup `dir` and any cgroup below it. Retries while the kernel
 /// still sees exiting tasks (`EBUSY`). A missing directory is success.
+///
+/// The common case (an empty leaf) costs one `rmdir`: the directory is listed
+/// only when that fails with `EBUSY`/`ENOTEMPTY` (child cgroups, or tasks).
 pub(crate) fn remove_tree(dir: &Path, timeout: Duration) -> Result<()> {
-    for sub in subdirs(dir)? {
-        remove_tree(&sub, timeout)?;
-    }
     let deadline = Instant::now() + timeout;
     let mut pause = Duration::from_micros(200);
+    let mut listed = false;
     loop {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EBUSY) | Some(libc::ENOTEMPTY)) => {
+                if !listed {
+                    // Child cgroups keep the parent busy: remove them first, then retry at once.
+                    listed = true;
+                    let subs = subdirs(dir)?;
+                    if !subs.is_empty() {
+                        for sub in subs {
+                            remove_tree(&sub, timeout)?;
+                        }
+                        continue;
+                    }
+                }
+                if Instant::now() >= deadline {
+                    let pids = procs(dir).unwrap_or_default();
+                    return Err(Error::io(
+                        format!("removing cgroup {} (processes still in it: {pids:?})", dir.display()),
+                        e,
+                    ));
+                }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(20));
             }

@@ -240,20 +240,19 @@ pub fn mounts_under(path: &Path) -> Vec<String> {
 /// The cgroup directories a cgroupsPath maps to on this host (v1 controllers and/or unified).
 pub fn cgroup_dirs(cgroups_path: &str) -> Vec<PathBuf> {
     let rel = cgroups_path.trim_start_matches('/');
+    // Pure v2: /sys/fs/cgroup itself is the hierarchy.
+    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
+        return vec![Path::new("/sys/fs/cgroup").join(rel)];
+    }
+    // v1 or hybrid: one hierarchy per directory (symlinks like cpu,cpuacct are aliases).
     let mut out = Vec::new();
     for e in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let p = e.path();
-        if p.join("cgroup.procs").exists() {
-            // Pure v2: /sys/fs/cgroup itself is the hierarchy.
-            continue;
-        }
-        if p.is_dir() && !e.file_type().map(|t| t.is_symlink()).unwrap_or(true) {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) && p.join("cgroup.procs").exists() {
             out.push(p.join(rel));
         }
     }
-    if Path::new("/sys/fs/cgroup/cgroup.procs").exists() {
-        out.push(Path::new("/sys/fs/cgroup").join(rel));
-    }
+    assert!(!out.is_empty(), "no cgroup hierarchy found under /sys/fs/cgroup");
     out
 }
 
