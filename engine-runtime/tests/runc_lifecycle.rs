@@ -4,7 +4,7 @@
 
 mod common;
 use common::*;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
 fn wait_status(runc: &Runc, id: &str, want: &str) -> Value {
@@ -359,4 +359,49 @@ fn preserve_fds_and_exec_env_cwd_user() {
     ]);
     assert_eq!(stdout(&o), "1 /tmp 1000:1000\n", "{}", stderr(&o));
     runc.ok(&["delete", "--force", &id]);
+}
+
+#[test]
+fn delete_force_cleans_up_after_a_killed_create() {
+    // engine-runc is SIGKILLed while a createRuntime hook runs: the cgroup and
+    // the init exist, state.json does not. delete --force must remove it all.
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().display().to_string();
+    let mut b = Bundle::new(&["sleep", "300"]);
+    let id = unique_id("killed");
+    let cg = b.cgroup_for(&id);
+    b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c",
+        format!("echo $$ > {o}/hookpid; cat > {o}/state.tmp; mv {o}/state.tmp {o}/state; exec sleep 60")]}]});
+    b.write();
+    let runc = Runc::new();
+    runc.track(&id);
+    let mut child = runc
+        .cmd()
+        .args(["create", "--bundle", b.path().to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    while !out.path().join("state").exists() {
+        assert!(t.elapsed() < Duration::from_secs(20), "the createRuntime hook never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let st: Value = serde_json::from_str(&std::fs::read_to_string(out.path().join("state")).unwrap()).unwrap();
+    let init = st["pid"].as_i64().unwrap() as i32;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The hook outlives engine-runc (as it would under runc): end it, by its pid.
+    let hook: i32 = std::fs::read_to_string(out.path().join("hookpid")).unwrap().trim().parse().unwrap();
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(hook), nix::sys::signal::Signal::SIGKILL);
+    // The half-made container: a state dir without state.json, and its cgroup.
+    assert!(runc.state_dir(&id).exists());
+    assert!(!runc.state_dir(&id).join("state.json").exists());
+    let dirs = cgroup_dirs(&cg);
+    assert!(dirs.iter().any(|d| d.exists()), "the killed create made no cgroup: {dirs:?}");
+    // Not listed, not a container for `state`.
+    assert!(!runc.ok(&["list", "-q"]).lines().any(|l| l == id));
+    runc.ok(&["delete", "--force", &id]);
+    assert!(!pid_alive(init), "the init {init} of the killed create survived delete --force");
+    assert_no_leftovers(&runc, &id, &b, Some(&cg));
 }

@@ -139,6 +139,20 @@ impl Hierarchies {
 
     /// [`Cgroup::create`] on these hierarchies.
     pub fn create(&self, cgroups_path: Option<&str>, id: &str, resources: Option<&LinuxResources>) -> Result<Cgroup> {
+        self.create_recorded(cgroups_path, id, resources, |_| Ok(()))
+    }
+
+    /// [`Hierarchies::create`], calling `record` with the resolved cgroup
+    /// after the in-use check and before any directory is made (the runtime
+    /// writes it to the container's state dir, so that `delete --force` finds a
+    /// cgroup left by a `create` that was killed before it saved its state).
+    pub(crate) fn create_recorded(
+        &self,
+        cgroups_path: Option<&str>,
+        id: &str,
+        resources: Option<&LinuxResources>,
+        record: impl FnOnce(&Cgroup) -> Result<()>,
+    ) -> Result<Cgroup> {
         let cg = self.resolve(cgroups_path, id)?;
         for dir in cg.dirs() {
             if dir.exists() {
@@ -152,6 +166,7 @@ impl Hierarchies {
                 }
             }
         }
+        record(&cg)?;
         let mut created = Vec::new();
         let res =
             cg.make_dirs(&mut created, resources).and_then(|_| cg.thaw_if_reused(&created)).and_then(

@@ -453,7 +453,14 @@ impl Runc {
             }
         }
         let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-        let cgroup = Cgroup::create(cgroups_path.as_deref(), id.as_str(), Some(&resources))?;
+        // The cgroup is recorded in the state dir before it is made: a create killed
+        // before it writes state.json leaves a cgroup that `delete --force` can find.
+        let cgroup = crate::cgroups::Hierarchies::detect()?.create_recorded(
+            cgroups_path.as_deref(),
+            id.as_str(),
+            Some(&resources),
+            |cg| dir.save_cgroup(cg),
+        )?;
         guard.cgroup = Some(cgroup.clone());
         let (parent_sock, child_sock) = sync::pair()?;
         if let Some(j) = ns.joined(LinuxNamespaceType::Pid) {
@@ -572,6 +579,13 @@ impl Runc {
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }
+        if fifo {
+            // The state is on disk: the init may now wait for start. Until this
+            // message it exits if we die (its end of the socket reads EOF), so a
+            // killed create leaves no init behind. It may have died already:
+            // then the container is simply stopped.
+            let _ = parent_sock.send(&Msg::Saved);
+        }
         let console = match local_console {
             Some(sock) => Some(super::console::recv_fd(sock.as_raw_fd())?),
             None => None,
@@ -684,8 +698,9 @@ impl Runc {
         let (st, status) = match self.load(id.as_str()) {
             Ok(x) => x,
             Err(e) if e.is_not_found() && force => {
-                // A create that was killed before it wrote its state leaves only the directory.
-                return dir.remove();
+                // A create that was killed before it wrote its state leaves the
+                // directory, and maybe the cgroup it recorded there.
+                return self.remove_partial(&dir);
             }
             Err(e) if e.is_not_found() => return Err(e),
             Err(e) if force => {
@@ -706,6 +721,19 @@ impl Runc {
             _ => {}
         }
         self.destroy(&st, &dir)
+    }
+
+    /// What a `create` killed before `state.json` left: its recorded cgroup
+    /// (any process still in it is killed: an init that did not see its
+    /// parent go yet, a createContainer hook) and the state directory.
+    fn remove_partial(&self, dir: &StateDir) -> Result<()> {
+        if let Some(cg) = dir.load_cgroup() {
+            if cg.dirs().iter().any(|d| d.exists()) {
+                let _ = cg.kill_all(libc::SIGKILL);
+                cg.destroy()?;
+            }
+        }
+        dir.remove()
     }
 
     /// Kill whatever still runs, remove the cgroup, run poststop hooks, remove the state.

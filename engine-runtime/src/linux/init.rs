@@ -228,6 +228,11 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     let after = |e: Error| Stop::AfterReady(e);
     match ctx.gate {
         StartGate::Fifo(fd) => {
+            // Wait until the parent has saved the state: if it dies first, so do we.
+            match sync.recv().map_err(after)? {
+                Some(Msg::Saved) => {}
+                _ => return Err(Stop::Quiet),
+            }
             let path = format!("/proc/self/fd/{fd}");
             let f = std::fs::OpenOptions::new()
                 .write(true)

@@ -103,6 +103,21 @@ impl StateDir {
         std::fs::rename(&tmp, self.state_file())
             .map_err(|e| Error::io(format!("rename to {}", self.state_file().display()), e))
     }
+    /// `cgroup.json`: the container's cgroup, recorded before it is made.
+    pub fn cgroup_file(&self) -> PathBuf {
+        self.dir.join("cgroup.json")
+    }
+    /// Record the cgroup `create` is about to make (before `state.json` exists).
+    pub fn save_cgroup(&self, cg: &Cgroup) -> Result<()> {
+        let path = self.cgroup_file();
+        let data = serde_json::to_vec(cg).map_err(|e| Error::Other(format!("encode cgroup record: {e}")))?;
+        std::fs::write(&path, data).map_err(|e| Error::io(format!("write {}", path.display()), e))
+    }
+    /// The cgroup recorded by [`StateDir::save_cgroup`], if any (an unreadable record counts as none).
+    pub fn load_cgroup(&self) -> Option<Cgroup> {
+        let data = std::fs::read(self.cgroup_file()).ok()?;
+        serde_json::from_slice(&data).ok()
+    }
     /// Remove the whole directory; fine if it is already gone.
     pub fn remove(&self) -> Result<()> {
         match std::fs::remove_dir_all(&self.dir) {

@@ -19,6 +19,8 @@ pub enum Msg {
     HooksDone(String),
     /// Init to parent: everything is set up; waiting for start.
     Ready,
+    /// Parent to init (`create`): `state.json` is written; wait for start now.
+    Saved,
     /// Parent to init (`run` without a fifo): exec the user process now.
     Start,
     /// Either way: a failure, with its message.
@@ -33,6 +35,7 @@ impl Msg {
             Msg::RunHooks => (b'H', ""),
             Msg::HooksDone(s) => (b'D', s),
             Msg::Ready => (b'R', ""),
+            Msg::Saved => (b'W', ""),
             Msg::Start => (b'S', ""),
             Msg::Error(s) => (b'E', s),
         };
@@ -49,6 +52,7 @@ impl Msg {
             Some(b'H') => Msg::RunHooks,
             Some(b'D') => Msg::HooksDone(body()),
             Some(b'R') => Msg::Ready,
+            Some(b'W') => Msg::Saved,
             Some(b'S') => Msg::Start,
             Some(b'E') => Msg::Error(body()),
             _ => return Err(Error::Other(format!("sync: unexpected message {:?}", String::from_utf8_lossy(b)))),
