@@ -395,6 +395,11 @@ fn docker_cp_in_and_out() {
     assert_eq!(e.ok(&["exec", "cp1", "cat", "/tmp/hello.txt"]), "copied in\n");
     let o = e.docker(&["cp", "cp1:/no/such/file", dst.to_str().unwrap()]);
     assert!(!o.status.success(), "{}", show(&o));
+    // export, then import the result and find the copied file in the new image.
+    let exported = e.dir.path().join("exported.tar");
+    e.ok(&["export", "-o", exported.to_str().unwrap(), "cp1"]);
+    e.ok(&["import", exported.to_str().unwrap(), "bb:exported"]);
+    assert_eq!(e.ok(&["run", "--rm", "bb:exported", "/bin/cat", "/tmp/hello.txt"]), "copied in\n");
 }
 
 #[test]

@@ -132,6 +132,20 @@ pub(crate) async fn get(st: &State, id: &str, q: &Query) -> Result<Resp> {
         std::fs::symlink_metadata(&host).map_err(|_| Error::not_found("path", format!("{path} in container {id}")))?;
     let name = base_name(&path);
     let stat = stat_header(&host, &name)?;
+    let s = tar_stream(host, if meta.is_dir() { Some(name) } else { None }, Some(base_name(&path)));
+    let mut r = h::with_status(StatusCode::OK, h::stream_body(s));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
+    r.headers_mut().insert("x-docker-container-path-stat", stat);
+    Ok(r)
+}
+
+/// A tar of `host` streamed as it is written: a directory under `dir_name`
+/// (or its contents at the top when `None`), a single entry as `file_name`.
+fn tar_stream(
+    host: PathBuf,
+    dir_name: Option<String>,
+    file_name: Option<String>,
+) -> futures::stream::BoxStream<'static, std::result::Result<Bytes, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         struct ChanWriter(tokio::sync::mpsc::Sender<std::result::Result<Bytes, std::io::Error>>);
@@ -148,16 +162,25 @@ pub(crate) async fn get(st: &State, id: &str, q: &Query) -> Result<Resp> {
         }
         let mut b = tar::Builder::new(std::io::BufWriter::with_capacity(64 * 1024, ChanWriter(tx.clone())));
         b.follow_symlinks(false);
-        let r = if meta.is_dir() { b.append_dir_all(&name, &host) } else { b.append_path_with_name(&host, &name) };
+        let r = if host.is_dir() && !host.is_symlink() {
+            b.append_dir_all(dir_name.unwrap_or_else(|| ".".into()), &host)
+        } else {
+            b.append_path_with_name(&host, file_name.unwrap_or_else(|| "file".into()))
+        };
         let r = r.and_then(|_| b.into_inner()).and_then(|mut w| std::io::Write::flush(&mut w));
         if let Err(e) = r {
             let _ = tx.blocking_send(Err(e));
         }
     });
-    let s = futures::StreamExt::boxed(tokio_stream::wrappers::ReceiverStream::new(rx));
+    futures::StreamExt::boxed(tokio_stream::wrappers::ReceiverStream::new(rx))
+}
+
+/// `GET /containers/{id}/export`: the container's whole filesystem as a tar.
+pub(crate) async fn export(st: &State, id: &str) -> Result<Resp> {
+    let root = rootfs(st, id).await?;
+    let s = tar_stream(root, None, None);
     let mut r = h::with_status(StatusCode::OK, h::stream_body(s));
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
-    r.headers_mut().insert("x-docker-container-path-stat", stat);
     Ok(r)
 }
 

@@ -129,6 +129,7 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("DELETE", ["containers", id]) => containers::remove(&st, id, &q).await,
         ("HEAD", ["containers", id, "archive"]) => archive::head(&st, id, &q).await,
         ("GET", ["containers", id, "archive"]) => archive::get(&st, id, &q).await,
+        ("GET", ["containers", id, "export"]) => archive::export(&st, id).await,
         ("PUT", ["containers", id, "archive"]) => archive::put(&st, id, &q, req.into_body()).await,
         ("POST", ["containers", id, "attach"]) => {
             let id = id.to_string();
