@@ -234,3 +234,52 @@ fn foreground_terminal_without_console_socket() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("console-socket"), "{}", stderr(&o));
 }
+
+#[test]
+fn exec_user_by_name_through_the_containers_passwd() {
+    let b = Bundle::new(&["sleep", "300"]);
+    let rootfs = b.rootfs();
+    std::fs::create_dir_all(rootfs.join("home/app")).unwrap();
+    std::fs::create_dir_all(rootfs.join("usr/lib")).unwrap();
+    // /etc/passwd is an absolute symlink: it must resolve inside the container's root.
+    std::fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+    std::fs::write(
+        rootfs.join("usr/lib/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\napp:x:1234:2345:App:/home/app:/bin/sh\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/usr/lib/passwd", rootfs.join("etc/passwd")).unwrap();
+    std::fs::write(rootfs.join("etc/group"), "root:x:0:\nwheel:x:10:app\nstaff:x:50:\napp:x:2345:\n").unwrap();
+    let id = unique_id("execuser");
+    let runc = Runc::new();
+    runc.create(&b, &id);
+    runc.ok(&["start", &id]);
+    let ids = |user: &str| -> String {
+        let o = runc.exec(&["exec", "--user", user, &id, "sh", "-c", "echo $(id -u):$(id -g):$(id -G):$HOME"]);
+        assert!(o.status.success(), "exec --user {user}: {}", stderr(&o));
+        stdout(&o).trim().to_string()
+    };
+    assert_eq!(ids("app"), "1234:2345:2345 10:/home/app");
+    assert_eq!(ids("app:staff"), "1234:50:50:/home/app");
+    assert_eq!(ids("1234"), "1234:2345:2345 10:/home/app");
+    assert_eq!(ids("4321:wheel"), "4321:10:10:");
+    assert_eq!(ids("77:88"), "77:88:88:");
+    for (bad, needle) in [("ghost", "ghost"), ("app:nogroup", "nogroup")] {
+        let o = runc.exec(&["exec", "--user", bad, &id, "true"]);
+        assert!(!o.status.success(), "exec --user {bad} succeeded");
+        assert!(stderr(&o).contains(needle), "exec --user {bad}: {}", stderr(&o));
+    }
+    // Relative symlinks climbing out of the rootfs resolve inside it: `..` stops
+    // at the container's root, so this one finds the container's /etc/real-passwd...
+    std::fs::rename(rootfs.join("usr/lib/passwd"), rootfs.join("etc/real-passwd")).unwrap();
+    std::fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../etc/real-passwd", rootfs.join("etc/passwd")).unwrap();
+    assert_eq!(ids("app"), "1234:2345:2345 10:/home/app");
+    // ...and this one never reaches the host's /etc/passwd (which has "daemon").
+    std::fs::remove_file(rootfs.join("etc/passwd")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../../../etc/passwd", rootfs.join("etc/passwd")).unwrap();
+    assert!(std::fs::read_to_string("/etc/passwd").unwrap().contains("\ndaemon:"));
+    let o = runc.exec(&["exec", "--user", "daemon", &id, "true"]);
+    assert!(!o.status.success(), "the host's /etc/passwd was read through a symlink");
+    runc.ok(&["delete", "--force", &id]);
+}

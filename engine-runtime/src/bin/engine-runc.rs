@@ -234,7 +234,7 @@ struct ExecArgs {
     /// Extra environment (KEY=VALUE).
     #[arg(short, long)]
     env: Vec<String>,
-    /// The user, as uid or uid:gid.
+    /// The user: `uid`, `name`, `uid:gid` or `name:group` (names from the container's /etc/passwd and /etc/group).
     #[arg(short, long)]
     user: Option<String>,
     /// Extra capabilities.
@@ -570,11 +570,26 @@ fn exec(runc: &Runc, e: &ExecArgs) -> Result<i32> {
                 p.set_cwd(c.clone());
             }
             if let Some(u) = &e.user {
-                let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
-                let uid: u32 = uid.parse().map_err(|_| Error::invalid("--user", format!("{u:?} is not uid[:gid]")))?;
-                let gid: u32 = gid.parse().map_err(|_| Error::invalid("--user", format!("{u:?} is not uid[:gid]")))?;
-                p.user_mut().set_uid(uid);
-                p.user_mut().set_gid(gid);
+                // Names resolve through the container's own /etc/passwd and /etc/group.
+                let user = engine_runtime::linux::users::resolve(st.pid, u)?;
+                p.user_mut().set_uid(user.uid);
+                p.user_mut().set_gid(user.gid);
+                if !user.additional_gids.is_empty() {
+                    let mut gids = p.user().additional_gids().clone().unwrap_or_default();
+                    for g in user.additional_gids {
+                        if !gids.contains(&g) {
+                            gids.push(g);
+                        }
+                    }
+                    p.user_mut().set_additional_gids(Some(gids));
+                }
+                if let Some(home) = user.home {
+                    let mut env = p.env().clone().unwrap_or_default();
+                    if !env.iter().any(|v| v.starts_with("HOME=")) {
+                        env.push(format!("HOME={home}"));
+                        p.set_env(Some(env));
+                    }
+                }
             }
             if e.no_new_privs {
                 p.set_no_new_privileges(Some(true));

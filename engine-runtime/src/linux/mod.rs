@@ -58,6 +58,7 @@ pub mod rootfs;
 pub mod state;
 pub mod sync;
 pub mod syscall;
+pub mod users;
 
 pub use container::{load_spec, CreateOpts, ExecOpts, ListEntry, Runc};
 pub use exec::ExecOutcome;
