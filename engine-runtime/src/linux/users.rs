@@ -201,7 +201,7 @@ pub fn resolve_in(db: &UserDb, spec: &str) -> Result<ExecUser> {
         None => {
             let gid = entry.map(|e| e.gid).unwrap_or(0);
             let mut extra: Vec<u32> = match entry {
-                Some(e) => db.groups.iter().filter(|g| g.members.iter().any(|m| *m == e.name)).map(|g| g.gid).collect(),
+                Some(e) => db.groups.iter().filter(|g| g.members.contains(&e.name)).map(|g| g.gid).collect(),
                 None => Vec::new(),
             };
             extra.dedup();
