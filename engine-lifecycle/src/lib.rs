@@ -38,6 +38,19 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## On disk
+//! Under the root: `containers.redb` (the records), `containers/<id>/` (the
+//! bundle: `config.json`, the `rootfs` mount point, the json-file log),
+//! `shims/<id16>-<n>/` (the n-th shim's socket, pid and exit record; a new
+//! state dir per launch, so an exiting shim never races its successor),
+//! `volumes/<name>/` and `runtime/<name>/` (each runtime's state root).
+//!
+//! ## Owner binding
+//! A container whose config names an `owner_pid` is killed and deleted by its
+//! shim when that process dies (even by SIGKILL); a poststop hook in its spec
+//! then unmounts its rootfs, so nothing stays mounted. The record stays, and
+//! the next manager on the root reports the container as exited.
+//!
 //! ## Runtimes
 //! Each container names its runtime (`engine-runc` by default, `runc`, `crun`,
 //! any configured name, or an absolute path to a runc-compatible binary); its
