@@ -604,6 +604,28 @@ async fn launcher_gone_before_the_reply(rt: Rt) {
     shim.delete().await.unwrap();
 }
 
+async fn a_stalled_attach_client_never_blocks_output(rt: Rt) {
+    // ~3.5 MB: more than the HTTP/2 windows and the fan-out buffer hold.
+    const N: usize = 40000;
+    let script = format!(
+        "i=0; while [ $i -lt {N} ]; do echo line-$i-0123456789012345678901234567890123456789012345678901234567890123456789; i=$((i+1)); done"
+    );
+    let c = TestContainer::new(rt, "stall", &["sh", "-c", &script], false);
+    let shim = launcher().launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    // Attached, but never reads its output.
+    let stalled =
+        shim.attach(&ProcessRef::Init, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
+    shim.start().await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(30), shim.wait(&ProcessRef::Init)).await;
+    assert_eq!(exit.expect("the container is not blocked by a stalled client").unwrap().code, 0);
+    let entries = c.log_entries();
+    assert_eq!(entries.len(), N, "every line logged");
+    assert!(String::from_utf8_lossy(&entries[N - 1].line).starts_with(&format!("line-{}-", N - 1)));
+    drop(stalled);
+    shim.delete().await.unwrap();
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -642,4 +664,5 @@ for_each_runtime!(
     log_rotation_by_size,
     delete_a_created_container,
     launcher_gone_before_the_reply,
+    a_stalled_attach_client_never_blocks_output,
 );
