@@ -742,6 +742,7 @@ impl Inner {
                 }
             }
         }
+        self.sweep_orphans().await;
         for entry in restarts {
             let inner = self.clone();
             tokio::spawn(async move {
@@ -752,6 +753,40 @@ impl Inner {
             });
         }
         Ok(())
+    }
+
+    /// Remove what a crash in the middle of a create or removal left without
+    /// a record: bundles (and their rootfs snapshots) and old shim state dirs.
+    async fn sweep_orphans(&self) {
+        let (ids, shim_dirs): (std::collections::HashSet<String>, std::collections::HashSet<PathBuf>) = {
+            let map = self.containers.read().unwrap();
+            (map.keys().cloned().collect(), map.values().map(|e| e.rec.lock().unwrap().shim_dir.clone()).collect())
+        };
+        if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("containers")) {
+            for d in rd.flatten() {
+                let name = d.file_name().to_string_lossy().into_owned();
+                if ids.contains(&name) {
+                    continue;
+                }
+                tracing::info!(id = %name, "removing the leftovers of an interrupted create or removal");
+                if let Err(e) = self.cfg.images.remove_rootfs(&name).await {
+                    if !e.is_not_found() {
+                        tracing::warn!(id = %name, "removing leftover rootfs: {e}");
+                        continue;
+                    }
+                }
+                let _ = tokio::fs::remove_dir_all(d.path()).await;
+            }
+        }
+        if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("shims")) {
+            for d in rd.flatten() {
+                let p = d.path();
+                // A live shim keeps its socket; leave those alone.
+                if !shim_dirs.contains(&p) && !p.join("shim.sock").exists() {
+                    let _ = tokio::fs::remove_dir_all(&p).await;
+                }
+            }
+        }
     }
 
     /// Record an exit learned without a shim (recovery); returns the code.

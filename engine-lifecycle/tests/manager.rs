@@ -321,3 +321,23 @@ async fn tty_resize_and_exec_in_a_terminal() {
     assert_eq!(mgr.exec_wait(&x).await.unwrap().code, 0);
     mgr.remove(&c.id, true).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_interrupted_by_a_crash_is_swept_on_start() {
+    let env = Env::new().await;
+    let mgr = env.manager("engine-runc").await;
+    let kept = mgr.create(sh("true")).await.unwrap();
+    drop(mgr);
+    // What a crash after the rootfs was prepared, before the record was written, leaves.
+    let id = engine_core::random_hex64();
+    let bundle = env.root().join("containers").join(&id);
+    std::fs::create_dir_all(&bundle).unwrap();
+    env.images.prepare_rootfs(IMAGE, &id, &bundle.join("rootfs")).await.unwrap();
+    assert_eq!(mounts_under(&env.root()).len(), 2);
+    let mgr = env.manager("engine-runc").await;
+    assert!(!bundle.exists());
+    assert_eq!(mounts_under(&env.root()).len(), 1);
+    assert_eq!(mgr.inspect(&kept.id).await.unwrap().state, ContainerState::Created);
+    mgr.remove(&kept.id, true).await.unwrap();
+    assert!(mounts_under(&env.root()).is_empty());
+}
