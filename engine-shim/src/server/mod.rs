@@ -547,17 +547,19 @@ async fn setup(
     // An id the runtime already knows belongs to someone else: refuse it
     // before touching anything, so the cleanup below never deletes it
     // (some runtimes validate the bundle before they check the id).
-    match core.rt(core.rt.state(&id)).await {
-        Ok(s) => {
-            return Err(Error::conflict(
-                "container",
-                id.as_str(),
-                format!("the runtime already has it ({})", s.status),
-            ));
-        }
-        Err(e) if e.is_not_found() => {}
-        Err(Error::Runtime { .. }) => {}
-        Err(e) => return Err(e),
+    // runc-compatible runtimes keep one directory per container under
+    // their `--root`; without a known root, ask the runtime.
+    let known = match &core.req.runtime.root {
+        Some(root) => root.join(id.as_str()).exists(),
+        None => match core.rt(core.rt.state(&id)).await {
+            Ok(_) => true,
+            Err(e) if e.is_not_found() => false,
+            Err(Error::Runtime { .. }) => false,
+            Err(e) => return Err(e),
+        },
+    };
+    if known {
+        return Err(Error::conflict("container", id.as_str(), "the runtime already has a container with this id"));
     }
     let log: Option<Box<dyn LogDriver>> = match (log, &core.req.log) {
         (Some(driver), _) => Some(driver),
