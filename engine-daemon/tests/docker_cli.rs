@@ -425,3 +425,60 @@ fn login_and_push_with_registry_credentials() {
     e.ok(&["pull", &r]);
     assert_eq!(e.ok(&["run", "--rm", &r, "echo", "private"]), "private\n");
 }
+
+#[test]
+fn create_options_reach_the_container() {
+    let e = Engined::start();
+    e.load_busybox();
+    let host_dir = e.dir.path().join("shared");
+    std::fs::create_dir_all(&host_dir).unwrap();
+    std::fs::write(host_dir.join("from-host"), "h\n").unwrap();
+    let bind = format!("{}:/host:ro", host_dir.display());
+    let script = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+                  cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+                  pwd; id -u; echo $GREETING; cat /host/from-host; touch /host/x 2>/dev/null || echo ro-bind; \
+                  df -k /scratch | tail -1 | awk '{print $2}'; hostname";
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--memory",
+        "64m",
+        "--cpus",
+        "1.5",
+        "--pids-limit",
+        "50",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch:size=1m",
+        "-w",
+        "/host",
+        "-u",
+        "65534",
+        "-e",
+        "GREETING=hello",
+        "--hostname",
+        "box1",
+        "bb",
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let lines: Vec<String> = out(&o).lines().map(str::to_owned).collect();
+    assert_eq!(lines, ["67108864", "50", "/host", "65534", "hello", "h", "ro-bind", "1024", "box1"], "{}", show(&o));
+    // Read-only root filesystem.
+    let o = e.docker(&["run", "--rm", "--read-only", "bb", "touch", "/x"]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    // Default network: a namespace of its own with loopback only; host: the host's interfaces.
+    assert_eq!(e.ok(&["run", "--rm", "bb", "ls", "/sys/class/net"]).trim(), "lo");
+    let host_ifaces = std::fs::read_dir("/sys/class/net").unwrap().count();
+    let n = e.ok(&["run", "--rm", "--network", "host", "bb", "sh", "-c", "ls /sys/class/net | wc -l"]);
+    assert_eq!(n.trim().parse::<usize>().unwrap(), host_ifaces);
+    // inspect reports them back in Docker's HostConfig.
+    e.ok(&["create", "--name", "opts", "--memory", "64m", "--restart", "on-failure:3", "bb", "true"]);
+    let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "opts"])).unwrap();
+    assert_eq!(j[0]["HostConfig"]["Memory"], 67108864);
+    assert_eq!(j[0]["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(j[0]["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+}
