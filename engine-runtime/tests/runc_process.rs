@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 #[test]
 fn user_groups_umask_cwd_env() {
@@ -282,4 +283,147 @@ fn exec_user_by_name_through_the_containers_passwd() {
     let o = runc.exec(&["exec", "--user", "daemon", &id, "true"]);
     assert!(!o.status.success(), "the host's /etc/passwd was read through a symlink");
     runc.ok(&["delete", "--force", &id]);
+}
+
+/// A tiny seccomp agent: accepts connections on `listener` until `deadline`
+/// (or until `want` connections came), takes each listener fd and state, and
+/// answers every notification with success without running the syscall.
+fn seccomp_agent(
+    listener: std::os::unix::net::UnixListener,
+    want: usize,
+) -> std::thread::JoinHandle<Vec<(serde_json::Value, Vec<String>)>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        listener.set_nonblocking(true).unwrap();
+        let mut served: Vec<(serde_json::Value, OwnedFd)> = Vec::new();
+        let mut seen: Vec<Vec<String>> = Vec::new();
+        let mut open: Vec<bool> = Vec::new();
+        // Until `want` listeners came and each has no process left.
+        while (served.len() < want || open.iter().any(|o| *o)) && Instant::now() < deadline {
+            if let Ok((conn, _)) = listener.accept() {
+                conn.set_nonblocking(false).unwrap();
+                let mut buf = vec![0u8; 65536];
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+                let msg = recvmsg::<()>(conn.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::empty()).unwrap();
+                let n = msg.bytes;
+                let fd = msg
+                    .cmsgs()
+                    .unwrap()
+                    .find_map(|c| match c {
+                        // SAFETY: the kernel installed this fd for us.
+                        ControlMessageOwned::ScmRights(f) => Some(unsafe { OwnedFd::from_raw_fd(f[0]) }),
+                        _ => None,
+                    })
+                    .expect("the runtime sent the listener fd");
+                served.push((serde_json::from_slice(&buf[..n]).unwrap(), fd));
+                seen.push(Vec::new());
+                open.push(true);
+            }
+            if served.is_empty() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for (i, (_, fd)) in served.iter().enumerate() {
+                if !open[i] {
+                    continue;
+                }
+                let mut p = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+                // SAFETY: poll on one valid pollfd.
+                unsafe { libc::poll(p.as_mut_ptr(), 1, 10) };
+                if p[0].revents & libc::POLLIN != 0 {
+                    if let Ok(req) = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()) {
+                        seen[i].push(req.data.syscall.get_name().unwrap_or_default());
+                        let _ = libseccomp::ScmpNotifResp::new_val(req.id, 0, libseccomp::ScmpNotifRespFlags::empty())
+                            .respond(fd.as_raw_fd());
+                    }
+                } else if p[0].revents & libc::POLLHUP != 0 {
+                    open[i] = false;
+                }
+            }
+        }
+        served.into_iter().map(|(b, _)| b).zip(seen).collect()
+    })
+}
+
+#[test]
+fn seccomp_notify_goes_to_the_agent() {
+    // With no_new_privs the filter is loaded after the capabilities are
+    // dropped; without, before (it needs CAP_SYS_ADMIN): both hand the listener over.
+    notify_through_agent(true);
+    notify_through_agent(false);
+}
+
+fn notify_through_agent(no_new_privs: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("agent.sock");
+    let agent = seccomp_agent(std::os::unix::net::UnixListener::bind(&sock).unwrap(), 2);
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "mkdir /from-init && echo made > /status; [ -d /from-init ] && echo exists >> /status || echo absent >> /status; sleep 300",
+    ]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "meta-42",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}],
+    });
+    b.config["process"]["noNewPrivileges"] = json!(no_new_privs);
+    b.write();
+    let id = unique_id("notify");
+    let runc = Runc::new();
+    runc.create(&b, &id);
+    let pid = runc.state(&id)["pid"].as_i64().unwrap();
+    runc.ok(&["start", &id]);
+    let status = b.rootfs().join("status");
+    let t = Instant::now();
+    while std::fs::read_to_string(&status).map(|s| s.lines().count() < 2).unwrap_or(true) {
+        assert!(t.elapsed() < Duration::from_secs(20), "the container never finished its mkdir");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The agent said "done" without running mkdir: it succeeded, yet made nothing.
+    assert_eq!(std::fs::read_to_string(&status).unwrap(), "made\nabsent\n");
+    assert!(!b.rootfs().join("from-init").exists());
+    // An exec'd process gets its own listener, handed over the same way.
+    let o = runc.exec(&["exec", &id, "sh", "-c", "mkdir /from-exec && echo made; [ -d /from-exec ] || echo absent"]);
+    assert_eq!(stdout(&o), "made\nabsent\n", "{}", stderr(&o));
+    runc.ok(&["delete", "--force", &id]);
+    let served = agent.join().unwrap();
+    assert_eq!(served.len(), 2);
+    let (init, exec) = (&served[0], &served[1]);
+    assert_eq!(init.0["fds"], json!(["seccompFd"]));
+    assert_eq!(init.0["metadata"], "meta-42");
+    assert_eq!(init.0["pid"], pid);
+    assert_eq!(init.0["state"]["id"], id.as_str());
+    assert_eq!(init.0["state"]["status"], "creating");
+    assert_eq!(init.0["state"]["pid"], pid);
+    assert!(init.1.iter().any(|s| s.starts_with("mkdir")), "init notifications: {:?}", init.1);
+    assert_ne!(exec.0["pid"], pid);
+    assert_eq!(exec.0["state"]["status"], "running");
+    assert!(exec.1.iter().any(|s| s.starts_with("mkdir")), "exec notifications: {:?}", exec.1);
+}
+
+#[test]
+fn seccomp_notify_without_listener_path_is_refused() {
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["seccomp"] =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]});
+    b.write();
+    let id = unique_id("nolistener");
+    let runc = Runc::new();
+    let o = runc.exec(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("listenerPath"), "{}", stderr(&o));
+    assert_no_leftovers(&runc, &id, &b, None);
+    // An agent that is not listening fails create, and nothing is left.
+    let dir = tempfile::tempdir().unwrap();
+    b.config["linux"]["seccomp"]["listenerPath"] = json!(dir.path().join("nobody.sock"));
+    b.write();
+    let cg = b.cgroup_for(&id);
+    let o = runc.exec(&["create", "--bundle", b.path().to_str().unwrap(), &id]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nobody.sock"), "{}", stderr(&o));
+    assert_no_leftovers(&runc, &id, &b, Some(&cg));
 }

@@ -375,7 +375,7 @@ impl Runc {
             return Err(Error::invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(crate::seccomp::compile(s)?),
+            Some(s) => Some(compile_seccomp(s)?),
             None => None,
         };
         let mut sysctl: Vec<(String, String)> =
@@ -549,8 +549,16 @@ impl Runc {
             process: Some(process.clone()),
         };
         loop {
-            match parent_sock.recv()? {
+            let (msg, fd) = parent_sock.recv_with_fd()?;
+            match msg {
                 Some(Msg::Ready) => break,
+                Some(Msg::SeccompListener) => {
+                    let json = hook_state(&state, ContainerStatus::Creating);
+                    if let Err(e) = to_seccomp_agent(linux.and_then(|l| l.seccomp().as_ref()), fd, pid, &json) {
+                        let _ = parent_sock.send(&Msg::Error(e.to_string()));
+                        return Err(e);
+                    }
+                }
                 Some(Msg::RunHooks) => {
                     let json = hook_state(&state, ContainerStatus::Creating);
                     #[allow(deprecated)]
@@ -850,6 +858,39 @@ impl Runc {
 }
 
 use std::os::unix::fs::OpenOptionsExt;
+
+/// Compile a seccomp profile; a notifying one needs `listenerPath`.
+pub(crate) fn compile_seccomp(s: &oci_spec::runtime::LinuxSeccomp) -> Result<crate::seccomp::Filter> {
+    let f = crate::seccomp::compile(s)?;
+    if f.needs_listener() && s.listener_path().is_none() {
+        return Err(Error::invalid(
+            "linux.seccomp.listenerPath",
+            "SCMP_ACT_NOTIFY needs a listenerPath (the seccomp agent's unix socket)",
+        ));
+    }
+    Ok(f)
+}
+
+/// Hand the init's seccomp listener `fd` to the agent at `listenerPath`, with
+/// the process's pid, `listenerMetadata` and the container state `state_json`.
+pub(crate) fn to_seccomp_agent(
+    profile: Option<&oci_spec::runtime::LinuxSeccomp>,
+    fd: Option<OwnedFd>,
+    pid: i32,
+    state_json: &str,
+) -> Result<()> {
+    let fd = fd.ok_or_else(|| Error::Other("seccomp: the init sent no listener fd".into()))?;
+    let path = profile.and_then(|p| p.listener_path().as_ref()).ok_or_else(|| {
+        Error::invalid(
+            "linux.seccomp.listenerPath",
+            "SCMP_ACT_NOTIFY needs a listenerPath (the seccomp agent's unix socket)",
+        )
+    })?;
+    let meta = profile.and_then(|p| p.listener_metadata().clone()).unwrap_or_default();
+    let state: serde_json::Value =
+        serde_json::from_str(state_json).map_err(|e| Error::Other(format!("seccomp: encode the state: {e}")))?;
+    crate::seccomp::send_to_agent(path, &fd, pid, &meta, &state)
+}
 
 /// The state JSON handed to hooks on stdin.
 pub(crate) fn hook_state(st: &State, status: ContainerStatus) -> String {

@@ -37,7 +37,7 @@ impl Runc {
         let proc = ProcPlan::new(process)?;
         let joins = namespaces::of_process(st.pid)?;
         let seccomp = match &st.seccomp {
-            Some(s) => Some(crate::seccomp::compile(s)?),
+            Some(s) => Some(super::container::compile_seccomp(s)?),
             None => None,
         };
         let mut local_console = None;
@@ -98,7 +98,13 @@ impl Runc {
         }
         parent_sock.send(&Msg::Go).map_err(kill)?;
         parent_sock.send(&Msg::CgroupJoined).map_err(kill)?;
-        match parent_sock.recv().map_err(kill)? {
+        let mut msg = parent_sock.recv_with_fd().map_err(kill)?;
+        if let (Some(Msg::SeccompListener), fd) = msg {
+            let json = super::container::hook_state(&st, status);
+            super::container::to_seccomp_agent(st.seccomp.as_ref(), fd, pid, &json).map_err(kill)?;
+            msg = parent_sock.recv_with_fd().map_err(kill)?;
+        }
+        match msg.0 {
             Some(Msg::Ready) => {}
             Some(Msg::Error(m)) => return Err(kill(Error::Other(format!("exec in container {id}: {m}")))),
             other => {

@@ -210,7 +210,7 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     if let (Some(f), false) = (ctx.seccomp, proc.no_new_privileges) {
         // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it while
         // we still have it, before the capabilities are dropped (as runc does).
-        f.load()?;
+        load_seccomp(f, sync)?;
     }
     proc.caps.apply_bounding()?;
     proc.set_user()?;
@@ -219,6 +219,11 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
         // SAFETY: prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(Error::io("set no_new_privs", std::io::Error::last_os_error()).into());
+        }
+        if let Some(f) = ctx.seccomp.filter(|f| f.needs_listener()) {
+            // The listener must reach the parent, which is gone after start:
+            // load a notifying filter now (runc does the same).
+            load_seccomp(f, sync)?;
         }
     }
     super::process::cloexec_from(3 + ctx.preserve_fds);
@@ -251,10 +256,21 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
         super::hooks::run("startContainer", ctx.start_container_hooks, &state_json).map_err(after)?;
     }
     if let (Some(f), true) = (ctx.seccomp, proc.no_new_privileges) {
-        f.load().map_err(after)?;
+        if !f.needs_listener() {
+            f.load().map_err(after)?;
+        }
     }
     reset_signal_dispositions();
     Err(after(proc.exec(&exe)))
+}
+
+/// Load the seccomp filter; a notifying one's listener goes to the parent
+/// (which hands it to the agent at `listenerPath`), and our copy is closed.
+fn load_seccomp(f: &Filter, sync: &SyncSocket) -> Result<(), Error> {
+    if let Some(fd) = f.load_with_listener()? {
+        sync.send_with_fd(&Msg::SeccompListener, std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+    }
+    Ok(())
 }
 
 /// Give the process default signal dispositions: `engine-runc`, like every

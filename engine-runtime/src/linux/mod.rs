@@ -22,8 +22,14 @@
 //!    applies sysctls, masked and readonly paths, console, rlimits, user,
 //!    capabilities and seccomp, resolves `args[0]`, and says *ready* — or
 //!    sends its error, which `create` reports after removing everything.
-//! 4. The parent writes `state.json` and exits; the init blocks opening
+//!    A seccomp profile with `SCMP_ACT_NOTIFY` is loaded before *ready* and
+//!    its listener fd comes back over the socket (`SCM_RIGHTS`); the parent
+//!    hands it, with the state, to the agent at `listenerPath`, as runc does.
+//! 4. The parent writes `state.json`, tells the init *saved* and exits; the
+//!    init (which exits instead if the parent dies before that) blocks opening
 //!    `exec.fifo` for writing until `start` opens it for reading, then execs.
+//!    The cgroup is recorded in the state dir before it is made, so
+//!    `delete --force` also cleans up after a `create` killed midway.
 //!
 //! `run` uses the sync socket instead of the fifo, and waits (forwarding
 //! signals, or proxying a pty it keeps itself). `exec` clones a process that

@@ -21,6 +21,9 @@ pub enum Msg {
     Ready,
     /// Parent to init (`create`): `state.json` is written; wait for start now.
     Saved,
+    /// Init to parent: the seccomp user-notification listener rides along as
+    /// `SCM_RIGHTS` (see [`SyncSocket::send_with_fd`]), for the agent at `listenerPath`.
+    SeccompListener,
     /// Parent to init (`run` without a fifo): exec the user process now.
     Start,
     /// Either way: a failure, with its message.
@@ -36,6 +39,7 @@ impl Msg {
             Msg::HooksDone(s) => (b'D', s),
             Msg::Ready => (b'R', ""),
             Msg::Saved => (b'W', ""),
+            Msg::SeccompListener => (b'L', ""),
             Msg::Start => (b'S', ""),
             Msg::Error(s) => (b'E', s),
         };
@@ -53,6 +57,7 @@ impl Msg {
             Some(b'D') => Msg::HooksDone(body()),
             Some(b'R') => Msg::Ready,
             Some(b'W') => Msg::Saved,
+            Some(b'L') => Msg::SeccompListener,
             Some(b'S') => Msg::Start,
             Some(b'E') => Msg::Error(body()),
             _ => return Err(Error::Other(format!("sync: unexpected message {:?}", String::from_utf8_lossy(b)))),
@@ -88,29 +93,64 @@ impl SyncSocket {
             }
         }
     }
+    /// Send one message carrying a file descriptor (`SCM_RIGHTS`).
+    pub fn send_with_fd(&self, m: &Msg, fd: RawFd) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let buf = m.encode();
+        let iov = [std::io::IoSlice::new(&buf)];
+        let fds = [fd];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        loop {
+            match sendmsg::<()>(self.0.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::io("sync: send a file descriptor", e.into())),
+            }
+        }
+    }
     /// Receive one message; `None` when the other end closed.
     pub fn recv(&self) -> Result<Option<Msg>> {
+        self.recv_flags(0).map(|(m, _)| m)
+    }
+    /// Receive one message and the file descriptor it carries, if any.
+    pub fn recv_with_fd(&self) -> Result<(Option<Msg>, Option<OwnedFd>)> {
         self.recv_flags(0)
     }
     /// Receive a message if one is waiting (`None` if none or closed).
     pub fn try_recv(&self) -> Option<Msg> {
-        self.recv_flags(libc::MSG_DONTWAIT).ok().flatten()
+        self.recv_flags(libc::MSG_DONTWAIT).ok().and_then(|(m, _)| m)
     }
-    fn recv_flags(&self, flags: libc::c_int) -> Result<Option<Msg>> {
+    fn recv_flags(&self, flags: libc::c_int) -> Result<(Option<Msg>, Option<OwnedFd>)> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::FromRawFd;
         let mut buf = vec![0u8; 1 << 16];
         loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::recv(self.0.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
-            if n > 0 {
-                return Msg::decode(&buf[..n as usize]).map(Some);
-            }
+            let mut space = nix::cmsg_space!([RawFd; 1]);
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let flags = MsgFlags::from_bits_truncate(flags) | MsgFlags::MSG_CMSG_CLOEXEC;
+            let (n, fd) = match recvmsg::<()>(self.0.as_raw_fd(), &mut iov, Some(&mut space), flags) {
+                Ok(msg) => {
+                    let mut fd = None;
+                    for c in msg.cmsgs().map_err(|e| Error::io("sync: control message", e.into()))? {
+                        if let ControlMessageOwned::ScmRights(fds) = c {
+                            for f in fds {
+                                // SAFETY: the kernel just installed this fd for us.
+                                let owned = unsafe { OwnedFd::from_raw_fd(f) };
+                                if fd.is_none() {
+                                    fd = Some(owned);
+                                }
+                            }
+                        }
+                    }
+                    (msg.bytes, fd)
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(Error::io("sync: receive from the init", e.into())),
+            };
             if n == 0 {
-                return Ok(None);
+                return Ok((None, None));
             }
-            let e = std::io::Error::last_os_error();
-            if e.kind() != std::io::ErrorKind::Interrupted {
-                return Err(Error::io("sync: receive from the init", e));
-            }
+            return Msg::decode(&buf[..n]).map(|m| (Some(m), fd));
         }
     }
     /// The raw fd.
@@ -129,6 +169,11 @@ mod tests {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
         }
+        let (r, _w) = nix::unistd::pipe().unwrap();
+        a.send_with_fd(&Msg::SeccompListener, r.as_raw_fd()).unwrap();
+        let (m, fd) = b.recv_with_fd().unwrap();
+        assert_eq!(m, Some(Msg::SeccompListener));
+        assert!(fd.is_some_and(|f| f.as_raw_fd() != r.as_raw_fd()));
         drop(a);
         assert_eq!(b.recv().unwrap(), None);
     }
