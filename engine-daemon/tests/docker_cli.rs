@@ -139,6 +139,15 @@ fn interactive_stdin_and_tty() {
     );
     assert_eq!(code, Some(5), "{text}");
     assert!(text.replace('\r', "").lines().any(|l| l == "hello-from-tty"), "{text:?}");
+    // exec -it into a running container (exec resize included).
+    e.ok(&["run", "-d", "--name", "tty1", "bb", "sleep", "100"]);
+    let (code, text) = interactive_tty(
+        &format!("{} -H {} exec -it tty1 sh", docker_cli(), e.host()),
+        &e,
+        "echo in-exec-tty\nexit 3\n",
+    );
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.replace('\r', "").lines().any(|l| l == "in-exec-tty"), "{text:?}");
     // -t without a terminal on the CLI side: raw bytes, pty line endings.
     let o = e.docker(&["run", "--rm", "-t", "bb", "echo", "tty"]);
     assert_eq!(o.stdout, b"tty\r\n", "{}", show(&o));
