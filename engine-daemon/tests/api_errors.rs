@@ -190,3 +190,31 @@ fn second_daemon_on_a_live_socket_is_refused_and_stale_socket_is_replaced() {
     assert!(eventually(10, || !e.dir.path().join("run/engined.pid").exists()), "pid file left after SIGTERM");
     e.kill9();
 }
+
+#[test]
+fn broken_uploads_leave_nothing() {
+    use std::io::{Read, Write};
+    let e = Engined::start();
+    // A load whose body breaks off half-way.
+    let mut s = std::os::unix::net::UnixStream::connect(&e.sock).unwrap();
+    s.write_all(b"POST /v1.41/images/load HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-tar\r\nContent-Length: 100000\r\n\r\n").unwrap();
+    s.write_all(&[0u8; 5000]).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut resp = String::new();
+    let _ = s.read_to_string(&mut resp);
+    drop(s);
+    // Garbage that is not a tar.
+    let (st, body) = e.http("POST", "/v1.41/images/load?quiet=1", b"this is not a tar archive at all");
+    assert!(st >= 400 || body.contains("error"), "{st} {body}");
+    // An empty import.
+    let (st, body) = e.http("POST", "/v1.41/images/create?fromSrc=-&repo=x", b"");
+    assert_eq!(st, 400, "{body}");
+    let tmp = e.data_root().join("tmp");
+    assert!(
+        eventually(10, || std::fs::read_dir(&tmp).map(|d| d.count() == 0).unwrap_or(true)),
+        "temp files left in {}",
+        tmp.display()
+    );
+    let (st, body) = e.http("GET", "/v1.41/images/json", b"");
+    assert_eq!((st, body.trim()), (200, "[]"));
+}
