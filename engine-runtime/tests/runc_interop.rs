@@ -19,6 +19,12 @@ impl Podman {
             .arg(self.dir.path().join("storage"))
             .arg("--runroot")
             .arg(self.dir.path().join("run"))
+            // Its own libpod tmpdir too: the default /run/libpod is shared, and
+            // another test's `system reset` removes it.
+            .arg("--tmpdir")
+            .arg(self.dir.path().join("libpod"))
+            .arg("--volumepath")
+            .arg(self.dir.path().join("volumes"))
             .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"])
             .arg("--runtime")
             .arg(bin());
