@@ -138,3 +138,20 @@ pub async fn print_progress(mut s: BoxStream<'static, Result<ProgressMessage>>) 
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_ids_like_docker() {
+        assert_eq!(size(999), "999B");
+        assert_eq!(size(1_982_000), "1.98MB");
+        assert_eq!(size(12_345_678), "12.3MB");
+        assert_eq!(size(1_000_000_000), "1GB");
+        assert_eq!(short_id("sha256:3fe1460f9307ad070aa3"), "3fe1460f9307");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+        assert_eq!(ago(now - 4), "4 seconds ago");
+        assert_eq!(ago(now - 3 * 3600), "3 hours ago");
+    }
+}
