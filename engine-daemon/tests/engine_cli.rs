@@ -58,6 +58,17 @@ fn engine_cli_flows() {
     );
     assert_eq!(code, Some(6), "{text}");
     assert!(text.replace('\r', "").lines().any(|l| l == "via-engine-tty"), "{text:?}");
+    // ctrl-p ctrl-q detaches; the container runs on.
+    let (code, text) = interactive_tty(
+        &format!("{} -H {} run --name det -it bb sh", engine_bin().display(), e.host()),
+        &e,
+        "echo before-detach\n\x10\x11",
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("read escape sequence"), "{text:?}");
+    let ps = ok(&e, &["ps"]);
+    assert!(ps.contains("det") && ps.contains("Up "), "{ps}");
+    ok(&e, &["rm", "-f", "det"]);
     // detached, ps, logs, exec, stop, wait, rm
     let id = ok(&e, &["run", "-d", "--name", "w1", "-e", "X=1", "bb", "sh", "-c", "echo started; echo $X; sleep 100"]);
     assert_eq!(id.trim().len(), 64);
