@@ -107,11 +107,21 @@ pub(crate) fn container_message(e: &Event, image: Option<&str>) -> EventMessage 
 }
 
 /// Forward the manager's events to the bus for as long as the daemon runs,
-/// reconnecting when the stream ends (a remote manager restarted).
-pub(crate) async fn forward(manager: Arc<dyn LifecycleManager>, bus: Arc<crate::api::State>) {
+/// reconnecting when the stream ends (a remote manager restarted). `first` is
+/// a stream subscribed before the API started serving, so no early event is lost.
+pub(crate) async fn forward(
+    manager: Arc<dyn LifecycleManager>,
+    bus: Arc<crate::api::State>,
+    first: Option<futures::stream::BoxStream<'static, engine_core::Result<Event>>>,
+) {
     let mut images: HashMap<String, String> = HashMap::new();
+    let mut next = first;
     loop {
-        match manager.events().await {
+        let stream = match next.take() {
+            Some(s) => Ok(s),
+            None => manager.events().await,
+        };
+        match stream {
             Ok(mut s) => {
                 while let Some(ev) = s.next().await {
                     match ev {

@@ -103,7 +103,14 @@ impl Daemon {
     /// Serve on these listeners until the future is dropped. Container
     /// events are forwarded to `/events` clients meanwhile.
     pub async fn serve(&self, listeners: Vec<(UnixListener, PathBuf)>) {
-        let fwd = tokio::spawn(events::forward(self.state.manager.clone(), self.state.clone()));
+        let first = match self.state.manager.events().await {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot subscribe to the manager's events yet");
+                None
+            }
+        };
+        let fwd = tokio::spawn(events::forward(self.state.manager.clone(), self.state.clone(), first));
         let tasks: Vec<_> =
             listeners.into_iter().map(|(l, p)| tokio::spawn(server::serve(self.state.clone(), l, p))).collect();
         let _abort = AbortAll(tasks.iter().map(|t| t.abort_handle()).chain([fwd.abort_handle()]).collect());
