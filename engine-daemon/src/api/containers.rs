@@ -41,12 +41,6 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     };
     let parsed = convert::parse_create_body(&data)?;
     let config = convert::container_config(&parsed, name.clone())?;
-    // Docker answers an unknown image with 404 before anything is created.
-    match st.images.inspect(&config.image).await {
-        Ok(_) => {}
-        Err(e) if e.is_not_found() => return Err(Error::not_found("image", with_default_tag(&config.image))),
-        Err(e) => return Err(e),
-    }
     if let Some(n) = &name {
         if let Ok(existing) = st.manager.inspect(n).await {
             if existing.name == *n {
@@ -61,7 +55,14 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
             }
         }
     }
-    let info = st.manager.create(config).await?;
+    let image = config.image.clone();
+    // The manager resolves the image first and creates nothing when it is
+    // unknown; Docker names it with its default tag.
+    let info = match st.manager.create(config).await {
+        Ok(i) => i,
+        Err(Error::NotFound { kind: "image", .. }) => return Err(Error::not_found("image", with_default_tag(&image))),
+        Err(e) => return Err(e),
+    };
     Ok(h::json(StatusCode::CREATED, &CreateResponse { id: info.id, warnings: Vec::new() }))
 }
 
