@@ -49,15 +49,10 @@ make_rootfs() {
   ln -sf busybox "$1/bin/sleep"; ln -sf busybox "$1/bin/sh"
 }
 
-# The shim is built with the size-oriented profile recommended for it
+# The shim is built with the size-oriented `shim` profile of the root Cargo.toml
 # (PROFILE=release measures the workspace's plain release profile instead).
 PROFILE=${PROFILE:-shim}
 PROFILE_ARGS=(--profile "$PROFILE")
-if [ "$PROFILE" = shim ]; then
-  PROFILE_ARGS+=(--config 'profile.shim.inherits="release"' --config 'profile.shim.opt-level="s"'
-    --config 'profile.shim.lto="fat"' --config 'profile.shim.codegen-units=1'
-    --config 'profile.shim.panic="abort"' --config 'profile.shim.debug=0')
-fi
 echo "building engine-shim (profile $PROFILE)..." >&2
 cargo build -q "${PROFILE_ARGS[@]}" -p engine-shim --bin engine-shim --example shimbench >&2
 
