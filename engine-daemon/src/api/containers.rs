@@ -256,9 +256,17 @@ pub(crate) async fn wait(st: &State, id: &str, q: &Query) -> Result<Resp> {
                 }
                 WaitCondition::NextExit | WaitCondition::Removed => {
                     let mut last_code = info.exit_code.unwrap_or(0) as i64;
+                    // Events drive this; a once-a-second look at the manager covers
+                    // events lost while a remote manager's stream reconnects.
+                    let mut tick = tokio::time::interval(Duration::from_secs(1));
+                    tick.tick().await;
                     loop {
-                        match rx.recv().await {
-                            Ok(ev) if ev.actor.id == cid => match ev.action.as_str() {
+                        let next = tokio::select! {
+                            r = rx.recv() => Some(r),
+                            _ = tick.tick() => None,
+                        };
+                        match next {
+                            Some(Ok(ev)) if ev.actor.id == cid => match ev.action.as_str() {
                                 "start" if cond == WaitCondition::NextExit => {
                                     return Ok(manager.wait(&cid, WaitCondition::NotRunning).await?.code as i64)
                                 }
@@ -276,18 +284,25 @@ pub(crate) async fn wait(st: &State, id: &str, q: &Query) -> Result<Resp> {
                                 "destroy" => return Ok(last_code),
                                 _ => {}
                             },
-                            Ok(_) => {}
-                            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                                // Events were dropped: fall back to asking the manager.
+                            Some(Ok(_)) => {}
+                            Some(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                                return Err(Error::unavailable("event bus", "closed"))
+                            }
+                            Some(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) | None => {
                                 match manager.inspect(&cid).await {
                                     Err(e) if e.is_not_found() => return Ok(last_code),
-                                    Ok(i) if cond == WaitCondition::NextExit && is_running(&i) => {
-                                        return Ok(manager.wait(&cid, WaitCondition::NotRunning).await?.code as i64)
+                                    Ok(i) => {
+                                        if i.finished_at != info.finished_at {
+                                            last_code = i.exit_code.map(i64::from).unwrap_or(last_code);
+                                        }
+                                        let new_run = is_running(&i) || i.started_at != info.started_at;
+                                        if cond == WaitCondition::NextExit && new_run {
+                                            return Ok(manager.wait(&cid, WaitCondition::NotRunning).await?.code as i64);
+                                        }
                                     }
-                                    _ => {}
+                                    Err(_) => {}
                                 }
                             }
-                            Err(_) => return Err(Error::unavailable("event bus", "closed")),
                         }
                     }
                 }
