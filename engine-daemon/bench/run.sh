@@ -27,17 +27,20 @@ need podman "apt-get install podman"
 need jq "apt-get install jq"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
-  (cd "$WS" && cargo build --release -p engine-daemon -p engine-runtime -p engine-shim --bins)
+  (cd "$WS" && cargo build --release -p engine-daemon -p engine-runtime -p engine-shim -p engine-lifecycle --bins)
 fi
 
-ENGINED_PID=; DOCKERD_PID=
+ENGINED_PID=; DOCKERD_PID=; REMOTE_PID=; LC_PID=
 cleanup() {
   set +e
   for s in "$T/e.sock" "$T/d.sock"; do
     [ -S "$s" ] && ids=$($DOCKER -H unix://$s ps -aq 2>/dev/null) && [ -n "$ids" ] && $DOCKER -H unix://$s rm -f $ids >/dev/null 2>&1
   done
   podman --root "$T/podman" --runroot "$T/podman-run" rm -af >/dev/null 2>&1
+  [ -S "$T/r.sock" ] && ids=$($DOCKER -H unix://$T/r.sock ps -aq 2>/dev/null) && [ -n "$ids" ] && $DOCKER -H unix://$T/r.sock rm -f $ids >/dev/null 2>&1
   [ -n "$ENGINED_PID" ] && kill "$ENGINED_PID" 2>/dev/null
+  [ -n "$REMOTE_PID" ] && kill "$REMOTE_PID" 2>/dev/null
+  [ -n "$LC_PID" ] && kill "$LC_PID" 2>/dev/null
   [ -n "$DOCKERD_PID" ] && kill "$DOCKERD_PID" 2>/dev/null
   sleep 2
   [ -n "$DOCKERD_PID" ] && kill -9 "$DOCKERD_PID" 2>/dev/null
@@ -96,6 +99,28 @@ CONTAINERD_50=$(rss_tree_kb containerd)
 DSHIMS_50=$(rss_tree_kb containerd-shim-runc-v2)
 [ "$DSHIMS_50" = 0 ] && DSHIMS_50=$(rss_tree_kb containerd-shim)
 
+# The same with the manager in its own process: engined --lifecycle + engine-lifecycled.
+REMOTE_LINE=
+if [ -x "$BIN/engine-lifecycled" ]; then
+  $E rm -f $($E ps -aq) >/dev/null 2>&1 || true
+  ENGINE_BIN_DIR=$BIN "$BIN/engine-lifecycled" --root "$T/lc" --images "$T/remote/images" --socket "$T/lc.sock" \
+    --log-level warn > "$T/lc.log" 2>&1 &
+  LC_PID=$!
+  for _ in $(seq 100); do [ -S "$T/lc.sock" ] && break; sleep 0.1; done
+  ENGINE_BIN_DIR=$BIN "$BIN/engined" -H "unix://$T/r.sock" --data-root "$T/remote" --exec-root "$T/remote-run" \
+    --lifecycle "unix://$T/lc.sock" --log-level warn > "$T/remote.log" 2>&1 &
+  REMOTE_PID=$!
+  wait_sock "$T/r.sock"
+  R="$DOCKER -H unix://$T/r.sock"
+  $R import "$T/rootfs.tar" bb:latest >/dev/null
+  sleep 2
+  R_IDLE=$(( $(rss_kb $REMOTE_PID) + $(rss_kb $LC_PID) ))
+  for i in $(seq "$N"); do $R run -d --network none bb sleep 1000 >/dev/null; done
+  sleep 2
+  R_50=$(( $(rss_kb $REMOTE_PID) + $(rss_kb $LC_PID) ))
+  REMOTE_LINE=yes
+fi
+
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 {
   echo "## docker run --rm bb /bin/true (median of $RUNS, ms)"
@@ -106,5 +131,6 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
   echo "| | idle | with $N containers | per-container shims (sum, $N) |"
   echo "|---|---|---|---|"
   echo "| engined (manager in-process) | $(mib $ENGINED_IDLE) | $(mib $ENGINED_50) | engine-shim: $(mib $SHIMS_50) |"
+  [ -n "$REMOTE_LINE" ] && echo "| engined --lifecycle + engine-lifecycled | $(mib $R_IDLE) | $(mib $R_50) | (same shims) |"
   echo "| dockerd + containerd | $(mib $DOCKERD_IDLE) + $(mib $CONTAINERD_IDLE) | $(mib $DOCKERD_50) + $(mib $CONTAINERD_50) | containerd-shim: $(mib $DSHIMS_50) |"
 } | tee "$OUT/summary.md"
