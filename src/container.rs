@@ -389,9 +389,18 @@ impl Container {
         Ok(())
     }
 
+    /// Run `args` once this side is attached: the process waits for a line
+    /// on its stdin before it execs, so no output can precede the attach (a
+    /// shim holds only a bounded amount of an exec's early output).
+    async fn exec_gated(&self, args: &[&str]) -> Result<ExecOutput> {
+        let mut cmd = vec!["sh".to_string(), "-c".into(), "read -r _ && exec \"$@\"".into(), "sh".into()];
+        cmd.extend(args.iter().map(|a| a.to_string()));
+        self.exec_with(ExecConfig { cmd, ..Default::default() }, Some(b"go\n".to_vec())).await
+    }
+
     /// The contents of the file `path` in the container.
     pub async fn copy_file_out(&self, path: &str) -> Result<Vec<u8>> {
-        let out = self.exec(["cat", path]).await?;
+        let out = self.exec_gated(&["cat", path]).await?;
         if out.exit_code != 0 {
             return Err(Error::not_found(
                 "file",
@@ -409,7 +418,7 @@ impl Container {
             Some((d, n)) if !n.is_empty() => (if d.is_empty() { "/" } else { d }, n),
             _ => return Err(Error::invalid("container path", format!("{path:?} is not an absolute path"))),
         };
-        let out = self.exec(["tar", "-c", "-f", "-", "-C", dir, name]).await?;
+        let out = self.exec_gated(&["tar", "-c", "-f", "-", "-C", dir, name]).await?;
         if out.exit_code != 0 {
             return Err(Error::not_found(
                 "file",

@@ -266,3 +266,81 @@ async fn runtime_swap_runc() {
     }
     runtime_scenario("runc").await;
 }
+
+/// The facade over `engine-lifecycled`: the same conveniences through the
+/// gRPC client (exec and copy go through the remote attach, stdin included).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_facade_over_engine_lifecycled() {
+    let dir = tmp();
+    let images: std::sync::Arc<dyn engine::ImageStore> =
+        std::sync::Arc::new(engine::image::Store::open(dir.path().join("images")).unwrap());
+    let local = Engine::builder()
+        .root(dir.path().join("local"))
+        .image_store(images.clone())
+        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
+        .build()
+        .await
+        .unwrap();
+    local.busybox_image(IMAGE).await.unwrap();
+    drop(local);
+    let socket = dir.path().join("lc.sock");
+    struct Reap(std::process::Child);
+    impl Drop for Reap {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let daemon = std::process::Command::new(bin_dir().join("engine-lifecycled"))
+        .arg("--root")
+        .arg(dir.path().join("state"))
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--images")
+        .arg(dir.path().join("images"))
+        .arg("--shim")
+        .arg(bin_dir().join("engine-shim"))
+        .arg("--runtime")
+        .arg(format!("engine-runc={}", bin_dir().join("engine-runc").display()))
+        .arg("--log-level")
+        .arg("warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let daemon = Reap(daemon);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let remote = loop {
+        if let Ok(r) = engine::lifecycle::RemoteManager::connect(&socket).await {
+            if engine::LifecycleManager::list(&r, ListFilter::default()).await.is_ok() {
+                break r;
+            }
+        }
+        assert!(Instant::now() < deadline, "engine-lifecycled did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let engine = Engine::builder()
+        .root(dir.path().join("local"))
+        .image_store(images)
+        .manager(std::sync::Arc::new(remote))
+        .build()
+        .await
+        .unwrap();
+    let c = engine
+        .run(
+            ContainerBuilder::new(IMAGE)
+                .cmd(["sh", "-c", "echo remote-ready; exec sleep 60"])
+                .wait_for(WaitFor::stdout("remote-ready")),
+        )
+        .await
+        .unwrap();
+    let out = c.exec(["sh", "-c", "echo out; echo err >&2; exit 6"]).await.unwrap();
+    assert_eq!((out.exit_code, out.stdout_str(), out.stderr_str()), (6, "out\n".into(), "err\n".into()));
+    c.copy_file_in("/tmp/over-grpc", &vec![b'x'; 200_000]).await.unwrap();
+    assert_eq!(c.copy_file_out("/tmp/over-grpc").await.unwrap().len(), 200_000);
+    let id = c.id().to_string();
+    drop(c);
+    assert!(engine.containers().inspect(&id).await.unwrap_err().is_not_found());
+    drop(daemon);
+    assert_eq!(mounts_under(dir.path()), 0);
+}

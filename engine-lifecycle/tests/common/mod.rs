@@ -59,11 +59,14 @@ fn tracing_subscriber_init() -> Option<()> {
     None
 }
 
-/// A config running `sh -c script` in the test image.
+/// A config running `sh -c script` in the test image, bound to this test
+/// process: if a test fails and leaves it, its shim kills and deletes it (and
+/// unmounts its rootfs) when the test binary exits.
 pub fn sh(script: &str) -> ContainerConfig {
     ContainerConfig {
         image: IMAGE.into(),
         cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        owner_pid: Some(std::process::id() as i32),
         ..Default::default()
     }
 }
