@@ -8,6 +8,32 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+/// Validate a container name by Docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`
+/// (2 to 255 characters, one leading `/` allowed), and return it without the `/`.
+/// The error text is Docker's, so the docker CLI shows what it always showed.
+///
+/// ```
+/// use engine_core::lifecycle::validate_container_name;
+/// assert_eq!(validate_container_name("/web-1").unwrap(), "web-1");
+/// assert!(validate_container_name("bad name").unwrap_err().is_invalid_input());
+/// assert!(validate_container_name("a").is_err());
+/// ```
+pub fn validate_container_name(name: &str) -> Result<String> {
+    let n = name.strip_prefix('/').unwrap_or(name);
+    let ok = n.len() >= 2
+        && n.len() <= 255
+        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(n.to_string())
+    } else {
+        Err(crate::Error::invalid(
+            "container name",
+            format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+        ))
+    }
+}
+
 /// A mount into the container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]

@@ -37,19 +37,7 @@ pub fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Re
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, with an optional leading `/`.
 pub fn validate_name(name: &str) -> Result<String> {
-    let n = name.strip_prefix('/').unwrap_or(name);
-    let ok = n.len() >= 2
-        && n.len() <= 255
-        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(n.to_string())
-    } else {
-        Err(Error::invalid(
-            "container name",
-            format!("Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
-        ))
-    }
+    engine_core::lifecycle::validate_container_name(name)
 }
 
 /// Validate an image reference the way docker's parser would reject it.

@@ -223,19 +223,7 @@ pub(crate) fn generate(retry: u32) -> String {
 
 /// Docker's rule for names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (one leading `/` allowed).
 pub(crate) fn validate(name: &str) -> engine_core::Result<String> {
-    let n = name.strip_prefix('/').unwrap_or(name);
-    let ok = n.len() >= 2
-        && n.len() <= 255
-        && n.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if ok {
-        Ok(n.to_string())
-    } else {
-        Err(engine_core::Error::invalid(
-            "container name",
-            format!("{name:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]+ (2-255 characters)"),
-        ))
-    }
+    engine_core::lifecycle::validate_container_name(name)
 }
 
 #[cfg(test)]
