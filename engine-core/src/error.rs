@@ -156,3 +156,134 @@ impl<T> IoContext<T> for std::result::Result<T, std::io::Error> {
         self.map_err(|e| Error::io(what(), e))
     }
 }
+
+/// An [`Error`] in a serializable form, for transports (gRPC status details,
+/// JSON bodies): the far side rebuilds the same variant, so a remote caller
+/// can still match on `NotFound`, `Conflict`, ...
+///
+/// ```
+/// use engine_core::{Error, WireError};
+/// let e = Error::conflict("container", "web", "is running");
+/// let json = serde_json::to_string(&WireError::from(&e)).unwrap();
+/// let back: Error = serde_json::from_str::<WireError>(&json).unwrap().into();
+/// assert!(back.is_conflict());
+/// assert_eq!(back.to_string(), e.to_string());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[allow(missing_docs)] // the fields are those of the matching `Error` variant
+pub enum WireError {
+    NotFound { object: String, id: String },
+    Conflict { object: String, id: String, reason: String },
+    InvalidInput { what: String, reason: String },
+    Unavailable { what: String, reason: String },
+    Timeout { what: String, after_ms: u64 },
+    Runtime { runtime: String, message: String },
+    Registry { reference: String, message: String },
+    Io { context: String, message: String, errno: i32 },
+    Unsupported { message: String },
+    Other { message: String },
+}
+
+/// Object kinds the engine names in errors (the error type holds a `&'static str`).
+fn static_kind(k: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "container",
+        "image",
+        "exec",
+        "volume",
+        "network",
+        "shim",
+        "layer",
+        "blob",
+        "manifest",
+        "snapshot",
+        "tag",
+        "container name",
+        "process",
+        "state dir",
+        "reference",
+        "object",
+    ];
+    KINDS.iter().find(|x| **x == k).copied().unwrap_or("object")
+}
+
+impl From<&Error> for WireError {
+    fn from(e: &Error) -> Self {
+        match e {
+            Error::NotFound { kind, id } => WireError::NotFound { object: (*kind).into(), id: id.clone() },
+            Error::Conflict { kind, id, reason } => {
+                WireError::Conflict { object: (*kind).into(), id: id.clone(), reason: reason.clone() }
+            }
+            Error::InvalidInput { what, reason } => {
+                WireError::InvalidInput { what: what.clone(), reason: reason.clone() }
+            }
+            Error::Unavailable { what, reason } => {
+                WireError::Unavailable { what: what.clone(), reason: reason.clone() }
+            }
+            Error::Timeout { what, after } => {
+                WireError::Timeout { what: what.clone(), after_ms: after.as_millis() as u64 }
+            }
+            Error::Runtime { runtime, message } => {
+                WireError::Runtime { runtime: runtime.clone(), message: message.clone() }
+            }
+            Error::Registry { reference, message } => {
+                WireError::Registry { reference: reference.clone(), message: message.clone() }
+            }
+            Error::Io { context, source } => WireError::Io {
+                context: context.clone(),
+                message: source.to_string(),
+                errno: source.raw_os_error().unwrap_or(0),
+            },
+            Error::Unsupported(m) => WireError::Unsupported { message: m.clone() },
+            Error::Other(m) => WireError::Other { message: m.clone() },
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(w: WireError) -> Self {
+        match w {
+            WireError::NotFound { object, id } => Error::NotFound { kind: static_kind(&object), id },
+            WireError::Conflict { object, id, reason } => Error::Conflict { kind: static_kind(&object), id, reason },
+            WireError::InvalidInput { what, reason } => Error::InvalidInput { what, reason },
+            WireError::Unavailable { what, reason } => Error::Unavailable { what, reason },
+            WireError::Timeout { what, after_ms } => Error::Timeout { what, after: Duration::from_millis(after_ms) },
+            WireError::Runtime { runtime, message } => Error::Runtime { runtime, message },
+            WireError::Registry { reference, message } => Error::Registry { reference, message },
+            WireError::Io { context, message, errno } => {
+                let kind = std::io::Error::from_raw_os_error(errno).kind();
+                let source =
+                    if errno > 0 { std::io::Error::new(kind, message) } else { std::io::Error::other(message) };
+                Error::Io { context, source }
+            }
+            WireError::Unsupported { message } => Error::Unsupported(message),
+            WireError::Other { message } => Error::Other(message),
+        }
+    }
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    #[test]
+    fn every_variant_round_trips() {
+        for e in [
+            Error::not_found("image", "bb:latest"),
+            Error::conflict("container", "abc", "is running"),
+            Error::invalid("memory limit", "-1 is negative"),
+            Error::unavailable("shim of container x", "connection refused"),
+            Error::Timeout { what: "log line".into(), after: Duration::from_millis(1500) },
+            Error::Runtime { runtime: "runc".into(), message: "exec: \"nope\": not found".into() },
+            Error::Registry { reference: "127.0.0.1:5000/bb".into(), message: "401".into() },
+            Error::io("open /x", std::io::Error::from_raw_os_error(2)),
+            Error::Unsupported("systemd cgroups".into()),
+            Error::Other("boom".into()),
+        ] {
+            let json = serde_json::to_vec(&WireError::from(&e)).unwrap();
+            let back: Error = serde_json::from_slice::<WireError>(&json).unwrap().into();
+            assert_eq!(back.kind_name(), e.kind_name());
+            assert_eq!(back.to_string(), e.to_string());
+        }
+    }
+}

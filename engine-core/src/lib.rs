@@ -41,7 +41,7 @@ pub mod time;
 
 pub use oci_spec as oci;
 
-pub use error::{Error, IoContext, Result};
+pub use error::{Error, IoContext, Result, WireError};
 pub use id::{random_hex64, ContainerId};
 pub use image::{ArchiveFormat, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs};
 pub use lifecycle::{

@@ -1,8 +1,8 @@
 //! [`Launcher`]: starts `engine-shim` processes and reconnects to them.
 
-use crate::wire::WireError;
 use crate::{state, Client, ShimAddress};
 use async_trait::async_trait;
+use engine_core::WireError;
 use engine_core::{ContainerId, Error, ExitStatus, LaunchRequest, Result, Shim, ShimLauncher};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

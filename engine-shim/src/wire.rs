@@ -2,110 +2,11 @@
 //! the error encoding shared by the gRPC API and the launch handshake.
 
 use crate::proto;
-use engine_core::{Error, ExitStatus, ProcessRef, Stats};
-use serde::{Deserialize, Serialize};
+use engine_core::{Error, ExitStatus, ProcessRef, Stats, WireError};
 use std::time::{Duration, UNIX_EPOCH};
 
 /// An [`Error`] in a form that crosses a process boundary and comes back as
 /// the same variant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(crate) struct WireError {
-    kind: String,
-    #[serde(default)]
-    object: String,
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    message: String,
-    #[serde(default)]
-    millis: u64,
-}
-
-fn static_kind(s: &str) -> &'static str {
-    match s {
-        "container" => "container",
-        "exec" => "exec",
-        "process" => "process",
-        "shim" => "shim",
-        "state dir" => "state dir",
-        _ => "object",
-    }
-}
-
-impl From<&Error> for WireError {
-    fn from(e: &Error) -> Self {
-        let mut w = WireError {
-            kind: e.kind_name().into(),
-            object: String::new(),
-            id: String::new(),
-            message: String::new(),
-            millis: 0,
-        };
-        match e {
-            Error::NotFound { kind, id } => {
-                w.object = (*kind).into();
-                w.id = id.clone();
-            }
-            Error::Conflict { kind, id, reason } => {
-                w.object = (*kind).into();
-                w.id = id.clone();
-                w.message = reason.clone();
-            }
-            Error::InvalidInput { what, reason } | Error::Unavailable { what, reason } => {
-                w.object = what.clone();
-                w.message = reason.clone();
-            }
-            Error::Timeout { what, after } => {
-                w.object = what.clone();
-                w.millis = after.as_millis() as u64;
-            }
-            Error::Runtime { runtime, message } => {
-                w.object = runtime.clone();
-                w.message = message.clone();
-            }
-            Error::Registry { reference, message } => {
-                w.object = reference.clone();
-                w.message = message.clone();
-            }
-            Error::Io { context, source } => {
-                w.object = context.clone();
-                w.message = source.to_string();
-                w.millis = source.raw_os_error().unwrap_or(0) as u64;
-            }
-            Error::Unsupported(m) | Error::Other(m) => w.message = m.clone(),
-            other => w.message = other.to_string(),
-        }
-        w
-    }
-}
-
-impl From<WireError> for Error {
-    fn from(w: WireError) -> Self {
-        match w.kind.as_str() {
-            "not_found" => Error::NotFound { kind: static_kind(&w.object), id: w.id },
-            "conflict" => Error::Conflict { kind: static_kind(&w.object), id: w.id, reason: w.message },
-            "invalid_input" => Error::InvalidInput { what: w.object, reason: w.message },
-            "unavailable" => Error::Unavailable { what: w.object, reason: w.message },
-            "timeout" => Error::Timeout { what: w.object, after: Duration::from_millis(w.millis) },
-            "runtime" => Error::Runtime { runtime: w.object, message: w.message },
-            "registry" => Error::Registry { reference: w.object, message: w.message },
-            "io" => {
-                let src = if w.millis > 0 {
-                    let e = std::io::Error::from_raw_os_error(w.millis as i32);
-                    std::io::Error::new(e.kind(), w.message)
-                } else {
-                    std::io::Error::other(w.message)
-                };
-                Error::Io { context: w.object, source: src }
-            }
-            "unsupported" => Error::Unsupported(w.message),
-            _ => Error::Other(w.message),
-        }
-    }
-}
-
-/// An engine error as a gRPC status: a matching code, the display text as
-/// message, and the [`WireError`] JSON as details.
 pub(crate) fn to_status(e: &Error) -> tonic::Status {
     use tonic::Code;
     let code = match e {
