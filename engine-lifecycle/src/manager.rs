@@ -876,19 +876,14 @@ impl Inner {
             })
         };
         match cond {
-            WaitCondition::NotRunning => {
-                let st = entry.state();
-                if !matches!(st, ContainerState::Running | ContainerState::Paused) {
+            WaitCondition::NotRunning | WaitCondition::NextExit => {
+                // not-running returns at once for a container that isn't running;
+                // next-exit always waits for an exit after this call.
+                if cond == WaitCondition::NotRunning
+                    && !matches!(entry.state(), ContainerState::Running | ContainerState::Paused)
+                {
                     return Ok(last(&snap, &entry));
                 }
-                let o = rx
-                    .wait_for(|o| o.exits > snap.exits || o.removed)
-                    .await
-                    .map_err(|_| Error::not_found("container", key))?
-                    .clone();
-                Ok(last(&o, &entry))
-            }
-            WaitCondition::NextExit => {
                 let o = rx
                     .wait_for(|o| o.exits > snap.exits || o.removed)
                     .await
