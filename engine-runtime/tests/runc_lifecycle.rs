@@ -332,7 +332,10 @@ fn preserve_fds_and_exec_env_cwd_user() {
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
+            // dup2(3, 3) is a no-op that keeps FD_CLOEXEC, so when the file
+            // already is fd 3 clear the flag instead.
+            let rc = if raw == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(raw, 3) };
+            if rc < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
