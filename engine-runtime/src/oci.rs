@@ -603,10 +603,14 @@ impl StatsEvent {
     }
 }
 
-/// The default runtime: [`OciRuntime`] driving this crate's `engine-runc`.
+/// The default runtime: this crate's `engine-runc`.
 ///
-/// The container-building code runs in the single-threaded `engine-runc`
-/// process, never in the async caller's. The binary is found, in order: set
+/// The container-building code (`create`, `exec`: clone into namespaces) runs
+/// in the single-threaded `engine-runc` process, never in the async caller's.
+/// The other operations (`start`, `state`, `kill`, `delete`, `pause`,
+/// `resume`, `stats`, `ps`) only read the state directory, signal and touch
+/// cgroup files: they run in the caller's process, on a blocking thread,
+/// through [`Runc`](crate::linux::Runc), which saves a process start each. The binary is found, in order: set
 /// explicitly ([`LinuxRuntime::with_binary`]), `$ENGINE_BIN_DIR/engine-runc`,
 /// next to the current executable (or one directory up, for test binaries in
 /// `target/*/deps`), then `PATH`.
@@ -624,6 +628,33 @@ impl LinuxRuntime {
     /// Drive the `engine-runc` at `binary`.
     pub fn with_binary(binary: impl Into<PathBuf>) -> Self {
         LinuxRuntime { inner: OciRuntime::new(binary).name("engine-runc") }
+    }
+
+    /// The `engine-runc` a shim was told to use (binary, name, root, global arguments).
+    pub fn from_binary(b: &RuntimeBinary) -> Self {
+        LinuxRuntime { inner: OciRuntime::from_binary(b) }
+    }
+
+    /// The in-process driver, unless global arguments (`--debug`, `--log`...)
+    /// ask for the binary's own handling.
+    fn lib(&self) -> Option<crate::linux::Runc> {
+        if !self.inner.args.is_empty() {
+            return None;
+        }
+        Some(crate::linux::Runc::new(
+            self.inner.root.clone().unwrap_or_else(|| PathBuf::from(crate::linux::DEFAULT_ROOT)),
+        ))
+    }
+
+    /// Run `f` on the in-process driver on a blocking thread.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        runc: crate::linux::Runc,
+        f: impl FnOnce(&crate::linux::Runc) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        tokio::task::spawn_blocking(move || f(&runc))
+            .await
+            .map_err(|e| Error::Other(format!("engine-runc operation panicked: {e}")))?
     }
 
     /// Where `engine-runc` would be found.
@@ -676,31 +707,82 @@ impl Runtime for LinuxRuntime {
         self.inner.create(id, bundle, opts).await
     }
     async fn start(&self, id: &ContainerId) -> Result<()> {
-        self.inner.start(id).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.start(&id)).await
+            }
+            None => self.inner.start(id).await,
+        }
     }
     async fn state(&self, id: &ContainerId) -> Result<RuntimeState> {
-        self.inner.state(id).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.state(&id)).await
+            }
+            None => self.inner.state(id).await,
+        }
     }
     async fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<()> {
-        self.inner.kill(id, signal, all).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.kill(&id, signal.number(), all)).await
+            }
+            None => self.inner.kill(id, signal, all).await,
+        }
     }
     async fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
-        self.inner.delete(id, force).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                match self.blocking(r, move |r| r.delete(&id, force)).await {
+                    Err(e) if force && e.is_not_found() => Ok(()),
+                    res => res,
+                }
+            }
+            None => self.inner.delete(id, force).await,
+        }
     }
     async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid> {
         self.inner.exec(id, process, opts).await
     }
     async fn pause(&self, id: &ContainerId) -> Result<()> {
-        self.inner.pause(id).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.pause(&id)).await
+            }
+            None => self.inner.pause(id).await,
+        }
     }
     async fn resume(&self, id: &ContainerId) -> Result<()> {
-        self.inner.resume(id).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.resume(&id)).await
+            }
+            None => self.inner.resume(id).await,
+        }
     }
     async fn stats(&self, id: &ContainerId) -> Result<Stats> {
-        self.inner.stats(id).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.stats(&id)).await
+            }
+            None => self.inner.stats(id).await,
+        }
     }
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
-        self.inner.ps(id).await
+        match self.lib() {
+            Some(r) => {
+                let id = id.clone();
+                self.blocking(r, move |r| r.ps(&id)).await
+            }
+            None => self.inner.ps(id).await,
+        }
     }
 }
 

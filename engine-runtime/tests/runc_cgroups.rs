@@ -113,3 +113,32 @@ fn delete_removes_nested_cgroups_and_their_processes() {
     assert!(!pid_alive(pid));
     assert_no_leftovers(&runc, &id, &b, Some(&cg));
 }
+
+/// The init (which joins the v1 hierarchies itself and is cloned straight into
+/// its cgroup2 directory) and an exec'd process end up in the container's
+/// cgroup in every hierarchy the host has, as `/proc/<pid>/cgroup` shows.
+#[test]
+fn init_and_exec_are_in_the_cgroup_of_every_hierarchy() {
+    let mut b = Bundle::new(&["sleep", "300"]);
+    let id = unique_id("cgjoin");
+    let cg = b.cgroup_for(&id);
+    let runc = Runc::new();
+    runc.create(&b, &id);
+    let init = runc.state(&id)["pid"].as_i64().unwrap();
+    let pid_file = runc.root.path().join("exec.pid");
+    runc.ok(&["exec", "-d", "--pid-file", pid_file.to_str().unwrap(), &id, "sleep", "300"]);
+    let exec: i64 = read(&pid_file).parse().unwrap();
+    let host_lines = std::fs::read_to_string("/proc/self/cgroup").unwrap().lines().count();
+    for pid in [init, exec] {
+        let lines: Vec<String> =
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap().lines().map(str::to_string).collect();
+        assert_eq!(lines.len(), host_lines, "{lines:?}");
+        for l in &lines {
+            // hierarchy-id:controllers:path; v1 named hierarchies and cgroup2 included.
+            let path = l.splitn(3, ':').nth(2).unwrap();
+            assert_eq!(path, cg, "process {pid} outside the container cgroup: {l} (all: {lines:?})");
+        }
+    }
+    runc.ok(&["delete", "--force", &id]);
+    assert_no_leftovers(&runc, &id, &b, Some(&cg));
+}

@@ -63,6 +63,11 @@ pub mod serve {
     /// The runtime a shim drives for a [`LaunchRequest`](engine_core::LaunchRequest)'s
     /// [`RuntimeBinary`](engine_core::RuntimeBinary).
     pub fn runtime_for(bin: &engine_core::RuntimeBinary) -> std::sync::Arc<dyn engine_core::Runtime> {
+        // This project's own runtime is partly driven in-process (see
+        // `LinuxRuntime`); any other goes through its command line.
+        if bin.path.file_name().is_some_and(|n| n == "engine-runc") {
+            return std::sync::Arc::new(engine_runtime::LinuxRuntime::from_binary(bin));
+        }
         std::sync::Arc::new(engine_runtime::OciRuntime::from_binary(bin))
     }
 

@@ -25,7 +25,7 @@ struct Cli {
     #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
     version: Option<bool>,
     /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/engine-runc")]
+    #[arg(long, global = true, default_value = engine_runtime::linux::DEFAULT_ROOT)]
     root: PathBuf,
     /// Write errors (and debug lines) to this file instead of only stderr.
     #[arg(long, global = true)]

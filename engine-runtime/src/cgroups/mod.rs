@@ -122,6 +122,37 @@ pub struct Cgroup {
     unified_root: Option<PathBuf>,
 }
 
+/// What a new process needs to join a [`Cgroup`] without the parent moving
+/// it: moving another process in takes the kernel's global
+/// threadgroup lock for writing, which waits for an RCU grace period (5-15 ms
+/// here, per container), while a single-threaded process moving itself by
+/// writing `0` to a v1 `tasks` file, or created straight in its cgroup2
+/// directory with `clone3(CLONE_INTO_CGROUP)`, does not.
+#[derive(Debug, Default)]
+pub struct SelfJoin {
+    /// The `tasks` file of each v1 hierarchy, open for writing: the new
+    /// process writes `0` to each.
+    pub tasks: Vec<(PathBuf, std::os::fd::OwnedFd)>,
+    /// The cgroup2 directory, for `CLONE_INTO_CGROUP`.
+    pub unified: Option<std::os::fd::OwnedFd>,
+}
+
+impl SelfJoin {
+    /// In the new process: join every v1 hierarchy by writing `0` to its
+    /// `tasks` file. Only right for a single-threaded process.
+    pub fn join_v1(&self) -> Result<()> {
+        use std::os::fd::AsRawFd;
+        for (path, fd) in &self.tasks {
+            // SAFETY: write(2) of one byte from a static buffer to an open fd.
+            let n = unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) };
+            if n < 0 {
+                return Err(fs::write_error(path, "0", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Hierarchies {
     /// Resolve a container's cgroup directories without creating anything.
     pub fn resolve(&self, cgroups_path: Option<&str>, id: &str) -> Result<Cgroup> {
@@ -276,12 +307,11 @@ impl Cgroup {
 
     fn make_dirs(&self, created: &mut Vec<PathBuf>, resources: Option<&LinuxResources>) -> Result<()> {
         for (ctrl, dir) in &self.v1 {
-            let made = mkdir_p(dir, created)?;
+            mkdir_p(dir, created)?;
             if ctrl == "cpuset" {
-                // New cpusets (and a reused, never-initialised leaf) start empty.
-                for d in made.iter().filter(|d| *d != dir).chain(std::iter::once(dir)) {
-                    v1::cpuset_init(d)?;
-                }
+                // New cpusets start empty, and so may a parent another
+                // creator made a moment ago and has not filled yet.
+                v1::cpuset_init_chain(dir)?;
             }
         }
         if let (Some(dir), Some(root)) = (&self.unified, &self.unified_root) {
@@ -455,6 +485,50 @@ impl Cgroup {
     pub fn add_pid(&self, pid: i32) -> Result<()> {
         for dir in self.dirs() {
             fs::write(&dir, "cgroup.procs", pid)?;
+        }
+        Ok(())
+    }
+
+    /// Open what a process about to be cloned needs to join this cgroup by
+    /// itself, see [`SelfJoin`].
+    pub fn open_self_join(&self) -> Result<SelfJoin> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        let open = |path: &Path, flags: libc::c_int| -> Result<OwnedFd> {
+            let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+                .map_err(|_| Error::invalid("cgroup path", path.display().to_string()))?;
+            // SAFETY: open(2) of a NUL-terminated path; the fd is owned below.
+            let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+            if fd < 0 {
+                return Err(Error::io(format!("open {}", path.display()), std::io::Error::last_os_error()));
+            }
+            // SAFETY: a fresh fd nobody else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        };
+        let mut join = SelfJoin::default();
+        for dir in self.v1.values() {
+            if Some(dir) == self.unified.as_ref() || join.tasks.iter().any(|(p, _)| p.parent() == Some(dir)) {
+                continue;
+            }
+            let tasks = dir.join("tasks");
+            let fd = open(&tasks, libc::O_WRONLY)?;
+            join.tasks.push((tasks, fd));
+        }
+        if let Some(u) = &self.unified {
+            join.unified = Some(open(u, libc::O_RDONLY | libc::O_DIRECTORY)?);
+        }
+        Ok(join)
+    }
+
+    /// After a clone that used `join`: move `pid` into the hierarchies the new
+    /// process does not join by itself (the unified one when the clone could
+    /// not place it there, `into_unified == false`).
+    pub fn add_pid_rest(&self, pid: i32, join: &SelfJoin, into_unified: bool) -> Result<()> {
+        for dir in self.dirs() {
+            let covered = join.tasks.iter().any(|(p, _)| p.parent() == Some(dir.as_path()))
+                || (into_unified && Some(&dir) == self.unified.as_ref());
+            if !covered {
+                fs::write(&dir, "cgroup.procs", pid)?;
+            }
         }
         Ok(())
     }

@@ -215,6 +215,24 @@ pub(crate) fn devices(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     Ok(())
 }
 
+/// Initialise `dir` and every empty cpuset above it (up to the first one
+/// with cpus), top down.
+pub(crate) fn cpuset_init_chain(dir: &Path) -> Result<()> {
+    let mut chain = Vec::new();
+    let mut d = Some(dir);
+    while let Some(cur) = d {
+        match read_opt(cur, "cpuset.cpus")? {
+            Some(v) if v.is_empty() => chain.push(cur),
+            _ => break,
+        }
+        d = cur.parent();
+    }
+    for d in chain.into_iter().rev() {
+        cpuset_init(d)?;
+    }
+    Ok(())
+}
+
 /// Initialise a new v1 cpuset cgroup from its parent: the kernel leaves
 /// `cpuset.cpus` and `cpuset.mems` empty, and an empty cpuset takes no task.
 pub(crate) fn cpuset_init(dir: &Path) -> Result<()> {

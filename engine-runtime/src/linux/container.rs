@@ -138,13 +138,30 @@ struct CloneArgs {
     cgroup: u64,
 }
 
-/// Fork-like clone into new namespaces: returns 0 in the child, the child's pid in the parent.
-pub(crate) fn clone_process(flags: CloneFlags) -> Result<i32> {
-    let args = CloneArgs { flags: flags.bits() as u32 as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
-    // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork; we are single-threaded.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Fork-like clone into new namespaces: returns 0 in the child, the child's pid
+/// in the parent, and whether the child was created in the cgroup2 directory
+/// `cgroup` (`CLONE_INTO_CGROUP`; kernels before 5.7, or a cgroup that cannot
+/// take processes, fall back to a plain clone and the caller moves the child).
+pub(crate) fn clone_process(flags: CloneFlags, cgroup: Option<std::os::fd::RawFd>) -> Result<(i32, bool)> {
+    let mut args =
+        CloneArgs { flags: flags.bits() as u32 as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup {
+        let mut into = CloneArgs { flags: args.flags | CLONE_INTO_CGROUP, cgroup: fd as u64, ..args };
+        // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork; we are single-threaded.
+        let r =
+            unsafe { libc::syscall(libc::SYS_clone3, &mut into as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+        if r >= 0 {
+            return Ok((r as i32, true));
+        }
+        tracing::debug!("clone3 into the cgroup failed ({}); cloning plainly", std::io::Error::last_os_error());
+    }
+    args.cgroup = 0;
+    // SAFETY: as above.
     let r = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
     if r >= 0 {
-        return Ok(r as i32);
+        return Ok((r as i32, false));
     }
     let e = std::io::Error::last_os_error();
     if e.raw_os_error() != Some(libc::ENOSYS) {
@@ -164,7 +181,7 @@ pub(crate) fn clone_process(flags: CloneFlags) -> Result<i32> {
     if r < 0 {
         return Err(Error::io(format!("clone with namespaces {flags:?}"), std::io::Error::last_os_error()));
     }
-    Ok(r as i32)
+    Ok((r as i32, false))
 }
 
 /// Load and parse `<bundle>/config.json`.
@@ -476,17 +493,19 @@ impl Runc {
         };
         let start_hooks = hooks.and_then(|h| h.start_container().as_ref());
         let create_hooks = hooks.and_then(|h| h.create_container().as_ref());
-        let cloned = clone_process(clone_flags);
-        if parent_joins && cloned.as_ref().is_ok_and(|p| *p != 0) {
+        let self_join = cgroup.open_self_join()?;
+        let cloned = clone_process(clone_flags, self_join.unified.as_ref().map(|f| f.as_raw_fd()));
+        if parent_joins && cloned.as_ref().is_ok_and(|(p, _)| *p != 0) {
             super::namespaces::NsPlan::restore(&saved_ns)?;
             if let Some(c) = &cwd {
                 nix::unistd::fchdir(c).map_err(|e| Error::io("return to the current directory", e.into()))?;
             }
         }
-        let pid = cloned?;
+        let (pid, into_unified) = cloned?;
         if pid == 0 {
             drop(parent_sock);
             let ctx = InitCtx {
+                cgroup: Some(&self_join),
                 joined_by_parent: parent_joins,
                 ns: &ns,
                 exec_joins: &[],
@@ -524,7 +543,7 @@ impl Runc {
                 .map_err(|e| Error::io(format!("write gid_map of the init {pid}"), e))?;
         }
         parent_sock.send(&Msg::Go)?;
-        if let Err(e) = cgroup.add_pid(pid) {
+        if let Err(e) = cgroup.add_pid_rest(pid, &self_join, into_unified) {
             // The init may have failed (and exited) meanwhile: its message says why.
             if let Some(Msg::Error(m)) = parent_sock.try_recv() {
                 return Err(Error::Other(format!("container {id}: {m}")));
@@ -532,6 +551,7 @@ impl Runc {
             return Err(e);
         }
         // The init may already have failed; then this send fails and the loop below reports it.
+        drop(self_join);
         let _ = parent_sock.send(&Msg::CgroupJoined);
         let mut state = State {
             oci_version: spec.version().clone(),

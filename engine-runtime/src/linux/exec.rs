@@ -61,10 +61,16 @@ impl Runc {
             namespaces::setns(j)?;
         }
         let ns = NsPlan::default();
-        let pid = clone_process(CloneFlags::empty())?;
+        let self_join = match &st.cgroup {
+            Some(cg) => Some(cg.open_self_join()?),
+            None => None,
+        };
+        let unified = self_join.as_ref().and_then(|j| j.unified.as_ref()).map(|f| f.as_raw_fd());
+        let (pid, into_unified) = clone_process(CloneFlags::empty(), unified)?;
         if pid == 0 {
             drop(parent_sock);
             let ctx = InitCtx {
+                cgroup: self_join.as_ref(),
                 joined_by_parent: false,
                 ns: &ns,
                 exec_joins: &joins,
@@ -93,9 +99,10 @@ impl Runc {
             let _ = wait_code(pid);
             e
         };
-        if let Some(cg) = &st.cgroup {
-            cg.add_pid(pid).map_err(kill)?;
+        if let (Some(cg), Some(join)) = (&st.cgroup, &self_join) {
+            cg.add_pid_rest(pid, join, into_unified).map_err(kill)?;
         }
+        drop(self_join);
         parent_sock.send(&Msg::Go).map_err(kill)?;
         parent_sock.send(&Msg::CgroupJoined).map_err(kill)?;
         let mut msg = parent_sock.recv_with_fd().map_err(kill)?;

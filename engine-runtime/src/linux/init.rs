@@ -26,6 +26,8 @@ pub(crate) enum StartGate {
 
 /// Everything the child needs; built by the parent before clone.
 pub(crate) struct InitCtx<'a> {
+    /// The cgroup's v1 `tasks` files to join by writing `0` (see [`crate::cgroups::SelfJoin`]).
+    pub cgroup: Option<&'a crate::cgroups::SelfJoin>,
     pub ns: &'a NsPlan,
     /// The parent already joined `ns.join` (all but pid and user) before clone.
     pub joined_by_parent: bool,
@@ -106,6 +108,11 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     match sync.recv()? {
         Some(Msg::Go) => {}
         _ => return Err(Stop::Quiet),
+    }
+    // Join the v1 hierarchies ourselves: cheaper than being moved (no wait
+    // for an RCU grace period), and we are single-threaded.
+    if let Some(join) = ctx.cgroup {
+        join.join_v1()?;
     }
     let sys = LinuxSyscall;
     let proc = ctx.proc;

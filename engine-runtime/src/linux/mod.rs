@@ -66,6 +66,9 @@ pub mod sync;
 pub mod syscall;
 pub mod users;
 
+/// `engine-runc`'s state root when none is given (`--root`).
+pub const DEFAULT_ROOT: &str = "/run/engine-runc";
+
 pub use container::{load_spec, CreateOpts, ExecOpts, ListEntry, Runc};
 pub use exec::ExecOutcome;
 pub use state::State;
