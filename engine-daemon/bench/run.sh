@@ -96,8 +96,8 @@ ENGINED_50=$(rss_kb $ENGINED_PID)
 SHIMS_50=$(rss_tree_kb engine-shim)
 DOCKERD_50=$(rss_kb $DOCKERD_PID)
 CONTAINERD_50=$(rss_tree_kb containerd)
-DSHIMS_50=$(rss_tree_kb containerd-shim-runc-v2)
-[ "$DSHIMS_50" = 0 ] && DSHIMS_50=$(rss_tree_kb containerd-shim)
+# containerd-shim-runc-v2's comm is cut to 15 characters: containerd-shim.
+DSHIMS_50=$(rss_tree_kb containerd-shim)
 
 # The same with the manager in its own process: engined --lifecycle + engine-lifecycled.
 REMOTE_LINE=

@@ -11,6 +11,39 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// The record of a prepared root filesystem, inside its own directory.
+const RECORD_FILE: &str = "rootfs.json";
+
+/// Every root filesystem record under the store `root` (directories without
+/// one, a prepare or removal cut short, are skipped).
+pub(crate) fn read_records(root: &Path) -> Result<Vec<RootfsRecord>> {
+    let dir = root.join("rootfs");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(format!("list {}", dir.display()), e)),
+    };
+    let mut out = Vec::new();
+    for e in rd.flatten() {
+        if let Some(r) = read_record(&e.path())? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// The record in a rootfs directory; `None` when there is none.
+fn read_record(dir: &Path) -> Result<Option<RootfsRecord>> {
+    let p = dir.join(RECORD_FILE);
+    match std::fs::read(&p) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| Error::Other(format!("corrupt rootfs record {}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(format!("read {}", p.display()), e)),
+    }
+}
+
 fn validate_key(key: &str) -> Result<()> {
     engine_core::ContainerId::new(key).map_err(|e| Error::invalid(format!("snapshot key {key:?}"), e.to_string()))?;
     Ok(())
@@ -40,14 +73,14 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
     let _g = store.lease().await?;
     let s = store.state().await?;
     let rec = s.resolve(image)?.clone();
-    if s.rootfs.contains_key(key) {
+    let root = store.root().to_path_buf();
+    let dir = root.join("rootfs").join(key);
+    if dir.join(RECORD_FILE).exists() {
         return Err(Error::conflict("rootfs", key, "a root filesystem with this key already exists"));
     }
     for l in &rec.layers {
         store.ensure_snapshot(l, &None).await?;
     }
-    let root = store.root().to_path_buf();
-    let dir = root.join("rootfs").join(key);
     let lowers: Vec<PathBuf> = rec
         .layers
         .iter()
@@ -115,20 +148,9 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
         upper: upper.clone(),
         overlay,
     };
-    let r2 = record.clone();
-    let saved = store
-        .update(move |s| {
-            if s.rootfs.contains_key(&r2.key) {
-                return Err(Error::conflict(
-                    "rootfs",
-                    r2.key.clone(),
-                    "a root filesystem with this key already exists",
-                ));
-            }
-            s.rootfs.insert(r2.key.clone(), r2);
-            Ok(())
-        })
-        .await;
+    let json = serde_json::to_vec(&record).map_err(|e| Error::Other(format!("encode rootfs record: {e}")))?;
+    let path = dir.join(RECORD_FILE);
+    let saved = blocking(move || crate::blobs::write_atomic(&path, &json)).await;
     if let Err(e) = saved {
         let _ = teardown(&record, &dir);
         return Err(e);
@@ -152,29 +174,46 @@ fn teardown(rec: &RootfsRecord, dir: &Path) -> Result<()> {
             sys::remove_at(fd.as_raw_fd(), &c).context(|| format!("clear {}", rec.target.display()))?;
         }
     }
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", dir.display()), e)),
+    // The record goes last: until then a retry knows what to undo.
+    let gone = |r: std::io::Result<()>| match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
-    }
+    };
+    let res = (|| {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.file_name() != RECORD_FILE {
+                    let p = e.path();
+                    gone(if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) })?;
+                }
+            }
+        }
+        gone(std::fs::remove_file(dir.join(RECORD_FILE)))?;
+        gone(std::fs::remove_dir(dir))
+    })();
+    res.map_err(|e| Error::io(format!("remove {}", dir.display()), e))
 }
 
 pub(crate) async fn remove(store: &Store, key: &str) -> Result<()> {
     validate_key(key)?;
     let lock = store.key_lock(&format!("rootfs:{key}"));
     let _k = lock.lock().await;
-    let s = store.state().await?;
-    let rec = s.rootfs.get(key).cloned().ok_or_else(|| Error::not_found("rootfs", key))?;
     let dir = store.root().join("rootfs").join(key);
+    let d2 = dir.clone();
+    let rec = match blocking(move || read_record(&d2)).await? {
+        Some(r) => r,
+        None => {
+            // A prepare cut short before its record: nothing is mounted.
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).context(|| format!("remove {}", dir.display()))?;
+            }
+            return Err(Error::not_found("rootfs", key));
+        }
+    };
     let r2 = rec.clone();
     blocking(move || teardown(&r2, &dir)).await?;
-    let k = key.to_string();
-    store
-        .update(move |s| {
-            s.rootfs.remove(&k);
-            Ok(())
-        })
-        .await?;
-    if !s.images.contains_key(&rec.image_id) {
+    // The image may have been removed (forced) while this rootfs used it.
+    if !store.state().await?.images.contains_key(&rec.image_id) {
         store.gc().await?;
     }
     Ok(())
@@ -307,7 +346,9 @@ fn copy_dir(
 impl Store {
     /// The prepared root filesystem recorded under `key`.
     pub async fn rootfs(&self, key: &str) -> Result<RootfsRecord> {
-        self.state().await?.rootfs.get(key).cloned().ok_or_else(|| Error::not_found("rootfs", key))
+        validate_key(key)?;
+        let dir = self.root().join("rootfs").join(key);
+        blocking(move || read_record(&dir)).await?.ok_or_else(|| Error::not_found("rootfs", key))
     }
 
     /// Write the changes a container made (its upper dir) as a layer tar to

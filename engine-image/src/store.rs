@@ -69,7 +69,10 @@ pub struct RootfsRecord {
     pub overlay: bool,
 }
 
-/// Everything the store records, in one atomically written JSON file.
+/// Images and tags, in one atomically written JSON file (`state.json`).
+/// Container root filesystems are recorded one file each, next to their
+/// upper dir (`rootfs/<key>/rootfs.json`), so that creating and removing
+/// containers never rewrites (nor waits on) the image records.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
     /// Images by id.
@@ -78,9 +81,6 @@ pub struct State {
     /// Normalized `registry/repo:tag` to image id.
     #[serde(default)]
     pub tags: BTreeMap<String, String>,
-    /// Root filesystems by key.
-    #[serde(default)]
-    pub rootfs: BTreeMap<String, RootfsRecord>,
 }
 
 impl State {
@@ -453,7 +453,7 @@ impl Store {
                     keep_snaps.insert(l.chain_id[7..].to_string());
                 }
             }
-            for r in s.rootfs.values() {
+            for r in crate::snapshot::read_records(&root)? {
                 keep_snaps.extend(r.chain_ids.iter().map(|c| c[7..].to_string()));
             }
             let mut removed = Vec::new();
@@ -684,6 +684,7 @@ impl ImageStore for Store {
 
     async fn remove(&self, reference: &str, force: bool) -> Result<Vec<Removed>> {
         let reference = reference.to_string();
+        let root = self.inner.root.clone();
         let removed = self
             .update(move |s| {
                 let rec = s.resolve(&reference)?.clone();
@@ -713,7 +714,11 @@ impl ImageStore for Store {
                         ),
                     ));
                 }
-                let users: Vec<_> = s.rootfs.values().filter(|r| r.image_id == rec.id).map(|r| r.key.clone()).collect();
+                let users: Vec<_> = crate::snapshot::read_records(&root)?
+                    .into_iter()
+                    .filter(|r| r.image_id == rec.id)
+                    .map(|r| r.key)
+                    .collect();
                 if !users.is_empty() && !force {
                     return Err(Error::conflict(
                         "image",

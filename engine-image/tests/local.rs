@@ -44,8 +44,19 @@ async fn import_dir_prepare_run_ready_and_gc() {
         ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec!["tmp".to_string(), "tmp/hello".to_string()]);
 
+    // The rootfs record is on disk: another store on the same root knows it.
+    let again = Store::open(root.path()).unwrap();
+    assert_eq!(again.rootfs("c1").await.unwrap().upper, rootfs.upper);
+    drop(again);
     store.remove_rootfs("c1").await.unwrap();
     assert!(!is_mounted(&target));
+    assert!(!root.path().join("rootfs/c1").exists(), "rootfs dir left behind");
+    let e = store.remove_rootfs("c1").await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    // A prepare cut short (a directory, no record) is cleared by a removal.
+    std::fs::create_dir_all(root.path().join("rootfs/cut/upper/x")).unwrap();
+    assert!(store.remove_rootfs("cut").await.unwrap_err().is_not_found());
+    assert!(!root.path().join("rootfs/cut").exists());
     // two tags: removing by id is a conflict, by tag only untags
     store.tag("bb-local:v1", "bb-local:v2").await.unwrap();
     let e = store.remove(&img.id, false).await.unwrap_err();

@@ -371,8 +371,10 @@ impl Inner {
             _ => {
                 let old = entry.shim.lock().unwrap().take();
                 if let Some(old) = old {
-                    let _ = old.delete().await;
-                    let _ = old.shutdown().await;
+                    // A shim exits after a successful delete.
+                    if old.delete().await.is_err() {
+                        let _ = old.shutdown().await;
+                    }
                 }
                 let rec = {
                     let mut r = entry.rec.lock().unwrap();
@@ -461,12 +463,13 @@ impl Inner {
             }
         };
         if let Some(s) = taken {
+            // A shim exits after a successful delete.
             if let Err(e) = s.delete().await {
                 tracing::debug!(id = %entry.id, "shim delete: {e}");
                 let rec = entry.rec.lock().unwrap().clone();
                 self.runtime_delete(&rec).await;
+                let _ = s.shutdown().await;
             }
-            let _ = s.shutdown().await;
         }
         entry.obs.send_modify(|o| o.settled += 1);
         self.after_exit(entry, exit.code);
@@ -611,8 +614,7 @@ impl Inner {
             }
         }
         wait_settled(&entry, KILL_WAIT).await?;
-        entry.rec.lock().unwrap().info.state = ContainerState::Removing;
-        self.persist(&entry).await?;
+        let before = std::mem::replace(&mut entry.rec.lock().unwrap().info.state, ContainerState::Removing);
         // A created (never started) container still has its shim.
         let shim = entry.shim.lock().unwrap().take();
         if let Some(shim) = shim {
@@ -620,11 +622,22 @@ impl Inner {
             if shim.delete().await.is_err() {
                 let rec = entry.rec.lock().unwrap().clone();
                 self.runtime_delete(&rec).await;
+                let _ = shim.shutdown().await;
             }
-            let _ = shim.shutdown().await;
         }
         let rec = entry.rec.lock().unwrap().clone();
-        self.finish_removal(&rec).await?;
+        // The record goes first, durably: a crash after it leaves only files,
+        // which the next manager on this root sweeps (`sweep_orphans`).
+        if let Err(e) = self.store.delete(&rec.info.id).await {
+            entry.rec.lock().unwrap().info.state = before;
+            return Err(e);
+        }
+        if let Err(e) = self.remove_files(&rec).await {
+            // Keep the container listed (dead) so that a later remove retries.
+            entry.rec.lock().unwrap().info.state = ContainerState::Dead;
+            let _ = self.persist(&entry).await;
+            return Err(e);
+        }
         self.containers.write().unwrap().remove(&entry.id);
         self.names.lock().unwrap().retain(|_, id| *id != entry.id);
         self.execs.lock().unwrap().retain(|_, x| x.info.lock().unwrap().container_id != entry.id);
@@ -634,21 +647,33 @@ impl Inner {
         Ok(())
     }
 
-    /// Remove what a container has on disk: rootfs, bundle, shim dir, record.
+    /// Remove what a container has on disk, then its record (a removal that
+    /// a crash interrupted, found by recovery).
     async fn finish_removal(&self, rec: &Record) -> Result<()> {
-        if let Err(e) = self.cfg.images.remove_rootfs(&rec.rootfs_key).await {
-            if !e.is_not_found() {
-                return Err(e);
-            }
-        }
-        for dir in [&rec.info.bundle, &rec.shim_dir] {
-            match tokio::fs::remove_dir_all(dir).await {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io(format!("removing {}", dir.display()), e)),
-            }
-        }
+        self.remove_files(rec).await?;
         self.store.delete(&rec.info.id).await
+    }
+
+    /// Remove a container's files: rootfs (unmounted first), then bundle; the
+    /// shim's state dir meanwhile.
+    async fn remove_files(&self, rec: &Record) -> Result<()> {
+        let rm = |dir: PathBuf| async move {
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
+            }
+        };
+        let bundle = async {
+            if let Err(e) = self.cfg.images.remove_rootfs(&rec.rootfs_key).await {
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+            rm(rec.info.bundle.clone()).await
+        };
+        let (b, s) = tokio::join!(bundle, rm(rec.shim_dir.clone()));
+        b.and(s)
     }
 
     // -------------------------------------------------------------- recovery
@@ -725,8 +750,9 @@ impl Inner {
                 (_, Some(shim)) => {
                     // An exited container whose shim was not cleaned up.
                     entry.shim.lock().unwrap().take();
-                    let _ = shim.delete().await;
-                    let _ = shim.shutdown().await;
+                    if shim.delete().await.is_err() {
+                        let _ = shim.shutdown().await;
+                    }
                 }
                 (_, None) => {}
             }

@@ -53,7 +53,9 @@ pub mod proto {
 pub use client::Client;
 pub use launcher::{Launcher, SHIM_BINARY};
 pub use log::{JsonFileDriver, LineSplitter, MAX_LINE};
-pub use state::{read_address, read_exit, write_atomic, ShimAddress, ADDRESS_FILE, EXIT_FILE, SOCKET_FILE};
+pub use state::{
+    read_address, read_exit, replace_file, write_atomic, ShimAddress, ADDRESS_FILE, EXIT_FILE, SOCKET_FILE,
+};
 
 /// The shim process's side.
 pub mod serve {

@@ -1,5 +1,11 @@
-//! What a shim keeps in its state dir, written atomically (temp file, fsync,
-//! rename, fsync of the directory) so a crash never leaves half a record.
+//! What a shim keeps in its state dir, written atomically (temp file, then
+//! rename) so that no reader ever sees half a record.
+//!
+//! These records describe processes, so they matter only while the machine
+//! is up (like runc's state under `/run`): a process crash (shim, manager,
+//! daemon) never loses them, since they are in the page cache once written,
+//! and a machine crash ends the processes they describe. They are not
+//! fsynced; [`write_atomic`] is there for files that must outlive a reboot.
 
 use engine_core::{Error, ExitStatus, IoContext, Pid, Result};
 use serde::{Deserialize, Serialize};
@@ -43,10 +49,24 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     res.context(|| format!("write {}", path.display()))
 }
 
+/// Replace `path` with `data` atomically (temp file in the same directory,
+/// rename over `path`) without forcing it to disk: for records that live as
+/// long as the machine's uptime.
+pub fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().ok_or_else(|| Error::invalid("state file path", path.display().to_string()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let res = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path));
+    if res.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    res.context(|| format!("write {}", path.display()))
+}
+
 /// Record the shim's address in `state_dir/shim.json`.
 pub fn write_address(state_dir: &Path, addr: &ShimAddress) -> Result<()> {
     let data = serde_json::to_vec(addr).map_err(|e| Error::Other(e.to_string()))?;
-    write_atomic(&state_dir.join(ADDRESS_FILE), &data)
+    replace_file(&state_dir.join(ADDRESS_FILE), &data)
 }
 
 /// Read `state_dir/shim.json`; `None` when there is none.
@@ -66,7 +86,7 @@ pub fn exit_file(state_dir: &Path, exec_id: Option<&str>) -> PathBuf {
 /// Record a process's exit.
 pub fn write_exit(state_dir: &Path, exec_id: Option<&str>, status: &ExitStatus) -> Result<()> {
     let data = serde_json::to_vec(status).map_err(|e| Error::Other(e.to_string()))?;
-    write_atomic(&exit_file(state_dir, exec_id), &data)
+    replace_file(&exit_file(state_dir, exec_id), &data)
 }
 
 /// Read a process's exit record; `None` when there is none.
