@@ -7,6 +7,7 @@ use engine_core::{ContainerId, Error, ExitStatus, LaunchRequest, Result, Shim, S
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -37,6 +38,12 @@ impl LaunchReply {
 /// running ones. The shim detaches at once: it is not the launcher's child
 /// and outlives it.
 ///
+/// By default the launcher keeps one shim started ahead of need (detached,
+/// its event loop built, waiting for a request on its stdin), so that a
+/// launch does not wait for a process to start; the next one is started in
+/// the background. A spare shim ends by itself when its launcher goes away.
+/// [`Launcher::prestart`]`(false)` turns this off.
+///
 /// ```no_run
 /// # async fn demo() -> engine_core::Result<()> {
 /// use engine_core::{ContainerId, LaunchRequest, RuntimeBinary, Shim, ShimLauncher};
@@ -57,6 +64,16 @@ impl LaunchReply {
 #[derive(Clone, Debug)]
 pub struct Launcher {
     binary: PathBuf,
+    prestart: bool,
+    spare: Arc<Mutex<Option<Spawned>>>,
+}
+
+/// A shim process started, not yet told what to do.
+#[derive(Debug)]
+struct Spawned {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    stdout: tokio::process::ChildStdout,
 }
 
 impl Default for Launcher {
@@ -69,7 +86,43 @@ impl Default for Launcher {
 impl Launcher {
     /// A launcher running the shim binary at `binary`.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
-        Launcher { binary: binary.into() }
+        Launcher { binary: binary.into(), prestart: true, spare: Arc::default() }
+    }
+
+    /// Keep a shim started ahead of need (the default) or start each one
+    /// when a container is created.
+    pub fn prestart(mut self, on: bool) -> Self {
+        self.prestart = on;
+        self
+    }
+
+    fn spawn(&self, id: &ContainerId) -> Result<Spawned> {
+        let mut child = tokio::process::Command::new(&self.binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io(format!("spawn shim {} for container {id}", self.binary.display()), e))?;
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = child.stdout.take().expect("piped");
+        Ok(Spawned { child, stdin, stdout })
+    }
+
+    /// Start the spare shim in the background, unless there is one.
+    fn replenish(&self) {
+        if !self.prestart || self.spare.lock().unwrap().is_some() {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Ok(id) = ContainerId::new("spare") else { return };
+            if let Ok(s) = me.spawn(&id) {
+                let mut slot = me.spare.lock().unwrap();
+                if slot.is_none() {
+                    *slot = Some(s);
+                }
+            }
+        });
     }
 
     /// Find `engine-shim`: `$ENGINE_BIN_DIR`, next to the current
@@ -108,16 +161,26 @@ impl Launcher {
         let id = req.id.clone();
         let state_dir = req.state_dir.clone();
         let json = serde_json::to_vec(&req).map_err(|e| Error::invalid("launch request", e.to_string()))?;
-        let mut child = tokio::process::Command::new(&self.binary)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| Error::io(format!("spawn shim {} for container {id}", self.binary.display()), e))?;
-        let mut stdin = child.stdin.take().expect("piped");
-        let mut stdout = child.stdout.take().expect("piped");
+        let spare = if self.prestart { self.spare.lock().unwrap().take() } else { None };
+        let (mut child, mut stdin, mut stdout) = match spare {
+            Some(mut s) => match s.stdin.write_all(&json).await {
+                Ok(()) => (s.child, s.stdin, s.stdout),
+                // The spare is gone (killed): start one now.
+                Err(_) => {
+                    let mut s = self.spawn(&id)?;
+                    s.stdin.write_all(&json).await.map_err(|e| Error::io(format!("talk to the shim of {id}"), e))?;
+                    (s.child, s.stdin, s.stdout)
+                }
+            },
+            None => {
+                let mut s = self.spawn(&id)?;
+                s.stdin.write_all(&json).await.map_err(|e| Error::io(format!("talk to the shim of {id}"), e))?;
+                (s.child, s.stdin, s.stdout)
+            }
+        };
+        self.replenish();
         let talk = async {
-            stdin.write_all(&json).await?;
+            stdin.shutdown().await?;
             drop(stdin);
             let mut out = Vec::new();
             stdout.read_to_end(&mut out).await?;

@@ -51,11 +51,14 @@ fn detach() {
 /// custom shim binaries that host their own [`Runtime`](engine_core::Runtime)
 /// (a wrapper adding isolation, a VM-based runtime...):
 ///
-/// reads the JSON [`LaunchRequest`] on stdin, closes inherited descriptors,
-/// detaches (fork, new session, fork: it is not its launcher's child),
-/// becomes child subreaper, builds a single-threaded event loop, creates the
-/// container through `runtime(&req.runtime)`, writes the one-line reply to
-/// stdout and closes it, serves until the container is deleted, then exits.
+/// closes inherited descriptors, detaches (fork, new session, fork: it is not
+/// its launcher's child), becomes child subreaper, builds a single-threaded
+/// event loop, and only then reads the JSON [`LaunchRequest`] on stdin (so a
+/// launcher may start shims ahead of need: see [`Launcher`](crate::Launcher));
+/// creates the container through `runtime(&req.runtime)`, writes the one-line
+/// reply to stdout and closes it, serves until the container is deleted, then
+/// exits. A launcher that goes away before sending a request (end of stdin)
+/// ends the shim.
 /// Must be called before any thread exists (first thing in `main`).
 ///
 /// A custom shim binary's whole `main`:
@@ -64,29 +67,15 @@ fn detach() {
 /// engine_shim::serve::shim_main(engine_shim::serve::runtime_for);
 /// ```
 pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync::Arc<dyn engine_core::Runtime>) -> ! {
-    let mut input = Vec::new();
-    let req: LaunchRequest = match std::io::stdin()
-        .read_to_end(&mut input)
-        .map_err(|e| e.to_string())
-        .and_then(|_| serde_json::from_slice(&input).map_err(|e| format!("launch request on stdin: {e}")))
-    {
-        Ok(r) => r,
-        Err(e) => {
-            let err = engine_core::Error::invalid("launch request", e);
-            reply_and_close_stdout(&launch_reply(Err(err)));
-            std::process::exit(2);
-        }
-    };
-    drop(input);
     // Whatever the launcher leaked to us (fds without CLOEXEC) is not ours
     // to keep open for the container's lifetime.
     // SAFETY: plain syscall; nothing above 2 is in use yet.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
     detach();
     let _ = std::env::set_current_dir("/");
-    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
-        redirect(0, &null);
-        redirect(2, &null);
+    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
+    if let Some(null) = &null {
+        redirect(2, null);
     }
     if let Some(path) = std::env::var_os("ENGINE_SHIM_LOG") {
         if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
@@ -112,6 +101,25 @@ pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync:
             std::process::exit(1);
         }
     };
+    // Ready: now wait for the request (a launcher may have started us early).
+    let mut input = Vec::new();
+    let req: LaunchRequest = match std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(|e| e.to_string())
+        .and_then(|_| serde_json::from_slice(&input).map_err(|e| format!("launch request on stdin: {e}")))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let err = engine_core::Error::invalid("launch request", e);
+            reply_and_close_stdout(&launch_reply(Err(err)));
+            std::process::exit(2);
+        }
+    };
+    drop(input);
+    if let Some(null) = &null {
+        redirect(0, null);
+    }
+    drop(null);
     let runtime = runtime(&req.runtime);
     let r = rt.block_on(run(req, runtime, |r| {
         reply_and_close_stdout(&launch_reply(r));

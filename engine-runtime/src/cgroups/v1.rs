@@ -216,15 +216,17 @@ pub(crate) fn devices(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
 }
 
 /// Initialise `dir` and every empty cpuset above it (up to the first one
-/// with cpus), top down.
+/// with both cpus and mems), top down.
 pub(crate) fn cpuset_init_chain(dir: &Path) -> Result<()> {
     let mut chain = Vec::new();
     let mut d = Some(dir);
     while let Some(cur) = d {
-        match read_opt(cur, "cpuset.cpus")? {
-            Some(v) if v.is_empty() => chain.push(cur),
-            _ => break,
+        // Another creator may be between its cpus and its mems write.
+        let empty = |f| read_opt(cur, f).map(|v| v.is_some_and(|v| v.is_empty()));
+        if !(empty("cpuset.cpus")? || empty("cpuset.mems")?) {
+            break;
         }
+        chain.push(cur);
         d = cur.parent();
     }
     for d in chain.into_iter().rev() {
