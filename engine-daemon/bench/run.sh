@@ -58,7 +58,8 @@ echo "root:x:0:0:root:/root:/bin/sh" > "$T/rootfs/etc/passwd"
 tar -C "$T/rootfs" -cf "$T/rootfs.tar" .
 
 wait_sock() { for _ in $(seq 200); do $DOCKER -H "unix://$1" version >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no daemon on $1" >&2; return 1; }
-rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+rss_kb() { # zombies have no VmRSS line
+  local v; v=$(awk '/VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null); echo "${v:-0}"; }
 rss_tree_kb() { # RSS of processes whose comm matches $1 (sum)
   local total=0; for p in $(pgrep -x "$1" || true); do total=$((total + $(rss_kb "$p"))); done; echo $total; }
 
