@@ -606,8 +606,10 @@ impl StatsEvent {
 /// The default runtime: this crate's `engine-runc`.
 ///
 /// The container-building code (`create`, `exec`: clone into namespaces) runs
-/// in the single-threaded `engine-runc` process, never in the async caller's.
-/// The other operations (`start`, `state`, `kill`, `delete`, `pause`,
+/// in the single-threaded `engine-runc` process, never in a multi-threaded
+/// caller's. A single-threaded caller (a shim, which then becomes the init's
+/// parent directly) creates containers whose namespaces are all new
+/// in-process, which saves starting `engine-runc`. The other operations (`start`, `state`, `kill`, `delete`, `pause`,
 /// `resume`, `stats`, `ps`) only read the state directory, signal and touch
 /// cgroup files: they run in the caller's process, on a blocking thread,
 /// through [`Runc`](crate::linux::Runc), which saves a process start each. The binary is found, in order: set
@@ -644,6 +646,32 @@ impl LinuxRuntime {
         Some(crate::linux::Runc::new(
             self.inner.root.clone().unwrap_or_else(|| PathBuf::from(crate::linux::DEFAULT_ROOT)),
         ))
+    }
+
+    /// Create in this process when that is safe: the driver is in-process,
+    /// this process has one thread (clone without exec), and the config joins
+    /// no existing namespace (which would move this process into it).
+    fn create_here(&self, id: &ContainerId, bundle: &Path, opts: &CreateOptions) -> Option<Result<Pid>> {
+        let runc = self.lib()?;
+        if threads() != Some(1) || joins_namespaces(bundle) {
+            return None;
+        }
+        let fd = |f: &Option<std::os::fd::OwnedFd>| f.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let copts = crate::linux::CreateOpts {
+            bundle: bundle.to_path_buf(),
+            pid_file: opts.pid_file.clone(),
+            console_socket: opts.stdio.console_socket.clone(),
+            no_pivot: opts.no_pivot,
+            stdio: Some([fd(&opts.stdio.stdin), fd(&opts.stdio.stdout), fd(&opts.stdio.stderr)]),
+            ..Default::default()
+        };
+        Some(runc.create(id, &copts).map_err(|e| {
+            if e.is_conflict() {
+                e
+            } else {
+                Error::Runtime { runtime: Runtime::name(self).to_string(), message: format!("create {id}: {e}") }
+            }
+        }))
     }
 
     /// Run `f` on the in-process driver on a blocking thread.
@@ -704,6 +732,9 @@ impl Runtime for LinuxRuntime {
         Runtime::name(&self.inner)
     }
     async fn create(&self, id: &ContainerId, bundle: &Path, opts: CreateOptions) -> Result<Pid> {
+        if let Some(r) = self.create_here(id, bundle, &opts) {
+            return r;
+        }
         self.inner.create(id, bundle, opts).await
     }
     async fn start(&self, id: &ContainerId) -> Result<()> {
@@ -784,6 +815,22 @@ impl Runtime for LinuxRuntime {
             None => self.inner.ps(id).await,
         }
     }
+}
+
+/// The number of threads of this process.
+fn threads() -> Option<usize> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether the bundle's config joins an existing namespace (by path). An
+/// unreadable config counts as joining: the binary then reports the problem.
+fn joins_namespaces(bundle: &Path) -> bool {
+    let Ok(data) = std::fs::read(bundle.join("config.json")) else { return true };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else { return true };
+    v["linux"]["namespaces"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|n| n.get("path").and_then(|p| p.as_str()).is_some_and(|p| !p.is_empty())))
 }
 
 #[cfg(test)]

@@ -378,6 +378,7 @@ fn create_opts(c: &CreateArgs) -> CreateOpts {
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
+        stdio: None,
     }
 }
 

@@ -12,7 +12,7 @@ use engine_core::{ContainerId, ContainerStatus, Error, Result, RuntimeState};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::Serialize;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// Options of `create` and `run`.
@@ -30,6 +30,10 @@ pub struct CreateOpts {
     pub no_new_keyring: bool,
     /// Pass this many extra fds (from fd 3) to the process.
     pub preserve_fds: u32,
+    /// The init's stdin, stdout and stderr (`None`: `/dev/null`) when they
+    /// are not this process's own 0, 1 and 2 (a caller creating containers
+    /// in-process, such as a shim).
+    pub stdio: Option<[Option<RawFd>; 3]>,
 }
 
 impl CreateOpts {
@@ -520,6 +524,7 @@ impl Runc {
                     None => StartGate::Sync,
                 },
                 console: console.as_ref().map(|c| c.as_raw_fd()),
+                stdio: opts.stdio,
                 runtime_hooks,
                 create_container_hooks: create_hooks,
                 start_container_hooks: start_hooks,

@@ -82,6 +82,7 @@ impl Runc {
                 seccomp: seccomp.as_ref(),
                 gate: StartGate::None,
                 console: console.as_ref().map(|c| c.as_raw_fd()),
+                stdio: None,
                 runtime_hooks: false,
                 create_container_hooks: None,
                 start_container_hooks: None,

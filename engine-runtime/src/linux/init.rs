@@ -11,7 +11,7 @@ use crate::seccomp::Filter;
 use engine_core::Error;
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{Hook, LinuxNamespaceType};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// How the init waits for `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +41,8 @@ pub(crate) struct InitCtx<'a> {
     pub seccomp: Option<&'a Filter>,
     pub gate: StartGate,
     pub console: Option<RawFd>,
+    /// Descriptors to make our 0, 1, 2 (`None`: `/dev/null`), see `CreateOpts::stdio`.
+    pub stdio: Option<[Option<RawFd>; 3]>,
     /// Runtime-side hooks exist: stop before pivot_root and let the parent run them.
     pub runtime_hooks: bool,
     pub create_container_hooks: Option<&'a Vec<Hook>>,
@@ -90,6 +92,34 @@ impl From<Error> for Stop {
     }
 }
 
+/// Make `fds` our stdin, stdout and stderr. Each is first copied above 2,
+/// so that a source that already is one of 0-2 is not overwritten early.
+fn set_stdio(fds: [Option<RawFd>; 3]) -> Result<(), Error> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| Error::io("open /dev/null for the init's stdio", e))?;
+    let mut high = [-1; 3];
+    for (i, fd) in fds.iter().enumerate() {
+        let src = fd.unwrap_or(null.as_raw_fd());
+        // SAFETY: fcntl(F_DUPFD_CLOEXEC) on a descriptor we hold.
+        high[i] = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 3) };
+        if high[i] < 0 {
+            return Err(Error::io("copy the init's stdio", std::io::Error::last_os_error()));
+        }
+    }
+    for (target, src) in high.iter().enumerate() {
+        // SAFETY: dup2 of a descriptor we just made onto 0, 1 or 2 (the copy is not CLOEXEC).
+        if unsafe { libc::dup2(*src, target as RawFd) } < 0 {
+            return Err(Error::io("set the init's stdio", std::io::Error::last_os_error()));
+        }
+        // SAFETY: closing our own temporary copy.
+        unsafe { libc::close(*src) };
+    }
+    Ok(())
+}
+
 fn errno(what: &str, e: nix::Error) -> Error {
     Error::io(what.to_string(), e.into())
 }
@@ -98,6 +128,9 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     // Name the waiting init so `ps` tells it from a runtime process.
     // SAFETY: PR_SET_NAME with a NUL-terminated string of at most 16 bytes.
     unsafe { libc::prctl(libc::PR_SET_NAME, c"engine-init".as_ptr(), 0, 0, 0) };
+    if let Some(fds) = ctx.stdio {
+        set_stdio(fds)?;
+    }
     // A caller's blocked signals must not leak into the container.
     let _ = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
