@@ -674,13 +674,17 @@ impl LinuxRuntime {
         }))
     }
 
-    /// Run `f` on the in-process driver on a blocking thread.
-    async fn blocking<T: Send + 'static>(
+    /// Run `op` on the in-process driver on a blocking thread, or, when the
+    /// binary must be used, await `binary` (not started otherwise).
+    async fn lib_or<T: Send + 'static>(
         &self,
-        runc: crate::linux::Runc,
-        f: impl FnOnce(&crate::linux::Runc) -> Result<T> + Send + 'static,
+        id: &ContainerId,
+        op: impl FnOnce(&crate::linux::Runc, &ContainerId) -> Result<T> + Send + 'static,
+        binary: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        tokio::task::spawn_blocking(move || f(&runc))
+        let Some(runc) = self.lib() else { return binary.await };
+        let id = id.clone();
+        tokio::task::spawn_blocking(move || op(&runc, &id))
             .await
             .map_err(|e| Error::Other(format!("engine-runc operation panicked: {e}")))?
     }
@@ -738,82 +742,34 @@ impl Runtime for LinuxRuntime {
         self.inner.create(id, bundle, opts).await
     }
     async fn start(&self, id: &ContainerId) -> Result<()> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.start(&id)).await
-            }
-            None => self.inner.start(id).await,
-        }
+        self.lib_or(id, |r, id| r.start(id), self.inner.start(id)).await
     }
     async fn state(&self, id: &ContainerId) -> Result<RuntimeState> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.state(&id)).await
-            }
-            None => self.inner.state(id).await,
-        }
+        self.lib_or(id, |r, id| r.state(id), self.inner.state(id)).await
     }
     async fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<()> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.kill(&id, signal.number(), all)).await
-            }
-            None => self.inner.kill(id, signal, all).await,
-        }
+        self.lib_or(id, move |r, id| r.kill(id, signal.number(), all), self.inner.kill(id, signal, all)).await
     }
     async fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                match self.blocking(r, move |r| r.delete(&id, force)).await {
-                    Err(e) if force && e.is_not_found() => Ok(()),
-                    res => res,
-                }
-            }
-            None => self.inner.delete(id, force).await,
+        match self.lib_or(id, move |r, id| r.delete(id, force), self.inner.delete(id, force)).await {
+            Err(e) if force && e.is_not_found() => Ok(()),
+            res => res,
         }
     }
     async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid> {
         self.inner.exec(id, process, opts).await
     }
     async fn pause(&self, id: &ContainerId) -> Result<()> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.pause(&id)).await
-            }
-            None => self.inner.pause(id).await,
-        }
+        self.lib_or(id, |r, id| r.pause(id), self.inner.pause(id)).await
     }
     async fn resume(&self, id: &ContainerId) -> Result<()> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.resume(&id)).await
-            }
-            None => self.inner.resume(id).await,
-        }
+        self.lib_or(id, |r, id| r.resume(id), self.inner.resume(id)).await
     }
     async fn stats(&self, id: &ContainerId) -> Result<Stats> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.stats(&id)).await
-            }
-            None => self.inner.stats(id).await,
-        }
+        self.lib_or(id, |r, id| r.stats(id), self.inner.stats(id)).await
     }
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
-        match self.lib() {
-            Some(r) => {
-                let id = id.clone();
-                self.blocking(r, move |r| r.ps(&id)).await
-            }
-            None => self.inner.ps(id).await,
-        }
+        self.lib_or(id, |r, id| r.ps(id), self.inner.ps(id)).await
     }
 }
 

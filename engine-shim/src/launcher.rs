@@ -193,7 +193,12 @@ impl Launcher {
                 after: LAUNCH_TIMEOUT,
             })?
             .map_err(|e| Error::io(format!("talk to the shim of container {id}"), e))?;
-        let status = child.wait().await.map_err(|e| Error::io(format!("wait for shim launcher of {id}"), e))?;
+        // The first shim process exits once it has detached; its status only
+        // matters for the message below (a spare's may be long reaped).
+        let status = match child.wait().await {
+            Ok(s) => s.to_string(),
+            Err(e) => format!("status unknown: {e}"),
+        };
         let line = out.split(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap_or_default();
         match serde_json::from_slice::<LaunchReply>(line) {
             Ok(LaunchReply::Ok(_)) => Client::connect(&id, &state_dir).await,
