@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod fs;
 mod id;
 pub mod image;
 pub mod lifecycle;

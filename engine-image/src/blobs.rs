@@ -204,23 +204,4 @@ impl Read for ChannelReader {
     }
 }
 
-/// Write a file atomically: temp file in the same dir, fsync, rename, fsync dir.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("f"),
-        &engine_core::random_hex64()[..12]
-    ));
-    let r = (|| -> std::io::Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        crate::sys::fsync_dir(dir)
-    })();
-    if r.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    r.context(|| format!("write {}", path.display()))
-}
+pub(crate) use engine_core::fs::write_atomic;

@@ -281,23 +281,7 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
 /// Write `config.json` into the bundle atomically (temp, fsync, rename).
 pub(crate) fn write_bundle_config(bundle: &Path, spec: &oci_spec::runtime::Spec) -> Result<()> {
     let data = serde_json::to_vec_pretty(spec).map_err(|e| Error::Other(format!("encoding config.json: {e}")))?;
-    write_atomic(&bundle.join("config.json"), &data)
-}
-
-/// Write a file atomically: temp file in the same directory, fsync, rename, fsync dir.
-pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    use engine_core::IoContext;
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default()));
-    let mut f = std::fs::File::create(&tmp).context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).context(|| format!("writing {}", tmp.display()))?;
-    f.sync_all().context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    engine_core::fs::write_atomic(&bundle.join("config.json"), &data)
 }
 
 #[cfg(test)]

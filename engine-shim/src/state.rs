@@ -7,9 +7,8 @@
 //! and a machine crash ends the processes they describe. They are not
 //! fsynced; [`write_atomic`] is there for files that must outlive a reboot.
 
-use engine_core::{Error, ExitStatus, IoContext, Pid, Result};
+use engine_core::{Error, ExitStatus, Pid, Result};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Name of the shim's address record in its state dir.
@@ -30,38 +29,7 @@ pub struct ShimAddress {
     pub socket: PathBuf,
 }
 
-/// Write `data` to `path` atomically: temp file in the same directory,
-/// fsync, rename over `path`, fsync of the directory.
-pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::invalid("state file path", path.display().to_string()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let res = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.context(|| format!("write {}", path.display()))
-}
-
-/// Replace `path` with `data` atomically (temp file in the same directory,
-/// rename over `path`) without forcing it to disk: for records that live as
-/// long as the machine's uptime.
-pub fn replace_file(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().ok_or_else(|| Error::invalid("state file path", path.display().to_string()))?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let res = std::fs::write(&tmp, data).and_then(|_| std::fs::rename(&tmp, path));
-    if res.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    res.context(|| format!("write {}", path.display()))
-}
+pub use engine_core::fs::{replace_file, write_atomic};
 
 /// Record the shim's address in `state_dir/shim.json`.
 pub fn write_address(state_dir: &Path, addr: &ShimAddress) -> Result<()> {
