@@ -145,6 +145,10 @@ impl SyncSocket {
                     (msg.bytes, fd)
                 }
                 Err(nix::Error::EINTR) => continue,
+                // The peer exited with messages of ours unread (an init that failed before
+                // reading them): the kernel reports that once, before the messages it
+                // queued for us (its error among them), which the next call returns.
+                Err(nix::Error::ECONNRESET) => continue,
                 Err(e) => return Err(Error::io("sync: receive from the init", e.into())),
             };
             if n == 0 {
@@ -162,6 +166,21 @@ impl SyncSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_sent_before_exit_survives_unread_ones() {
+        let (a, b) = pair().unwrap();
+        a.send(&Msg::Go).unwrap();
+        b.send(&Msg::Error("setup failed".into())).unwrap();
+        // b goes away without reading Go: a's next receive is told ECONNRESET first.
+        drop(b);
+        match a.recv().unwrap() {
+            Some(Msg::Error(m)) => assert_eq!(m, "setup failed"),
+            other => panic!("{other:?}"),
+        }
+        assert!(a.recv().unwrap().is_none());
+    }
+
     #[test]
     fn round_trip() {
         let (a, b) = pair().unwrap();
