@@ -358,19 +358,18 @@ pub fn open_in_root(rootfs: &Path, dest: &Path, nofollow: bool) -> Result<Target
 /// for the descriptor the mount is made on.
 pub fn prepare_target(rootfs: &Path, dest: &Path, fstype: &str, file: bool) -> Result<Target> {
     let strict = matches!(fstype, "proc" | "sysfs");
-    if strict {
-        match open_in_root(rootfs, dest, true) {
-            Ok(t) => check_ordinary_dir(&t, dest, fstype)?,
-            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {}
-            Err(e) => return Err(e),
+    let opened = match open_in_root(rootfs, dest, strict) {
+        Ok(t) => t,
+        Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+            create_dest(&secure_join(rootfs, dest), file)?;
+            open_in_root(rootfs, dest, strict)?
         }
-    }
-    create_dest(&secure_join(rootfs, dest), file)?;
-    let t = open_in_root(rootfs, dest, strict)?;
+        Err(e) => return Err(e),
+    };
     if strict {
-        check_ordinary_dir(&t, dest, fstype)?;
+        check_ordinary_dir(&opened, dest, fstype)?;
     }
-    Ok(t)
+    Ok(opened)
 }
 
 fn check_ordinary_dir(t: &Target, dest: &Path, fstype: &str) -> Result<()> {
@@ -394,9 +393,12 @@ pub fn mount_one(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan) -> Result<()> 
         let meta = std::fs::metadata(src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
         let t = prepare_target(rootfs, &m.destination, &m.fstype, !meta.is_dir())?;
         sys.mount(Some(src), t.path(), None, m.flags & (MsFlags::MS_BIND | MsFlags::MS_REC), None)?;
+        let extra = m.remount_flags();
+        if extra.is_empty() && m.recursive.is_empty() && m.propagation.is_empty() {
+            return Ok(());
+        }
         // From here on, work on the new mount (its root), not on the directory under it.
         let t = open_in_root(rootfs, &m.destination, false)?;
-        let extra = m.remount_flags();
         if !extra.is_empty() {
             let fl = extra | MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
             if let Err(e) = sys.mount(None, t.path(), None, fl, None) {
@@ -414,6 +416,9 @@ pub fn mount_one(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan) -> Result<()> 
         let data = (!m.data.is_empty()).then_some(m.data.as_str());
         let src = m.source.as_deref().unwrap_or(Path::new(&m.fstype));
         sys.mount(Some(src), t.path(), Some(&m.fstype), m.flags & !MsFlags::MS_REMOUNT, data)?;
+        if m.recursive.is_empty() && m.propagation.is_empty() {
+            return Ok(());
+        }
         open_in_root(rootfs, &m.destination, false)?
     };
     if !m.recursive.is_empty() {
