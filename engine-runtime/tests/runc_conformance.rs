@@ -45,20 +45,30 @@ fn proc_or_sysfs_on_a_symlink_is_refused_and_nothing_is_mounted_on_the_host() {
 #[test]
 fn mount_destinations_through_symlinks_stay_inside_the_rootfs() {
     let host = tempfile::Builder::new().prefix("runc-symlink-host-").tempdir().unwrap();
-    let mut b = Bundle::new(&["sh", "-c", "echo inside > /data/x/marker && stat -f -c %T /data/x"]);
+    let host_dev = tempfile::Builder::new().prefix("runc-symlink-dev-").tempdir().unwrap();
+    let mut b = Bundle::new(&[
+        "sh",
+        "-c",
+        "echo inside > /data/x/marker && stat -f -c %T /data/x && echo ok > /dev/null && readlink /dev/stdin",
+    ]);
     // /data points at a host directory: resolved in the rootfs, it is <rootfs><host path>.
     std::os::unix::fs::symlink(host.path(), b.rootfs().join("data")).unwrap();
+    // So does /dev: its tmpfs, device nodes and symlinks go inside the rootfs too.
+    std::fs::remove_dir(b.rootfs().join("dev")).unwrap();
+    std::os::unix::fs::symlink(host_dev.path(), b.rootfs().join("dev")).unwrap();
     b.config["mounts"].as_array_mut().unwrap().push(json!({
         "destination": "/data/x", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]
     }));
     b.write();
     let runc = Runc::new();
     let out = runc.run_ok(&b, &unique_id("inroot"));
-    assert!(out.contains("tmpfs"), "{out}");
+    assert!(out.contains("tmpfs") && out.contains("/proc/self/fd/0"), "{out}");
+    assert_eq!(std::fs::read_dir(host_dev.path()).unwrap().count(), 0, "devices made on the host");
     assert!(!host.path().join("x").exists(), "the mount point was made on the host");
     let inside = b.rootfs().join(host.path().strip_prefix("/").unwrap()).join("x");
     assert!(inside.is_dir(), "{} should be the mount point", inside.display());
     assert!(mounts_under(b.path()).is_empty() && mounts_under(host.path()).is_empty());
+    assert!(mounts_under(host_dev.path()).is_empty());
 }
 
 // ---------------------------------------------------------------------------
