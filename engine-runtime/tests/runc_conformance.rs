@@ -232,6 +232,30 @@ fn listen_fds_come_first_then_the_preserved_ones() {
     assert!(out.contains("LISTEN=1:1"), "{out}");
 }
 
+#[test]
+fn hooks_get_only_stdio() {
+    let files = tempfile::tempdir().unwrap();
+    let a = named_file(files.path(), "fd-a");
+    let mut b = Bundle::new(&["true"]);
+    // The hook fails on purpose: its output (the listing) is then in the error.
+    b.config["hooks"] = json!({"prestart": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "echo BEGIN; ls -l /proc/$$/fd; exit 3"]}
+    ]});
+    b.write();
+    let runc = Runc::new();
+    let id = unique_id("hookfds");
+    runc.track(&id);
+    let mut cmd = runc.cmd();
+    cmd.args(["run", "--preserve-fds", "1", "--bundle", b.path().to_str().unwrap(), &id]);
+    holding(&mut cmd, &[&a]);
+    let o = cmd.output_files();
+    assert!(!o.status.success());
+    // The message is quoted on one line: undo the escaped newlines.
+    let err = stderr(&o).replace("\\n", "\n");
+    let listing = err.split_once("BEGIN").unwrap_or_else(|| panic!("{err}")).1;
+    assert_eq!(fd_numbers(listing), vec![0, 1, 2], "{listing}");
+}
+
 // ---------------------------------------------------------------------------
 // 3. Loopback: up in a new network namespace, untouched in a joined one.
 

@@ -62,6 +62,15 @@ fn run_one(kind: &str, h: &Hook, state_json: &str, default_env: Option<&[String]
             cmd.env(k, v);
         }
     }
+    // Only stdio reaches a hook: not the caller's descriptors this process
+    // inherited (or holds for the container), whatever --preserve-fds says.
+    // SAFETY: close_range only changes descriptor flags: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            Ok(())
+        });
+    }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::from(out.try_clone().map_err(|e| Error::io("dup memfd", e))?))
         .stderr(Stdio::from(out.try_clone().map_err(|e| Error::io("dup memfd", e))?));

@@ -67,12 +67,12 @@ pub(crate) fn main(ctx: &InitCtx<'_>, sync: &SyncSocket) -> ! {
         Err(Stop::Failed(e)) => {
             // If the parent is gone there is nobody to tell; stderr is the best left.
             if sync.send(&Msg::Error(e.to_string())).is_err() {
-                eprintln!("engine-runc init: {e}");
+                eprintln!("engine-runc init: error: {e}");
             }
             1
         }
         Err(Stop::AfterReady(e)) => {
-            eprintln!("engine-runc init: {e}");
+            eprintln!("engine-runc init: error: {e}");
             127
         }
     };
