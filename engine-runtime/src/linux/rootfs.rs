@@ -218,7 +218,10 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
     };
     let bind = |host: &Path, path: &str, dest: &Path| -> Result<()> {
         let src = host.join(path.trim_start_matches('/'));
-        sys.mount(Some(&src), dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        sys.mount(Some(&src), dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+    };
+    // A remount needs the new mount's root: a path looked up after the bind.
+    let remount = |dest: &Path| -> Result<()> {
         sys.mount(
             None,
             dest,
@@ -233,7 +236,10 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
             return sys.mount(Some(Path::new("cgroup2")), &target, Some("cgroup2"), f, None);
         }
         let host = host_mount("").ok_or_else(|| Error::Other("no cgroup2 mount on the host".into()))?;
-        return bind(&host, lines.first().map(|l| l.1).unwrap_or("/"), &target);
+        bind(&host, lines.first().map(|l| l.1).unwrap_or("/"), &target)?;
+        // The descriptor is the directory under the bind: reopen to reach the mount.
+        let top = open_in_root(rootfs, &m.destination, false)?;
+        return remount(top.path());
     }
     sys.mount(Some(Path::new("tmpfs")), &target, Some("tmpfs"), fl, Some("mode=755"))?;
     // Continue in the tmpfs just mounted (the descriptor above is the directory under it).
@@ -258,6 +264,7 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
         } else {
             let Some(host) = host_mount(if ctrls.is_empty() { "" } else { ctrls }) else { continue };
             bind(&host, path, &dir)?;
+            remount(&dir)?;
         }
         if name.contains(',') {
             for c in name.split(',') {
