@@ -124,7 +124,11 @@ impl Runc {
         drop(console);
         let kill = |e: Error| {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            let _ = wait_code(pid);
+            // A process in a frozen cgroup dies only when thawed: do not wait for it then
+            // (it is reaped by whoever inherits it).
+            if !paused {
+                let _ = wait_code(pid);
+            }
             e
         };
         if let (Some(cg), Some(join)) = (&st.cgroup, &self_join) {
@@ -148,14 +152,15 @@ impl Runc {
                 ))))
             }
         }
+        if let Some(p) = &opts.pid_file {
+            write_pid_file(p, pid).map_err(kill)?;
+        }
         if paused {
+            // Last, so that no error path has to kill (and wait for) a frozen process.
             if let Some(cg) = &st.cgroup {
                 cg.add_pid(pid).map_err(kill)?;
             }
             parent_sock.send(&Msg::Start).map_err(kill)?;
-        }
-        if let Some(p) = &opts.pid_file {
-            write_pid_file(p, pid).map_err(kill)?;
         }
         if opts.detach {
             return Ok(ExecOutcome::Started(pid));
