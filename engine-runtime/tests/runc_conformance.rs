@@ -276,17 +276,19 @@ fn loopback_is_up_in_a_new_network_namespace() {
 
 #[test]
 fn loopback_of_a_joined_network_namespace_is_left_alone() {
-    // A network namespace of our own, held by a process we start (and end).
-    let mut holder = Command::new("unshare")
-        .args(["--net", "sh", "-c", "echo ready; exec sleep 300"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // A network namespace of our own, held by a process we start (and end, even on failure).
+    let mut holder = KillOnDrop(
+        Command::new("unshare")
+            .args(["--net", "sh", "-c", "echo ready; exec sleep 300"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = [0u8; 6];
-    holder.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
+    holder.0.stdout.as_mut().unwrap().read_exact(&mut line).unwrap();
     assert_eq!(&line, b"ready\n");
-    let path = format!("/proc/{}/ns/net", holder.id());
+    let path = format!("/proc/{}/ns/net", holder.0.id());
     let mut b = Bundle::new(&["sh", "-c", LO_PROBE]);
     for ns in b.config["linux"]["namespaces"].as_array_mut().unwrap() {
         if ns["type"] == "network" {
@@ -296,12 +298,21 @@ fn loopback_of_a_joined_network_namespace_is_left_alone() {
     b.write();
     let runc = Runc::new();
     let (code, out, err) = runc.run(&b, &unique_id("lojoin"));
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(code, 0, "{err}");
     let flags = u32::from_str_radix(out.trim().trim_start_matches("0x"), 16).unwrap();
     assert_eq!(flags & libc::IFF_UP as u32, 0, "a joined namespace's lo was changed: {out}");
     assert!(err.contains("unreachable"), "{err}");
+}
+
+/// A child process killed (by its pid) and reaped when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 // ---------------------------------------------------------------------------
