@@ -291,7 +291,9 @@ impl Logger {
             Some(mut f) => {
                 let _ = f.write_all(self.line("warning", msg).as_bytes());
             }
-            None => eprintln!("engine-runc: warning: {msg}"),
+            None => {
+                let _ = std::io::stderr().write_all(self.line("warning", msg).as_bytes());
+            }
         }
     }
     fn debug(&self, msg: &str) {
@@ -299,7 +301,7 @@ impl Logger {
             if let Some(mut f) = self.file.as_ref() {
                 let _ = f.write_all(self.line("debug", msg).as_bytes());
             } else {
-                eprintln!("engine-runc: debug: {msg}");
+                let _ = std::io::stderr().write_all(self.line("debug", msg).as_bytes());
             }
         }
     }
