@@ -35,7 +35,7 @@ mod events;
 pub mod http;
 mod server;
 
-pub use server::{bind, group_gid, AccessPolicy};
+pub use server::{bind, bind_tls, group_gid, AccessPolicy, TlsFiles, TlsListener};
 
 use engine_core::{ImageStore, LifecycleManager};
 use std::path::PathBuf;
@@ -103,6 +103,11 @@ impl Daemon {
     /// Serve on these listeners until the future is dropped. Container
     /// events are forwarded to `/events` clients meanwhile.
     pub async fn serve(&self, listeners: Vec<(UnixListener, PathBuf)>) {
+        self.serve_with_tls(listeners, Vec::new()).await
+    }
+
+    /// Serve on unix sockets and TLS sockets until the future is dropped.
+    pub async fn serve_with_tls(&self, listeners: Vec<(UnixListener, PathBuf)>, tls: Vec<TlsListener>) {
         let first = match self.state.manager.events().await {
             Ok(s) => Some(s),
             Err(e) => {
@@ -111,8 +116,11 @@ impl Daemon {
             }
         };
         let fwd = tokio::spawn(events::forward(self.state.manager.clone(), self.state.clone(), first));
-        let tasks: Vec<_> =
-            listeners.into_iter().map(|(l, p)| tokio::spawn(server::serve(self.state.clone(), l, p))).collect();
+        let tasks: Vec<_> = listeners
+            .into_iter()
+            .map(|(l, p)| tokio::spawn(server::serve(self.state.clone(), l, p)))
+            .chain(tls.into_iter().map(|l| tokio::spawn(server::serve_tls(self.state.clone(), l))))
+            .collect();
         let _abort = AbortAll(tasks.iter().map(|t| t.abort_handle()).chain([fwd.abort_handle()]).collect());
         for t in tasks {
             let _ = t.await;

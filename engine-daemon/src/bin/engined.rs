@@ -15,9 +15,26 @@ use std::sync::Arc;
 #[derive(Parser, Debug)]
 #[command(name = "engined", version)]
 struct Args {
-    /// Socket to listen on, `unix:///path` (repeatable).
-    #[arg(short = 'H', long = "host", value_name = "unix:///path")]
+    /// Socket to listen on, `unix:///path` or `tcp://host:port` (the latter
+    /// only with `--tlsverify` or `--tls`) (repeatable).
+    #[arg(short = 'H', long = "host", value_name = "unix:///path|tcp://host:port")]
     hosts: Vec<String>,
+    /// Serve TCP sockets over TLS (any client that completes the handshake
+    /// is served: prefer --tlsverify).
+    #[arg(long)]
+    tls: bool,
+    /// Serve TCP sockets over TLS to clients whose certificate --tlscacert signed.
+    #[arg(long)]
+    tlsverify: bool,
+    /// The CA that signs client certificates (PEM).
+    #[arg(long, value_name = "PATH")]
+    tlscacert: Option<PathBuf>,
+    /// The server's certificate (PEM).
+    #[arg(long, value_name = "PATH")]
+    tlscert: Option<PathBuf>,
+    /// The server's private key (PEM).
+    #[arg(long, value_name = "PATH")]
+    tlskey: Option<PathBuf>,
     /// Persistent state: images, containers, logs.
     #[arg(long, default_value = "/var/lib/engine")]
     data_root: PathBuf,
@@ -57,6 +74,28 @@ fn unix_path(h: &str) -> Result<PathBuf> {
         return Err(Error::invalid("-H", format!("{h:?}: only unix:///path sockets are supported")));
     }
     Ok(PathBuf::from(p))
+}
+
+/// The TLS settings for `tcp://` sockets, or an error naming what is missing.
+fn tls_files(args: &Args, host: &str) -> Result<engine_daemon::TlsFiles> {
+    if !args.tls && !args.tlsverify {
+        return Err(Error::invalid(
+            "-H",
+            format!(
+                "{host}: refusing an unauthenticated TCP socket (anyone who reaches it could run containers as root); \
+                 add --tlsverify with --tlscacert, --tlscert and --tlskey"
+            ),
+        ));
+    }
+    let need = |v: &Option<PathBuf>, flag: &str| {
+        v.clone().ok_or_else(|| Error::invalid(flag.to_string(), format!("{host} with TLS needs {flag}")))
+    };
+    Ok(engine_daemon::TlsFiles {
+        ca: if args.tlsverify { Some(need(&args.tlscacert, "--tlscacert")?) } else { args.tlscacert.clone() },
+        cert: need(&args.tlscert, "--tlscert")?,
+        key: need(&args.tlskey, "--tlskey")?,
+        verify_clients: args.tlsverify,
+    })
 }
 
 fn main() {
@@ -115,11 +154,21 @@ fn write_pidfile(p: &Path) -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let (tcp_hosts, unix_hosts): (Vec<&String>, Vec<&String>) =
+        args.hosts.iter().partition(|h| h.starts_with("tcp://"));
     let hosts: Vec<PathBuf> = if args.hosts.is_empty() {
         vec![args.exec_root.join("engined.sock")]
     } else {
-        args.hosts.iter().map(|h| unix_path(h)).collect::<Result<_>>()?
+        unix_hosts.iter().map(|h| unix_path(h)).collect::<Result<_>>()?
     };
+    let mut tls_listeners = Vec::new();
+    for h in &tcp_hosts {
+        let files = tls_files(&args, h)?;
+        let addr = h.trim_start_matches("tcp://").trim_end_matches('/');
+        let l = engine_daemon::bind_tls(addr, &files).await?;
+        tracing::info!(addr = %l.local_addr(), verify_clients = files.verify_clients, "API listening on TLS");
+        tls_listeners.push(l);
+    }
     let mut runtimes = Vec::new();
     for r in &args.add_runtimes {
         let (name, path) =
@@ -193,7 +242,7 @@ async fn run(args: Args) -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| Error::io("installing the SIGTERM handler", e))?;
     tokio::select! {
-        _ = daemon.serve(listeners) => {}
+        _ = daemon.serve_with_tls(listeners, tls_listeners) => {}
         _ = term.recv() => tracing::info!("SIGTERM: stopping (containers keep running)"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping (containers keep running)"),
     }
