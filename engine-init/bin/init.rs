@@ -9,6 +9,7 @@
 //! Usage: `engine-init [--] command [args...]`.
 
 use std::os::raw::c_int;
+use std::os::unix::process::CommandExt;
 use std::process::{exit, Command};
 
 /// glibc's `sigset_t` (1024 bits).
@@ -26,7 +27,10 @@ extern "C" {
     fn waitpid(pid: c_int, status: *mut c_int, options: c_int) -> c_int;
     fn kill(pid: c_int, sig: c_int) -> c_int;
     fn __errno_location() -> *mut c_int;
+    fn prctl(option: c_int, arg2: std::os::raw::c_ulong, ...) -> c_int;
 }
+
+const PR_SET_CHILD_SUBREAPER: c_int = 36;
 
 const SIG_SETMASK: c_int = 2;
 const WNOHANG: c_int = 1;
@@ -54,7 +58,9 @@ fn main() {
         exit(2);
     }
     // Block every signal: they are taken with sigwaitinfo below, so pid 1
-    // receives them even with no handlers. std's spawn resets the child's mask.
+    // receives them even with no handlers. The child gets an empty mask back.
+    // As pid 1 orphans come to it anyway; elsewhere (tests, nested) too.
+    unsafe { prctl(PR_SET_CHILD_SUBREAPER, 1) };
     let mut all = SigSet([0; 16]);
     unsafe {
         sigfillset(&mut all);
@@ -63,7 +69,19 @@ fn main() {
             exit(1);
         }
     }
-    let child = match Command::new(&args[0]).args(&args[1..]).spawn() {
+    let mut cmd = Command::new(&args[0]);
+    cmd.args(&args[1..]);
+    // SAFETY: sigprocmask is async-signal-safe; the closure allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            let empty = SigSet([0; 16]);
+            if sigprocmask(SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = match cmd.spawn() {
         Ok(c) => c.id() as c_int,
         Err(e) => {
             eprintln!("engine-init: {}: {e}", args[0]);

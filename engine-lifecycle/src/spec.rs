@@ -148,11 +148,17 @@ pub(crate) fn held_capabilities() -> Result<Vec<String>> {
     }
 }
 
+fn device_error(host: &Path, e: std::io::Error) -> Error {
+    Error::invalid(
+        format!("device {}", host.display()),
+        format!("error gathering device information while adding custom device {:?}: {e}", host.display().to_string()),
+    )
+}
+
 /// One device node for the spec, from the host's node at `host`.
 fn device_entry(host: &Path, container: &str) -> Result<Option<Value>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let md =
-        std::fs::metadata(host).map_err(|e| Error::invalid(format!("device {}", host.display()), e.to_string()))?;
+    let md = std::fs::metadata(host).map_err(|e| device_error(host, e))?;
     let ft = md.file_type();
     let typ = if ft.is_char_device() {
         "c"
@@ -172,8 +178,7 @@ fn device_entry(host: &Path, container: &str) -> Result<Option<Value>> {
 /// The device nodes under `host` (a node, or a directory walked recursively,
 /// as docker does), placed at `container`.
 fn host_devices(host: &Path, container: &str) -> Result<Vec<Value>> {
-    let md =
-        std::fs::metadata(host).map_err(|e| Error::invalid(format!("device {}", host.display()), e.to_string()))?;
+    let md = std::fs::metadata(host).map_err(|e| device_error(host, e))?;
     if !md.is_dir() {
         return match device_entry(host, container)? {
             Some(d) => Ok(vec![d]),
