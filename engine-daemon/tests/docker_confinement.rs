@@ -156,6 +156,19 @@ fn capability_and_security_options_change_what_dockerd_changes() {
     let opt = format!("seccomp={}", profile.display());
     let o = e.docker(&["run", "--rm", "--security-opt", &opt, "bb", "sh", "-c", "mkdir /tmp/d; secprobe keyctl"]);
     assert!(err(&o).contains("Operation not permitted") && out(&o) == "keyctl: ok\n", "{}", show(&o));
+    // systempaths=unconfined (the CLI sends MaskedPaths and ReadonlyPaths as []):
+    // nothing masked, /proc/sys writable, seccomp and capabilities unchanged.
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "systempaths=unconfined",
+        "bb",
+        "sh",
+        "-c",
+        "grep -cE ' /proc/(keys|sys|timer_list) ' /proc/self/mounts; grep Seccomp: /proc/self/status",
+    ]);
+    assert_eq!(out(&o), "0\nSeccomp:\t2\n", "{}", show(&o));
     // apparmor=unconfined is accepted (there is no AppArmor); what cannot be honoured is refused.
     assert_eq!(status(&e, &["--security-opt", "apparmor=unconfined"]).2, "2");
     for (flags, want) in [

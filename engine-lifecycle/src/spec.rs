@@ -547,4 +547,43 @@ mod tests {
         assert!(!v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
         assert!(v["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/scratch"));
     }
+
+    #[test]
+    fn confinement_defaults_and_privileged() {
+        let mk = |c: &ContainerConfig| {
+            let cx = SpecContext {
+                id: "0123456789abcdef",
+                name: "n1",
+                config: c,
+                rootfs: Path::new("/b/rootfs"),
+                volumes: Path::new("/v"),
+                cgroup_parent: "/engine",
+                init_path: Some(Path::new("/r/bin/engine-init")),
+            };
+            serde_json::to_value(finish(oci_spec::runtime::Spec::default(), &cx).unwrap()).unwrap()
+        };
+        let v = mk(&cfg());
+        assert_eq!(v["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(v["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
+        assert!(v["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        assert_eq!(v["linux"]["devices"], json!([]));
+        assert_eq!(v["linux"]["resources"]["devices"][0], json!({"allow": false, "access": "rwm"}));
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
+        assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
+
+        let mut c = cfg();
+        c.security.privileged = true;
+        c.init = true;
+        let v = mk(&c);
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(v["linux"]["maskedPaths"], json!([]));
+        assert_eq!(v["linux"]["readonlyPaths"], json!([]));
+        assert_eq!(v["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
+        assert!(!sys["options"].as_array().unwrap().contains(&json!("ro")));
+        assert_eq!(v["process"]["args"][0], engine_init::CONTAINER_PATH);
+        assert!(v["mounts"].as_array().unwrap().iter().any(|m| m["source"] == "/r/bin/engine-init"));
+    }
 }
