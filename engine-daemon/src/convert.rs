@@ -765,6 +765,40 @@ mod tests {
     }
 
     #[test]
+    fn confinement_fields_translate_and_bad_ones_are_named() {
+        let body = parse_create_body(
+            br#"{"Image":"bb","HostConfig":{"Privileged":false,"CapAdd":["net_admin"],"CapDrop":["ALL"],
+                "SecurityOpt":["no-new-privileges:true","seccomp=unconfined","apparmor=unconfined"],
+                "Devices":[{"PathOnHost":"/dev/null","PathInContainer":"","CgroupPermissions":""}],
+                "GroupAdd":["audio"],"Sysctls":{"kernel.shmmax":"1"},"Init":true,"MaskedPaths":[],"ReadonlyPaths":null}}"#,
+        )
+        .unwrap();
+        let c = container_config(&body, None).unwrap();
+        let s = &c.security;
+        assert_eq!(
+            (s.cap_add.as_slice(), s.cap_drop.as_slice()),
+            (&["CAP_NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+        );
+        assert!(s.no_new_privileges && s.seccomp == engine_core::SeccompProfile::Unconfined && c.init);
+        assert_eq!((s.devices[0].container_path.as_str(), s.devices[0].permissions.as_str()), ("/dev/null", "rwm"));
+        assert_eq!((s.masked_paths.clone(), s.readonly_paths.clone()), (Some(vec![]), None));
+        let hc = host_config(&c);
+        assert_eq!(hc.security_opt, Some(vec!["seccomp=unconfined".to_string(), "no-new-privileges".to_string()]));
+        for (bad, what) in [
+            (r#"{"CapAdd":["FOO"]}"#, r#"invalid CapAdd: unknown capability: "CAP_FOO""#),
+            (r#"{"CapDrop":["cap_bar"]}"#, r#"invalid CapDrop: unknown capability: "CAP_BAR""#),
+            (r#"{"SecurityOpt":["label=disable"]}"#, "label=disable"),
+            (r#"{"SecurityOpt":["apparmor=docker-default"]}"#, "apparmor=docker-default"),
+            (r#"{"DeviceCgroupRules":["c 1:3 r"]}"#, "DeviceCgroupRules"),
+            (r#"{"Devices":[{"PathOnHost":"/dev/null","PathInContainer":"/dev/x","CgroupPermissions":"rwx"}]}"#, "rwx"),
+        ] {
+            let b = parse_create_body(format!(r#"{{"Image":"bb","HostConfig":{bad}}}"#).as_bytes()).unwrap();
+            let e = container_config(&b, None).unwrap_err();
+            assert!(e.is_invalid_input() && e.to_string().contains(what), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn names_and_references() {
         assert_eq!(validate_name("/s1").unwrap(), "s1");
         assert!(validate_name("a").is_err());

@@ -435,12 +435,16 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     };
     linux["maskedPaths"] = json!(masked);
     linux["readonlyPaths"] = json!(readonly);
+    // A privileged container runs without seccomp, whatever the profile (as under dockerd).
     let seccomp = match (&sec.seccomp, sec.privileged) {
-        (SeccompProfile::Custom(j), _) => Some(crate::seccomp::evaluate(j, &caps, "seccomp profile")?),
+        (_, true) | (SeccompProfile::Unconfined, _) => None,
+        (SeccompProfile::Custom(j), false) => Some(crate::seccomp::evaluate(j, &caps, "seccomp profile")?),
         (SeccompProfile::Default, false) => {
             Some(crate::seccomp::evaluate(crate::seccomp::DEFAULT_PROFILE, &caps, "default seccomp profile")?)
         }
-        _ => None,
+        (other, false) => {
+            return Err(Error::invalid("seccomp profile", format!("{other:?} is not supported by this engine")))
+        }
     };
     match seccomp {
         Some(s) => linux["seccomp"] = s,
