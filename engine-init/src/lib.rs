@@ -48,9 +48,15 @@ pub fn write_executable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
-    let tmp =
-        dir.join(format!(".{}.{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("bin"), std::process::id()));
-    let mut f = std::fs::File::create(&tmp)?;
+    // Unique per writer: two creates in one process may install at once.
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{}.{}.{:?}.{nanos}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("bin"),
+        std::process::id(),
+        std::thread::current().id(),
+    ));
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
     f.write_all(bytes)?;
     f.set_permissions(std::fs::Permissions::from_mode(0o755))?;
     f.sync_all()?;
