@@ -63,8 +63,13 @@ fn hex(mask: u64) -> String {
 fn default_container_is_confined_as_under_dockerd() {
     let e = Engined::start();
     load_probe_image(&e);
-    // dockerd: CapEff: 00000000a80425fb, NoNewPrivs: 0, Seccomp: 2.
+    // dockerd: CapEff: 00000000a80425fb, NoNewPrivs: 0, Seccomp: 2 (and, on kernels
+    // that show it, Seccomp_filters: 1).
     assert_eq!(status(&e, &[]), (DOCKERD_DEFAULT_CAPEFF.into(), "0".into(), "2".into()));
+    let s = e.ok(&["run", "--rm", "bb", "cat", "/proc/self/status"]);
+    if s.contains("Seccomp_filters:") {
+        assert_eq!(field(&s, "Seccomp_filters"), "1", "{s}");
+    }
 
     // Calls the default profile blocks fail with EPERM (errno 1).
     let o = e.docker(&["run", "--rm", "bb", "secprobe", "keyctl", "add_key", "request_key", "unshare-user"]);
