@@ -318,6 +318,11 @@ fn privileged_devices_sysctls_groups_init() {
     let ids = out(&o);
     let groups: Vec<&str> = ids.split_whitespace().collect();
     assert!(groups.contains(&"1234") && groups.contains(&"65534"), "{}", show(&o));
+    // ... also for an exec as another user.
+    e.ok(&["run", "-d", "--name", "grouped", "--group-add", "1234", "bb", "sleep", "1000"]);
+    let ids = e.ok(&["exec", "-u", "nobody", "grouped", "id", "-G"]);
+    assert_eq!(ids.split_whitespace().collect::<Vec<_>>(), ["65534", "1234"], "{ids}");
+    e.ok(&["rm", "-f", "grouped"]);
     let o = e.docker(&["run", "--rm", "--name", "nogroup", "--group-add", "nosuchgroup", "bb", "true"]);
     assert_eq!(o.status.code(), Some(125), "{}", show(&o));
     assert!(err(&o).contains("nosuchgroup"), "{}", show(&o));

@@ -273,6 +273,10 @@ fn default_device_rules() -> Vec<Value> {
     v
 }
 
+/// The resolved `--group-add` gids, recorded in the bundle so an exec with
+/// another user gets them too.
+pub(crate) const GROUP_ADD_ANNOTATION: &str = "org.engine.group-add";
+
 /// Inputs of [`finish`].
 pub(crate) struct SpecContext<'a> {
     pub id: &'a str,
@@ -304,6 +308,7 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     let caps = sec.capabilities(&held_capabilities()?)?;
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     process["noNewPrivileges"] = json!(sec.no_new_privileges);
+    let mut group_add = Vec::new();
     if !sec.group_add.is_empty() {
         let mut gids: Vec<u32> = process["user"]["additionalGids"]
             .as_array()
@@ -311,6 +316,7 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
             .unwrap_or_default();
         for g in &sec.group_add {
             let gid = engine_image::spec::resolve_group(cx.rootfs, g)?;
+            group_add.push(gid.to_string());
             if !gids.contains(&gid) {
                 gids.push(gid);
             }
@@ -486,6 +492,9 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     if let Some(a) = ann.as_object_mut() {
         a.insert("org.engine.container.name".into(), json!(cx.name));
         a.insert("org.engine.image".into(), json!(cfg.image));
+        if !group_add.is_empty() {
+            a.insert(GROUP_ADD_ANNOTATION.into(), json!(group_add.join(",")));
+        }
     }
     serde_json::from_value(v).map_err(|e| Error::Other(format!("derived runtime spec is invalid: {e}")))
 }
