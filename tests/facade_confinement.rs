@@ -85,6 +85,24 @@ async fn builder_confinement_matches_dockerd() {
     assert_eq!((status(&s, "CapEff"), status(&s, "NoNewPrivs")), (format!("{:016x}", 1u64 << 12), "1".into()));
     let s = output(&engine, grep_status().seccomp(SeccompProfile::Unconfined)).await;
     assert_eq!(status(&s, "Seccomp"), "0");
+    // A profile file in docker's format: mkdir denied with EPERM, the rest allowed.
+    let profile = dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let c = engine
+        .run(
+            ContainerBuilder::new(IMAGE)
+                .cmd(["mkdir", "/tmp/d"])
+                .seccomp(SeccompProfile::from_file(&profile).unwrap())
+                .wait_for(WaitFor::exit_code(1)),
+        )
+        .await
+        .unwrap();
+    assert!(c.stderr().await.unwrap().contains("Operation not permitted"));
+    c.remove().await.unwrap();
     // Privileged: what this process holds, no seccomp.
     let s = output(&engine, grep_status().privileged(true)).await;
     assert_eq!((status(&s, "CapEff"), status(&s, "Seccomp")), (own_caps(), "0".into()));

@@ -152,6 +152,21 @@ pub enum SeccompProfile {
     Custom(String),
 }
 
+impl SeccompProfile {
+    /// A custom profile read from a file in docker's profile format (what
+    /// `docker run --security-opt seccomp=<profile.json>` reads). The content
+    /// must be JSON; the rules are checked when the container is created.
+    pub fn from_file(path: impl AsRef<std::path::Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let data = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading seccomp profile {}", path.display()), e))?;
+        serde_json::from_str::<serde_json::Value>(&data).map_err(|e| {
+            Error::invalid(format!("seccomp profile {}", path.display()), format!("not valid JSON: {e}"))
+        })?;
+        Ok(SeccompProfile::Custom(data))
+    }
+}
+
 /// A host device made available in the container (`--device host[:container[:perms]]`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -495,6 +510,16 @@ mod tests {
         assert!(s.apply_security_opt("seccomp=/etc/profile.json").is_err());
         s.apply_security_opt(r#"seccomp={"defaultAction":"SCMP_ACT_ALLOW"}"#).unwrap();
         assert!(matches!(s.seccomp, SeccompProfile::Custom(_)));
+        let dir = std::env::temp_dir().join(format!("secprof-{}", std::process::id()));
+        std::fs::write(&dir, "{\"defaultAction\":\"SCMP_ACT_ALLOW\"}").unwrap();
+        assert!(matches!(SeccompProfile::from_file(&dir), Ok(SeccompProfile::Custom(_))));
+        std::fs::write(&dir, "not json").unwrap();
+        assert!(SeccompProfile::from_file(&dir).unwrap_err().is_invalid_input());
+        std::fs::remove_file(&dir).unwrap();
+        assert!(SeccompProfile::from_file("/nonexistent/p.json")
+            .unwrap_err()
+            .to_string()
+            .contains("/nonexistent/p.json"));
         assert!(validate_sysctl("kernel.shmmax", "1", false).is_ok());
         assert!(validate_sysctl("net.ipv4.ip_forward", "1", true).is_ok());
         assert!(validate_sysctl("net.ipv4.ip_forward", "1", false).is_err());
