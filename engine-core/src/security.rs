@@ -377,8 +377,9 @@ impl SecurityOptions {
     /// The final capability set, docker's rules: privileged gets `held` (what
     /// the engine itself holds); `ALL` in `cap_add` means `held` minus
     /// `cap_drop`; `ALL` in `cap_drop` means only `cap_add`; otherwise the
-    /// default set minus `cap_drop` plus `cap_add`. A capability asked for that
-    /// the engine does not hold is an error naming it.
+    /// default set minus `cap_drop` plus `cap_add`. A capability named in
+    /// `cap_add` that the engine does not hold is an error naming it; one of
+    /// the default set it does not hold is left out.
     pub fn capabilities(&self, held: &[String]) -> Result<Vec<String>> {
         if self.privileged {
             return Ok(held.to_vec());
@@ -405,14 +406,15 @@ impl SecurityOptions {
         };
         let mut seen = std::collections::HashSet::new();
         caps.retain(|c| seen.insert(c.clone()));
-        for c in &caps {
-            if !held.contains(c) {
-                return Err(Error::invalid(
-                    "CapAdd",
-                    format!("{c} is not held by the engine, so it cannot be given to a container"),
-                ));
-            }
+        // A capability asked for by name must be given; one of the default set
+        // the engine does not hold (an engine itself in a container) is left out.
+        if let Some(c) = add.iter().find(|c| *c != &all && !held.contains(c)) {
+            return Err(Error::invalid(
+                "CapAdd",
+                format!("{c} is not held by the engine, so it cannot be given to a container"),
+            ));
         }
+        caps.retain(|c| held.contains(c));
         Ok(caps)
     }
 }
@@ -494,6 +496,10 @@ mod tests {
         assert!(s.capabilities(&held()).unwrap_err().to_string().contains("CAP_SYS_RESOURCE"));
         s.cap_add = vec!["FOO".into()];
         assert_eq!(s.validate(true).unwrap_err().to_string(), "invalid CapAdd: unknown capability: \"CAP_FOO\"");
+        // An engine without CAP_MKNOD gives the rest of the default set.
+        let fewer: Vec<String> = held().into_iter().filter(|c| c != "CAP_MKNOD").collect();
+        let d = SecurityOptions::default().capabilities(&fewer).unwrap();
+        assert_eq!(capability_mask(&d), 0xa80425fb & !(1 << 27));
         let p = SecurityOptions { privileged: true, ..Default::default() };
         assert_eq!(p.capabilities(&held()).unwrap(), held());
     }
