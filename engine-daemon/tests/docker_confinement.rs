@@ -333,6 +333,9 @@ fn privileged_devices_sysctls_groups_init() {
     let s = out(&o);
     assert_ne!(s.lines().next(), Some("1"), "{}", show(&o));
     assert!(s.contains("/sbin/engine-init -- sh -c"), "{}", show(&o));
+    // With a terminal the command is in the foreground process group.
+    let o = e.docker(&["run", "--rm", "-t", "--init", "bb", "sh", "-c", "ps -o pid,pgid,comm | grep ' ps$'; tty"]);
+    assert!(o.status.success() && out(&o).contains("/dev/pts/"), "{}", show(&o));
     e.ok(&["run", "-d", "--init", "--name", "sleeper", "bb", "sleep", "1000"]);
     e.ok(&["stop", "-t", "60", "sleeper"]);
     let code = e.ok(&["inspect", "-f", "{{.State.ExitCode}}", "sleeper"]);

@@ -28,6 +28,9 @@ extern "C" {
     fn kill(pid: c_int, sig: c_int) -> c_int;
     fn __errno_location() -> *mut c_int;
     fn prctl(option: c_int, arg2: std::os::raw::c_ulong, ...) -> c_int;
+    fn setpgid(pid: c_int, pgid: c_int) -> c_int;
+    fn tcsetpgrp(fd: c_int, pgrp: c_int) -> c_int;
+    fn getpid() -> c_int;
 }
 
 const PR_SET_CHILD_SUBREAPER: c_int = 36;
@@ -71,9 +74,15 @@ fn main() {
     }
     let mut cmd = Command::new(&args[0]);
     cmd.args(&args[1..]);
-    // SAFETY: sigprocmask is async-signal-safe; the closure allocates nothing.
+    // SAFETY: setpgid, tcsetpgrp, getpid and sigprocmask are async-signal-safe;
+    // the closure allocates nothing.
     unsafe {
         cmd.pre_exec(|| {
+            // Its own process group, in the foreground of the terminal if
+            // there is one (SIGTTOU is still blocked here), so a ctrl-c from
+            // the terminal reaches it once, not once directly and once forwarded.
+            setpgid(0, 0);
+            tcsetpgrp(0, getpid());
             let empty = SigSet([0; 16]);
             if sigprocmask(SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
                 return Err(std::io::Error::last_os_error());

@@ -26,13 +26,15 @@ fn forwards_signals_and_reaps_orphans() {
     let init = engine_init::install(dir.path()).unwrap();
     // Installing again with the same bytes keeps the file.
     assert_eq!(engine_init::install(dir.path()).unwrap(), init);
-    assert_eq!(Command::new(&init).args(["--", "sh", "-c", "exit 7"]).status().unwrap().code(), Some(7));
-    assert_eq!(Command::new(&init).arg("/nonexistent").status().unwrap().code(), Some(127));
+    let run = |args: &[&str]| Command::new(&init).args(args).stdin(Stdio::null()).status().unwrap().code();
+    assert_eq!(run(&["--", "sh", "-c", "exit 7"]), Some(7));
+    assert_eq!(run(&["/nonexistent"]), Some(127));
 
     // An orphan (the subshell's `true`) is reparented to the init and reaped;
     // SIGTERM to the init reaches `sleep`, which dies of it: 128 + 15.
     let mut c = Command::new(&init)
         .args(["--", "sh", "-c", "(true &); echo spawned; exec sleep 1000"])
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
