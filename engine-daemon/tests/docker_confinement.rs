@@ -387,5 +387,19 @@ fn engine_cli_takes_the_same_options() {
         "ls /dev/n2; cat /proc/1/cmdline | head -c 17",
     ]);
     assert_eq!(out(&o), "/dev/n2\n/sbin/engine-init", "{}", show(&o));
+    // A profile path is read by the CLI and sent as JSON, as the docker CLI does.
+    let profile = e.dir.path().join("no-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO"}]}"#,
+    )
+    .unwrap();
+    let opt = format!("seccomp={}", profile.display());
+    let o = e.engine(&["run", "--rm", "--security-opt", &opt, "bb", "mkdir", "/tmp/d"]);
+    assert!(err(&o).contains("Operation not permitted"), "{}", show(&o));
+    let o = e.engine(&["run", "--rm", "--security-opt", "seccomp=/nonexistent.json", "bb", "true"]);
+    assert!(!o.status.success() && err(&o).contains("/nonexistent.json"), "{}", show(&o));
+    let o = e.engine(&["run", "--rm", "--privileged", "bb", "grep", "Seccomp:", "/proc/self/status"]);
+    assert_eq!(out(&o), "Seccomp:\t0\n", "{}", show(&o));
     assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
 }
