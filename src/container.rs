@@ -2,8 +2,9 @@
 
 use crate::WaitFor;
 use engine_core::{
-    AttachOptions, ContainerConfig, ContainerInfo, ContainerState, Error, ExecConfig, ExitStatus, LifecycleManager,
-    LogEntry, LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, Signal, StdStream, WaitCondition,
+    AttachOptions, ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExecConfig, ExitStatus,
+    LifecycleManager, LogEntry, LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, SeccompProfile, Signal,
+    StdStream, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -156,6 +157,56 @@ impl ContainerBuilder {
     /// Mount the root filesystem read-only.
     pub fn read_only_rootfs(mut self, yes: bool) -> Self {
         self.config.read_only_rootfs = yes;
+        self
+    }
+    // ---- Confinement. The default is docker's: its 14 capabilities, its
+    // seccomp profile, masked and read-only paths, only the default devices.
+    /// Privileged: every capability the engine holds, all host devices, no
+    /// seccomp, no masked or read-only paths, writable `/sys` and `/proc/sys`.
+    pub fn privileged(mut self, yes: bool) -> Self {
+        self.config.security.privileged = yes;
+        self
+    }
+    /// Add a capability to the default set (`"NET_ADMIN"`, `"CAP_NET_ADMIN"`,
+    /// `"ALL"`; case-insensitive; an unknown name fails `run`/`create`).
+    pub fn cap_add(mut self, cap: impl Into<String>) -> Self {
+        self.config.security.cap_add.push(cap.into());
+        self
+    }
+    /// Drop a capability from the default set (`"ALL"` drops every one).
+    pub fn cap_drop(mut self, cap: impl Into<String>) -> Self {
+        self.config.security.cap_drop.push(cap.into());
+        self
+    }
+    /// The seccomp profile (default: docker's default profile).
+    pub fn seccomp(mut self, profile: SeccompProfile) -> Self {
+        self.config.security.seccomp = profile;
+        self
+    }
+    /// Set `no_new_privs`: setuid binaries and file capabilities grant nothing.
+    pub fn no_new_privileges(mut self, yes: bool) -> Self {
+        self.config.security.no_new_privileges = yes;
+        self
+    }
+    /// Add a host device (see [`DeviceMapping`], or parse `"/dev/x:/dev/y:rw"`).
+    pub fn device(mut self, device: DeviceMapping) -> Self {
+        self.config.security.devices.push(device);
+        self
+    }
+    /// Add a supplementary group (a name in the image's `/etc/group`, or a number).
+    pub fn group_add(mut self, group: impl Into<String>) -> Self {
+        self.config.security.group_add.push(group.into());
+        self
+    }
+    /// Set a namespaced sysctl (`kernel.shm*`, `kernel.msg*`, `kernel.sem`,
+    /// `fs.mqueue.*`, `net.*` with its own network namespace).
+    pub fn sysctl(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.security.sysctls.insert(key.into(), value.into());
+        self
+    }
+    /// Run a small init as pid 1 that forwards signals and reaps zombies.
+    pub fn init(mut self, yes: bool) -> Self {
+        self.config.init = yes;
         self
     }
     /// Add a readiness strategy (several run in order).

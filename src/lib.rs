@@ -46,8 +46,9 @@ pub use engine_runtime as runtime;
 pub use engine_shim as shim;
 
 pub use engine_core::{
-    ContainerConfig, ContainerInfo, ContainerState, Error, ExitStatus, ImageInfo, ImageStore, LifecycleManager,
-    MountSpec, NetworkMode, Resources, RestartPolicy, Result, Signal,
+    ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExitStatus, ImageInfo, ImageStore,
+    LifecycleManager, MountSpec, NetworkMode, Resources, RestartPolicy, Result, SeccompProfile, SecurityOptions,
+    Signal,
 };
 
 use std::path::{Path, PathBuf};

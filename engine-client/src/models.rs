@@ -204,9 +204,40 @@ pub struct HostConfig {
     /// Read-only root filesystem.
     #[serde(default)]
     pub readonly_rootfs: Option<bool>,
-    /// Privileged (not supported: must be false).
+    /// Privileged: every capability the engine holds, all host devices, no
+    /// seccomp, no masked or read-only paths.
     #[serde(default)]
     pub privileged: Option<bool>,
+    /// Capabilities added to the default set (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+    #[serde(default)]
+    pub cap_add: Option<Vec<String>>,
+    /// Capabilities dropped from the default set.
+    #[serde(default)]
+    pub cap_drop: Option<Vec<String>>,
+    /// `seccomp=unconfined`, `seccomp=<profile JSON>`, `no-new-privileges`, `apparmor=unconfined`.
+    #[serde(default)]
+    pub security_opt: Option<Vec<String>>,
+    /// Host devices to add.
+    #[serde(default)]
+    pub devices: Option<Vec<DeviceMappingBody>>,
+    /// Device cgroup rules (not supported: must be empty).
+    #[serde(default)]
+    pub device_cgroup_rules: Option<Vec<String>>,
+    /// Extra groups of the process.
+    #[serde(default)]
+    pub group_add: Option<Vec<String>>,
+    /// Namespaced sysctls.
+    #[serde(default)]
+    pub sysctls: Option<HashMap<String, String>>,
+    /// Run an init as pid 1 (`--init`).
+    #[serde(default)]
+    pub init: Option<bool>,
+    /// Replaces the default masked paths (`[]` with `--security-opt systempaths=unconfined`).
+    #[serde(default)]
+    pub masked_paths: Option<Vec<String>>,
+    /// Replaces the default read-only paths.
+    #[serde(default)]
+    pub readonly_paths: Option<Vec<String>>,
     /// Terminal size `[height, width]`.
     #[serde(default)]
     pub console_size: Option<Vec<u16>>,
@@ -216,6 +247,21 @@ pub struct HostConfig {
     /// Port bindings (recorded only; no published ports yet).
     #[serde(default)]
     pub port_bindings: Option<Value>,
+}
+
+/// One `HostConfig.Devices` entry.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DeviceMappingBody {
+    /// The device on the host.
+    #[serde(default)]
+    pub path_on_host: String,
+    /// Where it appears in the container (default: the host path).
+    #[serde(default)]
+    pub path_in_container: String,
+    /// `rwm` or a part of it (default `rwm`).
+    #[serde(default)]
+    pub cgroup_permissions: String,
 }
 
 /// `201` answer to create.

@@ -33,6 +33,7 @@ pub mod image;
 pub mod lifecycle;
 mod logs;
 mod runtime;
+pub mod security;
 pub mod shim;
 mod signal;
 mod state;
@@ -51,6 +52,7 @@ pub use lifecycle::{
 };
 pub use logs::{LogDriver, LogEntry};
 pub use runtime::{CreateOptions, ExecOptions, Runtime};
+pub use security::{DeviceMapping, SeccompProfile, SecurityOptions};
 pub use shim::{
     Attach, AttachOptions, ExecRequest, LaunchRequest, LogConfig, Output, ProcessRef, ProcessState, RuntimeBinary,
     Shim, ShimEvent, ShimLauncher,

@@ -166,6 +166,16 @@ pub struct ContainerConfig {
     pub owner_pid: Option<Pid>,
     /// Rotate the json-file log at this size.
     pub log_max_size: Option<u64>,
+    // ---- Confinement (docker's --privileged, --cap-add/--cap-drop,
+    // --security-opt, --device, --group-add, --sysctl, --init).
+    /// Capabilities, seccomp, privileged mode, devices, groups, sysctls; the
+    /// default is docker's default confinement.
+    #[serde(default)]
+    pub security: crate::security::SecurityOptions,
+    /// Run a small init as pid 1 that forwards signals to the command and
+    /// reaps zombies (`docker run --init`).
+    #[serde(default)]
+    pub init: bool,
 }
 
 /// The state of a container as the manager tracks it.

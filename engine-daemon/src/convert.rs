@@ -1,6 +1,7 @@
 //! Between Docker's JSON and the engine's types.
 
 use engine_client::models::*;
+use engine_core::security::{DeviceMapping, SecurityOptions, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use engine_core::{
     ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, MountSpec, NetworkMode, Resources, RestartPolicy,
     Result, Signal,
@@ -93,9 +94,7 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
             ));
         }
     }
-    if hc.privileged == Some(true) {
-        return Err(Error::invalid("field HostConfig.Privileged", "privileged containers are not supported"));
-    }
+    let (security, init) = security_options(&hc)?;
     let mut mounts = Vec::new();
     for b in hc.binds.iter().flatten() {
         mounts.push(parse_bind(b)?);
@@ -203,7 +202,46 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
         owner_pid: None,
         log_max_size: None,
+        security,
+        init,
     })
+}
+
+/// HostConfig's confinement fields (Privileged, CapAdd, CapDrop, SecurityOpt,
+/// Devices, GroupAdd, Sysctls, MaskedPaths, ReadonlyPaths) and Init. Whatever
+/// cannot be honoured is an error naming it.
+fn security_options(hc: &HostConfig) -> Result<(SecurityOptions, bool)> {
+    let mut sec = SecurityOptions::default();
+    sec.privileged = hc.privileged.unwrap_or(false);
+    for (list, field, out) in [(&hc.cap_add, "CapAdd", &mut sec.cap_add), (&hc.cap_drop, "CapDrop", &mut sec.cap_drop)]
+    {
+        for c in list.iter().flatten() {
+            let n = engine_core::security::normalize_capability(c).map_err(|e| match e {
+                Error::InvalidInput { reason, .. } => Error::invalid(field, reason),
+                other => other,
+            })?;
+            out.push(n);
+        }
+    }
+    for o in hc.security_opt.iter().flatten() {
+        sec.apply_security_opt(o)?;
+    }
+    for d in hc.devices.iter().flatten() {
+        let cont = if d.path_in_container.is_empty() { d.path_on_host.clone() } else { d.path_in_container.clone() };
+        let perms = if d.cgroup_permissions.is_empty() { "rwm".to_string() } else { d.cgroup_permissions.clone() };
+        sec.devices.push(DeviceMapping::new(d.path_on_host.clone(), cont, perms)?);
+    }
+    if let Some(r) = hc.device_cgroup_rules.as_ref().filter(|r| !r.is_empty()) {
+        return Err(Error::invalid(
+            "field HostConfig.DeviceCgroupRules",
+            format!("{r:?}: device cgroup rules are not supported by this engine"),
+        ));
+    }
+    sec.group_add = hc.group_add.clone().unwrap_or_default();
+    sec.sysctls = hc.sysctls.clone().unwrap_or_default().into_iter().collect();
+    sec.masked_paths = hc.masked_paths.clone();
+    sec.readonly_paths = hc.readonly_paths.clone();
+    Ok((sec, hc.init.unwrap_or(false)))
 }
 
 fn parse_bind(b: &str) -> Result<MountSpec> {
@@ -450,11 +488,43 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
         restart_policy: Some(RestartPolicyBody { name: Some(name.into()), maximum_retry_count: Some(max) }),
         runtime: Some(c.runtime.clone().unwrap_or_default()),
         readonly_rootfs: Some(c.read_only_rootfs),
-        privileged: Some(false),
+        privileged: Some(c.security.privileged),
+        cap_add: (!c.security.cap_add.is_empty()).then(|| c.security.cap_add.clone()),
+        cap_drop: (!c.security.cap_drop.is_empty()).then(|| c.security.cap_drop.clone()),
+        security_opt: Some(c.security.security_opt_strings()).filter(|v| !v.is_empty()),
+        devices: Some(
+            c.security
+                .devices
+                .iter()
+                .map(|d| DeviceMappingBody {
+                    path_on_host: d.host_path.display().to_string(),
+                    path_in_container: d.container_path.clone(),
+                    cgroup_permissions: d.permissions.clone(),
+                })
+                .collect(),
+        ),
+        device_cgroup_rules: None,
+        group_add: (!c.security.group_add.is_empty()).then(|| c.security.group_add.clone()),
+        sysctls: (!c.security.sysctls.is_empty())
+            .then(|| c.security.sysctls.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        init: c.init.then_some(true),
+        masked_paths: Some(effective_paths(c.security.privileged, &c.security.masked_paths, DEFAULT_MASKED_PATHS)),
+        readonly_paths: Some(effective_paths(
+            c.security.privileged,
+            &c.security.readonly_paths,
+            DEFAULT_READONLY_PATHS,
+        )),
         console_size: Some(vec![0, 0]),
         log_config: Some(json!({"Type":"json-file","Config":{}})),
         port_bindings: Some(json!({})),
     }
+}
+
+fn effective_paths(privileged: bool, set: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    if privileged {
+        return Vec::new();
+    }
+    set.clone().unwrap_or_else(|| default.iter().map(|p| p.to_string()).collect())
 }
 
 /// `docker inspect` of a container. `image_env` is the image's environment,
@@ -692,6 +762,40 @@ mod tests {
         assert!(container_config(&b, None).unwrap_err().is_invalid_input());
         let b = parse_create_body(br#"{"Image":"bb","HostConfig":{"Memory":-5}}"#).unwrap();
         assert!(container_config(&b, None).unwrap_err().is_invalid_input());
+    }
+
+    #[test]
+    fn confinement_fields_translate_and_bad_ones_are_named() {
+        let body = parse_create_body(
+            br#"{"Image":"bb","HostConfig":{"Privileged":false,"CapAdd":["net_admin"],"CapDrop":["ALL"],
+                "SecurityOpt":["no-new-privileges:true","seccomp=unconfined","apparmor=unconfined"],
+                "Devices":[{"PathOnHost":"/dev/null","PathInContainer":"","CgroupPermissions":""}],
+                "GroupAdd":["audio"],"Sysctls":{"kernel.shmmax":"1"},"Init":true,"MaskedPaths":[],"ReadonlyPaths":null}}"#,
+        )
+        .unwrap();
+        let c = container_config(&body, None).unwrap();
+        let s = &c.security;
+        assert_eq!(
+            (s.cap_add.as_slice(), s.cap_drop.as_slice()),
+            (&["CAP_NET_ADMIN".to_string()][..], &["ALL".to_string()][..])
+        );
+        assert!(s.no_new_privileges && s.seccomp == engine_core::SeccompProfile::Unconfined && c.init);
+        assert_eq!((s.devices[0].container_path.as_str(), s.devices[0].permissions.as_str()), ("/dev/null", "rwm"));
+        assert_eq!((s.masked_paths.clone(), s.readonly_paths.clone()), (Some(vec![]), None));
+        let hc = host_config(&c);
+        assert_eq!(hc.security_opt, Some(vec!["seccomp=unconfined".to_string(), "no-new-privileges".to_string()]));
+        for (bad, what) in [
+            (r#"{"CapAdd":["FOO"]}"#, r#"invalid CapAdd: unknown capability: "CAP_FOO""#),
+            (r#"{"CapDrop":["cap_bar"]}"#, r#"invalid CapDrop: unknown capability: "CAP_BAR""#),
+            (r#"{"SecurityOpt":["label=disable"]}"#, "label=disable"),
+            (r#"{"SecurityOpt":["apparmor=docker-default"]}"#, "apparmor=docker-default"),
+            (r#"{"DeviceCgroupRules":["c 1:3 r"]}"#, "DeviceCgroupRules"),
+            (r#"{"Devices":[{"PathOnHost":"/dev/null","PathInContainer":"/dev/x","CgroupPermissions":"rwx"}]}"#, "rwx"),
+        ] {
+            let b = parse_create_body(format!(r#"{{"Image":"bb","HostConfig":{bad}}}"#).as_bytes()).unwrap();
+            let e = container_config(&b, None).unwrap_err();
+            assert!(e.is_invalid_input() && e.to_string().contains(what), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -78,6 +78,26 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
     Some(s)
 }
 
+/// Resolve a group name or number through the rootfs's `/etc/group`
+/// (`docker run --group-add`): a number is taken as it is.
+pub fn resolve_group(rootfs: &Path, group: &str) -> Result<u32> {
+    if let Ok(n) = group.parse::<u32>() {
+        return Ok(n);
+    }
+    let groups = read_in_root(rootfs, "etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 3 && f[0] == group)
+        .and_then(|f| f[2].parse().ok())
+        .ok_or_else(|| {
+            Error::invalid(
+                format!("group {group:?}"),
+                format!("unable to find group {group}: no matching entries in group file"),
+            )
+        })
+}
+
 /// Resolve `user`, `uid`, `user:group`, `uid:gid` (and mixes) through the
 /// rootfs's `/etc/passwd` and `/etc/group`; supplementary groups are the
 /// groups in `/etc/group` that list the user. An empty string is root.

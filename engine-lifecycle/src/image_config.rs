@@ -56,7 +56,21 @@ pub(crate) fn exec_process(bundle: &Path, config: &ExecConfig) -> Result<Process
     }
     if let Some(u) = &config.user {
         let rootfs = spec["root"]["path"].as_str().map(|r| bundle.join(r)).unwrap_or_else(|| bundle.join("rootfs"));
-        let user = engine_image::spec::resolve_user(&rootfs, u)?;
+        let mut user = engine_image::spec::resolve_user(&rootfs, u)?;
+        // The container's --group-add groups apply to every user, as under dockerd.
+        let extra: Vec<u32> = spec["annotations"][crate::spec::GROUP_ADD_ANNOTATION]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        if !extra.is_empty() {
+            let mut gids = user.additional_gids().clone().unwrap_or_default();
+            gids.extend(extra.into_iter().filter(|g| *g != user.gid()));
+            gids.sort_unstable();
+            gids.dedup();
+            user.set_additional_gids(Some(gids));
+        }
         p["user"] = serde_json::to_value(&user).map_err(|e| Error::Other(format!("exec user: {e}")))?;
     }
     if let Some(o) = p.as_object_mut() {

@@ -67,6 +67,7 @@ mod image_config;
 mod logs;
 mod manager;
 mod names;
+mod seccomp;
 mod spec;
 mod store;
 mod top;

@@ -285,6 +285,16 @@ impl Inner {
         let rootfs = self.cfg.images.prepare_rootfs(&image.id, id, &rootfs_path).await?;
         undo.rootfs_key = Some(rootfs.key.clone());
 
+        let init_path = if config.init {
+            let dir = self.cfg.root.join("bin");
+            let p = tokio::task::spawn_blocking(move || engine_init::install(&dir))
+                .await
+                .map_err(|e| Error::Other(format!("installing engine-init: {e}")))?
+                .map_err(|e| Error::io(format!("installing engine-init under {}", self.cfg.root.display()), e))?;
+            Some(p)
+        } else {
+            None
+        };
         let mut oci = oci_spec::runtime::Spec::default();
         crate::image_config::apply(&mut oci, &image.config, &rootfs.path, config)?;
         let oci = spec::finish(
@@ -296,9 +306,14 @@ impl Inner {
                 rootfs: &rootfs.path,
                 volumes: &self.cfg.root.join("volumes"),
                 cgroup_parent: &self.cfg.cgroup_parent,
+                init_path: init_path.as_deref(),
             },
         )?;
-        let args = oci.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        let mut args = oci.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();
+        if config.init {
+            // The container's command, as inspect shows it: without the init.
+            args.drain(..2.min(args.len()));
+        }
         if args.is_empty() {
             return Err(Error::invalid(
                 "command",

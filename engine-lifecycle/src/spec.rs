@@ -1,27 +1,10 @@
 //! Validation of a container config, and the manager's part of deriving the
 //! OCI runtime spec (the image's part is `engine_image::spec`).
 
-use engine_core::{ContainerConfig, Error, MountSpec, NetworkMode, Result};
+use engine_core::security::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+use engine_core::{ContainerConfig, Error, MountSpec, NetworkMode, Result, SeccompProfile};
 use serde_json::{json, Value};
 use std::path::Path;
-
-/// Docker's default capability set.
-pub(crate) const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// Check everything that can be checked without touching the system, so bad
 /// input fails before anything is created.
@@ -131,8 +114,168 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
             return Err(Error::invalid("network namespace path", format!("{} does not exist", p.display())));
         }
     }
+    validate_security(config)
+}
+
+/// The confinement options: names, devices, sysctls, and the seccomp profile
+/// evaluated against the capabilities the container would get.
+fn validate_security(config: &ContainerConfig) -> Result<()> {
+    let sec = &config.security;
+    sec.validate(config.network != NetworkMode::Host)?;
+    let caps = sec.capabilities(&held_capabilities()?)?;
+    if let SeccompProfile::Custom(json) = &sec.seccomp {
+        crate::seccomp::evaluate(json, &caps, "seccomp profile")?;
+    }
+    for d in &sec.devices {
+        host_devices(&d.host_path, &d.container_path)?;
+    }
     Ok(())
 }
+
+/// The capabilities the engine itself holds (effective and in its bounding
+/// set): what `--privileged` and `--cap-add ALL` give. dockerd asks for every
+/// capability the kernel knows and fails where one is withheld; the engine
+/// gives what it has.
+pub(crate) fn held_capabilities() -> Result<Vec<String>> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io("reading /proc/self/status for the engine's capabilities", e))?;
+    let field = |name: &str| -> Option<u64> {
+        status.lines().find_map(|l| l.strip_prefix(name)).and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    match (field("CapEff:"), field("CapBnd:")) {
+        (Some(eff), Some(bnd)) => Ok(engine_core::security::capabilities_from_mask(eff & bnd)),
+        _ => Err(Error::Other("/proc/self/status has no CapEff/CapBnd".into())),
+    }
+}
+
+fn device_error(host: &Path, e: std::io::Error) -> Error {
+    Error::invalid(
+        format!("device {}", host.display()),
+        format!("error gathering device information while adding custom device {:?}: {e}", host.display().to_string()),
+    )
+}
+
+/// One device node for the spec, from the host's node at `host`.
+fn device_entry(host: &Path, container: &str) -> Result<Option<Value>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::metadata(host).map_err(|e| device_error(host, e))?;
+    let ft = md.file_type();
+    let typ = if ft.is_char_device() {
+        "c"
+    } else if ft.is_block_device() {
+        "b"
+    } else {
+        return Ok(None);
+    };
+    let rdev = md.rdev();
+    Ok(Some(json!({
+        "path": container, "type": typ,
+        "major": libc::major(rdev), "minor": libc::minor(rdev),
+        "fileMode": md.mode() & 0o7777, "uid": md.uid(), "gid": md.gid(),
+    })))
+}
+
+/// The device nodes under `host` (a node, or a directory walked recursively,
+/// as docker does), placed at `container`.
+fn host_devices(host: &Path, container: &str) -> Result<Vec<Value>> {
+    let md = std::fs::metadata(host).map_err(|e| device_error(host, e))?;
+    if !md.is_dir() {
+        return match device_entry(host, container)? {
+            Some(d) => Ok(vec![d]),
+            None => Err(Error::invalid(format!("device {}", host.display()), "not a device node")),
+        };
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(host.to_path_buf(), container.trim_end_matches('/').to_string())];
+    while let Some((dir, cdir)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("reading {}", dir.display()), e))?;
+        for ent in rd.flatten() {
+            let ft = match ent.file_type() {
+                Ok(t) => t,
+                Err(_) => continue,
+            };
+            let name = ent.file_name().to_string_lossy().to_string();
+            let cpath = format!("{cdir}/{name}");
+            if ft.is_dir() {
+                stack.push((ent.path(), cpath));
+            } else if !ft.is_symlink() {
+                out.extend(device_entry(&ent.path(), &cpath)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every device node of the host's `/dev` (`--privileged`), as docker lists
+/// them: not the per-instance ones (`pts`, `shm`, `mqueue`, `fd`), not
+/// `console` and `ptmx` (the runtime provides the container's own).
+fn all_host_devices() -> Vec<Value> {
+    const SKIP_DIRS: &[&str] = &["pts", "shm", "fd", "mqueue", ".lxc", ".lxd-mounts", ".udev"];
+    let mut out = Vec::new();
+    let mut stack = vec![std::path::PathBuf::from("/dev")];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for ent in rd.flatten() {
+            let Ok(ft) = ent.file_type() else { continue };
+            let name = ent.file_name().to_string_lossy().to_string();
+            if ft.is_dir() {
+                if !(dir == Path::new("/dev") && SKIP_DIRS.contains(&name.as_str())) {
+                    stack.push(ent.path());
+                }
+            } else if !ft.is_symlink() && !(dir == Path::new("/dev") && (name == "console" || name == "ptmx")) {
+                let p = ent.path();
+                if let Ok(Some(d)) = device_entry(&p, &p.to_string_lossy()) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Docker's default mounts (`/proc`, `/dev`, `/dev/pts`, `/sys`,
+/// `/sys/fs/cgroup`, `/dev/mqueue`, `/dev/shm` of 64 MiB); `/sys` and the
+/// cgroup mount are writable for a privileged container.
+fn default_mounts(privileged: bool) -> Vec<Value> {
+    let ro = |mut o: Vec<&'static str>| {
+        if !privileged {
+            o.insert(0, "ro");
+        }
+        o
+    };
+    vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+               "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+               "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ro(vec!["nosuid", "noexec", "nodev"])}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ro(vec!["nosuid", "noexec", "nodev"])}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+               "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]}),
+    ]
+}
+
+/// The cgroup device rules docker's containers get: deny all, then mknod of
+/// any node, and use of the default devices, the terminals and tun.
+fn default_device_rules() -> Vec<Value> {
+    let mut v = vec![
+        json!({"allow": false, "access": "rwm"}),
+        json!({"allow": true, "type": "c", "access": "m"}),
+        json!({"allow": true, "type": "b", "access": "m"}),
+    ];
+    for (ma, mi) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
+        v.push(json!({"allow": true, "type": "c", "major": ma, "minor": mi, "access": "rwm"}));
+    }
+    v.push(json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    v
+}
+
+/// The resolved `--group-add` gids, recorded in the bundle so an exec with
+/// another user gets them too.
+pub(crate) const GROUP_ADD_ANNOTATION: &str = "org.engine.group-add";
 
 /// Inputs of [`finish`].
 pub(crate) struct SpecContext<'a> {
@@ -142,11 +285,14 @@ pub(crate) struct SpecContext<'a> {
     pub rootfs: &'a Path,
     pub volumes: &'a Path,
     pub cgroup_parent: &'a str,
+    /// The installed init (`--init`), bind-mounted into the container.
+    pub init_path: Option<&'a Path>,
 }
 
 /// Apply the container config's own settings to a spec that already carries
 /// the image config: hostname, terminal, mounts, resources, network, read-only
-/// root, cgroups path, capabilities.
+/// root, cgroups path, and the confinement: capabilities, seccomp,
+/// `no_new_privs`, masked and read-only paths, devices, groups, sysctls, init.
 pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Result<oci_spec::runtime::Spec> {
     let cfg = cx.config;
     let mut v = serde_json::to_value(&spec).map_err(|e| Error::Other(format!("runtime spec to JSON: {e}")))?;
@@ -158,9 +304,30 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
 
     let process = o.entry("process").or_insert_with(|| json!({}));
     process["terminal"] = json!(cfg.tty);
-    let caps = json!(DEFAULT_CAPS);
+    let sec = &cfg.security;
+    let caps = sec.capabilities(&held_capabilities()?)?;
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
-    process["noNewPrivileges"] = json!(false);
+    process["noNewPrivileges"] = json!(sec.no_new_privileges);
+    let mut group_add = Vec::new();
+    if !sec.group_add.is_empty() {
+        let mut gids: Vec<u32> = process["user"]["additionalGids"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|g| g.as_u64().map(|g| g as u32)).collect())
+            .unwrap_or_default();
+        for g in &sec.group_add {
+            let gid = engine_image::spec::resolve_group(cx.rootfs, g)?;
+            group_add.push(gid.to_string());
+            if !gids.contains(&gid) {
+                gids.push(gid);
+            }
+        }
+        process["user"]["additionalGids"] = json!(gids);
+    }
+    if cfg.init {
+        if let Some(args) = process["args"].as_array_mut() {
+            args.splice(0..0, [json!(engine_init::CONTAINER_PATH), json!("--")]);
+        }
+    }
     // The manager's own open-files limit, as Docker passes dockerd's on.
     let (soft, hard) =
         nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap_or((1024, 1024));
@@ -175,9 +342,14 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
         }
     }
 
+    // Docker's default mounts, then the init, then the user's mounts.
     let mounts = o.entry("mounts").or_insert_with(|| json!([]));
+    *mounts = json!(default_mounts(sec.privileged));
     let list = mounts.as_array_mut().ok_or_else(|| Error::Other("spec mounts is not a list".into()))?;
-    // The image's /sys/fs/cgroup mount is kept; user mounts go after it.
+    if let (true, Some(init)) = (cfg.init, cx.init_path) {
+        list.push(json!({"destination": engine_init::CONTAINER_PATH, "type": "bind", "source": init,
+                         "options": ["rbind", "rprivate", "ro", "nosuid"]}));
+    }
     for m in &cfg.mounts {
         let entry = match m {
             MountSpec::Bind { source, target, read_only } => {
@@ -213,7 +385,21 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     let linux = o.entry("linux").or_insert_with(|| json!({}));
     linux["cgroupsPath"] = json!(format!("{}/{}", cx.cgroup_parent.trim_end_matches('/'), cx.id));
     let r = &cfg.resources;
-    let mut res = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    let (devices, device_rules) = if sec.privileged {
+        (all_host_devices(), vec![json!({"allow": true, "access": "rwm"})])
+    } else {
+        let mut devs = Vec::new();
+        let mut rules = default_device_rules();
+        for d in &sec.devices {
+            for dev in host_devices(&d.host_path, &d.container_path)? {
+                rules.push(json!({"allow": true, "type": dev["type"], "major": dev["major"], "minor": dev["minor"],
+                                  "access": d.permissions}));
+                devs.push(dev);
+            }
+        }
+        (devs, rules)
+    };
+    let mut res = json!({"devices": device_rules});
     if r.memory.is_some_and(|m| m > 0) || r.memory_swap.is_some() {
         let mut mem = json!({});
         if let Some(m) = r.memory.filter(|m| *m > 0) {
@@ -242,8 +428,40 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
         res["pids"] = json!({"limit": p});
     }
     linux["resources"] = res;
-    if linux.get("devices").is_none() {
-        linux["devices"] = json!([]);
+    linux["devices"] = json!(devices);
+    let (masked, readonly): (Vec<String>, Vec<String>) = if sec.privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            sec.masked_paths.clone().unwrap_or_else(|| DEFAULT_MASKED_PATHS.iter().map(|p| p.to_string()).collect()),
+            sec.readonly_paths
+                .clone()
+                .unwrap_or_else(|| DEFAULT_READONLY_PATHS.iter().map(|p| p.to_string()).collect()),
+        )
+    };
+    linux["maskedPaths"] = json!(masked);
+    linux["readonlyPaths"] = json!(readonly);
+    // A privileged container runs without seccomp, whatever the profile (as under dockerd).
+    let seccomp = match (&sec.seccomp, sec.privileged) {
+        (_, true) | (SeccompProfile::Unconfined, _) => None,
+        (SeccompProfile::Custom(j), false) => Some(crate::seccomp::evaluate(j, &caps, "seccomp profile")?),
+        (SeccompProfile::Default, false) => {
+            Some(crate::seccomp::evaluate(crate::seccomp::DEFAULT_PROFILE, &caps, "default seccomp profile")?)
+        }
+        (other, false) => {
+            return Err(Error::invalid("seccomp profile", format!("{other:?} is not supported by this engine")))
+        }
+    };
+    match seccomp {
+        Some(s) => linux["seccomp"] = s,
+        None => {
+            if let Some(l) = linux.as_object_mut() {
+                l.remove("seccomp");
+            }
+        }
+    }
+    if !sec.sysctls.is_empty() {
+        linux["sysctl"] = json!(sec.sysctls);
     }
     let ns = linux.get_mut("namespaces").and_then(Value::as_array_mut);
     if let Some(ns) = ns {
@@ -274,6 +492,9 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     if let Some(a) = ann.as_object_mut() {
         a.insert("org.engine.container.name".into(), json!(cx.name));
         a.insert("org.engine.image".into(), json!(cfg.image));
+        if !group_add.is_empty() {
+            a.insert(GROUP_ADD_ANNOTATION.into(), json!(group_add.join(",")));
+        }
     }
     serde_json::from_value(v).map_err(|e| Error::Other(format!("derived runtime spec is invalid: {e}")))
 }
@@ -325,6 +546,7 @@ mod tests {
             rootfs: Path::new("/b/rootfs"),
             volumes: Path::new("/v"),
             cgroup_parent: "/engine",
+            init_path: None,
         };
         let s = finish(oci_spec::runtime::Spec::default(), &cx).unwrap();
         let v = serde_json::to_value(&s).unwrap();
@@ -337,5 +559,44 @@ mod tests {
         assert_eq!(v["linux"]["cgroupsPath"], "/engine/0123456789abcdef");
         assert!(!v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
         assert!(v["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/scratch"));
+    }
+
+    #[test]
+    fn confinement_defaults_and_privileged() {
+        let mk = |c: &ContainerConfig| {
+            let cx = SpecContext {
+                id: "0123456789abcdef",
+                name: "n1",
+                config: c,
+                rootfs: Path::new("/b/rootfs"),
+                volumes: Path::new("/v"),
+                cgroup_parent: "/engine",
+                init_path: Some(Path::new("/r/bin/engine-init")),
+            };
+            serde_json::to_value(finish(oci_spec::runtime::Spec::default(), &cx).unwrap()).unwrap()
+        };
+        let v = mk(&cfg());
+        assert_eq!(v["process"]["capabilities"]["bounding"].as_array().unwrap().len(), 14);
+        assert_eq!(v["process"]["noNewPrivileges"], false);
+        assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert!(v["linux"]["maskedPaths"].as_array().unwrap().iter().any(|p| p == "/proc/kcore"));
+        assert!(v["linux"]["readonlyPaths"].as_array().unwrap().iter().any(|p| p == "/proc/sys"));
+        assert_eq!(v["linux"]["devices"], json!([]));
+        assert_eq!(v["linux"]["resources"]["devices"][0], json!({"allow": false, "access": "rwm"}));
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
+        assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
+
+        let mut c = cfg();
+        c.security.privileged = true;
+        c.init = true;
+        let v = mk(&c);
+        assert!(v["linux"].get("seccomp").is_none());
+        assert_eq!(v["linux"]["maskedPaths"], json!([]));
+        assert_eq!(v["linux"]["readonlyPaths"], json!([]));
+        assert_eq!(v["linux"]["resources"]["devices"], json!([{"allow": true, "access": "rwm"}]));
+        let sys = v["mounts"].as_array().unwrap().iter().find(|m| m["destination"] == "/sys").unwrap().clone();
+        assert!(!sys["options"].as_array().unwrap().contains(&json!("ro")));
+        assert_eq!(v["process"]["args"][0], engine_init::CONTAINER_PATH);
+        assert!(v["mounts"].as_array().unwrap().iter().any(|m| m["source"] == "/r/bin/engine-init"));
     }
 }

@@ -156,10 +156,12 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
                   "Error": "", "RemoteManagers": null},
         "LiveRestoreEnabled": true,
         "Isolation": "",
-        "InitBinary": "",
+        "InitBinary": "engine-init",
         "ContainerdCommit": {"ID": "", "Expected": ""},
         "RuncCommit": {"ID": "", "Expected": ""},
         "InitCommit": {"ID": "", "Expected": ""},
+        // True since containers get docker's default seccomp profile; no
+        // AppArmor, SELinux, user namespaces or rootless to report.
         "SecurityOptions": ["name=seccomp,profile=default"],
         "Warnings": ["bridge networking is not available yet: default/bridge containers get their own network namespace with loopback only"]
     });

@@ -484,7 +484,10 @@ impl Runc {
         if !rootfs.devices.is_empty() {
             let mut rules = resources.devices().clone().unwrap_or_default();
             if !rules.is_empty() {
-                rules.extend(super::devices::cgroup_rules(&rootfs.devices));
+                // Only the default devices are allowed on top of the config's
+                // rules (runc's behaviour): a `linux.devices` node gets what
+                // `resources.devices` grants it, e.g. read-only, not `rwm`.
+                rules.extend(super::devices::cgroup_rules(&super::devices::defaults()));
                 resources.set_devices(Some(rules));
             }
         }

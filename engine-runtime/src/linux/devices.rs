@@ -146,8 +146,9 @@ pub fn symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The cgroup `devices` rules that let the container use its default and configured devices
-/// (appended after the config's own rules, as runc does).
+/// The cgroup `devices` rules that let the container use `devices` (the
+/// runtime passes the defaults) and the terminals, appended after the config's
+/// own rules, as runc does.
 pub fn cgroup_rules(devices: &[Device]) -> Vec<oci_spec::runtime::LinuxDeviceCgroup> {
     use oci_spec::runtime::LinuxDeviceCgroupBuilder;
     let mut rules: Vec<_> = devices

@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Create and start a container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     Ps {
         /// Show all containers (default shows just running).
@@ -248,6 +248,32 @@ struct RunArgs {
     /// Runtime.
     #[arg(long)]
     runtime: Option<String>,
+    /// Give every capability the engine holds, all host devices, no seccomp,
+    /// writable /sys and /proc/sys.
+    #[arg(long)]
+    privileged: bool,
+    /// Add a capability (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a capability (`ALL` for every one).
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Security options: `seccomp=unconfined`, `seccomp=<profile.json>`,
+    /// `no-new-privileges`, `apparmor=unconfined`.
+    #[arg(long = "security-opt")]
+    security_opt: Vec<String>,
+    /// Add a host device (`/dev/host[:/dev/container[:rwm]]`).
+    #[arg(long = "device")]
+    device: Vec<String>,
+    /// Add a supplementary group (name in the image, or number).
+    #[arg(long = "group-add")]
+    group_add: Vec<String>,
+    /// Set a namespaced sysctl (`kernel.shmmax=...`, `net.*` with its own network).
+    #[arg(long = "sysctl")]
+    sysctl: Vec<String>,
+    /// Run an init as pid 1 that forwards signals and reaps zombies.
+    #[arg(long)]
+    init: bool,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -302,7 +328,7 @@ fn main() {
 async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
     let c = &c;
     match cmd {
-        Cmd::Run(a) => run_container(c, a).await,
+        Cmd::Run(a) => run_container(c, *a).await,
         Cmd::Ps { all, quiet } => {
             let list = c.list_containers(all, &HashMap::new()).await?;
             if quiet {
@@ -763,10 +789,64 @@ fn parse_run(a: &RunArgs) -> std::result::Result<ContainerConfigBody, Failure> {
             network_mode: a.network.clone(),
             auto_remove: Some(a.rm),
             runtime: a.runtime.clone(),
+            privileged: Some(a.privileged),
+            cap_add: (!a.cap_add.is_empty()).then(|| a.cap_add.clone()),
+            cap_drop: (!a.cap_drop.is_empty()).then(|| a.cap_drop.clone()),
+            security_opt: Some(security_opts(&a.security_opt)?).filter(|v| !v.is_empty()),
+            devices: Some(devices(&a.device)?).filter(|v| !v.is_empty()),
+            group_add: (!a.group_add.is_empty()).then(|| a.group_add.clone()),
+            sysctls: Some(sysctls(&a.sysctl)?).filter(|v| !v.is_empty()),
+            init: a.init.then_some(true),
             ..Default::default()
         }),
         ..Default::default()
     })
+}
+
+fn usage(message: String) -> Failure {
+    Failure { code: 125, message: format!("engine: {message}") }
+}
+
+/// `--security-opt`, as the docker CLI sends it: a seccomp profile path is
+/// read here and sent as compact JSON.
+fn security_opts(opts: &[String]) -> std::result::Result<Vec<String>, Failure> {
+    let mut out = Vec::new();
+    for o in opts {
+        let (k, v) = o.split_once('=').or_else(|| o.split_once(':')).unwrap_or((o.as_str(), ""));
+        if k == "seccomp" && v != "unconfined" && !v.trim_start().starts_with('{') && !v.is_empty() {
+            let data = std::fs::read(v).map_err(|e| usage(format!("opening seccomp profile ({v}) failed: {e}")))?;
+            let json: serde_json::Value = serde_json::from_slice(&data)
+                .map_err(|e| usage(format!("seccomp profile {v} is not valid JSON: {e}")))?;
+            out.push(format!("seccomp={json}"));
+        } else {
+            out.push(o.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn devices(specs: &[String]) -> std::result::Result<Vec<DeviceMappingBody>, Failure> {
+    specs
+        .iter()
+        .map(|s| {
+            let d: engine_core::DeviceMapping = s.parse().map_err(|e: Error| usage(e.to_string()))?;
+            Ok(DeviceMappingBody {
+                path_on_host: d.host_path.display().to_string(),
+                path_in_container: d.container_path,
+                cgroup_permissions: d.permissions,
+            })
+        })
+        .collect()
+}
+
+fn sysctls(specs: &[String]) -> std::result::Result<HashMap<String, String>, Failure> {
+    specs
+        .iter()
+        .map(|s| match s.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(usage(format!("invalid sysctl {s:?}: want key=value"))),
+        })
+        .collect()
 }
 
 async fn run_container(c: &Client, a: RunArgs) -> std::result::Result<i32, Failure> {
