@@ -1,0 +1,254 @@
+//! The bridge driver against real kernel objects, inside namespaces the
+//! tests create (see `common`): the machine's own networking is untouched.
+
+mod common;
+
+use common::*;
+use engine_core::network::{AttachRequest, IpPrefix, NetworkDriver, NetworkSpec, PortBinding, Protocol};
+use std::net::{IpAddr, Ipv4Addr};
+
+fn ip4(ep: &engine_core::network::EndpointInfo) -> Ipv4Addr {
+    match ep.ipv4.unwrap().addr() {
+        IpAddr::V4(a) => a,
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_endpoints_on_one_network_talk_and_leave_nothing() {
+    let mut lab = Lab::new().await;
+    let before = lab.snapshot().await;
+    let (p1, ns1) = lab.container("a").await;
+    let (p2, ns2) = lab.container("b").await;
+    let d = lab.driver();
+    let net = d.create_network(NetworkSpec::new("appnet")).await.unwrap();
+    assert_eq!(net.ipam[0].subnet, "172.18.0.0/16".parse::<IpPrefix>().unwrap(), "first user pool subnet");
+    let e1 = d.attach("appnet", AttachRequest::new("c1", &p1)).await.unwrap();
+    let e2 = d.attach(&net.id[..8], AttachRequest::new("c2", &p2)).await.unwrap();
+    assert_eq!(e1.ipv4.unwrap().to_string(), "172.18.0.2/16");
+    assert_eq!(e2.ipv4.unwrap().to_string(), "172.18.0.3/16");
+    assert_eq!(e1.gateway4, Some(Ipv4Addr::new(172, 18, 0, 1)));
+    assert_eq!(e1.mac.to_string(), "02:42:ac:12:00:02");
+    assert_eq!(e1.interface, "eth0");
+    let _s2 = serve_tcp(&ns2, 7000, "b").await;
+    assert_eq!(tcp_get(&ns1, sa(ip4(&e2), 7000), OK_TIMEOUT).await.unwrap(), format!("b {}", ip4(&e1)));
+    // Loopback is up in the container, too.
+    let _s1 = serve_tcp(&ns1, 7001, "a").await;
+    assert_eq!(tcp_get(&ns1, sa(Ipv4Addr::LOCALHOST, 7001), OK_TIMEOUT).await.unwrap(), "a 127.0.0.1");
+    let info = d.inspect_network("appnet").await.unwrap();
+    assert_eq!(info.endpoints.len(), 2);
+    assert_eq!(info.endpoints["c2"], e2);
+    d.detach("appnet", "c1").await.unwrap();
+    d.detach("appnet", "c2").await.unwrap();
+    assert!(d.detach("appnet", "c2").await.unwrap_err().is_not_found());
+    d.remove_network("appnet").await.unwrap();
+    assert_eq!(lab.snapshot().await, before, "links, rules and records as before");
+    assert!(!nft_ruleset(&lab.host_ns()).await.contains("engine"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn networks_are_isolated_from_each_other() {
+    let mut lab = Lab::new().await;
+    let (pa, nsa) = lab.container("a").await;
+    let (pb, nsb) = lab.container("b").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("red")).await.unwrap();
+    d.create_network(NetworkSpec::new("blue").subnet("10.77.0.0/24".parse().unwrap())).await.unwrap();
+    let ea = d.attach("red", AttachRequest::new("ca", &pa)).await.unwrap();
+    let eb = d.attach("blue", AttachRequest::new("cb", &pb)).await.unwrap();
+    assert_eq!(eb.ipv4.unwrap().to_string(), "10.77.0.2/24");
+    let _sa = serve_tcp(&nsa, 7000, "a").await;
+    let _sb = serve_tcp(&nsb, 7000, "b").await;
+    // Each reaches the host (its gateway) side; neither reaches the other.
+    let _hs = serve_tcp(&lab.host_ns(), 7100, "host").await;
+    assert_eq!(tcp_get(&nsa, sa(ea.gateway4.unwrap(), 7100), OK_TIMEOUT).await.unwrap(), format!("host {}", ip4(&ea)));
+    assert!(tcp_get(&nsa, sa(ip4(&eb), 7000), FAIL_TIMEOUT).await.is_err(), "red reached blue");
+    assert!(tcp_get(&nsb, sa(ip4(&ea), 7000), FAIL_TIMEOUT).await.is_err(), "blue reached red");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn published_ports_reach_the_container_from_everywhere() {
+    let mut lab = Lab::new().await;
+    let (p1, ns1) = lab.container("web").await;
+    let (p2, ns2) = lab.container("cli").await;
+    let (p3, ns3) = lab.container("oth").await;
+    let d = lab.driver();
+    let def = d.default_network().await.unwrap();
+    assert_eq!(def.name, "bridge");
+    assert_eq!(def.interface.as_deref(), Some("engine0"));
+    assert_eq!(def.ipam[0].subnet.to_string(), "172.17.0.0/16");
+    d.create_network(NetworkSpec::new("other")).await.unwrap();
+    let mut req = AttachRequest::new("web", &p1)
+        .publish(PortBinding::parse("0:80").unwrap().remove(0))
+        .publish(PortBinding::parse("5353:53/udp").unwrap().remove(0));
+    for b in PortBinding::parse("127.0.0.1:9100-9101:9000-9001").unwrap() {
+        req = req.publish(b);
+    }
+    let web = d.attach("bridge", req).await.unwrap();
+    assert_eq!(web.ports.len(), 4);
+    let hp = web.ports[0].host_port;
+    assert_ne!(hp, 0);
+    assert_eq!(web.ports[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    assert_eq!((web.ports[1].protocol, web.ports[1].host_port), (Protocol::Udp, 5353));
+    assert_eq!((web.ports[3].host_port, web.ports[3].container_port), (9101, 9001));
+    let cli = d.attach("bridge", AttachRequest::new("cli", &p2)).await.unwrap();
+    let oth = d.attach("other", AttachRequest::new("oth", &p3)).await.unwrap();
+    let _tcp = serve_tcp(&ns1, 80, "web").await;
+    let _tcp2 = serve_tcp(&ns1, 9001, "web9001").await;
+    let _udp = serve_udp(&ns1, 53, "dns").await;
+    let host = lab.host_ns();
+    let gw = web.gateway4.unwrap();
+    // From the host, on 127.0.0.1 (the container sees the gateway) and on
+    // its own address (the container sees that address).
+    assert_eq!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
+    assert_eq!(tcp_get(&host, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {HOST_ADDR}"));
+    assert_eq!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, 9101), OK_TIMEOUT).await.unwrap(), format!("web9001 {gw}"));
+    // Bound to 127.0.0.1 only: not on the host's other address.
+    assert!(tcp_get(&host, sa(HOST_ADDR, 9101), FAIL_TIMEOUT).await.is_err());
+    assert_eq!(udp_get(&host, sa(Ipv4Addr::LOCALHOST, 5353), OK_TIMEOUT).await.unwrap(), format!("dns {gw}"));
+    // From another machine (the outside namespace).
+    assert_eq!(tcp_get(&lab.outside_ns(), sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {OUTSIDE_ADDR}"));
+    // From a neighbour on the same network, and from another network.
+    assert_eq!(tcp_get(&ns2, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
+    // (leaving its own network, its traffic is masqueraded like any outbound)
+    let _ = oth;
+    assert_eq!(tcp_get(&ns3, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
+    // Hairpin: the container through its own published port.
+    assert_eq!(tcp_get(&ns1, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
+    // Containers never reach the host's loopback services through the bridge.
+    let _local = serve_tcp(&host, 7300, "host-local").await;
+    let _ = cli;
+    assert!(tcp_get(&ns2, sa(Ipv4Addr::LOCALHOST, 7300), FAIL_TIMEOUT).await.is_err());
+    // Unpublished on detach: the port is free again and DNAT is gone.
+    d.detach("bridge", "web").await.unwrap();
+    assert!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), FAIL_TIMEOUT).await.is_err());
+    let rules = nft_ruleset(&host).await;
+    assert!(!rules.contains("dnat ip to"), "{rules}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn masquerade_shows_the_outside_only_the_host() {
+    let mut lab = Lab::new().await;
+    let (p1, ns1) = lab.container("a").await;
+    let (p2, ns2) = lab.container("i").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("out")).await.unwrap();
+    d.create_network(NetworkSpec::new("closed").internal(true)).await.unwrap();
+    let e = d.attach("out", AttachRequest::new("a", &p1)).await.unwrap();
+    let ei = d.attach("closed", AttachRequest::new("i", &p2)).await.unwrap();
+    assert_eq!(ei.gateway4, None, "an internal network has no way out");
+    let _srv = serve_tcp(&lab.outside_ns(), 7400, "outside").await;
+    let seen = tcp_get(&ns1, sa(OUTSIDE_ADDR, 7400), OK_TIMEOUT).await.unwrap();
+    assert_eq!(seen, format!("outside {HOST_ADDR}"), "the outside saw {seen}, container is {}", ip4(&e));
+    assert!(tcp_get(&ns2, sa(OUTSIDE_ADDR, 7400), FAIL_TIMEOUT).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_survive_a_restart_and_are_freed_on_detach() {
+    let mut lab = Lab::new().await;
+    let (p1, ns1) = lab.container("a").await;
+    let (p2, ns2) = lab.container("b").await;
+    let (p3, _) = lab.container("c").await;
+    let (p4, _) = lab.container("d").await;
+    let (p5, _) = lab.container("e").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("keep")).await.unwrap();
+    let e1 = d.attach("keep", AttachRequest::new("a", &p1).publish(PortBinding::new(Protocol::Tcp, 80))).await.unwrap();
+    let e2 = d.attach("keep", AttachRequest::new("b", &p2)).await.unwrap();
+    let hp = e1.ports[0].host_port;
+    let before = d.inspect_network("keep").await.unwrap();
+    // Restart: a new driver on the same state directory.
+    drop(lab.driver.take());
+    // Meanwhile container b's interface goes (as when its namespace dies;
+    // deleting it by hand is synchronous, namespace teardown is not).
+    let h2 = ns2.netlink().await.unwrap();
+    let i = futures::TryStreamExt::try_next(&mut h2.link().get().match_name("eth0").execute()).await.unwrap().unwrap();
+    h2.link().del(i.header.index).execute().await.unwrap();
+    lab.driver = Some(lab.open_driver().await);
+    let d = lab.driver();
+    let after = d.inspect_network("keep").await.unwrap();
+    assert_eq!(after.endpoints["a"], before.endpoints["a"], "a's lease, MAC and port kept");
+    assert!(!after.endpoints.contains_key("b"), "b's lease released: its namespace is gone");
+    let _srv = serve_tcp(&ns1, 80, "a").await;
+    let host = lab.host_ns();
+    assert_eq!(tcp_get(&host, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("a {HOST_ADDR}"));
+    // The published port is still held: a host process cannot take it.
+    let taken = host.run(move || Ok(std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, hp)).is_err())).await.unwrap();
+    assert!(taken, "host port {hp} was free after the restart");
+    // No double allocation: the next endpoint gets b's freed address, not a's.
+    let e3 = d.attach("keep", AttachRequest::new("c", &p3)).await.unwrap();
+    assert_eq!(e3.ipv4, e2.ipv4);
+    let e4 = d.attach("keep", AttachRequest::new("d", &p4)).await.unwrap();
+    assert_ne!(e4.ipv4, e1.ipv4);
+    assert_ne!(e4.ipv4, e3.ipv4);
+    // Detach frees: the next attach takes a's address.
+    d.detach("keep", "a").await.unwrap();
+    let e5 = d.attach("keep", AttachRequest::new("e", &p5)).await.unwrap();
+    assert_eq!(e5.ipv4, e1.ipv4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_clear_error_and_changes_nothing() {
+    let mut lab = Lab::new().await;
+    let (p1, _) = lab.container("a").await;
+    let (p2, _) = lab.container("b").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("used").subnet("10.60.0.0/16".parse().unwrap())).await.unwrap();
+    d.attach("used", AttachRequest::new("a", &p1).publish(PortBinding::new(Protocol::Tcp, 80).host_port(8080)))
+        .await
+        .unwrap();
+    // A host port held by a host process.
+    let host = lab.host_ns();
+    let squatter = host.run(|| Ok(std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 0)).unwrap())).await.unwrap();
+    let busy = squatter.local_addr().unwrap().port();
+    let before = lab.snapshot().await;
+    let d = lab.driver();
+
+    let e = d
+        .attach("used", AttachRequest::new("b", &p2).publish(PortBinding::new(Protocol::Tcp, 80).host_port(busy)))
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("already in use"), "{e}");
+    // A port the engine already published.
+    let e = d
+        .attach("used", AttachRequest::new("b", &p2).publish(PortBinding::new(Protocol::Tcp, 81).host_port(8080)))
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("8080"), "{e}");
+    // Overlapping subnets.
+    let e = d.create_network(NetworkSpec::new("ovl").subnet("10.60.5.0/24".parse().unwrap())).await.unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("overlaps 10.60.0.0/16 of network used"), "{e}");
+    // Invalid specs.
+    assert!(PortBinding::parse("80:x/tcp").unwrap_err().is_invalid_input());
+    for (spec, needle) in [
+        (NetworkSpec::new("bad").subnet("10.61.0.1/24".parse().unwrap()), "host bits"),
+        (
+            NetworkSpec::new("bad").subnet("10.61.0.0/24".parse().unwrap()).gateway("10.62.0.1".parse().unwrap()),
+            "gateway",
+        ),
+        (NetworkSpec::new("bad name!"), "network name"),
+        (NetworkSpec::new("bad").driver("macvlan"), "driver"),
+        (NetworkSpec::new("bad").option(engine_network::OPT_BRIDGE_NAME, "a-name-far-too-long"), "bridge name"),
+    ] {
+        let e = d.create_network(spec).await.unwrap_err();
+        assert!(e.is_invalid_input() && e.to_string().contains(needle), "{needle}: {e}");
+    }
+    let e = d.create_network(NetworkSpec::new("used")).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    let e = d.attach("used", AttachRequest::new("b", &p2).ipv4(Ipv4Addr::new(10, 99, 0, 2))).await.unwrap_err();
+    assert!(e.is_invalid_input() && e.to_string().contains("10.99.0.2"), "{e}");
+    let e = d.attach("used", AttachRequest::new("b", &p2).interface("this-name-is-too-long")).await.unwrap_err();
+    assert!(e.is_invalid_input(), "{e}");
+    let e = d.attach("used", AttachRequest::new("b", lab.dir.path().join("nope"))).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    let e = d.attach("used", AttachRequest::new("b", lab.dir.path())).await.unwrap_err();
+    assert!(e.is_invalid_input() || matches!(e, engine_core::Error::Io { .. }), "{e}");
+    let e = d.attach("used", AttachRequest::new("a", &p2)).await.unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("already attached"), "{e}");
+    // Unknown network; a network that still has endpoints.
+    assert!(d.attach("nope", AttachRequest::new("b", &p2)).await.unwrap_err().is_not_found());
+    let e = d.remove_network("used").await.unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("active endpoints"), "{e}");
+    assert_eq!(lab.snapshot().await, before, "a failed call left something behind");
+    drop(squatter);
+}
