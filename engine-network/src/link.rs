@@ -161,11 +161,13 @@ pub(crate) async fn configure_container(
     set_up(h, "lo").await?;
     if let Some(gw) = gateway {
         let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(i).build();
-        h.route()
-            .add(route)
-            .execute()
-            .await
-            .map_err(|e| nl_err(format_args!("default route via {gw} in the container"), e))?;
+        match h.route().add(route).execute().await {
+            Ok(()) => {}
+            // Attached to another network first: that one keeps the
+            // default route (docker's first-network-wins), this one its subnet.
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => {}
+            Err(e) => return Err(nl_err(format_args!("default route via {gw} in the container"), e)),
+        }
     }
     Ok(())
 }

@@ -252,3 +252,72 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     assert_eq!(lab.snapshot().await, before, "a failed call left something behind");
     drop(squatter);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_half_way_through_attach_is_undone() {
+    let mut lab = Lab::new().await;
+    let (p1, ns1) = lab.container("a").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("one")).await.unwrap();
+    d.create_network(NetworkSpec::new("two")).await.unwrap();
+    d.attach("one", AttachRequest::new("a", &p1)).await.unwrap();
+    let before = lab.snapshot().await;
+    let links_in = |ns: engine_network::Netns| async move {
+        let h = ns.netlink().await.unwrap();
+        let mut s = h.link().get().execute();
+        let mut n = 0;
+        while futures::TryStreamExt::try_next(&mut s).await.unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    let in_container = links_in(ns1.clone()).await;
+    // The veth is made and moved before the name clash inside the
+    // container shows: all of it, the lease and the port must be undone.
+    let e = lab
+        .driver()
+        .attach("two", AttachRequest::new("a2", &p1).publish(PortBinding::new(Protocol::Tcp, 80).host_port(8081)))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("eth0"), "{e}");
+    assert_eq!(lab.snapshot().await, before);
+    assert_eq!(links_in(ns1.clone()).await, in_container);
+    // The port was released: it can be published now.
+    lab.driver()
+        .attach(
+            "two",
+            AttachRequest::new("a2", &p1)
+                .interface("eth1")
+                .publish(PortBinding::new(Protocol::Tcp, 80).host_port(8081)),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attach_cut_short_by_a_crash_is_undone_on_restart() {
+    let mut lab = Lab::new().await;
+    let (p1, _ns1) = lab.container("a").await;
+    let (p2, _ns2) = lab.container("b").await;
+    let d = lab.driver();
+    let net = d.create_network(NetworkSpec::new("crash")).await.unwrap();
+    d.attach("crash", AttachRequest::new("a", &p1)).await.unwrap();
+    let mid = lab.snapshot().await;
+    let eb =
+        d.attach("crash", AttachRequest::new("b", &p2).publish(PortBinding::new(Protocol::Tcp, 80))).await.unwrap();
+    drop(lab.driver.take());
+    // As if the process died between writing the lease and finishing:
+    // the record still says "attaching".
+    let rec = lab.state.join("networks").join(format!("{}.json", net.id));
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["endpoints"]["b"]["state"] = "attaching".into();
+    std::fs::write(&rec, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    lab.driver = Some(lab.open_driver().await);
+    let info = lab.driver().inspect_network("crash").await.unwrap();
+    assert!(!info.endpoints.contains_key("b"));
+    let now = lab.snapshot().await;
+    assert_eq!(now.links, mid.links, "b's veth {:?} removed", eb.host_interface);
+    assert_eq!(now.rules, mid.rules, "b's port rules removed");
+    assert_eq!(now.networks, mid.networks);
+}
