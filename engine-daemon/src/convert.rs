@@ -203,6 +203,8 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
         owner_pid: None,
         log_max_size: None,
+        // PortBindings are wired with the daemon's networking (issue 9).
+        ports: Vec::new(),
     })
 }
 
@@ -345,6 +347,8 @@ pub fn network_name(n: &NetworkMode) -> String {
         NetworkMode::None => "none".into(),
         NetworkMode::Host => "host".into(),
         NetworkMode::Path(p) => format!("ns:{}", p.display()),
+        NetworkMode::Bridge => "bridge".into(),
+        NetworkMode::Network(n) => n.clone(),
     }
 }
 
@@ -732,6 +736,7 @@ mod shape_tests {
             bundle: "/b".into(),
             log_path: "/b/log".into(),
             runtime: "engine-runc".into(),
+            networks: Default::default(),
         }
     }
 
