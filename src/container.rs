@@ -2,8 +2,8 @@
 
 use crate::WaitFor;
 use engine_core::{
-    AttachOptions, ContainerConfig, ContainerInfo, Error, ExecConfig, ExitStatus, LifecycleManager, LogEntry,
-    LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, Signal, StdStream, WaitCondition,
+    AttachOptions, ContainerConfig, ContainerInfo, ContainerState, Error, ExecConfig, ExitStatus, LifecycleManager,
+    LogEntry, LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, Signal, StdStream, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -325,33 +325,45 @@ impl Container {
         Ok(ExecOutput { exit_code: st.code, stdout, stderr })
     }
 
+    /// The container's root as its processes see it (mounts included)
+    /// while it runs, else its root filesystem.
+    async fn root(&self) -> Result<engine_archive::ContainerRoot> {
+        let info = self.mgr.inspect(&self.info.id).await?;
+        let rootfs = info.bundle.join("rootfs");
+        let pid = if matches!(info.state, ContainerState::Running | ContainerState::Paused) { info.pid } else { None };
+        blocking(move || engine_archive::ContainerRoot::open(pid, &rootfs)).await
+    }
+
     /// Copy a host file or directory into the container, under the
-    /// container directory `dest_dir` (a tar stream through `tar -x` in the
-    /// container, so mounts inside it are honoured).
+    /// container directory `dest_dir` (made if missing). Every path in the
+    /// container is resolved inside its root (no tool is needed in the
+    /// image, and a link in the container never leads to the host).
     pub async fn copy_in(&self, host_path: impl AsRef<Path>, dest_dir: &str) -> Result<()> {
         let src = host_path.as_ref().to_path_buf();
-        let tar = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        let prefix = dest_dir.trim_matches('/').to_string();
+        let tar = blocking(move || -> Result<Vec<u8>> {
             let mut b = tar::Builder::new(Vec::new());
             b.follow_symlinks(false);
             let name = src
                 .file_name()
                 .ok_or_else(|| Error::invalid("copy source", format!("{} has no file name", src.display())))?;
+            let name = Path::new(&prefix).join(name);
             let meta = std::fs::metadata(&src).map_err(|e| Error::io(format!("copy source {}", src.display()), e))?;
-            let r = if meta.is_dir() { b.append_dir_all(name, &src) } else { b.append_path_with_name(&src, name) };
+            let r = if meta.is_dir() { b.append_dir_all(&name, &src) } else { b.append_path_with_name(&src, &name) };
             r.map_err(|e| Error::io(format!("packing {}", src.display()), e))?;
             b.into_inner().map_err(|e| Error::io("finishing the tar stream", e))
         })
-        .await
-        .map_err(|e| Error::Other(format!("copy task: {e}")))??;
-        self.untar_in(tar, dest_dir).await
+        .await?;
+        self.untar_in(tar).await
     }
 
-    /// Write `data` as the file `path` in the container (mode 0644).
+    /// Write `data` as the file `path` in the container (mode 0644; missing
+    /// directories are made).
     pub async fn copy_file_in(&self, path: &str, data: &[u8]) -> Result<()> {
-        let (dir, name) = path
-            .rsplit_once('/')
-            .filter(|(_, n)| !n.is_empty())
-            .ok_or_else(|| Error::invalid("container path", format!("{path:?} is not an absolute file path")))?;
+        let rel = path.trim_start_matches('/');
+        if !path.starts_with('/') || rel.is_empty() || path.ends_with('/') {
+            return Err(Error::invalid("container path", format!("{path:?} is not an absolute file path")));
+        }
         let mut b = tar::Builder::new(Vec::new());
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
@@ -359,76 +371,41 @@ impl Container {
         h.set_mtime(
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         );
-        h.set_cksum();
-        b.append_data(&mut h, name, data).map_err(|e| Error::io("packing the file", e))?;
+        b.append_data(&mut h, rel, data).map_err(|e| Error::io("packing the file", e))?;
         let tar = b.into_inner().map_err(|e| Error::io("finishing the tar stream", e))?;
-        self.untar_in(tar, if dir.is_empty() { "/" } else { dir }).await
+        self.untar_in(tar).await
     }
 
-    async fn untar_in(&self, tar: Vec<u8>, dest_dir: &str) -> Result<()> {
-        let mk = self.exec(["mkdir", "-p", dest_dir]).await?;
-        if mk.exit_code != 0 {
-            return Err(Error::invalid(
-                "copy destination",
-                format!("{dest_dir} in container {}: {}", self.name(), mk.stderr_str().trim()),
-            ));
-        }
-        let cmd = vec!["tar".to_string(), "-x".into(), "-f".into(), "-".into(), "-C".into(), dest_dir.to_string()];
-        let out = self.exec_with(ExecConfig { cmd, ..Default::default() }, Some(tar)).await?;
-        if out.exit_code != 0 {
-            return Err(Error::invalid(
-                "copy destination",
-                format!(
-                    "tar into {dest_dir} in container {} failed ({}): {}",
-                    self.name(),
-                    out.exit_code,
-                    out.stderr_str().trim()
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Run `args` once this side is attached: the process waits for a line
-    /// on its stdin before it execs, so no output can precede the attach (a
-    /// shim holds only a bounded amount of an exec's early output).
-    async fn exec_gated(&self, args: &[&str]) -> Result<ExecOutput> {
-        let mut cmd = vec!["sh".to_string(), "-c".into(), "read -r _ && exec \"$@\"".into(), "sh".into()];
-        cmd.extend(args.iter().map(|a| a.to_string()));
-        self.exec_with(ExecConfig { cmd, ..Default::default() }, Some(b"go\n".to_vec())).await
+    /// Extract `tar` (names relative to the container's `/`).
+    async fn untar_in(&self, tar: Vec<u8>) -> Result<()> {
+        let root = self.root().await?;
+        let name = self.name().to_string();
+        blocking(move || {
+            root.extract_tar("/", std::io::Cursor::new(tar), &engine_archive::ExtractOptions::default())
+                .map_err(|e| in_container(e, &name))
+        })
+        .await
     }
 
     /// The contents of the file `path` in the container.
     pub async fn copy_file_out(&self, path: &str) -> Result<Vec<u8>> {
-        let out = self.exec_gated(&["cat", path]).await?;
-        if out.exit_code != 0 {
-            return Err(Error::not_found(
-                "file",
-                format!("{path} in container {}: {}", self.name(), out.stderr_str().trim()),
-            ));
-        }
-        Ok(out.stdout)
+        let root = self.root().await?;
+        let (p, name) = (path.to_string(), self.name().to_string());
+        blocking(move || root.read_file(&p).map_err(|e| in_container(e, &name))).await
     }
 
     /// Copy the file or directory `path` out of the container into the host
-    /// directory `host_dir` (a tar stream from `tar -c` in the container,
-    /// unpacked safely: nothing lands outside `host_dir`).
+    /// directory `host_dir` (unpacked safely: nothing lands outside
+    /// `host_dir`; a link is copied as a link).
     pub async fn copy_out(&self, path: &str, host_dir: impl AsRef<Path>) -> Result<()> {
-        let (dir, name) = match path.trim_end_matches('/').rsplit_once('/') {
-            Some((d, n)) if !n.is_empty() => (if d.is_empty() { "/" } else { d }, n),
-            _ => return Err(Error::invalid("container path", format!("{path:?} is not an absolute path"))),
-        };
-        let out = self.exec_gated(&["tar", "-c", "-f", "-", "-C", dir, name]).await?;
-        if out.exit_code != 0 {
-            return Err(Error::not_found(
-                "file",
-                format!("{path} in container {}: {}", self.name(), out.stderr_str().trim()),
-            ));
-        }
+        let root = self.root().await?;
+        let (p, name) = (path.to_string(), self.name().to_string());
         let dest = host_dir.as_ref().to_path_buf();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
+            let mut tar = Vec::new();
+            root.write_tar(&p, &mut tar).map_err(|e| in_container(e, &name))?;
             std::fs::create_dir_all(&dest).map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
-            let mut a = tar::Archive::new(std::io::Cursor::new(out.stdout));
+            let mut a = tar::Archive::new(std::io::Cursor::new(tar));
             a.set_preserve_permissions(true);
             for entry in a.entries().map_err(|e| Error::io("reading the tar stream", e))? {
                 let mut entry = entry.map_err(|e| Error::io("reading the tar stream", e))?;
@@ -438,7 +415,6 @@ impl Container {
             Ok(())
         })
         .await
-        .map_err(|e| Error::Other(format!("copy task: {e}")))?
     }
 
     /// Remove the container now (killing it if it runs).
@@ -478,5 +454,19 @@ impl Drop for Container {
                 "container handle dropped outside a tokio runtime; its shim removes it when this process exits"
             ),
         }
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Other(format!("copy task: {e}")))?
+}
+
+/// Name the container in a path error ("no such path: /x in the container").
+fn in_container(e: Error, name: &str) -> Error {
+    match e {
+        Error::NotFound { kind, id } => {
+            Error::NotFound { kind, id: id.replace("the container", &format!("container {name}")) }
+        }
+        e => e,
     }
 }

@@ -139,6 +139,33 @@ async fn exec_and_copy() {
     let back = dir.path().join("back");
     c.copy_out("/out/d", &back).await.unwrap();
     assert_eq!(std::fs::read_to_string(back.join("d/f")).unwrap(), "made-inside\n");
+    // No tool inside the image is needed.
+    c.exec(["rm", "/bin/tar", "/bin/cat"]).await.unwrap();
+    c.copy_file_in("/srv/no-tools", b"still works").await.unwrap();
+    assert_eq!(c.copy_file_out("/srv/no-tools").await.unwrap(), b"still works");
+    let back2 = dir.path().join("back2");
+    c.copy_out("/srv/payload", &back2).await.unwrap();
+    assert_eq!(std::fs::read(back2.join("payload/sub/b.bin")).unwrap().len(), 100_000);
+    c.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn copies_see_the_containers_mounts_and_stay_in_its_root() {
+    let dir = tmp();
+    let engine = engine_in(dir.path(), "engine-runc").await;
+    let vol = dir.path().join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    let c = engine.run(ContainerBuilder::new(IMAGE).cmd(["sleep", "60"]).bind(&vol, "/mnt/vol")).await.unwrap();
+    // Into the bind mount, as the container sees it.
+    c.copy_file_in("/mnt/vol/from-facade", b"via the mount").await.unwrap();
+    assert_eq!(std::fs::read(vol.join("from-facade")).unwrap(), b"via the mount");
+    // A link to a host file resolves inside the container's root.
+    let secret = dir.path().join("host-secret");
+    std::fs::write(&secret, "HOST-SECRET").unwrap();
+    c.exec(["ln", "-s", secret.to_str().unwrap(), "/leak"]).await.unwrap();
+    assert!(c.copy_file_out("/leak").await.unwrap_err().is_not_found());
+    c.copy_file_in("/leak", b"overwritten?").await.unwrap();
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "HOST-SECRET");
     c.remove().await.unwrap();
 }
 
@@ -227,12 +254,13 @@ async fn a_killed_owner_leaks_no_process() {
     }
     // Its rootfs is unmounted (the owner-bound poststop hook).
     assert_eq!(mounts_under(dir.path()), 0);
-    // A new engine on the root sees the container dead and can remove it.
+    // A new engine on the root finds nothing of it: no record, no bundle.
     let engine = engine_in(dir.path(), "engine-runc").await;
-    for c in engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap() {
-        assert_ne!(c.state, engine::ContainerState::Running);
-        engine.containers().remove(&c.id, true).await.unwrap();
-    }
+    let left = engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap();
+    assert!(left.is_empty(), "records outlived their owner: {left:?}");
+    let bundles = dir.path().join("containers");
+    let n = std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(n, 0, "bundles left in {}", bundles.display());
     assert_eq!(mounts_under(dir.path()), 0);
 }
 

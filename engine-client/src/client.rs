@@ -404,15 +404,48 @@ impl Client {
         self.get_json("/system/df", "daemon", "df").await
     }
 
-    /// `GET /events`: events from now on (with `since`, replay is not kept).
+    /// `GET /events`: events from now on.
     /// `filters` is Docker's filter map (`{"type":["container"]}`).
     pub async fn events(
         &self,
         filters: &HashMap<String, Vec<String>>,
     ) -> Result<BoxStream<'static, Result<EventMessage>>> {
-        let mut q = String::from("/events");
+        self.events_between(filters, None, None).await
+    }
+
+    /// `GET /events` with `since` and `until` (Unix seconds, or RFC 3339 as
+    /// docker takes them): the daemon's recent events from `since` on, then
+    /// live ones; the stream ends at `until`.
+    ///
+    /// ```no_run
+    /// # async fn f(c: &engine_client::Client) -> engine_core::Result<()> {
+    /// use futures::StreamExt;
+    /// let mut s = c.events_between(&Default::default(), Some("1700000000"), Some("1700000060")).await?;
+    /// while let Some(ev) = s.next().await {
+    ///     println!("{}", ev?.action);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn events_between(
+        &self,
+        filters: &HashMap<String, Vec<String>>,
+        since: Option<&str>,
+        until: Option<&str>,
+    ) -> Result<BoxStream<'static, Result<EventMessage>>> {
+        let mut params = Vec::new();
         if !filters.is_empty() {
-            q.push_str(&format!("?filters={}", enc(&serde_json::to_string(filters).unwrap_or_default())));
+            params.push(format!("filters={}", enc(&serde_json::to_string(filters).unwrap_or_default())));
+        }
+        if let Some(s) = since {
+            params.push(format!("since={}", enc(s)));
+        }
+        if let Some(u) = until {
+            params.push(format!("until={}", enc(u)));
+        }
+        let mut q = String::from("/events");
+        if !params.is_empty() {
+            q.push('?');
+            q.push_str(&params.join("&"));
         }
         let resp = self.call(Method::GET, &q, empty(), None, "daemon", "events").await?;
         Ok(json_stream(resp))

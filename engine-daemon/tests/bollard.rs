@@ -38,8 +38,12 @@ async fn bollard_drives_engined() {
     };
     let c =
         d.create_container(Some(CreateContainerOptionsBuilder::default().name("bol1").build()), body).await.unwrap();
-    let mut wait = d.wait_container(&c.id, Some(WaitContainerOptionsBuilder::default().condition("next-exit").build()));
     d.start_container(&c.id, None).await.unwrap();
+    // (bollard sends the wait request only when its stream is first polled,
+    // after the start: `not-running`, which also answers for a container that
+    // has exited already, is the condition that cannot miss the exit.)
+    let mut wait =
+        d.wait_container(&c.id, Some(WaitContainerOptionsBuilder::default().condition("not-running").build()));
     match wait.next().await.unwrap() {
         Err(bollard::errors::Error::DockerContainerWaitError { code, .. }) => assert_eq!(code, 3),
         other => panic!("expected exit 3, got {other:?}"),

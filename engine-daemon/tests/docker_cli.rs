@@ -148,6 +148,31 @@ fn interactive_stdin_and_tty() {
     );
     assert_eq!(code, Some(3), "{text}");
     assert!(text.replace('\r', "").lines().any(|l| l == "in-exec-tty"), "{text:?}");
+    // The docker CLI's detach keys (ctrl-p ctrl-q, and --detach-keys): the
+    // container runs on, its shell still reads its terminal when attached again.
+    let mut s = TtySession::start(&format!("{} -H {} run --name det1 -it bb sh", docker_cli(), e.host()), &e);
+    s.expect("# ");
+    s.send("echo first-$((40+1))\n");
+    s.expect("first-41");
+    s.send("\x10\x11");
+    let (code, text) = s.finish();
+    assert_eq!(code, Some(0), "{text}");
+    let ps = e.ok(&["ps", "--filter", "name=det1", "--format", "{{.Status}}"]);
+    assert!(ps.starts_with("Up "), "{ps}");
+    let mut s = TtySession::start(&format!("{} -H {} attach --detach-keys ctrl-x,y det1", docker_cli(), e.host()), &e);
+    s.send("echo second-$((40+2))\n");
+    s.expect("second-42");
+    s.send("\x18y");
+    // (`docker attach` reports a detach as "read escape sequence", exit 1.)
+    let (_, text) = s.finish();
+    assert!(text.contains("read escape sequence"), "{text}");
+    let mut s = TtySession::start(&format!("{} -H {} attach det1", docker_cli(), e.host()), &e);
+    s.send("echo third-$((40+3))\n");
+    s.expect("third-43");
+    s.send("exit 7\n");
+    let (code, text) = s.finish();
+    assert_eq!(code, Some(7), "{text}");
+    e.ok(&["rm", "det1"]);
     // -t without a terminal on the CLI side: raw bytes, pty line endings.
     let o = e.docker(&["run", "--rm", "-t", "bb", "echo", "tty"]);
     assert_eq!(o.stdout, b"tty\r\n", "{}", show(&o));
@@ -276,15 +301,22 @@ fn kill_engined_and_restart() {
     std::thread::sleep(Duration::from_millis(1500));
     assert!(alive(pid), "the container died with engined");
     assert!(std::os::unix::net::UnixStream::connect(&e.sock).is_err());
+    let back_at = std::time::SystemTime::now();
     e.spawn();
     let ps = e.ok(&["ps"]);
     assert!(ps.contains("survivor") && ps.contains("Up "), "{ps}");
     let j: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "survivor"])).unwrap();
     assert_eq!(j[0]["State"]["Pid"].as_i64().unwrap(), pid);
     // Every line, including those written while engined was down, with its capture time.
-    let logs = e.ok(&["logs", "-t", "survivor"]);
+    let mut logs = String::new();
+    assert!(
+        eventually(60, || {
+            logs = e.ok(&["logs", "-t", "survivor"]);
+            logs.lines().count() >= 15
+        }),
+        "{logs}"
+    );
     let lines: Vec<&str> = logs.lines().collect();
-    assert!(lines.len() >= 15, "{logs}");
     for (i, l) in lines.iter().enumerate() {
         let (ts, text) = l.split_once(' ').unwrap();
         assert_eq!(text, format!("tick{i}"), "line {i} of {logs}");
@@ -292,9 +324,10 @@ fn kill_engined_and_restart() {
     }
     let during = lines.iter().filter(|l| {
         let t = engine_core::time::parse_rfc3339(l.split(' ').next().unwrap()).unwrap();
-        t > killed_at + Duration::from_millis(200) && t < killed_at + Duration::from_millis(1300)
+        t > killed_at && t < back_at
     });
-    assert!(during.count() >= 5, "no lines captured while engined was down: {logs}");
+    // 1.5 s down at a line per 0.1 s: even a loaded machine writes a few.
+    assert!(during.count() >= 2, "no lines captured while engined was down: {logs}");
     let o = e.docker(&["exec", "survivor", "echo", "after-restart"]);
     assert_eq!(out(&o), "after-restart\n", "{}", show(&o));
     e.ok(&["stop", "-t", "1", "survivor"]);
@@ -365,25 +398,6 @@ fn pause_restart_top_events() {
     assert!(!ps.contains("done1") && ps.contains("p1"), "{ps}");
 }
 
-/// Run `cmd` under `script` (a pty), type `input` after a second, return (exit code, output).
-pub fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("timeout")
-        .args(["60", "script", "-qec", cmd, "/dev/null"])
-        .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    drop(stdin);
-    (o.status.code(), format!("{}{}", out(&o), err(&o)))
-}
-
 #[test]
 fn docker_cp_in_and_out() {
     let e = Engined::start();
@@ -409,6 +423,48 @@ fn docker_cp_in_and_out() {
     e.ok(&["export", "-o", exported.to_str().unwrap(), "cp1"]);
     e.ok(&["import", exported.to_str().unwrap(), "bb:exported"]);
     assert_eq!(e.ok(&["run", "--rm", "bb:exported", "/bin/cat", "/tmp/hello.txt"]), "copied in\n");
+}
+
+#[test]
+fn docker_cp_sees_mounts_and_never_follows_a_swapped_link_to_the_host() {
+    let e = Engined::start();
+    e.load_busybox();
+    // A host directory the container must never reach, with a secret in it.
+    let host = tempfile::Builder::new().prefix("cp-host-").tempdir().unwrap();
+    std::fs::write(host.path().join("secret"), "HOST-SECRET").unwrap();
+    let hp = host.path().to_str().unwrap().to_string();
+    let vol = tempfile::Builder::new().prefix("cp-vol-").tempdir().unwrap();
+    let bind = format!("{}:/mnt/vol", vol.path().display());
+    // The container swaps /data/d between a real directory and a link to the
+    // host's directory as fast as it can.
+    let swap = format!(
+        "mkdir -p /data/d && echo container-file > /data/d/secret && \
+         while :; do mv /data/d /data/d.real; ln -s {hp} /data/d; rm /data/d; mv /data/d.real /data/d; done"
+    );
+    e.ok(&["run", "-d", "--name", "racer", "-v", &bind, "bb", "sh", "-c", &swap]);
+    // A copy into a running container goes where its processes see the path: into its bind mount.
+    let src = e.dir.path().join("dropped");
+    std::fs::write(&src, "dropped-by-cp\n").unwrap();
+    e.ok(&["cp", src.to_str().unwrap(), "racer:/mnt/vol/"]);
+    assert_eq!(std::fs::read_to_string(vol.path().join("dropped")).unwrap(), "dropped-by-cp\n");
+    let out = e.dir.path().join("race-out");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let (mut outs, mut ins) = (0, 0);
+    while (outs < 40 || ins < 40) && Instant::now() < deadline {
+        let _ = std::fs::remove_dir_all(&out);
+        let o = e.docker(&["cp", "racer:/data/d/secret", out.to_str().unwrap()]);
+        if o.status.success() {
+            assert_eq!(std::fs::read_to_string(&out).unwrap(), "container-file\n", "read the host's file");
+        }
+        outs += 1;
+        let _ = e.docker(&["cp", src.to_str().unwrap(), "racer:/data/d/"]);
+        ins += 1;
+    }
+    assert!(outs >= 10 && ins >= 10, "{outs} copies out, {ins} in");
+    let names: Vec<_> = std::fs::read_dir(host.path()).unwrap().map(|d| d.unwrap().file_name()).collect();
+    assert_eq!(names, [std::ffi::OsString::from("secret")], "a copy wrote into the host directory");
+    assert_eq!(std::fs::read_to_string(host.path().join("secret")).unwrap(), "HOST-SECRET");
+    e.ok(&["rm", "-f", "racer"]);
 }
 
 #[test]

@@ -3,24 +3,6 @@
 mod common;
 use common::*;
 
-fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new("timeout")
-        .args(["60", "script", "-qec", cmd, "/dev/null"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = e;
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(input.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    drop(stdin);
-    (o.status.code(), format!("{}{}", out(&o), String::from_utf8_lossy(&o.stderr)))
-}
-
 fn out(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -58,16 +40,24 @@ fn engine_cli_flows() {
     );
     assert_eq!(code, Some(6), "{text}");
     assert!(text.replace('\r', "").lines().any(|l| l == "via-engine-tty"), "{text:?}");
-    // ctrl-p ctrl-q detaches; the container runs on.
-    let (code, text) = interactive_tty(
-        &format!("{} -H {} run --name det -it bb sh", engine_bin().display(), e.host()),
-        &e,
-        "echo before-detach\n\x10\x11",
-    );
+    // ctrl-p ctrl-q detaches; the container runs on with its stdin open:
+    // attached again, the same shell still reads what is typed.
+    let mut s = TtySession::start(&format!("{} -H {} run --name det -it bb sh", engine_bin().display(), e.host()), &e);
+    s.expect("# ");
+    s.send("echo before-$((40+2))\n");
+    s.expect("before-42");
+    s.send("\x10\x11");
+    let (code, text) = s.finish();
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("read escape sequence"), "{text:?}");
     let ps = ok(&e, &["ps"]);
     assert!(ps.contains("det") && ps.contains("Up "), "{ps}");
+    let mut s = TtySession::start(&format!("{} -H {} attach det", docker_cli(), e.host()), &e);
+    s.send("echo again-$((40+3))\n");
+    s.expect("again-43");
+    s.send("exit 4\n");
+    let (code, text) = s.finish();
+    assert_eq!(code, Some(4), "{text}");
     ok(&e, &["rm", "-f", "det"]);
     // detached, ps, logs, exec, stop, wait, rm
     let id = ok(&e, &["run", "-d", "--name", "w1", "-e", "X=1", "bb", "sh", "-c", "echo started; echo $X; sleep 100"]);
@@ -90,12 +80,8 @@ fn engine_cli_flows() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no such container: w1"), "{}", show(&o));
     // start, kill, restart, and the event stream that saw them.
-    let events = std::process::Command::new("timeout")
-        .args(["4", engine_bin().to_str().unwrap(), "-H", &e.host(), "events", "--filter", "type=container"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let unix = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let since = unix().to_string();
     ok(&e, &["run", "-d", "--name", "k2", "bb", "sleep", "100"]);
     assert_eq!(ok(&e, &["kill", "-s", "KILL", "k2"]).trim(), "k2");
     assert_eq!(ok(&e, &["wait", "k2"]).trim(), "137");
@@ -103,7 +89,9 @@ fn engine_cli_flows() {
     assert_eq!(ok(&e, &["restart", "-t", "0", "k2"]).trim(), "k2");
     assert!(ok(&e, &["ps"]).contains("k2"));
     assert_eq!(ok(&e, &["rm", "-f", "k2"]).trim(), "k2");
-    let ev = String::from_utf8_lossy(&events.wait_with_output().unwrap().stdout).into_owned();
+    // The events since then, replayed: the stream ends at --until.
+    let until = (unix() + 1).to_string();
+    let ev = ok(&e, &["events", "--filter", "container=k2", "--since", &since, "--until", &until]);
     for a in ["create", "start", "kill", "die", "destroy"] {
         assert!(ev.contains(&format!("container {a} ")), "no {a} in {ev}");
     }

@@ -52,8 +52,9 @@
 //! ## Owner binding
 //! A container whose config names an `owner_pid` is killed and deleted by its
 //! shim when that process dies (even by SIGKILL); a poststop hook in its spec
-//! then unmounts its rootfs, so nothing stays mounted. The record stays, and
-//! the next manager on the root reports the container as exited.
+//! then unmounts its rootfs, so nothing stays mounted. The manager then removes
+//! it (record, bundle, rootfs): at once if it is running, else when the next
+//! manager on the root starts, so no `Dead` record outlives its owner.
 //!
 //! ## Runtimes
 //! Each container names its runtime (`engine-runc` by default, `runc`, `crun`,

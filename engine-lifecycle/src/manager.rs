@@ -535,14 +535,19 @@ impl Inner {
 
     /// Auto-remove or restart per policy.
     fn after_exit(self: &Arc<Self>, entry: &Arc<Entry>, code: i32) {
-        let (policy, auto_remove, stopped, count, state) = {
+        let (policy, auto_remove, stopped, count, state, owner) = {
             let r = entry.rec.lock().unwrap();
-            (r.info.config.restart, r.info.config.auto_remove, r.stopped_by_user, r.info.restart_count, r.info.state)
+            let c = &r.info.config;
+            (c.restart, c.auto_remove, r.stopped_by_user, r.info.restart_count, r.info.state, c.owner_pid)
         };
         if state == ContainerState::Removing {
             return;
         }
+        // A container whose owner died goes with it (its shim already killed it).
+        let owner_gone = owner_gone(owner);
+        let auto_remove = auto_remove || owner_gone;
         let restart = !stopped
+            && !owner_gone
             && match policy {
                 RestartPolicy::No => false,
                 RestartPolicy::Always | RestartPolicy::UnlessStopped => true,
@@ -748,6 +753,16 @@ impl Inner {
             if rec.info.state == ContainerState::Removing {
                 if let Err(e) = self.finish_removal(&rec).await {
                     tracing::warn!(id, "finishing an interrupted removal: {e}");
+                }
+                continue;
+            }
+            if owner_gone(rec.info.config.owner_pid) {
+                // Its owner died, and with it the container (its shim killed and
+                // deleted it): nothing of it stays, not even the record.
+                self.runtime_delete(&rec).await;
+                match self.finish_removal(&rec).await {
+                    Ok(()) => tracing::info!(id, "removed a container whose owner died"),
+                    Err(e) => tracing::warn!(id, "removing a container whose owner died: {e}"),
                 }
                 continue;
             }
@@ -1233,5 +1248,19 @@ impl LifecycleManager for Manager {
     async fn events(&self) -> Result<BoxStream<'static, Result<Event>>> {
         let rx = self.inner.events.subscribe();
         Ok(tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| async move { r.ok().map(Ok) }).boxed())
+    }
+}
+
+/// Is the container's owner (`ContainerConfig::owner_pid`) a process that no
+/// longer runs? Never true of this process itself, nor without an owner.
+fn owner_gone(owner: Option<Pid>) -> bool {
+    let Some(pid) = owner else { return false };
+    if pid as u32 == std::process::id() {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // A zombie has died already.
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => true,
     }
 }

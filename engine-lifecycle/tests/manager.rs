@@ -105,14 +105,14 @@ async fn whole_lifecycle(runtime: &str) {
     mgr.start(&info.id).await.unwrap();
     let pid2 = mgr.inspect(&info.id).await.unwrap().pid.unwrap();
     assert_ne!(pid, pid2);
-    let waiter = {
-        let m = mgr.clone();
-        let id = info.id.clone();
-        tokio::spawn(async move { m.wait(&id, WaitCondition::NextExit).await })
-    };
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    mgr.kill(&info.id, engine_core::Signal::KILL).await.unwrap();
-    assert_eq!(waiter.await.unwrap().unwrap().code, 137);
+    // A next-exit wait counts from its first poll: poll it once before the kill.
+    {
+        let waiter = mgr.wait(&info.id, WaitCondition::NextExit);
+        tokio::pin!(waiter);
+        assert!(futures::poll!(&mut waiter).is_pending());
+        mgr.kill(&info.id, engine_core::Signal::KILL).await.unwrap();
+        assert_eq!(waiter.await.unwrap().code, 137);
+    }
     assert_eq!(log_text(&mgr, &info.id).await.unwrap().matches("hello\n").count(), 2);
 
     // Remove: nothing left.

@@ -57,7 +57,10 @@ impl Fixture {
         let rand = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let id = ContainerId::new(format!("libtest-{name}-{:?}-{}-{rand:x}", kind, std::process::id()).to_lowercase())
             .unwrap();
-        let cgroups_path = format!("/engine-libtest-oci/{id}");
+        // A top-level cgroup of its own: with a parent shared between tests,
+        // one test's cleanup could remove the (empty) parent between runc's
+        // mkdir of it and of the leaf, failing another test's create.
+        let cgroups_path = format!("/engine-libtest-oci-{id}");
         let mut spec = oci_spec::runtime::Spec::default();
         let mut process = spec.process().clone().unwrap();
         process.set_args(Some(args.iter().map(|s| s.to_string()).collect()));
@@ -111,12 +114,6 @@ impl Drop for Fixture {
         if let Ok(cg) = Cgroup::open(Some(&self.cgroups_path), self.id.as_str()) {
             let _ = cg.kill_all(libc::SIGKILL);
             let _ = cg.destroy();
-        }
-        // The shared parent goes once no other test uses it.
-        if let Ok(parent) = Cgroup::open(Some("/engine-libtest-oci"), "x") {
-            for d in parent.dirs() {
-                let _ = std::fs::remove_dir(d);
-            }
         }
     }
 }

@@ -11,10 +11,17 @@ struct Podman {
 
 impl Podman {
     fn new() -> Podman {
-        Podman { dir: tempfile::Builder::new().prefix("runc-podman-").tempdir().unwrap() }
+        let dir = tempfile::Builder::new().prefix("runc-podman-").tempdir().unwrap();
+        // File locks in its own tmpdir: podman's default SHM locks live in one
+        // /dev/shm segment that every podman on the machine shares, so two
+        // tests (or a test and a user's podman) collide ("failed to create
+        // 2048 locks in /libpod_lock: file exists").
+        std::fs::write(dir.path().join("containers.conf"), "[engine]\nlock_type = \"file\"\n").unwrap();
+        Podman { dir }
     }
     fn cmd(&self) -> Command {
         let mut c = Command::new("podman");
+        c.env("CONTAINERS_CONF", self.dir.path().join("containers.conf"));
         c.arg("--root")
             .arg(self.dir.path().join("storage"))
             .arg("--runroot")

@@ -51,6 +51,7 @@ pub(crate) async fn create(st: &State, id: &str, body: Incoming) -> Result<Resp>
         tty: b.tty.unwrap_or(false),
         open_stdin: b.attach_stdin.unwrap_or(false),
     };
+    super::hijack::DetachKeys::parse(b.detach_keys.as_deref().unwrap_or(""))?;
     let exec_id = engine_core::random_hex64();
     let entry = ExecEntry {
         container_id: info.id.clone(),
@@ -125,7 +126,8 @@ pub(crate) async fn start(st: &State, id: &str, mut req: Request<Incoming>) -> R
         // The docker CLI reads the exit code right after the stream ends.
         let _ = tokio::time::timeout(Duration::from_secs(30), manager.exec_wait(&real2)).await;
     });
-    super::hijack::spawn_pump(on_upgrade, attach, tty, None, Some(finish), format!("exec {id}"));
+    let keys = super::hijack::DetachKeys::parse(&e.detach_keys)?;
+    super::hijack::spawn_pump(on_upgrade, attach, tty, keys, None, Some(finish), format!("exec {id}"));
     Ok(super::hijack::upgraded_response())
 }
 

@@ -431,3 +431,96 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+/// A command run under `script` (so it has a terminal), driven step by step:
+/// wait until its output shows something, then type. Typing only after the
+/// program has shown its prompt means the CLI has its terminal in raw mode
+/// and is attached (typed before that, ctrl-q would be eaten by the tty's
+/// flow control and lines echoed twice).
+pub struct TtySession {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    out: Vec<u8>,
+    seen: usize,
+}
+
+impl TtySession {
+    /// Start `cmd` (a shell command line) under `script`, with `e`'s docker config.
+    pub fn start(cmd: &str, e: &Engined) -> TtySession {
+        let mut child = Command::new("timeout")
+            .args(["60", "script", "-qec", cmd, "/dev/null"])
+            .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        TtySession { stdin: child.stdin.take(), child, rx, out: Vec::new(), seen: 0 }
+    }
+
+    /// Wait (up to 60 s) until the output after the previous match contains `text`.
+    pub fn expect(&mut self, text: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(i) = find(&self.out[self.seen..], text.as_bytes()) {
+                self.seen += i + text.len();
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(left) {
+                Ok(b) => self.out.extend_from_slice(&b),
+                Err(_) => panic!("no {text:?} in the output: {:?}", String::from_utf8_lossy(&self.out)),
+            }
+        }
+    }
+
+    /// Type `input`.
+    pub fn send(&mut self, input: &str) {
+        let stdin = self.stdin.as_mut().unwrap();
+        stdin.write_all(input.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Wait for the command to exit: (exit code, all it printed).
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        drop(self.stdin.take());
+        while let Ok(b) = self.rx.recv_timeout(Duration::from_secs(5)) {
+            self.out.extend_from_slice(&b);
+        }
+        (status.code(), String::from_utf8_lossy(&self.out).into_owned())
+    }
+}
+
+impl Drop for TtySession {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Run `cmd` under a terminal: wait for the shell's prompt, type `input`,
+/// wait for the exit: (exit code, output).
+pub fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, String) {
+    let mut s = TtySession::start(cmd, e);
+    s.expect("# ");
+    s.send(input);
+    s.finish()
+}

@@ -124,6 +124,7 @@ impl SyncSocket {
         use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
         use std::os::fd::FromRawFd;
         let mut buf = vec![0u8; 1 << 16];
+        let mut reset_seen = false;
         loop {
             let mut space = nix::cmsg_space!([RawFd; 1]);
             let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -145,6 +146,13 @@ impl SyncSocket {
                     (msg.bytes, fd)
                 }
                 Err(nix::Error::EINTR) => continue,
+                // A peer that exits with unread packets of ours makes the kernel
+                // report ECONNRESET once, ahead of the packets it sent before
+                // exiting (an init's error message): read on to get them.
+                Err(nix::Error::ECONNRESET) if !reset_seen => {
+                    reset_seen = true;
+                    continue;
+                }
                 Err(e) => return Err(Error::io("sync: receive from the init", e.into())),
             };
             if n == 0 {
@@ -162,6 +170,18 @@ impl SyncSocket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    #[test]
+    fn a_message_sent_before_the_peer_went_is_read_after_a_reset() {
+        // The init sends its error and exits without reading what we sent it:
+        // the kernel then reports ECONNRESET once before the error message.
+        let (parent, init) = pair().unwrap();
+        parent.send(&Msg::Go).unwrap();
+        init.send(&Msg::Error("RLIMIT_NOFILE: too high".into())).unwrap();
+        drop(init);
+        assert_eq!(parent.recv().unwrap(), Some(Msg::Error("RLIMIT_NOFILE: too high".into())));
+        assert_eq!(parent.recv().unwrap(), None);
+    }
+
     #[test]
     fn round_trip() {
         let (a, b) = pair().unwrap();

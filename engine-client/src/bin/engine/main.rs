@@ -194,6 +194,12 @@ enum Cmd {
         /// Filters (`type=container`, `container=web`, `event=die`).
         #[arg(short, long = "filter")]
         filter: Vec<String>,
+        /// Show events since this time (Unix seconds or RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop at this time (Unix seconds or RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
     },
     /// Show version information.
     Version,
@@ -533,7 +539,7 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
             Ok(code)
         }
-        Cmd::Events { filter } => {
+        Cmd::Events { filter, since, until } => {
             let mut filters: HashMap<String, Vec<String>> = HashMap::new();
             for f in filter {
                 let (k, v) = f
@@ -541,7 +547,7 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
                     .ok_or_else(|| Failure { code: 1, message: format!("bad filter {f:?}: want key=value") })?;
                 filters.entry(k.to_string()).or_default().push(v.to_string());
             }
-            let mut s = c.events(&filters).await?;
+            let mut s = c.events_between(&filters, since.as_deref(), until.as_deref()).await?;
             while let Some(e) = s.next().await {
                 let e = e?;
                 let mut attrs: Vec<String> = e.actor.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
