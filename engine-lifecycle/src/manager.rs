@@ -878,6 +878,30 @@ impl Inner {
                 let _ = tokio::fs::remove_dir_all(d.path()).await;
             }
         }
+        // A namespace file without a record: a create cut short after the
+        // attach. Detach it wherever it is attached, then remove the file.
+        if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("netns")) {
+            let nets = match &self.cfg.network {
+                Some(d) => d.list_networks().await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            for d in rd.flatten() {
+                let id = d.file_name().to_string_lossy().into_owned();
+                if ids.contains(&id) {
+                    continue;
+                }
+                tracing::info!(id = %id, "releasing the network of an interrupted create");
+                if let Some(driver) = &self.cfg.network {
+                    for n in nets.iter().filter(|n| n.endpoints.contains_key(&id)) {
+                        if let Err(e) = driver.detach(&n.id, &id).await {
+                            tracing::warn!(id = %id, network = %n.name, "detaching a leftover endpoint: {e}");
+                        }
+                    }
+                }
+                let p = d.path();
+                let _ = tokio::task::spawn_blocking(move || crate::netns::remove(&p)).await;
+            }
+        }
         if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("shims")) {
             for d in rd.flatten() {
                 let p = d.path();

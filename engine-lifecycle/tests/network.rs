@@ -154,3 +154,31 @@ async fn network_settings_that_cannot_be_honoured_fail_create_and_leave_nothing(
     cfg.network = NetworkMode::Bridge;
     assert!(matches!(plain.create(cfg).await.unwrap_err(), engine_core::Error::Unsupported(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_cut_short_after_the_attach_is_swept_by_the_next_manager() {
+    let env = Env::new().await;
+    let h = host(&env).await;
+    let hns = h.ns.open().unwrap();
+    let mgr = Manager::new(env.config("engine-runc").network_driver(h.driver.clone())).await.unwrap();
+    h.driver.default_network().await.unwrap();
+    let before = links(&hns).await;
+    drop(mgr);
+    // As a manager that died between attach and writing the record leaves
+    // it: a namespace file under the root, an endpoint, a published port.
+    let id = engine_core::random_hex64();
+    let dir = env.root().join("netns");
+    std::fs::create_dir_all(&dir).unwrap();
+    let ns = NetnsFile::create(&dir.join(&id)).await.unwrap();
+    let req =
+        engine_core::network::AttachRequest::new(&id, ns.path()).publish(PortBinding::parse("0:80").unwrap().remove(0));
+    h.driver.attach("bridge", req).await.unwrap();
+    std::mem::forget(ns); // the crash: nobody cleans up
+    assert!(ruleset(&hns).await.contains("dnat ip to"));
+
+    let _mgr = Manager::new(env.config("engine-runc").network_driver(h.driver.clone())).await.unwrap();
+    assert!(!dir.join(&id).exists(), "namespace file swept");
+    assert!(h.driver.inspect_network("bridge").await.unwrap().endpoints.is_empty(), "lease released");
+    assert!(!ruleset(&hns).await.contains("dnat ip to"), "port unpublished");
+    assert_eq!(links(&hns).await, before, "no veth left");
+}
