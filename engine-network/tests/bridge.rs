@@ -321,3 +321,61 @@ async fn an_attach_cut_short_by_a_crash_is_undone_on_restart() {
     assert_eq!(now.rules, mid.rules, "b's port rules removed");
     assert_eq!(now.networks, mid.networks);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_attaches_get_distinct_addresses_and_ports() {
+    let mut lab = Lab::new().await;
+    let mut paths = Vec::new();
+    for i in 0..6 {
+        paths.push(lab.container(&format!("p{i}")).await.0);
+    }
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("busy")).await.unwrap();
+    let eps = futures::future::join_all(paths.iter().enumerate().map(|(i, p)| {
+        d.attach("busy", AttachRequest::new(format!("c{i}"), p).publish(PortBinding::new(Protocol::Tcp, 80)))
+    }))
+    .await;
+    let eps: Vec<_> = eps.into_iter().map(|e| e.unwrap()).collect();
+    let mut ips: Vec<_> = eps.iter().map(|e| e.ipv4.unwrap()).collect();
+    let mut ports: Vec<_> = eps.iter().map(|e| e.ports[0].host_port).collect();
+    ips.sort();
+    ips.dedup();
+    ports.sort();
+    ports.dedup();
+    assert_eq!((ips.len(), ports.len()), (6, 6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_attach_detach_cycles_leave_nothing_behind() {
+    let mut lab = Lab::new().await;
+    let (p, ns) = lab.container("cyc").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("cycle")).await.unwrap();
+    let before = lab.snapshot().await;
+    let links_in = |ns: engine_network::Netns| async move {
+        let h = ns.netlink().await.unwrap();
+        let mut s = h.link().get().execute();
+        let mut n = 0;
+        while futures::TryStreamExt::try_next(&mut s).await.unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    let in_container = links_in(ns.clone()).await;
+    for i in 0..40 {
+        let ep = lab
+            .driver()
+            .attach(
+                "cycle",
+                AttachRequest::new(format!("c{i}"), &p)
+                    .publish(PortBinding::new(Protocol::Tcp, 80))
+                    .publish(PortBinding::new(Protocol::Udp, 53)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(ep.ipv4.unwrap().to_string(), "172.18.0.2/16", "the lease is reused, not leaked");
+        lab.driver().detach("cycle", &format!("c{i}")).await.unwrap();
+    }
+    assert_eq!(lab.snapshot().await, before);
+    assert_eq!(links_in(ns).await, in_container);
+}
