@@ -113,7 +113,8 @@ impl BridgeDriverBuilder {
         self.default_bridge = name.into();
         self
     }
-    /// The default network's subnet (default `172.17.0.0/16`).
+    /// The default network's subnet (default `172.17.0.0/16`; when the host
+    /// already routes it, the first free subnet of the pool).
     pub fn default_subnet(mut self, subnet: IpPrefix) -> Self {
         self.default_subnet = subnet;
         self
@@ -352,6 +353,10 @@ impl BridgeDriver {
                 let gw = ipam::default_gateway(subnet)?;
                 Ok((subnet, gw))
             }
+            [c] if c.subnet.prefix() == 0 => Err(Error::invalid(
+                format!("gateway {}", c.gateway.map(|g| g.to_string()).unwrap_or_default()),
+                "a gateway needs a subnet",
+            )),
             [c] => {
                 let subnet = c.subnet;
                 ipam::check_subnet(subnet)?;
@@ -415,7 +420,13 @@ impl BridgeDriver {
         if link::index(&self.nl, &bridge).await?.is_some() {
             return Err(Error::conflict("network", &spec.name, format!("interface {bridge} exists on the host")));
         }
-        let pool = if default { vec![self.cfg.default_subnet] } else { self.cfg.pool.clone() };
+        // The default network prefers its own subnet; if the host already
+        // routes it (another engine's docker0), it takes one from the pool.
+        let pool = if default {
+            std::iter::once(self.cfg.default_subnet).chain(self.cfg.pool.iter().copied()).collect()
+        } else {
+            self.cfg.pool.clone()
+        };
         let (subnet, gateway) = self.pick_subnet(&inner, &spec, &pool).await?;
         let r = NetworkRecord {
             id: id.clone(),
@@ -630,8 +641,15 @@ impl BridgeDriver {
             return Err(e);
         }
         if let Some(h) = &ep.info.host_interface {
-            link::delete(&self.nl, h).await?;
+            if let Err(e) = link::delete(&self.nl, h).await {
+                // Still attached: keep it published and leased.
+                inner.nets.insert(old.id.clone(), old);
+                let _ = self.apply_rules(&inner).await;
+                return Err(e);
+            }
         }
+        // A crash from here on leaves a record whose veth is gone: the
+        // next driver releases it.
         for p in &ep.info.ports {
             inner.held.remove(&(p.protocol, p.host_ip, p.host_port));
         }

@@ -226,6 +226,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             NetworkSpec::new("bad").subnet("10.61.0.0/24".parse().unwrap()).gateway("10.62.0.1".parse().unwrap()),
             "gateway",
         ),
+        (NetworkSpec::new("bad").gateway("10.62.0.1".parse().unwrap()), "needs a subnet"),
         (NetworkSpec::new("bad name!"), "network name"),
         (NetworkSpec::new("bad").driver("macvlan"), "driver"),
         (NetworkSpec::new("bad").option(engine_network::OPT_BRIDGE_NAME, "a-name-far-too-long"), "bridge name"),
@@ -378,4 +379,17 @@ async fn many_attach_detach_cycles_leave_nothing_behind() {
     }
     assert_eq!(lab.snapshot().await, before);
     assert_eq!(links_in(ns).await, in_container);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_network_steps_aside_from_a_subnet_the_host_routes() {
+    let lab = Lab::new().await;
+    // As if docker0 held 172.17.0.0/16 on this host.
+    let h = lab.host_ns().netlink().await.unwrap();
+    let i = futures::TryStreamExt::try_next(&mut h.link().get().match_name("to-out").execute()).await.unwrap().unwrap();
+    h.address().add(i.header.index, "172.17.0.1".parse().unwrap(), 16).execute().await.unwrap();
+    let def = lab.driver().default_network().await.unwrap();
+    assert_eq!(def.ipam[0].subnet.to_string(), "172.18.0.0/16");
+    let user = lab.driver().create_network(NetworkSpec::new("next")).await.unwrap();
+    assert_eq!(user.ipam[0].subnet.to_string(), "172.19.0.0/16");
 }
