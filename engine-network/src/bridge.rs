@@ -648,6 +648,13 @@ impl BridgeDriver {
                 return Err(e);
             }
         }
+        // Flows the kernel still NATs to this address would shadow the
+        // next holder of its ports or address.
+        if let Some(IpAddr::V4(ip)) = ep.info.ipv4.map(|p| p.addr()) {
+            if let Err(e) = self.host.run(move || crate::conntrack::forget_flows_to(ip)).await {
+                tracing::warn!(container = %container_id, "forgetting tracked connections: {e}");
+            }
+        }
         // A crash from here on leaves a record whose veth is gone: the
         // next driver releases it.
         for p in &ep.info.ports {

@@ -82,7 +82,10 @@
 //! a neighbour's published port work because DNATed traffic back into the
 //! same subnet is masqueraded, so answers return through the host's NAT.
 //! IPv6 `::1` has no `route_localnet`; publishing on IPv6 is not supported
-//! yet and refused.
+//! yet and refused. On detach the connection-tracking entries NATed to the
+//! container are deleted (over ctnetlink, `netlink-packet-netfilter`), so a
+//! UDP client that keeps sending follows the port to its next container
+//! instead of a remembered, dead address.
 //!
 //! **Host ports are held.** Each published host port is bound (not
 //! listening) in the host namespace while published: a port already in use
@@ -104,6 +107,7 @@
 #![deny(missing_docs)]
 
 mod bridge;
+mod conntrack;
 mod ipam;
 mod link;
 mod netns;

@@ -393,3 +393,38 @@ async fn the_default_network_steps_aside_from_a_subnet_the_host_routes() {
     let user = lab.driver().create_network(NetworkSpec::new("next")).await.unwrap();
     assert_eq!(user.ipam[0].subnet.to_string(), "172.19.0.0/16");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_flow_follows_its_port_to_the_next_container() {
+    let mut lab = Lab::new().await;
+    let (p1, ns1) = lab.container("u1").await;
+    let (p2, ns2) = lab.container("u2").await;
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("udp")).await.unwrap();
+    let publish = || PortBinding::parse("5353:53/udp").unwrap().remove(0);
+    d.attach("udp", AttachRequest::new("u1", &p1).publish(publish())).await.unwrap();
+    let _s1 = serve_udp(&ns1, 53, "first").await;
+    let _s2 = serve_udp(&ns2, 53, "second").await;
+    // One client socket, one source port: one conntrack entry.
+    let client = lab
+        .host_ns()
+        .run(|| {
+            let s = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+            s.set_read_timeout(Some(OK_TIMEOUT)).unwrap();
+            s.connect((Ipv4Addr::LOCALHOST, 5353)).unwrap();
+            Ok(s)
+        })
+        .await
+        .unwrap();
+    let ask = |s: &std::net::UdpSocket| {
+        s.send(b"hi").unwrap();
+        let mut b = [0u8; 64];
+        let n = s.recv(&mut b).unwrap();
+        String::from_utf8_lossy(&b[..n]).split(' ').next().unwrap().to_string()
+    };
+    assert_eq!(tokio::task::block_in_place(|| ask(&client)), "first");
+    d.detach("udp", "u1").await.unwrap();
+    // Another container, another address, the same published port.
+    d.attach("udp", AttachRequest::new("u2", &p2).ipv4(Ipv4Addr::new(172, 18, 0, 9)).publish(publish())).await.unwrap();
+    assert_eq!(tokio::task::block_in_place(|| ask(&client)), "second", "the old flow was forgotten");
+}
