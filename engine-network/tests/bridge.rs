@@ -115,10 +115,7 @@ async fn published_ports_reach_the_container_from_everywhere() {
     assert_eq!(tcp_get(&ns3, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
     // Hairpin: the container through its own published port.
     assert_eq!(tcp_get(&ns1, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
-    // Containers never reach the host's loopback services through the bridge.
-    let _local = serve_tcp(&host, 7300, "host-local").await;
     let _ = cli;
-    assert!(tcp_get(&ns2, sa(Ipv4Addr::LOCALHOST, 7300), FAIL_TIMEOUT).await.is_err());
     // Unpublished on detach: the port is free again and DNAT is gone.
     d.detach("bridge", "web").await.unwrap();
     assert!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), FAIL_TIMEOUT).await.is_err());
@@ -427,4 +424,55 @@ async fn a_udp_flow_follows_its_port_to_the_next_container() {
     // Another container, another address, the same published port.
     d.attach("udp", AttachRequest::new("u2", &p2).ipv4(Ipv4Addr::new(172, 18, 0, 9)).publish(publish())).await.unwrap();
     assert_eq!(tokio::task::block_in_place(|| ask(&client)), "second", "the old flow was forgotten");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_localnet_does_not_open_the_hosts_loopback_to_containers() {
+    let mut lab = Lab::new().await;
+    let (p, ns) = lab.container("evil").await;
+    let d = lab.driver();
+    let ep = d.default_network().await.unwrap();
+    let ep = d.attach(&ep.id, AttachRequest::new("evil", &p)).await.unwrap();
+    let gw = ep.gateway4.unwrap();
+    // A host service on its loopback only.
+    let host = lab.host_ns();
+    let l = host
+        .run(|| {
+            let l = std::net::TcpListener::bind((Ipv4Addr::new(127, 0, 0, 2), 7300)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            Ok(l)
+        })
+        .await
+        .unwrap();
+    let l = tokio::net::TcpListener::from_std(l).unwrap();
+    let _srv = tokio::spawn(async move {
+        for _ in 0..4 {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut s, b"host-loopback\n").await;
+        }
+    });
+    // A container that routes 127.0.0.2 to its gateway (what CVE-2020-8558
+    // abuses: the bridge has route_localnet=1 for published ports).
+    let script = format!(
+        "ip route del local 127.0.0.0/8 dev lo table local \
+         && ip route add 127.0.0.2/32 via {gw} dev eth0 && sysctl -qw net.ipv4.conf.eth0.route_localnet=1"
+    );
+    let out = std::process::Command::new("nsenter")
+        .arg(format!("--net={}", p.display()))
+        .args(["sh", "-c", &script])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let target = sa(Ipv4Addr::new(127, 0, 0, 2), 7300);
+    assert!(tcp_get(&ns, target, FAIL_TIMEOUT).await.is_err(), "a container reached the host's loopback");
+    // The check is real: without the driver's input rule the same packets get through.
+    let table = lab.driver().nft_table().to_string();
+    host.run(move || {
+        let st = std::process::Command::new("nft").args(["flush", "chain", "inet", &table, "input"]).status().unwrap();
+        assert!(st.success());
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(tcp_get(&ns, target, OK_TIMEOUT).await.unwrap(), "host-loopback");
 }
