@@ -476,3 +476,28 @@ async fn route_localnet_does_not_open_the_hosts_loopback_to_containers() {
     .unwrap();
     assert_eq!(tcp_get(&ns, target, OK_TIMEOUT).await.unwrap(), "host-loopback");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_port_range_takes_its_first_free_port() {
+    let mut lab = Lab::new().await;
+    let (p1, _) = lab.container("r1").await;
+    let (p2, _) = lab.container("r2").await;
+    let (p3, _) = lab.container("r3").await;
+    let host = lab.host_ns();
+    // 8200 taken by a host process, 8201 by the first container.
+    let _squat = host.run(|| Ok(std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 8200)).unwrap())).await.unwrap();
+    let d = lab.driver();
+    d.create_network(NetworkSpec::new("range")).await.unwrap();
+    let spec = || PortBinding::parse("8200-8202:80").unwrap().remove(0);
+    let a = d.attach("range", AttachRequest::new("r1", &p1).publish(spec())).await.unwrap();
+    let b = d.attach("range", AttachRequest::new("r2", &p2).publish(spec())).await.unwrap();
+    assert_eq!((a.ports[0].host_port, b.ports[0].host_port), (8201, 8202));
+    let e = d.attach("range", AttachRequest::new("r3", &p3).publish(spec())).await.unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("80/tcp"), "{e}");
+    // UDP ports are a space of their own.
+    let u = d
+        .attach("range", AttachRequest::new("r3", &p3).publish(PortBinding::parse("8200:80/udp").unwrap().remove(0)))
+        .await
+        .unwrap();
+    assert_eq!(u.ports[0].host_port, 8200);
+}
