@@ -11,7 +11,7 @@ use engine_core::network::{
 use engine_core::{random_hex64, Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
@@ -43,6 +43,11 @@ struct NetworkRecord {
     name: String,
     subnet: IpPrefix,
     gateway: Ipv4Addr,
+    /// The IPv6 subnet and gateway of a dual-stack network.
+    #[serde(default)]
+    subnet6: Option<IpPrefix>,
+    #[serde(default)]
+    gateway6: Option<Ipv6Addr>,
     internal: bool,
     labels: BTreeMap<String, String>,
     options: BTreeMap<String, String>,
@@ -55,6 +60,9 @@ impl NetworkRecord {
     fn info(&self) -> NetworkInfo {
         let mut n = NetworkInfo::new(&self.id, &self.name, "bridge");
         n.ipam = vec![IpamConfig { subnet: self.subnet, gateway: Some(IpAddr::V4(self.gateway)) }];
+        if let (Some(subnet), Some(g)) = (self.subnet6, self.gateway6) {
+            n.ipam.push(IpamConfig { subnet, gateway: Some(IpAddr::V6(g)) });
+        }
         n.internal = self.internal;
         n.labels = self.labels.clone();
         n.options = self.options.clone();
@@ -70,6 +78,10 @@ impl NetworkRecord {
     }
     fn gateway_prefix(&self) -> IpPrefix {
         IpPrefix::new(IpAddr::V4(self.gateway), self.subnet.prefix()).expect("a subnet's prefix fits")
+    }
+    fn gateway6_prefix(&self) -> Option<IpPrefix> {
+        let (s, g) = (self.subnet6?, self.gateway6?);
+        IpPrefix::new(IpAddr::V6(g), s.prefix()).ok()
     }
 }
 
@@ -265,10 +277,14 @@ impl BridgeDriver {
         let mut nets = Vec::new();
         let mut ports = Vec::new();
         for r in inner.nets.values() {
-            nets.push(NetRule { bridge: r.bridge.clone(), subnet: r.subnet, internal: r.internal });
+            nets.push(NetRule { bridge: r.bridge.clone(), subnet: r.subnet, subnet6: r.subnet6, internal: r.internal });
             for ep in r.endpoints.values() {
                 let Some(cip) = ep.info.ipv4 else { continue };
                 let IpAddr::V4(cip) = cip.addr() else { continue };
+                let cip6 = match ep.info.ipv6.map(|p| p.addr()) {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                };
                 for p in &ep.info.ports {
                     let host_ip = match p.host_ip {
                         IpAddr::V4(a) if !a.is_unspecified() => Some(a),
@@ -279,6 +295,7 @@ impl BridgeDriver {
                         host_ip,
                         host_port: p.host_port,
                         container_ip: cip,
+                        container_ip6: cip6,
                         container_port: p.container_port,
                     });
                 }
@@ -288,8 +305,11 @@ impl BridgeDriver {
     }
 
     /// Sysctls a network's bridge needs in the host namespace.
-    async fn bridge_sysctls(&self, bridge: &str) -> Result<()> {
+    async fn bridge_sysctls(&self, bridge: &str, ipv6: bool) -> Result<()> {
         self.host.write_sysctl("net/ipv4/ip_forward", "1").await?;
+        if ipv6 {
+            self.host.write_sysctl("net/ipv6/conf/all/forwarding", "1").await?;
+        }
         self.host.write_sysctl(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1").await
     }
 
@@ -300,6 +320,9 @@ impl BridgeDriver {
         for id in ids {
             let r = inner.nets.get_mut(&id).expect("listed");
             link::ensure_bridge(&self.nl, &r.bridge, r.gateway_prefix()).await?;
+            if let Some(g6) = r.gateway6_prefix() {
+                link::add_address(&self.nl, &r.bridge, g6).await?;
+            }
             let mut changed = false;
             let stale: Vec<String> = r
                 .endpoints
@@ -321,7 +344,7 @@ impl BridgeDriver {
             if changed {
                 self.persist(&r)?;
             }
-            self.bridge_sysctls(&r.bridge).await?;
+            self.bridge_sysctls(&r.bridge, r.subnet6.is_some()).await?;
         }
         // Hold the published ports again.
         let wanted: Vec<PortKey> = inner
@@ -342,7 +365,8 @@ impl BridgeDriver {
     /// the first free of `pool`.
     async fn pick_subnet(&self, inner: &Inner, spec: &NetworkSpec, pool: &[IpPrefix]) -> Result<(IpPrefix, Ipv4Addr)> {
         let taken: Vec<IpPrefix> = inner.nets.values().map(|r| r.subnet).collect();
-        match spec.ipam.as_slice() {
+        let v4: Vec<&IpamConfig> = spec.ipam.iter().filter(|c| !c.subnet.addr().is_ipv6()).collect();
+        match v4.as_slice() {
             [] => {
                 let routed = link::ipv4_routes(&self.nl).await?;
                 let subnet = pool
@@ -379,8 +403,37 @@ impl BridgeDriver {
                 };
                 Ok((subnet, gw))
             }
-            _ => Err(Error::Unsupported("more than one subnet per bridge network".into())),
+            _ => Err(Error::Unsupported("more than one IPv4 subnet per bridge network".into())),
         }
+    }
+
+    /// The IPv6 subnet and gateway, if the spec asks for one.
+    fn pick_subnet6(&self, inner: &Inner, spec: &NetworkSpec) -> Result<Option<(IpPrefix, Ipv6Addr)>> {
+        let v6: Vec<&IpamConfig> = spec.ipam.iter().filter(|c| c.subnet.addr().is_ipv6()).collect();
+        let c = match v6.as_slice() {
+            [] => return Ok(None),
+            [c] => c,
+            _ => return Err(Error::Unsupported("more than one IPv6 subnet per bridge network".into())),
+        };
+        let first = ipam::check_subnet6(c.subnet)?;
+        if let Some(t) = inner.nets.values().find(|r| r.subnet6.is_some_and(|s| s.overlaps(&c.subnet))) {
+            return Err(Error::conflict(
+                "network",
+                &spec.name,
+                format!("subnet {} overlaps {} of network {}", c.subnet, t.subnet6.expect("found"), t.name),
+            ));
+        }
+        let gw = match c.gateway {
+            None => first,
+            Some(IpAddr::V6(g)) if c.subnet.contains(IpAddr::V6(g)) && Some(IpAddr::V6(g)) != c.subnet.nth(0) => g,
+            Some(g) => {
+                return Err(Error::invalid(
+                    format!("gateway {g}"),
+                    format!("not a host address of subnet {}", c.subnet),
+                ))
+            }
+        };
+        Ok(Some((c.subnet, gw)))
     }
 
     async fn create(&self, spec: NetworkSpec, default: bool) -> Result<NetworkInfo> {
@@ -428,11 +481,14 @@ impl BridgeDriver {
             self.cfg.pool.clone()
         };
         let (subnet, gateway) = self.pick_subnet(&inner, &spec, &pool).await?;
+        let v6 = self.pick_subnet6(&inner, &spec)?;
         let r = NetworkRecord {
             id: id.clone(),
             name: spec.name.clone(),
             subnet,
             gateway,
+            subnet6: v6.map(|v| v.0),
+            gateway6: v6.map(|v| v.1),
             internal: spec.internal,
             labels: spec.labels.clone(),
             options: spec.options.clone(),
@@ -444,7 +500,10 @@ impl BridgeDriver {
         inner.nets.insert(id.clone(), r.clone());
         let res = async {
             link::ensure_bridge(&self.nl, &bridge, r.gateway_prefix()).await?;
-            self.bridge_sysctls(&bridge).await?;
+            if let Some(g6) = r.gateway6_prefix() {
+                link::add_address(&self.nl, &bridge, g6).await?;
+            }
+            self.bridge_sysctls(&bridge, r.subnet6.is_some()).await?;
             self.apply_rules(&inner).await
         }
         .await;
@@ -579,6 +638,20 @@ impl BridgeDriver {
             })
             .collect();
         let ip = ipam::allocate(r.subnet, r.gateway, &used, req.ipv4)?;
+        let ip6 = match (r.subnet6, r.gateway6) {
+            (Some(s6), Some(g6)) => {
+                let used6: Vec<Ipv6Addr> = r
+                    .endpoints
+                    .values()
+                    .filter_map(|e| match e.info.ipv6.map(|p| p.addr()) {
+                        Some(IpAddr::V6(a)) => Some(a),
+                        _ => None,
+                    })
+                    .collect();
+                Some(IpPrefix::new(IpAddr::V6(ipam::allocate6(s6, g6, &used6)?), s6.prefix())?)
+            }
+            _ => None,
+        };
         let held = self.reserve(&inner, &req.ports).await?;
         let hex = random_hex64();
         let host_if = format!("veth{}", &hex[..7]);
@@ -588,6 +661,8 @@ impl BridgeDriver {
         info.host_interface = Some(host_if.clone());
         info.ipv4 = Some(IpPrefix::new(IpAddr::V4(ip), r.subnet.prefix())?);
         info.gateway4 = (!r.internal).then_some(r.gateway);
+        info.ipv6 = ip6;
+        info.gateway6 = r.gateway6.filter(|_| ip6.is_some() && !r.internal).map(IpAddr::V6);
         info.dns = if req.dns.is_empty() { self.host_dns() } else { req.dns.clone() };
         info.ports = held.iter().map(|(p, _)| p.clone()).collect();
         info.aliases = req.aliases.clone();
@@ -599,9 +674,26 @@ impl BridgeDriver {
         self.persist(&rec)?;
         inner.nets.insert(rec.id.clone(), rec.clone());
         let res = async {
+            if ip6.is_some() {
+                // Interfaces that arrive in the container's namespace take its
+                // defaults: no duplicate address detection to wait for.
+                ns.write_sysctl("net/ipv6/conf/default/accept_dad", "0").await?;
+            }
             link::create_veth(&self.nl, &host_if, &peer_if, &r.bridge, mac.octets(), &ns).await?;
             let cnl = ns.netlink().await?;
-            link::configure_container(&cnl, &peer_if, &req.interface, info.ipv4.expect("set"), info.gateway4).await?;
+            let gw6 = match info.gateway6 {
+                Some(IpAddr::V6(g)) => Some(g),
+                _ => None,
+            };
+            link::configure_container(
+                &cnl,
+                &peer_if,
+                &req.interface,
+                info.ipv4.expect("set"),
+                info.gateway4,
+                ip6.map(|a| (a, gw6)),
+            )
+            .await?;
             self.apply_rules(&inner).await?;
             rec.endpoints.get_mut(&req.container_id).expect("inserted").state = EpState::Attached;
             self.persist(&rec)

@@ -3,12 +3,12 @@
 
 use engine_core::network::IpPrefix;
 use engine_core::{Error, Result};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Refuse what cannot be a bridge network's IPv4 subnet.
 pub(crate) fn check_subnet(subnet: IpPrefix) -> Result<()> {
     let IpAddr::V4(_) = subnet.addr() else {
-        return Err(Error::Unsupported(format!("IPv6 subnet {subnet} (this driver is IPv4-only for now)")));
+        return Err(Error::invalid(format!("subnet {subnet}"), "not an IPv4 subnet"));
     };
     if !subnet.is_network() {
         return Err(Error::invalid(
@@ -20,6 +20,40 @@ pub(crate) fn check_subnet(subnet: IpPrefix) -> Result<()> {
         return Err(Error::invalid(format!("subnet {subnet}"), "prefix length must be 8 to 30"));
     }
     Ok(())
+}
+
+/// Refuse what cannot be a bridge network's IPv6 subnet.
+pub(crate) fn check_subnet6(subnet: IpPrefix) -> Result<Ipv6Addr> {
+    let IpAddr::V6(_) = subnet.addr() else {
+        return Err(Error::invalid(format!("subnet {subnet}"), "not an IPv6 subnet"));
+    };
+    if !subnet.is_network() {
+        return Err(Error::invalid(
+            format!("subnet {subnet}"),
+            format!("host bits are set (did you mean {}?)", subnet.network()),
+        ));
+    }
+    if subnet.prefix() < 48 || subnet.prefix() > 124 {
+        return Err(Error::invalid(format!("subnet {subnet}"), "IPv6 prefix length must be 48 to 124"));
+    }
+    match subnet.nth(1) {
+        Some(IpAddr::V6(a)) => Ok(a),
+        _ => Err(Error::invalid(format!("subnet {subnet}"), "has no host address")),
+    }
+}
+
+/// An IPv6 address for a new endpoint: the lowest free one after the
+/// gateway's neighbours (no broadcast in IPv6; the subnet-router anycast
+/// address, the first, is skipped).
+pub(crate) fn allocate6(subnet: IpPrefix, gateway: Ipv6Addr, used: &[Ipv6Addr]) -> Result<Ipv6Addr> {
+    // Bounded: among used.len() + 2 candidates one is free.
+    (1..(used.len() as u128 + 3).min(subnet.size()))
+        .filter_map(|n| match subnet.nth(n) {
+            Some(IpAddr::V6(a)) => Some(a),
+            _ => None,
+        })
+        .find(|a| *a != gateway && !used.contains(a))
+        .ok_or_else(|| Error::unavailable(format!("addresses of subnet {subnet}"), "all are in use"))
 }
 
 /// True for an address of `subnet` that is neither its network nor its
@@ -90,5 +124,13 @@ mod tests {
         assert!(check_subnet("10.0.0.1/24".parse().unwrap()).unwrap_err().is_invalid_input());
         assert!(check_subnet("10.0.0.0/31".parse().unwrap()).is_err());
         assert!(check_subnet("fd00::/64".parse().unwrap()).is_err());
+        let s6: IpPrefix = "fd00:1::/64".parse().unwrap();
+        let gw6 = check_subnet6(s6).unwrap();
+        assert_eq!(gw6.to_string(), "fd00:1::1");
+        let a = allocate6(s6, gw6, &[]).unwrap();
+        assert_eq!(a.to_string(), "fd00:1::2");
+        assert_eq!(allocate6(s6, gw6, &[a]).unwrap().to_string(), "fd00:1::3");
+        assert!(check_subnet6("fd00:1::1/64".parse().unwrap()).is_err());
+        assert!(check_subnet6("fd00::/32".parse().unwrap()).is_err());
     }
 }

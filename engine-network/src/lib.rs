@@ -81,8 +81,14 @@
 //! 127.0.0.0/8. Hairpin (a container reaching its own published port) and
 //! a neighbour's published port work because DNATed traffic back into the
 //! same subnet is masqueraded, so answers return through the host's NAT.
-//! IPv6 `::1` has no `route_localnet`; publishing on IPv6 is not supported
-//! yet and refused. On detach the connection-tracking entries NATed to the
+//! IPv6: a network is dual-stack when its spec has an IPv6 subnet (docker's
+//! `--ipv6 --subnet`): the bridge and each container get an IPv6 address
+//! (no duplicate address detection: the driver owns the subnet) and a
+//! default route, outbound IPv6 is masqueraded, and a port published on all
+//! host addresses is DNATed on the host's IPv6 addresses too. Not on `::1`
+//! (IPv6 has no `route_localnet`; docker uses its proxy there), and a
+//! binding naming an IPv6 host address is refused for now; host ports are
+//! held on IPv4. On detach the connection-tracking entries NATed to the
 //! container are deleted (over ctnetlink, `netlink-packet-netfilter`), so a
 //! UDP client that keeps sending follows the port to its next container
 //! instead of a remembered, dead address.
@@ -103,7 +109,10 @@
 //! the rules. The default network takes `172.17.0.0/16`; user networks the
 //! first of `172.18.0.0/16`..`172.31.0.0/16` not used by a network or routed
 //! on the host. Sysctls set in the host namespace: `net.ipv4.ip_forward=1`
-//! (as docker does) and `route_localnet=1` on our bridges only.
+//! (as docker does), `route_localnet=1` on our bridges only, and, once a
+//! dual-stack network exists, `net.ipv6.conf.all.forwarding=1` (as docker
+//! does; a host that takes its IPv6 default route from router
+//! advertisements then needs `accept_ra=2` on that interface).
 #![deny(missing_docs)]
 
 mod bridge;

@@ -3,10 +3,11 @@
 use engine_core::network::IpPrefix;
 use engine_core::{Error, Result};
 use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
 use rtnetlink::packet_route::link::LinkAttribute;
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute};
 use rtnetlink::{Handle, LinkBridge, LinkBridgePort, LinkUnspec, LinkVeth, RouteMessageBuilder};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::{AsFd, AsRawFd};
 
 /// An rtnetlink failure, with what was being done.
@@ -76,7 +77,13 @@ pub(crate) async fn delete(h: &Handle, name: &str) -> Result<()> {
 /// Add `addr` to link `name` (an address already there is fine).
 pub(crate) async fn add_address(h: &Handle, name: &str, addr: IpPrefix) -> Result<()> {
     let i = must_index(h, name).await?;
-    match h.address().add(i, addr.addr(), addr.prefix()).execute().await {
+    let mut req = h.address().add(i, addr.addr(), addr.prefix());
+    if addr.addr().is_ipv6() {
+        // Usable at once: no duplicate address detection on addresses we
+        // allocated ourselves.
+        req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    match req.execute().await {
         Ok(()) => Ok(()),
         Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(()),
         Err(e) => Err(nl_err(format_args!("add address {addr} to {name}"), e)),
@@ -149,6 +156,7 @@ pub(crate) async fn configure_container(
     ifname: &str,
     addr: IpPrefix,
     gateway: Option<Ipv4Addr>,
+    v6: Option<(IpPrefix, Option<Ipv6Addr>)>,
 ) -> Result<()> {
     let i = must_index(h, peer).await?;
     h.link()
@@ -157,6 +165,9 @@ pub(crate) async fn configure_container(
         .await
         .map_err(|e| nl_err(format_args!("rename {peer} to {ifname} in the container"), e))?;
     add_address(h, ifname, addr).await?;
+    if let Some((a6, _)) = v6 {
+        add_address(h, ifname, a6).await?;
+    }
     set_up(h, ifname).await?;
     set_up(h, "lo").await?;
     if let Some(gw) = gateway {
@@ -165,6 +176,14 @@ pub(crate) async fn configure_container(
             Ok(()) => {}
             // Attached to another network first: that one keeps the
             // default route (docker's first-network-wins), this one its subnet.
+            Err(e) if errno_of(&e) == Some(libc::EEXIST) => {}
+            Err(e) => return Err(nl_err(format_args!("default route via {gw} in the container"), e)),
+        }
+    }
+    if let Some((_, Some(gw))) = v6 {
+        let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).output_interface(i).build();
+        match h.route().add(route).execute().await {
+            Ok(()) => {}
             Err(e) if errno_of(&e) == Some(libc::EEXIST) => {}
             Err(e) => return Err(nl_err(format_args!("default route via {gw} in the container"), e)),
         }

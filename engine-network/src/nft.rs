@@ -6,13 +6,14 @@ use engine_core::network::{IpPrefix, Protocol};
 use engine_core::{Error, IoContext, Result};
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 
 /// One network's part of the table.
 pub(crate) struct NetRule {
     pub bridge: String,
     pub subnet: IpPrefix,
+    pub subnet6: Option<IpPrefix>,
     pub internal: bool,
 }
 
@@ -23,6 +24,8 @@ pub(crate) struct PortRule {
     pub host_ip: Option<Ipv4Addr>,
     pub host_port: u16,
     pub container_ip: Ipv4Addr,
+    /// Also published on the host's IPv6 addresses, to this address.
+    pub container_ip6: Option<Ipv6Addr>,
     pub container_port: u16,
 }
 
@@ -59,6 +62,15 @@ pub(crate) fn render(table: &str, nets: &[NetRule], ports: &[PortRule]) -> Strin
             cip = p.container_ip,
             cp = p.container_port
         );
+        if let (None, Some(c6)) = (p.host_ip, p.container_ip6) {
+            let _ = writeln!(
+                s,
+                "    meta nfproto ipv6 {proto} dport {hp} dnat ip6 to [{c6}]:{cp}",
+                proto = p.protocol.as_str(),
+                hp = p.host_port,
+                cp = p.container_port
+            );
+        }
     }
     s.push_str("  }\n");
     s.push_str("  chain postrouting {\n    type nat hook postrouting priority srcnat; policy accept;\n");
@@ -74,6 +86,12 @@ pub(crate) fn render(table: &str, nets: &[NetRule], ports: &[PortRule]) -> Strin
         // Hairpin, and a container reaching a neighbour's published port:
         // without this the answer would bypass the host and its NAT.
         let _ = writeln!(s, "    oifname {br} ip saddr {sub} ct status dnat masquerade");
+        if let Some(sub6) = n.subnet6 {
+            if !n.internal {
+                let _ = writeln!(s, "    ip6 saddr {sub6} oifname != {br} masquerade");
+            }
+            let _ = writeln!(s, "    oifname {br} ip6 saddr {sub6} ct status dnat masquerade");
+        }
     }
     s.push_str("  }\n");
     s.push_str("  chain forward {\n    type filter hook forward priority filter; policy accept;\n");

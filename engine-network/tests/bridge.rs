@@ -501,3 +501,40 @@ async fn a_host_port_range_takes_its_first_free_port() {
         .unwrap();
     assert_eq!(u.ports[0].host_port, 8200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dual_stack_network_routes_nats_and_publishes_ipv6() {
+    use std::net::Ipv6Addr;
+    let mut lab = Lab::new().await;
+    let (pa, nsa) = lab.container("a6").await;
+    let (pb, nsb) = lab.container("b6").await;
+    let d = lab.driver();
+    let net = d.create_network(NetworkSpec::new("dual").subnet("fd42:1::/64".parse().unwrap())).await.unwrap();
+    assert_eq!(net.ipam.len(), 2, "{:?}", net.ipam);
+    assert_eq!(net.ipam[1].gateway, Some("fd42:1::1".parse().unwrap()));
+    let a = d.attach("dual", AttachRequest::new("a", &pa).publish(PortBinding::new(Protocol::Tcp, 80))).await.unwrap();
+    let b = d.attach("dual", AttachRequest::new("b", &pb)).await.unwrap();
+    assert_eq!(a.ipv6.unwrap().to_string(), "fd42:1::2/64");
+    assert_eq!(b.ipv6.unwrap().to_string(), "fd42:1::3/64");
+    assert_eq!(a.gateway6, Some("fd42:1::1".parse().unwrap()));
+    let a6 = a.ipv6.unwrap().addr();
+    let any6 = |port| sa(Ipv6Addr::UNSPECIFIED, port);
+    let _s = serve_tcp_on(&nsa, any6(80), "a").await;
+    // Neighbours over IPv6.
+    assert_eq!(tcp_get(&nsb, sa(a6, 80), OK_TIMEOUT).await.unwrap(), format!("a {}", b.ipv6.unwrap().addr()));
+    // Outbound over IPv6 is masqueraded too.
+    let _o = serve_tcp_on(&lab.outside_ns(), any6(7400), "outside").await;
+    assert_eq!(tcp_get(&nsa, sa(OUTSIDE_ADDR6, 7400), OK_TIMEOUT).await.unwrap(), format!("outside {HOST_ADDR6}"));
+    // The published port answers on the host's IPv6 address as well.
+    let hp = a.ports[0].host_port;
+    assert_eq!(tcp_get(&lab.outside_ns(), sa(HOST_ADDR6, hp), OK_TIMEOUT).await.unwrap(), format!("a {OUTSIDE_ADDR6}"));
+    // Bad IPv6 input.
+    let e = d.create_network(NetworkSpec::new("v6bad").subnet("fd42:1:0:0:1::/80".parse().unwrap())).await.unwrap_err();
+    assert!(e.is_conflict() && e.to_string().contains("overlaps"), "{e}");
+    let e = d.create_network(NetworkSpec::new("v6bad").subnet("fd43::/32".parse().unwrap())).await.unwrap_err();
+    assert!(e.is_invalid_input(), "{e}");
+    d.detach("dual", "a").await.unwrap();
+    d.detach("dual", "b").await.unwrap();
+    d.remove_network("dual").await.unwrap();
+    assert!(!nft_ruleset(&lab.host_ns()).await.contains("engine"));
+}

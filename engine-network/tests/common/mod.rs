@@ -11,7 +11,7 @@ use engine_core::network::NetworkDriver;
 use engine_network::{BridgeDriver, Netns, NetnsFile};
 use futures::TryStreamExt;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -19,6 +19,19 @@ use std::time::Duration;
 pub const HOST_ADDR: Ipv4Addr = Ipv4Addr::new(10, 251, 0, 1);
 /// The outside namespace's address.
 pub const OUTSIDE_ADDR: Ipv4Addr = Ipv4Addr::new(10, 251, 0, 2);
+/// The host's IPv6 address on the link to the outside namespace.
+pub const HOST_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd51, 0, 0, 0, 0, 0, 0, 1);
+/// The outside namespace's IPv6 address.
+pub const OUTSIDE_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd51, 0, 0, 0, 0, 0, 0, 2);
+
+/// Add `ip`/64 to link `index`, usable at once (no duplicate address detection).
+async fn add_v6(h: &rtnetlink::Handle, index: u32, ip: Ipv6Addr) {
+    use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags};
+    let mut req = h.address().add(index, IpAddr::V6(ip), 64);
+    req.message_mut().attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    req.execute().await.unwrap();
+}
+
 /// Time a connection that must work may take.
 pub const OK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time after which a connection that must fail is given up.
@@ -51,10 +64,12 @@ impl Lab {
         h.link().set(rtnetlink::LinkUnspec::new_with_index(peer).setns_by_fd(fd).build()).execute().await.unwrap();
         let hi = idx(h.clone(), "to-out").await;
         h.address().add(hi, IpAddr::V4(HOST_ADDR), 24).execute().await.unwrap();
+        add_v6(&h, hi, HOST_ADDR6).await;
         h.link().set(rtnetlink::LinkUnspec::new_with_index(hi).up().build()).execute().await.unwrap();
         let o = out_ns.netlink().await.unwrap();
         let oi = idx(o.clone(), "from-host").await;
         o.address().add(oi, IpAddr::V4(OUTSIDE_ADDR), 24).execute().await.unwrap();
+        add_v6(&o, oi, OUTSIDE_ADDR6).await;
         o.link().set(rtnetlink::LinkUnspec::new_with_index(oi).up().build()).execute().await.unwrap();
         let state = dir.path().join("state");
         let mut lab = Lab { driver: None, host, outside, containers: Vec::new(), state, dir };
@@ -149,9 +164,14 @@ impl Drop for Server {
 }
 
 pub async fn serve_tcp(ns: &Netns, port: u16, name: &str) -> Server {
+    serve_tcp_on(ns, SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), name).await
+}
+
+/// [`serve_tcp`] on a given address (`[::]:port` for IPv6).
+pub async fn serve_tcp_on(ns: &Netns, addr: SocketAddr, name: &str) -> Server {
     let l = ns
         .run(move || {
-            let l = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, port)).unwrap();
+            let l = std::net::TcpListener::bind(addr).unwrap();
             l.set_nonblocking(true).unwrap();
             Ok(l)
         })
