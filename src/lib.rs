@@ -90,6 +90,7 @@ pub struct EngineBuilder {
     manager: Option<Arc<dyn LifecycleManager>>,
     startup_timeout: Option<Duration>,
     unbound: bool,
+    cgroup_parent: Option<String>,
 }
 
 impl EngineBuilder {
@@ -104,6 +105,11 @@ impl EngineBuilder {
     /// absolute path to a runc-compatible binary.
     pub fn runtime(mut self, name_or_path: impl Into<String>) -> Self {
         self.default_runtime = Some(name_or_path.into());
+        self
+    }
+    /// Make every container's cgroup under this cgroup (default `/engine`).
+    pub fn cgroup_parent(mut self, parent: impl Into<String>) -> Self {
+        self.cgroup_parent = Some(parent.into());
         self
     }
     /// Register a runtime binary under a name.
@@ -155,6 +161,9 @@ impl EngineBuilder {
                 let mut cfg = engine_lifecycle::ManagerConfig::new(root.clone(), images.clone(), shims);
                 for (name, path) in self.runtimes {
                     cfg = cfg.runtime(name, path);
+                }
+                if let Some(p) = self.cgroup_parent {
+                    cfg = cfg.cgroup_parent(p)?;
                 }
                 if let Some(d) = self.default_runtime {
                     if !cfg.runtimes.contains_key(&d) && !d.starts_with('/') {

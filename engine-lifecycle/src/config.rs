@@ -38,6 +38,9 @@ pub struct ManagerConfig {
     /// The network driver for `bridge` and user networks (none: only the
     /// `none`, `host` and path modes are available).
     pub network: Option<Arc<dyn NetworkDriver>>,
+    /// The cgroup every container's cgroup is made under (`/engine`: each
+    /// container's is `/engine/<id>`), as dockerd's `--cgroup-parent`.
+    pub cgroup_parent: String,
 }
 
 impl std::fmt::Debug for ManagerConfig {
@@ -72,7 +75,23 @@ impl ManagerConfig {
             default_runtime: DEFAULT_RUNTIME.to_string(),
             restart_delay: Duration::from_millis(100),
             network: None,
+            cgroup_parent: "/engine".to_string(),
         }
+    }
+
+    /// Make every container's cgroup under `parent` (an absolute cgroup
+    /// path such as `/engine` or `/services/workers`).
+    pub fn cgroup_parent(mut self, parent: impl Into<String>) -> Result<Self> {
+        let parent = parent.into();
+        let bad = parent.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..");
+        if !parent.starts_with('/') || parent.len() < 2 || bad {
+            return Err(Error::invalid(
+                "cgroup parent",
+                format!("{parent:?} is not an absolute cgroup path like /engine"),
+            ));
+        }
+        self.cgroup_parent = parent;
+        Ok(self)
     }
 
     /// Add (or replace) a runtime by name and binary path.

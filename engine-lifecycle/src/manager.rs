@@ -352,7 +352,7 @@ impl Inner {
                 config: spec_config,
                 rootfs: &rootfs.path,
                 volumes: &self.cfg.root.join("volumes"),
-                cgroup_parent: "/engine",
+                cgroup_parent: &self.cfg.cgroup_parent,
             },
         )?;
         let args = oci.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();

@@ -339,3 +339,42 @@ async fn a_create_interrupted_by_a_crash_is_swept_on_start() {
     mgr.remove(&kept.id, true).await.unwrap();
     assert!(mounts_under(&env.root()).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_shim_is_recorded_and_cleaned_up() {
+    let env = Env::new().await;
+    let mgr = env.manager("engine-runc").await;
+    let c = mgr.create(sh("exec sleep 600")).await.unwrap();
+    mgr.start(&c.id).await.unwrap();
+    let pid = mgr.inspect(&c.id).await.unwrap().pid.unwrap();
+    let shims: Vec<i32> = std::fs::read_dir(env.root().join("shims"))
+        .unwrap()
+        .flatten()
+        .filter_map(|d| engine_shim::read_address(&d.path()).ok().flatten())
+        .filter(|a| a.id == c.id)
+        .map(|a| a.pid)
+        .collect();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(shims[0]), nix::sys::signal::Signal::SIGKILL).unwrap();
+    // The manager notices, records the container as dead and stops what the shim held.
+    let st = tokio::time::timeout(Duration::from_secs(20), mgr.wait(&c.id, WaitCondition::NotRunning))
+        .await
+        .expect("the manager never noticed the shim's death")
+        .unwrap();
+    assert_ne!(st.code, 0);
+    let info = mgr.inspect(&c.id).await.unwrap();
+    assert!(matches!(info.state, ContainerState::Dead | ContainerState::Exited), "{:?}", info.state);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "container init {pid} outlived its killed shim");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Removal leaves nothing; the manager serves other containers as before.
+    mgr.remove(&c.id, false).await.unwrap();
+    assert!(mounts_under(&env.root()).is_empty());
+    let d = mgr.create(sh("echo after")).await.unwrap();
+    mgr.start(&d.id).await.unwrap();
+    assert_eq!(mgr.wait(&d.id, WaitCondition::NotRunning).await.unwrap().code, 0);
+    assert_eq!(log_text(&mgr, &d.id).await.unwrap(), "after\n");
+    cleanup(&mgr).await;
+}

@@ -165,6 +165,15 @@ fn main() {
         root: work.path().join("root-engine-runc"),
         err: work.path().join("stderr-engine-runc"),
     }];
+    // BENCH_BASELINE=<path>: another engine-runc build (say, before a change) beside this one.
+    if let Some(base) = std::env::var_os("BENCH_BASELINE") {
+        rts.push(Rt {
+            name: "engine-runc-base",
+            bin: PathBuf::from(base),
+            root: work.path().join("root-engine-runc-base"),
+            err: work.path().join("stderr-engine-runc-base"),
+        });
+    }
     for name in ["runc", "crun"] {
         match which(name) {
             Some(bin) => rts.push(Rt {
@@ -190,7 +199,7 @@ fn main() {
     for rt in &rts {
         let v = Command::new(&rt.bin).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
         let first = String::from_utf8_lossy(&v).lines().next().unwrap_or("").to_string();
-        println!("  {:<12} {} ({first})", rt.name, rt.bin.display());
+        println!("  {:<16} {} ({first})", rt.name, rt.bin.display());
     }
 
     // samples[runtime][phase] in ms; the floor separately.
@@ -260,21 +269,21 @@ fn main() {
 
     println!();
     println!("medians in ms (p90 in brackets), {n} iterations each:");
-    print!("  {:<12}", "runtime");
+    print!("  {:<16}", "runtime");
     for p in PHASES {
         print!(" {:>16}", p);
     }
     println!();
     let med = |v: &Vec<f64>| percentile(v, 0.5);
     for (j, rt) in rts.iter().enumerate() {
-        print!("  {:<12}", rt.name);
+        print!("  {:<16}", rt.name);
         for s in &samples[j] {
             print!(" {:>16}", format!("{:.2} [{:.2}]", med(s), percentile(s, 0.9)));
         }
         println!();
     }
     println!(
-        "  {:<12} {:>16}   (unshare --fork --pid --mount --uts --ipc --net chroot rootfs /bin/true)",
+        "  {:<16} {:>16}   (unshare --fork --pid --mount --uts --ipc --net chroot rootfs /bin/true)",
         "floor",
         format!("{:.2} [{:.2}]", med(&floor), percentile(&floor, 0.9))
     );
@@ -286,7 +295,7 @@ fn main() {
             if j == pj {
                 continue;
             }
-            print!("  {:<12}", rt.name);
+            print!("  {:<16}", rt.name);
             for (ph, s) in samples[j].iter().enumerate() {
                 print!(" {:>16}", format!("{:.2}", med(s) / med(&samples[pj][ph])));
             }

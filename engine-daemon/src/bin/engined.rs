@@ -46,6 +46,9 @@ struct Args {
     /// The pid file (default: EXEC_ROOT/engined.pid).
     #[arg(short = 'p', long)]
     pidfile: Option<PathBuf>,
+    /// The cgroup containers' cgroups are made under.
+    #[arg(long, default_value = "/engine")]
+    cgroup_parent: String,
 }
 
 fn unix_path(h: &str) -> Result<PathBuf> {
@@ -155,6 +158,7 @@ async fn run(args: Args) -> Result<()> {
                 if let Some(d) = &args.default_runtime {
                     cfg = cfg.default_runtime(d);
                 }
+                cfg = cfg.cgroup_parent(&args.cgroup_parent)?;
                 if !cfg.runtimes.contains_key(&cfg.default_runtime) {
                     return Err(Error::invalid(
                         "--default-runtime",

@@ -524,3 +524,7 @@ pub fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, Str
     s.send(input);
     s.finish()
 }
+
+mod leftovers;
+#[allow(unused_imports)]
+pub use leftovers::{rss_kib, Leftovers};

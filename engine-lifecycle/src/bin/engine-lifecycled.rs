@@ -32,6 +32,9 @@ struct Args {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// The cgroup containers' cgroups are made under.
+    #[arg(long, default_value = "/engine")]
+    cgroup_parent: String,
 }
 
 #[tokio::main]
@@ -61,7 +64,7 @@ async fn run(args: Args) -> engine_core::Result<()> {
             .ok_or_else(|| engine_core::Error::invalid("--runtime", format!("{r:?} is not NAME=PATH")))?;
         cfg = cfg.runtime(name, path);
     }
-    cfg = cfg.default_runtime(&args.default_runtime);
+    cfg = cfg.default_runtime(&args.default_runtime).cgroup_parent(&args.cgroup_parent)?;
     if !cfg.runtimes.contains_key(&cfg.default_runtime) {
         return Err(engine_core::Error::invalid(
             "--default-runtime",

@@ -246,6 +246,9 @@ struct ExecArgs {
     /// Pass N extra fds (from fd 3).
     #[arg(long = "preserve-fds", default_value_t = 0)]
     preserve_fds: u32,
+    /// Allow exec in a paused container (the process starts frozen, as runc's).
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
     /// Container id.
     id: String,
     /// Command and arguments (without --process).
@@ -272,18 +275,25 @@ impl Logger {
             format!("time={time:?} level={level} msg={msg:?}\n")
         }
     }
+    /// An error goes to the log file (when given) and always to stderr, in
+    /// runc's form: `time="..." level=error msg="..."`, or a JSON line with
+    /// `"level":"error"` under `--log-format json`. Tools and people look for
+    /// the word "error" in a failing command's stderr.
     fn error(&self, msg: &str) {
+        let line = self.line("error", msg);
         if let Some(mut f) = self.file.as_ref() {
-            let _ = f.write_all(self.line("error", msg).as_bytes());
+            let _ = f.write_all(line.as_bytes());
         }
-        eprintln!("engine-runc: {msg}");
+        let _ = std::io::stderr().write_all(line.as_bytes());
     }
     fn warn(&self, msg: &str) {
         match self.file.as_ref() {
             Some(mut f) => {
                 let _ = f.write_all(self.line("warning", msg).as_bytes());
             }
-            None => eprintln!("engine-runc: warning: {msg}"),
+            None => {
+                let _ = std::io::stderr().write_all(self.line("warning", msg).as_bytes());
+            }
         }
     }
     fn debug(&self, msg: &str) {
@@ -291,7 +301,7 @@ impl Logger {
             if let Some(mut f) = self.file.as_ref() {
                 let _ = f.write_all(self.line("debug", msg).as_bytes());
             } else {
-                eprintln!("engine-runc: debug: {msg}");
+                let _ = std::io::stderr().write_all(self.line("debug", msg).as_bytes());
             }
         }
     }
@@ -378,7 +388,18 @@ fn create_opts(c: &CreateArgs) -> CreateOpts {
         no_pivot: c.no_pivot,
         no_new_keyring: c.no_new_keyring,
         preserve_fds: c.preserve_fds,
+        listen_fds: listen_fds(),
         stdio: None,
+    }
+}
+
+/// systemd's socket activation, as runc reads it: `LISTEN_FDS=n` for this
+/// process (`LISTEN_PID` is our pid) hands fds 3..3+n on to the container.
+fn listen_fds() -> u32 {
+    let ours = std::env::var("LISTEN_PID").ok().and_then(|p| p.parse::<u32>().ok()) == Some(std::process::id());
+    match std::env::var("LISTEN_FDS").ok().and_then(|n| n.parse::<u32>().ok()) {
+        Some(n) if ours => n,
+        _ => 0,
     }
 }
 
@@ -564,9 +585,7 @@ fn exec(runc: &Runc, e: &ExecArgs) -> Result<i32> {
             p.set_args(Some(e.args.clone()));
             p.set_terminal(Some(e.tty));
             p.set_console_size(None);
-            let mut env = p.env().clone().unwrap_or_default();
-            env.extend(e.env.iter().cloned());
-            p.set_env(Some(env));
+            p.set_env(Some(merge_env(p.env().as_deref().unwrap_or(&[]), &e.env)));
             if let Some(c) = &e.cwd {
                 p.set_cwd(c.clone());
             }
@@ -623,11 +642,25 @@ fn exec(runc: &Runc, e: &ExecArgs) -> Result<i32> {
         console_socket: e.console_socket.clone(),
         detach: e.detach,
         preserve_fds: e.preserve_fds,
+        ignore_paused: e.ignore_paused,
     };
     match runc.exec(&cid, &process, &opts)? {
         ExecOutcome::Started(_) => Ok(0),
         ExecOutcome::Exited(code) => Ok(code),
     }
+}
+
+/// The process spec's environment with `--env` values applied: a variable the
+/// command line sets replaces the spec's (the command line wins, as in runc).
+fn merge_env(spec: &[String], cli: &[String]) -> Vec<String> {
+    let key = |v: &str| v.split_once('=').map(|(k, _)| k.to_string()).unwrap_or_else(|| v.to_string());
+    let mut env: Vec<String> = spec.to_vec();
+    for v in cli {
+        let k = key(v);
+        env.retain(|e| key(e) != k);
+        env.push(v.clone());
+    }
+    env
 }
 
 fn spec(bundle: &Path, rootless: bool) -> Result<i32> {
@@ -652,7 +685,8 @@ fn features() -> serde_json::Value {
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": ["async","atime","bind","defaults","dev","diratime","dirsync","exec","mand","noatime","nodev","nodiratime","noexec","nomand","norelatime","nostrictatime","nosuid","private","rbind","relatime","remount","ro","rprivate","rshared","rslave","runbindable","rw","shared","slave","strictatime","suid","sync","unbindable"],
+        "mountOptions": ["async","atime","bind","defaults","dev","diratime","dirsync","exec","mand","noatime","nodev","nodiratime","noexec","nomand","norelatime","nostrictatime","nosuid","private","rbind","relatime","remount","ro","rprivate","rshared","rslave","runbindable","rw","shared","slave","strictatime","suid","sync","unbindable",
+            "ratime","rdev","rdiratime","rexec","rnoatime","rnodev","rnodiratime","rnoexec","rnorelatime","rnostrictatime","rnosuid","rnosymfollow","rrelatime","rro","rrw","rstrictatime","rsuid","rsymfollow"],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
             "capabilities": caps,

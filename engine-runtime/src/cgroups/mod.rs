@@ -617,16 +617,19 @@ impl Cgroup {
         Ok(fs::keyed(&events, "frozen") == Some(1))
     }
 
-    /// True when the cgroup is frozen.
+    /// True when the cgroup is frozen or being frozen: v1's `FREEZING` (a
+    /// process just joined a frozen cgroup, as `exec --ignore-paused` does)
+    /// and v2's `cgroup.freeze` set count as paused.
     pub fn is_frozen(&self) -> Result<bool> {
         if let Some(dir) = self.v1_dir("freezer") {
             self.check_exists(dir)?;
-            return Ok(fs::read(dir, "freezer.state")? == "FROZEN");
+            return Ok(fs::read(dir, "freezer.state")? != "THAWED");
         }
         match self.unified.as_deref() {
             Some(dir) => {
                 self.check_exists(dir)?;
-                self.v2_frozen(dir)
+                let requested = fs::read(dir, "cgroup.freeze").map(|v| v == "1").unwrap_or(false);
+                Ok(requested || self.v2_frozen(dir)?)
             }
             None => Ok(false),
         }

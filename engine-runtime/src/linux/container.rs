@@ -28,8 +28,12 @@ pub struct CreateOpts {
     pub no_pivot: bool,
     /// Do not create a new session keyring.
     pub no_new_keyring: bool,
-    /// Pass this many extra fds (from fd 3) to the process.
+    /// Pass this many extra fds (after the `listen_fds` ones) to the process.
     pub preserve_fds: u32,
+    /// Socket-activation descriptors (systemd's `LISTEN_FDS`, from fd 3) to
+    /// pass first, as runc does: the process gets them and `LISTEN_FDS=n`,
+    /// `LISTEN_PID=1` in its environment.
+    pub listen_fds: u32,
     /// The init's stdin, stdout and stderr (`None`: `/dev/null`) when they
     /// are not this process's own 0, 1 and 2 (a caller creating containers
     /// in-process, such as a shim).
@@ -54,6 +58,8 @@ pub struct ExecOpts {
     pub detach: bool,
     /// Pass this many extra fds (from fd 3) to the process.
     pub preserve_fds: u32,
+    /// Allow exec in a paused container (`--ignore-paused`).
+    pub ignore_paused: bool,
 }
 
 /// One row of `list`, in runc's JSON shape.
@@ -375,13 +381,22 @@ impl Runc {
             .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
         let spec = load_spec(&bundle)?;
         let process = spec.process().as_ref().ok_or_else(|| Error::invalid("config.json", "has no process"))?;
+        let mut process = process.clone();
+        if opts.listen_fds > 0 {
+            let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+            env.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+            env.push(format!("LISTEN_FDS={}", opts.listen_fds));
+            env.push("LISTEN_PID=1".into());
+            process.set_env(Some(env));
+        }
+        let process = &process;
         let proc = ProcPlan::new(process)?;
         let linux = spec.linux().as_ref();
         let ns = NsPlan::new(linux.and_then(|l| l.namespaces().as_deref()).unwrap_or(&[]))?;
+        let mut rootfs = RootfsPlan::new(&spec, &bundle, opts.no_pivot)?;
         if !ns.has(LinuxNamespaceType::Mount) {
-            return Err(Error::invalid("linux.namespaces", "a mount namespace is required"));
+            rootfs = rootfs.without_mount_namespace(&spec)?;
         }
-        let rootfs = RootfsPlan::new(&spec, &bundle, opts.no_pivot)?;
         let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());
         let domainname = spec.domainname().as_deref().filter(|h| !h.is_empty());
         if (hostname.is_some() || domainname.is_some()) && !ns.has(LinuxNamespaceType::Uts) {
@@ -473,11 +488,17 @@ impl Runc {
                 resources.set_devices(Some(rules));
             }
         }
-        let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+        // Without `cgroupsPath` the cgroup is `<id>` under this process's own
+        // cgroup in each hierarchy, where runc (cgroupfs driver) puts it.
+        let cgroups_path = linux
+            .and_then(|l| l.cgroups_path().as_ref())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| id.as_str().to_string());
         // The cgroup is recorded in the state dir before it is made: a create killed
         // before it writes state.json leaves a cgroup that `delete --force` can find.
         let cgroup = crate::cgroups::Hierarchies::detect()?.create_recorded(
-            cgroups_path.as_deref(),
+            Some(&cgroups_path),
             id.as_str(),
             Some(&resources),
             |cg| dir.save_cgroup(cg),
@@ -513,6 +534,7 @@ impl Runc {
                 joined_by_parent: parent_joins,
                 ns: &ns,
                 exec_joins: &[],
+                exec_root: None,
                 rootfs: Some(&rootfs),
                 proc: &proc,
                 hostname,
@@ -528,7 +550,7 @@ impl Runc {
                 runtime_hooks,
                 create_container_hooks: create_hooks,
                 start_container_hooks: start_hooks,
-                preserve_fds: opts.preserve_fds,
+                preserve_fds: opts.listen_fds + opts.preserve_fds,
                 personality,
                 keyring: !opts.no_new_keyring,
                 id: id.as_str(),

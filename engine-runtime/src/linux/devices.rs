@@ -1,7 +1,7 @@
 //! `/dev` in the container: the default devices, `linux.devices`, and the
 //! standard symlinks.
 
-use super::mounts::{create_dest, secure_join};
+use super::mounts::{create_dest, open_in_root, prepare_target, secure_join};
 use super::syscall::Syscall;
 use engine_core::{Error, Result};
 use nix::mount::MsFlags;
@@ -93,14 +93,18 @@ pub fn create(sys: &dyn Syscall, rootfs: &Path, devices: &[Device], userns: bool
 }
 
 fn create_one(sys: &dyn Syscall, rootfs: &Path, d: &Device, userns: bool) -> Result<()> {
-    let dest = secure_join(rootfs, &d.path);
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("create {}", parent.display()), e))?;
-    }
     if userns {
-        create_dest(&dest, true)?;
-        return sys.mount(Some(&d.path), &dest, Some("bind"), MsFlags::MS_BIND, None);
+        // The node is bound onto a file made and opened inside the rootfs.
+        let t = prepare_target(rootfs, &d.path, "bind", true)?;
+        return sys.mount(Some(&d.path), t.path(), Some("bind"), MsFlags::MS_BIND, None);
     }
+    // The node is made in its parent directory, opened inside the rootfs
+    // (never followed out of it); the name itself is not followed.
+    let parent = d.path.parent().unwrap_or(Path::new("/"));
+    let name = d.path.file_name().ok_or_else(|| Error::invalid("device path", d.path.display().to_string()))?;
+    create_dest(&secure_join(rootfs, parent), false)?;
+    let dir = open_in_root(rootfs, parent, false)?;
+    let dest = dir.path().join(name);
     let _ = std::fs::remove_file(&dest);
     let fmt = match d.kind {
         'b' => libc::S_IFBLK,
@@ -116,8 +120,8 @@ fn create_one(sys: &dyn Syscall, rootfs: &Path, d: &Device, userns: bool) -> Res
 
 /// The `/dev` symlinks: fd, stdin, stdout, stderr, ptmx (to `pts/ptmx`) and core.
 pub fn symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
-    // Resolved inside the rootfs: a `dev` symlink in an image must not lead to the host.
-    let dev = secure_join(rootfs, Path::new("/dev"));
+    // Resolved inside the rootfs by the kernel: a `dev` symlink in an image must not lead to the host.
+    let dev = open_in_root(rootfs, Path::new("/dev"), false)?;
     let mut links = vec![
         ("/proc/self/fd", "fd"),
         ("/proc/self/fd/0", "stdin"),
@@ -129,7 +133,7 @@ pub fn symlinks(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
         links.push(("/proc/kcore", "core"));
     }
     for (target, name) in links {
-        let link = dev.join(name);
+        let link = dev.path().join(name);
         if name == "ptmx" {
             let _ = std::fs::remove_file(&link);
         }
@@ -189,20 +193,18 @@ mod tests {
         let r = Recorder::default();
         create(&r, root.path(), &devs, false).unwrap();
         let calls = r.calls.borrow();
-        assert!(
-            calls
-                .iter()
-                .any(|c| c == &format!("mknod {}/dev/fuse 20666 {}", root.path().display(), libc::makedev(10, 229))),
-            "{calls:?}"
-        );
-        // A `dev` symlink in the image leads inside the rootfs, never to the host.
+        // Made through the parent directory opened inside the root.
+        let fuse = format!("/fuse 20666 {}", libc::makedev(10, 229));
+        assert!(calls.iter().any(|c| c.starts_with("mknod /proc/self/fd/") && c.ends_with(&fuse)), "{calls:?}");
+        assert!(root.path().join("dev").is_dir());
+        // A `dev` symlink in the image leads inside the rootfs, never to the host
+        // (real symlinks, made in a temporary rootfs).
         let evil = tempfile::tempdir().unwrap();
         std::os::unix::fs::symlink("/etc", evil.path().join("dev")).unwrap();
-        let r = Recorder::default();
-        symlinks(&r, evil.path()).unwrap();
-        for c in r.calls.borrow().iter() {
-            assert!(c.starts_with(&format!("symlink {}/etc/", evil.path().display())), "{c}");
-        }
+        std::fs::create_dir(evil.path().join("etc")).unwrap();
+        symlinks(&crate::linux::syscall::LinuxSyscall, evil.path()).unwrap();
+        assert_eq!(std::fs::read_link(evil.path().join("etc/stdin")).unwrap(), Path::new("/proc/self/fd/0"));
+        assert_eq!(std::fs::read_link(evil.path().join("etc/ptmx")).unwrap(), Path::new("pts/ptmx"));
         let bad: Vec<LinuxDevice> =
             serde_json::from_str(r#"[{"path":"/etc/x","type":"c","major":1,"minor":1}]"#).unwrap();
         assert!(plan(Some(&bad)).unwrap_err().to_string().contains("/etc/x"));

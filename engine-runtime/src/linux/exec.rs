@@ -26,6 +26,14 @@ impl Runc {
         let (st, status) = self.load(id.as_str())?;
         match status {
             ContainerStatus::Running | ContainerStatus::Created => {}
+            ContainerStatus::Paused if opts.ignore_paused => {}
+            ContainerStatus::Paused => {
+                return Err(Error::conflict(
+                    "container",
+                    id.as_str(),
+                    "cannot exec in a paused container (use --ignore-paused to override)",
+                ))
+            }
             s => {
                 return Err(Error::conflict(
                     "container",
@@ -56,14 +64,32 @@ impl Runc {
             }
             (false, _) => None,
         };
+        // Without a mount namespace of its own the init is only chrooted: so is this process.
+        let root = if joins.iter().any(|j| j.typ == LinuxNamespaceType::Mount) {
+            None
+        } else {
+            let p = format!("/proc/{}/root", st.pid);
+            Some(
+                nix::fcntl::open(
+                    p.as_str(),
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(|e| Error::io(format!("open the container's root {p}"), e.into()))?,
+            )
+        };
         let (parent_sock, child_sock) = sync::pair()?;
         if let Some(j) = joins.iter().find(|j| j.typ == LinuxNamespaceType::Pid) {
             namespaces::setns(j)?;
         }
         let ns = NsPlan::default();
+        // In a paused (frozen) container the process would freeze as soon as it
+        // joined the cgroup, before it reports ready: it joins only after that,
+        // moved by us, and execs once the container is resumed.
+        let paused = status == ContainerStatus::Paused;
         let self_join = match &st.cgroup {
-            Some(cg) => Some(cg.open_self_join()?),
-            None => None,
+            Some(cg) if !paused => Some(cg.open_self_join()?),
+            _ => None,
         };
         let unified = self_join.as_ref().and_then(|j| j.unified.as_ref()).map(|f| f.as_raw_fd());
         let (pid, into_unified) = clone_process(CloneFlags::empty(), unified)?;
@@ -74,13 +100,14 @@ impl Runc {
                 joined_by_parent: false,
                 ns: &ns,
                 exec_joins: &joins,
+                exec_root: root.as_ref().map(|r| r.as_raw_fd()),
                 rootfs: None,
                 proc: &proc,
                 hostname: None,
                 domainname: None,
                 sysctl: &[],
                 seccomp: seccomp.as_ref(),
-                gate: StartGate::None,
+                gate: if paused { StartGate::Sync } else { StartGate::None },
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 stdio: None,
                 runtime_hooks: false,
@@ -97,7 +124,11 @@ impl Runc {
         drop(console);
         let kill = |e: Error| {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            let _ = wait_code(pid);
+            // A process in a frozen cgroup dies only when thawed: do not wait for it then
+            // (it is reaped by whoever inherits it).
+            if !paused {
+                let _ = wait_code(pid);
+            }
             e
         };
         if let (Some(cg), Some(join)) = (&st.cgroup, &self_join) {
@@ -123,6 +154,13 @@ impl Runc {
         }
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid).map_err(kill)?;
+        }
+        if paused {
+            // Last, so that no error path has to kill (and wait for) a frozen process.
+            if let Some(cg) = &st.cgroup {
+                cg.add_pid(pid).map_err(kill)?;
+            }
+            parent_sock.send(&Msg::Start).map_err(kill)?;
         }
         if opts.detach {
             return Ok(ExecOutcome::Started(pid));

@@ -10,8 +10,20 @@ use std::process::{Command, Stdio};
 
 /// Run `hooks` (of kind `kind`, for messages) in order; the first failure stops.
 pub fn run(kind: &str, hooks: Option<&Vec<Hook>>, state_json: &str) -> Result<()> {
+    run_with_default_env(kind, hooks, state_json, None)
+}
+
+/// [`run`], where a hook without an `env` of its own gets `default_env`
+/// (`KEY=VALUE` strings) instead of an empty environment: `startContainer`
+/// hooks run in the container and see the container process's environment.
+pub fn run_with_default_env(
+    kind: &str,
+    hooks: Option<&Vec<Hook>>,
+    state_json: &str,
+    default_env: Option<&[String]>,
+) -> Result<()> {
     for h in hooks.into_iter().flatten() {
-        run_one(kind, h, state_json)?;
+        run_one(kind, h, state_json, default_env)?;
     }
     Ok(())
 }
@@ -26,7 +38,7 @@ fn memfd() -> Result<std::fs::File> {
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
-fn run_one(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
+fn run_one(kind: &str, h: &Hook, state_json: &str, default_env: Option<&[String]>) -> Result<()> {
     let path = h.path();
     let what = format!("{kind} hook {}", path.display());
     if !path.is_absolute() {
@@ -40,10 +52,24 @@ fn run_one(kind: &str, h: &Hook, state_json: &str) -> Result<()> {
     }
     cmd.args(args.iter().skip(1));
     cmd.env_clear();
-    for e in h.env().iter().flatten() {
+    let env = match (h.env(), default_env) {
+        (Some(own), _) => own.as_slice(),
+        (None, Some(d)) => d,
+        (None, None) => &[],
+    };
+    for e in env {
         if let Some((k, v)) = e.split_once('=') {
             cmd.env(k, v);
         }
+    }
+    // Only stdio reaches a hook: not the caller's descriptors this process
+    // inherited (or holds for the container), whatever --preserve-fds says.
+    // SAFETY: close_range only changes descriptor flags: async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC);
+            Ok(())
+        });
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::from(out.try_clone().map_err(|e| Error::io("dup memfd", e))?))

@@ -33,6 +33,9 @@ pub(crate) struct InitCtx<'a> {
     pub joined_by_parent: bool,
     /// Namespaces to join by fd (exec), in order; user first, mount last.
     pub exec_joins: &'a [namespaces::Join],
+    /// The container's root to chroot into after the joins (exec into a
+    /// container without a mount namespace of its own, whose init is chrooted).
+    pub exec_root: Option<RawFd>,
     pub rootfs: Option<&'a RootfsPlan>,
     pub proc: &'a ProcPlan,
     pub hostname: Option<&'a str>,
@@ -64,12 +67,12 @@ pub(crate) fn main(ctx: &InitCtx<'_>, sync: &SyncSocket) -> ! {
         Err(Stop::Failed(e)) => {
             // If the parent is gone there is nobody to tell; stderr is the best left.
             if sync.send(&Msg::Error(e.to_string())).is_err() {
-                eprintln!("engine-runc init: {e}");
+                eprintln!("engine-runc init: error: {e}");
             }
             1
         }
         Err(Stop::AfterReady(e)) => {
-            eprintln!("engine-runc init: {e}");
+            eprintln!("engine-runc init: error: {e}");
             127
         }
     };
@@ -162,6 +165,12 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     for j in ctx.exec_joins.iter().filter(|j| j.typ != LinuxNamespaceType::Pid) {
         namespaces::setns(j)?;
     }
+    if let Some(fd) = ctx.exec_root {
+        // SAFETY: fd is an open O_PATH directory descriptor the parent holds for us.
+        let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        nix::unistd::fchdir(dir).map_err(|e| errno("enter the container's root", e))?;
+        nix::unistd::chroot(".").map_err(|e| errno("chroot into the container's root", e))?;
+    }
     let userns = ctx.ns.new.contains(CloneFlags::CLONE_NEWUSER)
         || ctx.exec_joins.iter().any(|j| j.typ == LinuxNamespaceType::User);
     if userns {
@@ -187,6 +196,10 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
         }
         Ok(())
     };
+    // A network namespace of our own (not one joined by path) starts with lo down.
+    if ctx.ns.new.contains(CloneFlags::CLONE_NEWNET) {
+        namespaces::loopback_up()?;
+    }
     nix::unistd::setsid().map_err(|e| errno("setsid", e))?;
     if ctx.keyring {
         join_session_keyring(ctx.id);
@@ -224,7 +237,8 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     }
     if let Some(sock) = ctx.console {
         let (slave, name) = super::console::create_pty(sock, proc.console_size)?;
-        if ctx.rootfs.is_some() {
+        // Without a mount namespace the bind would land on the host.
+        if ctx.rootfs.is_some_and(|p| p.mount_ns) {
             rootfs::bind_console(&sys, std::path::Path::new("/"), &name)?;
         }
         super::console::make_stdio(&slave)?;
@@ -293,7 +307,10 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
         StartGate::None => {}
     }
     if ctx.start_container_hooks.is_some_and(|h| !h.is_empty()) {
-        super::hooks::run("startContainer", ctx.start_container_hooks, &state_json).map_err(after)?;
+        // A startContainer hook without its own env sees the container process's.
+        let env: Vec<String> = proc.env.iter().map(|e| e.to_string_lossy().into_owned()).collect();
+        super::hooks::run_with_default_env("startContainer", ctx.start_container_hooks, &state_json, Some(&env))
+            .map_err(after)?;
     }
     if let (Some(f), true) = (ctx.seccomp, proc.no_new_privileges) {
         if !f.needs_listener() {

@@ -35,6 +35,33 @@
 //! signals, or proxying a pty it keeps itself). `exec` clones a process that
 //! joins the init's namespaces and cgroup the same way.
 //!
+//! ## Where it follows runc (and where not)
+//!
+//! - Mount destinations are resolved by the kernel inside the rootfs
+//!   (`openat2` with `RESOLVE_IN_ROOT`) and mounted on the opened descriptor
+//!   (`/proc/self/fd/N`); `proc` and `sysfs` must go on an ordinary directory
+//!   (a symlink there is refused, as runc refuses it). The recursive options
+//!   (`rro`, `rnosuid`, `rnodev`, `rnoexec`, `rnodiratime`, `rnoatime`,
+//!   `rstrictatime`, `rnosymfollow`, and their clearing forms) are set with
+//!   `mount_setattr(AT_RECURSIVE)`, so they reach submounts.
+//! - Only stdio, the `LISTEN_FDS` descriptors (systemd's socket activation,
+//!   when `LISTEN_PID` is the runtime's pid) and the `--preserve-fds` ones
+//!   after them reach the container process; every descriptor of the
+//!   runtime's own is close-on-exec. A preserved number the caller does not
+//!   hold is skipped (runc refuses the command).
+//! - In a network namespace of its own (not one joined by path) `lo` is up.
+//! - Without `linux.cgroupsPath` the cgroup is `<id>` below the runtime's own
+//!   cgroup in each hierarchy, where runc's cgroupfs driver puts it.
+//! - A config without a mount namespace shares the host's mount table. runc
+//!   then makes the config's mounts on the host (where they outlive the
+//!   container) and makes the host's `/` a slave; here such a config runs only
+//!   when it asks for no mount (`mounts`, masked and readonly paths,
+//!   `root.readonly`, `rootfsPropagation`, `linux.devices` empty): the process
+//!   (and every exec'd one) is chrooted into the rootfs and nothing is mounted
+//!   or created. Otherwise create fails and says why.
+//! - Errors are written to stderr as runc's are (`time="…" level=error
+//!   msg="…"`, or a JSON line under `--log-format json`), and to `--log`.
+//!
 //! The entry point is [`Runc`], one state root (`--root`) holding one
 //! directory per container:
 //!

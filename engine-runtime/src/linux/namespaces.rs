@@ -141,6 +141,32 @@ pub fn is_host(t: LinuxNamespaceType, path: &std::path::Path) -> bool {
     }
 }
 
+/// Bring the loopback interface `lo` up in the calling process's network
+/// namespace (`SIOCSIFFLAGS` with `IFF_UP`), as runc and crun do in a new
+/// network namespace: processes that talk to themselves over 127.0.0.1 work.
+pub fn loopback_up() -> Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
+    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| Error::io("socket to set up the loopback interface", e.into()))?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS on our socket with a valid ifreq naming "lo".
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr as *mut libc::ifreq) } != 0 {
+        return Err(Error::io("read the flags of lo", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the flags member of the union, just filled in by the kernel.
+    unsafe { ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS on our socket with the ifreq read above.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &mut ifr as *mut libc::ifreq) } != 0 {
+        return Err(Error::io("bring lo up", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// `setns` into one namespace.
 pub fn setns(j: &Join) -> Result<()> {
     nix::sched::setns(j.fd.as_fd(), flag(j.typ))

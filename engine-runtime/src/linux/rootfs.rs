@@ -2,7 +2,7 @@
 //! `/dev`, pivot_root (or `MS_MOVE` + chroot), masked and readonly paths.
 
 use super::devices::{self, Device};
-use super::mounts::{create_dest, locked_flags, mount_one, secure_join, MountPlan};
+use super::mounts::{create_dest, locked_flags, mount_one, open_in_root, prepare_target, MountPlan};
 use super::syscall::Syscall;
 use engine_core::{Error, Result};
 use nix::mount::{MntFlags, MsFlags};
@@ -29,6 +29,10 @@ pub struct RootfsPlan {
     pub readonly_paths: Vec<PathBuf>,
     /// Use MS_MOVE + chroot instead of pivot_root.
     pub no_pivot: bool,
+    /// The container has a mount namespace (new or joined). Without one it
+    /// shares the host's mount table: nothing is mounted, and the process is
+    /// only chrooted into the rootfs (see [`RootfsPlan::without_mount_namespace`]).
+    pub mount_ns: bool,
 }
 
 impl RootfsPlan {
@@ -69,12 +73,64 @@ impl RootfsPlan {
             masked: paths(linux.and_then(|l| l.masked_paths().as_ref())),
             readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
             no_pivot,
+            mount_ns: true,
         })
+    }
+
+    /// Turn this plan into one for a container without a mount namespace,
+    /// which shares the host's mount table (runc runs such configs).
+    ///
+    /// Every mount would then be made in the host's mount namespace and
+    /// outlive the container (runc leaves the config's `proc`, `/dev`, `/sys`
+    /// and cgroup mounts on the host, and makes the host's `/` a slave), so
+    /// a config that asks for any (`mounts`, `linux.maskedPaths`,
+    /// `linux.readonlyPaths`, `root.readonly`, `linux.rootfsPropagation`,
+    /// `linux.devices`) is refused with the reason. Otherwise the process
+    /// runs chrooted into the rootfs, with nothing mounted or created in it
+    /// (the default device nodes need a `/dev` of the container's own).
+    pub fn without_mount_namespace(mut self, spec: &oci_spec::runtime::Spec) -> Result<Self> {
+        let linux = spec.linux().as_ref();
+        let mut asks = Vec::new();
+        if !self.mounts.is_empty() {
+            asks.push("mounts");
+        }
+        if !self.masked.is_empty() {
+            asks.push("linux.maskedPaths");
+        }
+        if !self.readonly_paths.is_empty() {
+            asks.push("linux.readonlyPaths");
+        }
+        if self.readonly {
+            asks.push("root.readonly");
+        }
+        if linux.and_then(|l| l.rootfs_propagation().as_deref()).is_some_and(|p| !p.is_empty()) {
+            asks.push("linux.rootfsPropagation");
+        }
+        if linux.and_then(|l| l.devices().as_ref()).is_some_and(|d| !d.is_empty()) {
+            asks.push("linux.devices");
+        }
+        if !asks.is_empty() {
+            return Err(Error::invalid(
+                "linux.namespaces",
+                format!(
+                    "without a mount namespace the container shares the host's mount table, so {} would be \
+                     mounted on the host and outlive the container: add a mount namespace or remove them",
+                    asks.join(", ")
+                ),
+            ));
+        }
+        self.devices.clear();
+        self.mount_ns = false;
+        Ok(self)
     }
 }
 
-/// Step 1, in the new mount namespace: make `/` non-shared and bind the rootfs onto itself.
+/// Step 1, in the new mount namespace: make `/` non-shared and bind the rootfs
+/// onto itself. Nothing without a mount namespace.
 pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
+    if !plan.mount_ns {
+        return Ok(());
+    }
     sys.mount(None, Path::new("/"), None, plan.propagation, None)?;
     sys.mount(Some(&plan.rootfs), &plan.rootfs, Some("bind"), MsFlags::MS_BIND | MsFlags::MS_REC, None)
 }
@@ -101,11 +157,14 @@ pub fn mount_all(
                 Err(Error::Io { source, .. })
                     if m.fstype == "sysfs" && userns && source.raw_os_error() == Some(libc::EPERM) =>
                 {
-                    let target = secure_join(&plan.rootfs, &m.destination);
-                    sys.mount(Some(Path::new("/sys")), &target, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
-                        .and_then(|_| {
+                    prepare_target(&plan.rootfs, &m.destination, "sysfs", false)
+                        .and_then(|t| {
+                            sys.mount(Some(Path::new("/sys")), t.path(), None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+                        })
+                        .and_then(|_| open_in_root(&plan.rootfs, &m.destination, false))
+                        .and_then(|t| {
                             let fl = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
-                            sys.mount(None, &target, None, fl | locked_flags(&target), None)
+                            sys.mount(None, t.path(), None, fl | locked_flags(t.path()), None)
                         })
                 }
                 r => r,
@@ -122,8 +181,10 @@ pub fn mount_all(
 
 /// Mount the container's view of the cgroup hierarchies at `m.destination`.
 fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool) -> Result<()> {
-    let target = secure_join(rootfs, &m.destination);
-    create_dest(&target, false)?;
+    // The destination resolved inside the rootfs and opened; everything below
+    // it is made under the mount we put there.
+    let opened = prepare_target(rootfs, &m.destination, &m.fstype, false)?;
+    let target = opened.path().to_path_buf();
     let own = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("read /proc/self/cgroup", e))?;
     let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
     let fl = m.flags & keep;
@@ -157,7 +218,10 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
     };
     let bind = |host: &Path, path: &str, dest: &Path| -> Result<()> {
         let src = host.join(path.trim_start_matches('/'));
-        sys.mount(Some(&src), dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        sys.mount(Some(&src), dest, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)
+    };
+    // A remount needs the new mount's root: a path looked up after the bind.
+    let remount = |dest: &Path| -> Result<()> {
         sys.mount(
             None,
             dest,
@@ -172,9 +236,15 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
             return sys.mount(Some(Path::new("cgroup2")), &target, Some("cgroup2"), f, None);
         }
         let host = host_mount("").ok_or_else(|| Error::Other("no cgroup2 mount on the host".into()))?;
-        return bind(&host, lines.first().map(|l| l.1).unwrap_or("/"), &target);
+        bind(&host, lines.first().map(|l| l.1).unwrap_or("/"), &target)?;
+        // The descriptor is the directory under the bind: reopen to reach the mount.
+        let top = open_in_root(rootfs, &m.destination, false)?;
+        return remount(top.path());
     }
     sys.mount(Some(Path::new("tmpfs")), &target, Some("tmpfs"), fl, Some("mode=755"))?;
+    // Continue in the tmpfs just mounted (the descriptor above is the directory under it).
+    let top = open_in_root(rootfs, &m.destination, false)?;
+    let target = top.path().to_path_buf();
     for (ctrls, path) in &lines {
         let (name, opts) = if ctrls.is_empty() {
             ("unified".to_string(), None)
@@ -194,6 +264,7 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
         } else {
             let Some(host) = host_mount(if ctrls.is_empty() { "" } else { ctrls }) else { continue };
             bind(&host, path, &dir)?;
+            remount(&dir)?;
         }
         if name.contains(',') {
             for c in name.split(',') {
@@ -217,14 +288,17 @@ pub fn bind_console(sys: &dyn Syscall, rootfs: &Path, slave: &Path) -> Result<()
 /// Step 3: make the rootfs the container's `/`.
 pub fn pivot(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
     let root = &plan.rootfs;
-    if plan.no_pivot {
+    if !plan.mount_ns {
+        // The host's mount table: no mount, only a chroot.
+        nix::unistd::chroot(root).map_err(|e| Error::io(format!("chroot {}", root.display()), e.into()))?;
+    } else if plan.no_pivot {
         std::env::set_current_dir(root).map_err(|e| Error::io(format!("chdir {}", root.display()), e))?;
         sys.mount(Some(root), Path::new("/"), None, MsFlags::MS_MOVE, None)?;
         nix::unistd::chroot(".").map_err(|e| Error::io("chroot .", e.into()))?;
     } else {
         let old = nix::fcntl::open(
             "/",
-            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY,
+            nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         )
         .map_err(|e| Error::io("open /", e.into()))?;

@@ -1,6 +1,7 @@
 //! The mount-related system calls behind a small trait, so unit tests can
 //! record what the rootfs code would do without touching the host.
 
+use super::mounts::{MountAttr, Target};
 use engine_core::{Error, Result};
 use nix::mount::{MntFlags, MsFlags};
 use std::path::Path;
@@ -24,6 +25,9 @@ pub trait Syscall {
     fn symlink(&self, target: &Path, link: &Path) -> Result<()>;
     /// `chown(2)` (not following a final symlink).
     fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()>;
+    /// `mount_setattr(2)` with `AT_RECURSIVE` on an opened mount point: the
+    /// attributes reach every submount.
+    fn mount_setattr(&self, target: &Target, attr: MountAttr) -> Result<()>;
 }
 
 /// The real syscalls.
@@ -79,6 +83,42 @@ impl Syscall for LinuxSyscall {
         std::os::unix::fs::lchown(path, Some(uid), Some(gid))
             .map_err(|e| Error::io(format!("chown {} to {uid}:{gid}", path.display()), e))
     }
+    fn mount_setattr(&self, target: &Target, attr: MountAttr) -> Result<()> {
+        use std::os::fd::{AsFd, AsRawFd};
+        /// The kernel's `struct mount_attr` (version 0).
+        #[repr(C)]
+        struct KernelMountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        let a = KernelMountAttr { attr_set: attr.set, attr_clr: attr.clear, propagation: 0, userns_fd: 0 };
+        // SAFETY: mount_setattr on a descriptor we hold, with an empty NUL-terminated
+        // path (AT_EMPTY_PATH), a valid struct and its size; nothing is retained.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_mount_setattr,
+                target.as_fd().as_raw_fd(),
+                c"".as_ptr(),
+                (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+                &a as *const KernelMountAttr,
+                std::mem::size_of::<KernelMountAttr>(),
+            )
+        };
+        if r != 0 {
+            return Err(Error::io(
+                format!(
+                    "mount_setattr (recursive, set {:#x}, clear {:#x}) on {}",
+                    attr.set,
+                    attr.clear,
+                    target.path().display()
+                ),
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// A syscall recorder for unit tests: records each call as a line and
@@ -124,6 +164,15 @@ impl Syscall for Recorder {
     }
     fn lchown(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
         self.calls.borrow_mut().push(format!("chown {} {uid}:{gid}", path.display()));
+        Ok(())
+    }
+    fn mount_setattr(&self, target: &Target, attr: MountAttr) -> Result<()> {
+        self.calls.borrow_mut().push(format!(
+            "mount_setattr {} {:#x} {:#x}",
+            target.path().display(),
+            attr.set,
+            attr.clear
+        ));
         Ok(())
     }
 }
