@@ -96,7 +96,8 @@
 //! **Host ports are held.** Each published host port is bound (not
 //! listening) in the host namespace while published: a port already in use
 //! is a [`engine_core::Error::Conflict`] at attach, host port 0 takes a
-//! free port from the kernel, and no host process can take it later.
+//! free port from the kernel, and no host process can take it while the
+//! driver is open (a new driver on the same state holds them again).
 //!
 //! **IPAM on disk.** A network's record (subnet, gateway, and every
 //! endpoint with its address, MAC and ports: the leases) is one JSON file
