@@ -13,6 +13,7 @@ pkgs=(
   skopeo            # interop: the image store reads what skopeo writes and the reverse
   libseccomp-dev pkg-config   # seccomp filters are compiled with libseccomp
   iproute2 util-linux procps  # ip netns, unshare/nsenter, ps
+  nftables          # the bridge network driver installs its rules with `nft -f -`
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -144,6 +144,25 @@ impl ContainerBuilder {
         self.config.network = mode;
         self
     }
+    /// Publish `container_port`/tcp on a free host port (read it back with
+    /// [`Container::host_port`]). A container still in the default mode goes
+    /// on the default bridge network; the engine needs a network driver
+    /// ([`crate::EngineBuilder::network_driver`]).
+    pub fn publish(self, container_port: u16) -> Self {
+        self.publish_binding(engine_core::network::PortBinding::new(
+            engine_core::network::Protocol::Tcp,
+            container_port,
+        ))
+    }
+    /// Publish a port as docker's `-p` does (parse one with
+    /// [`engine_core::network::PortBinding::parse`]).
+    pub fn publish_binding(mut self, binding: engine_core::network::PortBinding) -> Self {
+        if self.config.network == NetworkMode::None {
+            self.config.network = NetworkMode::Bridge;
+        }
+        self.config.ports.push(binding);
+        self
+    }
     /// Restart policy.
     pub fn restart(mut self, policy: RestartPolicy) -> Self {
         self.config.restart = policy;
@@ -298,6 +317,24 @@ impl Container {
     }
     pub(crate) fn manager(&self) -> &Arc<dyn LifecycleManager> {
         &self.mgr
+    }
+    /// The host port `container_port`/tcp was published on (the first
+    /// network's), as testcontainers' `get_host_port_ipv4`.
+    pub fn host_port(&self, container_port: u16) -> Option<u16> {
+        self.published(engine_core::network::Protocol::Tcp, container_port)
+    }
+    /// The host port of `container_port` over `protocol`.
+    pub fn published(&self, protocol: engine_core::network::Protocol, container_port: u16) -> Option<u16> {
+        self.info
+            .networks
+            .values()
+            .flat_map(|e| e.ports.iter())
+            .find(|p| p.protocol == protocol && p.container_port == container_port)
+            .map(|p| p.host_port)
+    }
+    /// Its IPv4 address on its (first) network, reachable from the host.
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.info.networks.values().find_map(|e| e.ipv4.map(|p| p.addr()))
     }
     /// Its current state.
     pub async fn inspect(&self) -> Result<ContainerInfo> {

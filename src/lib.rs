@@ -42,6 +42,7 @@ pub use wait::WaitFor;
 pub use engine_core as core;
 pub use engine_image as image;
 pub use engine_lifecycle as lifecycle;
+pub use engine_network as network;
 pub use engine_runtime as runtime;
 pub use engine_shim as shim;
 
@@ -92,6 +93,7 @@ pub struct EngineBuilder {
     startup_timeout: Option<Duration>,
     unbound: bool,
     cgroup_parent: Option<String>,
+    network: Option<Arc<dyn engine_core::NetworkDriver>>,
 }
 
 impl EngineBuilder {
@@ -140,6 +142,15 @@ impl EngineBuilder {
         self.startup_timeout = Some(timeout);
         self
     }
+    /// Attach `bridge`-mode and user-network containers (and so publish
+    /// ports, [`ContainerBuilder::publish`]) through this driver, usually an
+    /// [`engine_network::BridgeDriver`]. Without one, those modes are refused
+    /// at create. Ignored with [`EngineBuilder::manager`]: a remote manager
+    /// has its own.
+    pub fn network_driver(mut self, driver: Arc<dyn engine_core::NetworkDriver>) -> Self {
+        self.network = Some(driver);
+        self
+    }
     /// Do not bind containers to this process (by default a container made
     /// through the facade is killed and deleted by its shim once this process dies).
     pub fn unbound(mut self) -> Self {
@@ -165,6 +176,9 @@ impl EngineBuilder {
                 }
                 if let Some(p) = self.cgroup_parent {
                     cfg = cfg.cgroup_parent(p)?;
+                }
+                if let Some(n) = self.network {
+                    cfg = cfg.network_driver(n);
                 }
                 if let Some(d) = self.default_runtime {
                     if !cfg.runtimes.contains_key(&d) && !d.starts_with('/') {

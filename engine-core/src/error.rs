@@ -193,6 +193,8 @@ fn static_kind(k: &str) -> &'static str {
         "exec",
         "volume",
         "network",
+        "endpoint",
+        "port",
         "shim",
         "layer",
         "blob",

@@ -9,6 +9,7 @@
 //! | [`Shim`] / [`ShimLauncher`] | parent of one container, holds stdio, logs, exit | `engine-shim` |
 //! | [`ImageStore`] | pull, push, import, export, overlay snapshots | `engine-image` |
 //! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
+//! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
 //!
 //! This crate depends on no other engine crate. OCI types come from
 //! [`oci_spec`], re-exported here as [`oci`].
@@ -32,6 +33,7 @@ mod id;
 pub mod image;
 pub mod lifecycle;
 mod logs;
+pub mod network;
 mod runtime;
 pub mod security;
 pub mod shim;
@@ -51,6 +53,7 @@ pub use lifecycle::{
     ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,
 };
 pub use logs::{LogDriver, LogEntry};
+pub use network::NetworkDriver;
 pub use runtime::{CreateOptions, ExecOptions, Runtime};
 pub use security::{DeviceMapping, SeccompProfile, SecurityOptions};
 pub use shim::{

@@ -108,14 +108,18 @@ pub enum RestartPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkMode {
-    /// Its own network namespace with loopback only (also what `bridge`
-    /// means until bridge networking lands).
+    /// Its own network namespace with loopback only.
     #[default]
     None,
     /// The host's network namespace.
     Host,
     /// Join the network namespace at this path.
     Path(PathBuf),
+    /// Its own namespace on the default network (docker's `bridge`), through
+    /// the manager's [`NetworkDriver`](crate::NetworkDriver).
+    Bridge,
+    /// Its own namespace on this user-defined network (a name or id).
+    Network(String),
 }
 
 /// Everything needed to create a container. Built by the facade's builder or
@@ -176,6 +180,10 @@ pub struct ContainerConfig {
     /// reaps zombies (`docker run --init`).
     #[serde(default)]
     pub init: bool,
+    /// Ports to publish (`-p`); needs [`NetworkMode::Bridge`] or
+    /// [`NetworkMode::Network`].
+    #[serde(default)]
+    pub ports: Vec<crate::network::PortBinding>,
 }
 
 /// The state of a container as the manager tracks it.
@@ -236,6 +244,9 @@ pub struct ContainerInfo {
     pub log_path: PathBuf,
     /// Runtime name.
     pub runtime: String,
+    /// Its endpoints, by network name (bridge and user networks).
+    #[serde(default)]
+    pub networks: std::collections::BTreeMap<String, crate::network::EndpointInfo>,
 }
 
 /// A process to run in a running container.

@@ -204,6 +204,8 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         log_max_size: None,
         security,
         init,
+        // PortBindings are wired with the daemon's networking (issue 9).
+        ports: Vec::new(),
     })
 }
 
@@ -383,6 +385,8 @@ pub fn network_name(n: &NetworkMode) -> String {
         NetworkMode::None => "none".into(),
         NetworkMode::Host => "host".into(),
         NetworkMode::Path(p) => format!("ns:{}", p.display()),
+        NetworkMode::Bridge => "bridge".into(),
+        NetworkMode::Network(n) => n.clone(),
     }
 }
 
@@ -836,6 +840,7 @@ mod shape_tests {
             bundle: "/b".into(),
             log_path: "/b/log".into(),
             runtime: "engine-runc".into(),
+            networks: Default::default(),
         }
     }
 

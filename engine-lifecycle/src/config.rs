@@ -1,6 +1,6 @@
 //! The manager's configuration and runtime discovery.
 
-use engine_core::{Error, ImageStore, Result, RuntimeBinary, ShimLauncher};
+use engine_core::{Error, ImageStore, NetworkDriver, Result, RuntimeBinary, ShimLauncher};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,6 +35,9 @@ pub struct ManagerConfig {
     pub default_runtime: String,
     /// First delay of the restart policy's back-off (doubled per restart, at most 64x).
     pub restart_delay: Duration,
+    /// The network driver for `bridge` and user networks (none: only the
+    /// `none`, `host` and path modes are available).
+    pub network: Option<Arc<dyn NetworkDriver>>,
     /// The cgroup every container's cgroup is made under (`/engine`: each
     /// container's is `/engine/<id>`), as dockerd's `--cgroup-parent`.
     pub cgroup_parent: String,
@@ -71,6 +74,7 @@ impl ManagerConfig {
             runtimes,
             default_runtime: DEFAULT_RUNTIME.to_string(),
             restart_delay: Duration::from_millis(100),
+            network: None,
             cgroup_parent: "/engine".to_string(),
         }
     }
@@ -100,6 +104,12 @@ impl ManagerConfig {
     /// Add (or replace) a runtime with full control over its arguments.
     pub fn runtime_binary(mut self, runtime: RuntimeBinary) -> Self {
         self.runtimes.insert(runtime.name.clone(), runtime);
+        self
+    }
+
+    /// Attach `bridge`-mode and user-network containers through `driver`.
+    pub fn network_driver(mut self, driver: Arc<dyn NetworkDriver>) -> Self {
+        self.network = Some(driver);
         self
     }
 

@@ -9,7 +9,11 @@
 //!
 //! The create-flow: validate (bad input fails before anything exists), resolve
 //! the image ([`ImageStore::inspect`](engine_core::ImageStore::inspect)),
-//! prepare the rootfs snapshot, derive the runtime spec (image config, then
+//! prepare the rootfs snapshot; for `bridge` and user networks, make the
+//! container's network namespace (a bind-mounted file, `<root>/netns/<id>`)
+//! and attach it through the configured
+//! [`NetworkDriver`](engine_core::NetworkDriver) (addresses, published
+//! ports), then hand the runtime its path; derive the runtime spec (image config, then
 //! hostname, terminal, mounts, resources, network, read-only root, cgroups
 //! path), write `config.json` atomically, persist the record, launch the shim
 //! (which runs the runtime's `create`). Any failure undoes every step.
@@ -68,6 +72,7 @@ mod logs;
 mod manager;
 mod names;
 mod seccomp;
+mod netns;
 mod spec;
 mod store;
 mod top;

@@ -4,11 +4,12 @@ use crate::config::{resolve_runtime, ManagerConfig};
 use crate::spec;
 use crate::store::{Record, Store};
 use async_trait::async_trait;
+use engine_core::network::AttachRequest;
 use engine_core::{
     Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerId, ContainerInfo, ContainerState, Error, Event,
     EventKind, ExecConfig, ExecInfo, ExecRequest, ExitStatus, IoContext, LaunchRequest, LifecycleManager, ListFilter,
-    LogConfig, LogEntry, LogOptions, Pid, ProcessRef, RestartPolicy, Result, RuntimeBinary, Shim, Signal, Stats,
-    WaitCondition,
+    LogConfig, LogEntry, LogOptions, NetworkDriver, NetworkMode, Pid, ProcessRef, RestartPolicy, Result, RuntimeBinary,
+    Shim, Signal, Stats, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -234,6 +235,44 @@ impl Inner {
         }
     }
 
+    /// The driver and network a container attaches to (`None`: none, host
+    /// or a namespace path), checked before anything is made.
+    async fn network_for(&self, config: &ContainerConfig) -> Result<Option<(Arc<dyn NetworkDriver>, String)>> {
+        let wanted = match &config.network {
+            NetworkMode::Bridge => None,
+            NetworkMode::Network(n) => Some(n.as_str()),
+            _ => return Ok(None),
+        };
+        let driver = self.cfg.network.clone().ok_or_else(|| {
+            Error::Unsupported(format!("network mode {:?}: this manager has no network driver", config.network))
+        })?;
+        let net = match wanted {
+            None => driver.default_network().await?,
+            Some(n) => driver.inspect_network(n).await?,
+        };
+        Ok(Some((driver, net.id)))
+    }
+
+    /// Detach a container from its networks and remove its namespace file.
+    async fn release_network(&self, info: &ContainerInfo) -> Result<()> {
+        if let Some(driver) = &self.cfg.network {
+            for ep in info.networks.values() {
+                match driver.detach(&ep.network_id, &info.id).await {
+                    Err(e) if !e.is_not_found() => return Err(e),
+                    _ => {}
+                }
+            }
+        }
+        let ns = self.netns_path(&info.id);
+        tokio::task::spawn_blocking(move || crate::netns::remove(&ns))
+            .await
+            .map_err(|e| Error::Other(format!("network namespace removal: {e}")))?
+    }
+
+    fn netns_path(&self, id: &str) -> PathBuf {
+        self.cfg.root.join("netns").join(id)
+    }
+
     fn reserve_name(&self, wanted: Option<&str>, id: &str) -> Result<String> {
         let mut names = self.names.lock().unwrap();
         if let Some(w) = wanted {
@@ -267,6 +306,7 @@ impl Inner {
         name: &str,
         undo: &mut Undo,
     ) -> Result<ContainerInfo> {
+        let network = self.network_for(config).await?;
         let bundle = self.cfg.root.join("containers").join(id);
         let shim_dir = self.shim_dir(id, 0);
         std::fs::create_dir_all(&bundle).context(|| format!("creating bundle {}", bundle.display()))?;
@@ -295,14 +335,31 @@ impl Inner {
         } else {
             None
         };
+        // The container's network namespace: made here, configured by the
+        // driver, joined by the runtime by path.
+        let mut networks = std::collections::BTreeMap::new();
+        let mut spec_config = None;
+        if let Some((driver, net)) = network {
+            let ns = self.netns_path(id);
+            crate::netns::create(&ns).await?;
+            undo.netns = Some(ns.clone());
+            let mut req = AttachRequest::new(id, &ns);
+            req.ports = config.ports.clone();
+            let ep = driver.attach(&net, req).await?;
+            undo.endpoint = Some((driver, net));
+            networks.insert(ep.network.clone(), ep);
+            spec_config = Some(ContainerConfig { network: NetworkMode::Path(ns), ..config.clone() });
+        }
+        let spec_config = spec_config.as_ref().unwrap_or(config);
+
         let mut oci = oci_spec::runtime::Spec::default();
-        crate::image_config::apply(&mut oci, &image.config, &rootfs.path, config)?;
+        crate::image_config::apply(&mut oci, &image.config, &rootfs.path, spec_config)?;
         let oci = spec::finish(
             oci,
             &spec::SpecContext {
                 id,
                 name,
-                config,
+                config: spec_config,
                 rootfs: &rootfs.path,
                 volumes: &self.cfg.root.join("volumes"),
                 cgroup_parent: &self.cfg.cgroup_parent,
@@ -342,6 +399,7 @@ impl Inner {
             bundle: bundle.clone(),
             log_path: bundle.join(format!("{id}-json.log")),
             runtime: runtime.name.clone(),
+            networks,
         };
         let rec = Record {
             info: info.clone(),
@@ -684,6 +742,7 @@ impl Inner {
                 Err(e) => Err(Error::io(format!("removing {}", dir.display()), e)),
             }
         };
+        self.release_network(&rec.info).await?;
         let bundle = async {
             if let Err(e) = self.cfg.images.remove_rootfs(&rec.rootfs_key).await {
                 if !e.is_not_found() {
@@ -832,6 +891,30 @@ impl Inner {
                     }
                 }
                 let _ = tokio::fs::remove_dir_all(d.path()).await;
+            }
+        }
+        // A namespace file without a record: a create cut short after the
+        // attach. Detach it wherever it is attached, then remove the file.
+        if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("netns")) {
+            let nets = match &self.cfg.network {
+                Some(d) => d.list_networks().await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            for d in rd.flatten() {
+                let id = d.file_name().to_string_lossy().into_owned();
+                if ids.contains(&id) {
+                    continue;
+                }
+                tracing::info!(id = %id, "releasing the network of an interrupted create");
+                if let Some(driver) = &self.cfg.network {
+                    for n in nets.iter().filter(|n| n.endpoints.contains_key(&id)) {
+                        if let Err(e) = driver.detach(&n.id, &id).await {
+                            tracing::warn!(id = %id, network = %n.name, "detaching a leftover endpoint: {e}");
+                        }
+                    }
+                }
+                let p = d.path();
+                let _ = tokio::task::spawn_blocking(move || crate::netns::remove(&p)).await;
             }
         }
         if let Ok(rd) = std::fs::read_dir(self.cfg.root.join("shims")) {
@@ -1001,6 +1084,8 @@ struct Undo {
     rootfs_key: Option<String>,
     record: bool,
     shim_dir: Option<PathBuf>,
+    netns: Option<PathBuf>,
+    endpoint: Option<(Arc<dyn NetworkDriver>, String)>,
     armed_off: bool,
 }
 
@@ -1026,6 +1111,14 @@ impl Undo {
             if let Err(e) = inner.cfg.images.remove_rootfs(k).await {
                 tracing::warn!(id = %self.id, "removing rootfs after failed create: {e}");
             }
+        }
+        if let Some((driver, net)) = &self.endpoint {
+            if let Err(e) = driver.detach(net, &self.id).await {
+                tracing::warn!(id = %self.id, "detaching after failed create: {e}");
+            }
+        }
+        if let Some(ns) = self.netns.clone() {
+            let _ = tokio::task::spawn_blocking(move || crate::netns::remove(&ns)).await;
         }
         if let Some(b) = &self.bundle {
             let _ = tokio::fs::remove_dir_all(b).await;

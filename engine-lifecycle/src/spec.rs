@@ -109,6 +109,12 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
             return Err(Error::invalid("mount target", format!("{target} is mounted twice")));
         }
     }
+    if !config.ports.is_empty() && !matches!(config.network, NetworkMode::Bridge | NetworkMode::Network(_)) {
+        return Err(Error::invalid(
+            "published ports",
+            format!("need the bridge or a user-defined network, not {:?}", config.network),
+        ));
+    }
     if let NetworkMode::Path(p) = &config.network {
         if std::fs::metadata(p).is_err() {
             return Err(Error::invalid("network namespace path", format!("{} does not exist", p.display())));
@@ -470,6 +476,8 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
             NetworkMode::None => ns.push(json!({"type": "network"})),
             NetworkMode::Host => {}
             NetworkMode::Path(p) => ns.push(json!({"type": "network", "path": p})),
+            // The manager hands these over as the path of the namespace it made.
+            NetworkMode::Bridge | NetworkMode::Network(_) => ns.push(json!({"type": "network"})),
         }
     }
     // Owner binding: when the owner dies its shim kills and deletes the

@@ -1,0 +1,831 @@
+//! The default Linux bridge driver.
+
+use crate::netns::Netns;
+use crate::nft::{NetRule, PortRule};
+use crate::{ipam, link, nft};
+use async_trait::async_trait;
+use engine_core::network::{
+    AttachRequest, EndpointInfo, HostPorts, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec,
+    PortBinding, Protocol, PublishedPort,
+};
+use engine_core::{random_hex64, Error, IoContext, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use tokio::sync::Mutex;
+
+/// The default network's name, as docker calls it.
+pub const DEFAULT_NETWORK: &str = "bridge";
+/// Option naming the bridge interface of a network (docker's).
+pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum EpState {
+    /// Lease and ports recorded; kernel objects may be half made.
+    Attaching,
+    /// Done.
+    Attached,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct EndpointRecord {
+    info: EndpointInfo,
+    state: EpState,
+}
+
+/// A network as persisted: `<state>/networks/<id>.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct NetworkRecord {
+    id: String,
+    name: String,
+    subnet: IpPrefix,
+    gateway: Ipv4Addr,
+    /// The IPv6 subnet and gateway of a dual-stack network.
+    #[serde(default)]
+    subnet6: Option<IpPrefix>,
+    #[serde(default)]
+    gateway6: Option<Ipv6Addr>,
+    internal: bool,
+    labels: BTreeMap<String, String>,
+    options: BTreeMap<String, String>,
+    bridge: String,
+    created_unix: u64,
+    endpoints: BTreeMap<String, EndpointRecord>,
+}
+
+impl NetworkRecord {
+    fn info(&self) -> NetworkInfo {
+        let mut n = NetworkInfo::new(&self.id, &self.name, "bridge");
+        n.ipam = vec![IpamConfig { subnet: self.subnet, gateway: Some(IpAddr::V4(self.gateway)) }];
+        if let (Some(subnet), Some(g)) = (self.subnet6, self.gateway6) {
+            n.ipam.push(IpamConfig { subnet, gateway: Some(IpAddr::V6(g)) });
+        }
+        n.internal = self.internal;
+        n.labels = self.labels.clone();
+        n.options = self.options.clone();
+        n.interface = Some(self.bridge.clone());
+        n.created_unix = self.created_unix;
+        n.endpoints = self
+            .endpoints
+            .iter()
+            .filter(|(_, e)| e.state == EpState::Attached)
+            .map(|(k, e)| (k.clone(), e.info.clone()))
+            .collect();
+        n
+    }
+    fn gateway_prefix(&self) -> IpPrefix {
+        IpPrefix::new(IpAddr::V4(self.gateway), self.subnet.prefix()).expect("a subnet's prefix fits")
+    }
+    fn gateway6_prefix(&self) -> Option<IpPrefix> {
+        let (s, g) = (self.subnet6?, self.gateway6?);
+        IpPrefix::new(IpAddr::V6(g), s.prefix()).ok()
+    }
+}
+
+type PortKey = (Protocol, IpAddr, u16);
+
+struct Inner {
+    /// By network id.
+    nets: BTreeMap<String, NetworkRecord>,
+    /// Host ports held (bound, not listening) so no host process takes
+    /// them while they are published.
+    held: HashMap<PortKey, OwnedFd>,
+}
+
+/// Builds a [`BridgeDriver`].
+#[derive(Clone, Debug)]
+pub struct BridgeDriverBuilder {
+    state_dir: PathBuf,
+    host_netns: Option<PathBuf>,
+    table: String,
+    default_bridge: String,
+    default_subnet: IpPrefix,
+    pool: Vec<IpPrefix>,
+    resolv_conf: PathBuf,
+}
+
+impl BridgeDriverBuilder {
+    /// The host's network namespace (default: the caller's). Bridges,
+    /// host-side veths, rules and sysctls go there; tests pass a namespace
+    /// of their own.
+    pub fn host_netns(mut self, path: impl Into<PathBuf>) -> Self {
+        self.host_netns = Some(path.into());
+        self
+    }
+    /// The nftables table (family `inet`) holding every rule (default `engine`).
+    pub fn nft_table(mut self, name: impl Into<String>) -> Self {
+        self.table = name.into();
+        self
+    }
+    /// The default network's bridge (default `engine0`).
+    pub fn default_bridge(mut self, name: impl Into<String>) -> Self {
+        self.default_bridge = name.into();
+        self
+    }
+    /// The default network's subnet (default `172.17.0.0/16`; when the host
+    /// already routes it, the first free subnet of the pool).
+    pub fn default_subnet(mut self, subnet: IpPrefix) -> Self {
+        self.default_subnet = subnet;
+        self
+    }
+    /// Subnets for user networks, tried in order (default `172.18.0.0/16`
+    /// to `172.31.0.0/16`); one already routed on the host is skipped.
+    pub fn pool(mut self, subnets: Vec<IpPrefix>) -> Self {
+        self.pool = subnets;
+        self
+    }
+    /// Where the host's name servers are read (default `/etc/resolv.conf`).
+    pub fn resolv_conf(mut self, path: impl Into<PathBuf>) -> Self {
+        self.resolv_conf = path.into();
+        self
+    }
+
+    /// Open the driver: load its records, recreate missing bridges, drop
+    /// endpoints whose attach never finished or whose interface is gone
+    /// (their container's namespace died), hold the published host ports
+    /// again and install the rules.
+    pub async fn open(self) -> Result<BridgeDriver> {
+        if !valid_ifname(&self.default_bridge) {
+            return Err(Error::invalid("default bridge name", format!("{:?}", self.default_bridge)));
+        }
+        if self.table.is_empty() || !self.table.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(Error::invalid("nftables table name", format!("{:?}", self.table)));
+        }
+        let host = match &self.host_netns {
+            Some(p) => Netns::open(p)?,
+            None => Netns::current()?,
+        };
+        let nl = host.netlink().await?;
+        let dir = self.state_dir.join("networks");
+        std::fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
+        let mut nets = BTreeMap::new();
+        for e in std::fs::read_dir(&dir).context(|| format!("read {}", dir.display()))? {
+            let p = e.context(|| format!("read {}", dir.display()))?.path();
+            if p.extension().is_none_or(|x| x != "json") {
+                continue;
+            }
+            let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
+            let r: NetworkRecord = serde_json::from_slice(&data)
+                .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
+            nets.insert(r.id.clone(), r);
+        }
+        let d = BridgeDriver { inner: Mutex::new(Inner { nets, held: HashMap::new() }), host, nl, dir, cfg: self };
+        d.recover().await?;
+        Ok(d)
+    }
+}
+
+/// The default Linux bridge driver: one bridge per network, one veth pair
+/// per endpoint, IPAM persisted under its state directory, NAT and
+/// published ports in its own nftables table. See the crate docs.
+pub struct BridgeDriver {
+    inner: Mutex<Inner>,
+    host: Netns,
+    nl: rtnetlink::Handle,
+    dir: PathBuf,
+    cfg: BridgeDriverBuilder,
+}
+
+impl std::fmt::Debug for BridgeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeDriver").field("host", &self.host.path()).field("dir", &self.dir).finish()
+    }
+}
+
+fn valid_ifname(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 15
+        && n != "."
+        && n != ".."
+        && !n.contains(['/', ':'])
+        && !n.contains(char::is_whitespace)
+}
+
+fn valid_name(n: &str) -> bool {
+    let mut c = n.chars();
+    matches!(c.next(), Some(x) if x.is_ascii_alphanumeric())
+        && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
+        && n.len() <= 128
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Docker's MAC for an address: 02:42 then the four octets.
+fn mac_for(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr::new([0x02, 0x42, o[0], o[1], o[2], o[3]])
+}
+
+impl BridgeDriver {
+    /// A builder keeping its records under `state_dir`.
+    pub fn builder(state_dir: impl Into<PathBuf>) -> BridgeDriverBuilder {
+        BridgeDriverBuilder {
+            state_dir: state_dir.into(),
+            host_netns: None,
+            table: "engine".into(),
+            default_bridge: "engine0".into(),
+            default_subnet: "172.17.0.0/16".parse().expect("literal"),
+            pool: (18..=31).map(|i| format!("172.{i}.0.0/16").parse().expect("literal")).collect(),
+            resolv_conf: "/etc/resolv.conf".into(),
+        }
+    }
+
+    /// The nftables table this driver owns (family `inet`).
+    pub fn nft_table(&self) -> &str {
+        &self.cfg.table
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn persist(&self, r: &NetworkRecord) -> Result<()> {
+        let data = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(format!("encode network record: {e}")))?;
+        engine_core::fs::write_atomic(&self.record_path(&r.id), &data)
+    }
+
+    fn unpersist(&self, id: &str) -> Result<()> {
+        let p = self.record_path(id);
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", p.display()), e)),
+            _ => Ok(()),
+        }
+    }
+
+    fn resolve<'a>(inner: &'a Inner, network: &str) -> Result<&'a NetworkRecord> {
+        if let Some(r) = inner.nets.get(network) {
+            return Ok(r);
+        }
+        if let Some(r) = inner.nets.values().find(|r| r.name == network) {
+            return Ok(r);
+        }
+        let hits: Vec<_> = inner.nets.values().filter(|r| !network.is_empty() && r.id.starts_with(network)).collect();
+        match hits.as_slice() {
+            [one] => Ok(one),
+            [] => Err(Error::not_found("network", network)),
+            _ => Err(Error::invalid("network", format!("{network:?} is an ambiguous id prefix"))),
+        }
+    }
+
+    /// Render and install the table for `inner`'s networks.
+    async fn apply_rules(&self, inner: &Inner) -> Result<()> {
+        let mut nets = Vec::new();
+        let mut ports = Vec::new();
+        for r in inner.nets.values() {
+            nets.push(NetRule { bridge: r.bridge.clone(), subnet: r.subnet, subnet6: r.subnet6, internal: r.internal });
+            for ep in r.endpoints.values() {
+                let Some(cip) = ep.info.ipv4 else { continue };
+                let IpAddr::V4(cip) = cip.addr() else { continue };
+                let cip6 = match ep.info.ipv6.map(|p| p.addr()) {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                };
+                for p in &ep.info.ports {
+                    let host_ip = match p.host_ip {
+                        IpAddr::V4(a) if !a.is_unspecified() => Some(a),
+                        _ => None,
+                    };
+                    ports.push(PortRule {
+                        protocol: p.protocol,
+                        host_ip,
+                        host_port: p.host_port,
+                        container_ip: cip,
+                        container_ip6: cip6,
+                        container_port: p.container_port,
+                    });
+                }
+            }
+        }
+        nft::apply(&self.host, nft::render(&self.cfg.table, &nets, &ports)).await
+    }
+
+    /// Sysctls a network's bridge needs in the host namespace.
+    async fn bridge_sysctls(&self, bridge: &str, ipv6: bool) -> Result<()> {
+        self.host.write_sysctl("net/ipv4/ip_forward", "1").await?;
+        if ipv6 {
+            self.host.write_sysctl("net/ipv6/conf/all/forwarding", "1").await?;
+        }
+        self.host.write_sysctl(&format!("net/ipv4/conf/{bridge}/route_localnet"), "1").await
+    }
+
+    async fn recover(&self) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        let links = link::names(&self.nl).await?;
+        let ids: Vec<String> = inner.nets.keys().cloned().collect();
+        for id in ids {
+            let r = inner.nets.get_mut(&id).expect("listed");
+            link::ensure_bridge(&self.nl, &r.bridge, r.gateway_prefix()).await?;
+            if let Some(g6) = r.gateway6_prefix() {
+                link::add_address(&self.nl, &r.bridge, g6).await?;
+            }
+            let mut changed = false;
+            let stale: Vec<String> = r
+                .endpoints
+                .iter()
+                .filter(|(_, e)| {
+                    e.state == EpState::Attaching || e.info.host_interface.as_ref().is_none_or(|h| !links.contains(h))
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for c in stale {
+                let e = r.endpoints.remove(&c).expect("listed");
+                if let Some(h) = &e.info.host_interface {
+                    link::delete(&self.nl, h).await?;
+                }
+                tracing::info!(network = %r.name, container = %c, "released the lease of an endpoint whose attach never finished or whose namespace is gone");
+                changed = true;
+            }
+            let r = r.clone();
+            if changed {
+                self.persist(&r)?;
+            }
+            self.bridge_sysctls(&r.bridge, r.subnet6.is_some()).await?;
+        }
+        // Hold the published ports again.
+        let wanted: Vec<PortKey> = inner
+            .nets
+            .values()
+            .flat_map(|r| r.endpoints.values())
+            .flat_map(|e| e.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
+            .collect();
+        let got = self
+            .host
+            .run(move || Ok(wanted.into_iter().filter_map(|k| hold(k).ok().map(|fd| (k, fd))).collect::<Vec<_>>()))
+            .await?;
+        inner.held.extend(got);
+        self.apply_rules(&inner).await
+    }
+
+    /// Pick a subnet for a new network: the configured one checked, or
+    /// the first free of `pool`.
+    async fn pick_subnet(&self, inner: &Inner, spec: &NetworkSpec, pool: &[IpPrefix]) -> Result<(IpPrefix, Ipv4Addr)> {
+        let taken: Vec<IpPrefix> = inner.nets.values().map(|r| r.subnet).collect();
+        let v4: Vec<&IpamConfig> = spec.ipam.iter().filter(|c| !c.subnet.addr().is_ipv6()).collect();
+        match v4.as_slice() {
+            [] => {
+                let routed = link::ipv4_routes(&self.nl).await?;
+                let subnet = pool
+                    .iter()
+                    .find(|p| !taken.iter().chain(routed.iter()).any(|t| t.overlaps(p)))
+                    .copied()
+                    .ok_or_else(|| Error::unavailable("address pool", "every subnet of the pool is in use"))?;
+                let gw = ipam::default_gateway(subnet)?;
+                Ok((subnet, gw))
+            }
+            [c] if c.subnet.prefix() == 0 => Err(Error::invalid(
+                format!("gateway {}", c.gateway.map(|g| g.to_string()).unwrap_or_default()),
+                "a gateway needs a subnet",
+            )),
+            [c] => {
+                let subnet = c.subnet;
+                ipam::check_subnet(subnet)?;
+                if let Some(t) = inner.nets.values().find(|r| r.subnet.overlaps(&subnet)) {
+                    return Err(Error::conflict(
+                        "network",
+                        &spec.name,
+                        format!("subnet {subnet} overlaps {} of network {}", t.subnet, t.name),
+                    ));
+                }
+                let gw = match c.gateway {
+                    None => ipam::default_gateway(subnet)?,
+                    Some(IpAddr::V4(g)) if ipam::is_host_address(subnet, g) => g,
+                    Some(g) => {
+                        return Err(Error::invalid(
+                            format!("gateway {g}"),
+                            format!("not a host address of subnet {subnet}"),
+                        ))
+                    }
+                };
+                Ok((subnet, gw))
+            }
+            _ => Err(Error::Unsupported("more than one IPv4 subnet per bridge network".into())),
+        }
+    }
+
+    /// The IPv6 subnet and gateway, if the spec asks for one.
+    fn pick_subnet6(&self, inner: &Inner, spec: &NetworkSpec) -> Result<Option<(IpPrefix, Ipv6Addr)>> {
+        let v6: Vec<&IpamConfig> = spec.ipam.iter().filter(|c| c.subnet.addr().is_ipv6()).collect();
+        let c = match v6.as_slice() {
+            [] => return Ok(None),
+            [c] => c,
+            _ => return Err(Error::Unsupported("more than one IPv6 subnet per bridge network".into())),
+        };
+        let first = ipam::check_subnet6(c.subnet)?;
+        if let Some(t) = inner.nets.values().find(|r| r.subnet6.is_some_and(|s| s.overlaps(&c.subnet))) {
+            return Err(Error::conflict(
+                "network",
+                &spec.name,
+                format!("subnet {} overlaps {} of network {}", c.subnet, t.subnet6.expect("found"), t.name),
+            ));
+        }
+        let gw = match c.gateway {
+            None => first,
+            Some(IpAddr::V6(g)) if c.subnet.contains(IpAddr::V6(g)) && Some(IpAddr::V6(g)) != c.subnet.nth(0) => g,
+            Some(g) => {
+                return Err(Error::invalid(
+                    format!("gateway {g}"),
+                    format!("not a host address of subnet {}", c.subnet),
+                ))
+            }
+        };
+        Ok(Some((c.subnet, gw)))
+    }
+
+    async fn create(&self, spec: NetworkSpec, default: bool) -> Result<NetworkInfo> {
+        let mut inner = self.inner.lock().await;
+        if default {
+            if let Some(r) = inner.nets.values().find(|r| r.name == DEFAULT_NETWORK) {
+                return Ok(r.info());
+            }
+        }
+        if !valid_name(&spec.name) {
+            return Err(Error::invalid(
+                format!("network name {:?}", spec.name),
+                "letters, digits and _.- , starting with a letter or digit",
+            ));
+        }
+        if !default && [DEFAULT_NETWORK, "host", "none"].contains(&spec.name.as_str()) {
+            return Err(Error::conflict("network", &spec.name, "is a predefined network"));
+        }
+        if spec.driver != "bridge" {
+            return Err(Error::invalid(format!("network driver {:?}", spec.driver), "this driver is \"bridge\""));
+        }
+        if inner.nets.values().any(|r| r.name == spec.name) {
+            return Err(Error::conflict("network", &spec.name, "a network with this name exists"));
+        }
+        let id = random_hex64();
+        let bridge = match spec.options.get(OPT_BRIDGE_NAME) {
+            Some(b) => b.clone(),
+            None if default => self.cfg.default_bridge.clone(),
+            None => format!("br-{}", &id[..12]),
+        };
+        if !valid_ifname(&bridge) {
+            return Err(Error::invalid(format!("bridge name {bridge:?}"), "1 to 15 characters, no '/', ':' or space"));
+        }
+        if inner.nets.values().any(|r| r.bridge == bridge) {
+            return Err(Error::conflict("network", &spec.name, format!("bridge {bridge} is used by another network")));
+        }
+        if link::index(&self.nl, &bridge).await?.is_some() {
+            return Err(Error::conflict("network", &spec.name, format!("interface {bridge} exists on the host")));
+        }
+        // The default network prefers its own subnet; if the host already
+        // routes it (another engine's docker0), it takes one from the pool.
+        let pool = if default {
+            std::iter::once(self.cfg.default_subnet).chain(self.cfg.pool.iter().copied()).collect()
+        } else {
+            self.cfg.pool.clone()
+        };
+        let (subnet, gateway) = self.pick_subnet(&inner, &spec, &pool).await?;
+        let v6 = self.pick_subnet6(&inner, &spec)?;
+        let r = NetworkRecord {
+            id: id.clone(),
+            name: spec.name.clone(),
+            subnet,
+            gateway,
+            subnet6: v6.map(|v| v.0),
+            gateway6: v6.map(|v| v.1),
+            internal: spec.internal,
+            labels: spec.labels.clone(),
+            options: spec.options.clone(),
+            bridge: bridge.clone(),
+            created_unix: now_unix(),
+            endpoints: BTreeMap::new(),
+        };
+        self.persist(&r)?;
+        inner.nets.insert(id.clone(), r.clone());
+        let res = async {
+            link::ensure_bridge(&self.nl, &bridge, r.gateway_prefix()).await?;
+            if let Some(g6) = r.gateway6_prefix() {
+                link::add_address(&self.nl, &bridge, g6).await?;
+            }
+            self.bridge_sysctls(&bridge, r.subnet6.is_some()).await?;
+            self.apply_rules(&inner).await
+        }
+        .await;
+        if let Err(e) = res {
+            inner.nets.remove(&id);
+            let _ = link::delete(&self.nl, &bridge).await;
+            let _ = self.apply_rules(&inner).await;
+            let _ = self.unpersist(&id);
+            return Err(e);
+        }
+        tracing::info!(network = %r.name, %bridge, %subnet, "network created");
+        Ok(r.info())
+    }
+
+    /// Bind (not listen) a socket on each binding's host port in the host
+    /// namespace: the port is free for us, and stays ours while published.
+    async fn reserve(&self, inner: &Inner, bindings: &[PortBinding]) -> Result<Vec<(PublishedPort, OwnedFd)>> {
+        let published: Vec<PortKey> = inner
+            .nets
+            .values()
+            .flat_map(|r| r.endpoints.values())
+            .flat_map(|e| e.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
+            .collect();
+        for b in bindings {
+            if b.container_port == 0 {
+                return Err(Error::invalid("container port", "0"));
+            }
+            if let Some(ip) = b.host_ip {
+                if !ip.is_ipv4() {
+                    return Err(Error::Unsupported(format!("publishing on IPv6 host address {ip}")));
+                }
+            }
+        }
+        let bindings = bindings.to_vec();
+        self.host
+            .run(move || {
+                let mut out: Vec<(PublishedPort, OwnedFd)> = Vec::new();
+                for b in &bindings {
+                    let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    let candidates: Vec<u16> = match b.host_ports {
+                        HostPorts::Any => vec![0],
+                        HostPorts::Range(a, z) => (a..=z).collect(),
+                    };
+                    let clash = |port: u16, mine: &[(PublishedPort, OwnedFd)]| {
+                        published
+                            .iter()
+                            .copied()
+                            .chain(mine.iter().map(|(p, _)| (p.protocol, p.host_ip, p.host_port)))
+                            .any(|(pr, hip, hp)| {
+                                pr == b.protocol
+                                    && hp == port
+                                    && (hip == ip || hip.is_unspecified() || ip.is_unspecified())
+                            })
+                    };
+                    let mut last_err = None;
+                    let mut done = false;
+                    for port in candidates {
+                        if port != 0 && clash(port, &out) {
+                            last_err = Some(format!("host port {port}/{} is already published", b.protocol));
+                            continue;
+                        }
+                        match hold((b.protocol, ip, port)) {
+                            Ok(fd) => {
+                                let got = bound_port(&fd)?;
+                                out.push((
+                                    PublishedPort {
+                                        protocol: b.protocol,
+                                        container_port: b.container_port,
+                                        host_ip: ip,
+                                        host_port: got,
+                                    },
+                                    fd,
+                                ));
+                                done = true;
+                                break;
+                            }
+                            Err(nix::errno::Errno::EADDRINUSE) => {
+                                last_err = Some(format!("host port {ip}:{port}/{} is already in use", b.protocol))
+                            }
+                            Err(nix::errno::Errno::EADDRNOTAVAIL) => {
+                                return Err(Error::invalid(format!("host address {ip}"), "not an address of this host"))
+                            }
+                            Err(e) => return Err(Error::io(format!("bind host port {ip}:{port}"), e.into())),
+                        }
+                    }
+                    if !done {
+                        return Err(Error::conflict(
+                            "port",
+                            format!("{}/{}", b.container_port, b.protocol),
+                            last_err.unwrap_or_else(|| "no free host port".into()),
+                        ));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    fn host_dns(&self) -> Vec<IpAddr> {
+        let Ok(text) = std::fs::read_to_string(&self.cfg.resolv_conf) else { return Vec::new() };
+        text.lines()
+            .filter_map(|l| l.trim().strip_prefix("nameserver"))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .filter(|a| !a.is_loopback())
+            .collect()
+    }
+
+    async fn do_attach(&self, network: &str, req: AttachRequest) -> Result<EndpointInfo> {
+        if req.container_id.is_empty() || req.container_id.contains('/') {
+            return Err(Error::invalid("container id", format!("{:?}", req.container_id)));
+        }
+        if !valid_ifname(&req.interface) {
+            return Err(Error::invalid(format!("interface name {:?}", req.interface), "1 to 15 characters"));
+        }
+        let ns = Netns::open(&req.netns)?;
+        let mut inner = self.inner.lock().await;
+        let r = Self::resolve(&inner, network)?.clone();
+        if r.endpoints.contains_key(&req.container_id) {
+            return Err(Error::conflict(
+                "endpoint",
+                &req.container_id,
+                format!("the container is already attached to network {}", r.name),
+            ));
+        }
+        let used: Vec<Ipv4Addr> = r
+            .endpoints
+            .values()
+            .filter_map(|e| e.info.ipv4)
+            .filter_map(|p| match p.addr() {
+                IpAddr::V4(a) => Some(a),
+                _ => None,
+            })
+            .collect();
+        let ip = ipam::allocate(r.subnet, r.gateway, &used, req.ipv4)?;
+        let ip6 = match (r.subnet6, r.gateway6) {
+            (Some(s6), Some(g6)) => {
+                let used6: Vec<Ipv6Addr> = r
+                    .endpoints
+                    .values()
+                    .filter_map(|e| match e.info.ipv6.map(|p| p.addr()) {
+                        Some(IpAddr::V6(a)) => Some(a),
+                        _ => None,
+                    })
+                    .collect();
+                Some(IpPrefix::new(IpAddr::V6(ipam::allocate6(s6, g6, &used6)?), s6.prefix())?)
+            }
+            _ => None,
+        };
+        let held = self.reserve(&inner, &req.ports).await?;
+        let hex = random_hex64();
+        let host_if = format!("veth{}", &hex[..7]);
+        let peer_if = format!("vpeer{}", &hex[..7]);
+        let mac = req.mac.unwrap_or_else(|| mac_for(ip));
+        let mut info = EndpointInfo::new(&r.id, &r.name, &req.container_id, &hex, &req.interface, mac);
+        info.host_interface = Some(host_if.clone());
+        info.ipv4 = Some(IpPrefix::new(IpAddr::V4(ip), r.subnet.prefix())?);
+        info.gateway4 = (!r.internal).then_some(r.gateway);
+        info.ipv6 = ip6;
+        info.gateway6 = r.gateway6.filter(|_| ip6.is_some() && !r.internal).map(IpAddr::V6);
+        info.dns = if req.dns.is_empty() { self.host_dns() } else { req.dns.clone() };
+        info.ports = held.iter().map(|(p, _)| p.clone()).collect();
+        info.aliases = req.aliases.clone();
+        // The lease and ports are on disk before any kernel object exists:
+        // a crash from here on is found and undone by `recover`.
+        let mut rec = r.clone();
+        rec.endpoints
+            .insert(req.container_id.clone(), EndpointRecord { info: info.clone(), state: EpState::Attaching });
+        self.persist(&rec)?;
+        inner.nets.insert(rec.id.clone(), rec.clone());
+        let res = async {
+            if ip6.is_some() {
+                // Interfaces that arrive in the container's namespace take its
+                // defaults: no duplicate address detection to wait for.
+                ns.write_sysctl("net/ipv6/conf/default/accept_dad", "0").await?;
+            }
+            link::create_veth(&self.nl, &host_if, &peer_if, &r.bridge, mac.octets(), &ns).await?;
+            let cnl = ns.netlink().await?;
+            let gw6 = match info.gateway6 {
+                Some(IpAddr::V6(g)) => Some(g),
+                _ => None,
+            };
+            link::configure_container(
+                &cnl,
+                &peer_if,
+                &req.interface,
+                info.ipv4.expect("set"),
+                info.gateway4,
+                ip6.map(|a| (a, gw6)),
+            )
+            .await?;
+            self.apply_rules(&inner).await?;
+            rec.endpoints.get_mut(&req.container_id).expect("inserted").state = EpState::Attached;
+            self.persist(&rec)
+        }
+        .await;
+        match res {
+            Ok(()) => {
+                inner.nets.insert(rec.id.clone(), rec);
+                for (p, fd) in held {
+                    inner.held.insert((p.protocol, p.host_ip, p.host_port), fd);
+                }
+                tracing::info!(network = %r.name, container = %req.container_id, %ip, "endpoint attached");
+                Ok(info)
+            }
+            Err(e) => {
+                // Undo: the veth (its peer goes with it, wherever it is),
+                // the rules, the lease; the held ports close on drop.
+                let _ = link::delete(&self.nl, &host_if).await;
+                inner.nets.insert(r.id.clone(), r.clone());
+                let _ = self.apply_rules(&inner).await;
+                let _ = self.persist(&r);
+                drop(held);
+                Err(e)
+            }
+        }
+    }
+
+    async fn do_detach(&self, network: &str, container_id: &str) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        let mut r = Self::resolve(&inner, network)?.clone();
+        let Some(ep) = r.endpoints.remove(container_id) else {
+            return Err(Error::not_found("endpoint", format!("{container_id} on network {}", r.name)));
+        };
+        let old = inner.nets.insert(r.id.clone(), r.clone()).expect("resolved");
+        if let Err(e) = self.apply_rules(&inner).await {
+            inner.nets.insert(old.id.clone(), old);
+            return Err(e);
+        }
+        if let Some(h) = &ep.info.host_interface {
+            if let Err(e) = link::delete(&self.nl, h).await {
+                // Still attached: keep it published and leased.
+                inner.nets.insert(old.id.clone(), old);
+                let _ = self.apply_rules(&inner).await;
+                return Err(e);
+            }
+        }
+        // Flows the kernel still NATs to this address would shadow the
+        // next holder of its ports or address.
+        if let Some(IpAddr::V4(ip)) = ep.info.ipv4.map(|p| p.addr()) {
+            if let Err(e) = self.host.run(move || crate::conntrack::forget_flows_to(ip)).await {
+                tracing::warn!(container = %container_id, "forgetting tracked connections: {e}");
+            }
+        }
+        // A crash from here on leaves a record whose veth is gone: the
+        // next driver releases it.
+        for p in &ep.info.ports {
+            inner.held.remove(&(p.protocol, p.host_ip, p.host_port));
+        }
+        self.persist(&r)?;
+        tracing::info!(network = %r.name, container = %container_id, "endpoint detached");
+        Ok(())
+    }
+
+    async fn do_remove(&self, network: &str) -> Result<()> {
+        let mut inner = self.inner.lock().await;
+        let r = Self::resolve(&inner, network)?.clone();
+        if !r.endpoints.is_empty() {
+            let names: Vec<&str> = r.endpoints.keys().map(|s| s.as_str()).collect();
+            return Err(Error::conflict("network", &r.name, format!("has active endpoints ({})", names.join(", "))));
+        }
+        inner.nets.remove(&r.id);
+        if let Err(e) = self.apply_rules(&inner).await {
+            inner.nets.insert(r.id.clone(), r);
+            return Err(e);
+        }
+        link::delete(&self.nl, &r.bridge).await?;
+        self.unpersist(&r.id)?;
+        tracing::info!(network = %r.name, "network removed");
+        Ok(())
+    }
+}
+
+/// Bind a socket on `key`'s host port without listening.
+fn hold((proto, ip, port): PortKey) -> std::result::Result<OwnedFd, nix::errno::Errno> {
+    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+    let IpAddr::V4(ip) = ip else { return Err(nix::errno::Errno::EAFNOSUPPORT) };
+    let ty = match proto {
+        Protocol::Tcp => SockType::Stream,
+        Protocol::Udp => SockType::Datagram,
+    };
+    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(ip, port)))?;
+    Ok(fd)
+}
+
+fn bound_port(fd: &OwnedFd) -> Result<u16> {
+    let a: nix::sys::socket::SockaddrIn = nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd))
+        .map_err(|e| Error::io("getsockname", e.into()))?;
+    Ok(a.port())
+}
+
+#[async_trait]
+impl NetworkDriver for BridgeDriver {
+    fn name(&self) -> &str {
+        "bridge"
+    }
+    async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo> {
+        self.create(spec, false).await
+    }
+    async fn default_network(&self) -> Result<NetworkInfo> {
+        self.create(NetworkSpec::new(DEFAULT_NETWORK), true).await
+    }
+    async fn remove_network(&self, network: &str) -> Result<()> {
+        self.do_remove(network).await
+    }
+    async fn inspect_network(&self, network: &str) -> Result<NetworkInfo> {
+        let inner = self.inner.lock().await;
+        Ok(Self::resolve(&inner, network)?.info())
+    }
+    async fn list_networks(&self) -> Result<Vec<NetworkInfo>> {
+        let inner = self.inner.lock().await;
+        Ok(inner.nets.values().map(|r| r.info()).collect())
+    }
+    async fn attach(&self, network: &str, request: AttachRequest) -> Result<EndpointInfo> {
+        self.do_attach(network, request).await
+    }
+    async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
+        self.do_detach(network, container_id).await
+    }
+}
+
+/// Where a driver keeps a network's record (for tools and tests).
+pub fn record_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("networks")
+}

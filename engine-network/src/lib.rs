@@ -1,0 +1,127 @@
+//! # engine-network
+//!
+//! Network drivers behind [`engine_core::NetworkDriver`]. The default,
+//! [`BridgeDriver`], is docker's `bridge` driver rebuilt on netlink and
+//! nftables.
+//!
+//! ```no_run
+//! use engine_core::network::{AttachRequest, NetworkDriver, NetworkSpec, PortBinding};
+//! use engine_network::{BridgeDriver, NetnsFile};
+//!
+//! # async fn demo() -> engine_core::Result<()> {
+//! let driver = BridgeDriver::builder("/var/lib/engine/network").open().await?;
+//! let net = driver.create_network(NetworkSpec::new("appnet")).await?;
+//! // The lifecycle manager makes the container's namespace before create:
+//! let ns = NetnsFile::create("/run/engine/netns/web1".as_ref()).await?;
+//! let ep = driver
+//!     .attach(&net.id, AttachRequest::new("web1", ns.path()).publish(PortBinding::parse("0:80")?.remove(0)))
+//!     .await?;
+//! println!("{} on {} via host port {}", ep.ipv4.unwrap(), ep.interface, ep.ports[0].host_port);
+//! driver.detach(&net.id, "web1").await?;
+//! # Ok(()) }
+//! ```
+//!
+//! ## Design, and why
+//!
+//! **A container's network namespace is a file.** The lifecycle manager
+//! creates it (a bind mount of a fresh namespace, [`NetnsFile`]) before
+//! the runtime's create and hands its path to both the driver
+//! ([`engine_core::network::AttachRequest::netns`]) and the runtime (the
+//! OCI spec's network namespace `path`), as CNI and Kubernetes' CRI do.
+//! The driver configures it before any container process exists, and the
+//! runtime (ours, runc, crun, a VM runtime) needs no network code.
+//!
+//! **The host namespace is a parameter too.** Everything the driver does
+//! on the host side (bridges, veths, rules, sysctls) happens in
+//! [`BridgeDriverBuilder::host_netns`], the caller's namespace by default.
+//! Each operation runs on a short-lived thread that entered that namespace
+//! ([`Netns::run`]), so no tokio worker ever changes namespace; netlink
+//! sockets opened there stay there. Tests hand the driver a namespace of
+//! their own and leave the machine's networking untouched.
+//!
+//! **Links over netlink** (`rtnetlink`, from the rust-netlink project that
+//! also maintains `netlink-packet-route`): typed messages and kernel
+//! errors, no `ip` processes to spawn and parse. Per endpoint: a veth
+//! pair, the host end plugged into the network's bridge (hairpin mode on),
+//! the peer given a MAC (docker's `02:42` + IPv4), moved into the
+//! container's namespace, renamed (`eth0`), addressed, up, with the default
+//! route via the bridge's address; loopback up.
+//!
+//! **Rules in nftables, one table of our own** (`table inet engine`,
+//! [`BridgeDriverBuilder::nft_table`]). The table is rendered whole from
+//! the driver's state and replaced in one `nft -f -` transaction (add,
+//! delete, re-add: atomic), so rules always match the records, a failure
+//! leaves the previous rules in place, recovery is "render again", and
+//! removing the last network deletes the table: the host's own tables are
+//! never touched. We drive the `nft` command rather than netlink because
+//! it gives that whole-ruleset transaction for free and is what moby's
+//! nftables firewaller uses too; the Rust nftables netlink crates
+//! (`rustables`, `nftnl` over libnftnl) are thinner on expressions
+//! (`fib`, `ct status`, anonymous sets) and less kept. The `nft` command
+//! comes with Debian's `nftables` package. The table holds:
+//! masquerade for traffic leaving a network's subnet (internal networks
+//! excepted), forward drops between different bridges (isolation) and out
+//! of internal networks, DNAT of published ports (`fib daddr type local`
+//! in prerouting and output), and the NAT rules for hairpin and localhost.
+//! A host whose `forward` policy is drop in another table (docker's
+//! iptables rules) still drops: nftables' accept is per table.
+//!
+//! **Published ports without a proxy.** Connections from other hosts and
+//! containers are DNATed in prerouting. Connections from the host itself,
+//! to one of its addresses or to 127.0.0.1, are DNATed in output; for
+//! 127.0.0.1 the bridge gets `route_localnet=1` (so a packet with a
+//! loopback source may leave through it) and such packets are
+//! masqueraded to the gateway address so the container can answer. Docker's
+//! default is a userland proxy (`docker-proxy`, one process per port); we
+//! chose kernel NAT because it needs no process per port (memory per
+//! container), keeps working while the manager restarts (the kernel holds
+//! it), and has no copy through user space (throughput). The known risk of
+//! `route_localnet` (a container reaching the host's 127.0.0.0/8 services)
+//! is closed by an input rule dropping new connections from our bridges to
+//! 127.0.0.0/8. Hairpin (a container reaching its own published port) and
+//! a neighbour's published port work because DNATed traffic back into the
+//! same subnet is masqueraded, so answers return through the host's NAT.
+//! IPv6: a network is dual-stack when its spec has an IPv6 subnet (docker's
+//! `--ipv6 --subnet`): the bridge and each container get an IPv6 address
+//! (no duplicate address detection: the driver owns the subnet) and a
+//! default route, outbound IPv6 is masqueraded, and a port published on all
+//! host addresses is DNATed on the host's IPv6 addresses too. Not on `::1`
+//! (IPv6 has no `route_localnet`; docker uses its proxy there), and a
+//! binding naming an IPv6 host address is refused for now; host ports are
+//! held on IPv4. On detach the connection-tracking entries NATed to the
+//! container are deleted (over ctnetlink, `netlink-packet-netfilter`), so a
+//! UDP client that keeps sending follows the port to its next container
+//! instead of a remembered, dead address.
+//!
+//! **Host ports are held.** Each published host port is bound (not
+//! listening) in the host namespace while published: a port already in use
+//! is a [`engine_core::Error::Conflict`] at attach, host port 0 takes a
+//! free port from the kernel, and no host process can take it while the
+//! driver is open (a new driver on the same state holds them again).
+//!
+//! **IPAM on disk.** A network's record (subnet, gateway, and every
+//! endpoint with its address, MAC and ports: the leases) is one JSON file
+//! under `<state>/networks/`, replaced with [`engine_core::fs::write_atomic`]
+//! (temp file, fsync, rename). An endpoint is written as `attaching` before
+//! any kernel object exists and `attached` when done; a new driver on the
+//! same directory ([`BridgeDriverBuilder::open`]) recreates missing
+//! bridges, drops endpoints that never finished or whose veth is gone (their
+//! namespace died) and releases their leases, re-holds ports and re-renders
+//! the rules. The default network takes `172.17.0.0/16`; user networks the
+//! first of `172.18.0.0/16`..`172.31.0.0/16` not used by a network or routed
+//! on the host. Sysctls set in the host namespace: `net.ipv4.ip_forward=1`
+//! (as docker does), `route_localnet=1` on our bridges only, and, once a
+//! dual-stack network exists, `net.ipv6.conf.all.forwarding=1` (as docker
+//! does; a host that takes its IPv6 default route from router
+//! advertisements then needs `accept_ra=2` on that interface).
+#![deny(missing_docs)]
+
+mod bridge;
+mod conntrack;
+mod ipam;
+mod link;
+mod netns;
+mod nft;
+
+pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};
+pub use netns::{remove_netns_file, Netns, NetnsFile};

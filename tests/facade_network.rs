@@ -1,0 +1,79 @@
+//! The facade with a network driver: `publish`, `host_port`, `ip`. The
+//! driver's host side is a network namespace this test makes, so the
+//! machine's own networking is untouched.
+
+use engine::network::{BridgeDriver, NetnsFile};
+use engine::{ContainerBuilder, Engine, NetworkMode};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+const IMAGE: &str = "busybox:facade-net";
+
+fn bin_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
+        return d.into();
+    }
+    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_published_container_reports_its_host_port_and_address() {
+    let dir = tempfile::Builder::new().prefix("fn").tempdir_in("/tmp").unwrap();
+    let host = NetnsFile::create(&dir.path().join("hostns")).await.unwrap();
+    let driver = BridgeDriver::builder(dir.path().join("network"))
+        .host_netns(host.path())
+        .resolv_conf(dir.path().join("none"))
+        .open()
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .root(dir.path().join("root"))
+        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
+        .shim_launcher(Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
+        .network_driver(Arc::new(driver))
+        .startup_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    engine.busybox_image(IMAGE).await.unwrap();
+    // The host side listens before the container starts; the container
+    // connects out through its gateway and prints what it got.
+    let hns = host.open().unwrap();
+    let l = hns
+        .run(|| {
+            let l = std::net::TcpListener::bind((Ipv4Addr::UNSPECIFIED, 7600)).unwrap();
+            l.set_nonblocking(true).unwrap();
+            Ok(l)
+        })
+        .await
+        .unwrap();
+    let l = tokio::net::TcpListener::from_std(l).unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, peer) = l.accept().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut s, format!("seen {}\n", peer.ip()).as_bytes()).await.unwrap();
+    });
+    let b = ContainerBuilder::new(IMAGE).cmd(["sh", "-c", "nc 172.17.0.1 7600 </dev/null"]).publish(80);
+    assert_eq!(b.config().network, NetworkMode::Bridge, "publish puts it on the bridge");
+    let c = engine.run(b).await.unwrap();
+    assert_eq!(c.ip(), Some("172.17.0.2".parse().unwrap()));
+    let hp = c.host_port(80).unwrap();
+    assert_ne!(hp, 0);
+    assert_eq!(c.host_port(81), None);
+    assert_eq!(c.wait().await.unwrap().code, 0);
+    assert_eq!(c.stdout().await.unwrap(), "seen 172.17.0.2\n");
+    server.await.unwrap();
+    c.remove().await.unwrap();
+    // Without a driver, publishing is refused rather than dropped.
+    let plain = Engine::builder()
+        .root(dir.path().join("root2"))
+        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
+        .shim_launcher(Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
+        .build()
+        .await
+        .unwrap();
+    plain.busybox_image(IMAGE).await.unwrap();
+    let e = plain.run(ContainerBuilder::new(IMAGE).cmd(["true"]).publish(80)).await.unwrap_err();
+    assert!(matches!(e, engine::Error::Unsupported(_)), "{e}");
+}
