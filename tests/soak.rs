@@ -4,7 +4,7 @@
 #[path = "../engine-daemon/tests/common/leftovers.rs"]
 mod leftovers;
 use engine::{ContainerBuilder, Engine, WaitFor};
-use leftovers::{rss_kib, Leftovers};
+use leftovers::{remove_cgroup_parent, rss_kib, Leftovers};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -83,6 +83,7 @@ async fn a_thousand_runs_then_fifty_at_once_leave_nothing() {
         ok.remove().await.unwrap();
     }
     settle(&count, &before).await;
+    remove_cgroup_parent(&parent);
 }
 
 /// Wait (up to 20 s) until the count is back to `want`.

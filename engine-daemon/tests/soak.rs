@@ -91,4 +91,6 @@ fn a_thousand_runs_then_fifty_at_once_leave_nothing() {
         e.ok(&["rm", &name]);
     }
     settle(&before);
+    drop(e);
+    remove_cgroup_parent(&parent);
 }

@@ -65,3 +65,23 @@ pub fn rss_kib(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok()))
         .unwrap_or(0)
 }
+
+/// Remove the (empty) cgroup `parent` from every hierarchy: what a test made
+/// for its engine, gone with it.
+pub fn remove_cgroup_parent(parent: &str) {
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let dir = h.path().join(parent.trim_start_matches('/'));
+        remove_tree(&dir);
+    }
+}
+
+fn remove_tree(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+}

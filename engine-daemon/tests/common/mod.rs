@@ -527,4 +527,4 @@ pub fn interactive_tty(cmd: &str, e: &Engined, input: &str) -> (Option<i32>, Str
 
 mod leftovers;
 #[allow(unused_imports)]
-pub use leftovers::{rss_kib, Leftovers};
+pub use leftovers::{remove_cgroup_parent, rss_kib, Leftovers};
