@@ -105,6 +105,12 @@ async fn whole_lifecycle(runtime: &str) {
     mgr.start(&info.id).await.unwrap();
     let pid2 = mgr.inspect(&info.id).await.unwrap().pid.unwrap();
     assert_ne!(pid, pid2);
+    // The second run has written its line before it is killed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while log_text(&mgr, &info.id).await.unwrap().matches("hello\n").count() < 2 {
+        assert!(Instant::now() < deadline, "the second run never wrote its line");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // A next-exit wait counts from its first poll: poll it once before the kill.
     {
         let waiter = mgr.wait(&info.id, WaitCondition::NextExit);
