@@ -90,7 +90,7 @@ pub struct ListEntry {
 /// A state root (`--root`) and the operations on its containers.
 #[derive(Debug, Clone)]
 pub struct Runc {
-    root: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 /// Removes what a failed create made: the init, the cgroup, the state dir.
@@ -411,7 +411,7 @@ impl Runc {
             return Err(Error::invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
         }
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(compile_seccomp(s)?),
+            Some(s) => Some(compile_seccomp(s, Some(&self.root.join(crate::seccomp::CACHE_DIR)))?),
             None => None,
         };
         let mut sysctl: Vec<(String, String)> =
@@ -910,8 +910,14 @@ impl Runc {
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Compile a seccomp profile; a notifying one needs `listenerPath`.
-pub(crate) fn compile_seccomp(s: &oci_spec::runtime::LinuxSeccomp) -> Result<crate::seccomp::Filter> {
-    let f = crate::seccomp::compile(s)?;
+pub(crate) fn compile_seccomp(
+    s: &oci_spec::runtime::LinuxSeccomp,
+    cache: Option<&Path>,
+) -> Result<crate::seccomp::Filter> {
+    let f = match cache {
+        Some(dir) => crate::seccomp::compile_cached(s, dir)?,
+        None => crate::seccomp::compile(s)?,
+    };
     if f.needs_listener() && s.listener_path().is_none() {
         return Err(Error::invalid(
             "linux.seccomp.listenerPath",

@@ -45,7 +45,7 @@ impl Runc {
         let proc = ProcPlan::new(process)?;
         let joins = namespaces::of_process(st.pid)?;
         let seccomp = match &st.seccomp {
-            Some(s) => Some(super::container::compile_seccomp(s)?),
+            Some(s) => Some(super::container::compile_seccomp(s, Some(&self.root.join(crate::seccomp::CACHE_DIR)))?),
             None => None,
         };
         let mut local_console = None;
