@@ -46,6 +46,13 @@ fn all_hooks_run_with_state_on_stdin() {
     assert!(!out.path().join("poststart").exists());
     runc.ok(&["start", &id]);
     assert_eq!(st("poststart")["status"], "running");
+    // startContainer hooks run in the container before its process; once that
+    // process (`true`) has exited, the hook has written its file.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while runc.state(&id)["status"] != "stopped" {
+        assert!(std::time::Instant::now() < deadline, "the container never stopped: {}", runc.state(&id));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let sc: Value = serde_json::from_str(&std::fs::read_to_string(b.rootfs().join("startContainer")).unwrap()).unwrap();
     assert_eq!(sc["id"], id.as_str());
     runc.ok(&["delete", "--force", &id]);
