@@ -241,7 +241,25 @@ impl Inner {
         let wanted = match &config.network {
             NetworkMode::Bridge => None,
             NetworkMode::Network(n) => Some(n.as_str()),
-            _ => return Ok(None),
+            other => {
+                // A setting that cannot be honoured is refused, never dropped.
+                let what = if !config.ports.is_empty() {
+                    Some("published ports")
+                } else if !config.network_aliases.is_empty() {
+                    Some("network aliases")
+                } else if config.ipv4.is_some() {
+                    Some("a fixed IP address")
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    return Err(Error::invalid(
+                        "network mode",
+                        format!("{what} need the bridge or a user-defined network, not {other:?}"),
+                    ));
+                }
+                return Ok(None);
+            }
         };
         let driver = self.cfg.network.clone().ok_or_else(|| {
             Error::Unsupported(format!("network mode {:?}: this manager has no network driver", config.network))
@@ -267,6 +285,38 @@ impl Inner {
         tokio::task::spawn_blocking(move || crate::netns::remove(&ns))
             .await
             .map_err(|e| Error::Other(format!("network namespace removal: {e}")))?
+    }
+
+    /// The network namespace of running container `other`, for
+    /// `container:<other>` mode: its namespace file when it has one, else
+    /// its process's.
+    async fn shared_netns(&self, other: &str) -> Result<PathBuf> {
+        let target = self.lookup(other)?.info();
+        let pid = match (target.state, target.pid) {
+            (ContainerState::Running | ContainerState::Paused, Some(pid)) => pid,
+            _ => {
+                return Err(Error::conflict(
+                    "container",
+                    &target.name,
+                    format!("cannot join the network namespace of container {} (it is not running)", target.name),
+                ))
+            }
+        };
+        if let NetworkMode::Container(_) = &target.config.network {
+            // Its spec joined a namespace by path: that process's is the same.
+            return Ok(PathBuf::from(format!("/proc/{pid}/ns/net")));
+        }
+        let file = self.netns_path(&target.id);
+        if file.exists() {
+            return Ok(file);
+        }
+        if target.config.network == NetworkMode::Host {
+            return Err(Error::invalid(
+                "network mode",
+                format!("container {} uses the host's network; use --network host instead", target.name),
+            ));
+        }
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
     fn netns_path(&self, id: &str) -> PathBuf {
@@ -345,10 +395,17 @@ impl Inner {
             undo.netns = Some(ns.clone());
             let mut req = AttachRequest::new(id, &ns);
             req.ports = config.ports.clone();
+            req.aliases = config.network_aliases.clone();
+            req.ipv4 = config.ipv4;
+            req.dns = config.dns.clone();
             let ep = driver.attach(&net, req).await?;
             undo.endpoint = Some((driver, net));
             networks.insert(ep.network.clone(), ep);
             spec_config = Some(ContainerConfig { network: NetworkMode::Path(ns), ..config.clone() });
+        }
+        if let NetworkMode::Container(other) = &config.network {
+            spec_config =
+                Some(ContainerConfig { network: NetworkMode::Path(self.shared_netns(other).await?), ..config.clone() });
         }
         let spec_config = spec_config.as_ref().unwrap_or(config);
 

@@ -477,7 +477,9 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
             NetworkMode::Host => {}
             NetworkMode::Path(p) => ns.push(json!({"type": "network", "path": p})),
             // The manager hands these over as the path of the namespace it made.
-            NetworkMode::Bridge | NetworkMode::Network(_) => ns.push(json!({"type": "network"})),
+            NetworkMode::Bridge | NetworkMode::Network(_) | NetworkMode::Container(_) => {
+                ns.push(json!({"type": "network"}))
+            }
         }
     }
     // Owner binding: when the owner dies its shim kills and deletes the

@@ -40,7 +40,8 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
         None => None,
     };
     let parsed = convert::parse_create_body(&data)?;
-    let config = convert::container_config(&parsed, name.clone())?;
+    let mut config = convert::container_config(&parsed, name.clone())?;
+    resolve_network(st, &parsed, &mut config).await?;
     if let Some(n) = &name {
         if let Ok(existing) = st.manager.inspect(n).await {
             if existing.name == *n {
@@ -64,6 +65,68 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
         Err(e) => return Err(e),
     };
     Ok(h::json(StatusCode::CREATED, &CreateResponse { id: info.id, warnings: Vec::new() }))
+}
+
+/// What the network settings of a create body mean on this daemon: `-P`
+/// takes the image's exposed ports too; without a driver, `bridge` is an
+/// isolated namespace and anything needing the driver is a 400 naming it.
+async fn resolve_network(
+    st: &State,
+    body: &ContainerConfigBody,
+    config: &mut engine_core::ContainerConfig,
+) -> Result<()> {
+    use engine_core::NetworkMode;
+    let hc = body.host_config.clone().unwrap_or_default();
+    if hc.publish_all_ports.unwrap_or(false) {
+        let mut exposed: Vec<String> = body.exposed_ports.iter().flatten().map(|(k, _)| k.clone()).collect();
+        if let Ok(img) = st.images.inspect(&config.image).await {
+            exposed.extend(img.config.config().as_ref().and_then(|c| c.exposed_ports().clone()).unwrap_or_default());
+        }
+        convert::publish_all(&mut config.ports, exposed)?;
+    }
+    match (&st.network, &config.network) {
+        (None, NetworkMode::Network(n)) => return Err(Error::not_found("network", n.clone())),
+        (Some(d), NetworkMode::Network(n)) => {
+            d.inspect_network(n).await?;
+        }
+        (None, NetworkMode::Bridge) => {
+            if !config.ports.is_empty() {
+                return Err(Error::invalid(
+                    "field HostConfig.PortBindings",
+                    "publishing ports (-p, -P) needs engined's bridge networking; start engined with --network-driver bridge",
+                ));
+            }
+            config.network = NetworkMode::None;
+        }
+        _ => {}
+    }
+    if !config.ports.is_empty() && !matches!(config.network, NetworkMode::Bridge | NetworkMode::Network(_)) {
+        return Err(Error::invalid(
+            "field HostConfig.PortBindings",
+            format!(
+                "ports cannot be published in network mode {:?} (only on bridge and user-defined networks)",
+                convert::network_name(&config.network)
+            ),
+        ));
+    }
+    if let NetworkMode::Container(c) = &config.network {
+        let target = st.manager.inspect(c).await?;
+        if !matches!(target.state, ContainerState::Running | ContainerState::Paused) {
+            return Err(Error::conflict(
+                "container",
+                target.name.clone(),
+                format!("cannot join network of a non running container: {}", target.id),
+            ));
+        }
+        if config.hostname.is_some() || !config.dns.is_empty() || !config.extra_hosts.is_empty() {
+            return Err(Error::invalid(
+                "field HostConfig.NetworkMode",
+                "conflicting options: --hostname, --dns and --add-host cannot be used with container: network mode",
+            ));
+        }
+        config.network = NetworkMode::Container(target.id);
+    }
+    Ok(())
 }
 
 pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
