@@ -867,9 +867,10 @@ pub fn inspect(info: &ContainerInfo, exec_ids: Vec<String>, image_env: Vec<Strin
         args: info.args.iter().skip(1).cloned().collect(),
         state,
         image: info.image_id.clone(),
-        resolv_conf_path: rootfs.join("etc/resolv.conf").display().to_string(),
-        hostname_path: rootfs.join("etc/hostname").display().to_string(),
-        hosts_path: rootfs.join("etc/hosts").display().to_string(),
+        // The manager's files in the bundle, bind-mounted over the image's.
+        resolv_conf_path: info.bundle.join("resolv.conf").display().to_string(),
+        hostname_path: info.bundle.join("hostname").display().to_string(),
+        hosts_path: info.bundle.join("hosts").display().to_string(),
         log_path: info.log_path.display().to_string(),
         name: format!("/{}", info.name),
         restart_count: info.restart_count as i64,

@@ -161,3 +161,210 @@ fn published_ports_tcp_udp_and_publish_all() {
     wait_listening(&e, "local2", 8080, false);
     assert!(http_get(&e, "127.0.0.1:18080".parse().unwrap()).contains("again"));
 }
+
+#[test]
+fn user_networks_resolve_names_and_aliases() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    let id = e.ok(&["network", "create", "--label", "team=a", "appnet"]).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in ["appnet bridge", "bridge bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want}: {ls}");
+    }
+    let ls = e.ok(&["network", "ls", "-q", "--filter", "label=team=a"]);
+    assert_eq!(ls.trim(), &id[..12]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "bb",
+        "sh",
+        "-c",
+        &httpd(80, "from-db"),
+    ]);
+    wait_listening(&e, "db", 80, false);
+    // By name and by alias, from another container on the network.
+    for target in ["db", "database"] {
+        let o = e.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "bb",
+            "sh",
+            "-c",
+            &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {target} 80"),
+        ]);
+        assert!(out(&o).contains("from-db"), "{target}: {}", show(&o));
+    }
+    // Hosts files are kept current: db lists a neighbour while it lives.
+    e.ok(&["run", "-d", "--name", "web2", "--network", "appnet", "bb", "sleep", "1000"]);
+    let hosts = e.ok(&["exec", "db", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.ends_with("\tweb2") || l.contains("\tweb2 ")), "{hosts}");
+    assert!(e.ok(&["exec", "web2", "cat", "/etc/hosts"]).contains(" database"));
+    e.ok(&["rm", "-f", "web2"]);
+    assert!(!e.ok(&["exec", "db", "cat", "/etc/hosts"]).contains("web2"));
+    // network inspect lists the endpoint with dockerd's fields.
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "appnet"])).unwrap();
+    let c = v[0]["Containers"].as_object().unwrap();
+    assert_eq!(c.len(), 1, "{v}");
+    let ep = c.values().next().unwrap();
+    assert_eq!(ep["Name"], "db");
+    let subnet = v[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_string();
+    let db_ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "db"]).trim().to_string();
+    assert!(ep["IPv4Address"].as_str().unwrap().starts_with(&format!("{db_ip}/")), "{ep}");
+    let aliases = e.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks.appnet.Aliases}}", "db"]);
+    assert!(aliases.contains("database"), "{aliases}");
+
+    // container:db shares db's namespace: its localhost is db's httpd.
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:db",
+        "bb",
+        "sh",
+        "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80",
+    ]);
+    assert!(out(&o).contains("from-db"), "{}", show(&o));
+
+    // /etc files: --add-host, --dns, --hostname.
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "--hostname",
+        "hh",
+        "--add-host",
+        "foo:10.1.1.1",
+        "--dns",
+        "10.0.0.53",
+        "bb",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf /etc/hostname",
+    ]);
+    assert!(o.contains("127.0.0.1\tlocalhost") && o.contains("10.1.1.1\tfoo") && o.contains("\thh\n"), "{o}");
+    assert!(o.contains("nameserver 10.0.0.53\n") && !o.contains("nameserver 127."), "{o}");
+    assert!(o.ends_with("hh\n"), "{o}");
+
+    // --ip on a network with a chosen subnet.
+    e.ok(&["network", "create", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.254", "fixed"]);
+    e.ok(&["run", "-d", "--name", "pinned", "--network", "fixed", "--ip", "10.77.0.50", "bb", "sleep", "1000"]);
+    let f = e.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.fixed.IPAddress}} {{.NetworkSettings.Networks.fixed.Gateway}}",
+        "pinned",
+    ]);
+    assert_eq!(f.trim(), "10.77.0.50 10.77.0.254");
+
+    // Bad input: clear errors with dockerd's codes, nothing left behind.
+    let nets_before = e.ok(&["network", "ls", "-q"]);
+    let ps_before = e.ok(&["ps", "-aq"]);
+    let o = e.docker(&["network", "rm", "appnet"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("has active endpoints"), "{}", show(&o));
+    let (st, _) = e.http("DELETE", "/v1.41/networks/appnet", b"");
+    assert_eq!(st, 403);
+    let o = e.docker(&["network", "create", "--subnet", "10.77.0.128/25", "overlap"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("Pool overlaps"), "{}", show(&o));
+    let (st, body) = e.http(
+        "POST",
+        "/v1.41/networks/create",
+        format!(r#"{{"Name":"o2","IPAM":{{"Config":[{{"Subnet":"{subnet}"}}]}}}}"#).as_bytes(),
+    );
+    assert_eq!(st, 403, "{body}");
+    let o = e.docker(&["network", "create", "appnet"]);
+    assert!(err(&o).contains("network with name appnet already exists"), "{}", show(&o));
+    let (st, _) = e.http("POST", "/v1.41/networks/create", br#"{"Name":"appnet"}"#);
+    assert_eq!(st, 409);
+    let o = e.docker(&["run", "--rm", "--network", "nosuch", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("network nosuch not found") && !err(&o).contains("Unable to find image"), "{}", show(&o));
+    let o = e.docker(&["run", "--rm", "--network", "container:nosuch", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    let o = e.docker(&["network", "rm", "bridge"]);
+    assert!(err(&o).contains("pre-defined network"), "{}", show(&o));
+    let (st, _) = e.http("GET", "/v1.41/networks/nosuch", b"");
+    assert_eq!(st, 404);
+    assert_eq!(e.ok(&["network", "ls", "-q"]), nets_before);
+    assert_eq!(e.ok(&["ps", "-aq"]), ps_before);
+
+    // rm and prune.
+    e.ok(&["rm", "-f", "db", "pinned"]);
+    assert_eq!(e.ok(&["network", "rm", "appnet"]).trim(), "appnet");
+    e.ok(&["network", "create", "spare"]);
+    let pruned = e.ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("fixed") && pruned.contains("spare"), "{pruned}");
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    let mut names: Vec<&str> = ls.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "none"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bollard_get_host_port_flow() {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::CreateContainerOptionsBuilder;
+    // (The harness blocks on a runtime of its own: off the async workers.)
+    let e = tokio::task::spawn_blocking(|| {
+        let e = Engined::start_networked();
+        e.load_busybox();
+        e
+    })
+    .await
+    .unwrap();
+    let d = bollard::Docker::connect_with_unix(e.sock.to_str().unwrap(), 60, bollard::API_DEFAULT_VERSION).unwrap();
+    // What testcontainers sends: exposed ports and PublishAllPorts.
+    let body = ContainerCreateBody {
+        image: Some("bb:latest".into()),
+        cmd: Some(vec!["sh".into(), "-c".into(), httpd(8000, "via-bollard")]),
+        exposed_ports: Some(vec!["8000/tcp".to_string()]),
+        host_config: Some(HostConfig { publish_all_ports: Some(true), ..Default::default() }),
+        ..Default::default()
+    };
+    let c = d.create_container(Some(CreateContainerOptionsBuilder::default().name("tc1").build()), body).await.unwrap();
+    d.start_container(&c.id, None).await.unwrap();
+    let info = d.inspect_container(&c.id, None).await.unwrap();
+    let ports = info.network_settings.unwrap().ports.unwrap();
+    let binding = ports["8000/tcp"].as_ref().unwrap().iter().find(|b| b.host_ip.as_deref() == Some("0.0.0.0")).unwrap();
+    let port: u16 = binding.host_port.as_ref().unwrap().parse().unwrap();
+    let listed = d.list_containers(None::<bollard::query_parameters::ListContainersOptions>).await.unwrap();
+    let p = &listed[0].ports.as_ref().unwrap()[0];
+    assert_eq!((p.private_port, p.public_port), (8000, Some(port)));
+    let e2 = std::sync::Arc::new(e);
+    let e3 = e2.clone();
+    tokio::task::spawn_blocking(move || wait_listening(&e3, "tc1", 8000, false)).await.unwrap();
+    let ns = e2.host_netns.as_ref().unwrap().open().unwrap();
+    let page = ns
+        .run(move || {
+            let mut s =
+                TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            Ok(r)
+        })
+        .await
+        .unwrap();
+    assert!(page.contains("via-bollard"), "{page}");
+    d.remove_container(
+        &c.id,
+        Some(bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build()),
+    )
+    .await
+    .unwrap();
+    // Engined's Drop runs docker CLI commands: off the async workers.
+    tokio::task::spawn_blocking(move || drop(e2)).await.unwrap();
+}

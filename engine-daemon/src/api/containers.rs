@@ -84,11 +84,18 @@ async fn resolve_network(
         }
         convert::publish_all(&mut config.ports, exposed)?;
     }
+    // Unknown networks and containers are 400s at create, not 404s: the
+    // docker CLI and testcontainers take any 404 from create for a missing
+    // image and go pulling it.
+    let unknown_network = |n: &str| Error::invalid("field HostConfig.NetworkMode", format!("network {n} not found"));
     match (&st.network, &config.network) {
-        (None, NetworkMode::Network(n)) => return Err(Error::not_found("network", n.clone())),
-        (Some(d), NetworkMode::Network(n)) => {
-            d.inspect_network(n).await?;
-        }
+        (None, NetworkMode::Network(n)) => return Err(unknown_network(n)),
+        (Some(d), NetworkMode::Network(n)) => match d.inspect_network(n).await {
+            Err(e) if e.is_not_found() => return Err(unknown_network(n)),
+            r => {
+                r?;
+            }
+        },
         (None, NetworkMode::Bridge) => {
             if !config.ports.is_empty() {
                 return Err(Error::invalid(
@@ -110,7 +117,12 @@ async fn resolve_network(
         ));
     }
     if let NetworkMode::Container(c) = &config.network {
-        let target = st.manager.inspect(c).await?;
+        let target = st.manager.inspect(c).await.map_err(|e| match e {
+            Error::NotFound { .. } => {
+                Error::invalid("field HostConfig.NetworkMode", format!("no such container to join: {c}"))
+            }
+            e => e,
+        })?;
         if !matches!(target.state, ContainerState::Running | ContainerState::Paused) {
             return Err(Error::conflict(
                 "container",
