@@ -368,3 +368,30 @@ async fn bollard_get_host_port_flow() {
     // Engined's Drop runs docker CLI commands: off the async workers.
     tokio::task::spawn_blocking(move || drop(e2)).await.unwrap();
 }
+
+#[test]
+fn engine_cli_publishes_and_joins_networks() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    let ok = |args: &[&str]| {
+        let o = e.engine(args);
+        assert!(o.status.success(), "engine {args:?}: {}\n{}", show(&o), e.log());
+        out(&o)
+    };
+    ok(&["run", "-d", "--name", "ecli", "-p", "127.0.0.1:0:80", "bb", "sh", "-c", &httpd(80, "engine-cli")]);
+    wait_listening(&e, "ecli", 80, false);
+    let p = ok(&["port", "ecli", "80"]);
+    let addr: SocketAddr = p.trim().parse().unwrap_or_else(|_| panic!("engine port: {p}"));
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert!(http_get(&e, addr).contains("engine-cli"));
+    assert!(ok(&["port", "ecli"]).starts_with("80/tcp -> 127.0.0.1:"));
+    // --network with an alias; the alias resolves from a neighbour.
+    e.ok(&["network", "create", "enet"]);
+    ok(&["run", "-d", "--name", "eone", "--network", "enet", "--network-alias", "svc", "bb", "sleep", "1000"]);
+    let o = ok(&["run", "--rm", "--network", "enet", "bb", "ping", "-c", "1", "-W", "5", "svc"]);
+    assert!(o.contains("1 packets received"), "{o}");
+    // A bad spec is refused by the CLI before anything is made.
+    let o = e.engine(&["run", "-p", "80:99999", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains("port spec"), "{}", show(&o));
+}
