@@ -825,11 +825,11 @@ async fn pump(io: engine_client::AttachIo, interactive: bool) -> Result<Pumped> 
     res
 }
 
+/// `PortBindings` and `ExposedPorts` of a create body.
+type PortsJson = (serde_json::Map<String, serde_json::Value>, HashMap<String, serde_json::Value>);
+
 /// `-p` specs as `PortBindings` and the ports they expose, as the docker CLI sends them.
-fn port_bindings(
-    specs: &[String],
-    expose: &[String],
-) -> std::result::Result<(serde_json::Map<String, serde_json::Value>, HashMap<String, serde_json::Value>), Failure> {
+fn port_bindings(specs: &[String], expose: &[String]) -> std::result::Result<PortsJson, Failure> {
     use engine_core::network::{HostPorts, PortBinding};
     let mut bindings = serde_json::Map::new();
     let mut exposed = HashMap::new();
