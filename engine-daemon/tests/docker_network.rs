@@ -52,6 +52,18 @@ fn http_get(e: &Engined, addr: SocketAddr) -> String {
     })
 }
 
+/// The links and the nftables ruleset of the test's host namespace: what a
+/// failed create must leave as it was.
+fn host_side(e: &Engined) -> (String, String) {
+    let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("nsenter").arg(format!("--net={ns}")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", show(&o));
+        out(&o)
+    };
+    (run(&["ip", "-o", "link", "show"]), run(&["nft", "list", "ruleset"]))
+}
+
 /// `docker port c 80/tcp`'s IPv4 answer as an address.
 fn mapped(e: &Engined, c: &str, port: &str) -> SocketAddr {
     let p = e.ok(&["port", c, port]);
@@ -95,6 +107,7 @@ fn published_ports_tcp_udp_and_publish_all() {
 
     // The same host port again: a clear error, nothing left behind.
     let before = e.ok(&["ps", "-aq"]);
+    let host_before = host_side(&e);
     let o = e.docker(&["run", "-d", "--name", "clash", "-p", "127.0.0.1:18080:80", "bb", "true"]);
     assert_eq!(o.status.code(), Some(125), "{}", show(&o));
     assert!(err(&o).contains("18080"), "{}", show(&o));
@@ -110,6 +123,7 @@ fn published_ports_tcp_udp_and_publish_all() {
     assert_eq!(st, 400, "{body}");
     assert!(body.contains("sctp"), "{body}");
     assert_eq!(e.ok(&["ps", "-aq"]), before);
+    assert_eq!(host_side(&e), host_before, "a refused create changed the host side");
 
     // udp (busybox has no udp server): the test binds the server socket in
     // the container's own namespace; a datagram to the mapped port on
@@ -270,6 +284,7 @@ fn user_networks_resolve_names_and_aliases() {
     // Bad input: clear errors with dockerd's codes, nothing left behind.
     let nets_before = e.ok(&["network", "ls", "-q"]);
     let ps_before = e.ok(&["ps", "-aq"]);
+    let host_before = host_side(&e);
     let o = e.docker(&["network", "rm", "appnet"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(err(&o).contains("has active endpoints"), "{}", show(&o));
@@ -299,6 +314,7 @@ fn user_networks_resolve_names_and_aliases() {
     assert_eq!(st, 404);
     assert_eq!(e.ok(&["network", "ls", "-q"]), nets_before);
     assert_eq!(e.ok(&["ps", "-aq"]), ps_before);
+    assert_eq!(host_side(&e), host_before, "refused requests changed the host side");
 
     // rm and prune.
     e.ok(&["rm", "-f", "db", "pinned"]);
@@ -310,6 +326,12 @@ fn user_networks_resolve_names_and_aliases() {
     let mut names: Vec<&str> = ls.lines().collect();
     names.sort();
     assert_eq!(names, ["bridge", "host", "none"]);
+    // Only the default bridge is left on the host side.
+    let (links, _) = host_side(&e);
+    let mut left: Vec<&str> =
+        links.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap()).collect();
+    left.sort();
+    assert_eq!(left, ["engine0", "lo"], "{links}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
