@@ -169,6 +169,23 @@ fn published_ports_tcp_udp_and_publish_all() {
     assert!(ports.contains("81/tcp -> 0.0.0.0:") && ports.contains("82/tcp -> 0.0.0.0:"), "{ports}");
     assert!(http_get(&e, mapped(&e, "all", "81/tcp")).contains("pub-all"));
 
+    // -P with the image's own EXPOSE (tcp and udp).
+    let rootfs = e.dir.path().join("svc-rootfs");
+    engine_image::build::busybox_rootfs(&rootfs).unwrap();
+    let tar = e.dir.path().join("svc.tar");
+    let opts = engine_image::build::ImageOptions {
+        exposed_ports: vec!["8081/tcp".into(), "9999/udp".into()],
+        cmd: Some(vec!["sh".into(), "-c".into(), httpd(8081, "exposed")]),
+        ..Default::default()
+    };
+    engine_image::build::image_from_dir(&rootfs, "svc:1", &tar, &opts).unwrap();
+    e.ok(&["load", "-i", tar.to_str().unwrap()]);
+    e.ok(&["run", "-d", "--name", "svc", "-P", "svc:1"]);
+    wait_listening(&e, "svc", 8081, false);
+    let ports = e.ok(&["port", "svc"]);
+    assert!(ports.contains("8081/tcp -> 0.0.0.0:") && ports.contains("9999/udp -> 0.0.0.0:"), "{ports}");
+    assert!(http_get(&e, mapped(&e, "svc", "8081/tcp")).contains("exposed"));
+
     // Removing frees the port: a new container takes 18080 again.
     e.ok(&["rm", "-f", "local"]);
     e.ok(&["run", "-d", "--name", "local2", "-p", "127.0.0.1:18080:8080", "bb", "sh", "-c", &httpd(8080, "again")]);
