@@ -262,9 +262,12 @@ fn user_networks_resolve_names_and_aliases() {
         "bb",
         "sh",
         "-c",
-        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80; hostname",
     ]);
     assert!(out(&o).contains("from-db"), "{}", show(&o));
+    // ... and its hostname.
+    let db_host = e.ok(&["exec", "db", "hostname"]);
+    assert!(out(&o).ends_with(&db_host), "{}", show(&o));
 
     // /etc files: --add-host, --dns, --hostname.
     let o = e.ok(&[

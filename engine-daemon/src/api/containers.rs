@@ -130,12 +130,18 @@ async fn resolve_network(
                 format!("cannot join network of a non running container: {}", target.id),
             ));
         }
-        if config.hostname.is_some() || !config.dns.is_empty() || !config.extra_hosts.is_empty() {
+        if config.hostname.is_some()
+            || !config.dns.is_empty()
+            || !config.extra_hosts.is_empty()
+            || !config.ports.is_empty()
+        {
             return Err(Error::invalid(
                 "field HostConfig.NetworkMode",
                 "conflicting options: --hostname, --dns and --add-host cannot be used with container: network mode",
             ));
         }
+        // It shares the other's namespace and its name files: and so its hostname.
+        config.hostname = Some(target.config.hostname.clone().unwrap_or_else(|| target.id.chars().take(12).collect()));
         config.network = NetworkMode::Container(target.id);
     }
     Ok(())
