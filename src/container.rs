@@ -285,6 +285,9 @@ pub struct Container {
     keep: bool,
     removed: bool,
     pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Where its published ports are reachable (the network driver's host
+    /// namespace; `None`: this process's).
+    pub(crate) host_netns: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for Container {
@@ -300,7 +303,7 @@ impl Container {
         keep: bool,
         pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     ) -> Self {
-        Container { info, mgr, keep, removed: false, pending }
+        Container { info, mgr, keep, removed: false, pending, host_netns: None }
     }
 
     /// Its id.

@@ -73,6 +73,9 @@ struct EngineInner {
     startup_timeout: Duration,
     bind_to_process: bool,
     pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Where published ports are reachable (the network driver's host
+    /// namespace; `None`: this process's).
+    host_netns: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -177,7 +180,7 @@ impl EngineBuilder {
                 if let Some(p) = self.cgroup_parent {
                     cfg = cfg.cgroup_parent(p)?;
                 }
-                if let Some(n) = self.network {
+                if let Some(n) = self.network.clone() {
                     cfg = cfg.network_driver(n);
                 }
                 if let Some(d) = self.default_runtime {
@@ -206,6 +209,7 @@ impl EngineBuilder {
                 startup_timeout: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
                 bind_to_process: !self.unbound,
                 pending: Arc::new(Mutex::new(Vec::new())),
+                host_netns: self.network.as_ref().and_then(|n| n.host_netns()),
             }),
         })
     }
@@ -239,7 +243,9 @@ impl Engine {
             config.owner_pid = Some(std::process::id() as i32);
         }
         let info = self.inner.containers.create(config).await?;
-        Ok(Container::new(info, self.inner.containers.clone(), keep, self.inner.pending.clone()))
+        let mut c = Container::new(info, self.inner.containers.clone(), keep, self.inner.pending.clone());
+        c.host_netns = self.inner.host_netns.clone();
+        Ok(c)
     }
 
     /// Create and start a container, then wait for its [`WaitFor`] strategies

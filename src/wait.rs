@@ -1,7 +1,7 @@
 //! Wait strategies: when is a started container ready?
 
 use crate::Container;
-use engine_core::{Error, LogOptions, Result, StdStream};
+use engine_core::{ContainerState, Error, LogOptions, Result, StdStream};
 use futures::StreamExt;
 use std::fmt;
 use std::time::Duration;
@@ -31,6 +31,26 @@ pub enum WaitFor {
     },
     /// A fixed pause.
     Duration(Duration),
+    /// The host port `port`/tcp is published on accepts a TCP connection
+    /// (tried every `interval`).
+    Port {
+        /// The container port (published with `publish`).
+        port: u16,
+        /// Pause between attempts.
+        interval: Duration,
+    },
+    /// An HTTP `GET path` to the host port `port`/tcp is published on
+    /// answers with `status` (tried every `interval`).
+    Http {
+        /// The container port (published with `publish`).
+        port: u16,
+        /// The request path (`/health`).
+        path: String,
+        /// The status to wait for (200 by default).
+        status: u16,
+        /// Pause between attempts.
+        interval: Duration,
+    },
 }
 
 impl WaitFor {
@@ -61,6 +81,96 @@ impl WaitFor {
     /// A fixed pause.
     pub fn duration(d: Duration) -> Self {
         WaitFor::Duration(d)
+    }
+    /// The published host port of container port `port`/tcp accepting a
+    /// TCP connection, tried every 100 ms (testcontainers' "listening port").
+    ///
+    /// ```
+    /// use engine::WaitFor;
+    /// assert_eq!(WaitFor::port(80).to_string(), "published port 80/tcp to accept a connection");
+    /// ```
+    pub fn port(port: u16) -> Self {
+        WaitFor::Port { port, interval: Duration::from_millis(100) }
+    }
+    /// `GET path` on the published host port of container port `port`
+    /// answering 200, tried every 100 ms (testcontainers' `HttpWaitStrategy`).
+    ///
+    /// ```
+    /// use engine::WaitFor;
+    /// let w = WaitFor::http(8080, "/health").with_status(204);
+    /// assert_eq!(w.to_string(), "GET /health on published port 8080/tcp to answer 204");
+    /// ```
+    pub fn http(port: u16, path: impl Into<String>) -> Self {
+        WaitFor::Http { port, path: path.into(), status: 200, interval: Duration::from_millis(100) }
+    }
+    /// For [`WaitFor::http`]: wait for this status instead of 200 (other
+    /// strategies are returned unchanged).
+    pub fn with_status(self, status: u16) -> Self {
+        match self {
+            WaitFor::Http { port, path, interval, .. } => WaitFor::Http { port, path, status, interval },
+            other => other,
+        }
+    }
+
+    /// One attempt at a published port: `Ok(None)` connected (no request),
+    /// `Ok(Some(status))` answered, `Err` refused or cut short.
+    async fn probe(c: &Container, port: u16, path: Option<&str>) -> Result<std::io::Result<Option<u16>>> {
+        let host_port = c.host_port(port).ok_or_else(|| {
+            Error::invalid(
+                format!("wait for port {port}"),
+                "the container does not publish it (ContainerBuilder::publish)",
+            )
+        })?;
+        let request = path.map(|p| format!("GET {p} HTTP/1.0\r\nHost: localhost\r\nConnection: close\r\n\r\n"));
+        let attempt = move || -> std::io::Result<Option<u16>> {
+            use std::io::{Read, Write};
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], host_port));
+            let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+            let Some(req) = request else { return Ok(None) };
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            s.write_all(req.as_bytes())?;
+            let mut head = Vec::new();
+            let mut buf = [0u8; 256];
+            while !head.contains(&b'\n') && head.len() < 4096 {
+                let n = s.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                head.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&head);
+            let status = line.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+            status.map(Some).ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an HTTP answer"))
+        };
+        match &c.host_netns {
+            // On a thread of its own inside the driver's host namespace.
+            Some(ns) => engine_network::Netns::open(ns)?.run(move || Ok(attempt())).await,
+            None => tokio::task::spawn_blocking(attempt).await.map_err(|e| Error::Other(format!("port probe: {e}"))),
+        }
+    }
+
+    /// Poll a published port until `done` accepts the probe's answer; an
+    /// error once the container has stopped.
+    async fn poll_port(
+        &self,
+        c: &Container,
+        port: u16,
+        path: Option<&str>,
+        interval: Duration,
+        done: impl Fn(Option<u16>) -> bool,
+    ) -> Result<()> {
+        loop {
+            match Self::probe(c, port, path).await? {
+                Ok(answer) if done(answer) => return Ok(()),
+                Ok(answer) => tracing::debug!(port, ?answer, "not ready yet"),
+                Err(e) => tracing::debug!(port, "not ready yet: {e}"),
+            }
+            let st = c.inspect().await?.state;
+            if !matches!(st, ContainerState::Running | ContainerState::Restarting) {
+                return Err(Error::conflict("container", c.name(), format!("{st:?} before {self}")));
+            }
+            tokio::time::sleep(interval).await;
+        }
     }
 
     pub(crate) async fn wait(&self, c: &Container) -> Result<()> {
@@ -116,6 +226,10 @@ impl WaitFor {
                 tokio::time::sleep(*d).await;
                 Ok(())
             }
+            WaitFor::Port { port, interval } => self.poll_port(c, *port, None, *interval, |_| true).await,
+            WaitFor::Http { port, path, status, interval } => {
+                self.poll_port(c, *port, Some(path), *interval, |a| a == Some(*status)).await
+            }
         }
     }
 }
@@ -129,6 +243,10 @@ impl fmt::Display for WaitFor {
             WaitFor::Exit(Some(c)) => write!(f, "exit with code {c}"),
             WaitFor::Command { cmd, .. } => write!(f, "command {cmd:?} to succeed"),
             WaitFor::Duration(d) => write!(f, "{d:?} to pass"),
+            WaitFor::Port { port, .. } => write!(f, "published port {port}/tcp to accept a connection"),
+            WaitFor::Http { port, path, status, .. } => {
+                write!(f, "GET {path} on published port {port}/tcp to answer {status}")
+            }
         }
     }
 }

@@ -77,3 +77,72 @@ async fn a_published_container_reports_its_host_port_and_address() {
     let e = plain.run(ContainerBuilder::new(IMAGE).cmd(["true"]).publish(80)).await.unwrap_err();
     assert!(matches!(e, engine::Error::Unsupported(_)), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_port_and_http_on_a_published_service() {
+    use engine::WaitFor;
+    let dir = tempfile::Builder::new().prefix("fw").tempdir_in("/tmp").unwrap();
+    let host = NetnsFile::create(&dir.path().join("hostns")).await.unwrap();
+    let driver = BridgeDriver::builder(dir.path().join("network"))
+        .host_netns(host.path())
+        .resolv_conf(dir.path().join("none"))
+        .open()
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .root(dir.path().join("root"))
+        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
+        .shim_launcher(Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
+        .network_driver(Arc::new(driver))
+        .startup_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    engine.busybox_image(IMAGE).await.unwrap();
+    // httpd in the foreground: nothing listens until it has started, so
+    // the waits really wait.
+    let serve = "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www";
+    let c = engine
+        .run(
+            ContainerBuilder::new(IMAGE)
+                .cmd(["sh", "-c", serve])
+                .publish(80)
+                .wait_for(WaitFor::port(80))
+                .wait_for(WaitFor::http(80, "/"))
+                .wait_for(WaitFor::http(80, "/missing").with_status(404)),
+        )
+        .await
+        .unwrap();
+    let port = c.host_port(80).unwrap();
+    let page = host
+        .open()
+        .unwrap()
+        .run(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            Ok(r)
+        })
+        .await
+        .unwrap();
+    assert!(page.contains("served"), "{page}");
+    c.remove().await.unwrap();
+    // Waiting on a port it does not publish: a clear error, container gone.
+    let e = engine
+        .run(ContainerBuilder::new(IMAGE).cmd(["sleep", "100"]).publish(80).wait_for(WaitFor::port(81)))
+        .await
+        .unwrap_err();
+    assert!(e.is_invalid_input() && e.to_string().contains("81"), "{e}");
+    // A service that exits instead of listening fails the wait at once.
+    let e = engine
+        .run(ContainerBuilder::new(IMAGE).cmd(["true"]).publish(80).wait_for(WaitFor::http(80, "/")))
+        .await
+        .unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    engine.settle().await;
+    let left = engine.containers().list(engine::core::ListFilter { all: true, ..Default::default() }).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+}

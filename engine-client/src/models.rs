@@ -66,7 +66,7 @@ pub struct ContainerConfigBody {
     /// Attach stderr.
     #[serde(default)]
     pub attach_stderr: Option<bool>,
-    /// Exposed ports (`{"80/tcp":{}}`), recorded only.
+    /// Exposed ports (`{"80/tcp":{}}`): what `-P` publishes, with the image's.
     #[serde(default)]
     pub exposed_ports: Option<HashMap<String, Value>>,
     /// Allocate a terminal.
@@ -108,7 +108,8 @@ pub struct ContainerConfigBody {
     /// Host configuration (create only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_config: Option<HostConfig>,
-    /// Networking configuration (create only; accepted and ignored).
+    /// Networking configuration (create only): `EndpointsConfig` by network,
+    /// with `Aliases` and `IPAMConfig.IPv4Address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking_config: Option<Value>,
 }
@@ -244,9 +245,24 @@ pub struct HostConfig {
     /// Log config (recorded only).
     #[serde(default)]
     pub log_config: Option<Value>,
-    /// Port bindings (recorded only; no published ports yet).
+    /// Published ports: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
     #[serde(default)]
     pub port_bindings: Option<Value>,
+    /// Publish every exposed port on a free host port (`-P`).
+    #[serde(default)]
+    pub publish_all_ports: Option<bool>,
+    /// Name servers (`--dns`).
+    #[serde(default)]
+    pub dns: Option<Vec<String>>,
+    /// Search domains (`--dns-search`).
+    #[serde(default)]
+    pub dns_search: Option<Vec<String>>,
+    /// resolv.conf options (`--dns-option`).
+    #[serde(default)]
+    pub dns_options: Option<Vec<String>>,
+    /// Extra hosts lines, `name:ip` (`--add-host`).
+    #[serde(default)]
+    pub extra_hosts: Option<Vec<String>>,
 }
 
 /// One `HostConfig.Devices` entry.
@@ -318,7 +334,8 @@ pub struct ContainerSummary {
     pub command: String,
     /// Creation time, Unix seconds.
     pub created: i64,
-    /// Ports (none yet).
+    /// Ports: `{IP, PrivatePort, PublicPort, Type}` per published port,
+    /// `{PrivatePort, Type}` per exposed one.
     #[serde(default)]
     pub ports: Vec<Value>,
     /// Labels.

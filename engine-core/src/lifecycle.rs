@@ -120,6 +120,9 @@ pub enum NetworkMode {
     Bridge,
     /// Its own namespace on this user-defined network (a name or id).
     Network(String),
+    /// The network namespace of another container (an id, id prefix or
+    /// name), which must be running (docker's `container:<id|name>`).
+    Container(String),
 }
 
 /// Everything needed to create a container. Built by the facade's builder or
@@ -184,6 +187,26 @@ pub struct ContainerConfig {
     /// [`NetworkMode::Network`].
     #[serde(default)]
     pub ports: Vec<crate::network::PortBinding>,
+    /// Extra names the container answers to on its network
+    /// (`--network-alias`); needs a network.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
+    /// A fixed IPv4 address on its network (`--ip`); needs a network.
+    #[serde(default)]
+    pub ipv4: Option<std::net::Ipv4Addr>,
+    /// Name servers for `/etc/resolv.conf` (`--dns`); empty: the host's,
+    /// without loopback ones.
+    #[serde(default)]
+    pub dns: Vec<std::net::IpAddr>,
+    /// Search domains for `/etc/resolv.conf` (`--dns-search`).
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// Options for `/etc/resolv.conf` (`--dns-option`).
+    #[serde(default)]
+    pub dns_options: Vec<String>,
+    /// Extra `/etc/hosts` lines as (name, address) (`--add-host`).
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, std::net::IpAddr)>,
 }
 
 /// The state of a container as the manager tracks it.

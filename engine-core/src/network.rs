@@ -676,6 +676,12 @@ pub trait NetworkDriver: Send + Sync {
     async fn attach(&self, network: &str, request: AttachRequest) -> Result<EndpointInfo>;
     /// Unplug a container: its interface, published ports and lease go.
     async fn detach(&self, network: &str, container_id: &str) -> Result<()>;
+    /// The network namespace (a file) the driver treats as the host's when
+    /// it is not the caller's own: published ports are reachable there.
+    /// `None` (the default): the caller's namespace.
+    fn host_netns(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 #[cfg(test)]

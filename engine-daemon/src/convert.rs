@@ -1,6 +1,7 @@
 //! Between Docker's JSON and the engine's types.
 
 use engine_client::models::*;
+use engine_core::network::{EndpointInfo, HostPorts, PortBinding, Protocol, PublishedPort};
 use engine_core::security::{DeviceMapping, SecurityOptions, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use engine_core::{
     ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, MountSpec, NetworkMode, Resources, RestartPolicy,
@@ -132,14 +133,20 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         cpuset_cpus: hc.cpuset_cpus.clone().filter(|s| !s.is_empty()),
         pids_limit: hc.pids_limit.filter(|p| *p > 0),
     };
-    let network = match hc.network_mode.as_deref().unwrap_or("") {
-        "" | "default" | "bridge" | "none" => NetworkMode::None,
-        "host" => NetworkMode::Host,
-        m if m.starts_with("container:") => {
-            return Err(Error::invalid("field HostConfig.NetworkMode", format!("{m:?} is not supported yet")))
-        }
-        other => return Err(Error::not_found("network", other)),
-    };
+    let network = network_mode(hc.network_mode.as_deref().unwrap_or(""))?;
+    let endpoint = endpoint_config(body.networking_config.as_ref(), &network)?;
+    let ports = port_bindings(hc.port_bindings.as_ref())?;
+    let mut dns = Vec::new();
+    for d in hc.dns.iter().flatten() {
+        dns.push(
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| Error::invalid("field HostConfig.Dns", format!("{d:?} is not an IP address")))?,
+        );
+    }
+    let mut extra_hosts = Vec::new();
+    for e in hc.extra_hosts.iter().flatten() {
+        extra_hosts.push(parse_extra_host(e)?);
+    }
     let restart = match &hc.restart_policy {
         None => RestartPolicy::No,
         Some(p) => match p.name.as_deref().unwrap_or("") {
@@ -204,9 +211,177 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         log_max_size: None,
         security,
         init,
-        // PortBindings are wired with the daemon's networking (issue 9).
-        ports: Vec::new(),
+        ports,
+        network_aliases: endpoint.0,
+        ipv4: endpoint.1,
+        dns,
+        dns_search: hc.dns_search.clone().unwrap_or_default(),
+        dns_options: hc.dns_options.clone().unwrap_or_default(),
+        extra_hosts,
     })
+}
+
+/// `HostConfig.NetworkMode`: `bridge` (also `""`, `default`), `none`,
+/// `host`, `container:<id|name>`, or a user network's name or id.
+pub fn network_mode(m: &str) -> Result<NetworkMode> {
+    Ok(match m {
+        "" | "default" | "bridge" => NetworkMode::Bridge,
+        "none" => NetworkMode::None,
+        "host" => NetworkMode::Host,
+        m if m.starts_with("container:") => {
+            let c = &m["container:".len()..];
+            if c.is_empty() {
+                return Err(Error::invalid("field HostConfig.NetworkMode", "container: needs a container id or name"));
+            }
+            NetworkMode::Container(c.to_string())
+        }
+        other => NetworkMode::Network(other.to_string()),
+    })
+}
+
+/// `--add-host name:ip` (docker also accepts `name=ip`).
+pub fn parse_extra_host(e: &str) -> Result<(String, std::net::IpAddr)> {
+    let bad = || Error::invalid("field HostConfig.ExtraHosts", format!("invalid IP address in add-host: {e:?}"));
+    let (name, ip) = e.split_once('=').or_else(|| e.split_once(':')).ok_or_else(bad)?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.chars().any(|c| c.is_whitespace()) {
+        return Err(Error::invalid("field HostConfig.ExtraHosts", format!("invalid host name in add-host: {e:?}")));
+    }
+    Ok((name.to_string(), ip.parse().map_err(|_| bad())?))
+}
+
+/// `NetworkingConfig.EndpointsConfig`: the aliases and fixed IPv4 address
+/// for the container's one network. Settings for any other network are
+/// refused (API 1.41 connects one network at create).
+fn endpoint_config(nc: Option<&Value>, mode: &NetworkMode) -> Result<(Vec<String>, Option<std::net::Ipv4Addr>)> {
+    let Some(eps) = nc.and_then(|n| n.get("EndpointsConfig")).and_then(Value::as_object) else {
+        return Ok((Vec::new(), None));
+    };
+    let own = network_name(mode);
+    let mut aliases = Vec::new();
+    let mut ip = None;
+    for (net, ep) in eps {
+        if *net != own && !(own == "bridge" && net == "default") {
+            return Err(Error::invalid(
+                "field NetworkingConfig.EndpointsConfig",
+                format!("settings for network {net:?}, but the container joins {own:?} (connect it afterwards)"),
+            ));
+        }
+        for a in ep.get("Aliases").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(a) = a.as_str().filter(|a| !a.is_empty()) {
+                aliases.push(a.to_string());
+            }
+        }
+        let cfg = ep.get("IPAMConfig");
+        if let Some(v4) = cfg.and_then(|c| c.get("IPv4Address")).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            ip = Some(v4.parse().map_err(|_| {
+                Error::invalid("field NetworkingConfig.EndpointsConfig.IPAMConfig.IPv4Address", format!("{v4:?}"))
+            })?);
+        }
+        if let Some(v6) = cfg.and_then(|c| c.get("IPv6Address")).and_then(Value::as_str).filter(|s| !s.is_empty()) {
+            return Err(Error::invalid(
+                "field NetworkingConfig.EndpointsConfig.IPAMConfig.IPv6Address",
+                format!("{v6:?}: fixed IPv6 addresses are not supported by this engine"),
+            ));
+        }
+        if ep.get("Links").and_then(Value::as_array).is_some_and(|l| !l.is_empty()) {
+            return Err(Error::invalid(
+                "field NetworkingConfig.EndpointsConfig.Links",
+                "legacy links are not supported by this engine; use a user-defined network and names",
+            ));
+        }
+    }
+    if !aliases.is_empty() && matches!(mode, NetworkMode::Bridge) {
+        return Err(Error::invalid(
+            "field NetworkingConfig.EndpointsConfig.Aliases",
+            "network-scoped aliases are supported only for containers in user defined networks",
+        ));
+    }
+    if ip.is_some() && matches!(mode, NetworkMode::Bridge) {
+        return Err(Error::invalid(
+            "field NetworkingConfig.EndpointsConfig.IPAMConfig",
+            "user specified IP address is supported on user defined networks only",
+        ));
+    }
+    Ok((aliases, ip))
+}
+
+/// A port key, `80/tcp` (protocol defaults to tcp).
+pub fn parse_port_key(k: &str) -> Result<(u16, Protocol)> {
+    let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+    let proto: Protocol = proto.parse().map_err(|_| {
+        Error::invalid("port spec", format!("{k:?}: protocol must be tcp or udp (sctp is not supported)"))
+    })?;
+    let port: u16 = p.parse().ok().filter(|p| *p != 0).ok_or_else(|| {
+        Error::invalid("port spec", format!("invalid containerPort: {p:?} (a number from 1 to 65535)"))
+    })?;
+    Ok((port, proto))
+}
+
+/// `HostConfig.PortBindings` as the engine's bindings.
+pub fn port_bindings(v: Option<&Value>) -> Result<Vec<PortBinding>> {
+    let Some(map) = v.filter(|v| !v.is_null()) else { return Ok(Vec::new()) };
+    let map = map
+        .as_object()
+        .ok_or_else(|| Error::invalid("field HostConfig.PortBindings", "an object of \"port/proto\": [bindings]"))?;
+    let mut out = Vec::new();
+    for (key, list) in map {
+        let (cport, proto) = parse_port_key(key)?;
+        let list = match list {
+            Value::Null => vec![json!({})],
+            Value::Array(a) if a.is_empty() => vec![json!({})],
+            Value::Array(a) => a.clone(),
+            _ => return Err(Error::invalid("field HostConfig.PortBindings", format!("{key}: a list of bindings"))),
+        };
+        for b in list {
+            let mut pb = PortBinding::new(proto, cport);
+            let ip = b.get("HostIp").and_then(Value::as_str).unwrap_or("");
+            if !ip.is_empty() {
+                let a: std::net::IpAddr = ip
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse()
+                    .map_err(|_| Error::invalid("port spec", format!("{key}: invalid host IP {ip:?}")))?;
+                if !a.is_unspecified() {
+                    pb.host_ip = Some(a);
+                }
+            }
+            let hp = b.get("HostPort").and_then(Value::as_str).unwrap_or("");
+            if !hp.is_empty() {
+                let (a, z) = hp.split_once('-').unwrap_or((hp, hp));
+                let num = |s: &str| {
+                    s.parse::<u16>()
+                        .map_err(|_| Error::invalid("port spec", format!("{key}: invalid hostPort: {hp:?}")))
+                };
+                let (a, z) = (num(a)?, num(z)?);
+                if z < a || (a == 0 && z != 0) {
+                    return Err(Error::invalid("port spec", format!("{key}: invalid hostPort range: {hp:?}")));
+                }
+                pb.host_ports = if a == 0 { HostPorts::Any } else { HostPorts::Range(a, z) };
+            }
+            out.push(pb);
+        }
+    }
+    out.sort_by_key(|b| (b.container_port, b.protocol));
+    Ok(out)
+}
+
+/// `-P`: every exposed port not bound explicitly, on a free host port.
+pub fn publish_all(ports: &mut Vec<PortBinding>, exposed: impl IntoIterator<Item = String>) -> Result<()> {
+    let mut keys: Vec<(u16, Protocol)> = Vec::new();
+    for k in exposed {
+        let k = parse_port_key(&k)?;
+        if !keys.contains(&k) {
+            keys.push(k);
+        }
+    }
+    keys.sort();
+    for (port, proto) in keys {
+        if !ports.iter().any(|b| b.container_port == port && b.protocol == proto) {
+            ports.push(PortBinding::new(proto, port));
+        }
+    }
+    Ok(())
 }
 
 /// HostConfig's confinement fields (Privileged, CapAdd, CapDrop, SecurityOpt,
@@ -387,6 +562,7 @@ pub fn network_name(n: &NetworkMode) -> String {
         NetworkMode::Path(p) => format!("ns:{}", p.display()),
         NetworkMode::Bridge => "bridge".into(),
         NetworkMode::Network(n) => n.clone(),
+        NetworkMode::Container(c) => format!("container:{c}"),
     }
 }
 
@@ -394,6 +570,87 @@ fn endpoint_settings() -> Value {
     json!({"IPAMConfig":null,"Links":null,"Aliases":null,"NetworkID":"","EndpointID":"","Gateway":"",
            "IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,
            "MacAddress":"","DriverOpts":null})
+}
+
+/// One network's `EndpointSettings` as dockerd fills them.
+pub fn endpoint_json(ep: &EndpointInfo, fixed_ip: Option<std::net::Ipv4Addr>) -> Value {
+    json!({
+        "IPAMConfig": fixed_ip.map(|ip| json!({"IPv4Address": ip.to_string()})),
+        "Links": null,
+        "Aliases": (!ep.aliases.is_empty()).then(|| ep.aliases.clone()),
+        "NetworkID": ep.network_id,
+        "EndpointID": ep.endpoint_id,
+        "Gateway": ep.gateway4.map(|g| g.to_string()).unwrap_or_default(),
+        "IPAddress": ep.ipv4.map(|a| a.addr().to_string()).unwrap_or_default(),
+        "IPPrefixLen": ep.ipv4.map(|a| a.prefix()).unwrap_or(0),
+        "IPv6Gateway": ep.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+        "GlobalIPv6Address": ep.ipv6.map(|a| a.addr().to_string()).unwrap_or_default(),
+        "GlobalIPv6PrefixLen": ep.ipv6.map(|a| a.prefix()).unwrap_or(0),
+        "MacAddress": ep.mac.to_string(),
+        "DriverOpts": null,
+    })
+}
+
+fn published(info: &ContainerInfo) -> Vec<PublishedPort> {
+    let mut v: Vec<PublishedPort> = info.networks.values().flat_map(|e| e.ports.iter().cloned()).collect();
+    v.sort_by_key(|p| (p.container_port, p.protocol, p.host_ip, p.host_port));
+    v
+}
+
+/// `NetworkSettings.Ports`: `{"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "32768"}]}`.
+pub fn ports_map(info: &ContainerInfo) -> Value {
+    let mut m = serde_json::Map::new();
+    for p in published(info) {
+        let e = m.entry(format!("{}/{}", p.container_port, p.protocol)).or_insert_with(|| json!([]));
+        if let Some(a) = e.as_array_mut() {
+            a.push(json!({"HostIp": p.host_ip.to_string(), "HostPort": p.host_port.to_string()}));
+        }
+    }
+    Value::Object(m)
+}
+
+/// `Ports` of a `docker ps` entry.
+pub fn summary_ports(info: &ContainerInfo) -> Vec<Value> {
+    published(info)
+        .into_iter()
+        .map(|p| {
+            json!({"IP": p.host_ip.to_string(), "PrivatePort": p.container_port, "PublicPort": p.host_port,
+                        "Type": p.protocol.as_str()})
+        })
+        .collect()
+}
+
+/// `NetworkSettings.Networks`: the container's endpoints, or its mode's
+/// empty entry (`none`, `host`).
+fn networks_json(info: &ContainerInfo) -> Value {
+    if info.networks.is_empty() {
+        return json!({ network_name(&info.config.network): endpoint_settings() });
+    }
+    let m: serde_json::Map<String, Value> =
+        info.networks.iter().map(|(n, ep)| (n.clone(), endpoint_json(ep, info.config.ipv4))).collect();
+    Value::Object(m)
+}
+
+/// `NetworkSettings` of inspect: the top-level address fields come from
+/// the default `bridge` network only, as dockerd fills them.
+pub fn network_settings(info: &ContainerInfo, sandbox_key: &str) -> Value {
+    let bridge = info.networks.get("bridge");
+    let s = |f: &dyn Fn(&EndpointInfo) -> String| bridge.map(f).unwrap_or_default();
+    json!({
+        "Bridge": "", "SandboxID": if sandbox_key.is_empty() { String::new() } else { info.id.clone() },
+        "HairpinMode": false, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+        "Ports": ports_map(info), "SandboxKey": sandbox_key,
+        "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
+        "EndpointID": s(&|e| e.endpoint_id.clone()),
+        "Gateway": s(&|e| e.gateway4.map(|g| g.to_string()).unwrap_or_default()),
+        "GlobalIPv6Address": s(&|e| e.ipv6.map(|a| a.addr().to_string()).unwrap_or_default()),
+        "GlobalIPv6PrefixLen": bridge.and_then(|e| e.ipv6).map(|a| a.prefix()).unwrap_or(0),
+        "IPAddress": s(&|e| e.ipv4.map(|a| a.addr().to_string()).unwrap_or_default()),
+        "IPPrefixLen": bridge.and_then(|e| e.ipv4).map(|a| a.prefix()).unwrap_or(0),
+        "IPv6Gateway": s(&|e| e.gateway6.map(|g| g.to_string()).unwrap_or_default()),
+        "MacAddress": s(&|e| e.mac.to_string()),
+        "Networks": networks_json(info),
+    })
 }
 
 /// Mount points as Docker lists them.
@@ -436,12 +693,12 @@ pub fn summary(info: &ContainerInfo) -> ContainerSummary {
         image_id: info.image_id.clone(),
         command: info.args.join(" "),
         created: unix(info.created),
-        ports: vec![],
+        ports: summary_ports(info),
         labels: info.config.labels.clone(),
         state: state_word(info.state).into(),
         status: status_text(info),
         host_config: json!({ "NetworkMode": net }),
-        network_settings: json!({ "Networks": { net.clone(): endpoint_settings() } }),
+        network_settings: json!({ "Networks": networks_json(info) }),
         mounts: mount_points(&info.config).into_iter().map(|m| serde_json::to_value(m).unwrap_or_default()).collect(),
     }
 }
@@ -520,8 +777,31 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
         )),
         console_size: Some(vec![0, 0]),
         log_config: Some(json!({"Type":"json-file","Config":{}})),
-        port_bindings: Some(json!({})),
+        port_bindings: Some(requested_ports(&c.ports)),
+        publish_all_ports: Some(false),
+        dns: Some(c.dns.iter().map(|d| d.to_string()).collect()),
+        dns_search: Some(c.dns_search.clone()),
+        dns_options: Some(c.dns_options.clone()),
+        extra_hosts: (!c.extra_hosts.is_empty())
+            .then(|| c.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect()),
     }
+}
+
+/// `HostConfig.PortBindings` as requested: `{"80/tcp":[{"HostIp":"","HostPort":"8080"}]}`.
+fn requested_ports(ports: &[PortBinding]) -> Value {
+    let mut m = serde_json::Map::new();
+    for b in ports {
+        let hp = match b.host_ports {
+            HostPorts::Any => String::new(),
+            HostPorts::Range(a, z) if a == z => a.to_string(),
+            HostPorts::Range(a, z) => format!("{a}-{z}"),
+        };
+        let e = m.entry(format!("{}/{}", b.container_port, b.protocol)).or_insert_with(|| json!([]));
+        if let Some(a) = e.as_array_mut() {
+            a.push(json!({"HostIp": b.host_ip.map(|i| i.to_string()).unwrap_or_default(), "HostPort": hp}));
+        }
+    }
+    Value::Object(m)
 }
 
 fn effective_paths(privileged: bool, set: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
@@ -555,7 +835,6 @@ pub fn inspect(info: &ContainerInfo, exec_ids: Vec<String>, image_env: Vec<Strin
         env.retain(|x| x.split('=').next().unwrap_or(x) != key);
         env.push(e.clone());
     }
-    let net = network_name(&c.network);
     let short = info.id.chars().take(12).collect::<String>();
     let config = ContainerConfigBody {
         hostname: Some(c.hostname.clone().unwrap_or(short)),
@@ -588,9 +867,10 @@ pub fn inspect(info: &ContainerInfo, exec_ids: Vec<String>, image_env: Vec<Strin
         args: info.args.iter().skip(1).cloned().collect(),
         state,
         image: info.image_id.clone(),
-        resolv_conf_path: rootfs.join("etc/resolv.conf").display().to_string(),
-        hostname_path: rootfs.join("etc/hostname").display().to_string(),
-        hosts_path: rootfs.join("etc/hosts").display().to_string(),
+        // The manager's files in the bundle, bind-mounted over the image's.
+        resolv_conf_path: info.bundle.join("resolv.conf").display().to_string(),
+        hostname_path: info.bundle.join("hostname").display().to_string(),
+        hosts_path: info.bundle.join("hosts").display().to_string(),
         log_path: info.log_path.display().to_string(),
         name: format!("/{}", info.name),
         restart_count: info.restart_count as i64,
@@ -604,13 +884,17 @@ pub fn inspect(info: &ContainerInfo, exec_ids: Vec<String>, image_env: Vec<Strin
         graph_driver: json!({"Data": {"MergedDir": rootfs.display().to_string()}, "Name": "overlay"}),
         mounts: mount_points(c),
         config,
-        network_settings: json!({
-            "Bridge": "", "SandboxID": "", "HairpinMode": false, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "", "SecondaryIPAddresses": null,
-            "SecondaryIPv6Addresses": null, "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": { net: endpoint_settings() }
-        }),
+        network_settings: network_settings(
+            info,
+            // The manager's `<root>/netns/<id>`, beside `<root>/containers/<id>`.
+            &info
+                .networks
+                .values()
+                .next()
+                .and_then(|_| info.bundle.parent()?.parent())
+                .map(|root| root.join("netns").join(&info.id).display().to_string())
+                .unwrap_or_default(),
+        ),
     }
 }
 
@@ -761,7 +1045,34 @@ mod tests {
         assert!(e.to_string().contains("Tty"), "{e}");
         assert!(parse_create_body(b"{not json").unwrap_err().is_invalid_input());
         let b = parse_create_body(br#"{"Image":"bb","HostConfig":{"NetworkMode":"mynet"}}"#).unwrap();
-        assert!(container_config(&b, None).unwrap_err().is_not_found());
+        // A user network: resolved (or a 404) by the daemon's driver.
+        assert_eq!(container_config(&b, None).unwrap().network, NetworkMode::Network("mynet".into()));
+        let b = parse_create_body(
+            br#"{"Image":"bb","HostConfig":{"NetworkMode":"appnet","PortBindings":{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"8080-8081"}],"53/udp":null},
+                "Dns":["10.0.0.53"],"ExtraHosts":["db:10.0.0.9"]},
+                "NetworkingConfig":{"EndpointsConfig":{"appnet":{"Aliases":["web"],"IPAMConfig":{"IPv4Address":"172.20.0.9"}}}}}"#,
+        )
+        .unwrap();
+        let c = container_config(&b, None).unwrap();
+        assert_eq!(c.ports.len(), 2);
+        assert_eq!(c.ports[0], PortBinding::new(Protocol::Udp, 53));
+        assert_eq!(c.ports[1].host_ports, HostPorts::Range(8080, 8081));
+        assert_eq!(c.ports[1].host_ip, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(c.network_aliases, vec!["web".to_string()]);
+        assert_eq!(c.ipv4, Some("172.20.0.9".parse().unwrap()));
+        assert_eq!(c.extra_hosts, vec![("db".to_string(), "10.0.0.9".parse().unwrap())]);
+        for bad in [
+            r#"{"Image":"bb","HostConfig":{"PortBindings":{"0/tcp":null}}}"#,
+            r#"{"Image":"bb","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"x"}]}}}"#,
+            r#"{"Image":"bb","HostConfig":{"PortBindings":{"80/tcp":[{"HostIp":"nope"}]}}}"#,
+            r#"{"Image":"bb","HostConfig":{"NetworkMode":"container:"}}"#,
+            r#"{"Image":"bb","HostConfig":{"ExtraHosts":["db"]}}"#,
+            r#"{"Image":"bb","NetworkingConfig":{"EndpointsConfig":{"bridge":{"Aliases":["a"]}}}}"#,
+            r#"{"Image":"bb","HostConfig":{"NetworkMode":"n1"},"NetworkingConfig":{"EndpointsConfig":{"n2":{}}}}"#,
+        ] {
+            let b = parse_create_body(bad.as_bytes()).unwrap();
+            assert!(container_config(&b, None).unwrap_err().is_invalid_input(), "{bad}");
+        }
         let b = parse_create_body(br#"{"Image":"Bad Name"}"#).unwrap();
         assert!(container_config(&b, None).unwrap_err().is_invalid_input());
         let b = parse_create_body(br#"{"Image":"bb","HostConfig":{"Memory":-5}}"#).unwrap();

@@ -53,6 +53,12 @@ impl EventBus {
         }
         self.publish(message("image", action, id, attrs, SystemTime::now()));
     }
+
+    /// A network event (`create`, `destroy`).
+    pub(crate) fn publish_network(&self, action: &str, id: &str, name: &str) {
+        let attrs = HashMap::from([("name".to_string(), name.to_string()), ("type".to_string(), "bridge".to_string())]);
+        self.publish(message("network", action, id, attrs, SystemTime::now()));
+    }
 }
 
 fn message(typ: &str, action: &str, id: &str, attrs: HashMap<String, String>, t: SystemTime) -> EventMessage {

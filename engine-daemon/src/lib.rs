@@ -12,9 +12,13 @@
 //! - The socket is created 0660 with a group; every connection's peer
 //!   credentials are checked ([`AccessPolicy`]), others get a 403.
 //!
-//! Networking: `none` and `host` work. Until bridge networking lands,
-//! `default`/`bridge` give the container its own network namespace with
-//! loopback only.
+//! Networking: with a [`NetworkDriver`] ([`Daemon::with_network`];
+//! `engined --network-driver bridge`), `bridge` (the default mode), user
+//! networks (`/networks`), published ports (`PortBindings`, `-P`), aliases
+//! and `--ip`; `none`, `host` and `container:<id|name>` always. Without a
+//! driver, `bridge` gives the container its own namespace with loopback
+//! only, and whatever needs a driver (ports, user networks) is refused
+//! with a 400 naming the option, never dropped.
 //!
 //! ```no_run
 //! use engine_daemon::{Daemon, DaemonConfig};
@@ -37,7 +41,7 @@ mod server;
 
 pub use server::{bind, bind_tls, group_gid, AccessPolicy, TlsFiles, TlsListener};
 
-use engine_core::{ImageStore, LifecycleManager};
+use engine_core::{ImageStore, LifecycleManager, NetworkDriver};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::UnixListener;
@@ -91,13 +95,24 @@ impl std::fmt::Debug for Daemon {
 impl Daemon {
     /// A daemon over these tiers. Temp uploads left by a previous run are removed.
     pub fn new(manager: Arc<dyn LifecycleManager>, images: Arc<dyn ImageStore>, config: DaemonConfig) -> Self {
+        Self::with_network(manager, images, None, config)
+    }
+
+    /// A daemon whose `bridge` and user networks go through `network`: the
+    /// same driver the manager attaches containers with.
+    pub fn with_network(
+        manager: Arc<dyn LifecycleManager>,
+        images: Arc<dyn ImageStore>,
+        network: Option<Arc<dyn NetworkDriver>>,
+        config: DaemonConfig,
+    ) -> Self {
         let tmp = config.data_root.join("tmp");
         if let Ok(rd) = std::fs::read_dir(&tmp) {
             for e in rd.flatten() {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Daemon { state: api::State::new(manager, images, config) }
+        Daemon { state: api::State::new(manager, images, network, config) }
     }
 
     /// Serve on these listeners until the future is dropped. Container

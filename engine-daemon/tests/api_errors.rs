@@ -57,10 +57,24 @@ fn bad_create_requests_get_docker_errors_and_create_nothing() {
         (
             "/v1.41/containers/create",
             br#"{"Image":"bb","HostConfig":{"NetworkMode":"mynet"}}"#.to_vec(),
-            404,
+            // 400, not 404: the docker CLI pulls the image on any 404 from create.
+            400,
             "network mynet not found",
         ),
         ("/containers/create", br#"{"Image":"bb","HostConfig":{"Binds":["/no/such/dir:/x"]}}"#.to_vec(), 400, ""),
+        // Without a network driver, -p is refused, naming the option.
+        (
+            "/containers/create",
+            br#"{"Image":"bb","HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8080"}]}}}"#.to_vec(),
+            400,
+            "--network-driver bridge",
+        ),
+        (
+            "/containers/create",
+            br#"{"Image":"bb","HostConfig":{"NetworkMode":"host","PortBindings":{"80/tcp":null}}}"#.to_vec(),
+            400,
+            "network mode",
+        ),
     ];
     for (path, body, status, needle) in cases {
         let (st, resp) = e.http("POST", path, &body);

@@ -49,6 +49,33 @@
 //! state dir per launch, so an exiting shim never races its successor),
 //! `volumes/<name>/` and `runtime/<name>/` (each runtime's state root).
 //!
+//! ## Names: `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`
+//! Each container gets the three files in its bundle (`hosts`, `hostname`,
+//! `resolv.conf`), bind-mounted read-write over the image's, as docker does
+//! (unless the user mounts something there): localhost lines, `--add-host`
+//! lines and its own address and hostname; `--hostname`; the host's name
+//! servers without loopback ones (they mean nothing in another network
+//! namespace; docker's public fallbacks when none remain), or `--dns`,
+//! `--dns-search`, `--dns-option`. `host` mode gets the host's files plus
+//! `--add-host`; `container:<x>` mode shares x's files.
+//!
+//! Containers on the same user-defined network resolve each other by name,
+//! hostname and `--network-alias` through **hosts files kept current by the
+//! manager**, not an embedded DNS server: whenever a container joins
+//! (create) or leaves (remove) a network, the hosts files of the others on
+//! it are rebuilt from the records and rewritten in place (the bind mount
+//! pins the inode, so no rename). Why: the manager already sees every
+//! attach and detach, so there is nothing to keep in sync; no resolver
+//! process or port per namespace (memory per container), nothing that has
+//! to run for lookups to work (a container keeps resolving its neighbours
+//! while the manager restarts); every libc resolver (glibc, musl, busybox)
+//! reads `/etc/hosts` first; and the container's `resolv.conf` points
+//! straight at the host's upstream servers, so no forwarding is needed.
+//! The cost: a program that caches `/etc/hosts` at start misses later
+//! neighbours, and names are not served over DNS (`nslookup db` asks the
+//! upstream server). The default `bridge` network does not resolve names,
+//! as in docker.
+//!
 //! ## Owner binding
 //! A container whose config names an `owner_pid` is killed and deleted by its
 //! shim when that process dies (even by SIGKILL); a poststop hook in its spec
@@ -66,6 +93,7 @@
 #![deny(missing_docs)]
 
 mod config;
+mod etc;
 mod grpc;
 mod image_config;
 mod logs;

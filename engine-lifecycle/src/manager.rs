@@ -226,6 +226,7 @@ impl Inner {
         match self.create_inner(&config, &runtime, &image, &id, &name, &mut undo).await {
             Ok(info) => {
                 undo.disarm();
+                self.refresh_hosts(&info, None).await;
                 Ok(info)
             }
             Err(e) => {
@@ -241,7 +242,25 @@ impl Inner {
         let wanted = match &config.network {
             NetworkMode::Bridge => None,
             NetworkMode::Network(n) => Some(n.as_str()),
-            _ => return Ok(None),
+            other => {
+                // A setting that cannot be honoured is refused, never dropped.
+                let what = if !config.ports.is_empty() {
+                    Some("published ports")
+                } else if !config.network_aliases.is_empty() {
+                    Some("network aliases")
+                } else if config.ipv4.is_some() {
+                    Some("a fixed IP address")
+                } else {
+                    None
+                };
+                if let Some(what) = what {
+                    return Err(Error::invalid(
+                        "network mode",
+                        format!("{what} need the bridge or a user-defined network, not {other:?}"),
+                    ));
+                }
+                return Ok(None);
+            }
         };
         let driver = self.cfg.network.clone().ok_or_else(|| {
             Error::Unsupported(format!("network mode {:?}: this manager has no network driver", config.network))
@@ -255,6 +274,7 @@ impl Inner {
 
     /// Detach a container from its networks and remove its namespace file.
     async fn release_network(&self, info: &ContainerInfo) -> Result<()> {
+        self.refresh_hosts(info, Some(&info.id)).await;
         if let Some(driver) = &self.cfg.network {
             for ep in info.networks.values() {
                 match driver.detach(&ep.network_id, &info.id).await {
@@ -267,6 +287,127 @@ impl Inner {
         tokio::task::spawn_blocking(move || crate::netns::remove(&ns))
             .await
             .map_err(|e| Error::Other(format!("network namespace removal: {e}")))?
+    }
+
+    /// Every recorded container.
+    fn all_infos(&self) -> Vec<ContainerInfo> {
+        self.containers.read().unwrap().values().map(|e| e.info()).collect()
+    }
+
+    /// Write a new container's `/etc/hosts`, `/etc/hostname` and
+    /// `/etc/resolv.conf` into its bundle; returns the bind mounts. In
+    /// `container:` mode it shares the other container's files.
+    async fn write_etc_files(
+        &self,
+        id: &str,
+        config: &ContainerConfig,
+        networks: &std::collections::BTreeMap<String, engine_core::network::EndpointInfo>,
+        bundle: &Path,
+    ) -> Result<Vec<(String, PathBuf)>> {
+        let wanted = crate::etc::wanted(config);
+        if let NetworkMode::Container(other) = &config.network {
+            let target = self.lookup(other)?.info();
+            return Ok(wanted
+                .into_iter()
+                .map(|d| (d.to_string(), crate::etc::bundle_file(&target.bundle, d)))
+                .filter(|(_, p)| p.exists())
+                .collect());
+        }
+        let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let hostname = if config.network == NetworkMode::Host {
+            nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default()
+        } else {
+            crate::etc::hostname(id, config)
+        };
+        let me = crate::etc::Me { id, config, networks };
+        let all = self.all_infos();
+        let mut out = Vec::new();
+        for dest in wanted {
+            let text = match dest {
+                "/etc/hosts" => crate::etc::hosts(&me, &all, &host_hosts),
+                "/etc/hostname" => format!("{hostname}\n"),
+                _ => crate::etc::resolv_conf(config, &host_resolv),
+            };
+            let file = crate::etc::bundle_file(bundle, dest);
+            let f = file.clone();
+            tokio::task::spawn_blocking(move || crate::etc::write_in_place(&f, &text))
+                .await
+                .map_err(|e| Error::Other(format!("writing {dest}: {e}")))??;
+            out.push((dest.to_string(), file));
+        }
+        Ok(out)
+    }
+
+    /// Rewrite the hosts files of the containers sharing a user-defined
+    /// network with `changed` (which joined, or is leaving when `leaving`
+    /// names it), so they resolve each other by name and alias.
+    async fn refresh_hosts(&self, changed: &ContainerInfo, leaving: Option<&str>) {
+        let nets: Vec<&str> =
+            changed.networks.values().filter(|e| e.network != "bridge").map(|e| e.network_id.as_str()).collect();
+        if nets.is_empty() {
+            return;
+        }
+        let mut all = self.all_infos();
+        if let Some(gone) = leaving {
+            all.retain(|c| c.id != gone);
+        }
+        let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        for c in all.iter().filter(|c| c.id != changed.id) {
+            if !c.networks.values().any(|e| nets.contains(&e.network_id.as_str())) {
+                continue;
+            }
+            if !crate::etc::wanted(&c.config).contains(&"/etc/hosts") {
+                continue;
+            }
+            let me = crate::etc::Me { id: &c.id, config: &c.config, networks: &c.networks };
+            let text = crate::etc::hosts(&me, &all, &host_hosts);
+            let file = crate::etc::bundle_file(&c.bundle, "/etc/hosts");
+            let id = c.id.clone();
+            let r = tokio::task::spawn_blocking(move || {
+                if file.exists() {
+                    crate::etc::write_in_place(&file, &text)
+                } else {
+                    Ok(())
+                }
+            })
+            .await;
+            if let Ok(Err(e)) | Err(e) = r.map_err(|e| Error::Other(e.to_string())) {
+                tracing::warn!(id = %id, "updating /etc/hosts: {e}");
+            }
+        }
+    }
+
+    /// The network namespace of running container `other`, for
+    /// `container:<other>` mode: its namespace file when it has one, else
+    /// its process's.
+    async fn shared_netns(&self, other: &str) -> Result<PathBuf> {
+        let target = self.lookup(other)?.info();
+        let pid = match (target.state, target.pid) {
+            (ContainerState::Running | ContainerState::Paused, Some(pid)) => pid,
+            _ => {
+                return Err(Error::conflict(
+                    "container",
+                    &target.name,
+                    format!("cannot join the network namespace of container {} (it is not running)", target.name),
+                ))
+            }
+        };
+        if let NetworkMode::Container(_) = &target.config.network {
+            // Its spec joined a namespace by path: that process's is the same.
+            return Ok(PathBuf::from(format!("/proc/{pid}/ns/net")));
+        }
+        let file = self.netns_path(&target.id);
+        if file.exists() {
+            return Ok(file);
+        }
+        if target.config.network == NetworkMode::Host {
+            return Err(Error::invalid(
+                "network mode",
+                format!("container {} uses the host's network; use --network host instead", target.name),
+            ));
+        }
+        Ok(PathBuf::from(format!("/proc/{pid}/ns/net")))
     }
 
     fn netns_path(&self, id: &str) -> PathBuf {
@@ -345,12 +486,20 @@ impl Inner {
             undo.netns = Some(ns.clone());
             let mut req = AttachRequest::new(id, &ns);
             req.ports = config.ports.clone();
+            req.aliases = config.network_aliases.clone();
+            req.ipv4 = config.ipv4;
+            req.dns = config.dns.clone();
             let ep = driver.attach(&net, req).await?;
             undo.endpoint = Some((driver, net));
             networks.insert(ep.network.clone(), ep);
             spec_config = Some(ContainerConfig { network: NetworkMode::Path(ns), ..config.clone() });
         }
+        if let NetworkMode::Container(other) = &config.network {
+            spec_config =
+                Some(ContainerConfig { network: NetworkMode::Path(self.shared_netns(other).await?), ..config.clone() });
+        }
         let spec_config = spec_config.as_ref().unwrap_or(config);
+        let etc_files = self.write_etc_files(id, config, &networks, &bundle).await?;
 
         let mut oci = oci_spec::runtime::Spec::default();
         crate::image_config::apply(&mut oci, &image.config, &rootfs.path, spec_config)?;
@@ -364,6 +513,7 @@ impl Inner {
                 volumes: &self.cfg.root.join("volumes"),
                 cgroup_parent: &self.cfg.cgroup_parent,
                 init_path: init_path.as_deref(),
+                etc_files: &etc_files,
             },
         )?;
         let mut args = oci.process().as_ref().and_then(|p| p.args().clone()).unwrap_or_default();

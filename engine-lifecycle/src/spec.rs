@@ -4,7 +4,7 @@
 use engine_core::security::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use engine_core::{ContainerConfig, Error, MountSpec, NetworkMode, Result, SeccompProfile};
 use serde_json::{json, Value};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Check everything that can be checked without touching the system, so bad
 /// input fails before anything is created.
@@ -293,6 +293,9 @@ pub(crate) struct SpecContext<'a> {
     pub cgroup_parent: &'a str,
     /// The installed init (`--init`), bind-mounted into the container.
     pub init_path: Option<&'a Path>,
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`: (destination,
+    /// the bundle's file), bind-mounted read-write as docker does.
+    pub etc_files: &'a [(String, PathBuf)],
 }
 
 /// Apply the container config's own settings to a spec that already carries
@@ -355,6 +358,9 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     if let (true, Some(init)) = (cfg.init, cx.init_path) {
         list.push(json!({"destination": engine_init::CONTAINER_PATH, "type": "bind", "source": init,
                          "options": ["rbind", "rprivate", "ro", "nosuid"]}));
+    }
+    for (dest, src) in cx.etc_files {
+        list.push(json!({"destination": dest, "type": "bind", "source": src, "options": ["rbind", "rprivate"]}));
     }
     for m in &cfg.mounts {
         let entry = match m {
@@ -477,7 +483,9 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
             NetworkMode::Host => {}
             NetworkMode::Path(p) => ns.push(json!({"type": "network", "path": p})),
             // The manager hands these over as the path of the namespace it made.
-            NetworkMode::Bridge | NetworkMode::Network(_) => ns.push(json!({"type": "network"})),
+            NetworkMode::Bridge | NetworkMode::Network(_) | NetworkMode::Container(_) => {
+                ns.push(json!({"type": "network"}))
+            }
         }
     }
     // Owner binding: when the owner dies its shim kills and deletes the
@@ -555,6 +563,7 @@ mod tests {
             volumes: Path::new("/v"),
             cgroup_parent: "/engine",
             init_path: None,
+            etc_files: &[],
         };
         let s = finish(oci_spec::runtime::Spec::default(), &cx).unwrap();
         let v = serde_json::to_value(&s).unwrap();
@@ -580,6 +589,7 @@ mod tests {
                 volumes: Path::new("/v"),
                 cgroup_parent: "/engine",
                 init_path: Some(Path::new("/r/bin/engine-init")),
+                etc_files: &[],
             };
             serde_json::to_value(finish(oci_spec::runtime::Spec::default(), &cx).unwrap()).unwrap()
         };

@@ -21,8 +21,13 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(root: &Path) -> Daemon {
+        Self::spawn_with(root, &[])
+    }
+
+    fn spawn_with(root: &Path, extra: &[&str]) -> Daemon {
         let socket = root.join("lc.sock");
         let child = Command::new(env!("CARGO_BIN_EXE_engine-lifecycled"))
+            .args(extra)
             .arg("--root")
             .arg(root.join("state"))
             .arg("--socket")
@@ -67,6 +72,31 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `engine-lifecycled --network-driver bridge` with its host side in a
+/// namespace of the test's own: a bridge container published over gRPC.
+#[tokio::test(flavor = "multi_thread")]
+async fn remote_manager_with_bridge_networking() {
+    use engine_core::network::PortBinding;
+    let env = Env::new().await;
+    let hostns = engine_network::NetnsFile::create(&env.dir.path().join("hostns")).await.unwrap();
+    let ns = hostns.path().display().to_string();
+    let _daemon = Daemon::spawn_with(env.dir.path(), &["--network-driver", "bridge", "--network-host-netns", &ns]);
+    let mgr = _daemon.client().await;
+    let c = mgr
+        .create(ContainerConfig {
+            network: engine_core::NetworkMode::Bridge,
+            ports: PortBinding::parse("127.0.0.1:0:80").unwrap(),
+            ..sh("true")
+        })
+        .await
+        .unwrap();
+    let ep = &c.networks["bridge"];
+    assert!(ep.ipv4.is_some_and(|a| a.addr().to_string().starts_with("172.17.")), "{ep:?}");
+    assert_ne!(ep.ports[0].host_port, 0);
+    assert_eq!(mgr.inspect(&c.id).await.unwrap().networks, c.networks);
+    mgr.remove(&c.id, true).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -797,6 +797,9 @@ fn bound_port(fd: &OwnedFd) -> Result<u16> {
 
 #[async_trait]
 impl NetworkDriver for BridgeDriver {
+    fn host_netns(&self) -> Option<PathBuf> {
+        self.cfg.host_netns.clone()
+    }
     fn name(&self) -> &str {
         "bridge"
     }

@@ -40,7 +40,8 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
         None => None,
     };
     let parsed = convert::parse_create_body(&data)?;
-    let config = convert::container_config(&parsed, name.clone())?;
+    let mut config = convert::container_config(&parsed, name.clone())?;
+    resolve_network(st, &parsed, &mut config).await?;
     if let Some(n) = &name {
         if let Ok(existing) = st.manager.inspect(n).await {
             if existing.name == *n {
@@ -64,6 +65,86 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
         Err(e) => return Err(e),
     };
     Ok(h::json(StatusCode::CREATED, &CreateResponse { id: info.id, warnings: Vec::new() }))
+}
+
+/// What the network settings of a create body mean on this daemon: `-P`
+/// takes the image's exposed ports too; without a driver, `bridge` is an
+/// isolated namespace and anything needing the driver is a 400 naming it.
+async fn resolve_network(
+    st: &State,
+    body: &ContainerConfigBody,
+    config: &mut engine_core::ContainerConfig,
+) -> Result<()> {
+    use engine_core::NetworkMode;
+    let hc = body.host_config.clone().unwrap_or_default();
+    if hc.publish_all_ports.unwrap_or(false) {
+        let mut exposed: Vec<String> = body.exposed_ports.iter().flatten().map(|(k, _)| k.clone()).collect();
+        if let Ok(img) = st.images.inspect(&config.image).await {
+            exposed.extend(img.config.config().as_ref().and_then(|c| c.exposed_ports().clone()).unwrap_or_default());
+        }
+        convert::publish_all(&mut config.ports, exposed)?;
+    }
+    // Unknown networks and containers are 400s at create, not 404s: the
+    // docker CLI and testcontainers take any 404 from create for a missing
+    // image and go pulling it.
+    let unknown_network = |n: &str| Error::invalid("field HostConfig.NetworkMode", format!("network {n} not found"));
+    match (&st.network, &config.network) {
+        (None, NetworkMode::Network(n)) => return Err(unknown_network(n)),
+        (Some(d), NetworkMode::Network(n)) => match d.inspect_network(n).await {
+            Err(e) if e.is_not_found() => return Err(unknown_network(n)),
+            r => {
+                r?;
+            }
+        },
+        (None, NetworkMode::Bridge) => {
+            if !config.ports.is_empty() {
+                return Err(Error::invalid(
+                    "field HostConfig.PortBindings",
+                    "publishing ports (-p, -P) needs engined's bridge networking; start engined with --network-driver bridge",
+                ));
+            }
+            config.network = NetworkMode::None;
+        }
+        _ => {}
+    }
+    if !config.ports.is_empty() && !matches!(config.network, NetworkMode::Bridge | NetworkMode::Network(_)) {
+        return Err(Error::invalid(
+            "field HostConfig.PortBindings",
+            format!(
+                "ports cannot be published in network mode {:?} (only on bridge and user-defined networks)",
+                convert::network_name(&config.network)
+            ),
+        ));
+    }
+    if let NetworkMode::Container(c) = &config.network {
+        let target = st.manager.inspect(c).await.map_err(|e| match e {
+            Error::NotFound { .. } => {
+                Error::invalid("field HostConfig.NetworkMode", format!("no such container to join: {c}"))
+            }
+            e => e,
+        })?;
+        if !matches!(target.state, ContainerState::Running | ContainerState::Paused) {
+            return Err(Error::conflict(
+                "container",
+                target.name.clone(),
+                format!("cannot join network of a non running container: {}", target.id),
+            ));
+        }
+        if config.hostname.is_some()
+            || !config.dns.is_empty()
+            || !config.extra_hosts.is_empty()
+            || !config.ports.is_empty()
+        {
+            return Err(Error::invalid(
+                "field HostConfig.NetworkMode",
+                "conflicting options: --hostname, --dns and --add-host cannot be used with container: network mode",
+            ));
+        }
+        // It shares the other's namespace and its name files: and so its hostname.
+        config.hostname = Some(target.config.hostname.clone().unwrap_or_else(|| target.id.chars().take(12).collect()));
+        config.network = NetworkMode::Container(target.id);
+    }
+    Ok(())
 }
 
 pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {

@@ -7,12 +7,13 @@ mod containers;
 mod exec;
 mod hijack;
 mod images;
+mod networks;
 mod system;
 
 use crate::events::EventBus;
 use crate::http::{self as h, Query, Resp};
 use crate::DaemonConfig;
-use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager};
+use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager, NetworkDriver};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -36,6 +37,9 @@ pub(crate) struct ExecEntry {
 pub(crate) struct State {
     pub manager: Arc<dyn LifecycleManager>,
     pub images: Arc<dyn ImageStore>,
+    /// The network driver behind `bridge` and user networks (`None`: only
+    /// `none`, `host` and `container:` modes).
+    pub network: Option<Arc<dyn NetworkDriver>>,
     pub config: DaemonConfig,
     pub execs: Mutex<HashMap<String, ExecEntry>>,
     pub events: Arc<EventBus>,
@@ -46,11 +50,13 @@ impl State {
     pub(crate) fn new(
         manager: Arc<dyn LifecycleManager>,
         images: Arc<dyn ImageStore>,
+        network: Option<Arc<dyn NetworkDriver>>,
         config: DaemonConfig,
     ) -> Arc<Self> {
         Arc::new(State {
             manager,
             images,
+            network,
             config,
             execs: Mutex::new(HashMap::new()),
             events: Arc::new(EventBus::new()),
@@ -104,8 +110,13 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("GET", ["info"]) => system::info(&st).await,
         ("GET", ["events"]) => system::events(&st, &q).await,
         ("GET", ["system", "df"]) => system::df(&st).await,
-        ("GET", ["networks"]) => Ok(system::networks()),
-        ("GET", ["networks", n]) => system::network(n),
+        ("GET", ["networks"]) => networks::list(&st, &q).await,
+        ("POST", ["networks", "create"]) => networks::create(&st, req.into_body()).await,
+        ("POST", ["networks", "prune"]) => networks::prune(&st, &q).await,
+        ("GET", ["networks", n]) => networks::inspect(&st, n).await,
+        ("DELETE", ["networks", n]) => networks::remove(&st, n).await,
+        ("POST", ["networks", n, "connect"]) => networks::connect(&st, n, true).await,
+        ("POST", ["networks", n, "disconnect"]) => networks::connect(&st, n, false).await,
         ("GET", ["volumes"]) => Ok(h::json(StatusCode::OK, &serde_json::json!({"Volumes": [], "Warnings": []}))),
         ("GET", ["volumes", n]) => Err(Error::not_found("volume", *n)),
         ("GET", ["plugins"]) => Ok(h::json(StatusCode::OK, &serde_json::json!([]))),

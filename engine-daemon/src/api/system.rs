@@ -5,7 +5,7 @@ use crate::convert;
 use crate::http::{self as h, Query, Resp};
 use bytes::Bytes;
 use engine_client::models::*;
-use engine_core::{ContainerState, Error, ListFilter, Result};
+use engine_core::{ContainerState, ListFilter, Result};
 use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
 use serde_json::json;
@@ -180,50 +180,6 @@ pub(crate) async fn df(st: &State) -> Result<Resp> {
         "BuildCache": [],
     });
     Ok(h::json(StatusCode::OK, &v))
-}
-
-fn network_body(name: &str) -> Option<NetworkBody> {
-    let driver = match name {
-        "bridge" => "bridge",
-        "host" => "host",
-        "none" => "null",
-        _ => return None,
-    };
-    // A stable id per name.
-    let id = format!("{:0<64}", name.bytes().map(|b| format!("{b:02x}")).collect::<String>());
-    Some(NetworkBody {
-        name: name.into(),
-        id,
-        created: convert::ZERO_TIME.into(),
-        scope: "local".into(),
-        driver: driver.into(),
-        enable_ipv6: false,
-        ipam: json!({"Driver": "default", "Options": null, "Config": []}),
-        internal: false,
-        attachable: false,
-        ingress: false,
-        config_from: json!({"Network": ""}),
-        config_only: false,
-        containers: json!({}),
-        options: HashMap::new(),
-        labels: HashMap::new(),
-    })
-}
-
-pub(crate) fn networks() -> Resp {
-    let v: Vec<NetworkBody> = ["bridge", "host", "none"].iter().filter_map(|n| network_body(n)).collect();
-    h::json(StatusCode::OK, &v)
-}
-
-pub(crate) fn network(name: &str) -> Result<Resp> {
-    let found = ["bridge", "host", "none"]
-        .iter()
-        .filter_map(|n| network_body(n))
-        .find(|n| n.name == name || (name.len() >= 3 && n.id.starts_with(name)));
-    match found {
-        Some(n) => Ok(h::json(StatusCode::OK, &n)),
-        None => Err(Error::not_found("network", name)),
-    }
 }
 
 fn parse_time(v: &str) -> Option<i64> {

@@ -66,6 +66,54 @@ struct Args {
     /// The cgroup containers' cgroups are made under.
     #[arg(long, default_value = "/engine")]
     cgroup_parent: String,
+    /// The network driver: `bridge` (docker's default networking: a bridge,
+    /// NAT, published ports, user networks) or `none` (containers get
+    /// `none`, `host` or `container:` networking only; `-p` is refused).
+    #[arg(long, value_name = "bridge|none", default_value = "none")]
+    network_driver: String,
+    /// The network namespace the bridge driver treats as the host's
+    /// (bridges, host-side veths, rules, sysctls and published ports live
+    /// there); default: engined's own. Tests pass one of their own, e.g.
+    /// `/run/netns/x` from `ip netns add x`.
+    #[arg(long, value_name = "PATH")]
+    network_host_netns: Option<PathBuf>,
+    /// The bridge of the default `bridge` network (default `engine0`).
+    #[arg(long, value_name = "NAME")]
+    bridge_name: Option<String>,
+}
+
+/// The network driver `--network-driver` asks for, opened on
+/// `<data-root>/network`; the default network is made at once.
+async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::NetworkDriver>>> {
+    match args.network_driver.as_str() {
+        "none" => {
+            if args.network_host_netns.is_some() || args.bridge_name.is_some() {
+                return Err(Error::invalid("--network-host-netns/--bridge-name", "only with --network-driver bridge"));
+            }
+            Ok(None)
+        }
+        "bridge" => {
+            if args.lifecycle.is_some() {
+                return Err(Error::invalid(
+                    "--network-driver",
+                    "bridge networking with a separate engine-lifecycled (--lifecycle) is not supported yet; \
+                     run the manager in-process",
+                ));
+            }
+            let mut b = engine_network::BridgeDriver::builder(args.data_root.join("network"));
+            if let Some(ns) = &args.network_host_netns {
+                b = b.host_netns(ns);
+            }
+            if let Some(n) = &args.bridge_name {
+                b = b.default_bridge(n);
+            }
+            let d = b.open().await?;
+            let def = engine_core::NetworkDriver::default_network(&d).await?;
+            tracing::info!(bridge = ?def.interface, subnet = ?def.ipam.first().map(|c| c.subnet), "bridge networking on");
+            Ok(Some(Arc::new(d)))
+        }
+        other => Err(Error::invalid("--network-driver", format!("{other:?}: bridge or none"))),
+    }
 }
 
 fn unix_path(h: &str) -> Result<PathBuf> {
@@ -186,6 +234,7 @@ async fn run(args: Args) -> Result<()> {
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);
 
+    let network = network_driver(&args).await?;
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open(&images_root)?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
@@ -208,6 +257,9 @@ async fn run(args: Args) -> Result<()> {
                     cfg = cfg.default_runtime(d);
                 }
                 cfg = cfg.cgroup_parent(&args.cgroup_parent)?;
+                if let Some(n) = &network {
+                    cfg = cfg.network_driver(n.clone());
+                }
                 if !cfg.runtimes.contains_key(&cfg.default_runtime) {
                     return Err(Error::invalid(
                         "--default-runtime",
@@ -229,7 +281,7 @@ async fn run(args: Args) -> Result<()> {
     config.default_runtime = default_runtime;
     config.runtimes = runtime_table;
     config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
-    let daemon = Daemon::new(manager, images, config);
+    let daemon = Daemon::with_network(manager, images, network, config);
 
     let mut listeners = Vec::new();
     for h in &hosts {

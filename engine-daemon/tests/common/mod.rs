@@ -42,6 +42,9 @@ pub struct Engined {
     child: Option<Child>,
     extra: Vec<String>,
     lifecycled: Option<Child>,
+    /// The network namespace engined's bridge driver treats as the host's
+    /// (`--network-host-netns`): the machine's own stays untouched.
+    pub host_netns: Option<engine_network::NetnsFile>,
 }
 
 impl Engined {
@@ -53,10 +56,43 @@ impl Engined {
         let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
         let sock = dir.path().join("run/engined.sock");
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
-        let mut e =
-            Engined { dir, sock, child: None, extra: extra.iter().map(|s| s.to_string()).collect(), lifecycled: None };
+        let mut e = Engined {
+            dir,
+            sock,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            lifecycled: None,
+            host_netns: None,
+        };
         e.spawn();
         e
+    }
+
+    /// engined with bridge networking whose host side is a network
+    /// namespace of the test's own (loopback up): bridges, rules, sysctls
+    /// and published ports live there, and go with it.
+    pub fn start_networked() -> Engined {
+        let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
+        let sock = dir.path().join("run/engined.sock");
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let ns_path = dir.path().join("hostns");
+        let ns = block_on(engine_network::NetnsFile::create(&ns_path)).expect("test host netns");
+        let extra = vec![
+            "--network-driver".into(),
+            "bridge".into(),
+            "--network-host-netns".into(),
+            ns_path.display().to_string(),
+        ];
+        let mut e = Engined { dir, sock, child: None, extra, lifecycled: None, host_netns: Some(ns) };
+        e.spawn();
+        e
+    }
+
+    /// Run `f` on a thread inside the test's host namespace (where
+    /// published ports are).
+    pub fn in_host_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let ns = self.host_netns.as_ref().expect("a networked engined").open().unwrap();
+        block_on(ns.run(move || Ok(f()))).unwrap()
     }
 
     /// engined using a separate engine-lifecycled (`--lifecycle`).
@@ -71,6 +107,7 @@ impl Engined {
             child: None,
             extra: vec!["--lifecycle".into(), format!("unix://{}", lc_sock.display())],
             lifecycled: None,
+            host_netns: None,
         };
         e.spawn_lifecycled();
         e.spawn();
@@ -280,6 +317,8 @@ impl Drop for Engined {
             }
             let _ = c.wait();
         }
+        // The test's host namespace goes, and every link and rule in it.
+        drop(self.host_netns.take());
         // Anything still mounted under the temp dir (a failed test) is detached.
         let root = self.dir.path().to_string_lossy().into_owned();
         if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
@@ -418,6 +457,11 @@ pub fn alive(pid: i64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map(|s| s.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with(['Z', 'X'])))
         .unwrap_or(false)
+}
+
+/// Run a future to completion on a small runtime of its own.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 }
 
 /// Poll `f` until it returns true or `secs` pass.

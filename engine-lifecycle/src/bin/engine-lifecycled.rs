@@ -35,6 +35,36 @@ struct Args {
     /// The cgroup containers' cgroups are made under.
     #[arg(long, default_value = "/engine")]
     cgroup_parent: String,
+    /// The network driver for `bridge` and user-network containers:
+    /// `bridge` (state under ROOT/network) or `none`.
+    #[arg(long, value_name = "bridge|none", default_value = "none")]
+    network_driver: String,
+    /// The network namespace the bridge driver treats as the host's
+    /// (default: this process's); tests pass one of their own.
+    #[arg(long, value_name = "PATH")]
+    network_host_netns: Option<PathBuf>,
+}
+
+/// The driver `--network-driver` asks for.
+async fn network_driver(args: &Args) -> engine_core::Result<Option<Arc<dyn engine_core::NetworkDriver>>> {
+    match args.network_driver.as_str() {
+        "none" if args.network_host_netns.is_some() => {
+            Err(engine_core::Error::invalid("--network-host-netns", "only with --network-driver bridge"))
+        }
+        "none" => Ok(None),
+        #[cfg(feature = "bridge")]
+        "bridge" => {
+            let mut b = engine_network::BridgeDriver::builder(args.root.join("network"));
+            if let Some(ns) = &args.network_host_netns {
+                b = b.host_netns(ns);
+            }
+            Ok(Some(Arc::new(b.open().await?)))
+        }
+        other => Err(engine_core::Error::invalid(
+            "--network-driver",
+            format!("{other:?}: bridge (when built with the bridge feature) or none"),
+        )),
+    }
 }
 
 #[tokio::main]
@@ -65,6 +95,9 @@ async fn run(args: Args) -> engine_core::Result<()> {
         cfg = cfg.runtime(name, path);
     }
     cfg = cfg.default_runtime(&args.default_runtime).cgroup_parent(&args.cgroup_parent)?;
+    if let Some(d) = network_driver(&args).await? {
+        cfg = cfg.network_driver(d);
+    }
     if !cfg.runtimes.contains_key(&cfg.default_runtime) {
         return Err(engine_core::Error::invalid(
             "--default-runtime",

@@ -38,6 +38,13 @@ enum Cmd {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// List a container's published ports, or the mapping of one.
+    Port {
+        /// Container.
+        container: String,
+        /// `80` or `80/tcp`.
+        port: Option<String>,
+    },
     /// Fetch the logs of a container.
     Logs {
         /// Follow log output.
@@ -230,9 +237,34 @@ struct RunArgs {
     /// Bind mount a volume (`/host:/container[:ro]`).
     #[arg(short, long = "volume")]
     volume: Vec<String>,
-    /// Network mode (`none`, `host`, `bridge`).
+    /// Network (`bridge`, `none`, `host`, `container:<id|name>`, or a
+    /// user-defined network's name).
     #[arg(long)]
     network: Option<String>,
+    /// Publish a port: `[ip:][hostPort:]containerPort[/tcp|/udp]`, ranges allowed.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Publish every exposed port on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port (`80`, `53/udp`) without publishing it (see -P).
+    #[arg(long = "expose")]
+    expose: Vec<String>,
+    /// An extra name on the user-defined network.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
+    /// A fixed IPv4 address on the user-defined network.
+    #[arg(long = "ip")]
+    ip: Option<String>,
+    /// A name server for /etc/resolv.conf.
+    #[arg(long = "dns")]
+    dns: Vec<String>,
+    /// An /etc/hosts line, `name:ip`.
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// The container's hostname.
+    #[arg(long = "hostname")]
+    hostname: Option<String>,
     /// Overwrite the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
@@ -545,6 +577,35 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
             }
             Ok(code)
         }
+        Cmd::Port { container, port } => {
+            let info = c.inspect_container(&container).await?;
+            let ports = info.network_settings.get("Ports").and_then(|p| p.as_object()).cloned().unwrap_or_default();
+            let want = port.map(|p| if p.contains('/') { p } else { format!("{p}/tcp") });
+            let mut lines = Vec::new();
+            for (k, list) in &ports {
+                if want.as_ref().is_some_and(|w| w != k) {
+                    continue;
+                }
+                for b in list.as_array().into_iter().flatten() {
+                    let ip = b["HostIp"].as_str().unwrap_or("");
+                    let hp = b["HostPort"].as_str().unwrap_or("");
+                    lines.push(match &want {
+                        Some(_) => format!("{ip}:{hp}"),
+                        None => format!("{k} -> {ip}:{hp}"),
+                    });
+                }
+            }
+            if lines.is_empty() {
+                if let Some(w) = want {
+                    eprintln!("Error: No public port '{w}' published for {container}");
+                    return Ok(1);
+                }
+            }
+            for l in lines {
+                println!("{l}");
+            }
+            Ok(0)
+        }
         Cmd::Inspect { objects } => {
             let mut out = Vec::new();
             let mut code = 0;
@@ -764,7 +825,53 @@ async fn pump(io: engine_client::AttachIo, interactive: bool) -> Result<Pumped> 
     res
 }
 
+/// `PortBindings` and `ExposedPorts` of a create body.
+type PortsJson = (serde_json::Map<String, serde_json::Value>, HashMap<String, serde_json::Value>);
+
+/// `-p` specs as `PortBindings` and the ports they expose, as the docker CLI sends them.
+fn port_bindings(specs: &[String], expose: &[String]) -> std::result::Result<PortsJson, Failure> {
+    use engine_core::network::{HostPorts, PortBinding};
+    let mut bindings = serde_json::Map::new();
+    let mut exposed = HashMap::new();
+    for s in specs {
+        for b in PortBinding::parse(s).map_err(|e| usage(e.to_string()))? {
+            let key = format!("{}/{}", b.container_port, b.protocol);
+            let host_port = match b.host_ports {
+                HostPorts::Any => String::new(),
+                HostPorts::Range(a, z) if a == z => a.to_string(),
+                HostPorts::Range(a, z) => format!("{a}-{z}"),
+            };
+            let entry = bindings.entry(key.clone()).or_insert_with(|| serde_json::json!([]));
+            if let Some(list) = entry.as_array_mut() {
+                list.push(serde_json::json!({
+                    "HostIp": b.host_ip.map(|i| i.to_string()).unwrap_or_default(),
+                    "HostPort": host_port,
+                }));
+            }
+            exposed.insert(key, serde_json::json!({}));
+        }
+    }
+    for e in expose {
+        let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+        let ok = port.parse::<u16>().is_ok_and(|p| p > 0) && (proto == "tcp" || proto == "udp");
+        if !ok {
+            return Err(usage(format!("invalid --expose {e:?}: want port[/tcp|/udp]")));
+        }
+        exposed.insert(format!("{port}/{proto}"), serde_json::json!({}));
+    }
+    Ok((bindings, exposed))
+}
+
 fn parse_run(a: &RunArgs) -> std::result::Result<ContainerConfigBody, Failure> {
+    let (bindings, exposed) = port_bindings(&a.publish, &a.expose)?;
+    let networking = (!a.network_alias.is_empty() || a.ip.is_some()).then(|| {
+        let net = a.network.clone().unwrap_or_else(|| "bridge".into());
+        let mut ep = serde_json::json!({ "Aliases": a.network_alias });
+        if let Some(ip) = &a.ip {
+            ep["IPAMConfig"] = serde_json::json!({ "IPv4Address": ip });
+        }
+        serde_json::json!({ "EndpointsConfig": { net: ep } })
+    });
     let mut labels = HashMap::new();
     for l in &a.label {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
@@ -784,9 +891,16 @@ fn parse_run(a: &RunArgs) -> std::result::Result<ContainerConfigBody, Failure> {
         working_dir: a.workdir.clone(),
         user: a.user.clone(),
         labels: Some(labels),
+        hostname: a.hostname.clone(),
+        exposed_ports: (!exposed.is_empty()).then_some(exposed),
+        networking_config: networking,
         host_config: Some(HostConfig {
             binds: (!a.volume.is_empty()).then(|| a.volume.clone()),
             network_mode: a.network.clone(),
+            port_bindings: (!bindings.is_empty()).then_some(serde_json::Value::Object(bindings)),
+            publish_all_ports: a.publish_all.then_some(true),
+            dns: (!a.dns.is_empty()).then(|| a.dns.clone()),
+            extra_hosts: (!a.add_host.is_empty()).then(|| a.add_host.clone()),
             auto_remove: Some(a.rm),
             runtime: a.runtime.clone(),
             privileged: Some(a.privileged),

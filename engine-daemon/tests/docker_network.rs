@@ -1,0 +1,441 @@
+//! The real docker CLI against an engined with bridge networking whose host
+//! side is a network namespace the test made (`--network-host-netns`):
+//! published ports, `-P`, udp, user networks and name resolution,
+//! `container:` mode, `docker network ...`, bad input. Traffic goes only
+//! to loopback and addresses of the namespaces the test made.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+fn out(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn err(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A shell line that serves `text` over HTTP on `port` (busybox httpd
+/// daemonizes once it listens) and then stays up.
+fn httpd(port: u16, text: &str) -> String {
+    format!("mkdir -p /www && echo {text} > /www/index.html && httpd -p {port} -h /www && exec sleep 1000")
+}
+
+/// True once container `c` has a socket listening on tcp `port` (or bound
+/// on udp `port`), IPv4 or IPv6: its /proc/net tables, read through exec.
+fn listening(e: &Engined, c: &str, port: u16, udp: bool) -> bool {
+    let tables = if udp { "/proc/net/udp /proc/net/udp6" } else { "/proc/net/tcp /proc/net/tcp6" };
+    let o = e.docker(&["exec", c, "sh", "-c", &format!("cat {tables}")]);
+    let hex = format!(":{port:04X}");
+    out(&o).lines().any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.len() > 3 && f[1].ends_with(&hex) && (udp || f[3] == "0A")
+    })
+}
+
+/// Wait (bounded) until `c` listens on `port`.
+fn wait_listening(e: &Engined, c: &str, port: u16, udp: bool) {
+    assert!(eventually(20, || listening(e, c, port, udp)), "{c} never listened on {port}: {}", e.ok(&["logs", c]));
+}
+
+/// An HTTP GET from inside the test's host namespace; the answer's body.
+fn http_get(e: &Engined, addr: SocketAddr) -> String {
+    e.in_host_netns(move || {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        r
+    })
+}
+
+/// The link names and the nftables ruleset of the test's host namespace: what a
+/// failed create must leave as it was.
+fn host_side(e: &Engined) -> (String, String) {
+    let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("nsenter").arg(format!("--net={ns}")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", show(&o));
+        out(&o)
+    };
+    // Names only: a bridge's operational state may change meanwhile.
+    let links = run(&["ip", "-o", "link", "show"]);
+    let mut names: Vec<&str> =
+        links.lines().filter_map(|l| l.split(": ").nth(1)).map(|n| n.split('@').next().unwrap()).collect();
+    names.sort();
+    (names.join(" "), run(&["nft", "list", "ruleset"]))
+}
+
+/// `docker port c 80/tcp`'s IPv4 answer as an address.
+fn mapped(e: &Engined, c: &str, port: &str) -> SocketAddr {
+    let p = e.ok(&["port", c, port]);
+    let line = p.lines().find(|l| l.starts_with("0.0.0.0:")).unwrap_or_else(|| panic!("docker port: {p}"));
+    let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+#[test]
+fn published_ports_tcp_udp_and_publish_all() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    // -p 0:80: any free host port, shown by docker port, answers on 127.0.0.1.
+    e.ok(&["run", "-d", "--name", "web", "-p", "0:80", "bb", "sh", "-c", &httpd(80, "hello-web")]);
+    wait_listening(&e, "web", 80, false);
+    let addr = mapped(&e, "web", "80/tcp");
+    let page = http_get(&e, addr);
+    assert!(page.contains("200 OK") && page.contains("hello-web"), "{page}");
+    // docker ps shows the mapping, inspect has dockerd's shapes.
+    let ps = e.ok(&["ps", "--format", "{{.Ports}}", "--filter", "name=web"]);
+    assert_eq!(ps.trim(), format!("0.0.0.0:{}->80/tcp", addr.port()));
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "web"])).unwrap();
+    let ns = &v[0]["NetworkSettings"];
+    assert_eq!(ns["Ports"]["80/tcp"][0]["HostPort"], addr.port().to_string());
+    assert_eq!(ns["Ports"]["80/tcp"][0]["HostIp"], "0.0.0.0");
+    let ip = ns["IPAddress"].as_str().unwrap();
+    assert!(ip.starts_with("172.17."), "{ns}");
+    assert_eq!(ns["Networks"]["bridge"]["IPAddress"], ip);
+    assert_eq!(ns["Gateway"], "172.17.0.1");
+    assert!(ns["MacAddress"].as_str().unwrap().starts_with("02:42:"), "{ns}");
+    assert!(v[0]["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"].is_string(), "{}", v[0]["HostConfig"]);
+    // The container's own address answers too, from the host side.
+    let page = http_get(&e, SocketAddr::new(ip.parse().unwrap(), 80));
+    assert!(page.contains("hello-web"), "{page}");
+
+    // A fixed host port on 127.0.0.1 only.
+    e.ok(&["run", "-d", "--name", "local", "-p", "127.0.0.1:18080:8080", "bb", "sh", "-c", &httpd(8080, "local")]);
+    wait_listening(&e, "local", 8080, false);
+    assert_eq!(e.ok(&["port", "local"]).trim(), "8080/tcp -> 127.0.0.1:18080");
+    assert!(http_get(&e, "127.0.0.1:18080".parse().unwrap()).contains("local"));
+
+    // The same host port again: a clear error, nothing left behind.
+    let before = e.ok(&["ps", "-aq"]);
+    let host_before = host_side(&e);
+    let o = e.docker(&["run", "-d", "--name", "clash", "-p", "127.0.0.1:18080:80", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains("18080"), "{}", show(&o));
+    assert_eq!(e.ok(&["ps", "-aq"]), before);
+    // An invalid port spec never reaches a container.
+    let o = e.docker(&["run", "-d", "-p", "80:99999", "bb", "true"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    let (st, body) = e.http(
+        "POST",
+        "/v1.41/containers/create",
+        br#"{"Image":"bb","Cmd":["true"],"HostConfig":{"PortBindings":{"80/sctp":[{"HostPort":"1"}]}}}"#,
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(body.contains("sctp"), "{body}");
+    assert_eq!(e.ok(&["ps", "-aq"]), before);
+    assert_eq!(host_side(&e), host_before, "a refused create changed the host side");
+
+    // udp (busybox has no udp server): the test binds the server socket in
+    // the container's own namespace; a datagram to the mapped port on
+    // 127.0.0.1 reaches it and the answer comes back.
+    e.ok(&["run", "-d", "--name", "udp", "-p", "0:5353/udp", "bb", "sleep", "1000"]);
+    let pid = e.ok(&["inspect", "-f", "{{.State.Pid}}", "udp"]).trim().to_string();
+    let cns = engine_network::Netns::open(format!("/proc/{pid}/ns/net").as_ref()).unwrap();
+    let server = block_on(cns.run(|| Ok(UdpSocket::bind("0.0.0.0:5353").unwrap()))).unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let p = e.ok(&["port", "udp", "5353/udp"]);
+    let port: u16 = p.lines().next().unwrap().rsplit(':').next().unwrap().trim().parse().unwrap();
+    let client = e.in_host_netns(move || {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.send_to(b"ping-over-udp", ("127.0.0.1", port)).unwrap();
+        s
+    });
+    let mut buf = [0u8; 64];
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping-over-udp");
+    server.send_to(b"pong", from).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"pong");
+
+    // -P: every exposed port (here --expose, as an image's EXPOSE) on a free port.
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "all",
+        "-P",
+        "--expose",
+        "81",
+        "--expose",
+        "82",
+        "bb",
+        "sh",
+        "-c",
+        &httpd(81, "pub-all"),
+    ]);
+    wait_listening(&e, "all", 81, false);
+    let ports = e.ok(&["port", "all"]);
+    assert!(ports.contains("81/tcp -> 0.0.0.0:") && ports.contains("82/tcp -> 0.0.0.0:"), "{ports}");
+    assert!(http_get(&e, mapped(&e, "all", "81/tcp")).contains("pub-all"));
+
+    // -P with the image's own EXPOSE (tcp and udp).
+    let rootfs = e.dir.path().join("svc-rootfs");
+    engine_image::build::busybox_rootfs(&rootfs).unwrap();
+    let tar = e.dir.path().join("svc.tar");
+    let opts = engine_image::build::ImageOptions {
+        exposed_ports: vec!["8081/tcp".into(), "9999/udp".into()],
+        cmd: Some(vec!["sh".into(), "-c".into(), httpd(8081, "exposed")]),
+        ..Default::default()
+    };
+    engine_image::build::image_from_dir(&rootfs, "svc:1", &tar, &opts).unwrap();
+    e.ok(&["load", "-i", tar.to_str().unwrap()]);
+    e.ok(&["run", "-d", "--name", "svc", "-P", "svc:1"]);
+    wait_listening(&e, "svc", 8081, false);
+    let ports = e.ok(&["port", "svc"]);
+    assert!(ports.contains("8081/tcp -> 0.0.0.0:") && ports.contains("9999/udp -> 0.0.0.0:"), "{ports}");
+    assert!(http_get(&e, mapped(&e, "svc", "8081/tcp")).contains("exposed"));
+
+    // Removing frees the port: a new container takes 18080 again.
+    e.ok(&["rm", "-f", "local"]);
+    e.ok(&["run", "-d", "--name", "local2", "-p", "127.0.0.1:18080:8080", "bb", "sh", "-c", &httpd(8080, "again")]);
+    wait_listening(&e, "local2", 8080, false);
+    assert!(http_get(&e, "127.0.0.1:18080".parse().unwrap()).contains("again"));
+}
+
+#[test]
+fn user_networks_resolve_names_and_aliases() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    let id = e.ok(&["network", "create", "--label", "team=a", "appnet"]).trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in ["appnet bridge", "bridge bridge", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want}: {ls}");
+    }
+    let ls = e.ok(&["network", "ls", "-q", "--filter", "label=team=a"]);
+    assert_eq!(ls.trim(), &id[..12]);
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "appnet",
+        "--network-alias",
+        "database",
+        "bb",
+        "sh",
+        "-c",
+        &httpd(80, "from-db"),
+    ]);
+    wait_listening(&e, "db", 80, false);
+    // By name and by alias, from another container on the network.
+    for target in ["db", "database"] {
+        let o = e.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "appnet",
+            "bb",
+            "sh",
+            "-c",
+            &format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {target} 80"),
+        ]);
+        assert!(out(&o).contains("from-db"), "{target}: {}", show(&o));
+    }
+    // Hosts files are kept current: db lists a neighbour while it lives.
+    e.ok(&["run", "-d", "--name", "web2", "--network", "appnet", "bb", "sleep", "1000"]);
+    let hosts = e.ok(&["exec", "db", "cat", "/etc/hosts"]);
+    assert!(hosts.lines().any(|l| l.ends_with("\tweb2") || l.contains("\tweb2 ")), "{hosts}");
+    assert!(e.ok(&["exec", "web2", "cat", "/etc/hosts"]).contains(" database"));
+    e.ok(&["rm", "-f", "web2"]);
+    assert!(!e.ok(&["exec", "db", "cat", "/etc/hosts"]).contains("web2"));
+    // network inspect lists the endpoint with dockerd's fields.
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "appnet"])).unwrap();
+    let c = v[0]["Containers"].as_object().unwrap();
+    assert_eq!(c.len(), 1, "{v}");
+    let ep = c.values().next().unwrap();
+    assert_eq!(ep["Name"], "db");
+    let subnet = v[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_string();
+    let db_ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.appnet.IPAddress}}", "db"]).trim().to_string();
+    assert!(ep["IPv4Address"].as_str().unwrap().starts_with(&format!("{db_ip}/")), "{ep}");
+    let aliases = e.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks.appnet.Aliases}}", "db"]);
+    assert!(aliases.contains("database"), "{aliases}");
+
+    // container:db shares db's namespace: its localhost is db's httpd.
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--network",
+        "container:db",
+        "bb",
+        "sh",
+        "-c",
+        "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc 127.0.0.1 80; hostname",
+    ]);
+    assert!(out(&o).contains("from-db"), "{}", show(&o));
+    // ... and its hostname.
+    let db_host = e.ok(&["exec", "db", "hostname"]);
+    assert!(out(&o).ends_with(&db_host), "{}", show(&o));
+
+    // /etc files: --add-host, --dns, --hostname.
+    let o = e.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "appnet",
+        "--hostname",
+        "hh",
+        "--add-host",
+        "foo:10.1.1.1",
+        "--dns",
+        "10.0.0.53",
+        "bb",
+        "sh",
+        "-c",
+        "cat /etc/hosts /etc/resolv.conf /etc/hostname",
+    ]);
+    assert!(o.contains("127.0.0.1\tlocalhost") && o.contains("10.1.1.1\tfoo") && o.contains("\thh\n"), "{o}");
+    assert!(o.contains("nameserver 10.0.0.53\n") && !o.contains("nameserver 127."), "{o}");
+    assert!(o.ends_with("hh\n"), "{o}");
+
+    // --ip on a network with a chosen subnet.
+    e.ok(&["network", "create", "--subnet", "10.77.0.0/24", "--gateway", "10.77.0.254", "fixed"]);
+    e.ok(&["run", "-d", "--name", "pinned", "--network", "fixed", "--ip", "10.77.0.50", "bb", "sleep", "1000"]);
+    let f = e.ok(&[
+        "inspect",
+        "-f",
+        "{{.NetworkSettings.Networks.fixed.IPAddress}} {{.NetworkSettings.Networks.fixed.Gateway}}",
+        "pinned",
+    ]);
+    assert_eq!(f.trim(), "10.77.0.50 10.77.0.254");
+
+    // Bad input: clear errors with dockerd's codes, nothing left behind.
+    let nets_before = e.ok(&["network", "ls", "-q"]);
+    let ps_before = e.ok(&["ps", "-aq"]);
+    let host_before = host_side(&e);
+    let o = e.docker(&["network", "rm", "appnet"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("has active endpoints"), "{}", show(&o));
+    let (st, _) = e.http("DELETE", "/v1.41/networks/appnet", b"");
+    assert_eq!(st, 403);
+    let o = e.docker(&["network", "create", "--subnet", "10.77.0.128/25", "overlap"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("Pool overlaps"), "{}", show(&o));
+    let (st, body) = e.http(
+        "POST",
+        "/v1.41/networks/create",
+        format!(r#"{{"Name":"o2","IPAM":{{"Config":[{{"Subnet":"{subnet}"}}]}}}}"#).as_bytes(),
+    );
+    assert_eq!(st, 403, "{body}");
+    let o = e.docker(&["network", "create", "appnet"]);
+    assert!(err(&o).contains("network with name appnet already exists"), "{}", show(&o));
+    let (st, _) = e.http("POST", "/v1.41/networks/create", br#"{"Name":"appnet"}"#);
+    assert_eq!(st, 409);
+    let o = e.docker(&["run", "--rm", "--network", "nosuch", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("network nosuch not found") && !err(&o).contains("Unable to find image"), "{}", show(&o));
+    let o = e.docker(&["run", "--rm", "--network", "container:nosuch", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    let o = e.docker(&["network", "rm", "bridge"]);
+    assert!(err(&o).contains("pre-defined network"), "{}", show(&o));
+    let (st, _) = e.http("GET", "/v1.41/networks/nosuch", b"");
+    assert_eq!(st, 404);
+    assert_eq!(e.ok(&["network", "ls", "-q"]), nets_before);
+    assert_eq!(e.ok(&["ps", "-aq"]), ps_before);
+    assert_eq!(host_side(&e), host_before, "refused requests changed the host side");
+
+    // rm and prune.
+    e.ok(&["rm", "-f", "db", "pinned"]);
+    assert_eq!(e.ok(&["network", "rm", "appnet"]).trim(), "appnet");
+    e.ok(&["network", "create", "spare"]);
+    let pruned = e.ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("fixed") && pruned.contains("spare"), "{pruned}");
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    let mut names: Vec<&str> = ls.lines().collect();
+    names.sort();
+    assert_eq!(names, ["bridge", "host", "none"]);
+    // Only the default bridge is left on the host side.
+    let (links, _) = host_side(&e);
+    assert_eq!(links, "engine0 lo");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bollard_get_host_port_flow() {
+    use bollard::models::{ContainerCreateBody, HostConfig};
+    use bollard::query_parameters::CreateContainerOptionsBuilder;
+    // (The harness blocks on a runtime of its own: off the async workers.)
+    let e = tokio::task::spawn_blocking(|| {
+        let e = Engined::start_networked();
+        e.load_busybox();
+        e
+    })
+    .await
+    .unwrap();
+    let d = bollard::Docker::connect_with_unix(e.sock.to_str().unwrap(), 60, bollard::API_DEFAULT_VERSION).unwrap();
+    // What testcontainers sends: exposed ports and PublishAllPorts.
+    let body = ContainerCreateBody {
+        image: Some("bb:latest".into()),
+        cmd: Some(vec!["sh".into(), "-c".into(), httpd(8000, "via-bollard")]),
+        exposed_ports: Some(vec!["8000/tcp".to_string()]),
+        host_config: Some(HostConfig { publish_all_ports: Some(true), ..Default::default() }),
+        ..Default::default()
+    };
+    let c = d.create_container(Some(CreateContainerOptionsBuilder::default().name("tc1").build()), body).await.unwrap();
+    d.start_container(&c.id, None).await.unwrap();
+    let info = d.inspect_container(&c.id, None).await.unwrap();
+    let ports = info.network_settings.unwrap().ports.unwrap();
+    let binding = ports["8000/tcp"].as_ref().unwrap().iter().find(|b| b.host_ip.as_deref() == Some("0.0.0.0")).unwrap();
+    let port: u16 = binding.host_port.as_ref().unwrap().parse().unwrap();
+    let listed = d.list_containers(None::<bollard::query_parameters::ListContainersOptions>).await.unwrap();
+    let p = &listed[0].ports.as_ref().unwrap()[0];
+    assert_eq!((p.private_port, p.public_port), (8000, Some(port)));
+    let e2 = std::sync::Arc::new(e);
+    let e3 = e2.clone();
+    tokio::task::spawn_blocking(move || wait_listening(&e3, "tc1", 8000, false)).await.unwrap();
+    let ns = e2.host_netns.as_ref().unwrap().open().unwrap();
+    let page = ns
+        .run(move || {
+            let mut s =
+                TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_secs(10)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            Ok(r)
+        })
+        .await
+        .unwrap();
+    assert!(page.contains("via-bollard"), "{page}");
+    d.remove_container(
+        &c.id,
+        Some(bollard::query_parameters::RemoveContainerOptionsBuilder::default().force(true).build()),
+    )
+    .await
+    .unwrap();
+    // Engined's Drop runs docker CLI commands: off the async workers.
+    tokio::task::spawn_blocking(move || drop(e2)).await.unwrap();
+}
+
+#[test]
+fn engine_cli_publishes_and_joins_networks() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    let ok = |args: &[&str]| {
+        let o = e.engine(args);
+        assert!(o.status.success(), "engine {args:?}: {}\n{}", show(&o), e.log());
+        out(&o)
+    };
+    ok(&["run", "-d", "--name", "ecli", "-p", "127.0.0.1:0:80", "bb", "sh", "-c", &httpd(80, "engine-cli")]);
+    wait_listening(&e, "ecli", 80, false);
+    let p = ok(&["port", "ecli", "80"]);
+    let addr: SocketAddr = p.trim().parse().unwrap_or_else(|_| panic!("engine port: {p}"));
+    assert_eq!(addr.ip().to_string(), "127.0.0.1");
+    assert!(http_get(&e, addr).contains("engine-cli"));
+    assert!(ok(&["port", "ecli"]).starts_with("80/tcp -> 127.0.0.1:"));
+    // --network with an alias; the alias resolves from a neighbour.
+    e.ok(&["network", "create", "enet"]);
+    ok(&["run", "-d", "--name", "eone", "--network", "enet", "--network-alias", "svc", "bb", "sleep", "1000"]);
+    let o = ok(&["run", "--rm", "--network", "enet", "bb", "ping", "-c", "1", "-W", "5", "svc"]);
+    assert!(o.contains("1 packets received"), "{o}");
+    // A bad spec is refused by the CLI before anything is made.
+    let o = e.engine(&["run", "-p", "80:99999", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains("port spec"), "{}", show(&o));
+}
