@@ -34,10 +34,11 @@ pub mod convert;
 mod events;
 pub mod http;
 mod server;
+mod volumes;
 
 pub use server::{bind, bind_tls, group_gid, AccessPolicy, TlsFiles, TlsListener};
 
-use engine_core::{ImageStore, LifecycleManager};
+use engine_core::{ImageStore, LifecycleManager, VolumeDriver};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::UnixListener;
@@ -97,7 +98,20 @@ impl Daemon {
                 let _ = std::fs::remove_file(e.path());
             }
         }
-        Daemon { state: api::State::new(manager, images, config) }
+        Daemon { state: api::State::new(manager, images, None, config) }
+    }
+
+    /// A daemon that also serves `/volumes` through `volumes` (the same
+    /// driver the manager mounts containers' volumes with).
+    pub fn with_volumes(
+        manager: Arc<dyn LifecycleManager>,
+        images: Arc<dyn ImageStore>,
+        volumes: Arc<dyn VolumeDriver>,
+        config: DaemonConfig,
+    ) -> Self {
+        let mut d = Daemon::new(manager.clone(), images.clone(), config.clone());
+        d.state = api::State::new(manager, images, Some(volumes), config);
+        d
     }
 
     /// Serve on these listeners until the future is dropped. Container

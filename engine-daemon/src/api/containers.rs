@@ -40,7 +40,9 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
         None => None,
     };
     let parsed = convert::parse_create_body(&data)?;
-    let config = convert::container_config(&parsed, name.clone())?;
+    let mut config = convert::container_config(&parsed, name.clone())?;
+    super::volumes::volumes_from(st, parsed.host_config.as_ref().and_then(|h| h.volumes_from.as_ref()), &mut config)
+        .await?;
     if let Some(n) = &name {
         if let Ok(existing) = st.manager.inspect(n).await {
             if existing.name == *n {
@@ -108,7 +110,9 @@ pub(crate) async fn inspect(st: &State, id: &str) -> Result<Resp> {
         Ok(img) => img.config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    Ok(h::json(StatusCode::OK, &convert::inspect(&info, exec_ids, image_env)))
+    let mut body = convert::inspect(&info, exec_ids, image_env);
+    super::volumes::fill_sources(st, &mut body.mounts).await;
+    Ok(h::json(StatusCode::OK, &body))
 }
 
 pub(crate) async fn start(st: &State, id: &str) -> Result<Resp> {
@@ -198,6 +202,9 @@ pub(crate) async fn remove(st: &State, id: &str, q: &Query) -> Result<Resp> {
         ));
     }
     st.manager.remove(&info.id, force).await?;
+    if q.bool("v") {
+        super::volumes::remove_anonymous(st, &info).await;
+    }
     st.execs.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.container_id != info.id);
     Ok(h::status(StatusCode::NO_CONTENT))
 }

@@ -8,11 +8,12 @@ mod exec;
 mod hijack;
 mod images;
 mod system;
+pub(crate) mod volumes;
 
 use crate::events::EventBus;
 use crate::http::{self as h, Query, Resp};
 use crate::DaemonConfig;
-use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager};
+use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager, VolumeDriver};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub(crate) struct ExecEntry {
 pub(crate) struct State {
     pub manager: Arc<dyn LifecycleManager>,
     pub images: Arc<dyn ImageStore>,
+    pub volumes: Option<Arc<dyn VolumeDriver>>,
     pub config: DaemonConfig,
     pub execs: Mutex<HashMap<String, ExecEntry>>,
     pub events: Arc<EventBus>,
@@ -46,11 +48,13 @@ impl State {
     pub(crate) fn new(
         manager: Arc<dyn LifecycleManager>,
         images: Arc<dyn ImageStore>,
+        volumes: Option<Arc<dyn VolumeDriver>>,
         config: DaemonConfig,
     ) -> Arc<Self> {
         Arc::new(State {
             manager,
             images,
+            volumes,
             config,
             execs: Mutex::new(HashMap::new()),
             events: Arc::new(EventBus::new()),
@@ -106,8 +110,11 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("GET", ["system", "df"]) => system::df(&st).await,
         ("GET", ["networks"]) => Ok(system::networks()),
         ("GET", ["networks", n]) => system::network(n),
-        ("GET", ["volumes"]) => Ok(h::json(StatusCode::OK, &serde_json::json!({"Volumes": [], "Warnings": []}))),
-        ("GET", ["volumes", n]) => Err(Error::not_found("volume", *n)),
+        ("GET", ["volumes"]) => volumes::list(&st, &q).await,
+        ("POST", ["volumes", "create"]) => volumes::create(&st, req.into_body()).await,
+        ("POST", ["volumes", "prune"]) => volumes::prune(&st, &q, &raw_path).await,
+        ("GET", ["volumes", n]) => volumes::inspect(&st, n).await,
+        ("DELETE", ["volumes", n]) => volumes::remove(&st, n, &q).await,
         ("GET", ["plugins"]) => Ok(h::json(StatusCode::OK, &serde_json::json!([]))),
         ("GET", ["plugins", n, "json"]) => Err(Error::not_found("plugin", *n)),
 
