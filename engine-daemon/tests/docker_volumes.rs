@@ -196,3 +196,48 @@ fn tmpfs_volume_is_a_tmpfs_in_the_container_and_unmounted_after() {
     e.ok(&["volume", "rm", "tv"]);
     assert!(!e.data_root().join("volumes/tv").exists());
 }
+
+#[test]
+fn mount_syntax_with_volume_options_and_nocopy() {
+    let e = Engined::start();
+    load_volume_image(&e);
+    // volume-opt makes a tmpfs volume on first use.
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=mv,target=/m,volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=2m",
+        "volimg",
+        "grep",
+        " /m ",
+        "/proc/mounts",
+    ]);
+    assert!(out.starts_with("tmpfs /m tmpfs") && out.contains("size=2048k"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["volume", "inspect", "mv"])).unwrap();
+    assert_eq!(v[0]["Options"]["type"], "tmpfs", "{v}");
+    assert!(!is_mountpoint(&e.data_root().join("volumes/mv/_data")));
+    // volume-nocopy, and readonly.
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=nc,target=/data,volume-nocopy,readonly",
+        "volimg",
+        "sh",
+        "-c",
+        "ls -A /data; touch /data/x 2>/dev/null || echo ro",
+    ]);
+    assert_eq!(out, "ro\n");
+    // A bad volume-opt: refused, nothing made.
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--mount",
+        "type=volume,source=bad1,target=/b,volume-opt=color=red",
+        "volimg",
+        "true",
+    ]);
+    assert!(!o.status.success() && show(&o).contains("\"color\""), "{}", show(&o));
+    assert_eq!(e.ok(&["volume", "ls", "-q"]), "mv\nnc\n");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+}

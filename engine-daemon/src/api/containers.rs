@@ -60,10 +60,16 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     let image = config.image.clone();
     // The manager resolves the image first and creates nothing when it is
     // unknown; Docker names it with its default tag.
+    let made = super::volumes::create_with_options(st, parsed.host_config.as_ref()).await?;
     let info = match st.manager.create(config).await {
         Ok(i) => i,
-        Err(Error::NotFound { kind: "image", .. }) => return Err(Error::not_found("image", with_default_tag(&image))),
-        Err(e) => return Err(e),
+        Err(e) => {
+            super::volumes::forget_created(st, &made).await;
+            return match e {
+                Error::NotFound { kind: "image", .. } => Err(Error::not_found("image", with_default_tag(&image))),
+                e => Err(e),
+            };
+        }
     };
     Ok(h::json(StatusCode::CREATED, &CreateResponse { id: info.id, warnings: Vec::new() }))
 }

@@ -258,6 +258,69 @@ pub(crate) async fn volumes_from(
     Ok(())
 }
 
+/// `--mount type=volume,source=x,volume-opt=k=v` (`VolumeOptions.DriverConfig`
+/// and `Labels`): create the named volume with those options when it does
+/// not exist yet (an existing volume is used as it is, as with dockerd).
+/// Returns the volumes made, for [`forget_created`] if the create fails.
+pub(crate) async fn create_with_options(
+    st: &State,
+    host_config: Option<&engine_client::models::HostConfig>,
+) -> Result<Vec<String>> {
+    let mut made = Vec::new();
+    let mounts = host_config.and_then(|h| h.mounts.as_ref());
+    for m in mounts.into_iter().flatten() {
+        let (Some(name), Some(opts)) = (m.source.as_deref().filter(|s| !s.is_empty()), m.volume_options.as_ref())
+        else {
+            continue;
+        };
+        if m.r#type.as_deref().unwrap_or("volume") != "volume" {
+            continue;
+        }
+        let driver_cfg = opts.driver_config.as_ref();
+        let driver_opts: BTreeMap<String, String> = driver_cfg
+            .and_then(|d| d.get("Options"))
+            .and_then(|o| serde_json::from_value(o.clone()).ok())
+            .unwrap_or_default();
+        let labels: BTreeMap<String, String> = opts.labels.clone().map(|l| l.into_iter().collect()).unwrap_or_default();
+        if driver_opts.is_empty() && labels.is_empty() {
+            continue;
+        }
+        let d = driver(st)?;
+        if let Some(drv) = driver_cfg.and_then(|d| d.get("Name")).and_then(Value::as_str) {
+            if !drv.is_empty() && drv != d.name() {
+                forget_created(st, &made).await;
+                return Err(Error::not_found("plugin", drv));
+            }
+        }
+        match d.get(name).await {
+            Ok(_) => continue,
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+        let mut req = VolumeCreate::named(name);
+        req.driver_opts = driver_opts;
+        req.labels = labels;
+        match d.create(req).await {
+            Ok(v) => made.push(v.name),
+            Err(e) => {
+                forget_created(st, &made).await;
+                return Err(e);
+            }
+        }
+    }
+    Ok(made)
+}
+
+/// Remove volumes [`create_with_options`] made for a create that failed.
+pub(crate) async fn forget_created(st: &State, names: &[String]) {
+    let Some(d) = &st.volumes else { return };
+    for n in names {
+        if let Err(e) = d.remove(n).await {
+            tracing::warn!(volume = %n, "removing a volume after a failed create: {e}");
+        }
+    }
+}
+
 /// Fill in the host paths of volume mounts in a container's inspect.
 pub(crate) async fn fill_sources(st: &State, mounts: &mut [engine_client::models::MountPoint]) {
     let Some(d) = &st.volumes else { return };
