@@ -12,6 +12,10 @@
 //! - The socket is created 0660 with a group; every connection's peer
 //!   credentials are checked ([`AccessPolicy`]), others get a 403.
 //!
+//! Volumes: `/volumes` (create, list with filters, inspect, remove, prune)
+//! through the [`VolumeDriver`] given to [`Daemon::with_volumes`], the same
+//! one the manager mounts containers' volumes with.
+//!
 //! Networking: `none` and `host` work. Until bridge networking lands,
 //! `default`/`bridge` give the container its own network namespace with
 //! loopback only.

@@ -365,6 +365,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn open_finishes_interrupted_creates_and_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("volumes");
+        LocalDriver::open(&root).unwrap().create(VolumeCreate::named("kept")).await.unwrap();
+        // What a crash leaves: a create before its rename, a remove after its rename.
+        std::fs::create_dir_all(root.join(".creating-0123/_data")).unwrap();
+        std::fs::create_dir_all(root.join(".removing-4567/_data/sub")).unwrap();
+        std::fs::write(root.join(".removing-4567/_data/sub/f"), "x").unwrap();
+        let d = LocalDriver::open(&root).unwrap();
+        let names: Vec<_> = std::fs::read_dir(&root).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("kept")]);
+        assert_eq!(d.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
     async fn create_get_list_remove_and_users() {
         let dir = tempfile::tempdir().unwrap();
         let d = LocalDriver::open(dir.path().join("volumes")).unwrap();
