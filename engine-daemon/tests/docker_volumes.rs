@@ -148,6 +148,12 @@ fn volume_commands_with_filters() {
     assert!(!o.status.success() && show(&o).contains("no such volume"), "{}", show(&o));
     // --force: a missing volume is no error.
     e.ok(&["volume", "rm", "--force", "v-plain"]);
+    // No name: a random one, and not an anonymous volume.
+    let name = e.ok(&["volume", "create"]).trim().to_string();
+    assert!(name.len() == 64 && name.chars().all(|c| c.is_ascii_hexdigit()), "{name}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["volume", "inspect", &name])).unwrap();
+    assert!(v[0]["Labels"].get("com.docker.volume.anonymous").is_none(), "{v}");
+    e.ok(&["volume", "rm", &name]);
 }
 
 #[test]

@@ -128,10 +128,9 @@ pub(crate) async fn create(st: &State, body: Incoming) -> Result<Resp> {
     if let Some(drv) = b.driver.as_deref().filter(|x| !x.is_empty() && *x != d.name()) {
         return Err(Error::not_found("plugin", drv));
     }
-    let mut req = match b.name.filter(|n| !n.is_empty()) {
-        Some(n) => VolumeCreate::named(n),
-        None => VolumeCreate::anonymous(),
-    };
+    // `docker volume create` without a name: a random name, but not an
+    // anonymous volume (prune without `all` keeps it), as with dockerd.
+    let mut req = VolumeCreate::named(b.name.filter(|n| !n.is_empty()).unwrap_or_else(engine_core::random_hex64));
     req.driver_opts = b.driver_opts.unwrap_or_default();
     req.labels = b.labels.unwrap_or_default();
     let v = d.create(req).await?;
