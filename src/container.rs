@@ -111,7 +111,12 @@ impl ContainerBuilder {
     }
     /// Mount a named volume (created on first use).
     pub fn volume(mut self, name: impl Into<String>, target: impl Into<String>) -> Self {
-        self.config.mounts.push(MountSpec::Volume { name: name.into(), target: target.into(), read_only: false });
+        self.config.mounts.push(MountSpec::Volume {
+            name: name.into(),
+            target: target.into(),
+            read_only: false,
+            no_copy: false,
+        });
         self
     }
     /// Memory limit in bytes.

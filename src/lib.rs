@@ -45,6 +45,7 @@ pub use engine_lifecycle as lifecycle;
 pub use engine_network as network;
 pub use engine_runtime as runtime;
 pub use engine_shim as shim;
+pub use engine_volume as volume;
 
 pub use engine_core::{
     ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExitStatus, ImageInfo, ImageStore,
@@ -70,6 +71,7 @@ struct EngineInner {
     root: PathBuf,
     images: Arc<dyn ImageStore>,
     containers: Arc<dyn LifecycleManager>,
+    volumes: Arc<dyn engine_core::VolumeDriver>,
     startup_timeout: Duration,
     bind_to_process: bool,
     pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
@@ -97,6 +99,7 @@ pub struct EngineBuilder {
     unbound: bool,
     cgroup_parent: Option<String>,
     network: Option<Arc<dyn engine_core::NetworkDriver>>,
+    volumes: Option<Arc<dyn engine_core::VolumeDriver>>,
 }
 
 impl EngineBuilder {
@@ -154,6 +157,12 @@ impl EngineBuilder {
         self.network = Some(driver);
         self
     }
+    /// Create and mount volumes through this driver instead of the
+    /// `local` driver ([`engine_volume::LocalDriver`]) under `<root>/volumes`.
+    pub fn volume_driver(mut self, driver: Arc<dyn engine_core::VolumeDriver>) -> Self {
+        self.volumes = Some(driver);
+        self
+    }
     /// Do not bind containers to this process (by default a container made
     /// through the facade is killed and deleted by its shim once this process dies).
     pub fn unbound(mut self) -> Self {
@@ -168,12 +177,17 @@ impl EngineBuilder {
             Some(i) => i,
             None => Arc::new(engine_image::Store::open(root.join("images"))?),
         };
+        let volumes: Arc<dyn engine_core::VolumeDriver> = match self.volumes {
+            Some(v) => v,
+            None => Arc::new(engine_volume::LocalDriver::open(root.join("volumes"))?),
+        };
         let containers: Arc<dyn LifecycleManager> = match self.manager {
             Some(m) => m,
             None => {
                 let shims: Arc<dyn engine_core::ShimLauncher> =
                     self.shims.unwrap_or_else(|| Arc::new(engine_shim::Launcher::default()));
-                let mut cfg = engine_lifecycle::ManagerConfig::new(root.clone(), images.clone(), shims);
+                let mut cfg = engine_lifecycle::ManagerConfig::new(root.clone(), images.clone(), shims)
+                    .volume_driver(volumes.clone());
                 for (name, path) in self.runtimes {
                     cfg = cfg.runtime(name, path);
                 }
@@ -206,6 +220,7 @@ impl EngineBuilder {
                 root,
                 images,
                 containers,
+                volumes,
                 startup_timeout: self.startup_timeout.unwrap_or(DEFAULT_STARTUP_TIMEOUT),
                 bind_to_process: !self.unbound,
                 pending: Arc::new(Mutex::new(Vec::new())),
@@ -234,6 +249,21 @@ impl Engine {
     /// The lifecycle manager.
     pub fn containers(&self) -> &Arc<dyn LifecycleManager> {
         &self.inner.containers
+    }
+
+    /// The volume driver: create, list, inspect and remove volumes
+    /// ([`ContainerBuilder::volume`] mounts one, created on first use).
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: engine::Engine) -> engine::Result<()> {
+    /// use engine::core::VolumeCreate;
+    /// let v = engine.volumes().create(VolumeCreate::named("pgdata")).await?;
+    /// assert!(engine.volumes().list().await?.iter().any(|x| x.name == v.name));
+    /// engine.volumes().remove("pgdata").await?; // a Conflict while a container uses it
+    /// # Ok(()) }
+    /// ```
+    pub fn volumes(&self) -> &Arc<dyn engine_core::VolumeDriver> {
+        &self.inner.volumes
     }
 
     /// Create a container (not started) from a builder.

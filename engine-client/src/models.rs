@@ -133,6 +133,24 @@ pub struct MountBody {
     /// Tmpfs options.
     #[serde(default)]
     pub tmpfs_options: Option<TmpfsOptions>,
+    /// Volume options.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_options: Option<VolumeOptions>,
+}
+
+/// `Mounts[].VolumeOptions`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct VolumeOptions {
+    /// Do not copy the image's content into an empty volume.
+    #[serde(default)]
+    pub no_copy: Option<bool>,
+    /// Labels for a volume created by this mount.
+    #[serde(default)]
+    pub labels: Option<HashMap<String, String>>,
+    /// The driver and its options for a volume created by this mount.
+    #[serde(default)]
+    pub driver_config: Option<Value>,
 }
 
 /// `Mounts[].TmpfsOptions`.
@@ -172,6 +190,9 @@ pub struct HostConfig {
     /// Tmpfs mounts: path to options (`size=64m`).
     #[serde(default)]
     pub tmpfs: Option<HashMap<String, String>>,
+    /// `container[:ro|rw]`: mount that container's volumes and binds too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volumes_from: Option<Vec<String>>,
     /// Memory limit in bytes (0: none).
     #[serde(default)]
     pub memory: Option<i64>,

@@ -10,6 +10,7 @@
 //! | [`ImageStore`] | pull, push, import, export, overlay snapshots | `engine-image` |
 //! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
 //! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
+//! | [`VolumeDriver`] | named volumes, mounted for containers | `engine-volume` |
 //!
 //! This crate depends on no other engine crate. OCI types come from
 //! [`oci_spec`], re-exported here as [`oci`].
@@ -42,6 +43,7 @@ mod state;
 mod stats;
 mod stdio;
 pub mod time;
+pub mod volume;
 
 pub use oci_spec as oci;
 
@@ -64,3 +66,4 @@ pub use signal::Signal;
 pub use state::{ContainerStatus, ExitStatus, Pid, RuntimeState};
 pub use stats::Stats;
 pub use stdio::{ConsoleSize, StdStream, StdioSpec};
+pub use volume::{Volume, VolumeCreate, VolumeDriver};

@@ -56,15 +56,21 @@ pub enum MountSpec {
         #[serde(default)]
         size: Option<u64>,
     },
-    /// A named volume (created on first use).
+    /// A volume of the manager's [`VolumeDriver`](crate::VolumeDriver),
+    /// created on first use. An empty name asks for an anonymous volume
+    /// (docker's `-v /path`); the manager records the name it chose.
     Volume {
-        /// Volume name.
+        /// Volume name (empty: a new anonymous volume).
         name: String,
         /// Path in the container.
         target: String,
         /// Mount read-only.
         #[serde(default)]
         read_only: bool,
+        /// Do not copy the image's content at `target` into the volume
+        /// when it is empty (docker's `nocopy`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        no_copy: bool,
     },
 }
 

@@ -110,6 +110,8 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         let size = opts.split(',').find_map(|o| o.strip_prefix("size=")).and_then(parse_size);
         mounts.push(MountSpec::Tmpfs { target: target.clone(), size });
     }
+    // `-v /path`: the CLI sends it as Config.Volumes; an anonymous volume.
+    crate::volumes::anonymous_mounts(body.volumes.as_ref(), &mut mounts);
     let positive = |v: Option<i64>, field: &str| -> Result<Option<i64>> {
         match v {
             Some(n) if n < 0 => Err(Error::invalid(format!("field HostConfig.{field}"), format!("{n} is negative"))),
@@ -432,10 +434,11 @@ fn parse_bind(b: &str) -> Result<MountSpec> {
         return Err(Error::invalid("field HostConfig.Binds", format!("{b:?}: the container path must be absolute")));
     }
     let read_only = mode.split(',').any(|m| m == "ro");
+    let no_copy = mode.split(',').any(|m| m == "nocopy");
     if src.starts_with('/') {
         Ok(MountSpec::Bind { source: PathBuf::from(src), target: dst.into(), read_only })
     } else if !src.is_empty() {
-        Ok(MountSpec::Volume { name: src.into(), target: dst.into(), read_only })
+        Ok(MountSpec::Volume { name: src.into(), target: dst.into(), read_only, no_copy })
     } else {
         Err(Error::invalid("field HostConfig.Binds", format!("invalid volume specification: {b:?}")))
     }
@@ -459,8 +462,10 @@ fn parse_mount(m: &MountBody) -> Result<MountSpec> {
             Ok(MountSpec::Bind { source: src.into(), target, read_only: ro })
         }
         "volume" => {
-            let name = m.source.clone().filter(|s| !s.is_empty()).unwrap_or_else(engine_core::random_hex64);
-            Ok(MountSpec::Volume { name, target, read_only: ro })
+            // No source: an anonymous volume, named by the manager.
+            let name = m.source.clone().unwrap_or_default();
+            let no_copy = m.volume_options.as_ref().and_then(|o| o.no_copy).unwrap_or(false);
+            Ok(MountSpec::Volume { name, target, read_only: ro, no_copy })
         }
         "tmpfs" => Ok(MountSpec::Tmpfs {
             target,
@@ -670,7 +675,7 @@ pub fn mount_points(c: &ContainerConfig) -> Vec<MountPoint> {
             MountSpec::Tmpfs { target, .. } => {
                 MountPoint { r#type: "tmpfs".into(), destination: target.clone(), rw: true, ..Default::default() }
             }
-            MountSpec::Volume { name, target, read_only } => MountPoint {
+            MountSpec::Volume { name, target, read_only, .. } => MountPoint {
                 r#type: "volume".into(),
                 name: name.clone(),
                 destination: target.clone(),
@@ -712,7 +717,7 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
             MountSpec::Bind { source, target, read_only } => {
                 Some(format!("{}:{}{}", source.display(), target, if *read_only { ":ro" } else { "" }))
             }
-            MountSpec::Volume { name, target, read_only } => {
+            MountSpec::Volume { name, target, read_only, .. } => {
                 Some(format!("{name}:{target}{}", if *read_only { ":ro" } else { "" }))
             }
             _ => None,
@@ -738,6 +743,7 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
         binds: (!binds.is_empty()).then_some(binds),
         mounts: None,
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+        volumes_from: None,
         memory: Some(c.resources.memory.unwrap_or(0)),
         memory_swap: Some(c.resources.memory_swap.unwrap_or(0)),
         nano_cpus: Some(c.resources.cpus.map(|f| (f * 1e9) as i64).unwrap_or(0)),

@@ -20,6 +20,10 @@
 //! only, and whatever needs a driver (ports, user networks) is refused
 //! with a 400 naming the option, never dropped.
 //!
+//! Volumes: `/volumes` (create, list with filters, inspect, remove, prune)
+//! through the [`VolumeDriver`] given to [`Daemon::with_drivers`], the same
+//! one the manager mounts containers' volumes with.
+//!
 //! ```no_run
 //! use engine_daemon::{Daemon, DaemonConfig};
 //! # async fn demo(manager: std::sync::Arc<dyn engine_core::LifecycleManager>,
@@ -38,10 +42,11 @@ pub mod convert;
 mod events;
 pub mod http;
 mod server;
+mod volumes;
 
 pub use server::{bind, bind_tls, group_gid, AccessPolicy, TlsFiles, TlsListener};
 
-use engine_core::{ImageStore, LifecycleManager, NetworkDriver};
+use engine_core::{ImageStore, LifecycleManager, NetworkDriver, VolumeDriver};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::UnixListener;
@@ -95,7 +100,26 @@ impl std::fmt::Debug for Daemon {
 impl Daemon {
     /// A daemon over these tiers. Temp uploads left by a previous run are removed.
     pub fn new(manager: Arc<dyn LifecycleManager>, images: Arc<dyn ImageStore>, config: DaemonConfig) -> Self {
-        Self::with_network(manager, images, None, config)
+        Self::with_drivers(manager, images, None, None, config)
+    }
+
+    /// A daemon with a network driver (`bridge` and user networks) and a
+    /// volume driver (`/volumes`): the same drivers the manager attaches and
+    /// mounts containers with.
+    pub fn with_drivers(
+        manager: Arc<dyn LifecycleManager>,
+        images: Arc<dyn ImageStore>,
+        network: Option<Arc<dyn NetworkDriver>>,
+        volumes: Option<Arc<dyn VolumeDriver>>,
+        config: DaemonConfig,
+    ) -> Self {
+        let tmp = config.data_root.join("tmp");
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        Daemon { state: api::State::new(manager, images, network, volumes, config) }
     }
 
     /// A daemon whose `bridge` and user networks go through `network`: the
@@ -106,13 +130,18 @@ impl Daemon {
         network: Option<Arc<dyn NetworkDriver>>,
         config: DaemonConfig,
     ) -> Self {
-        let tmp = config.data_root.join("tmp");
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        Daemon { state: api::State::new(manager, images, network, config) }
+        Self::with_drivers(manager, images, network, None, config)
+    }
+
+    /// A daemon that also serves `/volumes` through `volumes` (the same
+    /// driver the manager mounts containers' volumes with).
+    pub fn with_volumes(
+        manager: Arc<dyn LifecycleManager>,
+        images: Arc<dyn ImageStore>,
+        volumes: Arc<dyn VolumeDriver>,
+        config: DaemonConfig,
+    ) -> Self {
+        Self::with_drivers(manager, images, None, Some(volumes), config)
     }
 
     /// Serve on these listeners until the future is dropped. Container

@@ -1,6 +1,6 @@
 //! The manager's configuration and runtime discovery.
 
-use engine_core::{Error, ImageStore, NetworkDriver, Result, RuntimeBinary, ShimLauncher};
+use engine_core::{Error, ImageStore, NetworkDriver, Result, RuntimeBinary, ShimLauncher, VolumeDriver};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +38,10 @@ pub struct ManagerConfig {
     /// The network driver for `bridge` and user networks (none: only the
     /// `none`, `host` and path modes are available).
     pub network: Option<Arc<dyn NetworkDriver>>,
+    /// The volume driver for [`engine_core::MountSpec::Volume`] mounts and
+    /// the image's `VOLUME`s (none: a volume is a plain directory
+    /// `<root>/volumes/<name>` and image `VOLUME`s are not made).
+    pub volumes: Option<Arc<dyn VolumeDriver>>,
     /// The cgroup every container's cgroup is made under (`/engine`: each
     /// container's is `/engine/<id>`), as dockerd's `--cgroup-parent`.
     pub cgroup_parent: String,
@@ -75,6 +79,7 @@ impl ManagerConfig {
             default_runtime: DEFAULT_RUNTIME.to_string(),
             restart_delay: Duration::from_millis(100),
             network: None,
+            volumes: None,
             cgroup_parent: "/engine".to_string(),
         }
     }
@@ -110,6 +115,12 @@ impl ManagerConfig {
     /// Attach `bridge`-mode and user-network containers through `driver`.
     pub fn network_driver(mut self, driver: Arc<dyn NetworkDriver>) -> Self {
         self.network = Some(driver);
+        self
+    }
+
+    /// Create and mount volumes through `driver`.
+    pub fn volume_driver(mut self, driver: Arc<dyn VolumeDriver>) -> Self {
+        self.volumes = Some(driver);
         self
     }
 

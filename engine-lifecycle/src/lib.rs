@@ -104,6 +104,7 @@ mod seccomp;
 mod spec;
 mod store;
 mod top;
+mod volumes;
 
 pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIME};
 pub use engine_core::LifecycleManager;

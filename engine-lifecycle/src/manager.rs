@@ -452,19 +452,34 @@ impl Inner {
         let shim_dir = self.shim_dir(id, 0);
         std::fs::create_dir_all(&bundle).context(|| format!("creating bundle {}", bundle.display()))?;
         undo.bundle = Some(bundle.clone());
-        // Named volumes are created on first use.
-        for m in &config.mounts {
-            if let engine_core::MountSpec::Volume { name, .. } = m {
-                let dir = self.cfg.root.join("volumes").join(name);
-                if !dir.exists() {
-                    std::fs::create_dir_all(&dir).context(|| format!("creating volume {}", dir.display()))?;
-                    undo.volumes.push(dir);
-                }
-            }
-        }
         let rootfs_path = bundle.join("rootfs");
         let rootfs = self.cfg.images.prepare_rootfs(&image.id, id, &rootfs_path).await?;
         undo.rootfs_key = Some(rootfs.key.clone());
+        // Volumes: through the driver (the image's VOLUMEs as anonymous ones),
+        // or, without one, plain directories created on first use.
+        let mut with_volumes = config.clone();
+        let volume_paths = match &self.cfg.volumes {
+            Some(driver) => {
+                crate::volumes::add_image_volumes(&mut with_volumes, &engine_image::spec::volumes(&image.config));
+                crate::volumes::prepare(driver, &mut with_volumes, &rootfs.path, id, &mut undo.vols).await?
+            }
+            None => {
+                for m in with_volumes.mounts.iter_mut() {
+                    if let engine_core::MountSpec::Volume { name, .. } = m {
+                        if name.is_empty() {
+                            *name = engine_core::random_hex64();
+                        }
+                        let dir = self.cfg.root.join("volumes").join(&*name);
+                        if !dir.exists() {
+                            std::fs::create_dir_all(&dir).context(|| format!("creating volume {}", dir.display()))?;
+                            undo.volumes.push(dir);
+                        }
+                    }
+                }
+                Default::default()
+            }
+        };
+        let config = &with_volumes;
 
         let init_path = if config.init {
             let dir = self.cfg.root.join("bin");
@@ -511,6 +526,7 @@ impl Inner {
                 config: spec_config,
                 rootfs: &rootfs.path,
                 volumes: &self.cfg.root.join("volumes"),
+                volume_paths: &volume_paths,
                 cgroup_parent: &self.cfg.cgroup_parent,
                 init_path: init_path.as_deref(),
                 etc_files: &etc_files,
@@ -893,6 +909,7 @@ impl Inner {
             }
         };
         self.release_network(&rec.info).await?;
+        crate::volumes::release(&self.cfg.volumes, &rec.info.config, &rec.info.id).await?;
         let bundle = async {
             if let Err(e) = self.cfg.images.remove_rootfs(&rec.rootfs_key).await {
                 if !e.is_not_found() {
@@ -932,6 +949,7 @@ impl Inner {
                 continue;
             }
             self.names.lock().unwrap().insert(rec.info.name.clone(), id.clone());
+            crate::volumes::reacquire(&self.cfg.volumes, &rec.info.config, &id).await;
             let cid = ContainerId::new(id.clone())?;
             let state = rec.info.state;
             let shim = if rec.shim_dir.exists() {
@@ -1231,6 +1249,7 @@ struct Undo {
     name: String,
     bundle: Option<PathBuf>,
     volumes: Vec<PathBuf>,
+    vols: crate::volumes::VolumeUndo,
     rootfs_key: Option<String>,
     record: bool,
     shim_dir: Option<PathBuf>,
@@ -1270,6 +1289,7 @@ impl Undo {
         if let Some(ns) = self.netns.clone() {
             let _ = tokio::task::spawn_blocking(move || crate::netns::remove(&ns)).await;
         }
+        self.vols.run(&self.id).await;
         if let Some(b) = &self.bundle {
             let _ = tokio::fs::remove_dir_all(b).await;
         }

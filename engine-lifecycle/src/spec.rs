@@ -93,9 +93,9 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
             }
             MountSpec::Tmpfs { target, .. } => target,
             MountSpec::Volume { name, target, .. } => {
-                crate::names::validate(name).map_err(|_| {
-                    Error::invalid("volume name", format!("{name:?} must match [a-zA-Z0-9][a-zA-Z0-9_.-]+"))
-                })?;
+                if !name.is_empty() {
+                    engine_core::volume::validate_volume_name(name)?;
+                }
                 target
             }
         };
@@ -290,6 +290,9 @@ pub(crate) struct SpecContext<'a> {
     pub config: &'a ContainerConfig,
     pub rootfs: &'a Path,
     pub volumes: &'a Path,
+    /// Host paths of the volumes the volume driver mounted (others are
+    /// directories under `volumes`).
+    pub volume_paths: &'a std::collections::BTreeMap<String, std::path::PathBuf>,
     pub cgroup_parent: &'a str,
     /// The installed init (`--init`), bind-mounted into the container.
     pub init_path: Option<&'a Path>,
@@ -378,12 +381,13 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
                 }
                 json!({"destination": target, "type": "tmpfs", "source": "tmpfs", "options": opts})
             }
-            MountSpec::Volume { name, target, read_only } => {
+            MountSpec::Volume { name, target, read_only, .. } => {
                 let mut opts = vec!["rbind", "rprivate"];
                 if *read_only {
                     opts.push("ro");
                 }
-                json!({"destination": target, "type": "bind", "source": cx.volumes.join(name), "options": opts})
+                let source = cx.volume_paths.get(name).cloned().unwrap_or_else(|| cx.volumes.join(name));
+                json!({"destination": target, "type": "bind", "source": source, "options": opts})
             }
         };
         // A user mount replaces a default one at the same place (e.g. /dev/shm).
@@ -561,6 +565,7 @@ mod tests {
             config: &c,
             rootfs: Path::new("/b/rootfs"),
             volumes: Path::new("/v"),
+            volume_paths: &Default::default(),
             cgroup_parent: "/engine",
             init_path: None,
             etc_files: &[],
@@ -587,6 +592,7 @@ mod tests {
                 config: c,
                 rootfs: Path::new("/b/rootfs"),
                 volumes: Path::new("/v"),
+                volume_paths: &Default::default(),
                 cgroup_parent: "/engine",
                 init_path: Some(Path::new("/r/bin/engine-init")),
                 etc_files: &[],

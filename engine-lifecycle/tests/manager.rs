@@ -277,7 +277,7 @@ async fn config_reaches_the_container() {
         mounts: vec![
             MountSpec::Bind { source: host_dir.clone(), target: "/shared".into(), read_only: true },
             MountSpec::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) },
-            MountSpec::Volume { name: "vol1".into(), target: "/vol".into(), read_only: false },
+            MountSpec::Volume { name: "vol1".into(), target: "/vol".into(), read_only: false, no_copy: false },
         ],
         resources: Resources { memory: Some(64 << 20), pids_limit: Some(50), ..Default::default() },
         ..sh("echo \"$GREETING|$(pwd)|$(id -u)|$(hostname)|$(cat /shared/in.txt)\"; \

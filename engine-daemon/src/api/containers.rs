@@ -42,6 +42,8 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     let parsed = convert::parse_create_body(&data)?;
     let mut config = convert::container_config(&parsed, name.clone())?;
     resolve_network(st, &parsed, &mut config).await?;
+    super::volumes::volumes_from(st, parsed.host_config.as_ref().and_then(|h| h.volumes_from.as_ref()), &mut config)
+        .await?;
     if let Some(n) = &name {
         if let Ok(existing) = st.manager.inspect(n).await {
             if existing.name == *n {
@@ -59,10 +61,16 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     let image = config.image.clone();
     // The manager resolves the image first and creates nothing when it is
     // unknown; Docker names it with its default tag.
+    let made = super::volumes::create_with_options(st, parsed.host_config.as_ref()).await?;
     let info = match st.manager.create(config).await {
         Ok(i) => i,
-        Err(Error::NotFound { kind: "image", .. }) => return Err(Error::not_found("image", with_default_tag(&image))),
-        Err(e) => return Err(e),
+        Err(e) => {
+            super::volumes::forget_created(st, &made).await;
+            return match e {
+                Error::NotFound { kind: "image", .. } => Err(Error::not_found("image", with_default_tag(&image))),
+                e => Err(e),
+            };
+        }
     };
     Ok(h::json(StatusCode::CREATED, &CreateResponse { id: info.id, warnings: Vec::new() }))
 }
@@ -189,7 +197,9 @@ pub(crate) async fn inspect(st: &State, id: &str) -> Result<Resp> {
         Ok(img) => img.config.config().as_ref().and_then(|c| c.env().clone()).unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    Ok(h::json(StatusCode::OK, &convert::inspect(&info, exec_ids, image_env)))
+    let mut body = convert::inspect(&info, exec_ids, image_env);
+    super::volumes::fill_sources(st, &mut body.mounts).await;
+    Ok(h::json(StatusCode::OK, &body))
 }
 
 pub(crate) async fn start(st: &State, id: &str) -> Result<Resp> {
@@ -279,6 +289,9 @@ pub(crate) async fn remove(st: &State, id: &str, q: &Query) -> Result<Resp> {
         ));
     }
     st.manager.remove(&info.id, force).await?;
+    if q.bool("v") {
+        super::volumes::remove_anonymous(st, &info).await;
+    }
     st.execs.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.container_id != info.id);
     Ok(h::status(StatusCode::NO_CONTENT))
 }

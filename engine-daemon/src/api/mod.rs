@@ -9,11 +9,12 @@ mod hijack;
 mod images;
 mod networks;
 mod system;
+pub(crate) mod volumes;
 
 use crate::events::EventBus;
 use crate::http::{self as h, Query, Resp};
 use crate::DaemonConfig;
-use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager, NetworkDriver};
+use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager, NetworkDriver, VolumeDriver};
 use http::{Method, Request, StatusCode};
 use hyper::body::Incoming;
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub(crate) struct State {
     /// The network driver behind `bridge` and user networks (`None`: only
     /// `none`, `host` and `container:` modes).
     pub network: Option<Arc<dyn NetworkDriver>>,
+    /// The volume driver behind `/volumes` (`None`: none served).
+    pub volumes: Option<Arc<dyn VolumeDriver>>,
     pub config: DaemonConfig,
     pub execs: Mutex<HashMap<String, ExecEntry>>,
     pub events: Arc<EventBus>,
@@ -51,12 +54,14 @@ impl State {
         manager: Arc<dyn LifecycleManager>,
         images: Arc<dyn ImageStore>,
         network: Option<Arc<dyn NetworkDriver>>,
+        volumes: Option<Arc<dyn VolumeDriver>>,
         config: DaemonConfig,
     ) -> Arc<Self> {
         Arc::new(State {
             manager,
             images,
             network,
+            volumes,
             config,
             execs: Mutex::new(HashMap::new()),
             events: Arc::new(EventBus::new()),
@@ -117,8 +122,11 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("DELETE", ["networks", n]) => networks::remove(&st, n).await,
         ("POST", ["networks", n, "connect"]) => networks::connect(&st, n, true).await,
         ("POST", ["networks", n, "disconnect"]) => networks::connect(&st, n, false).await,
-        ("GET", ["volumes"]) => Ok(h::json(StatusCode::OK, &serde_json::json!({"Volumes": [], "Warnings": []}))),
-        ("GET", ["volumes", n]) => Err(Error::not_found("volume", *n)),
+        ("GET", ["volumes"]) => volumes::list(&st, &q).await,
+        ("POST", ["volumes", "create"]) => volumes::create(&st, req.into_body()).await,
+        ("POST", ["volumes", "prune"]) => volumes::prune(&st, &q, &raw_path).await,
+        ("GET", ["volumes", n]) => volumes::inspect(&st, n).await,
+        ("DELETE", ["volumes", n]) => volumes::remove(&st, n, &q).await,
         ("GET", ["plugins"]) => Ok(h::json(StatusCode::OK, &serde_json::json!([]))),
         ("GET", ["plugins", n, "json"]) => Err(Error::not_found("plugin", *n)),
 

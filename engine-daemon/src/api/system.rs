@@ -176,7 +176,7 @@ pub(crate) async fn df(st: &State) -> Result<Resp> {
         "LayersSize": layers,
         "Images": images.iter().map(convert::image_summary).collect::<Vec<_>>(),
         "Containers": containers.iter().map(convert::summary).collect::<Vec<_>>(),
-        "Volumes": [],
+        "Volumes": super::volumes::df(st).await?,
         "BuildCache": [],
     });
     Ok(h::json(StatusCode::OK, &v))

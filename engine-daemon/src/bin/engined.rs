@@ -238,6 +238,8 @@ async fn run(args: Args) -> Result<()> {
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open(&images_root)?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
+    let volumes: Arc<dyn engine_core::VolumeDriver> =
+        Arc::new(engine_volume::LocalDriver::open(args.data_root.join("volumes"))?);
     let (manager, runtime_table, default_runtime): (Arc<dyn LifecycleManager>, Vec<(String, PathBuf)>, String) =
         match &args.lifecycle {
             Some(l) => {
@@ -249,7 +251,8 @@ async fn run(args: Args) -> Result<()> {
             }
             None => {
                 let shims = Arc::new(engine_shim::Launcher::default());
-                let mut cfg = engine_lifecycle::ManagerConfig::new(&args.data_root, images.clone(), shims);
+                let mut cfg = engine_lifecycle::ManagerConfig::new(&args.data_root, images.clone(), shims)
+                    .volume_driver(volumes.clone());
                 for (n, p) in &runtimes {
                     cfg = cfg.runtime(n, p);
                 }
@@ -281,7 +284,7 @@ async fn run(args: Args) -> Result<()> {
     config.default_runtime = default_runtime;
     config.runtimes = runtime_table;
     config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
-    let daemon = Daemon::with_network(manager, images, network, config);
+    let daemon = Daemon::with_drivers(manager, images, network, Some(volumes), config);
 
     let mut listeners = Vec::new();
     for h in &hosts {
