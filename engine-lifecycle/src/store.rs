@@ -29,6 +29,9 @@ pub(crate) struct Record {
     pub stopped_by_user: bool,
 }
 
+/// A record that could not be read: its id and why.
+pub(crate) type Corrupt = (String, String);
+
 #[derive(Clone)]
 pub(crate) struct Store {
     db: Arc<Database>,
@@ -49,7 +52,7 @@ impl Store {
 
     /// Every readable record, and the ids of the unreadable ones with why
     /// (each also logged as a warning naming the id).
-    pub fn load_all(&self) -> Result<(Vec<Record>, Vec<(String, String)>)> {
+    pub fn load_all(&self) -> Result<(Vec<Record>, Vec<Corrupt>)> {
         let e = |e: &dyn std::fmt::Display| Error::Other(format!("reading container records: {e}"));
         let tx = self.db.begin_read().map_err(|x| e(&x))?;
         let table = tx.open_table(CONTAINERS).map_err(|x| e(&x))?;
