@@ -184,7 +184,11 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
 
 impl Store {
     /// Open (creating if needed) a store rooted at `root`. Synchronous: it
-    /// only creates directories and the HTTP client.
+    /// only creates directories and the HTTP client, and removes the
+    /// temporary files a killed writer left (a pull, load or commit cut
+    /// short), unless another process is writing to the store right now.
+    /// Content is renamed into place only once complete and verified, so a
+    /// crash never leaves a half-written blob or image visible.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         Self::open_with(root, crate::RegistryOptions::default())
     }
