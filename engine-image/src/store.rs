@@ -184,7 +184,11 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + 
 
 impl Store {
     /// Open (creating if needed) a store rooted at `root`. Synchronous: it
-    /// only creates directories and the HTTP client.
+    /// only creates directories and the HTTP client, and removes the
+    /// temporary files a killed writer left (a pull, load or commit cut
+    /// short), unless another process is writing to the store right now.
+    /// Content is renamed into place only once complete and verified, so a
+    /// crash never leaves a half-written blob or image visible.
     pub fn open(root: impl AsRef<Path>) -> Result<Store> {
         Self::open_with(root, crate::RegistryOptions::default())
     }
@@ -200,6 +204,7 @@ impl Store {
             let p = root.join(d);
             std::fs::create_dir_all(&p).context(|| format!("create {}", p.display()))?;
         }
+        remove_crash_leftovers(&root, &blobs)?;
         let http = reqwest::Client::builder()
             .user_agent(concat!("engine-image/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(15))
@@ -605,6 +610,46 @@ fn read_state(path: &Path) -> Result<State> {
 
 fn read_snapshot_size(snap: &Path) -> u64 {
     std::fs::read_to_string(snap.join("size")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+/// Remove the temporary files and snapshots a killed writer left (a blob
+/// being downloaded or imported, a layer being unpacked or committed). Only
+/// when no process holds a lease on the store (`gc.lock` taken exclusively
+/// without waiting): a live writer's temp files are left alone. Content is
+/// only ever renamed into place once complete and verified, so nothing else
+/// needs repair.
+fn remove_crash_leftovers(root: &Path, blobs: &Blobs) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let path = root.join("gc.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .context(|| format!("open {}", path.display()))?;
+    // SAFETY: flock on a descriptor we own; released when `f` is dropped.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+        return Ok(());
+    }
+    let mut removed = 0;
+    if let Ok(rd) = std::fs::read_dir(blobs.tmp_dir()) {
+        for e in rd.flatten() {
+            if std::fs::remove_file(e.path()).or_else(|_| std::fs::remove_dir_all(e.path())).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(root.join("snapshots")) {
+        for e in rd.flatten().filter(|e| e.file_name().to_string_lossy().starts_with("tmp-")) {
+            if std::fs::remove_dir_all(e.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(root = %root.display(), removed, "removed the temporary files of an interrupted write");
+    }
+    Ok(())
 }
 
 /// Move an unpacked temp snapshot into place (someone else may have won the race).

@@ -46,6 +46,9 @@ pub(crate) struct Inner {
     names: Mutex<HashMap<String, String>>,
     execs: Mutex<HashMap<String, Arc<ExecEntry>>>,
     events: broadcast::Sender<Event>,
+    /// Ids whose record could not be read at recovery, and why: named in the
+    /// error of every operation on them; `remove` deletes the record.
+    corrupt: Mutex<HashMap<String, String>>,
 }
 
 /// What waiters watch: counters bumped by the monitor.
@@ -128,6 +131,7 @@ impl Manager {
             names: Mutex::new(HashMap::new()),
             execs: Mutex::new(HashMap::new()),
             events,
+            corrupt: Mutex::new(HashMap::new()),
         });
         inner.recover().await?;
         Ok(Manager { inner })
@@ -172,6 +176,12 @@ impl Inner {
                 }
                 return Ok(e.clone());
             }
+        }
+        if let Some(why) = self.corrupt.lock().unwrap().get(key) {
+            return Err(Error::unavailable(
+                format!("container {key}"),
+                format!("its record in the container database is corrupt ({why}); remove it to delete the record"),
+            ));
         }
         Err(Error::not_found("container", key))
     }
@@ -831,6 +841,13 @@ impl Inner {
     // ---------------------------------------------------------------- remove
 
     async fn remove(self: &Arc<Self>, key: &str, force: bool) -> Result<()> {
+        if self.corrupt.lock().unwrap().contains_key(key) && !self.containers.read().unwrap().contains_key(key) {
+            // Nothing of it can be trusted but its id: drop the record only.
+            self.store.delete(key).await?;
+            self.corrupt.lock().unwrap().remove(key);
+            tracing::warn!(id = key, "removed the corrupt record of container {key}");
+            return Ok(());
+        }
         let entry = self.lookup(key)?;
         let _op = entry.op.lock().await;
         if !self.containers.read().unwrap().contains_key(&entry.id) {
@@ -926,9 +943,10 @@ impl Inner {
 
     async fn recover(self: &Arc<Self>) -> Result<()> {
         let store = self.store.clone();
-        let records = tokio::task::spawn_blocking(move || store.load_all())
+        let (records, corrupt) = tokio::task::spawn_blocking(move || store.load_all())
             .await
             .map_err(|e| Error::Other(format!("loading records: {e}")))??;
+        self.corrupt.lock().unwrap().extend(corrupt);
         let mut restarts = Vec::new();
         for rec in records {
             let id = rec.info.id.clone();

@@ -29,6 +29,9 @@ pub(crate) struct Record {
     pub stopped_by_user: bool,
 }
 
+/// A record that could not be read: its id and why.
+pub(crate) type Corrupt = (String, String);
+
 #[derive(Clone)]
 pub(crate) struct Store {
     db: Arc<Database>,
@@ -47,19 +50,29 @@ impl Store {
         Ok(Store { db: Arc::new(db) })
     }
 
-    pub fn load_all(&self) -> Result<Vec<Record>> {
+    /// Every readable record, and the ids of the unreadable ones with why
+    /// (each also logged as a warning naming the id).
+    pub fn load_all(&self) -> Result<(Vec<Record>, Vec<Corrupt>)> {
         let e = |e: &dyn std::fmt::Display| Error::Other(format!("reading container records: {e}"));
         let tx = self.db.begin_read().map_err(|x| e(&x))?;
         let table = tx.open_table(CONTAINERS).map_err(|x| e(&x))?;
-        let mut out = Vec::new();
+        let (mut out, mut corrupt) = (Vec::new(), Vec::new());
         for row in table.iter().map_err(|x| e(&x))? {
             let (k, v) = row.map_err(|x| e(&x))?;
             match serde_json::from_slice::<Record>(v.value()) {
-                Ok(r) => out.push(r),
-                Err(err) => tracing::warn!(id = k.value(), "skipping unreadable container record: {err}"),
+                Ok(r) if r.info.id == k.value() => out.push(r),
+                Ok(r) => {
+                    let why = format!("the record under {} names container {}", k.value(), r.info.id);
+                    tracing::warn!(id = k.value(), "skipping corrupt container record {}: {why}", k.value());
+                    corrupt.push((k.value().to_string(), why));
+                }
+                Err(err) => {
+                    tracing::warn!(id = k.value(), "skipping corrupt container record {}: {err}", k.value());
+                    corrupt.push((k.value().to_string(), err.to_string()));
+                }
             }
         }
-        Ok(out)
+        Ok((out, corrupt))
     }
 
     fn put_sync(db: &Database, rec: &Record) -> Result<()> {

@@ -18,6 +18,41 @@
 //! [`LinuxRuntime`] / [`OciRuntime`], which start one short-lived runtime
 //! process per operation with `tokio::process`.
 //!
+//! ## The runtime's own attack surface
+//!
+//! - **Single-threaded only.** [`linux::Runc::create`], [`linux::Runc::run`]
+//!   and [`linux::Runc::exec`] clone without exec and then allocate; they
+//!   count this process's threads (`/proc/self/status`) at the entry point
+//!   and refuse with [`engine_core::Error::Unavailable`] ("this process has N
+//!   threads...") when there is more than one. [`LinuxRuntime`] checks first
+//!   and runs `engine-runc` for a multi-threaded caller.
+//! - **The joining binary cannot be reopened (CVE-2019-5736 class).** Every
+//!   process the runtime clones into a container (the init waiting for
+//!   `start`, a process joining for `exec`) is a copy of the host's
+//!   `engine-runc` (or of the shim, for the shim's in-process create), visible
+//!   in the container's pid namespace until it execs the container's program.
+//!   Before cloning, the runtime makes itself non-dumpable
+//!   (`PR_SET_DUMPABLE 0`, inherited by the clone). The kernel then allows
+//!   `/proc/<pid>/exe` (and `mem`, `fd/*`, `map_files/*`) of that process only
+//!   to a holder of `CAP_SYS_PTRACE` in the host user namespace, so a process
+//!   in the container gets no descriptor of the binary to write through, while
+//!   it runs (`ETXTBSY` anyway) or after it exits; `execve` of the container's
+//!   program resets the flag for that program. runc (1.0-rc7 to 1.1) re-execs
+//!   itself from a sealed memfd copy, and (1.2) from a private read-only
+//!   overlayfs, so that even `/proc/<pid>/exe` names no host file. We chose
+//!   the flag because it costs no copy of a 60 MiB (debug) binary per created
+//!   container and per exec, and keeps the created init small. Its limit: a
+//!   container given `CAP_SYS_PTRACE` in the host user namespace
+//!   (`--privileged`, `--cap-add SYS_PTRACE`) is trusted with the host's
+//!   processes anyway; a sealed copy for that case is future work.
+//! - **No leaked working directory (CVE-2024-21626 class).** `process.cwd` is
+//!   entered inside the container's root, then checked with the kernel's
+//!   `getcwd`, which names a directory not reachable from the current root
+//!   `(unreachable)...`: a cwd such as `/proc/self/fd/7` that resolves to a
+//!   host directory descriptor (a runtime's, or one a caller passed with
+//!   `--preserve-fds`) is refused with an error naming `process.cwd`. The
+//!   container's process gets only descriptors 0-2 and those asked for.
+//!
 //! ```no_run
 //! use engine_core::{ContainerId, ContainerStatus, CreateOptions, Runtime, Signal, StdioSpec};
 //! use engine_runtime::{LinuxRuntime, OciRuntime};

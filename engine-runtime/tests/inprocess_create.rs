@@ -39,6 +39,12 @@ async fn in_process_create_keeps_fds_and_brings_lo_up() {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     let ppid: u32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(1).unwrap().parse().unwrap();
     assert_eq!(ppid, std::process::id(), "the container was not created in-process");
+    // The waiting init is a clone of this process (as it is of the shim):
+    // a process joined into the container cannot open its binary.
+    let o = runc.exec(&["exec", &id, "sh", "-c", "cat /proc/1/comm; cat /proc/1/exe >/dev/null && echo OPENED; true"]);
+    let seen = stdout(&o);
+    assert!(o.status.success() && seen.starts_with("engine-init"), "exec: {seen} {}", stderr(&o));
+    assert!(!seen.contains("OPENED"), "a process in the container opened the creating binary: {seen}");
     runtime.start(&cid).await.unwrap();
     let mut out = String::new();
     out_r.read_to_string(&mut out).unwrap();

@@ -150,11 +150,54 @@ struct CloneArgs {
 
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
+/// Refuse container-building work (`op`: create, run, exec) in a process
+/// with more than one thread: it clones without exec and then allocates, which
+/// is undefined behaviour when another thread may hold an allocator lock. The
+/// count is read from `/proc/self/status` at the entry point; an unreadable
+/// count is refused too.
+pub fn ensure_single_threaded(op: &str) -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| Error::io(format!("{op}: read /proc/self/status to count this process's threads"), e))?;
+    let threads: Option<usize> =
+        status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok());
+    match threads {
+        Some(1) => Ok(()),
+        Some(n) => Err(Error::unavailable(
+            format!("in-process container {op}"),
+            format!(
+                "this process has {n} threads; container-building code runs only in a single-threaded process \
+                 (use LinuxRuntime, which runs engine-runc for a multi-threaded caller)"
+            ),
+        )),
+        None => Err(Error::unavailable(
+            format!("in-process container {op}"),
+            "no Threads: line in /proc/self/status, so this process cannot be shown to be single-threaded",
+        )),
+    }
+}
+
+/// Make this process (and so every child it clones) non-dumpable before a
+/// clone whose child can be seen from inside a container (CVE-2019-5736
+/// class): the kernel then lets only a holder of CAP_SYS_PTRACE in the
+/// *host* user namespace open `/proc/<pid>/exe`, `/proc/<pid>/mem`,
+/// `/proc/<pid>/fd/*`, `/proc/<pid>/map_files/*` of the child, so a process
+/// in the container cannot get a descriptor of this runtime's binary to
+/// overwrite, neither while it runs nor after it exits. `execve` of the
+/// container's program resets the flag for that program.
+pub(crate) fn make_non_dumpable() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
+        return Err(Error::io("prctl(PR_SET_DUMPABLE, 0)", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Fork-like clone into new namespaces: returns 0 in the child, the child's pid
 /// in the parent, and whether the child was created in the cgroup2 directory
 /// `cgroup` (`CLONE_INTO_CGROUP`; kernels before 5.7, or a cgroup that cannot
 /// take processes, fall back to a plain clone and the caller moves the child).
 pub(crate) fn clone_process(flags: CloneFlags, cgroup: Option<std::os::fd::RawFd>) -> Result<(i32, bool)> {
+    make_non_dumpable()?;
     let mut args =
         CloneArgs { flags: flags.bits() as u32 as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
     if let Some(fd) = cgroup {
@@ -341,7 +384,8 @@ impl Runc {
     }
 
     /// Create the container `id` from `opts.bundle`: its init waits for [`Runc::start`].
-    /// Returns the init's host pid. On error nothing is left behind.
+    /// Returns the init's host pid. On error nothing is left behind. Refused
+    /// (`Unavailable`, naming the thread count) in a multi-threaded process.
     pub fn create(&self, id: &ContainerId, opts: &CreateOpts) -> Result<i32> {
         let l = self.create_inner(id, opts, true, false)?;
         Ok(l.pid)
@@ -349,7 +393,9 @@ impl Runc {
 
     /// `run`: create, start, and (unless `detach`) wait for the exit and
     /// remove the container. Returns the exit code (0 when detached).
+    /// Refused in a multi-threaded process, as [`Runc::create`] is.
     pub fn run(&self, id: &ContainerId, opts: &CreateOpts, detach: bool) -> Result<i32> {
+        ensure_single_threaded("run")?;
         if !detach {
             // Block the forwarded signals before the container exists, so none is lost
             // (the init unblocks everything before it execs).
@@ -377,6 +423,7 @@ impl Runc {
 
     /// `proxy`: with a terminal and no console socket, keep the pty here (foreground `run`).
     fn create_inner(&self, id: &ContainerId, opts: &CreateOpts, fifo: bool, proxy: bool) -> Result<Launched> {
+        ensure_single_threaded("create")?;
         let bundle = std::fs::canonicalize(&opts.bundle)
             .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
         let spec = load_spec(&bundle)?;

@@ -21,8 +21,10 @@ pub enum ExecOutcome {
 }
 
 impl Runc {
-    /// Run `process` inside the running container `id`.
+    /// Run `process` inside the running container `id`. Refused in a
+    /// multi-threaded process, as [`Runc::create`] is.
     pub fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: &ExecOpts) -> Result<ExecOutcome> {
+        super::container::ensure_single_threaded("exec")?;
         let (st, status) = self.load(id.as_str())?;
         match status {
             ContainerStatus::Running | ContainerStatus::Created => {}

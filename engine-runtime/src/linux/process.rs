@@ -126,13 +126,27 @@ impl ProcPlan {
         Ok(())
     }
 
-    /// Change to `cwd`, creating it if it is missing.
+    /// Change to `cwd`, creating it if it is missing, and check that it is
+    /// inside the container's root (CVE-2024-21626 class: a `cwd` such as
+    /// `/proc/self/fd/7` naming a host directory descriptor of the runtime
+    /// must not become the process's working directory). The kernel's
+    /// `getcwd` reports a directory not reachable from the current root as
+    /// `(unreachable)...`: such a cwd is refused.
     pub fn chdir(&self) -> Result<()> {
         if std::env::set_current_dir(&self.cwd).is_err() {
             std::fs::create_dir_all(&self.cwd)
                 .map_err(|e| Error::io(format!("create process.cwd {}", self.cwd.display()), e))?;
             std::env::set_current_dir(&self.cwd)
                 .map_err(|e| Error::io(format!("chdir to process.cwd {}", self.cwd.display()), e))?;
+        }
+        let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+        // SAFETY: the raw getcwd syscall writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 || buf[0] != b'/' {
+            return Err(Error::invalid(
+                "process.cwd",
+                format!("{} resolves outside the container's root", self.cwd.display()),
+            ));
         }
         Ok(())
     }
