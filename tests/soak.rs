@@ -91,7 +91,7 @@ async fn settle(count: &impl Fn() -> Leftovers, want: &Leftovers) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let now = count();
-        if now == *want {
+        if now.back_to(want) {
             return;
         }
         assert!(Instant::now() < deadline, "left behind: {now:?}, before: {want:?}");

@@ -51,6 +51,22 @@ impl Leftovers {
     }
 }
 
+impl Leftovers {
+    /// Nothing more than `before` is left: the same mounts, cgroups, state
+    /// entries and holders, and no more open descriptors than before plus a
+    /// few (the launcher's spare shim holds two pipes, and it may or may not
+    /// exist at the moment of a count; a leak over many runs grows far beyond).
+    pub fn back_to(&self, before: &Leftovers) -> bool {
+        self.mounts == before.mounts
+            && self.cgroups == before.cgroups
+            && self.container_dirs == before.container_dirs
+            && self.shim_dirs == before.shim_dirs
+            && self.holders == before.holders
+            && self.fds.len() == before.fds.len()
+            && self.fds.iter().zip(&before.fds).all(|(now, was)| *now <= was + 4)
+    }
+}
+
 /// Directories below `dir` (not counting it).
 fn count_dirs(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
