@@ -14,7 +14,11 @@ use std::time::Duration;
 /// let w = WaitFor::stdout("ready");
 /// assert_eq!(w.to_string(), "stdout line containing \"ready\"");
 /// ```
+///
+/// A container that stops before it is ready fails the wait at once with
+/// [`Error::UnexpectedExit`](crate::Error::UnexpectedExit), not a timeout.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum WaitFor {
     /// A line on stdout containing this text.
     StdoutLine(String),
@@ -66,7 +70,8 @@ impl WaitFor {
     pub fn exit() -> Self {
         WaitFor::Exit(None)
     }
-    /// The container's exit with `code` (another code is an error).
+    /// The container's exit with `code` (another code is an
+    /// [`Error::UnexpectedExit`](crate::Error::UnexpectedExit)).
     pub fn exit_code(code: i32) -> Self {
         WaitFor::Exit(Some(code))
     }
@@ -167,7 +172,12 @@ impl WaitFor {
             }
             let st = c.inspect().await?.state;
             if !matches!(st, ContainerState::Running | ContainerState::Restarting) {
-                return Err(Error::conflict("container", c.name(), format!("{st:?} before {self}")));
+                let code = c.inspect().await.ok().and_then(|i| i.exit_code);
+                return Err(Error::UnexpectedExit {
+                    id: c.name().to_string(),
+                    code,
+                    expected: format!("({st:?}) before {self}"),
+                });
             }
             tokio::time::sleep(interval).await;
         }
@@ -190,20 +200,20 @@ impl WaitFor {
                     }
                 }
                 let code = c.inspect().await.ok().and_then(|i| i.exit_code);
-                Err(Error::conflict(
-                    "container",
-                    c.name(),
-                    format!("exited (code {code:?}) before printing {t:?} on {}", want.as_str()),
-                ))
+                Err(Error::UnexpectedExit {
+                    id: c.name().to_string(),
+                    code,
+                    expected: format!("before printing {t:?} on {}", want.as_str()),
+                })
             }
             WaitFor::Exit(want) => {
                 let st = c.wait().await?;
                 match want {
-                    Some(w) if *w != st.code => Err(Error::conflict(
-                        "container",
-                        c.name(),
-                        format!("exited with code {}, expected {w}", st.code),
-                    )),
+                    Some(w) if *w != st.code => Err(Error::UnexpectedExit {
+                        id: c.name().to_string(),
+                        code: Some(st.code),
+                        expected: format!("expected {w}"),
+                    }),
                     _ => Ok(()),
                 }
             }
@@ -212,11 +222,12 @@ impl WaitFor {
                     Ok(o) if o.exit_code == 0 => return Ok(()),
                     Ok(_) => {}
                     Err(e) if e.is_conflict() => {
-                        return Err(Error::conflict(
-                            "container",
-                            c.name(),
-                            format!("stopped before {cmd:?} succeeded: {e}"),
-                        ))
+                        let code = c.inspect().await.ok().and_then(|i| i.exit_code);
+                        return Err(Error::UnexpectedExit {
+                            id: c.name().to_string(),
+                            code,
+                            expected: format!("before {cmd:?} succeeded ({e})"),
+                        });
                     }
                     Err(e) => tracing::debug!("readiness command: {e}"),
                 }

@@ -141,7 +141,7 @@ async fn wait_for_port_and_http_on_a_published_service() {
         .run(ContainerBuilder::new(IMAGE).cmd(["true"]).publish(80).wait_for(WaitFor::http(80, "/")))
         .await
         .unwrap_err();
-    assert!(e.is_conflict(), "{e}");
+    assert!(matches!(e, engine::core::Error::UnexpectedExit { .. }), "{e}");
     engine.settle().await;
     let left = engine.containers().list(engine::core::ListFilter { all: true, ..Default::default() }).await.unwrap();
     assert!(left.is_empty(), "{left:?}");

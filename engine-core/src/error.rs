@@ -86,6 +86,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A container stopped, or exited with another code, than the caller was
+    /// waiting for (a readiness check, an expected exit code). The exit code
+    /// is a value here, not a failure of the engine.
+    #[error("container {id} exited{} {expected}", code.map(|c| format!(" with code {c},")).unwrap_or_default())]
+    UnexpectedExit {
+        /// The container's name or id.
+        id: String,
+        /// Its exit code, when it has exited.
+        code: Option<i32>,
+        /// What was expected instead ("before printing \"ready\"", "expected code 0").
+        expected: String,
+    },
     /// The operation is not supported by this implementation or host.
     #[error("not supported: {0}")]
     Unsupported(String),
@@ -139,6 +151,7 @@ impl Error {
             Error::Runtime { .. } => "runtime",
             Error::Registry { .. } => "registry",
             Error::Io { .. } => "io",
+            Error::UnexpectedExit { .. } => "unexpected_exit",
             Error::Unsupported(_) => "unsupported",
             Error::Other(_) => "other",
         }
@@ -181,6 +194,7 @@ pub enum WireError {
     Runtime { runtime: String, message: String },
     Registry { reference: String, message: String },
     Io { context: String, message: String, errno: i32 },
+    UnexpectedExit { id: String, code: Option<i32>, expected: String },
     Unsupported { message: String },
     Other { message: String },
 }
@@ -237,6 +251,9 @@ impl From<&Error> for WireError {
                 message: source.to_string(),
                 errno: source.raw_os_error().unwrap_or(0),
             },
+            Error::UnexpectedExit { id, code, expected } => {
+                WireError::UnexpectedExit { id: id.clone(), code: *code, expected: expected.clone() }
+            }
             Error::Unsupported(m) => WireError::Unsupported { message: m.clone() },
             Error::Other(m) => WireError::Other { message: m.clone() },
         }
@@ -259,6 +276,7 @@ impl From<WireError> for Error {
                     if errno > 0 { std::io::Error::new(kind, message) } else { std::io::Error::other(message) };
                 Error::Io { context, source }
             }
+            WireError::UnexpectedExit { id, code, expected } => Error::UnexpectedExit { id, code, expected },
             WireError::Unsupported { message } => Error::Unsupported(message),
             WireError::Other { message } => Error::Other(message),
         }
@@ -279,6 +297,8 @@ mod wire_tests {
             Error::Runtime { runtime: "runc".into(), message: "exec: \"nope\": not found".into() },
             Error::Registry { reference: "127.0.0.1:5000/bb".into(), message: "401".into() },
             Error::io("open /x", std::io::Error::from_raw_os_error(2)),
+            Error::UnexpectedExit { id: "web".into(), code: Some(3), expected: "expected code 0".into() },
+            Error::UnexpectedExit { id: "web".into(), code: None, expected: "stopped before port 80 answered".into() },
             Error::Unsupported("systemd cgroups".into()),
             Error::Other("boom".into()),
         ] {

@@ -34,13 +34,15 @@ impl ContainerId {
     }
 }
 
-/// 64 random hex digits from the kernel's random source.
+/// 64 random hex digits from the kernel's random source (`getrandom(2)`).
+///
+/// # Panics
+///
+/// If the kernel cannot give random bytes (Linux before 3.17 without
+/// `/dev/urandom`): an id made of anything else could collide.
 pub fn random_hex64() -> String {
-    use std::io::Read;
     let mut buf = [0u8; 32];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut buf);
-    }
+    getrandom::fill(&mut buf).expect("the kernel's random source (getrandom) failed");
     buf.iter().map(|b| format!("{b:02x}")).collect()
 }
 

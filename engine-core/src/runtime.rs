@@ -25,13 +25,19 @@ pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
 }
 
-/// An OCI runtime: the lowest tier. Implementations: `LinuxRuntime` (through
-/// the single-threaded `engine-runc` binary) and `OciRuntime` (any runc-compatible
-/// binary: `engine-runc`, runc, crun, youki, a Kata-style runtime).
+/// An OCI runtime: the lowest tier. Implementations: `LinuxRuntime` (this
+/// project's runtime: in the caller's process when that is safe, through the
+/// single-threaded `engine-runc` binary otherwise) and `OciRuntime` (any
+/// runc-compatible binary: `engine-runc`, runc, crun, youki, a Kata-style runtime).
 ///
-/// `create` returns once the container's init waits for `start`; the runtime
-/// process itself has exited, so the caller (the shim) is the init's parent
-/// when it set itself child subreaper.
+/// `create` returns once the container's init waits for `start`; no runtime
+/// process stays behind, so the caller (the shim) is the init's parent when it
+/// set itself child subreaper.
+///
+/// `create`, `start`, `state`, `kill` and `delete` are required; `exec`,
+/// `pause`, `resume`, `stats` and `ps` have default bodies that refuse with
+/// [`Error::Unsupported`](crate::Error::Unsupported), so a minimal runtime (a
+/// VM-isolated one, say) writes only what it supports.
 ///
 /// ```no_run
 /// # async fn demo(rt: &dyn engine_core::Runtime) -> engine_core::Result<()> {
@@ -58,13 +64,39 @@ pub trait Runtime: Send + Sync {
     /// if it still runs, and succeeds on a container that is already gone.
     async fn delete(&self, id: &ContainerId, force: bool) -> Result<()>;
     /// Run an extra process in the running container; returns its host pid.
-    async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid> {
+        let _ = (process, opts);
+        Err(unsupported(self.name(), "exec", id))
+    }
     /// Freeze every process of the container.
-    async fn pause(&self, id: &ContainerId) -> Result<()>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn pause(&self, id: &ContainerId) -> Result<()> {
+        Err(unsupported(self.name(), "pause", id))
+    }
     /// Thaw a paused container.
-    async fn resume(&self, id: &ContainerId) -> Result<()>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn resume(&self, id: &ContainerId) -> Result<()> {
+        Err(unsupported(self.name(), "resume", id))
+    }
     /// Resource usage from the container's cgroup.
-    async fn stats(&self, id: &ContainerId) -> Result<Stats>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn stats(&self, id: &ContainerId) -> Result<Stats> {
+        Err(unsupported(self.name(), "stats", id))
+    }
     /// Host pids of the container's processes.
-    async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
+        Err(unsupported(self.name(), "ps", id))
+    }
+}
+
+/// The error an optional [`Runtime`] method's default body returns.
+fn unsupported(runtime: &str, op: &str, id: &ContainerId) -> crate::Error {
+    crate::Error::Unsupported(format!("runtime {runtime} does not support {op} (container {id})"))
 }

@@ -179,19 +179,41 @@ pub trait Shim: Send + Sync {
     /// Wait for a process to exit; returns at once if it already has.
     async fn wait(&self, process: &ProcessRef) -> Result<ExitStatus>;
     /// Start an extra process in the running container; returns its pid.
-    async fn exec(&self, req: ExecRequest) -> Result<Pid>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn exec(&self, req: ExecRequest) -> Result<Pid> {
+        let _ = req;
+        Err(shim_unsupported(self.id(), "exec"))
+    }
     /// Attach to a process's live stdio.
     async fn attach(&self, process: &ProcessRef, opts: AttachOptions) -> Result<Attach>;
     /// Resize a process's terminal.
-    async fn resize(&self, process: &ProcessRef, size: ConsoleSize) -> Result<()>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn resize(&self, process: &ProcessRef, size: ConsoleSize) -> Result<()> {
+        let _ = (process, size);
+        Err(shim_unsupported(self.id(), "resize"))
+    }
     /// Close a process's stdin (EOF for the process).
     async fn close_stdin(&self, process: &ProcessRef) -> Result<()>;
     /// Freeze the container.
-    async fn pause(&self) -> Result<()>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn pause(&self) -> Result<()> {
+        Err(shim_unsupported(self.id(), "pause"))
+    }
     /// Thaw the container.
-    async fn resume(&self) -> Result<()>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn resume(&self) -> Result<()> {
+        Err(shim_unsupported(self.id(), "resume"))
+    }
     /// Resource usage.
-    async fn stats(&self) -> Result<Stats>;
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn stats(&self) -> Result<Stats> {
+        Err(shim_unsupported(self.id(), "stats"))
+    }
     /// Delete the container through the runtime (it must have exited, or be
     /// killed first); the shim exits afterwards. Returns the init's exit.
     async fn delete(&self) -> Result<Option<ExitStatus>>;
@@ -213,4 +235,9 @@ pub trait ShimLauncher: Send + Sync {
     async fn connect(&self, id: &ContainerId, state_dir: &std::path::Path) -> Result<Box<dyn Shim>>;
     /// The exit status a shim wrote to `state_dir` before reporting it, if any.
     async fn recorded_exit(&self, state_dir: &std::path::Path) -> Result<Option<ExitStatus>>;
+}
+
+/// The error an optional [`Shim`] method's default body returns.
+fn shim_unsupported(id: &ContainerId, op: &str) -> crate::Error {
+    crate::Error::Unsupported(format!("the shim of container {id} does not support {op}"))
 }
