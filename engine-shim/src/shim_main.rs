@@ -80,6 +80,7 @@ pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync:
     if let Some(path) = std::env::var_os("ENGINE_SHIM_LOG") {
         if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             redirect(2, &f);
+            #[cfg(feature = "log-file")]
             tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)
                 .with_ansi(false)
