@@ -28,10 +28,12 @@ async fn main() -> engine::Result<()> {
     // 2. The service, on a socket.
     let socket = root.join("compose.sock");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(engine::lifecycle::serve_with_shutdown(Arc::new(manager), socket.clone(), async {
+    // Bound before the server task runs: the client below connects at once.
+    let _ = std::fs::remove_file(&socket);
+    let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| engine::Error::io("binding the socket", e))?;
+    let server = tokio::spawn(engine::lifecycle::serve_listener(Arc::new(manager), listener, async {
         let _ = stop_rx.await;
     }));
-    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     // 3. A client: the same trait, over gRPC.
     let client = RemoteManager::connect(&socket).await?;

@@ -110,5 +110,5 @@ pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIM
 pub use engine_core::LifecycleManager;
 pub use grpc::client::RemoteManager;
 pub use grpc::pb;
-pub use grpc::server::{serve, serve_with_shutdown};
+pub use grpc::server::{serve, serve_listener, serve_with_shutdown};
 pub use manager::Manager;

@@ -200,6 +200,28 @@ pub async fn serve_with_shutdown(
         tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660));
     tracing::info!(socket = %socket.display(), "lifecycle service listening");
+    serve_listener(manager, listener, shutdown).await
+}
+
+/// Serve `manager` on a listener the caller has bound, until `shutdown`
+/// completes. Clients may connect as soon as the listener is bound (their
+/// connections wait in its backlog), so a caller that binds first needs no
+/// wait for the service to come up.
+///
+/// ```no_run
+/// # async fn demo(manager: std::sync::Arc<dyn engine_core::LifecycleManager>) -> engine_core::Result<()> {
+/// let listener = tokio::net::UnixListener::bind("/run/demo/lifecycle.sock")
+///     .map_err(|e| engine_core::Error::io("binding the socket", e))?;
+/// tokio::spawn(engine_lifecycle::serve_listener(manager, listener, std::future::pending()));
+/// let client = engine_lifecycle::RemoteManager::connect("/run/demo/lifecycle.sock").await?;
+/// # drop(client); Ok(()) }
+/// ```
+pub async fn serve_listener(
+    manager: Arc<dyn LifecycleManager>,
+    listener: tokio::net::UnixListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    let addr = listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string()));
     let svc = pb::lifecycle_server::LifecycleServer::new(Service { mgr: manager })
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
@@ -207,5 +229,5 @@ pub async fn serve_with_shutdown(
         .add_service(svc)
         .serve_with_incoming_shutdown(tokio_stream::wrappers::UnixListenerStream::new(listener), shutdown)
         .await
-        .map_err(|e| Error::Other(format!("lifecycle service on {}: {e}", socket.display())))
+        .map_err(|e| Error::Other(format!("lifecycle service on {}: {e}", addr.unwrap_or_default())))
 }
