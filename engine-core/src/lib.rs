@@ -28,6 +28,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod binary;
 mod error;
 pub mod fs;
 mod id;

@@ -2,7 +2,7 @@
 
 use engine_core::{Error, ImageStore, NetworkDriver, Result, RuntimeBinary, ShimLauncher, VolumeDriver};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -135,42 +135,8 @@ fn binary(name: &str, path: PathBuf) -> RuntimeBinary {
     RuntimeBinary { name: name.to_string(), path, root: None, args: Vec::new() }
 }
 
-/// Find one of this project's binaries (`engine-runc`, `engine-shim`,
-/// `engine-lifecycled`): in `$ENGINE_BIN_DIR`, next to the current executable,
-/// one directory up (a test in `target/debug/deps`), then on `PATH`.
-pub fn find_engine_binary(name: &str) -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("ENGINE_BIN_DIR") {
-        let p = Path::new(&dir).join(name);
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        let mut dir = exe.parent();
-        for _ in 0..2 {
-            let Some(d) = dir else { break };
-            let p = d.join(name);
-            if p.is_file() {
-                return Some(p);
-            }
-            dir = d.parent();
-        }
-    }
-    find_in_path(name)
-}
-
-/// Find an executable on `PATH` (and in the sbin directories, which root's PATH
-/// may lack in a test runner).
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    let extra = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-    std::env::split_paths(&path).chain(extra.iter().map(PathBuf::from)).map(|d| d.join(name)).find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-}
+use engine_core::binary::is_executable;
+pub use engine_core::binary::{find_engine_binary, find_in_path};
 
 /// Resolve a container's runtime choice (a name from the table, or an absolute
 /// path to a runtime binary) to the binary with its state root under `root`.

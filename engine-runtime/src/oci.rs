@@ -52,16 +52,7 @@ pub struct OciRuntime {
     timeout: Duration,
 }
 
-/// Find `name` in `PATH`.
-pub fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| is_executable(p))
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-}
+pub use engine_core::binary::find_in_path;
 
 impl OciRuntime {
     /// A runtime at `binary` (a path, or a bare name looked up in `PATH` when it runs).
@@ -691,20 +682,7 @@ impl LinuxRuntime {
 
     /// Where `engine-runc` would be found.
     pub fn locate() -> Result<PathBuf> {
-        const BIN: &str = "engine-runc";
-        let mut candidates = Vec::new();
-        if let Some(dir) = std::env::var_os("ENGINE_BIN_DIR") {
-            candidates.push(PathBuf::from(dir).join(BIN));
-        }
-        if let Ok(exe) = std::env::current_exe() {
-            if let Some(dir) = exe.parent() {
-                candidates.push(dir.join(BIN));
-                if let Some(up) = dir.parent() {
-                    candidates.push(up.join(BIN));
-                }
-            }
-        }
-        candidates.into_iter().find(|p| is_executable(p)).or_else(|| find_in_path(BIN)).ok_or_else(|| {
+        engine_core::binary::find_engine_binary("engine-runc").ok_or_else(|| {
             Error::not_found(
                 "runtime binary",
                 "engine-runc (not in $ENGINE_BIN_DIR, next to the current executable, nor in PATH)",

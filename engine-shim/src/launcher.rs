@@ -129,24 +129,7 @@ impl Launcher {
     /// executable (or one directory up, for test binaries in `deps/`),
     /// then `PATH`.
     pub fn find() -> Result<Self> {
-        let mut dirs: Vec<PathBuf> = Vec::new();
-        if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
-            dirs.push(d.into());
-        }
-        if let Ok(exe) = std::env::current_exe() {
-            if let Some(d) = exe.parent() {
-                dirs.push(d.to_path_buf());
-                if let Some(up) = d.parent() {
-                    dirs.push(up.to_path_buf());
-                }
-            }
-        }
-        if let Some(path) = std::env::var_os("PATH") {
-            dirs.extend(std::env::split_paths(&path));
-        }
-        dirs.iter()
-            .map(|d| d.join(SHIM_BINARY))
-            .find(|p| p.is_file())
+        engine_core::binary::find_engine_binary(SHIM_BINARY)
             .map(Launcher::new)
             .ok_or_else(|| Error::not_found("executable", SHIM_BINARY))
     }
