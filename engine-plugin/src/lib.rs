@@ -39,10 +39,12 @@
 mod client;
 mod discovery;
 mod error;
+mod volume;
 
 pub use client::{AnswerStream, Client, DEFAULT_TIMEOUT, MAX_ANSWER, MEDIA_TYPE_V1, MEDIA_TYPE_V1_2};
 pub use discovery::{Discovery, PluginAddr, PluginSpec, DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 pub use error::PluginError;
+pub use volume::{Capabilities, PluginVolumeDriver, VolumeRouter, VOLUME_INTERFACE};
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
