@@ -68,6 +68,8 @@ pub struct DaemonConfig {
     pub max_json_body: usize,
     /// Largest upload (load, import), streamed to a temp file.
     pub max_upload: u64,
+    /// The plugins `GET /plugins` lists (discovered v1 plugins); `None`: none.
+    pub plugins: Option<Arc<engine_plugin::Plugins>>,
 }
 
 impl DaemonConfig {
@@ -81,6 +83,7 @@ impl DaemonConfig {
             access: AccessPolicy::default(),
             max_json_body: http::MAX_JSON_BODY,
             max_upload: 64 << 30,
+            plugins: None,
         }
     }
 }

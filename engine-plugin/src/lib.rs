@@ -135,21 +135,23 @@ impl Plugins {
         &self.discovery
     }
 
+    /// The plugin `name`, activated (whatever it implements).
+    pub async fn activate(&self, name: &str) -> Result<Arc<Plugin>, PluginError> {
+        if let Some(p) = self.active.lock().await.get(name).cloned() {
+            return Ok(p);
+        }
+        // Activate without holding the lock: a hung plugin delays only its
+        // own callers.
+        let spec = self.discovery.lookup(name).await?;
+        let p = Arc::new(Plugin::activate(spec, self.timeout).await?);
+        Ok(self.active.lock().await.entry(name.to_string()).or_insert(p).clone())
+    }
+
     /// The plugin `name`, activated, which must implement `interface`
     /// (`"VolumeDriver"`, `"LogDriver"`, `"NetworkDriver"`, `"authz"`).
     /// A failed activation is not kept: the next call tries again.
     pub async fn get(&self, name: &str, interface: &str) -> Result<Arc<Plugin>, PluginError> {
-        let known = self.active.lock().await.get(name).cloned();
-        let plugin = match known {
-            Some(p) => p,
-            None => {
-                // Activate without holding the lock: a hung plugin delays
-                // only its own callers.
-                let spec = self.discovery.lookup(name).await?;
-                let p = Arc::new(Plugin::activate(spec, self.timeout).await?);
-                self.active.lock().await.entry(name.to_string()).or_insert(p).clone()
-            }
-        };
+        let plugin = self.activate(name).await?;
         if !plugin.manifest.implements(interface) {
             return Err(PluginError::NotImplemented {
                 name: name.to_string(),
