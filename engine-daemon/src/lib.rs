@@ -38,6 +38,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod authz;
 pub mod convert;
 mod events;
 pub mod http;
@@ -70,6 +71,9 @@ pub struct DaemonConfig {
     pub max_upload: u64,
     /// The plugins `GET /plugins` lists (discovered v1 plugins); `None`: none.
     pub plugins: Option<Arc<engine_plugin::Plugins>>,
+    /// Who sees every request and response and may deny them
+    /// (`--authorization-plugin`), asked in order; empty: all allowed.
+    pub authorization: Vec<Arc<dyn engine_core::Authorizer>>,
 }
 
 impl DaemonConfig {
@@ -84,6 +88,7 @@ impl DaemonConfig {
             max_json_body: http::MAX_JSON_BODY,
             max_upload: 64 << 30,
             plugins: None,
+            authorization: Vec::new(),
         }
     }
 }

@@ -36,11 +36,13 @@
 //! ```
 #![deny(missing_docs)]
 
+mod authz;
 mod client;
 mod discovery;
 mod error;
 mod volume;
 
+pub use authz::{AuthzPlugin, AUTHZ_INTERFACE};
 pub use client::{AnswerStream, Client, DEFAULT_TIMEOUT, MAX_ANSWER, MEDIA_TYPE_V1, MEDIA_TYPE_V1_2};
 pub use discovery::{Discovery, PluginAddr, PluginSpec, DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 pub use error::PluginError;
