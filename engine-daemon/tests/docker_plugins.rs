@@ -276,3 +276,27 @@ fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("plugin \"absent\" not found"), "{}", show(&o));
 }
+
+#[test]
+fn docker_plugin_ls_lists_what_was_discovered() {
+    let s = Setup::new(&[]);
+    let _vol = s.plugin("testplug", "VolumeDriver", &[]);
+    let mut dead = s.plugin("gone", "VolumeDriver", &[]);
+    dead.kill();
+    // One found by a spec file naming a socket elsewhere.
+    let other = tempfile::Builder::new().prefix("q").rand_bytes(5).tempdir_in("/tmp").unwrap();
+    let _spec = TestPlugin::start(other.path(), &other.path().join("work"), "byspec", "authz,VolumeDriver", &[]);
+    let spec_file = s.plugins.path().join("etc/byspec.spec");
+    std::fs::write(&spec_file, format!("unix://{}\n", other.path().join("byspec.sock").display())).unwrap();
+
+    let ls = s.e.ok(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
+    assert_eq!(ls, "byspec true\ngone false\ntestplug true\n");
+    let types = s.e.ok(&["plugin", "inspect", "byspec", "--format", "{{.Config.Interface.Types}}"]);
+    assert_eq!(types, "[docker.authz/1.0 docker.volumedriver/1.0]\n");
+    let desc = s.e.ok(&["plugin", "inspect", "gone", "--format", "{{.Config.Description}}"]);
+    assert!(desc.contains("gone.sock") && desc.contains("unreachable"), "{desc}");
+    let ls = s.e.ok(&["plugin", "ls", "--filter", "capability=authz", "--format", "{{.Name}}"]);
+    assert_eq!(ls, "byspec\n");
+    let o = s.e.docker(&["plugin", "inspect", "nosuch"]);
+    assert!(!o.status.success() && show(&o).contains("nosuch"), "{}", show(&o));
+}
