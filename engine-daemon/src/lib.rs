@@ -24,6 +24,14 @@
 //! through the [`VolumeDriver`] given to [`Daemon::with_drivers`], the same
 //! one the manager mounts containers' volumes with.
 //!
+//! Plugins (Docker's v1 protocol, [`engine_plugin`]): `engined` routes its
+//! volumes through an [`engine_plugin::VolumeRouter`], so `docker volume
+//! create -d PLUGIN`, `--volume-driver PLUGIN` and `--mount
+//! volume-driver=PLUGIN` use volume plugins; `GET /plugins` lists the
+//! plugins discovered ([`DaemonConfig::plugins`]); every request and
+//! response goes through the [`DaemonConfig::authorization`] hooks
+//! (`--authorization-plugin NAME`), as dockerd's authorization middleware.
+//!
 //! ```no_run
 //! use engine_daemon::{Daemon, DaemonConfig};
 //! # async fn demo(manager: std::sync::Arc<dyn engine_core::LifecycleManager>,
