@@ -215,6 +215,9 @@ fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
     s.e.load_busybox();
     s.e.ok(&["run", "-d", "--name", "keepme", "bb", "sleep", "1000"]);
     assert_eq!(s.e.ok(&["inspect", "keepme", "--format", "{{.State.Running}}"]), "true\n");
+    // Hijacked streams (attach, exec) pass the hook too.
+    assert_eq!(s.e.ok(&["run", "--rm", "bb", "echo", "through"]), "through\n");
+    assert_eq!(s.e.ok(&["exec", "keepme", "echo", "exec"]), "exec\n");
 
     // docker rm is denied with the plugin's message, as dockerd words it.
     let o = s.e.docker(&["rm", "-f", "keepme"]);
@@ -229,23 +232,17 @@ fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
     // The plugin saw requests and responses as dockerd sends them: the
     // create body and the answer, base64.
     let calls = s.p.calls();
-    let req = calls
-        .iter()
-        .find(|c| {
-            c.0 == "AuthZPlugin.AuthZReq"
-                && c.1["RequestURI"].as_str().is_some_and(|u| u.contains("/containers/create"))
-        })
-        .expect("the create was shown to the plugin");
+    let create_call = |method: &str| {
+        calls
+            .iter()
+            .find(|c| c.0 == method && c.1["RequestURI"].as_str().is_some_and(|u| u.contains("/containers/create")))
+            .unwrap_or_else(|| panic!("the create was not shown to the plugin's {method}: {calls:?}"))
+    };
+    let req = create_call("AuthZPlugin.AuthZReq");
     assert_eq!(req.1["RequestMethod"], "POST");
     assert_eq!(base64_json(&req.1["RequestBody"])["Image"], "bb");
     assert_eq!(req.1["RequestHeaders"]["Content-Type"], "application/json");
-    let res = calls
-        .iter()
-        .find(|c| {
-            c.0 == "AuthZPlugin.AuthZRes"
-                && c.1["RequestURI"].as_str().is_some_and(|u| u.contains("/containers/create"))
-        })
-        .expect("the create's answer was shown to the plugin");
+    let res = create_call("AuthZPlugin.AuthZRes");
     assert_eq!(res.1["ResponseStatusCode"], 201);
     let id = base64_json(&res.1["ResponseBody"])["Id"].as_str().unwrap().to_string();
     assert!(s.e.ok(&["inspect", "keepme", "--format", "{{.Id}}"]).starts_with(&id));
