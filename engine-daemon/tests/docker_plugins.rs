@@ -259,6 +259,17 @@ fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
     let id = base64_json(&res.1["ResponseBody"])["Id"].as_str().unwrap().to_string();
     assert!(s.e.ok(&["inspect", "keepme", "--format", "{{.Id}}"]).starts_with(&id));
 
+    // A response can be denied too, after the request was served.
+    s.p.set_control(json!({"deny_res": [r"GET:/containers/keepme/json"]}));
+    let o = s.e.docker(&["inspect", "--type", "container", "keepme"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        show(&o).contains("authorization denied by plugin testauthz: answer withheld by testplugin"),
+        "{}",
+        show(&o)
+    );
+    s.p.set_control(json!({}));
+
     // A plugin answering garbage, then a dead one: every request refused
     // with a clear error naming it, at once; the container runs on.
     s.p.set_control(json!({"garbage": ["AuthZPlugin.AuthZReq"]}));
