@@ -11,6 +11,7 @@
 //! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
 //! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
 //! | [`VolumeDriver`] | named volumes, mounted for containers | `engine-volume` |
+//! | [`Authorizer`] | allows or denies each API request and response | [`authz::ReadOnly`], `engine-plugin` |
 //!
 //! This crate depends on no other engine crate. OCI types come from
 //! [`oci_spec`], re-exported here as [`oci`].
@@ -28,6 +29,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod authz;
 pub mod binary;
 mod error;
 pub mod fs;
@@ -48,6 +50,7 @@ pub mod volume;
 
 pub use oci_spec as oci;
 
+pub use authz::Authorizer;
 pub use error::{Error, IoContext, Result, WireError};
 pub use id::{random_hex64, ContainerId};
 pub use image::{ArchiveFormat, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs};

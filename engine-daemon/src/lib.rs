@@ -24,6 +24,14 @@
 //! through the [`VolumeDriver`] given to [`Daemon::with_drivers`], the same
 //! one the manager mounts containers' volumes with.
 //!
+//! Plugins (Docker's v1 protocol, [`engine_plugin`]): `engined` routes its
+//! volumes through an [`engine_plugin::VolumeRouter`], so `docker volume
+//! create -d PLUGIN`, `--volume-driver PLUGIN` and `--mount
+//! volume-driver=PLUGIN` use volume plugins; `GET /plugins` lists the
+//! plugins discovered ([`DaemonConfig::plugins`]); every request and
+//! response goes through the [`DaemonConfig::authorization`] hooks
+//! (`--authorization-plugin NAME`), as dockerd's authorization middleware.
+//!
 //! ```no_run
 //! use engine_daemon::{Daemon, DaemonConfig};
 //! # async fn demo(manager: std::sync::Arc<dyn engine_core::LifecycleManager>,
@@ -38,6 +46,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod authz;
 pub mod convert;
 mod events;
 pub mod http;
@@ -68,6 +77,11 @@ pub struct DaemonConfig {
     pub max_json_body: usize,
     /// Largest upload (load, import), streamed to a temp file.
     pub max_upload: u64,
+    /// The plugins `GET /plugins` lists (discovered v1 plugins); `None`: none.
+    pub plugins: Option<Arc<engine_plugin::Plugins>>,
+    /// Who sees every request and response and may deny them
+    /// (`--authorization-plugin`), asked in order; empty: all allowed.
+    pub authorization: Vec<Arc<dyn engine_core::Authorizer>>,
 }
 
 impl DaemonConfig {
@@ -81,6 +95,8 @@ impl DaemonConfig {
             access: AccessPolicy::default(),
             max_json_body: http::MAX_JSON_BODY,
             max_upload: 64 << 30,
+            plugins: None,
+            authorization: Vec::new(),
         }
     }
 }

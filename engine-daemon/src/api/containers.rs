@@ -3,6 +3,7 @@
 use super::system::async_stream;
 use super::State;
 use crate::convert;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::{Bytes, BytesMut};
 use engine_client::frames::{encode_into, FrameStream};
@@ -12,7 +13,6 @@ use engine_core::{
 };
 use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -61,7 +61,14 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     let image = config.image.clone();
     // The manager resolves the image first and creates nothing when it is
     // unknown; Docker names it with its default tag.
-    let made = super::volumes::create_with_options(st, parsed.host_config.as_ref()).await?;
+    let mut made = super::volumes::create_with_options(st, parsed.host_config.as_ref()).await?;
+    match super::plugins::volume_driver_mounts(st, parsed.host_config.as_ref(), &mut config).await {
+        Ok(m) => made.extend(m),
+        Err(e) => {
+            super::volumes::forget_created(st, &made).await;
+            return Err(e);
+        }
+    }
     let info = match st.manager.create(config).await {
         Ok(i) => i,
         Err(e) => {

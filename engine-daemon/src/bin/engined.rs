@@ -80,6 +80,35 @@ struct Args {
     /// The bridge of the default `bridge` network (default `engine0`).
     #[arg(long, value_name = "NAME")]
     bridge_name: Option<String>,
+    /// Where plugins' sockets are discovered (repeatable; default
+    /// /run/docker/plugins, as dockerd).
+    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
+    plugin_socket_dirs: Vec<PathBuf>,
+    /// Where plugins' spec files (NAME.spec, NAME.json) are discovered
+    /// (repeatable; default /etc/docker/plugins and /usr/lib/docker/plugins).
+    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
+    plugin_spec_dirs: Vec<PathBuf>,
+    /// The bound on each call to a plugin (a hung plugin is an error after it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    plugin_timeout: std::time::Duration,
+    /// An authorization plugin that sees every API request and response
+    /// and may deny them (repeatable; asked in order). engined refuses to
+    /// start when one cannot be found and activated.
+    #[arg(long = "authorization-plugin", value_name = "NAME")]
+    authorization_plugins: Vec<String>,
+}
+
+/// The plugin registry the flags describe.
+fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
+    let mut d = engine_plugin::Discovery::default();
+    if !args.plugin_socket_dirs.is_empty() || !args.plugin_spec_dirs.is_empty() {
+        let or = |v: &Vec<PathBuf>, def: Vec<PathBuf>| if v.is_empty() { def } else { v.clone() };
+        d = engine_plugin::Discovery::new(
+            or(&args.plugin_socket_dirs, d.socket_dirs().to_vec()),
+            or(&args.plugin_spec_dirs, d.spec_dirs().to_vec()),
+        );
+    }
+    Arc::new(engine_plugin::Plugins::new(d).with_timeout(args.plugin_timeout))
 }
 
 /// The network driver `--network-driver` asks for, opened on
@@ -234,12 +263,31 @@ async fn run(args: Args) -> Result<()> {
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);
 
+    if args.plugin_timeout.is_zero() {
+        return Err(Error::invalid("--plugin-timeout", "must be more than 0s"));
+    }
+    // dockerd refuses to start with an authorization plugin it cannot use.
+    let plugins = plugins(&args);
+    let mut authorizers: Vec<Arc<dyn engine_core::Authorizer>> = Vec::new();
+    for name in &args.authorization_plugins {
+        let a = engine_plugin::AuthzPlugin::new(plugins.clone(), name);
+        a.check().await.map_err(|e| Error::invalid("--authorization-plugin", e.to_string()))?;
+        tracing::info!(plugin = %name, "authorization plugin on");
+        authorizers.push(Arc::new(a));
+    }
     let network = network_driver(&args).await?;
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open(&images_root)?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
-    let volumes: Arc<dyn engine_core::VolumeDriver> =
+    let local: Arc<dyn engine_core::VolumeDriver> =
         Arc::new(engine_volume::LocalDriver::open(args.data_root.join("volumes"))?);
+    // Plugin volumes are mounted by the manager that holds the router: with
+    // a separate engine-lifecycled (its own local driver) they are refused.
+    let volumes: Arc<dyn engine_core::VolumeDriver> = if args.lifecycle.is_some() {
+        local
+    } else {
+        Arc::new(engine_plugin::VolumeRouter::open(local, plugins.clone(), args.data_root.join("plugins"))?)
+    };
     let (manager, runtime_table, default_runtime): (Arc<dyn LifecycleManager>, Vec<(String, PathBuf)>, String) =
         match &args.lifecycle {
             Some(l) => {
@@ -284,6 +332,8 @@ async fn run(args: Args) -> Result<()> {
     config.default_runtime = default_runtime;
     config.runtimes = runtime_table;
     config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
+    config.authorization = authorizers;
+    config.plugins = Some(plugins);
     let daemon = Daemon::with_drivers(manager, images, network, Some(volumes), config);
 
     let mut listeners = Vec::new();
