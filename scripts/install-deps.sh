@@ -14,6 +14,7 @@ pkgs=(
   libseccomp-dev pkg-config   # seccomp filters are compiled with libseccomp
   iproute2 util-linux procps  # ip netns, unshare/nsenter, ps
   nftables          # the bridge network driver installs its rules with `nft -f -`
+  containernetworking-plugins iptables  # the CNI driver runs Debian's plugins (/usr/lib/cni); portmap and firewall use iptables
 )
 missing=()
 for p in "${pkgs[@]}"; do

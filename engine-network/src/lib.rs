@@ -117,11 +117,14 @@
 #![deny(missing_docs)]
 
 mod bridge;
+mod cni;
 mod conntrack;
+mod hostport;
 mod ipam;
 mod link;
 mod netns;
 mod nft;
 
 pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};
+pub use cni::{CniDriver, CniDriverBuilder};
 pub use netns::{remove_netns_file, Netns, NetnsFile};
