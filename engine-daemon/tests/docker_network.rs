@@ -439,3 +439,89 @@ fn engine_cli_publishes_and_joins_networks() {
     assert_eq!(o.status.code(), Some(125), "{}", show(&o));
     assert!(err(&o).contains("port spec"), "{}", show(&o));
 }
+
+/// In the test's host namespace: link names, iptables rules and chains
+/// (iptables-save, counters dropped), the nftables ruleset (counters
+/// dropped), host-local's lease files and the CNI driver's cached results.
+fn cni_host_state(e: &Engined) -> Vec<String> {
+    let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("nsenter").arg(format!("--net={ns}")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", show(&o));
+        out(&o)
+    };
+    let mut state: Vec<String> = run(&["ip", "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| format!("link {}", n.split('@').next().unwrap()))
+        .collect();
+    state.extend(
+        run(&["iptables-save"])
+            .lines()
+            .filter(|l| l.starts_with("-A") || l.starts_with(':'))
+            .map(|l| format!("iptables {}", l.split(" [").next().unwrap())),
+    );
+    state.extend(
+        run(&["nft", "list", "ruleset"]).lines().map(|l| format!("nft {}", l.split(" counter").next().unwrap())),
+    );
+    for d in [e.dir.path().join("ipam/cninet"), e.data_root().join("network/cni/endpoints")] {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            state.extend(rd.flatten().map(|f| format!("file {}", f.path().display())));
+        }
+    }
+    state.sort();
+    state
+}
+
+#[test]
+fn cni_network_through_the_docker_cli() {
+    let e = Engined::start_cni(|dir| {
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"cninet","plugins":[
+  {{"type":"bridge","bridge":"cnibr0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+    "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.233.0.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],
+             "dataDir":"{}"}}}},
+  {{"type":"portmap","capabilities":{{"portMappings":true}},"snat":true}},
+  {{"type":"firewall"}},
+  {{"type":"tuning","sysctl":{{"net.ipv4.conf.eth0.rp_filter":"2"}}}}]}}"#,
+            dir.join("ipam").display()
+        );
+        std::fs::write(dir.join("net.d/10-cninet.conflist"), conf).unwrap();
+    });
+    e.load_busybox();
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in ["cninet cni", "bridge cni", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want}: {ls}");
+    }
+    // The default network is a conflist the driver wrote (Debian's plugins too).
+    let o = e.ok(&["run", "--rm", "bb", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(o.contains("inet 10.88."), "{o}");
+    assert!(e.dir.path().join("net.d/engine-bridge.conflist").exists());
+
+    // A first container makes the bridge and the plugins' shared chains
+    // (CNI keeps them for the next one); what a container adds must go.
+    e.ok(&["run", "--rm", "--network", "cninet", "-p", "0:81", "bb", "true"]);
+    let before = cni_host_state(&e);
+
+    e.ok(&["run", "-d", "--name", "web", "--network", "cninet", "-p", "0:80", "bb", "sh", "-c", &httpd(80, "via-cni")]);
+    wait_listening(&e, "web", 80, false);
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.cninet.IPAddress}}", "web"]).trim().to_string();
+    assert!(ip.starts_with("10.233.0."), "host-local's address: {ip}");
+    // The tuning plugin ran in the container's namespace.
+    assert_eq!(e.ok(&["exec", "web", "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter"]).trim(), "2");
+    // Published by portmap, reached on the host's 127.0.0.1.
+    let page = http_get(&e, mapped(&e, "web", "80/tcp"));
+    assert!(page.contains("200 OK") && page.contains("via-cni"), "{page}");
+    // From the host to the container's address, and from another container.
+    assert!(http_get(&e, SocketAddr::new(ip.parse().unwrap(), 80)).contains("via-cni"));
+    let o = e.ok(&["run", "--rm", "--network", "cninet", "bb", "wget", "-qO-", &format!("http://{ip}/")]);
+    assert!(o.contains("via-cni"), "{o}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "cninet"])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 1, "{v}");
+    let o = e.docker(&["network", "rm", "cninet"]);
+    assert!(err(&o).contains("has active endpoints"), "{}", show(&o));
+
+    // rm -f runs DEL: no veth, lease, rule or cached result is left.
+    e.ok(&["rm", "-f", "web"]);
+    assert_eq!(cni_host_state(&e), before, "DEL left something behind");
+}
