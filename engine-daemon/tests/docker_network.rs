@@ -525,3 +525,80 @@ fn cni_network_through_the_docker_cli() {
     e.ok(&["rm", "-f", "web"]);
     assert_eq!(cni_host_state(&e), before, "DEL left something behind");
 }
+
+/// What a container with a published port may leave behind, for `e`: host
+/// side links and rules, network namespace files, the network records
+/// (leases), mounts and processes that name the test's directory.
+fn leftovers(e: &Engined) -> (String, String, Vec<String>, Vec<String>, usize, usize) {
+    let (links, rules) = host_side(e);
+    let files = |d: std::path::PathBuf| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|f| {
+                        format!("{} {}", f.path().display(), std::fs::read_to_string(f.path()).unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let dir = e.dir.path().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&dir)).count();
+    let procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| p.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir)))
+        .count();
+    (links, rules, files(e.data_root().join("netns")), files(e.data_root().join("network/networks")), mounts, procs)
+}
+
+/// 200 cycles of `docker run -d -p 0:80` and `docker rm -f`, through the
+/// API (as the CLI sends them, without its process start-up per call):
+/// no interface, namespace, rule, lease, mount or process is left.
+#[test]
+fn two_hundred_publish_and_remove_cycles_leave_nothing() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    // One cycle first: the default network's bridge exists from then on.
+    e.ok(&["run", "--rm", "-p", "0:80", "bb", "true"]);
+    let before = leftovers(&e);
+    let start = std::time::Instant::now();
+    let create = br#"{"Image":"bb","Cmd":["sleep","1000"],"ExposedPorts":{"80/tcp":{}},
+        "HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"0"}]}}}"#;
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..200 {
+        let (st, body) = e.http("POST", "/v1.41/containers/create", create);
+        assert_eq!(st, 201, "cycle {i}: {body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"].as_str().unwrap().to_string();
+        let (st, body) = e.http("POST", &format!("/v1.41/containers/{id}/start"), b"");
+        assert_eq!(st, 204, "cycle {i}: {body}");
+        if i % 50 == 0 {
+            let (_, body) = e.http("GET", &format!("/v1.41/containers/{id}/json"), b"");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let port = v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"].as_str().unwrap().to_string();
+            assert!(port.parse::<u16>().unwrap() > 0, "{body}");
+            ports.insert(port);
+            // What is counted is really there while the container runs.
+            let during = leftovers(&e);
+            assert_eq!(during.2.len(), before.2.len() + 1, "its namespace file: {:?}", during.2);
+            assert_ne!(during.3, before.3, "its lease is recorded");
+            assert!(during.0.split(' ').count() > before.0.split(' ').count(), "its veth");
+        }
+        let (st, body) = e.http("DELETE", &format!("/v1.41/containers/{id}?force=1"), b"");
+        assert_eq!(st, 204, "cycle {i}: {body}");
+    }
+    let took = start.elapsed();
+    assert_eq!(ports.len(), 4, "a host port each time: {ports:?}");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    let after = leftovers(&e);
+    assert_eq!(after.0, before.0, "interfaces left");
+    assert_eq!(after.1, before.1, "nftables rules left");
+    assert_eq!(after.2, before.2, "network namespace files left");
+    assert_eq!(after.3, before.3, "leases left in the network records");
+    assert_eq!(after.4, before.4, "mounts left");
+    assert_eq!(after.5, before.5, "processes left");
+    eprintln!("200 cycles of create -p 0:80, start, rm -f: {took:?}");
+}
