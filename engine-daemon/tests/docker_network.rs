@@ -602,3 +602,67 @@ fn two_hundred_publish_and_remove_cycles_leave_nothing() {
     assert_eq!(after.5, before.5, "processes left");
     eprintln!("200 cycles of create -p 0:80, start, rm -f: {took:?}");
 }
+
+/// A shell line fetching `/` from `host` port 80 (busybox nc: its wget
+/// crashes resolving names in a static build).
+fn get(host: &str) -> String {
+    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {host} 80")
+}
+
+/// `docker network connect/disconnect`: a running container gains an
+/// interface on a second network (its neighbours there resolve it by name
+/// and alias) and loses it again, leaving the host side as it was.
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "--subnet", "10.78.0.0/24", "back"]);
+    e.ok(&["network", "create", "front"]);
+    e.ok(&["run", "-d", "--name", "api", "--network", "front", "bb", "sh", "-c", &httpd(80, "from-api")]);
+    e.ok(&["run", "-d", "--name", "db", "--network", "back", "bb", "sleep", "1000"]);
+    wait_listening(&e, "api", 80, false);
+    let host_before = host_side(&e).0;
+    // Not on a common network: db cannot resolve api.
+    let o = e.docker(&["exec", "db", "sh", "-c", &get("api")]);
+    assert!(!out(&o).contains("from-api"), "{}", show(&o));
+
+    e.ok(&["network", "connect", "--alias", "svc", "back", "api"]);
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.back.IPAddress}}", "api"]).trim().to_string();
+    assert!(ip.starts_with("10.78.0."), "{ip}");
+    let front = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}", "api"]);
+    assert!(!front.trim().is_empty(), "still on front");
+    let addr = e.ok(&["exec", "api", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains(&format!("inet {ip}/24")), "{addr}");
+    // db reaches api over the new interface, by name and by alias.
+    for name in ["api", "svc"] {
+        let o = e.ok(&["exec", "db", "sh", "-c", &get(name)]);
+        assert!(o.contains("from-api"), "{name}: {o}");
+    }
+    // api's own hosts file knows db now.
+    assert!(e.ok(&["exec", "api", "cat", "/etc/hosts"]).contains("\tdb"));
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "back"])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 2, "{v}");
+    // Twice: refused, with dockerd's words.
+    let o = e.docker(&["network", "connect", "back", "api"]);
+    assert!(err(&o).contains("already exists in network back"), "{}", show(&o));
+    // Unknown network or container: clear errors.
+    let o = e.docker(&["network", "connect", "nosuchnet", "api"]);
+    assert!(err(&o).contains("nosuchnet") && err(&o).contains("not found"), "{}", show(&o));
+    let o = e.docker(&["network", "connect", "back", "nosuchctr"]);
+    assert!(err(&o).contains("nosuchctr"), "{}", show(&o));
+
+    e.ok(&["network", "disconnect", "back", "api"]);
+    let o = e.docker(&["exec", "api", "ip", "link", "show", "eth1"]);
+    assert_ne!(o.status.code(), Some(0), "eth1 is gone: {}", show(&o));
+    assert!(!e.ok(&["exec", "db", "cat", "/etc/hosts"]).contains("api"), "db forgot api");
+    let nets = e.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "api"]);
+    assert!(nets.contains("front") && !nets.contains("back"), "{nets}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "back"])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 1, "{v}");
+    let o = e.docker(&["network", "disconnect", "back", "api"]);
+    assert!(err(&o).contains("is not connected to network back"), "{}", show(&o));
+    assert_eq!(host_side(&e).0, host_before, "the host side veth of the second interface is gone");
+    // api still serves on front.
+    let o = e.ok(&["run", "--rm", "--network", "front", "bb", "sh", "-c", &get("api")]);
+    assert!(o.contains("from-api"), "{o}");
+}
