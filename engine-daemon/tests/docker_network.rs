@@ -666,3 +666,61 @@ fn network_connect_and_disconnect_a_running_container() {
     let o = e.ok(&["run", "--rm", "--network", "front", "bb", "sh", "-c", &get("api")]);
     assert!(o.contains("from-api"), "{o}");
 }
+
+/// Bad input through the docker CLI and the API, each a clear error with
+/// nothing left behind: a host port a host process holds (dockerd fails
+/// the start with 500 "address already in use" and keeps the created
+/// container; engined refuses the create with 409 naming the port and
+/// keeps nothing), host ports that are not numbers, an unknown network
+/// with -p.
+#[test]
+fn bad_port_and_network_input_leaves_nothing() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "--subnet", "10.79.0.0/24", "used"]);
+    e.ok(&["run", "-d", "--name", "holder", "--network", "used", "bb", "sleep", "1000"]);
+    // A host process listens on a port in the (test's) host namespace.
+    let listener = e.in_host_netns(|| std::net::TcpListener::bind("0.0.0.0:0").unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let ps_before = e.ok(&["ps", "-aq"]);
+    let host_before = host_side(&e);
+    let nets_before = e.ok(&["network", "inspect", "used", "bridge"]);
+    let netns_files = || std::fs::read_dir(e.data_root().join("netns")).map(|d| d.count()).unwrap_or(0);
+    let ns_before = netns_files();
+
+    let o = e.docker(&["run", "-d", "--name", "clash", "-p", &format!("{port}:80"), "bb", "sleep", "1000"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains(&format!("{port}")) && err(&o).contains("already in use"), "{}", show(&o));
+    let create = format!(
+        r#"{{"Image":"bb","Cmd":["true"],"HostConfig":{{"PortBindings":{{"80/tcp":[{{"HostPort":"{port}"}}]}}}}}}"#
+    );
+    let (st, body) = e.http("POST", "/v1.41/containers/create", create.as_bytes());
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains(&port.to_string()), "{body}");
+    // The same on a user network.
+    let o = e.docker(&["run", "-d", "--network", "used", "-p", &format!("{port}:80"), "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains(&format!("{port}")), "{}", show(&o));
+    // Host ports that are not ports.
+    for bad in ["abc", "70000", "-1"] {
+        let body = format!(
+            r#"{{"Image":"bb","Cmd":["true"],"HostConfig":{{"PortBindings":{{"80/tcp":[{{"HostPort":"{bad}"}}]}}}}}}"#
+        );
+        let (st, resp) = e.http("POST", "/v1.41/containers/create", body.as_bytes());
+        assert_eq!(st, 400, "{bad}: {resp}");
+        assert!(resp.contains(bad), "{bad}: {resp}");
+    }
+    let o = e.docker(&["run", "-d", "-p", "80:80:80:80", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    // -p with an unknown network.
+    let o = e.docker(&["run", "-d", "--network", "nosuch", "-p", "0:80", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains("nosuch"), "{}", show(&o));
+
+    assert_eq!(e.ok(&["ps", "-aq"]), ps_before, "no container was left");
+    assert_eq!(host_side(&e), host_before, "no interface or rule was left");
+    assert_eq!(e.ok(&["network", "inspect", "used", "bridge"]), nets_before, "no lease was left");
+    assert_eq!(netns_files(), ns_before, "no namespace file was left");
+    // The host process still has its port.
+    drop(listener);
+}
