@@ -475,7 +475,7 @@ fn cni_host_state(e: &Engined) -> Vec<String> {
 
 #[test]
 fn cni_network_through_the_docker_cli() {
-    let e = Engined::start_cni(|dir| {
+    let mut e = Engined::start_cni(|dir| {
         let conf = format!(
             r#"{{"cniVersion":"1.0.0","name":"cninet","plugins":[
   {{"type":"bridge","bridge":"cnibr0","isGateway":true,"ipMasq":true,"hairpinMode":true,
@@ -520,6 +520,14 @@ fn cni_network_through_the_docker_cli() {
     assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 1, "{v}");
     let o = e.docker(&["network", "rm", "cninet"]);
     assert!(err(&o).contains("has active endpoints"), "{}", show(&o));
+
+    // engined killed and started again: the container still serves on
+    // its published port, and the new driver DELs it from the cached
+    // result when it is removed.
+    e.kill9();
+    e.spawn();
+    let page = http_get(&e, mapped(&e, "web", "80/tcp"));
+    assert!(page.contains("via-cni"), "{page}");
 
     // rm -f runs DEL: no veth, lease, rule or cached result is left.
     e.ok(&["rm", "-f", "web"]);
