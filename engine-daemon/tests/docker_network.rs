@@ -529,6 +529,20 @@ fn cni_network_through_the_docker_cli() {
     let page = http_get(&e, mapped(&e, "web", "80/tcp"));
     assert!(page.contains("via-cni"), "{page}");
 
+    // docker network create writes a conflist; connect and disconnect
+    // run ADD and DEL for a second interface; rm removes the network's
+    // file, bridge and lease directory.
+    e.ok(&["network", "create", "--subnet", "10.234.0.0/24", "extra"]);
+    assert!(e.dir.path().join("net.d/engine-extra.conflist").exists());
+    e.ok(&["network", "connect", "extra", "web"]);
+    let addr = e.ok(&["exec", "web", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains("inet 10.234.0."), "{addr}");
+    e.ok(&["network", "disconnect", "extra", "web"]);
+    assert_ne!(e.docker(&["exec", "web", "ip", "link", "show", "eth1"]).status.code(), Some(0));
+    e.ok(&["network", "rm", "extra"]);
+    assert!(!e.dir.path().join("net.d/engine-extra.conflist").exists());
+    assert!(!e.data_root().join("network/cni/ipam/extra").exists());
+
     // rm -f runs DEL: no veth, lease, rule or cached result is left.
     e.ok(&["rm", "-f", "web"]);
     assert_eq!(cni_host_state(&e), before, "DEL left something behind");

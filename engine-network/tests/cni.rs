@@ -180,6 +180,15 @@ async fn cni_network_with_debian_plugins_end_to_end() {
     let info = d.inspect_network("cninet").await.unwrap();
     assert_eq!(info.endpoints.len(), 2);
     assert_eq!(info.endpoints["c1"], e1);
+    // A fixed address (host-local's CNI_ARGS IP=), and one outside the
+    // subnet: host-local refuses, the driver DELs, nothing is left.
+    let (p3, _ns3) = lab.container("three").await;
+    let e3 = d.attach("cninet", AttachRequest::new("c3", &p3).ipv4(Ipv4Addr::new(10, 230, 0, 77))).await.unwrap();
+    assert_eq!(e3.ipv4.unwrap().to_string(), "10.230.0.77/24");
+    d.detach("cninet", "c3").await.unwrap();
+    let e = d.attach("cninet", AttachRequest::new("c3", &p3).ipv4(Ipv4Addr::new(10, 9, 9, 9))).await.unwrap_err();
+    assert!(e.to_string().contains("10.9.9.9"), "{e}");
+    assert_eq!(leases(&state(&lab, &ipam_dir).await).len(), 2, "only c1's and c2's leases");
     // Removing a network with endpoints is refused.
     assert!(d.remove_network("cninet").await.unwrap_err().is_conflict());
 
