@@ -480,6 +480,35 @@ impl CniDriver {
         prev.ok_or_else(|| Error::Other(format!("CNI network {}: ADD gave no result", a.network)))
     }
 
+    /// Loopback up in the container's namespace, whatever the network's
+    /// list holds: the `loopback` plugin when the plugin directories have
+    /// it (as containerd's CRI runs it, on its own), else over netlink.
+    async fn loopback_up(&self, a: &Attachment) -> Result<()> {
+        if self.find_plugin("loopback").is_err() {
+            let h = Netns::open(&a.netns)?.netlink().await?;
+            return link::set_up(&h, "lo").await;
+        }
+        let mut plugin = Map::new();
+        plugin.insert("type".into(), json!("loopback"));
+        let lo = Attachment {
+            network: "cni-loopback".into(),
+            ifname: "lo".into(),
+            plugins: vec![plugin],
+            runtime: Map::new(),
+            cni_args: String::new(),
+            result: None,
+            ..a.clone()
+        };
+        let inv = Invocation {
+            command: "ADD",
+            container_id: a.container_id.clone(),
+            netns: a.netns.display().to_string(),
+            ifname: "lo".into(),
+            cni_args: String::new(),
+        };
+        self.exec(&lo, &lo.plugins[0], None, &inv).await.map(drop)
+    }
+
     /// DEL every plugin in reverse order with the cached result. Every
     /// plugin is run; the first error is returned.
     async fn del_chain(&self, a: &Attachment) -> Result<()> {
@@ -721,6 +750,7 @@ impl CniDriver {
         };
         let res = async {
             let result = self.add_chain(&a, &inv).await?;
+            self.loopback_up(&a).await?;
             a.result = Some(result.clone());
             let bridge = net.bridge();
             fill_info(&mut a.info, &result, bridge.as_deref())?;

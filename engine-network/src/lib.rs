@@ -122,9 +122,9 @@
 //! containerd's CRI and podman 3 do. A network is a network configuration
 //! list in a directory (`*.conflist`, or a single plugin's `*.conf`/`*.json`,
 //! first file by name wins), its id derived from its name. Attaching runs
-//! the list's plugins in order with `CNI_COMMAND=ADD`, `CNI_CONTAINERID`,
-//! `CNI_NETNS` (the namespace file the manager made), `CNI_IFNAME`,
-//! `CNI_ARGS` and `CNI_PATH`, the plugin's configuration on stdin with
+//! the list's plugins in order (then the `loopback` plugin for `lo`) with
+//! `CNI_COMMAND=ADD`, `CNI_CONTAINERID`, `CNI_NETNS` (the namespace file
+//! the manager made), `CNI_IFNAME`, `CNI_ARGS` and `CNI_PATH`, the plugin's configuration on stdin with
 //! `name`, `cniVersion`, the previous plugin's result as `prevResult` and
 //! a `runtimeConfig` holding only the capabilities the plugin declares
 //! (`portMappings` for published ports, `mac`); the last result (0.3.0 to
