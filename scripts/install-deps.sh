@@ -15,6 +15,7 @@ pkgs=(
   iproute2 util-linux procps  # ip netns, unshare/nsenter, ps
   nftables          # the bridge network driver installs its rules with `nft -f -`
   python3           # the plugin tests run Docker plugins written in Python (engine-plugin/tests/fixtures)
+  containernetworking-plugins iptables  # the CNI driver runs Debian's plugins (/usr/lib/cni); portmap and firewall use iptables
 )
 missing=()
 for p in "${pkgs[@]}"; do

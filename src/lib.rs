@@ -150,7 +150,8 @@ impl EngineBuilder {
     }
     /// Attach `bridge`-mode and user-network containers (and so publish
     /// ports, [`ContainerBuilder::publish`]) through this driver, usually an
-    /// [`engine_network::BridgeDriver`]. Without one, those modes are refused
+    /// [`engine_network::BridgeDriver`] (or [`engine_network::CniDriver`]
+    /// for CNI plugins). Without one, those modes are refused
     /// at create. Ignored with [`EngineBuilder::manager`]: a remote manager
     /// has its own.
     pub fn network_driver(mut self, driver: Arc<dyn engine_core::NetworkDriver>) -> Self {

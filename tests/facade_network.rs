@@ -146,3 +146,64 @@ async fn wait_for_port_and_http_on_a_published_service() {
     let left = engine.containers().list(engine::core::ListFilter { all: true, ..Default::default() }).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// The facade over the CNI driver: Debian's plugins (/usr/lib/cni) give
+/// the container its address (host-local) and its published port
+/// (portmap); the default network is a conflist the driver writes. The
+/// plugins run in a host namespace of the test's own, so their iptables
+/// rules never touch the machine's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cni_driver_serves_a_published_container() {
+    use engine::WaitFor;
+    let dir = tempfile::Builder::new().prefix("fc").tempdir_in("/tmp").unwrap();
+    let host = NetnsFile::create(&dir.path().join("hostns")).await.unwrap();
+    let driver = engine::network::CniDriver::builder(dir.path().join("network"))
+        .conf_dir(dir.path().join("net.d"))
+        .bin_dirs(vec!["/usr/lib/cni".into()])
+        .host_netns(host.path())
+        .resolv_conf(dir.path().join("none"))
+        .open()
+        .await
+        .unwrap();
+    let engine = Engine::builder()
+        .root(dir.path().join("root"))
+        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
+        .shim_launcher(Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
+        .network_driver(Arc::new(driver))
+        .startup_timeout(Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    engine.busybox_image(IMAGE).await.unwrap();
+    let serve = "mkdir -p /www && echo served-by-cni > /www/index.html && exec httpd -f -p 80 -h /www";
+    let c = engine
+        .run(ContainerBuilder::new(IMAGE).cmd(["sh", "-c", serve]).publish(80).wait_for(WaitFor::http(80, "/")))
+        .await
+        .unwrap();
+    let ip = c.ip().unwrap();
+    assert!(ip.to_string().starts_with("10.88."), "host-local's address from the default subnet: {ip}");
+    assert!(dir.path().join("net.d/engine-bridge.conflist").exists());
+    let port = c.host_port(80).unwrap();
+    let hns = host.open().unwrap();
+    let page = hns
+        .run(move || {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            s.write_all(b"GET / HTTP/1.0\r\n\r\n").unwrap();
+            let mut r = String::new();
+            let _ = s.read_to_string(&mut r);
+            Ok(r)
+        })
+        .await
+        .unwrap();
+    assert!(page.contains("served-by-cni"), "{page}");
+    c.remove().await.unwrap();
+    // DEL removed the container's veth; the bridge stays for the next one.
+    let links = hns
+        .run(|| Ok(std::process::Command::new("ip").args(["-o", "link", "show"]).output().unwrap().stdout))
+        .await
+        .unwrap();
+    let links = String::from_utf8(links).unwrap();
+    assert!(!links.contains("veth"), "{links}");
+}

@@ -472,4 +472,27 @@ pub trait LifecycleManager: Send + Sync {
     async fn remove(&self, id: &str, force: bool) -> Result<()>;
     /// Events from now on.
     async fn events(&self) -> Result<BoxStream<'static, Result<Event>>>;
+    /// Plug a created or running container (on the bridge or a user
+    /// network) into one more network (`docker network connect`): a new
+    /// interface in its namespace (`eth1`, ...), and the hosts files of the
+    /// containers on that network updated. The default refuses
+    /// ([`Error::Unsupported`](crate::Error::Unsupported)).
+    async fn connect_network(
+        &self,
+        id: &str,
+        network: &str,
+        options: crate::network::ConnectOptions,
+    ) -> Result<crate::network::EndpointInfo> {
+        let _ = (network, options);
+        Err(crate::Error::Unsupported(format!("connecting container {id} to a network: not supported by this manager")))
+    }
+    /// Unplug a container from a network (`docker network disconnect`):
+    /// its interface, address and published ports on it go. The default
+    /// refuses ([`Error::Unsupported`](crate::Error::Unsupported)).
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        let _ = network;
+        Err(crate::Error::Unsupported(format!(
+            "disconnecting container {id} from a network: not supported by this manager"
+        )))
+    }
 }

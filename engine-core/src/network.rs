@@ -541,6 +541,34 @@ impl AttachRequest {
     }
 }
 
+/// How a container joins one more network
+/// ([`LifecycleManager::connect_network`](crate::LifecycleManager::connect_network)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConnectOptions {
+    /// Extra names the container answers to on that network.
+    pub aliases: Vec<String>,
+    /// A fixed IPv4 address on it (`--ip`); `None`: the next free one.
+    pub ipv4: Option<Ipv4Addr>,
+}
+
+impl ConnectOptions {
+    /// No aliases, any address.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Add an alias.
+    pub fn alias(mut self, alias: impl Into<String>) -> Self {
+        self.aliases.push(alias.into());
+        self
+    }
+    /// Ask for this IPv4 address.
+    pub fn ipv4(mut self, ip: Ipv4Addr) -> Self {
+        self.ipv4 = Some(ip);
+        self
+    }
+}
+
 /// What a container got on a network (docker's `EndpointSettings`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]

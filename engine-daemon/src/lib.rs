@@ -13,9 +13,11 @@
 //!   credentials are checked ([`AccessPolicy`]), others get a 403.
 //!
 //! Networking: with a [`NetworkDriver`] ([`Daemon::with_network`];
-//! `engined --network-driver bridge`), `bridge` (the default mode), user
-//! networks (`/networks`), published ports (`PortBindings`, `-P`), aliases
-//! and `--ip`; `none`, `host` and `container:<id|name>` always. Without a
+//! `engined --network-driver bridge`, or `--network-driver cni
+//! --cni-conf-dir D --cni-bin-dir D` for CNI plugins), `bridge` (the
+//! default mode), user networks (`/networks`, with connect and disconnect
+//! of created and running containers), published ports (`PortBindings`,
+//! `-P`), aliases and `--ip`; `none`, `host` and `container:<id|name>` always. Without a
 //! driver, `bridge` gives the container its own namespace with loopback
 //! only, and whatever needs a driver (ports, user networks) is refused
 //! with a 400 naming the option, never dropped.

@@ -439,3 +439,315 @@ fn engine_cli_publishes_and_joins_networks() {
     assert_eq!(o.status.code(), Some(125), "{}", show(&o));
     assert!(err(&o).contains("port spec"), "{}", show(&o));
 }
+
+/// In the test's host namespace: link names, iptables rules and chains
+/// (iptables-save, counters dropped), the nftables ruleset (counters
+/// dropped), host-local's lease files and the CNI driver's cached results.
+fn cni_host_state(e: &Engined) -> Vec<String> {
+    let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new("nsenter").arg(format!("--net={ns}")).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", show(&o));
+        out(&o)
+    };
+    let mut state: Vec<String> = run(&["ip", "-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| format!("link {}", n.split('@').next().unwrap()))
+        .collect();
+    state.extend(
+        run(&["iptables-save"])
+            .lines()
+            .filter(|l| l.starts_with("-A") || l.starts_with(':'))
+            .map(|l| format!("iptables {}", l.split(" [").next().unwrap())),
+    );
+    state.extend(
+        run(&["nft", "list", "ruleset"]).lines().map(|l| format!("nft {}", l.split(" counter").next().unwrap())),
+    );
+    for d in [e.dir.path().join("ipam/cninet"), e.data_root().join("network/cni/endpoints")] {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            state.extend(rd.flatten().map(|f| format!("file {}", f.path().display())));
+        }
+    }
+    state.sort();
+    state
+}
+
+#[test]
+fn cni_network_through_the_docker_cli() {
+    let mut e = Engined::start_cni(|dir| {
+        let conf = format!(
+            r#"{{"cniVersion":"1.0.0","name":"cninet","plugins":[
+  {{"type":"bridge","bridge":"cnibr0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+    "ipam":{{"type":"host-local","ranges":[[{{"subnet":"10.233.0.0/24"}}]],"routes":[{{"dst":"0.0.0.0/0"}}],
+             "dataDir":"{}"}}}},
+  {{"type":"portmap","capabilities":{{"portMappings":true}},"snat":true}},
+  {{"type":"firewall"}},
+  {{"type":"tuning","sysctl":{{"net.ipv4.conf.eth0.rp_filter":"2"}}}}]}}"#,
+            dir.join("ipam").display()
+        );
+        std::fs::write(dir.join("net.d/10-cninet.conflist"), conf).unwrap();
+    });
+    e.load_busybox();
+    let ls = e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]);
+    for want in ["cninet cni", "bridge cni", "host host", "none null"] {
+        assert!(ls.lines().any(|l| l == want), "{want}: {ls}");
+    }
+    // The default network is a conflist the driver wrote (Debian's plugins too).
+    let o = e.ok(&["run", "--rm", "bb", "ip", "-4", "-o", "addr", "show", "eth0"]);
+    assert!(o.contains("inet 10.88."), "{o}");
+    assert!(e.dir.path().join("net.d/engine-bridge.conflist").exists());
+
+    // A first container makes the bridge and the plugins' shared chains
+    // (CNI keeps them for the next one); what a container adds must go.
+    e.ok(&["run", "--rm", "--network", "cninet", "-p", "0:81", "bb", "true"]);
+    let before = cni_host_state(&e);
+
+    e.ok(&["run", "-d", "--name", "web", "--network", "cninet", "-p", "0:80", "bb", "sh", "-c", &httpd(80, "via-cni")]);
+    wait_listening(&e, "web", 80, false);
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.cninet.IPAddress}}", "web"]).trim().to_string();
+    assert!(ip.starts_with("10.233.0."), "host-local's address: {ip}");
+    // The tuning plugin ran in the container's namespace; loopback is up
+    // (the loopback plugin) though the list does not name it.
+    assert_eq!(e.ok(&["exec", "web", "cat", "/proc/sys/net/ipv4/conf/eth0/rp_filter"]).trim(), "2");
+    let lo = e.ok(&["exec", "web", "ip", "-o", "-4", "addr", "show", "lo"]);
+    assert!(lo.contains("inet 127.0.0.1/8"), "{lo}");
+    let o = e.ok(&["exec", "web", "sh", "-c", "printf 'GET / HTTP/1.0\r\n\r\n' | nc 127.0.0.1 80"]);
+    assert!(o.contains("via-cni"), "{o}");
+    // Published by portmap, reached on the host's 127.0.0.1.
+    let page = http_get(&e, mapped(&e, "web", "80/tcp"));
+    assert!(page.contains("200 OK") && page.contains("via-cni"), "{page}");
+    // From the host to the container's address, and from another container.
+    assert!(http_get(&e, SocketAddr::new(ip.parse().unwrap(), 80)).contains("via-cni"));
+    let o = e.ok(&["run", "--rm", "--network", "cninet", "bb", "wget", "-qO-", &format!("http://{ip}/")]);
+    assert!(o.contains("via-cni"), "{o}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "cninet"])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 1, "{v}");
+    let o = e.docker(&["network", "rm", "cninet"]);
+    assert!(err(&o).contains("has active endpoints"), "{}", show(&o));
+
+    // engined killed and started again: the container still serves on
+    // its published port, and the new driver DELs it from the cached
+    // result when it is removed.
+    e.kill9();
+    e.spawn();
+    let page = http_get(&e, mapped(&e, "web", "80/tcp"));
+    assert!(page.contains("via-cni"), "{page}");
+
+    // docker network create writes a conflist; connect and disconnect
+    // run ADD and DEL for a second interface; rm removes the network's
+    // file, bridge and lease directory.
+    e.ok(&["network", "create", "--subnet", "10.234.0.0/24", "extra"]);
+    assert!(e.dir.path().join("net.d/engine-extra.conflist").exists());
+    e.ok(&["network", "connect", "extra", "web"]);
+    let addr = e.ok(&["exec", "web", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains("inet 10.234.0."), "{addr}");
+    e.ok(&["network", "disconnect", "extra", "web"]);
+    assert_ne!(e.docker(&["exec", "web", "ip", "link", "show", "eth1"]).status.code(), Some(0));
+    e.ok(&["network", "rm", "extra"]);
+    assert!(!e.dir.path().join("net.d/engine-extra.conflist").exists());
+    assert!(!e.data_root().join("network/cni/ipam/extra").exists());
+
+    // rm -f runs DEL: no veth, lease, rule or cached result is left.
+    e.ok(&["rm", "-f", "web"]);
+    assert_eq!(cni_host_state(&e), before, "DEL left something behind");
+}
+
+/// What a container with a published port may leave behind, for `e`: host
+/// side links and rules, network namespace files, the network records
+/// (leases), mounts and processes that name the test's directory.
+fn leftovers(e: &Engined) -> (String, String, Vec<String>, Vec<String>, usize, usize) {
+    let (links, rules) = host_side(e);
+    let files = |d: std::path::PathBuf| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|f| {
+                        format!("{} {}", f.path().display(), std::fs::read_to_string(f.path()).unwrap_or_default())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let dir = e.dir.path().display().to_string();
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&dir)).count();
+    let procs = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| p.file_name().to_string_lossy().parse::<u32>().is_ok())
+        .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&dir)))
+        .count();
+    (links, rules, files(e.data_root().join("netns")), files(e.data_root().join("network/networks")), mounts, procs)
+}
+
+/// 200 cycles of `docker run -d -p 0:80` and `docker rm -f`, through the
+/// API (as the CLI sends them, without its process start-up per call):
+/// no interface, namespace, rule, lease, mount or process is left.
+#[test]
+fn two_hundred_publish_and_remove_cycles_leave_nothing() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    // One cycle first: the default network's bridge exists from then on.
+    e.ok(&["run", "--rm", "-p", "0:80", "bb", "true"]);
+    let before = leftovers(&e);
+    let start = std::time::Instant::now();
+    let create = br#"{"Image":"bb","Cmd":["sleep","1000"],"ExposedPorts":{"80/tcp":{}},
+        "HostConfig":{"PortBindings":{"80/tcp":[{"HostPort":"0"}]}}}"#;
+    let mut ports = std::collections::HashSet::new();
+    for i in 0..200 {
+        let (st, body) = e.http("POST", "/v1.41/containers/create", create);
+        assert_eq!(st, 201, "cycle {i}: {body}");
+        let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["Id"].as_str().unwrap().to_string();
+        let (st, body) = e.http("POST", &format!("/v1.41/containers/{id}/start"), b"");
+        assert_eq!(st, 204, "cycle {i}: {body}");
+        if i % 50 == 0 {
+            let (_, body) = e.http("GET", &format!("/v1.41/containers/{id}/json"), b"");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let port = v["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"].as_str().unwrap().to_string();
+            assert!(port.parse::<u16>().unwrap() > 0, "{body}");
+            ports.insert(port);
+            // What is counted is really there while the container runs.
+            let during = leftovers(&e);
+            assert_eq!(during.2.len(), before.2.len() + 1, "its namespace file: {:?}", during.2);
+            assert_ne!(during.3, before.3, "its lease is recorded");
+            assert!(during.0.split(' ').count() > before.0.split(' ').count(), "its veth");
+        }
+        let (st, body) = e.http("DELETE", &format!("/v1.41/containers/{id}?force=1"), b"");
+        assert_eq!(st, 204, "cycle {i}: {body}");
+    }
+    let took = start.elapsed();
+    assert_eq!(ports.len(), 4, "a host port each time: {ports:?}");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    let after = leftovers(&e);
+    assert_eq!(after.0, before.0, "interfaces left");
+    assert_eq!(after.1, before.1, "nftables rules left");
+    assert_eq!(after.2, before.2, "network namespace files left");
+    assert_eq!(after.3, before.3, "leases left in the network records");
+    assert_eq!(after.4, before.4, "mounts left");
+    assert_eq!(after.5, before.5, "processes left");
+    eprintln!("200 cycles of create -p 0:80, start, rm -f: {took:?}");
+}
+
+/// A shell line fetching `/` from `host` port 80 (busybox nc: its wget
+/// crashes resolving names in a static build).
+fn get(host: &str) -> String {
+    format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc {host} 80")
+}
+
+/// `docker network connect/disconnect`: a running container gains an
+/// interface on a second network (its neighbours there resolve it by name
+/// and alias) and loses it again, leaving the host side as it was.
+#[test]
+fn network_connect_and_disconnect_a_running_container() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "--subnet", "10.78.0.0/24", "back"]);
+    e.ok(&["network", "create", "front"]);
+    e.ok(&["run", "-d", "--name", "api", "--network", "front", "bb", "sh", "-c", &httpd(80, "from-api")]);
+    e.ok(&["run", "-d", "--name", "db", "--network", "back", "bb", "sleep", "1000"]);
+    wait_listening(&e, "api", 80, false);
+    let host_before = host_side(&e).0;
+    // Not on a common network: db cannot resolve api.
+    let o = e.docker(&["exec", "db", "sh", "-c", &get("api")]);
+    assert!(!out(&o).contains("from-api"), "{}", show(&o));
+
+    e.ok(&["network", "connect", "--alias", "svc", "back", "api"]);
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.back.IPAddress}}", "api"]).trim().to_string();
+    assert!(ip.starts_with("10.78.0."), "{ip}");
+    let front = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.front.IPAddress}}", "api"]);
+    assert!(!front.trim().is_empty(), "still on front");
+    let addr = e.ok(&["exec", "api", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(addr.contains(&format!("inet {ip}/24")), "{addr}");
+    // db reaches api over the new interface, by name and by alias.
+    for name in ["api", "svc"] {
+        let o = e.ok(&["exec", "db", "sh", "-c", &get(name)]);
+        assert!(o.contains("from-api"), "{name}: {o}");
+    }
+    // api's own hosts file knows db now.
+    assert!(e.ok(&["exec", "api", "cat", "/etc/hosts"]).contains("\tdb"));
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "back"])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 2, "{v}");
+    // Twice: refused, with dockerd's words.
+    let o = e.docker(&["network", "connect", "back", "api"]);
+    assert!(err(&o).contains("already exists in network back"), "{}", show(&o));
+    // Unknown network or container: clear errors.
+    let o = e.docker(&["network", "connect", "nosuchnet", "api"]);
+    assert!(err(&o).contains("nosuchnet") && err(&o).contains("not found"), "{}", show(&o));
+    let o = e.docker(&["network", "connect", "back", "nosuchctr"]);
+    assert!(err(&o).contains("nosuchctr"), "{}", show(&o));
+
+    e.ok(&["network", "disconnect", "back", "api"]);
+    let o = e.docker(&["exec", "api", "ip", "link", "show", "eth1"]);
+    assert_ne!(o.status.code(), Some(0), "eth1 is gone: {}", show(&o));
+    assert!(!e.ok(&["exec", "db", "cat", "/etc/hosts"]).contains("api"), "db forgot api");
+    let nets = e.ok(&["inspect", "-f", "{{json .NetworkSettings.Networks}}", "api"]);
+    assert!(nets.contains("front") && !nets.contains("back"), "{nets}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["network", "inspect", "back"])).unwrap();
+    assert_eq!(v[0]["Containers"].as_object().unwrap().len(), 1, "{v}");
+    let o = e.docker(&["network", "disconnect", "back", "api"]);
+    assert!(err(&o).contains("is not connected to network back"), "{}", show(&o));
+    assert_eq!(host_side(&e).0, host_before, "the host side veth of the second interface is gone");
+    // api still serves on front.
+    let o = e.ok(&["run", "--rm", "--network", "front", "bb", "sh", "-c", &get("api")]);
+    assert!(o.contains("from-api"), "{o}");
+}
+
+/// Bad input through the docker CLI and the API, each a clear error with
+/// nothing left behind: a host port a host process holds (dockerd fails
+/// the start with 500 "address already in use" and keeps the created
+/// container; engined refuses the create with 409 naming the port and
+/// keeps nothing), host ports that are not numbers, an unknown network
+/// with -p.
+#[test]
+fn bad_port_and_network_input_leaves_nothing() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "--subnet", "10.79.0.0/24", "used"]);
+    e.ok(&["run", "-d", "--name", "holder", "--network", "used", "bb", "sleep", "1000"]);
+    // A host process listens on a port in the (test's) host namespace.
+    let listener = e.in_host_netns(|| std::net::TcpListener::bind("0.0.0.0:0").unwrap());
+    let port = listener.local_addr().unwrap().port();
+    let ps_before = e.ok(&["ps", "-aq"]);
+    let host_before = host_side(&e);
+    let nets_before = e.ok(&["network", "inspect", "used", "bridge"]);
+    let netns_files = || std::fs::read_dir(e.data_root().join("netns")).map(|d| d.count()).unwrap_or(0);
+    let ns_before = netns_files();
+
+    let o = e.docker(&["run", "-d", "--name", "clash", "-p", &format!("{port}:80"), "bb", "sleep", "1000"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains(&format!("{port}")) && err(&o).contains("already in use"), "{}", show(&o));
+    let create = format!(
+        r#"{{"Image":"bb","Cmd":["true"],"HostConfig":{{"PortBindings":{{"80/tcp":[{{"HostPort":"{port}"}}]}}}}}}"#
+    );
+    let (st, body) = e.http("POST", "/v1.41/containers/create", create.as_bytes());
+    assert_eq!(st, 409, "{body}");
+    assert!(body.contains(&port.to_string()), "{body}");
+    // The same on a user network.
+    let o = e.docker(&["run", "-d", "--network", "used", "-p", &format!("{port}:80"), "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains(&format!("{port}")), "{}", show(&o));
+    // Host ports that are not ports.
+    for bad in ["abc", "70000", "-1"] {
+        let body = format!(
+            r#"{{"Image":"bb","Cmd":["true"],"HostConfig":{{"PortBindings":{{"80/tcp":[{{"HostPort":"{bad}"}}]}}}}}}"#
+        );
+        let (st, resp) = e.http("POST", "/v1.41/containers/create", body.as_bytes());
+        assert_eq!(st, 400, "{bad}: {resp}");
+        assert!(resp.contains(bad), "{bad}: {resp}");
+    }
+    let o = e.docker(&["run", "-d", "-p", "80:80:80:80", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    // -p with an unknown network.
+    let o = e.docker(&["run", "-d", "--network", "nosuch", "-p", "0:80", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains("nosuch"), "{}", show(&o));
+
+    assert_eq!(e.ok(&["ps", "-aq"]), ps_before, "no container was left");
+    assert_eq!(host_side(&e), host_before, "no interface or rule was left");
+    assert_eq!(e.ok(&["network", "inspect", "used", "bridge"]), nets_before, "no lease was left");
+    assert_eq!(netns_files(), ns_before, "no namespace file was left");
+    // The host process still has its port.
+    drop(listener);
+}

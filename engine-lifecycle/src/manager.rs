@@ -282,6 +282,116 @@ impl Inner {
         Ok(Some((driver, net.id)))
     }
 
+    /// `docker network connect`: attach the container's namespace to one
+    /// more network on the next free `ethN`, record it, update hosts files.
+    async fn connect_network(
+        &self,
+        key: &str,
+        network: &str,
+        opts: engine_core::network::ConnectOptions,
+    ) -> Result<engine_core::network::EndpointInfo> {
+        let entry = self.lookup(key)?;
+        let _op = entry.op.lock().await;
+        let info = entry.info();
+        if !matches!(info.config.network, NetworkMode::Bridge | NetworkMode::Network(_)) {
+            return Err(Error::invalid(
+                "network connect",
+                format!(
+                    "container {} uses {:?} networking; only a container on the bridge or a user network can join another",
+                    info.name, info.config.network
+                ),
+            ));
+        }
+        let driver =
+            self.cfg.network.clone().ok_or_else(|| {
+                Error::Unsupported("connecting to a network: this manager has no network driver".into())
+            })?;
+        let net = driver.inspect_network(network).await?;
+        if info.networks.values().any(|e| e.network_id == net.id) {
+            return Err(Error::conflict(
+                "container",
+                &info.name,
+                format!("endpoint with name {} already exists in network {}", info.name, net.name),
+            ));
+        }
+        let ns = self.netns_path(&info.id);
+        if !ns.exists() {
+            return Err(Error::conflict("container", &info.name, "has no network namespace"));
+        }
+        let used: Vec<&str> = info.networks.values().map(|e| e.interface.as_str()).collect();
+        let ifname = (0..).map(|i| format!("eth{i}")).find(|n| !used.contains(&n.as_str())).expect("a free name");
+        let mut req = AttachRequest::new(&info.id, &ns).interface(ifname);
+        req.aliases = opts.aliases;
+        req.ipv4 = opts.ipv4;
+        req.dns = info.config.dns.clone();
+        let ep = driver.attach(&net.id, req).await?;
+        entry.rec.lock().unwrap().info.networks.insert(ep.network.clone(), ep.clone());
+        if let Err(e) = self.persist(&entry).await {
+            entry.rec.lock().unwrap().info.networks.remove(&ep.network);
+            let _ = driver.detach(&net.id, &info.id).await;
+            return Err(e);
+        }
+        let info = entry.info();
+        self.rewrite_hosts(&info).await;
+        self.refresh_hosts(&info, None).await;
+        tracing::info!(id = %info.id, network = %net.name, "connected");
+        Ok(ep)
+    }
+
+    /// `docker network disconnect`: detach the container from a network.
+    async fn disconnect_network(&self, key: &str, network: &str) -> Result<()> {
+        let entry = self.lookup(key)?;
+        let _op = entry.op.lock().await;
+        let info = entry.info();
+        let driver = self.cfg.network.clone().ok_or_else(|| {
+            Error::Unsupported("disconnecting from a network: this manager has no network driver".into())
+        })?;
+        let net = driver.inspect_network(network).await?;
+        let Some(ep) = info.networks.values().find(|e| e.network_id == net.id).cloned() else {
+            return Err(Error::conflict(
+                "container",
+                &info.name,
+                format!("container {} is not connected to network {}", info.name, net.name),
+            ));
+        };
+        // Neighbours forget it first (as on removal), then it goes.
+        let only: ContainerInfo =
+            ContainerInfo { networks: std::iter::once((ep.network.clone(), ep.clone())).collect(), ..info.clone() };
+        driver.detach(&net.id, &info.id).await?;
+        entry.rec.lock().unwrap().info.networks.remove(&ep.network);
+        self.persist(&entry).await?;
+        self.refresh_hosts(&only, None).await;
+        self.rewrite_hosts(&entry.info()).await;
+        tracing::info!(id = %info.id, network = %net.name, "disconnected");
+        Ok(())
+    }
+
+    /// Rewrite a container's own `/etc/hosts` from its current networks.
+    async fn rewrite_hosts(&self, info: &ContainerInfo) {
+        if !crate::etc::wanted(&info.config).contains(&"/etc/hosts") {
+            return;
+        }
+        let all = self.all_infos();
+        let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        let me = crate::etc::Me { id: &info.id, config: &info.config, networks: &info.networks };
+        let text = crate::etc::hosts(&me, &all, &host_hosts);
+        let file = crate::etc::bundle_file(&info.bundle, "/etc/hosts");
+        let r =
+            tokio::task::spawn_blocking(
+                move || {
+                    if file.exists() {
+                        crate::etc::write_in_place(&file, &text)
+                    } else {
+                        Ok(())
+                    }
+                },
+            )
+            .await;
+        if let Ok(Err(e)) | Err(e) = r.map_err(|e| Error::Other(e.to_string())) {
+            tracing::warn!(id = %info.id, "updating /etc/hosts: {e}");
+        }
+    }
+
     /// Detach a container from its networks and remove its namespace file.
     async fn release_network(&self, info: &ContainerInfo) -> Result<()> {
         self.refresh_hosts(info, Some(&info.id)).await;
@@ -1325,6 +1435,19 @@ impl Undo {
 impl LifecycleManager for Manager {
     async fn create(&self, config: ContainerConfig) -> Result<ContainerInfo> {
         self.inner.create(config).await
+    }
+
+    async fn connect_network(
+        &self,
+        id: &str,
+        network: &str,
+        options: engine_core::network::ConnectOptions,
+    ) -> Result<engine_core::network::EndpointInfo> {
+        self.inner.connect_network(id, network, options).await
+    }
+
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        self.inner.disconnect_network(id, network).await
     }
 
     async fn start(&self, id: &str) -> Result<()> {

@@ -1,17 +1,18 @@
 //! The default Linux bridge driver.
 
+use crate::hostport::{self, PortKey};
 use crate::netns::Netns;
 use crate::nft::{NetRule, PortRule};
 use crate::{ipam, link, nft};
 use async_trait::async_trait;
 use engine_core::network::{
-    AttachRequest, EndpointInfo, HostPorts, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec,
-    PortBinding, Protocol, PublishedPort,
+    AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec, PortBinding,
+    PublishedPort,
 };
 use engine_core::{random_hex64, Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
@@ -84,8 +85,6 @@ impl NetworkRecord {
         IpPrefix::new(IpAddr::V6(g), s.prefix()).ok()
     }
 }
-
-type PortKey = (Protocol, IpAddr, u16);
 
 struct Inner {
     /// By network id.
@@ -195,7 +194,7 @@ impl std::fmt::Debug for BridgeDriver {
     }
 }
 
-fn valid_ifname(n: &str) -> bool {
+pub(crate) fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
         && n != "."
@@ -204,14 +203,14 @@ fn valid_ifname(n: &str) -> bool {
         && !n.contains(char::is_whitespace)
 }
 
-fn valid_name(n: &str) -> bool {
+pub(crate) fn valid_name(n: &str) -> bool {
     let mut c = n.chars();
     matches!(c.next(), Some(x) if x.is_ascii_alphanumeric())
         && c.all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x))
         && n.len() <= 128
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
@@ -353,10 +352,7 @@ impl BridgeDriver {
             .flat_map(|r| r.endpoints.values())
             .flat_map(|e| e.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
             .collect();
-        let got = self
-            .host
-            .run(move || Ok(wanted.into_iter().filter_map(|k| hold(k).ok().map(|fd| (k, fd))).collect::<Vec<_>>()))
-            .await?;
+        let got = hostport::hold_again(&self.host, wanted).await?;
         inner.held.extend(got);
         self.apply_rules(&inner).await
     }
@@ -518,8 +514,7 @@ impl BridgeDriver {
         Ok(r.info())
     }
 
-    /// Bind (not listen) a socket on each binding's host port in the host
-    /// namespace: the port is free for us, and stays ours while published.
+    /// Hold the host ports of `bindings` (see [`hostport::reserve`]).
     async fn reserve(&self, inner: &Inner, bindings: &[PortBinding]) -> Result<Vec<(PublishedPort, OwnedFd)>> {
         let published: Vec<PortKey> = inner
             .nets
@@ -527,79 +522,7 @@ impl BridgeDriver {
             .flat_map(|r| r.endpoints.values())
             .flat_map(|e| e.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
             .collect();
-        for b in bindings {
-            if b.container_port == 0 {
-                return Err(Error::invalid("container port", "0"));
-            }
-            if let Some(ip) = b.host_ip {
-                if !ip.is_ipv4() {
-                    return Err(Error::Unsupported(format!("publishing on IPv6 host address {ip}")));
-                }
-            }
-        }
-        let bindings = bindings.to_vec();
-        self.host
-            .run(move || {
-                let mut out: Vec<(PublishedPort, OwnedFd)> = Vec::new();
-                for b in &bindings {
-                    let ip = b.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-                    let candidates: Vec<u16> = match b.host_ports {
-                        HostPorts::Any => vec![0],
-                        HostPorts::Range(a, z) => (a..=z).collect(),
-                    };
-                    let clash = |port: u16, mine: &[(PublishedPort, OwnedFd)]| {
-                        published
-                            .iter()
-                            .copied()
-                            .chain(mine.iter().map(|(p, _)| (p.protocol, p.host_ip, p.host_port)))
-                            .any(|(pr, hip, hp)| {
-                                pr == b.protocol
-                                    && hp == port
-                                    && (hip == ip || hip.is_unspecified() || ip.is_unspecified())
-                            })
-                    };
-                    let mut last_err = None;
-                    let mut done = false;
-                    for port in candidates {
-                        if port != 0 && clash(port, &out) {
-                            last_err = Some(format!("host port {port}/{} is already published", b.protocol));
-                            continue;
-                        }
-                        match hold((b.protocol, ip, port)) {
-                            Ok(fd) => {
-                                let got = bound_port(&fd)?;
-                                out.push((
-                                    PublishedPort {
-                                        protocol: b.protocol,
-                                        container_port: b.container_port,
-                                        host_ip: ip,
-                                        host_port: got,
-                                    },
-                                    fd,
-                                ));
-                                done = true;
-                                break;
-                            }
-                            Err(nix::errno::Errno::EADDRINUSE) => {
-                                last_err = Some(format!("host port {ip}:{port}/{} is already in use", b.protocol))
-                            }
-                            Err(nix::errno::Errno::EADDRNOTAVAIL) => {
-                                return Err(Error::invalid(format!("host address {ip}"), "not an address of this host"))
-                            }
-                            Err(e) => return Err(Error::io(format!("bind host port {ip}:{port}"), e.into())),
-                        }
-                    }
-                    if !done {
-                        return Err(Error::conflict(
-                            "port",
-                            format!("{}/{}", b.container_port, b.protocol),
-                            last_err.unwrap_or_else(|| "no free host port".into()),
-                        ));
-                    }
-                }
-                Ok(out)
-            })
-            .await
+        hostport::reserve(&self.host, published, bindings).await
     }
 
     fn host_dns(&self) -> Vec<IpAddr> {
@@ -774,25 +697,6 @@ impl BridgeDriver {
         tracing::info!(network = %r.name, "network removed");
         Ok(())
     }
-}
-
-/// Bind a socket on `key`'s host port without listening.
-fn hold((proto, ip, port): PortKey) -> std::result::Result<OwnedFd, nix::errno::Errno> {
-    use nix::sys::socket::{bind, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
-    let IpAddr::V4(ip) = ip else { return Err(nix::errno::Errno::EAFNOSUPPORT) };
-    let ty = match proto {
-        Protocol::Tcp => SockType::Stream,
-        Protocol::Udp => SockType::Datagram,
-    };
-    let fd = socket(AddressFamily::Inet, ty, SockFlag::SOCK_CLOEXEC, None)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(ip, port)))?;
-    Ok(fd)
-}
-
-fn bound_port(fd: &OwnedFd) -> Result<u16> {
-    let a: nix::sys::socket::SockaddrIn = nix::sys::socket::getsockname(std::os::fd::AsRawFd::as_raw_fd(fd))
-        .map_err(|e| Error::io("getsockname", e.into()))?;
-    Ok(a.port())
 }
 
 #[async_trait]

@@ -2,7 +2,8 @@
 //!
 //! Network drivers behind [`engine_core::NetworkDriver`]. The default,
 //! [`BridgeDriver`], is docker's `bridge` driver rebuilt on netlink and
-//! nftables.
+//! nftables; [`CniDriver`] runs standard CNI plugin binaries (Debian's
+//! `containernetworking-plugins`) for the networks of a conflist directory.
 //!
 //! ```no_run
 //! use engine_core::network::{AttachRequest, NetworkDriver, NetworkSpec, PortBinding};
@@ -114,14 +115,64 @@
 //! dual-stack network exists, `net.ipv6.conf.all.forwarding=1` (as docker
 //! does; a host that takes its IPv6 default route from router
 //! advertisements then needs `accept_ra=2` on that interface).
+//!
+//! ## The CNI driver
+//!
+//! [`CniDriver`] implements the same contract with CNI plugins, the way
+//! containerd's CRI and podman 3 do. A network is a network configuration
+//! list in a directory (`*.conflist`, or a single plugin's `*.conf`/`*.json`,
+//! first file by name wins), its id derived from its name. Attaching runs
+//! the list's plugins in order (then the `loopback` plugin for `lo`) with
+//! `CNI_COMMAND=ADD`, `CNI_CONTAINERID`, `CNI_NETNS` (the namespace file
+//! the manager made), `CNI_IFNAME`, `CNI_ARGS` and `CNI_PATH`, the plugin's configuration on stdin with
+//! `name`, `cniVersion`, the previous plugin's result as `prevResult` and
+//! a `runtimeConfig` holding only the capabilities the plugin declares
+//! (`portMappings` for published ports, `mac`); the last result (0.3.0 to
+//! 1.x) gives the endpoint's addresses, gateway, MAC, host-side veth and
+//! name servers. What a network's plugins cannot do is refused at attach
+//! (ports without a `portMappings` plugin, a MAC without `mac`, a `--ip`
+//! the IPAM did not honour; `--ip` goes to host-local as `CNI_ARGS IP=`).
+//! Plugins run as processes started from a thread inside the host
+//! namespace ([`CniDriverBuilder::host_netns`]), so tests keep them and
+//! their rules out of the machine's own networking.
+//!
+//! Before ADD, the attachment (configuration list, runtime arguments) is
+//! written under the state directory; after ADD, with its result: the
+//! cached result the spec asks runtimes to keep. DEL (plugins in reverse
+//! order, with the cached result as `prevResult`) therefore works after a
+//! restart or a crash, and with the conflist edited or gone. A failed ADD
+//! is followed by a DEL of the whole list, so every plugin frees what it
+//! made. A new driver DELs the attachments whose ADD never finished and
+//! those whose namespace is gone; for the latter the plugins get a
+//! stand-in namespace holding an interface of the container's name with
+//! its cached addresses (the bridge plugin finds the addresses whose
+//! masquerade rules it must remove on that interface). CHECK is
+//! [`CniDriver::check`]. Host ports are held while published, as in the
+//! bridge driver (a port in use is a conflict at attach).
+//!
+//! Networks made through the driver (`docker network create` on a `cni`
+//! engined, and the default network when no configuration has its name)
+//! are conflists it writes: `bridge` with `host-local` IPAM (leases under
+//! the driver's state), `portmap`, `firewall` and `tuning`; removing one
+//! removes its file, its bridge and its lease directory. The packet filter
+//! is the plugins' choice: Debian's 1.1.1 `portmap`, `firewall` and
+//! `bridge` (`ipMasq`) use iptables (`iptables-nft` on Debian 12, so the
+//! rules show in the nftables ruleset too). DEL removes a container's
+//! rules; the chains the plugins share between containers (portmap's
+//! `CNI-HOSTPORT-*`, firewall's `CNI-FORWARD`/`CNI-ADMIN`) stay, as with
+//! every CNI runtime. Known limit of those plugins: portmap 1.1.1's CHECK
+//! fails for IPv4-only containers when `ip6tables` exists.
 #![deny(missing_docs)]
 
 mod bridge;
+mod cni;
 mod conntrack;
+mod hostport;
 mod ipam;
 mod link;
 mod netns;
 mod nft;
 
 pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};
+pub use cni::{CniDriver, CniDriverBuilder};
 pub use netns::{remove_netns_file, Netns, NetnsFile};

@@ -211,3 +211,13 @@ pub(crate) async fn ipv4_routes(h: &Handle) -> Result<Vec<IpPrefix>> {
     }
     Ok(out)
 }
+
+/// Create a veth pair `name`/`peer` in the namespace of `h` (a stand-in
+/// interface: the kernel may have no dummy module).
+pub(crate) async fn add_local_veth(h: &Handle, name: &str, peer: &str) -> Result<()> {
+    h.link()
+        .add(rtnetlink::LinkVeth::new(name, peer).build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(format_args!("create veth pair {name}"), e))
+}

@@ -1,5 +1,5 @@
-//! `/networks`: list, inspect, create, remove, prune (and connect and
-//! disconnect, refused for now), through the daemon's [`NetworkDriver`].
+//! `/networks`: list, inspect, create, remove, prune, connect and
+//! disconnect, through the daemon's [`NetworkDriver`] and manager.
 //! `host` and `none` are always listed (driver `host` and `null`); without
 //! a driver, so is an inert `bridge`.
 
@@ -334,6 +334,7 @@ pub(crate) async fn create(st: &State, body: Incoming) -> Result<Resp> {
     let spec = spec_of(b)?;
     match spec.driver.as_str() {
         "bridge" => {}
+        d if st.network.as_ref().is_some_and(|n| n.name() == d) => {}
         "host" | "null" => {
             return Ok(h::error_status(
                 StatusCode::FORBIDDEN,
@@ -423,16 +424,65 @@ pub(crate) async fn prune(st: &State, q: &Query) -> Result<Resp> {
     Ok(h::json(StatusCode::OK, &json!({ "NetworksDeleted": deleted })))
 }
 
-/// `docker network connect/disconnect`: a running container's namespace
-/// gaining or losing an interface is not wired through the manager yet, so
-/// it is refused clearly (after the usual 404s).
-pub(crate) async fn connect(st: &State, name: &str, connect: bool) -> Result<Resp> {
-    if !is_builtin(name) {
-        driver(st)?.inspect_network(name).await?;
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConnectBody {
+    container: String,
+    #[serde(default)]
+    endpoint_config: Option<EndpointConfigBody>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    force: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct EndpointConfigBody {
+    #[serde(default)]
+    aliases: Option<Vec<String>>,
+    #[serde(default, rename = "IPAMConfig")]
+    ipam_config: Option<IpamConfigBody>,
+}
+
+#[derive(Deserialize, Default)]
+struct IpamConfigBody {
+    #[serde(default, rename = "IPv4Address")]
+    ipv4: Option<String>,
+}
+
+/// `POST /networks/{id}/connect` and `/disconnect`: a container joins or
+/// leaves a network through the manager (a new interface in its
+/// namespace, or one removed, and the hosts files kept current).
+pub(crate) async fn connect(st: &State, name: &str, connect: bool, body: Incoming) -> Result<Resp> {
+    let data = match h::read_limited(body, st.config.max_json_body).await {
+        Ok(d) => d,
+        Err(e) => return Ok(e.response()),
+    };
+    let b: ConnectBody = convert::parse_body(&data, "network connect request")?;
+    if is_builtin(name) && st.network.as_ref().is_none_or(|_| name != "bridge") {
+        return Err(Error::Unsupported(format!(
+            "connecting a running container to network {name}: choose it at create (--network {name})"
+        )));
     }
-    Err(Error::Unsupported(format!(
-        "docker network {} on a created container is not supported by this engine yet; \
-         choose the network at create (--network)",
-        if connect { "connect" } else { "disconnect" }
-    )))
+    let net = driver(st)?.inspect_network(name).await?;
+    if b.container.is_empty() {
+        return Err(Error::invalid("Container", "a container is required"));
+    }
+    if connect {
+        let mut opts = engine_core::network::ConnectOptions::new();
+        if let Some(ec) = b.endpoint_config {
+            for a in ec.aliases.unwrap_or_default() {
+                opts = opts.alias(a);
+            }
+            if let Some(ip) = ec.ipam_config.and_then(|c| c.ipv4).filter(|s| !s.is_empty()) {
+                opts = opts.ipv4(ip.parse().map_err(|_| Error::invalid("IPv4Address", format!("{ip:?}")))?);
+            }
+        }
+        st.manager.connect_network(&b.container, &net.id, opts).await?;
+        st.events.publish_network("connect", &net.id, &net.name);
+    } else {
+        st.manager.disconnect_network(&b.container, &net.id).await?;
+        st.events.publish_network("disconnect", &net.id, &net.name);
+    }
+    Ok(h::json(StatusCode::OK, &json!({})))
 }

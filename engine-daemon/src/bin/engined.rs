@@ -67,10 +67,19 @@ struct Args {
     #[arg(long, default_value = "/engine")]
     cgroup_parent: String,
     /// The network driver: `bridge` (docker's default networking: a bridge,
-    /// NAT, published ports, user networks) or `none` (containers get
-    /// `none`, `host` or `container:` networking only; `-p` is refused).
-    #[arg(long, value_name = "bridge|none", default_value = "none")]
+    /// NAT, published ports, user networks), `cni` (CNI plugins run for the
+    /// networks of --cni-conf-dir) or `none` (containers get `none`, `host`
+    /// or `container:` networking only; `-p` is refused).
+    #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
+    /// With `--network-driver cni`: the directory of CNI network
+    /// configurations (`*.conflist`); `docker network create` writes there.
+    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// With `--network-driver cni`: where CNI plugin binaries are
+    /// (repeatable; default /usr/lib/cni, then /opt/cni/bin).
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    cni_bin_dirs: Vec<PathBuf>,
     /// The network namespace the bridge driver treats as the host's
     /// (bridges, host-side veths, rules, sysctls and published ports live
     /// there); default: engined's own. Tests pass one of their own, e.g.
@@ -117,7 +126,10 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
     match args.network_driver.as_str() {
         "none" => {
             if args.network_host_netns.is_some() || args.bridge_name.is_some() {
-                return Err(Error::invalid("--network-host-netns/--bridge-name", "only with --network-driver bridge"));
+                return Err(Error::invalid(
+                    "--network-host-netns/--bridge-name",
+                    "only with --network-driver bridge or cni",
+                ));
             }
             Ok(None)
         }
@@ -141,7 +153,29 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
             tracing::info!(bridge = ?def.interface, subnet = ?def.ipam.first().map(|c| c.subnet), "bridge networking on");
             Ok(Some(Arc::new(d)))
         }
-        other => Err(Error::invalid("--network-driver", format!("{other:?}: bridge or none"))),
+        "cni" => {
+            if args.lifecycle.is_some() {
+                return Err(Error::invalid(
+                    "--network-driver",
+                    "cni networking with a separate engine-lifecycled (--lifecycle) is not supported yet",
+                ));
+            }
+            if args.bridge_name.is_some() {
+                return Err(Error::invalid("--bridge-name", "only with --network-driver bridge"));
+            }
+            let mut b = engine_network::CniDriver::builder(args.data_root.join("network")).conf_dir(&args.cni_conf_dir);
+            if !args.cni_bin_dirs.is_empty() {
+                b = b.bin_dirs(args.cni_bin_dirs.clone());
+            }
+            if let Some(ns) = &args.network_host_netns {
+                b = b.host_netns(ns);
+            }
+            let d = b.open().await?;
+            let def = engine_core::NetworkDriver::default_network(&d).await?;
+            tracing::info!(conf_dir = %args.cni_conf_dir.display(), default = %def.name, "cni networking on");
+            Ok(Some(Arc::new(d)))
+        }
+        other => Err(Error::invalid("--network-driver", format!("{other:?}: bridge, cni or none"))),
     }
 }
 

@@ -88,6 +88,35 @@ impl Engined {
         e
     }
 
+    /// engined with CNI networking (`--network-driver cni`): Debian's
+    /// plugins from /usr/lib/cni for the conflists of `<dir>/net.d`
+    /// (`write` puts the test's there first), run in a host namespace of
+    /// the test's own: bridges, veths and the plugins' iptables rules live
+    /// there and go with it.
+    pub fn start_cni(write: impl FnOnce(&Path)) -> Engined {
+        let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
+        let sock = dir.path().join("run/engined.sock");
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let conf = dir.path().join("net.d");
+        std::fs::create_dir_all(&conf).unwrap();
+        write(dir.path());
+        let ns_path = dir.path().join("hostns");
+        let ns = block_on(engine_network::NetnsFile::create(&ns_path)).expect("test host netns");
+        let extra = vec![
+            "--network-driver".into(),
+            "cni".into(),
+            "--cni-conf-dir".into(),
+            conf.display().to_string(),
+            "--cni-bin-dir".into(),
+            "/usr/lib/cni".into(),
+            "--network-host-netns".into(),
+            ns_path.display().to_string(),
+        ];
+        let mut e = Engined { dir, sock, child: None, extra, lifecycled: None, host_netns: Some(ns) };
+        e.spawn();
+        e
+    }
+
     /// Run `f` on a thread inside the test's host namespace (where
     /// published ports are).
     pub fn in_host_netns<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {

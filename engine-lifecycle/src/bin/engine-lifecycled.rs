@@ -36,9 +36,17 @@ struct Args {
     #[arg(long, default_value = "/engine")]
     cgroup_parent: String,
     /// The network driver for `bridge` and user-network containers:
-    /// `bridge` (state under ROOT/network) or `none`.
-    #[arg(long, value_name = "bridge|none", default_value = "none")]
+    /// `bridge` (state under ROOT/network), `cni` (CNI plugins for the
+    /// networks of --cni-conf-dir) or `none`.
+    #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
+    /// With `--network-driver cni`: the directory of CNI network configurations.
+    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// With `--network-driver cni`: where CNI plugin binaries are
+    /// (repeatable; default /usr/lib/cni, then /opt/cni/bin).
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    cni_bin_dirs: Vec<PathBuf>,
     /// The network namespace the bridge driver treats as the host's
     /// (default: this process's); tests pass one of their own.
     #[arg(long, value_name = "PATH")]
@@ -49,7 +57,7 @@ struct Args {
 async fn network_driver(args: &Args) -> engine_core::Result<Option<Arc<dyn engine_core::NetworkDriver>>> {
     match args.network_driver.as_str() {
         "none" if args.network_host_netns.is_some() => {
-            Err(engine_core::Error::invalid("--network-host-netns", "only with --network-driver bridge"))
+            Err(engine_core::Error::invalid("--network-host-netns", "only with --network-driver bridge or cni"))
         }
         "none" => Ok(None),
         #[cfg(feature = "bridge")]
@@ -60,9 +68,20 @@ async fn network_driver(args: &Args) -> engine_core::Result<Option<Arc<dyn engin
             }
             Ok(Some(Arc::new(b.open().await?)))
         }
+        #[cfg(feature = "bridge")]
+        "cni" => {
+            let mut b = engine_network::CniDriver::builder(args.root.join("network")).conf_dir(&args.cni_conf_dir);
+            if !args.cni_bin_dirs.is_empty() {
+                b = b.bin_dirs(args.cni_bin_dirs.clone());
+            }
+            if let Some(ns) = &args.network_host_netns {
+                b = b.host_netns(ns);
+            }
+            Ok(Some(Arc::new(b.open().await?)))
+        }
         other => Err(engine_core::Error::invalid(
             "--network-driver",
-            format!("{other:?}: bridge (when built with the bridge feature) or none"),
+            format!("{other:?}: bridge or cni (when built with the bridge feature) or none"),
         )),
     }
 }
