@@ -5,8 +5,8 @@ use crate::ignore::DockerIgnore;
 use crate::parse::{expand, key_values, parse, parse_instruction, split_raw, Args, Dockerfile, Instruction};
 use engine_archive::{ContainerRoot, ExtractOptions};
 use engine_core::{
-    CommitRequest, ContainerConfig, Error, ImageInfo, ImageStore, LifecycleManager, LogOptions, MountSpec, NetworkMode,
-    Result, WaitCondition,
+    CommitRequest, ContainerConfig, Error, ImageInfo, ImageStore, LifecycleManager, ListFilter, LogOptions, MountSpec,
+    NetworkMode, Result, WaitCondition,
 };
 use futures::StreamExt;
 use serde_json::{json, Map, Value};
@@ -33,7 +33,9 @@ pub struct BuildOptions {
     pub pull: bool,
     /// Labels added to the result.
     pub labels: BTreeMap<String, String>,
-    /// The network RUN steps get (default: [`NetworkMode::Bridge`], as docker).
+    /// The network RUN steps get (default: [`NetworkMode::None`], a
+    /// namespace with loopback only; docker's default is
+    /// [`NetworkMode::Bridge`], which needs the manager's network driver).
     pub network: NetworkMode,
     /// Remove each RUN step's container once committed (default true;
     /// a failed step's container is always removed).
@@ -50,7 +52,7 @@ impl Default for BuildOptions {
             no_cache: false,
             pull: false,
             labels: BTreeMap::new(),
-            network: NetworkMode::Bridge,
+            network: NetworkMode::None,
             remove_intermediate: true,
         }
     }
@@ -111,6 +113,9 @@ impl std::fmt::Debug for Builder {
 }
 
 const SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// The label on RUN steps' containers.
+const BUILD_LABEL: &str = "engine.build";
 
 fn short(id: &str) -> String {
     id.strip_prefix("sha256:").unwrap_or(id).chars().take(12).collect()
@@ -186,7 +191,8 @@ struct Run<'a> {
 
 impl Builder {
     /// A builder over these tiers, keeping its cache index and work
-    /// directories under `root` (removing what a killed build left there).
+    /// directories under `root`. Call [`Builder::recover`] before the first
+    /// build to clean up after a build that was killed.
     pub fn new(
         manager: Arc<dyn LifecycleManager>,
         images: Arc<dyn ImageStore>,
@@ -194,11 +200,36 @@ impl Builder {
     ) -> Result<Self> {
         let root = root.into();
         let work = root.join("work");
-        if work.exists() {
-            let _ = std::fs::remove_dir_all(&work);
-        }
         std::fs::create_dir_all(&work).map_err(|e| Error::io(format!("create {}", work.display()), e))?;
         Ok(Builder { manager, images, root, cache_lock: tokio::sync::Mutex::new(()) })
+    }
+
+    /// Remove what builds cut short by a crash left: their RUN containers
+    /// (labelled `engine.build`) and the root filesystems of their file
+    /// steps (named by the directories under `<root>/work`). Call it once,
+    /// before any build runs.
+    pub async fn recover(&self) -> Result<()> {
+        let filter = ListFilter { all: true, labels: vec![BUILD_LABEL.to_string()], ..Default::default() };
+        for c in self.manager.list(filter).await? {
+            tracing::info!(id = %c.id, "removing the container of an interrupted build step");
+            self.manager.remove(&c.id, true).await?;
+        }
+        let work = self.root.join("work");
+        let names: Vec<String> = std::fs::read_dir(&work)
+            .map_err(|e| Error::io(format!("list {}", work.display()), e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        for n in names {
+            match self.images.remove_rootfs(&n).await {
+                Ok(()) => tracing::info!(key = %n, "removed the root filesystem of an interrupted build step"),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+            let p = work.join(&n);
+            std::fs::remove_dir(&p).map_err(|e| Error::io(format!("remove {}", p.display()), e))?;
+        }
+        Ok(())
     }
 
     fn cache_path(&self) -> PathBuf {
@@ -761,7 +792,7 @@ impl Run<'_> {
             env: arg_env,
             network,
             mounts,
-            labels: [("engine.build".to_string(), "run".to_string())].into(),
+            labels: [(BUILD_LABEL.to_string(), "run".to_string())].into(),
             ..Default::default()
         };
         let info = self.b.manager.create(config).await?;
@@ -793,11 +824,8 @@ impl Run<'_> {
         self.b.manager.start(id).await?;
         while let Some(e) = logs.next().await {
             let e = e?;
-            let mut s = String::from_utf8_lossy(&e.line).into_owned();
-            if !e.partial {
-                s.push('\n');
-            }
-            self.send(BuildEvent::Output(s));
+            // Lines come with their newline (a partial one without).
+            self.send(BuildEvent::Output(String::from_utf8_lossy(&e.line).into_owned()));
         }
         Ok(self.b.manager.wait(id, WaitCondition::NotRunning).await?.code)
     }
@@ -1022,6 +1050,112 @@ pub fn apply_changes(config: &mut Value, changes: &[String]) -> Result<()> {
     }
     *config = Value::Object(st.config);
     Ok(())
+}
+
+/// The run config a commit of a container records (`docker commit`): its
+/// image's (`image`, the image config JSON), with the container's overrides
+/// of cmd, entrypoint (Docker's rule: an entrypoint override drops the
+/// image's cmd), env, user, working dir and labels.
+pub fn container_run_config(image: &Value, c: &engine_core::ContainerConfig) -> Value {
+    let mut cfg: Map<String, Value> = image.get("config").and_then(Value::as_object).cloned().unwrap_or_default();
+    if let Some(ep) = &c.entrypoint {
+        cfg.insert("Entrypoint".into(), json!(ep));
+        if c.cmd.is_none() {
+            cfg.remove("Cmd");
+        }
+    }
+    if let Some(cmd) = &c.cmd {
+        cfg.insert("Cmd".into(), json!(cmd));
+    }
+    if !c.env.is_empty() {
+        let mut env: Vec<String> =
+            cfg.get("Env").and_then(|e| serde_json::from_value(e.clone()).ok()).unwrap_or_default();
+        for e in &c.env {
+            let k = e.split_once('=').map(|x| x.0).unwrap_or(e);
+            env.retain(|x| x.split_once('=').map(|x| x.0).unwrap_or(x) != k);
+            env.push(e.clone());
+        }
+        cfg.insert("Env".into(), json!(env));
+    }
+    if let Some(u) = c.user.as_ref().filter(|u| !u.is_empty()) {
+        cfg.insert("User".into(), json!(u));
+    }
+    if let Some(w) = c.working_dir.as_ref().filter(|w| !w.is_empty()) {
+        cfg.insert("WorkingDir".into(), json!(w));
+    }
+    if !c.labels.is_empty() {
+        let labels = cfg.entry("Labels").or_insert_with(|| json!({}));
+        if !labels.is_object() {
+            *labels = json!({});
+        }
+        for (k, v) in &c.labels {
+            labels[k] = json!(v);
+        }
+    }
+    Value::Object(cfg)
+}
+
+/// What [`commit_container`] records besides the container's changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CommitOptions {
+    /// Tag the image.
+    pub tag: Option<String>,
+    /// Dockerfile lines applied to the config (`CMD`, `ENTRYPOINT`, `ENV`,
+    /// `EXPOSE`, `LABEL`, `ONBUILD`, `USER`, `VOLUME`, `WORKDIR`,
+    /// `STOPSIGNAL`), as `docker commit --change`.
+    pub changes: Vec<String>,
+    /// Docker container-config fields (`Cmd`, `Env`, ...) that replace the
+    /// container's before the changes apply (the body of `POST /commit`).
+    pub config: Option<Map<String, Value>>,
+    /// The commit message.
+    pub comment: Option<String>,
+    /// The author.
+    pub author: Option<String>,
+    /// Freeze a running container while its changes are read.
+    pub pause: bool,
+}
+
+/// `docker commit`: an image of container `id`'s changes (its root
+/// filesystem's upper dir as one layer) on top of its image, with its run
+/// config ([`container_run_config`]) and the options applied.
+pub async fn commit_container(
+    manager: &dyn LifecycleManager,
+    images: &dyn ImageStore,
+    id: &str,
+    options: CommitOptions,
+) -> Result<ImageInfo> {
+    let info = manager.inspect(id).await?;
+    let image = images.config_json(&info.image_id).await?;
+    let mut config = container_run_config(&image, &info.config);
+    for (k, v) in options.config.iter().flatten() {
+        const FIELDS: [&str; 9] =
+            ["Cmd", "Entrypoint", "Env", "Labels", "User", "WorkingDir", "ExposedPorts", "Volumes", "StopSignal"];
+        if FIELDS.contains(&k.as_str()) && !v.is_null() {
+            config[k] = v.clone();
+        }
+    }
+    apply_changes(&mut config, &options.changes)?;
+    let paused = options.pause && info.state == engine_core::ContainerState::Running;
+    if paused {
+        manager.pause(&info.id).await?;
+    }
+    let made = images
+        .commit(CommitRequest {
+            rootfs: Some(info.id.clone()),
+            config: Some(config),
+            created_by: info.args.join(" "),
+            comment: options.comment,
+            author: options.author,
+            tag: options.tag,
+            ..Default::default()
+        })
+        .await;
+    if paused {
+        if let Err(e) = manager.resume(&info.id).await {
+            tracing::warn!(id = %info.id, error = %e, "could not resume a container paused for commit");
+        }
+    }
+    made
 }
 
 fn host_arch() -> &'static str {

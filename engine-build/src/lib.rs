@@ -52,4 +52,7 @@ mod copy;
 pub mod ignore;
 pub mod parse;
 
-pub use builder::{apply_changes, BuildEvent, BuildOptions, BuildOutput, Builder};
+pub use builder::{
+    apply_changes, commit_container, container_run_config, BuildEvent, BuildOptions, BuildOutput, Builder,
+    CommitOptions,
+};

@@ -208,6 +208,11 @@ fn symlinks_pointing_out_of_the_context_are_copied_as_links() {
         "for l in /x/shadow /x/up /d/esc /single; do readlink $l; done; test -L /x/shadow && test -L /single && echo links; cat /x/shadow || echo unreadable",
     ]);
     assert_eq!(o, "/etc/shadow\n../../etc/passwd\n/etc/hostname\n/etc/hostname\nlinks\nunreadable\n");
+    // `docker builder prune` forgets the cache: the next build runs every step.
+    let o = e.ok(&["builder", "prune", "-f"]);
+    assert!(o.contains("Total reclaimed space"), "{o}");
+    let o = build_ok(&e, &["-t", "links:1", ctx.to_str().unwrap()]);
+    assert!(!o.contains("Using cache"), "{o}");
     // A source climbing out of the context is refused.
     write(&ctx, "Dockerfile", "FROM bb\nCOPY ../outside /x\n");
     let o = build(&e, &[ctx.to_str().unwrap()]);

@@ -24,7 +24,9 @@ use tokio::sync::mpsc;
 async fn builder(st: &State) -> Result<Arc<Builder>> {
     st.builder
         .get_or_try_init(|| async {
-            Builder::new(st.manager.clone(), st.images.clone(), st.config.data_root.join("build")).map(Arc::new)
+            let b = Builder::new(st.manager.clone(), st.images.clone(), st.config.data_root.join("build"))?;
+            b.recover().await?;
+            Ok::<_, Error>(Arc::new(b))
         })
         .await
         .cloned()
