@@ -30,6 +30,7 @@ pub(crate) struct CopyPlan {
 }
 
 /// A tar of destination paths, ready to extract at `/`, and its hash.
+#[derive(Debug)]
 pub(crate) struct CopyTar {
     pub tar: Vec<u8>,
     pub hash: String,
@@ -279,4 +280,96 @@ pub(crate) fn resolve_owner(root_dir: &Path, spec: &str) -> Result<(u32, u32)> {
         None => primary.unwrap_or(uid),
     };
     Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(tar: &[u8]) -> Vec<(String, Option<String>, u32, u64)> {
+        let mut ar = tar::Archive::new(tar);
+        ar.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let link = e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned());
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    link,
+                    e.header().mode().unwrap(),
+                    e.header().uid().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn plan(sources: &[&str], dest: &str) -> CopyPlan {
+        CopyPlan {
+            keyword: "COPY".into(),
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            dest: dest.into(),
+            owner: (0, 0),
+            mode: None,
+            unpack: false,
+        }
+    }
+
+    #[test]
+    fn sources_wildcards_ignore_links_and_hash() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        std::fs::create_dir_all(r.join("dir/sub")).unwrap();
+        std::fs::write(r.join("dir/a.txt"), "a").unwrap();
+        std::fs::write(r.join("dir/sub/b.log"), "b").unwrap();
+        std::fs::write(r.join("top.txt"), "t").unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", r.join("dir/link")).unwrap();
+        let ig = DockerIgnore::parse("**/*.log\n");
+        // A directory's contents go under the destination; ignored files stay out; links stay links.
+        let t = make_tar(r, Some(&ig), &plan(&["dir"], "/dst")).unwrap();
+        let n = names(&t.tar);
+        let paths: Vec<&str> = n.iter().map(|x| x.0.as_str()).collect();
+        assert!(
+            paths.contains(&"dst/a.txt") && paths.contains(&"dst/sub") && !paths.contains(&"dst/sub/b.log"),
+            "{n:?}"
+        );
+        let link = n.iter().find(|x| x.0 == "dst/link").unwrap();
+        assert_eq!(link.1.as_deref(), Some("/etc/shadow"));
+        // Wildcards copy into the destination directory; a file to a file name.
+        let t = make_tar(r, None, &plan(&["*.txt"], "/w")).unwrap();
+        assert_eq!(names(&t.tar)[0].0, "w/top.txt");
+        let mut p = plan(&["top.txt"], "/renamed");
+        p.mode = Some(0o600);
+        p.owner = (7, 8);
+        let t2 = make_tar(r, None, &p).unwrap();
+        assert_eq!(names(&t2.tar), vec![("renamed".into(), None, 0o600, 7)]);
+        // The hash follows content.
+        let before = make_tar(r, None, &plan(&["top.txt"], "/x")).unwrap().hash;
+        std::fs::write(r.join("top.txt"), "changed").unwrap();
+        assert_ne!(make_tar(r, None, &plan(&["top.txt"], "/x")).unwrap().hash, before);
+        // Missing, ignored and escaping sources are named.
+        let e = make_tar(r, None, &plan(&["nope.txt"], "/x")).unwrap_err().to_string();
+        assert!(e.contains("nope.txt"), "{e}");
+        let e = make_tar(r, Some(&ig), &plan(&["dir/sub/b.log"], "/x")).unwrap_err().to_string();
+        assert!(e.contains("excluded by .dockerignore"), "{e}");
+        let e = make_tar(r, None, &plan(&["../../etc/passwd"], "/x")).unwrap_err().to_string();
+        assert!(e.contains("outside the build context"), "{e}");
+    }
+
+    #[test]
+    fn add_unpacks_local_archives() {
+        let d = tempfile::tempdir().unwrap();
+        let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(2);
+        b.append_data(&mut h, "in/x", &b"hi"[..]).unwrap();
+        std::fs::write(d.path().join("a.tgz"), b.into_inner().unwrap().finish().unwrap()).unwrap();
+        let mut p = plan(&["a.tgz"], "/opt/");
+        p.unpack = true;
+        let t = make_tar(d.path(), None, &p).unwrap();
+        assert_eq!(names(&t.tar).last().unwrap().0, "opt/in/x");
+        p.unpack = false;
+        let t = make_tar(d.path(), None, &p).unwrap();
+        assert_eq!(names(&t.tar)[0].0, "opt/a.tgz");
+    }
 }

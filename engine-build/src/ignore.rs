@@ -121,3 +121,18 @@ impl DockerIgnore {
         self.rules.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns() {
+        assert!(matches("a/*/c", "a/b/c") && !matches("a/*/c", "a/b/x/c"));
+        assert!(matches("**", "any/thing") && matches("a/**", "a/b/c") && matches("**/c", "c"));
+        assert!(matches("f?o", "foo") && !matches("f?o", "fo"));
+        assert!(matches("[!a]x", "bx") && !matches("[!a]x", "ax"));
+        let ig = DockerIgnore::parse("dir\n!dir/keep\n/abs.txt\n");
+        assert!(ig.ignored("dir/x") && !ig.ignored("dir/keep") && ig.ignored("abs.txt") && !ig.ignored("other"));
+    }
+}
