@@ -312,3 +312,31 @@ fn commit_a_container_with_changes() {
     assert!(!o.status.success() && all(&o).contains("nosuch"), "{}", show(&o));
     e.ok(&["rm", "-f", "r1"]);
 }
+
+#[test]
+fn engine_cli_builds_and_commits() {
+    let e = Engined::start();
+    e.load_busybox();
+    let ctx = e.dir.path().join("ctx");
+    write(&ctx, "Dockerfile", "FROM bb\nARG WHO\nCOPY f /f\nRUN echo \"by $WHO\" >> /f\nCMD [\"cat\", \"/f\"]\n");
+    write(&ctx, "f", "file\n");
+    let o = e.engine(&["build", "-t", "cli:1", "--build-arg", "WHO=engine", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(
+        out(&o).contains("Step 4/5 : RUN echo \"by $WHO\" >> /f") && out(&o).contains("Successfully tagged cli:1"),
+        "{}",
+        show(&o)
+    );
+    assert_eq!(e.ok(&["run", "--rm", "cli:1"]), "file\nby engine\n");
+    let o = e.engine(&["build", "-q", "--build-arg", "WHO=engine", ctx.to_str().unwrap()]);
+    assert!(o.status.success() && out(&o).trim().starts_with("sha256:"), "{}", show(&o));
+    // A failing step: the CLI says which and exits non-zero.
+    write(&ctx, "Dockerfile", "FROM bb\nRUN exit 4\n");
+    let o = e.engine(&["build", ctx.to_str().unwrap()]);
+    assert!(!o.status.success() && all(&o).contains("returned a non-zero code: 4"), "{}", show(&o));
+    // Commit.
+    e.ok(&["run", "--name", "c2", "bb", "sh", "-c", "echo from-cli > /x"]);
+    let o = e.engine(&["commit", "-c", "CMD [\"cat\", \"/x\"]", "-m", "msg", "c2", "clicommit:1"]);
+    assert!(o.status.success() && out(&o).starts_with("sha256:"), "{}", show(&o));
+    assert_eq!(e.ok(&["run", "--rm", "clicommit:1"]), "from-cli\n");
+}
