@@ -340,3 +340,31 @@ fn engine_cli_builds_and_commits() {
     assert!(o.status.success() && out(&o).starts_with("sha256:"), "{}", show(&o));
     assert_eq!(e.ok(&["run", "--rm", "clicommit:1"]), "from-cli\n");
 }
+
+#[test]
+fn a_build_cut_short_by_a_crash_is_cleaned_up_at_the_next_build() {
+    let mut e = Engined::start();
+    e.load_busybox();
+    let ctx = e.dir.path().join("ctx");
+    write(&ctx, "Dockerfile", "FROM bb\nRUN echo started; sleep 120\n");
+    let mut cli = Command::new(docker_cli())
+        .args(["-H", &e.host(), "build", ctx.to_str().unwrap()])
+        .env("DOCKER_CONFIG", e.dir.path().join("docker-config"))
+        .env("DOCKER_BUILDKIT", "0")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = |e: &Engined| e.ok(&["ps", "-q", "--filter", "label=engine.build"]).trim().to_string();
+    assert!(eventually(30, || !running(&e).is_empty()), "the RUN step never started:\n{}", e.log());
+    e.kill9();
+    let _ = cli.kill();
+    let _ = cli.wait();
+    e.spawn();
+    // The step's container outlived the daemon; the next build removes it first.
+    assert!(!running(&e).is_empty());
+    write(&ctx, "Dockerfile", "FROM bb\nRUN true\n");
+    build_ok(&e, &[ctx.to_str().unwrap()]);
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert_eq!(std::fs::read_dir(e.data_root().join("build/work")).unwrap().count(), 0);
+}
