@@ -249,7 +249,8 @@ fn failures_say_what_failed_and_leave_nothing() {
         ("FROM bb\nRUN true\n\nBOGUS x\n", &[], &["line 4", "BOGUS"]),
         ("FROM bb\nCOPY missing.txt /\n", &[], &["missing.txt"]),
         ("FROM bb AS one\nRUN true\n", &["--target", "nosuch"], &["nosuch"]),
-        ("FROM bb\nCOPY --from=nostage /x /y\n", &[], &["nostage"]),
+        // An unknown stage is an image to pull: from a loopback port nothing listens on.
+        ("FROM bb\nCOPY --from=127.0.0.1:9/nostage /x /y\n", &[], &["127.0.0.1:9/nostage"]),
     ];
     for (df, extra, want) in cases {
         write(&ctx, "Dockerfile", df);
