@@ -31,12 +31,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# A busybox root filesystem, imported everywhere as bb:latest.
-mkdir -p "$T/rootfs/bin" "$T/rootfs/etc" "$T/rootfs/proc" "$T/rootfs/sys" "$T/rootfs/dev" "$T/rootfs/tmp"
-cp /bin/busybox "$T/rootfs/bin/"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$T/rootfs/bin/$a"; done
-echo "root:x:0:0:root:/root:/bin/sh" > "$T/rootfs/etc/passwd"
-tar -C "$T/rootfs" -cf "$T/rootfs.tar" .
+# A busybox root filesystem (applets installed as links), imported everywhere as bb:latest.
+R=$T/rootfs
+install -D /bin/busybox "$R/bin/busybox"
+(cd "$R/bin" && for a in $(./busybox --list); do [ -e "$a" ] || ln -s busybox "$a"; done)
+printf 'root:x:0:0:root:/root:/bin/sh\n' | install -D /dev/stdin "$R/etc/passwd"
+tar -C "$R" -cf "$T/rootfs.tar" .
 
 # The context: 20 files of 100 kB, a Dockerfile of 6 steps (2 RUN, 1 COPY).
 mkdir -p "$T/ctx/data"
