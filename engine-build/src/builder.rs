@@ -517,10 +517,7 @@ impl Run<'_> {
         rootfs: Option<String>,
         created_by: String,
     ) -> Result<()> {
-        let parent = match (&st.image, &rootfs) {
-            (Some(p), _) => Some(p.clone()),
-            (None, _) => None,
-        };
+        let parent = st.image.clone();
         let img = self
             .b
             .images
@@ -533,9 +530,15 @@ impl Run<'_> {
             })
             .await?;
         self.b.cache_put(key, &img.id).await?;
-        self.info(format!(" ---> {}", short(&img.id)));
         st.image = Some(img.id);
         Ok(())
+    }
+
+    /// Say which image a step made (after its container's removal, as docker does).
+    fn made(&self, st: &StageState) {
+        if let Some(id) = &st.image {
+            self.info(format!(" ---> {}", short(id)));
+        }
     }
 
     /// A step that changes only the config.
@@ -545,7 +548,9 @@ impl Run<'_> {
         if self.cached(st, &key).await {
             return Ok(());
         }
-        self.commit(st, &key, None, created_by).await
+        self.commit(st, &key, None, created_by).await?;
+        self.made(st);
+        Ok(())
     }
 
     async fn instruction(
@@ -639,7 +644,9 @@ impl Run<'_> {
         let removed = self.b.images.remove_rootfs(&rkey).await;
         let _ = std::fs::remove_dir(&target);
         result?;
-        removed
+        removed?;
+        self.made(st);
+        Ok(())
     }
 
     async fn copy_step(&mut self, st: &mut StageState, ins: &Instruction) -> Result<()> {
@@ -808,14 +815,14 @@ impl Run<'_> {
         };
         if result.is_err() || self.opts.remove_intermediate {
             let removed = self.b.manager.remove(&info.id, true).await;
-            if result.is_ok() {
-                self.info(format!("Removing intermediate container {}", short(&info.id)));
-            }
             result?;
-            removed
+            removed?;
+            self.info(format!("Removing intermediate container {}", short(&info.id)));
         } else {
-            result
+            result?;
         }
+        self.made(st);
+        Ok(())
     }
 
     /// Start, stream output, wait; the exit code.
