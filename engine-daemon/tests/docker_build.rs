@@ -340,6 +340,18 @@ fn engine_cli_builds_and_commits() {
     let o = e.engine(&["commit", "-c", "CMD [\"cat\", \"/x\"]", "-m", "msg", "c2", "clicommit:1"]);
     assert!(o.status.success() && out(&o).starts_with("sha256:"), "{}", show(&o));
     assert_eq!(e.ok(&["run", "--rm", "clicommit:1"]), "from-cli\n");
+    // FROM scratch, filled from another stage.
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb AS b\nRUN echo from-scratch > /x\nFROM scratch\nCOPY --from=b /x /x\n\
+         COPY --from=b /bin/busybox /bin/cat\nCMD [\"/bin/cat\", \"/x\"]\n",
+    );
+    let o = e.engine(&["build", "-t", "scratchy:1", ctx.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(e.ok(&["run", "--rm", "scratchy:1"]), "from-scratch\n");
+    let layers = e.ok(&["image", "inspect", "--format", "{{len .RootFS.Layers}}", "scratchy:1"]);
+    assert_eq!(layers.trim(), "2");
 }
 
 #[test]
