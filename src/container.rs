@@ -1,6 +1,7 @@
 //! The typed container config and the container handle.
 
 use crate::WaitFor;
+pub use engine_build::CommitOptions;
 use engine_core::{
     AttachOptions, ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExecConfig, ExitStatus,
     LifecycleManager, LogEntry, LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, SeccompProfile, Signal,
@@ -293,6 +294,8 @@ pub struct Container {
     /// Where its published ports are reachable (the network driver's host
     /// namespace; `None`: this process's).
     pub(crate) host_netns: Option<std::path::PathBuf>,
+    /// The image store its root filesystem lives in (for commit).
+    pub(crate) images: Option<Arc<dyn engine_core::ImageStore>>,
 }
 
 impl std::fmt::Debug for Container {
@@ -308,7 +311,17 @@ impl Container {
         keep: bool,
         pending: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     ) -> Self {
-        Container { info, mgr, keep, removed: false, pending, host_netns: None }
+        Container { info, mgr, keep, removed: false, pending, host_netns: None, images: None }
+    }
+
+    /// Make an image of the container's changes on top of its image, with
+    /// its run config and `options.changes` applied (`docker commit`).
+    pub async fn commit(&self, options: CommitOptions) -> Result<engine_core::ImageInfo> {
+        let images = self
+            .images
+            .clone()
+            .ok_or_else(|| engine_core::Error::Unsupported("this handle has no image store to commit to".into()))?;
+        engine_build::commit_container(self.mgr.as_ref(), images.as_ref(), &self.info.id, options).await
     }
 
     /// Its id.

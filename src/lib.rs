@@ -29,16 +29,23 @@
 //! - [`Engine::busybox_image`] makes a runnable image from Debian's
 //!   busybox-static when no registry is at hand.
 //!
+//! - [`Engine::build`] builds an image from a Dockerfile (every RUN step a
+//!   container of this engine's manager, a layer cache kept under
+//!   `<root>/build`), its progress a stream; [`Container::commit`] makes an
+//!   image of a container's changes (`docker commit`).
+//!
 //! The tiers are re-exported: [`core`], [`runtime`], [`shim`], [`image`],
-//! [`lifecycle`].
+//! [`lifecycle`], [`build`].
 #![deny(missing_docs)]
 
 mod container;
 mod wait;
 
-pub use container::{Container, ContainerBuilder, ExecOutput};
+pub use container::{CommitOptions, Container, ContainerBuilder, ExecOutput};
 pub use wait::WaitFor;
 
+pub use engine_build as build;
+pub use engine_build::{BuildEvent, BuildOptions, BuildOutput};
 pub use engine_core as core;
 pub use engine_image as image;
 pub use engine_lifecycle as lifecycle;
@@ -53,6 +60,7 @@ pub use engine_core::{
     Signal,
 };
 
+use futures::StreamExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -78,6 +86,30 @@ struct EngineInner {
     /// Where published ports are reachable (the network driver's host
     /// namespace; `None`: this process's).
     host_netns: Option<PathBuf>,
+    /// The image builder, made on first use.
+    builder: tokio::sync::OnceCell<Arc<engine_build::Builder>>,
+}
+
+/// A build in progress ([`Engine::build`]): its events as a stream, then
+/// its result.
+pub struct BuildProgress {
+    /// Progress, as `docker build` prints it; ends when the build ends.
+    pub events: futures::stream::BoxStream<'static, BuildEvent>,
+    result: tokio::task::JoinHandle<Result<BuildOutput>>,
+}
+
+impl std::fmt::Debug for BuildProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildProgress").finish_non_exhaustive()
+    }
+}
+
+impl BuildProgress {
+    /// Wait for the end of the build (events not read yet are dropped).
+    pub async fn finish(self) -> Result<BuildOutput> {
+        drop(self.events);
+        self.result.await.map_err(|e| Error::Other(format!("build task failed: {e}")))?
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -226,6 +258,7 @@ impl EngineBuilder {
                 bind_to_process: !self.unbound,
                 pending: Arc::new(Mutex::new(Vec::new())),
                 host_netns: self.network.as_ref().and_then(|n| n.host_netns()),
+                builder: tokio::sync::OnceCell::new(),
             }),
         })
     }
@@ -276,6 +309,7 @@ impl Engine {
         let info = self.inner.containers.create(config).await?;
         let mut c = Container::new(info, self.inner.containers.clone(), keep, self.inner.pending.clone());
         c.host_netns = self.inner.host_netns.clone();
+        c.images = Some(self.inner.images.clone());
         Ok(c)
     }
 
@@ -311,6 +345,45 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Build an image from the Dockerfile in the directory `context` (see
+    /// [`engine_build`]): every RUN step runs as a container of this
+    /// engine's manager, with its runtime. Returns at once; read
+    /// [`BuildProgress::events`], then [`BuildProgress::finish`] for the image.
+    ///
+    /// ```no_run
+    /// # async fn demo(engine: engine::Engine) -> engine::Result<()> {
+    /// use futures::StreamExt;
+    /// let opts = engine::BuildOptions { tags: vec!["app:1".into()], ..Default::default() };
+    /// let mut b = engine.build("/src/app", opts).await?;
+    /// while let Some(e) = b.events.next().await {
+    ///     print!("{}", e.text());
+    /// }
+    /// let out = b.finish().await?;
+    /// println!("{}", out.image.id);
+    /// # Ok(()) }
+    /// ```
+    pub async fn build(&self, context: impl AsRef<Path>, options: BuildOptions) -> Result<BuildProgress> {
+        let inner = self.inner.clone();
+        let builder = inner
+            .builder
+            .get_or_try_init(|| async {
+                let b = engine_build::Builder::new(
+                    inner.containers.clone(),
+                    inner.images.clone(),
+                    inner.root.join("build"),
+                )?;
+                b.recover().await?;
+                Ok::<_, Error>(Arc::new(b))
+            })
+            .await?
+            .clone();
+        let context = context.as_ref().to_path_buf();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let result = tokio::spawn(async move { builder.build(&context, &options, Some(tx)).await });
+        let events = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) }).boxed();
+        Ok(BuildProgress { events, result })
     }
 
     /// Wait for the removals that dropped [`Container`] handles started in

@@ -845,6 +845,64 @@ impl Client {
             .boxed())
     }
 
+    /// `POST /build` (the classic builder's API): upload the build context
+    /// (a tar of the context directory) and return the build's messages:
+    /// `stream` text (steps, RUN output), then `aux` with the image id. A
+    /// failed build arrives as an `Err` item naming the step; a bad
+    /// Dockerfile or option is an error before any message.
+    pub async fn build(
+        &self,
+        context_tar: impl AsyncRead + Send + Sync + 'static,
+        params: &BuildParams,
+    ) -> Result<BoxStream<'static, Result<ProgressMessage>>> {
+        let body = BodyExt::boxed(StreamBody::new(ReaderStream::new(context_tar).map_ok(hyper::body::Frame::data)));
+        let mut q: Vec<String> = params.tags.iter().map(|t| format!("t={}", enc(t))).collect();
+        if let Some(d) = &params.dockerfile {
+            q.push(format!("dockerfile={}", enc(d)));
+        }
+        if let Some(t) = &params.target {
+            q.push(format!("target={}", enc(t)));
+        }
+        if !params.build_args.is_empty() {
+            let m: HashMap<&str, &str> = params.build_args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            q.push(format!("buildargs={}", enc(&serde_json::to_string(&m).unwrap_or_default())));
+        }
+        q.push(format!("nocache={}", params.no_cache as u8));
+        q.push(format!("pull={}", params.pull as u8));
+        let p = format!("/build?{}", q.join("&"));
+        let resp = self.call(Method::POST, &p, body, Some("application/x-tar"), "build", "context").await?;
+        Ok(json_stream::<ProgressMessage>(resp)
+            .map(|m| match m {
+                Ok(m) if m.error.is_some() || m.error_detail.is_some() => {
+                    Err(Error::invalid("build", m.error.or(m.error_detail.map(|d| d.message)).unwrap_or_default()))
+                }
+                other => other,
+            })
+            .boxed())
+    }
+
+    /// `POST /commit`: an image of `container`'s changes, tagged
+    /// `repo:tag` when `repo` is given; returns the image id.
+    pub async fn commit(&self, container: &str, repo: Option<&str>, params: &CommitParams) -> Result<String> {
+        let mut q = vec![format!("container={}", enc(container)), format!("pause={}", params.pause as u8)];
+        if let Some(r) = repo {
+            let (name, tag) = split_tag(r);
+            q.push(format!("repo={}&tag={}", enc(name), enc(tag.unwrap_or("latest"))));
+        }
+        q.extend(params.changes.iter().map(|c| format!("changes={}", enc(c))));
+        if let Some(m) = &params.comment {
+            q.push(format!("comment={}", enc(m)));
+        }
+        if let Some(a) = &params.author {
+            q.push(format!("author={}", enc(a)));
+        }
+        let p = format!("/commit?{}", q.join("&"));
+        let resp = self.call(Method::POST, &p, empty(), None, "container", container).await?;
+        let body = read_body(resp, 1 << 20).await?;
+        let v: serde_json::Value = parse_json(&body, "commit")?;
+        Ok(v["Id"].as_str().unwrap_or_default().to_string())
+    }
+
     /// `GET /networks`.
     pub async fn list_networks(&self) -> Result<Vec<NetworkBody>> {
         self.get_json("/networks", "network", "list").await
@@ -859,6 +917,36 @@ fn source_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// What [`Client::build`] asks for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildParams {
+    /// Tags for the image (`-t`).
+    pub tags: Vec<String>,
+    /// The Dockerfile's path in the context (`-f`; default `Dockerfile`).
+    pub dockerfile: Option<String>,
+    /// Build up to this stage (`--target`).
+    pub target: Option<String>,
+    /// `--build-arg` values.
+    pub build_args: Vec<(String, String)>,
+    /// Do not use the cache.
+    pub no_cache: bool,
+    /// Pull base images even when present.
+    pub pull: bool,
+}
+
+/// What [`Client::commit`] records.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommitParams {
+    /// Dockerfile lines applied to the config (`--change`).
+    pub changes: Vec<String>,
+    /// Commit message (`-m`).
+    pub comment: Option<String>,
+    /// Author (`-a`).
+    pub author: Option<String>,
+    /// Pause a running container during the commit.
+    pub pause: bool,
 }
 
 /// Split `name:tag` (a `:` after the last `/`) from `name`; digests stay in the name.

@@ -36,6 +36,6 @@ pub mod jsonstream;
 pub mod models;
 
 pub use client::{
-    encode_registry_auth, error_from_response, error_from_status, split_tag, AttachIo, AttachParams, Client,
-    ExecOutput, LogsParams, PendingWait, API_VERSION, DEFAULT_SOCKET, ERROR_KIND_HEADER,
+    encode_registry_auth, error_from_response, error_from_status, split_tag, AttachIo, AttachParams, BuildParams,
+    Client, CommitParams, ExecOutput, LogsParams, PendingWait, API_VERSION, DEFAULT_SOCKET, ERROR_KIND_HEADER,
 };

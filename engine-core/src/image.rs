@@ -92,6 +92,33 @@ pub enum Removed {
     Deleted(String),
 }
 
+/// What [`ImageStore::commit`] makes: a new image from a parent image plus,
+/// optionally, the changes in a prepared root filesystem (its upper dir)
+/// as one more layer. `docker commit` and every step of an image build use it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CommitRequest {
+    /// The root filesystem (its snapshot key; a container's is its id) whose
+    /// changes become the new layer. `None` adds no layer (a metadata-only
+    /// step, recorded in the history as an empty layer).
+    pub rootfs: Option<String>,
+    /// The parent image (reference or id) when `rootfs` is `None`; `None`
+    /// with no `rootfs` starts from nothing (`FROM scratch`). With `rootfs`,
+    /// the parent is the image the root filesystem was prepared from.
+    pub parent: Option<String>,
+    /// The new image's run config as the image config's `config` object
+    /// (`Cmd`, `Env`, `Healthcheck`, `OnBuild`, ... as dockerd writes them),
+    /// replacing the parent's; `None` keeps the parent's.
+    pub config: Option<serde_json::Value>,
+    /// The history entry's `created_by` (`/bin/sh -c #(nop)  CMD ["sh"]`).
+    pub created_by: String,
+    /// The history entry's and the image's comment (`docker commit -m`).
+    pub comment: Option<String>,
+    /// The image's author (`docker commit -a`).
+    pub author: Option<String>,
+    /// Tag the new image with this reference.
+    pub tag: Option<String>,
+}
+
 /// An image store (containerd's content + images + snapshots services in one).
 #[async_trait]
 pub trait ImageStore: Send + Sync {
@@ -133,6 +160,18 @@ pub trait ImageStore: Send + Sync {
     async fn prepare_rootfs(&self, image: &str, key: &str, target: &Path) -> Result<Rootfs>;
     /// Unmount and delete a container's root filesystem.
     async fn remove_rootfs(&self, key: &str) -> Result<()>;
+    /// Make a new image (see [`CommitRequest`]); returns it.
+    async fn commit(&self, request: CommitRequest) -> Result<ImageInfo> {
+        let _ = request;
+        Err(crate::Error::Unsupported("this image store cannot commit images".into()))
+    }
+    /// The image's config JSON as stored, with the fields the OCI types do
+    /// not carry (`Healthcheck`, `OnBuild`, `Shell`); the default
+    /// re-encodes [`ImageInfo::config`].
+    async fn config_json(&self, reference: &str) -> Result<serde_json::Value> {
+        let info = self.inspect(reference).await?;
+        serde_json::to_value(&info.config).map_err(|e| crate::Error::Other(format!("encode image config: {e}")))
+    }
     /// Labels of images, for filters.
     async fn labels(&self, reference: &str) -> Result<HashMap<String, String>> {
         Ok(self.inspect(reference).await?.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default())

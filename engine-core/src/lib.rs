@@ -53,7 +53,9 @@ pub use oci_spec as oci;
 pub use authz::Authorizer;
 pub use error::{Error, IoContext, Result, WireError};
 pub use id::{random_hex64, ContainerId};
-pub use image::{ArchiveFormat, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs};
+pub use image::{
+    ArchiveFormat, CommitRequest, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs,
+};
 pub use lifecycle::{
     ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo, LifecycleManager,
     ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,

@@ -379,38 +379,95 @@ impl Store {
         config: Option<oci_spec::image::Config>,
         comment: &str,
     ) -> Result<ImageInfo> {
-        let rec = self.rootfs(key).await?;
-        let tagged = match tag {
+        let config = match config {
+            Some(c) => Some(serde_json::to_value(c).map_err(|e| Error::Other(e.to_string()))?),
+            None => None,
+        };
+        self.commit_image(engine_core::CommitRequest {
+            rootfs: Some(key.to_string()),
+            config,
+            created_by: comment.to_string(),
+            tag: tag.map(str::to_string),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// [`engine_core::ImageStore::commit`]: a new image from a parent (or
+    /// nothing) plus, with a root filesystem, its upper dir as a layer.
+    pub async fn commit_image(&self, req: engine_core::CommitRequest) -> Result<ImageInfo> {
+        let upper = match &req.rootfs {
+            Some(key) => Some(self.rootfs(key).await?),
+            None => None,
+        };
+        let tagged = match &req.tag {
             Some(t) => Some(crate::Reference::parse(t)?.tagged().ok_or_else(|| Error::invalid("tag", t.to_string()))?),
             None => None,
         };
         let _g = self.lease().await?;
-        let parent = self.state().await?.resolve(&rec.image_id)?.clone();
+        let parent_ref = upper.as_ref().map(|r| r.image_id.clone()).or_else(|| req.parent.clone());
+        let parent = match &parent_ref {
+            Some(p) => Some(self.state().await?.resolve(p)?.clone()),
+            None => None,
+        };
         let blobs = self.inner.blobs.clone();
-        let comment = comment.to_string();
         let manifest = blocking(move || {
-            let (layer, diff_id) =
-                crate::build::store_layer_from_dir(&blobs, &rec.upper, crate::unpack::Compression::Gzip)?;
-            let pbytes = blobs.read(&parent.id)?;
-            let mut cfg: serde_json::Value =
-                serde_json::from_slice(&pbytes).map_err(|e| Error::invalid("image config", e.to_string()))?;
+            let layer = match &upper {
+                Some(rec) => {
+                    Some(crate::build::store_layer_from_dir(&blobs, &rec.upper, crate::unpack::Compression::Gzip)?)
+                }
+                None => None,
+            };
+            let (mut cfg, mut layers) = match &parent {
+                Some(p) => {
+                    let cfg: serde_json::Value = serde_json::from_slice(&blobs.read(&p.id)?)
+                        .map_err(|e| Error::invalid("image config", e.to_string()))?;
+                    let pm: crate::media::Manifest = serde_json::from_slice(&blobs.read(&p.manifest)?)
+                        .map_err(|e| Error::invalid("manifest", e.to_string()))?;
+                    (cfg, pm.layers)
+                }
+                None => {
+                    let p = crate::media::host_platform();
+                    let cfg = serde_json::json!({
+                        "architecture": p.architecture, "os": p.os, "config": {},
+                        "rootfs": {"type": "layers", "diff_ids": []}, "history": [],
+                    });
+                    (cfg, Vec::new())
+                }
+            };
             let now = engine_core::time::format_rfc3339(std::time::SystemTime::now());
             cfg["created"] = serde_json::json!(now);
-            if let Some(c) = config {
-                cfg["config"] = serde_json::to_value(c).map_err(|e| Error::Other(e.to_string()))?;
+            if let Some(c) = req.config {
+                cfg["config"] = c;
             }
-            if let Some(ids) = cfg["rootfs"]["diff_ids"].as_array_mut() {
-                ids.push(serde_json::json!(diff_id));
+            let mut entry = serde_json::json!({"created": now, "created_by": req.created_by});
+            if let Some(a) = &req.author {
+                cfg["author"] = serde_json::json!(a);
+                entry["author"] = serde_json::json!(a);
+            }
+            if let Some(c) = &req.comment {
+                entry["comment"] = serde_json::json!(c);
+            }
+            match layer {
+                Some((desc, diff_id)) => {
+                    if !cfg["rootfs"]["diff_ids"].is_array() {
+                        cfg["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": []});
+                    }
+                    if let Some(ids) = cfg["rootfs"]["diff_ids"].as_array_mut() {
+                        ids.push(serde_json::json!(diff_id));
+                    }
+                    layers.push(desc);
+                }
+                None => entry["empty_layer"] = serde_json::json!(true),
+            }
+            if !cfg["history"].is_array() {
+                cfg["history"] = serde_json::json!([]);
             }
             if let Some(h) = cfg["history"].as_array_mut() {
-                h.push(serde_json::json!({"created": now, "created_by": comment}));
+                h.push(entry);
             }
             let cbytes = serde_json::to_vec(&cfg).map_err(|e| Error::Other(e.to_string()))?;
             let cdigest = blobs.write_bytes(&cbytes, None)?;
-            let pm: crate::media::Manifest = serde_json::from_slice(&blobs.read(&parent.manifest)?)
-                .map_err(|e| Error::invalid("manifest", e.to_string()))?;
-            let mut layers = pm.layers;
-            layers.push(layer);
             let m = crate::media::Manifest {
                 schema_version: 2,
                 media_type: Some(crate::media::OCI_MANIFEST.into()),

@@ -796,4 +796,14 @@ impl ImageStore for Store {
     async fn remove_rootfs(&self, key: &str) -> Result<()> {
         crate::snapshot::remove(self, key).await
     }
+
+    async fn commit(&self, request: engine_core::CommitRequest) -> Result<ImageInfo> {
+        self.commit_image(request).await
+    }
+
+    async fn config_json(&self, reference: &str) -> Result<serde_json::Value> {
+        let id = self.state().await?.resolve(reference)?.id.clone();
+        let bytes = self.inner.blobs.read(&id)?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("image config {id}"), e.to_string()))
+    }
 }

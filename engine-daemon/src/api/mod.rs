@@ -3,6 +3,8 @@
 
 mod archive;
 mod auth;
+mod build;
+mod commit;
 mod containers;
 mod exec;
 mod hijack;
@@ -48,6 +50,8 @@ pub(crate) struct State {
     pub execs: Mutex<HashMap<String, ExecEntry>>,
     pub events: Arc<EventBus>,
     pub id: String,
+    /// The image builder, made on first `/build`.
+    pub builder: tokio::sync::OnceCell<Arc<engine_build::Builder>>,
 }
 
 impl State {
@@ -67,6 +71,7 @@ impl State {
             execs: Mutex::new(HashMap::new()),
             events: Arc::new(EventBus::new()),
             id: engine_core::random_hex64(),
+            builder: tokio::sync::OnceCell::new(),
         })
     }
 }
@@ -163,6 +168,9 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("GET", ["exec", id, "json"]) => exec::inspect(&st, id).await,
         ("POST", ["exec", id, "resize"]) => exec::resize(&st, id, &q).await,
 
+        ("POST", ["commit"]) => commit::commit(&st, &q, req.into_body()).await,
+        ("POST", ["build"]) => build::build(&st, &q, req.into_body()).await,
+        ("POST", ["build", "prune"]) => build::prune(&st).await,
         (_, ["images", ..]) => images::route(&st, &method, &path, &q, req).await,
         _ => {
             return h::error_status(StatusCode::NOT_FOUND, format!("page not found: {method} {raw_path}"));

@@ -149,6 +149,51 @@ enum Cmd {
         /// Image reference.
         image: String,
     },
+    /// Build an image from a Dockerfile (the context directory is sent as a tar).
+    Build {
+        /// Tag the image (repeatable).
+        #[arg(short, long = "tag")]
+        tag: Vec<String>,
+        /// The Dockerfile's path in the context.
+        #[arg(short = 'f', long)]
+        file: Option<String>,
+        /// A build argument, `NAME=value` (repeatable).
+        #[arg(long = "build-arg")]
+        build_arg: Vec<String>,
+        /// Build up to this stage.
+        #[arg(long)]
+        target: Option<String>,
+        /// Do not use the cache.
+        #[arg(long)]
+        no_cache: bool,
+        /// Pull base images even when present.
+        #[arg(long)]
+        pull: bool,
+        /// Print only the image id.
+        #[arg(short, long)]
+        quiet: bool,
+        /// The context directory.
+        context: std::path::PathBuf,
+    },
+    /// Make an image of a container's changes.
+    Commit {
+        /// A Dockerfile line applied to the config (repeatable).
+        #[arg(short, long)]
+        change: Vec<String>,
+        /// Commit message.
+        #[arg(short, long)]
+        message: Option<String>,
+        /// Author.
+        #[arg(short, long)]
+        author: Option<String>,
+        /// Do not pause a running container.
+        #[arg(long)]
+        no_pause: bool,
+        /// The container.
+        container: String,
+        /// `repo[:tag]` for the image.
+        repository: Option<String>,
+    },
     /// Load images from a tar archive (stdin by default).
     Load {
         /// Read from this file instead of stdin.
@@ -493,6 +538,46 @@ async fn run(c: Client, cmd: Cmd) -> std::result::Result<i32, Failure> {
         Cmd::Push { image } => {
             let s = c.push(&image, None).await?;
             print_progress(s).await?;
+            Ok(0)
+        }
+        Cmd::Build { tag, file, build_arg, target, no_cache, pull, quiet, context } => {
+            let mut build_args = Vec::new();
+            for a in build_arg {
+                let (k, v) = a
+                    .split_once('=')
+                    .ok_or_else(|| Failure { code: 1, message: format!("--build-arg {a}: expected NAME=value") })?;
+                build_args.push((k.to_string(), v.to_string()));
+            }
+            let dir = context.clone();
+            let tar = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                let mut b = tar::Builder::new(Vec::new());
+                b.follow_symlinks(false);
+                b.append_dir_all(".", &dir)?;
+                b.into_inner()
+            })
+            .await
+            .map_err(|e| Failure { code: 1, message: e.to_string() })?
+            .map_err(|e| Failure { code: 1, message: format!("read the context {}: {e}", context.display()) })?;
+            let params = engine_client::BuildParams { tags: tag, dockerfile: file, target, build_args, no_cache, pull };
+            let mut s = c.build(std::io::Cursor::new(tar), &params).await?;
+            let mut id = String::new();
+            while let Some(m) = s.next().await {
+                let m = m?;
+                if let Some(i) = m.aux.as_ref().and_then(|a| a["ID"].as_str()) {
+                    id = i.to_string();
+                }
+                if let Some(text) = m.stream.filter(|_| !quiet) {
+                    print!("{text}");
+                }
+            }
+            if quiet {
+                println!("{id}");
+            }
+            Ok(0)
+        }
+        Cmd::Commit { change, message, author, no_pause, container, repository } => {
+            let params = engine_client::CommitParams { changes: change, comment: message, author, pause: !no_pause };
+            println!("{}", c.commit(&container, repository.as_deref(), &params).await?);
             Ok(0)
         }
         Cmd::Load { input, quiet } => {
