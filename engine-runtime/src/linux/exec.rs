@@ -94,8 +94,25 @@ impl Runc {
             _ => None,
         };
         let unified = self_join.as_ref().and_then(|j| j.unified.as_ref()).map(|f| f.as_raw_fd());
-        let (pid, into_unified) = clone_process(CloneFlags::empty(), unified)?;
+        // The child is born inside the container's namespaces (all but user,
+        // which cannot be left again, and pid, joined above for children):
+        // from the moment it appears in the container's pid namespace, its
+        // `/proc/<pid>/root`, `cwd` and mounts are the container's. A process
+        // in the container holding CAP_SYS_PTRACE can open those links of the
+        // non-dumpable child; joining only in the child would show it the
+        // host's root for a moment.
+        let cwd = std::fs::File::open(".").map_err(|e| Error::io("open the current directory", e))?;
+        let saved_ns = namespaces::join_in_parent(&joins)?;
+        let cloned = clone_process(CloneFlags::empty(), unified);
+        if !cloned.as_ref().is_ok_and(|(p, _)| *p == 0) {
+            NsPlan::restore(&saved_ns)?;
+            nix::unistd::fchdir(&cwd).map_err(|e| Error::io("return to the current directory", e.into()))?;
+        }
+        let (pid, into_unified) = cloned?;
         if pid == 0 {
+            // No descriptor of the host's namespaces or directories stays in the child.
+            drop(saved_ns);
+            drop(cwd);
             drop(parent_sock);
             let ctx = InitCtx {
                 cgroup: self_join.as_ref(),
