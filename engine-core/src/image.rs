@@ -133,6 +133,11 @@ pub trait ImageStore: Send + Sync {
     async fn prepare_rootfs(&self, image: &str, key: &str, target: &Path) -> Result<Rootfs>;
     /// Unmount and delete a container's root filesystem.
     async fn remove_rootfs(&self, key: &str) -> Result<()>;
+    /// The storage driver that makes containers' root filesystems, for
+    /// `docker info` (`None`: the store does not say).
+    fn snapshotter(&self) -> Option<&dyn crate::Snapshotter> {
+        None
+    }
     /// Labels of images, for filters.
     async fn labels(&self, reference: &str) -> Result<HashMap<String, String>> {
         Ok(self.inspect(reference).await?.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default())
