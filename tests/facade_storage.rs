@@ -2,31 +2,16 @@
 //! run from plain copies (no overlay mount), keep their writes across a
 //! stop and start, and removal frees their copy.
 
+mod common;
+
 use engine::image::StorageDriver;
 use engine::{ContainerBuilder, Engine};
-use std::path::PathBuf;
 use std::time::Duration;
 
 const IMAGE: &str = "busybox:storage";
 
-fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
-        return d.into();
-    }
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 async fn engine_in(root: &std::path::Path, driver: StorageDriver) -> Engine {
-    let e = Engine::builder()
-        .root(root)
-        .storage_driver(driver)
-        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
-        .shim_launcher(std::sync::Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
-        .runtime("engine-runc")
-        .startup_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
+    let e = common::builder(root).storage_driver(driver).build().await.unwrap();
     e.busybox_image(IMAGE).await.unwrap();
     e
 }
