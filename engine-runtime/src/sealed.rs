@@ -90,11 +90,17 @@ fn open_self_exe() -> Result<OwnedFd> {
 /// and environment, from a detached read-only bind mount of itself (or, where
 /// that is not possible, a sealed `memfd` copy). Call it first thing in
 /// `main`, before any thread is started, in a binary whose clones join
-/// containers. Returns only when already sealed, or with the error that made
-/// both ways fail.
+/// containers (it changes the environment, which needs a single thread).
+/// Returns only when already sealed, or with the error that made both ways
+/// fail.
 pub fn reexec_sealed() -> Result<()> {
     match current_sealing()? {
-        Some(_) => return Ok(()),
+        Some(_) => {
+            // Not for the hooks and helpers this process starts. Called before
+            // any thread exists, so changing the environment is sound.
+            std::env::remove_var(SEALED_ENV);
+            return Ok(());
+        }
         None if std::env::var_os(SEALED_ENV).is_some() => {
             return Err(Error::Other(format!(
                 "re-executed from a sealed copy ({SEALED_ENV} is set), yet /proc/self/exe is writable"
