@@ -4,7 +4,8 @@
 //! process inside loops over `/proc` while `docker exec` runs, holds a
 //! descriptor of every joining process's binary, and tries to write it, at
 //! once and after the process is gone, and to reach a host directory
-//! through the joining processes' `root` and `cwd`. The container runs on a
+//! through the joining processes' `root` and `cwd`, or a cgroupfs directory
+//! through their descriptors. The container runs on a
 //! private copy of `engine-runc` (`--add-runtime`), so a breach damages only
 //! the copy, whose bytes are checked.
 
@@ -32,6 +33,9 @@ fn a_ptrace_capable_container_cannot_write_or_escape_through_docker_exec() {
                 [ "$p" = "$$" ] && continue
                 if cat /proc/$p/root$h/host-secret 2>/dev/null; then echo "ROOT-READ $p"; fi
                 if cat /proc/$p/cwd/host-secret 2>/dev/null; then echo "CWD-READ $p"; fi
+                for f in /proc/$p/fd/*; do
+                    if [ -e "$f/cgroup.procs" ]; then echo "FD-CGROUP-DIR $p $f"; fi
+                done 2>/dev/null
                 c=$(cat /proc/$p/comm 2>/dev/null) || continue
                 case "$c" in engine-*) ;; *) continue ;; esac
                 command exec 3</proc/$p/exe 2>/dev/null || continue
@@ -63,7 +67,7 @@ fn a_ptrace_capable_container_cannot_write_or_escape_through_docker_exec() {
         }),
         "the racer did not stop within 60 s: {log}"
     );
-    for breach in ["ROOT-READ", "CWD-READ", "OPENED-WRITE", "OPENED-RDWR", "REOPENED-WRITE"] {
+    for breach in ["ROOT-READ", "CWD-READ", "FD-CGROUP-DIR", "OPENED-WRITE", "OPENED-RDWR", "REOPENED-WRITE"] {
         assert!(!log.contains(breach), "{breach}: a container reached the host through docker exec:\n{log}");
     }
     e.ok(&["rm", "-f", "atk"]);

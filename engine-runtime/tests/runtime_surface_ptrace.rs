@@ -234,9 +234,10 @@ fn container_building_commands_run_from_a_read_only_copy() {
 /// Racing, as `docker exec` runs: a process with `CAP_SYS_PTRACE` loops over
 /// `/proc` while 100 `exec`s join the container, and tries to read and write
 /// a host directory through each joining process's `/proc/<pid>/root` and
-/// `/proc/<pid>/cwd` (the runtime runs with its working directory there). The
-/// joining process is born inside the container's mount namespace, so those
-/// links only ever name the container's own root.
+/// `/proc/<pid>/cwd` (the runtime runs with its working directory there), and
+/// looks for host directories among its descriptors (`/proc/<pid>/fd`). The
+/// joining process is born inside the container's mount namespace and holds
+/// no host directory, so those links only ever name the container's own.
 #[test]
 fn a_ptrace_capable_container_never_reaches_the_host_through_a_joining_process() {
     let mut runc = PrivateRunc::new();
@@ -257,6 +258,11 @@ fn a_ptrace_capable_container_never_reaches_the_host_through_a_joining_process()
                 if cat /proc/$p/root$h/host-secret 2>/dev/null; then echo "ROOT-READ $p"; fi
                 if (echo pwned > /proc/$p/root$h/pwned) 2>/dev/null; then echo "ROOT-WRITE $p"; fi
                 if cat /proc/$p/cwd/host-secret 2>/dev/null; then echo "CWD-READ $p"; fi
+                # Directory descriptors of the host (the runtime's working
+                # directory, a cgroupfs directory) held by a joining process.
+                for f in /proc/$p/fd/*; do
+                    if [ -e "$f/host-secret" ] || [ -e "$f/cgroup.procs" ]; then echo "FD-DIR $p $f $(ls $f | head -3 | tr "\n" " ")"; fi
+                done 2>/dev/null
                 # A container process's own cwd is writable; only a file
                 # appearing in the host directory (checked below) is a breach.
                 (echo pwned > /proc/$p/cwd/pwned) 2>/dev/null
@@ -274,7 +280,7 @@ fn a_ptrace_capable_container_never_reaches_the_host_through_a_joining_process()
     }
     std::fs::write(b.rootfs().join("tmp/stop"), "").unwrap();
     let log = wait_for(&b.rootfs().join("tmp/race.log"), "END");
-    for breach in ["ROOT-READ", "ROOT-WRITE", "CWD-READ"] {
+    for breach in ["ROOT-READ", "ROOT-WRITE", "CWD-READ", "FD-DIR"] {
         assert!(!log.contains(breach), "{breach}: the host was reached through a joining process:\n{log}");
     }
     let left: Vec<_> = std::fs::read_dir(&host_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
