@@ -132,6 +132,7 @@ pub struct EngineBuilder {
     cgroup_parent: Option<String>,
     network: Option<Arc<dyn engine_core::NetworkDriver>>,
     volumes: Option<Arc<dyn engine_core::VolumeDriver>>,
+    storage_driver: Option<engine_image::StorageDriver>,
 }
 
 impl EngineBuilder {
@@ -156,6 +157,16 @@ impl EngineBuilder {
     /// Register a runtime binary under a name.
     pub fn add_runtime(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
         self.runtimes.push((name.into(), path.into()));
+        self
+    }
+    /// The storage driver of the default image store (`engine_image::Store`
+    /// under the root): [`engine_image::StorageDriver::Overlay2`] (overlay
+    /// mounts, the default) or [`engine_image::StorageDriver::Vfs`] (plain
+    /// copies, for hosts without overlayfs). Refused at
+    /// [`EngineBuilder::build`] together with [`EngineBuilder::image_store`],
+    /// whose store has its own.
+    pub fn storage_driver(mut self, driver: engine_image::StorageDriver) -> Self {
+        self.storage_driver = Some(driver);
         self
     }
     /// Use this image store instead of `engine_image::Store` under the root.
@@ -206,9 +217,18 @@ impl EngineBuilder {
     /// Open the image store and start (or recover) the lifecycle manager.
     pub async fn build(self) -> Result<Engine> {
         let root = self.root.unwrap_or_else(|| PathBuf::from("/var/lib/engine"));
-        let images: Arc<dyn ImageStore> = match self.images {
-            Some(i) => i,
-            None => Arc::new(engine_image::Store::open(root.join("images"))?),
+        let images: Arc<dyn ImageStore> = match (self.images, self.storage_driver) {
+            (Some(_), Some(_)) => {
+                return Err(Error::invalid(
+                    "storage_driver",
+                    "a storage driver is chosen for the default image store only, not with image_store()",
+                ))
+            }
+            (Some(i), None) => i,
+            (None, driver) => Arc::new(engine_image::Store::open_with(
+                root.join("images"),
+                engine_image::StoreOptions { storage_driver: driver.unwrap_or_default(), ..Default::default() },
+            )?),
         };
         let volumes: Arc<dyn engine_core::VolumeDriver> = match self.volumes {
             Some(v) => v,

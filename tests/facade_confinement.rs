@@ -1,30 +1,15 @@
 //! The facade's builder gives docker's default confinement and its options,
 //! in real containers: the same values dockerd gives for the same flags.
 
+mod common;
+
 use engine::{ContainerBuilder, DeviceMapping, Engine, SeccompProfile, WaitFor};
 use engine_core::ListFilter;
-use std::path::PathBuf;
-use std::time::Duration;
 
 const IMAGE: &str = "busybox:confine";
 
-fn bin_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("ENGINE_BIN_DIR") {
-        return d.into();
-    }
-    std::env::current_exe().unwrap().parent().unwrap().parent().unwrap().to_path_buf()
-}
-
 async fn engine_in(root: &std::path::Path) -> Engine {
-    let e = Engine::builder()
-        .root(root)
-        .add_runtime("engine-runc", bin_dir().join("engine-runc"))
-        .shim_launcher(std::sync::Arc::new(engine::shim::Launcher::new(bin_dir().join("engine-shim"))))
-        .runtime("engine-runc")
-        .startup_timeout(Duration::from_secs(30))
-        .build()
-        .await
-        .unwrap();
+    let e = common::builder(root).build().await.unwrap();
     e.busybox_image(IMAGE).await.unwrap();
     e
 }

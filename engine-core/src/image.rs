@@ -172,6 +172,11 @@ pub trait ImageStore: Send + Sync {
         let info = self.inspect(reference).await?;
         serde_json::to_value(&info.config).map_err(|e| crate::Error::Other(format!("encode image config: {e}")))
     }
+    /// The storage driver that makes containers' root filesystems, for
+    /// `docker info` (`None`: the store does not say).
+    fn snapshotter(&self) -> Option<&dyn crate::Snapshotter> {
+        None
+    }
     /// Labels of images, for filters.
     async fn labels(&self, reference: &str) -> Result<HashMap<String, String>> {
         Ok(self.inspect(reference).await?.config.config().as_ref().and_then(|c| c.labels().clone()).unwrap_or_default())

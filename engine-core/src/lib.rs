@@ -7,7 +7,8 @@
 //! |---|---|---|
 //! | [`Runtime`] | runc's: bundle to isolated process, then exit | `engine-runtime` |
 //! | [`Shim`] / [`ShimLauncher`] | parent of one container, holds stdio, logs, exit | `engine-shim` |
-//! | [`ImageStore`] | pull, push, import, export, overlay snapshots | `engine-image` |
+//! | [`ImageStore`] | pull, push, import, export, container root filesystems | `engine-image` |
+//! | [`Snapshotter`] | the storage driver: layers to a root filesystem (`overlay2`, `vfs`) | `engine-image` |
 //! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
 //! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
 //! | [`VolumeDriver`] | named volumes, mounted for containers | `engine-volume` |
@@ -42,6 +43,7 @@ mod runtime;
 pub mod security;
 pub mod shim;
 mod signal;
+pub mod snapshot;
 mod state;
 mod stats;
 mod stdio;
@@ -69,6 +71,7 @@ pub use shim::{
     Shim, ShimEvent, ShimLauncher,
 };
 pub use signal::Signal;
+pub use snapshot::{PreparedSnapshot, Snapshotter};
 pub use state::{ContainerStatus, ExitStatus, Pid, RuntimeState};
 pub use stats::Stats;
 pub use stdio::{ConsoleSize, StdStream, StdioSpec};

@@ -293,6 +293,12 @@ pub struct ExecConfig {
     pub tty: bool,
     /// Keep stdin open for attach.
     pub open_stdin: bool,
+    /// `docker exec --privileged`: the process gets every capability the
+    /// engine holds (the set a `--privileged` container gets), whatever the
+    /// container's own set. As under dockerd, the container's seccomp
+    /// profile, masked paths, read-only paths and devices still apply.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// An exec'd process's state.

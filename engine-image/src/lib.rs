@@ -5,7 +5,10 @@
 //! OCI manifests and indexes, anonymous, basic and bearer-token auth),
 //! docker-archive and OCI layout import and export, safe layer unpacking into
 //! one snapshot directory per chain id (overlayfs whiteout form), and
-//! container root filesystems as overlay mounts (with a copying fallback).
+//! container root filesystems made by an [`engine_core::Snapshotter`]:
+//! [`OverlaySnapshotter`] (`overlay2`, overlay mounts with a copying
+//! fallback; the default) or [`VfsSnapshotter`] (`vfs`, plain copies),
+//! chosen with [`StoreOptions::storage_driver`].
 //!
 //! ```no_run
 //! use engine_core::ImageStore;
@@ -47,8 +50,8 @@ pub mod unpack;
 pub use blobs::{BlobWriter, Blobs};
 pub use reference::{host_is_loopback, Reference, DOCKER_HUB};
 pub use registry::{docker_config_auth, RegistryOptions};
-pub use snapshot::copy_layers;
-pub use store::{short, ImageRecord, LayerRecord, RootfsRecord, State, Store, StoreOptions};
+pub use snapshot::{copy_layers, OverlaySnapshotter, VfsSnapshotter};
+pub use store::{short, ImageRecord, LayerRecord, RootfsRecord, State, StorageDriver, Store, StoreOptions};
 
 /// Test helpers: make images from directories (an alias of [`build`]).
 pub mod testutil {

@@ -1,11 +1,13 @@
-//! Container root filesystems: an overlay mount of the image's layer
-//! snapshots plus a writable upper dir, or a copy where overlay is not
-//! available; and the way back, upper dir to layer.
+//! Container root filesystems, behind the [`Snapshotter`] seam: the
+//! `overlay2` snapshotter (an overlay mount of the image's layer snapshots
+//! plus a writable upper dir, falling back to a copy where the mount fails)
+//! and the `vfs` snapshotter (always a plain copy); and the way back, upper
+//! dir to layer.
 
 use crate::store::{blocking, RootfsRecord, Store};
 use crate::sys;
 use crate::unpack::OVERLAY_OPAQUE_XATTR;
-use engine_core::{Error, ImageInfo, IoContext, Result, Rootfs};
+use engine_core::{Error, ImageInfo, IoContext, PreparedSnapshot, Result, Rootfs, Snapshotter};
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -81,65 +83,28 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
     for l in &rec.layers {
         store.ensure_snapshot(l, &None).await?;
     }
-    let lowers: Vec<PathBuf> = rec
-        .layers
-        .iter()
-        .rev()
-        .map(|l| {
-            let hex = &l.chain_id[7..];
-            let short = root.join("l").join(&hex[..16]);
-            if std::fs::symlink_metadata(&short).is_err() {
-                let _ = std::os::unix::fs::symlink(format!("../snapshots/{hex}/fs"), &short);
-            }
-            short
-        })
-        .collect();
     let target = target.to_path_buf();
     let layer_dirs: Vec<PathBuf> = rec.layers.iter().map(|l| store.snapshot_dir(&l.chain_id)).collect::<Result<_>>()?;
     let (dir2, target2) = (dir.clone(), target.clone());
-    let force_copy = store.inner.force_copy;
+    let snapshotter = store.inner.snapshotter.clone();
     let made = blocking(move || {
         let (dir, target) = (dir2, target2);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).context(|| format!("remove stale {}", dir.display()))?;
         }
-        let upper = dir.join("upper");
-        let work = dir.join("work");
-        let empty = dir.join("empty");
-        for d in [&upper, &work, &empty] {
-            std::fs::create_dir_all(d).context(|| format!("create {}", d.display()))?;
-        }
-        let created_target = !target.exists();
-        std::fs::create_dir_all(&target).context(|| format!("create {}", target.display()))?;
-        let lowers = if lowers.is_empty() { vec![empty] } else { lowers };
-        let mounted = if force_copy {
-            Err(std::io::Error::new(std::io::ErrorKind::Unsupported, "copying asked for"))
-        } else {
-            mount_overlay(&lowers, &upper, &work, &target)
-        };
-        match mounted {
-            Ok(()) => Ok((true, upper)),
-            Err(e) => {
-                tracing::warn!(target = %target.display(), "overlay mount failed ({e}); copying the layers instead");
-                let r = copy_layers(&layer_dirs, &target);
-                if r.is_err() {
-                    let _ = std::fs::remove_dir_all(&dir);
-                    if created_target {
-                        let _ = std::fs::remove_dir_all(&target);
-                    }
-                }
-                r.map(|_| (false, target.clone()))
-            }
-        }
+        std::fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
+        snapshotter.prepare(&layer_dirs, &dir, &target)
     })
     .await;
-    let (overlay, upper) = match made {
+    let snap = match made {
         Ok(v) => v,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&dir);
             return Err(e);
         }
     };
+    let upper = snap.upper.clone();
+    let overlay = snap.mounted;
     let record = RootfsRecord {
         key: key.to_string(),
         image_id: rec.id.clone(),
@@ -159,21 +124,7 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
 }
 
 fn teardown(rec: &RootfsRecord, dir: &Path) -> Result<()> {
-    if rec.overlay {
-        let t = sys::cstr(rec.target.as_os_str().as_bytes()).map_err(|e| Error::io("unmount", e))?;
-        let r = unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
-                return Err(Error::io(format!("unmount {}", rec.target.display()), e));
-            }
-        }
-    } else if let Ok(fd) = sys::open_dir(&rec.target) {
-        for n in sys::list_dir(fd.as_raw_fd()).context(|| format!("list {}", rec.target.display()))? {
-            let c = sys::cstr(n.as_bytes()).map_err(|e| Error::io("remove", e))?;
-            sys::remove_at(fd.as_raw_fd(), &c).context(|| format!("clear {}", rec.target.display()))?;
-        }
-    }
+    unmount_or_clear(&PreparedSnapshot { target: rec.target.clone(), upper: rec.upper.clone(), mounted: rec.overlay })?;
     // The record goes last: until then a retry knows what to undo.
     let gone = |r: std::io::Result<()>| match r {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -219,6 +170,263 @@ pub(crate) async fn remove(store: &Store, key: &str) -> Result<()> {
     Ok(())
 }
 
+/// Unmount a mounted snapshot's target, or empty a copied one: the removal
+/// shared by both snapshotters, so that a store reopened with the other
+/// driver still removes what the first one made.
+fn unmount_or_clear(snap: &PreparedSnapshot) -> Result<()> {
+    if snap.mounted {
+        let t = sys::cstr(snap.target.as_os_str().as_bytes()).map_err(|e| Error::io("unmount", e))?;
+        // SAFETY: umount2 with a NUL-terminated path.
+        let r = unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
+                return Err(Error::io(format!("unmount {}", snap.target.display()), e));
+            }
+        }
+    } else if let Ok(fd) = sys::open_dir(&snap.target) {
+        for n in sys::list_dir(fd.as_raw_fd()).context(|| format!("list {}", snap.target.display()))? {
+            let c = sys::cstr(n.as_bytes()).map_err(|e| Error::io("remove", e))?;
+            sys::remove_at(fd.as_raw_fd(), &c).context(|| format!("clear {}", snap.target.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Create `target` and copy `layers` into it; on error, undo what was made.
+fn prepare_copy(layers: &[PathBuf], target: &Path) -> Result<PreparedSnapshot> {
+    let created_target = !target.exists();
+    std::fs::create_dir_all(target).context(|| format!("create {}", target.display()))?;
+    let snap = PreparedSnapshot { target: target.to_path_buf(), upper: target.to_path_buf(), mounted: false };
+    if let Err(e) = copy_layers(layers, target) {
+        let _ = unmount_or_clear(&snap);
+        if created_target {
+            let _ = std::fs::remove_dir(target);
+        }
+        return Err(e);
+    }
+    Ok(snap)
+}
+
+/// The name of the filesystem `path` is on, for `docker info`.
+fn backing_filesystem(path: &Path) -> String {
+    let Ok(c) = sys::cstr(path.as_os_str().as_bytes()) else { return "unknown".into() };
+    // SAFETY: statfs into a zeroed struct with a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return "unknown".into();
+    }
+    match st.f_type as i64 {
+        0xef53 => "extfs".into(),
+        0x5846_5342 => "xfs".into(),
+        0x0102_1994 => "tmpfs".into(),
+        0x9123_683e => "btrfs".into(),
+        0x794c_7630 => "overlayfs".into(),
+        m => format!("{m:#x}"),
+    }
+}
+
+/// The default [`Snapshotter`], docker's `overlay2`: an overlay mount of the
+/// layer directories (through short links in the store's `l/`, so that many
+/// layers fit in one mount's options) with a private upper and work dir; a
+/// commit takes the upper dir, the container's changes only. Where the
+/// kernel refuses the mount (no overlayfs, an unsupported backing
+/// filesystem) it copies the layers instead, as [`VfsSnapshotter`] does, and
+/// says so in the log.
+#[derive(Debug, Clone)]
+pub struct OverlaySnapshotter {
+    links: PathBuf,
+}
+
+impl OverlaySnapshotter {
+    /// An overlay snapshotter making its short layer links in `links`.
+    pub fn new(links: impl Into<PathBuf>) -> Self {
+        OverlaySnapshotter { links: links.into() }
+    }
+}
+
+impl Snapshotter for OverlaySnapshotter {
+    fn name(&self) -> &str {
+        "overlay2"
+    }
+
+    fn status(&self) -> Vec<(String, String)> {
+        vec![
+            ("Backing Filesystem".into(), backing_filesystem(&self.links)),
+            ("Supports d_type".into(), "true".into()),
+            ("Using metacopy".into(), "false".into()),
+            ("Native Overlay Diff".into(), "true".into()),
+        ]
+    }
+
+    fn prepare(&self, layers: &[PathBuf], dir: &Path, target: &Path) -> Result<PreparedSnapshot> {
+        let mut lowers = Vec::new();
+        for l in layers.iter().rev() {
+            let name = l.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+            match name {
+                Some(hex) if hex.len() >= 16 => {
+                    let short = self.links.join(&hex[..16]);
+                    if std::fs::symlink_metadata(&short).is_err() {
+                        let _ = std::os::unix::fs::symlink(l, &short);
+                    }
+                    lowers.push(short);
+                }
+                _ => lowers.push(l.clone()),
+            }
+        }
+        let upper = dir.join("upper");
+        let work = dir.join("work");
+        let empty = dir.join("empty");
+        for d in [&upper, &work, &empty] {
+            std::fs::create_dir_all(d).context(|| format!("create {}", d.display()))?;
+        }
+        let created_target = !target.exists();
+        std::fs::create_dir_all(target).context(|| format!("create {}", target.display()))?;
+        let lowers = if lowers.is_empty() { vec![empty] } else { lowers };
+        match mount_overlay(&lowers, &upper, &work, target) {
+            Ok(()) => Ok(PreparedSnapshot { target: target.to_path_buf(), upper, mounted: true }),
+            Err(e) => {
+                tracing::warn!(target = %target.display(), "overlay mount failed ({e}); copying the layers instead");
+                if created_target {
+                    let _ = std::fs::remove_dir(target);
+                }
+                prepare_copy(layers, target)
+            }
+        }
+    }
+
+    fn remove(&self, snapshot: &PreparedSnapshot) -> Result<()> {
+        unmount_or_clear(snapshot)
+    }
+}
+
+/// Docker's `vfs` [`Snapshotter`], for hosts without overlayfs (or where a
+/// container's root filesystem must be a plain directory): `prepare` copies
+/// the layers, base first, into the root filesystem, applying their
+/// whiteouts; removal deletes the copy. Nothing is mounted, so nothing needs
+/// unmounting. A commit writes the whole root filesystem as one full-copy
+/// layer over the image's (correct, larger than overlay's diff: docker's
+/// vfs computes a naive diff instead). Costs a full copy per container, in
+/// time and disk.
+#[derive(Debug, Clone, Default)]
+pub struct VfsSnapshotter;
+
+impl Snapshotter for VfsSnapshotter {
+    fn name(&self) -> &str {
+        "vfs"
+    }
+
+    fn prepare(&self, layers: &[PathBuf], _dir: &Path, target: &Path) -> Result<PreparedSnapshot> {
+        prepare_copy(layers, target)
+    }
+
+    fn remove(&self, snapshot: &PreparedSnapshot) -> Result<()> {
+        unmount_or_clear(snapshot)
+    }
+}
+
+/// Whether a non-directory entry differs between the parent and the
+/// container: type, mode, owner, size, mtime, device number or link target.
+fn entry_differs(
+    pdir: RawFd,
+    cdir: RawFd,
+    c: &std::ffi::CStr,
+    p: &libc::stat,
+    n: &libc::stat,
+) -> std::io::Result<bool> {
+    let fmt = n.st_mode & libc::S_IFMT;
+    if fmt != p.st_mode & libc::S_IFMT
+        || n.st_mode != p.st_mode
+        || (n.st_uid, n.st_gid) != (p.st_uid, p.st_gid)
+        || n.st_size != p.st_size
+        || (n.st_mtime, n.st_mtime_nsec) != (p.st_mtime, p.st_mtime_nsec)
+        || n.st_rdev != p.st_rdev
+    {
+        return Ok(true);
+    }
+    if fmt == libc::S_IFLNK {
+        let read = |dir: RawFd| -> std::io::Result<Vec<u8>> {
+            let mut buf = vec![0u8; 4096];
+            // SAFETY: readlinkat into our buffer with its length.
+            let r = unsafe { libc::readlinkat(dir, c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            buf.truncate(r as usize);
+            Ok(buf)
+        };
+        return Ok(read(pdir)? != read(cdir)?);
+    }
+    Ok(false)
+}
+
+/// Write into `out` (an empty directory) what turns the tree `parent` into
+/// the tree `cur`, in overlayfs whiteout form: added and changed entries
+/// copied (a new directory whole), deleted ones as character devices 0:0,
+/// directories whose own metadata changed recreated with it. Docker's
+/// "naive diff", for snapshotters without an upper dir.
+fn naive_diff(pdir: RawFd, cdir: RawFd, odir: RawFd, root: RawFd, rel: &[u8]) -> std::io::Result<()> {
+    let mut links = HashMap::new();
+    for n in sys::list_dir(cdir)? {
+        let nb = n.as_bytes();
+        let c = sys::cstr(nb)?;
+        let Some(st) = sys::lstat_at(cdir, &c)? else { continue };
+        let before = sys::lstat_at(pdir, &c)?;
+        match before {
+            Some(p) if sys::is_dir(&st) && sys::is_dir(&p) => {
+                let mut path = rel.to_vec();
+                if !path.is_empty() {
+                    path.push(b'/');
+                }
+                path.extend_from_slice(nb);
+                sys::mkdir_at(odir, &c, 0o700)?;
+                let (ps, cs, os) =
+                    (sys::open_dir_at(pdir, &c)?, sys::open_dir_at(cdir, &c)?, sys::open_dir_at(odir, &c)?);
+                naive_diff(ps.as_raw_fd(), cs.as_raw_fd(), os.as_raw_fd(), root, &path)?;
+                let meta_changed = (st.st_mode, st.st_uid, st.st_gid) != (p.st_mode, p.st_uid, p.st_gid);
+                if !meta_changed && sys::list_dir(os.as_raw_fd())?.is_empty() {
+                    sys::unlink_at(odir, &c, true)?;
+                } else {
+                    copy_meta(odir, &c, &st, false)?;
+                }
+            }
+            Some(p) if !sys::is_dir(&st) && !sys::is_dir(&p) && !entry_differs(pdir, cdir, &c, &p, &st)? => {}
+            _ => copy_entry(cdir, odir, root, rel, nb, &mut links)?,
+        }
+    }
+    for n in sys::list_dir(pdir)? {
+        let c = sys::cstr(n.as_bytes())?;
+        if sys::lstat_at(cdir, &c)?.is_none() {
+            sys::mknod_at(odir, &c, libc::S_IFCHR | 0o600, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// The container's changes against its image, as a directory in overlayfs
+/// whiteout form: the upper dir of a mounted snapshot as it is; for a copy,
+/// a naive diff against a fresh copy of the image's layers written under
+/// `scratch` (which the caller removes).
+fn changes(layers: &[PathBuf], snap: &PreparedSnapshot, scratch: &Path) -> Result<PathBuf> {
+    if snap.mounted {
+        return Ok(snap.upper.clone());
+    }
+    let parent = scratch.join("parent");
+    let out = scratch.join("diff");
+    for d in [&parent, &out] {
+        std::fs::create_dir_all(d).context(|| format!("create {}", d.display()))?;
+    }
+    copy_layers(layers, &parent)?;
+    let (p, c, o) = (
+        sys::open_dir(&parent).context(|| format!("open {}", parent.display()))?,
+        sys::open_dir(&snap.upper).context(|| format!("open {}", snap.upper.display()))?,
+        sys::open_dir(&out).context(|| format!("open {}", out.display()))?,
+    );
+    naive_diff(p.as_raw_fd(), c.as_raw_fd(), o.as_raw_fd(), o.as_raw_fd(), b"")
+        .context(|| format!("compare {} with its image", snap.upper.display()))?;
+    Ok(out)
+}
+
 /// Copy layer dirs (base first) into `target`, applying whiteouts and
 /// opaque dirs: the fallback when overlay cannot be mounted.
 pub fn copy_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
@@ -261,9 +469,24 @@ fn copy_dir(
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> std::io::Result<()> {
     for n in sys::list_dir(src)? {
-        let nb = n.as_bytes();
+        copy_entry(src, dst, root, rel, n.as_bytes(), links)?;
+    }
+    Ok(())
+}
+
+/// Copy the entry `nb` of `src` (at `rel` under the copy's root) into `dst`,
+/// a whole subtree for a directory.
+fn copy_entry(
+    src: RawFd,
+    dst: RawFd,
+    root: RawFd,
+    rel: &[u8],
+    nb: &[u8],
+    links: &mut HashMap<(u64, u64), Vec<u8>>,
+) -> std::io::Result<()> {
+    {
         let c = sys::cstr(nb)?;
-        let Some(st) = sys::lstat_at(src, &c)? else { continue };
+        let Some(st) = sys::lstat_at(src, &c)? else { return Ok(()) };
         let mut path = rel.to_vec();
         if !path.is_empty() {
             path.push(b'/');
@@ -272,7 +495,7 @@ fn copy_dir(
         let fmt = st.st_mode & libc::S_IFMT;
         if fmt == libc::S_IFCHR && st.st_rdev == 0 {
             sys::remove_at(dst, &c)?;
-            continue;
+            return Ok(());
         }
         if fmt == libc::S_IFDIR {
             let opaque = sys::lgetxattr(&sys::fd_path(src, nb), OVERLAY_OPAQUE_XATTR.as_bytes())?;
@@ -296,7 +519,7 @@ fn copy_dir(
             copy_dir(s2.as_raw_fd(), d2.as_raw_fd(), root, &path, links)?;
             copy_xattrs(src, dst, nb)?;
             copy_meta(dst, &c, &st, false)?;
-            continue;
+            return Ok(());
         }
         sys::remove_at(dst, &c)?;
         match fmt {
@@ -307,7 +530,7 @@ fn copy_dir(
                         if let Some((last, parent)) = comps.split_last() {
                             let pd = sys::open_dir_in_root(root, &parent.join(&b'/'))?;
                             sys::link_at(pd.as_raw_fd(), &sys::cstr(last)?, dst, &c)?;
-                            continue;
+                            return Ok(());
                         }
                     }
                     links.insert((st.st_dev, st.st_ino), path.clone());
@@ -330,17 +553,32 @@ fn copy_dir(
                 sys::symlink_at(&sys::cstr(&buf)?, dst, &c)?;
                 sys::chown_at(dst, &c, st.st_uid, st.st_gid)?;
                 sys::utimes_at(dst, &c, st.st_mtime)?;
-                continue;
+                return Ok(());
             }
             libc::S_IFCHR | libc::S_IFBLK | libc::S_IFIFO => {
                 sys::mknod_at(dst, &c, fmt | 0o600, st.st_rdev)?;
             }
-            _ => continue,
+            _ => return Ok(()),
         }
         copy_xattrs(src, dst, nb)?;
         copy_meta(dst, &c, &st, false)?;
     }
     Ok(())
+}
+
+/// A directory removed with everything in it when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Store {
@@ -355,18 +593,36 @@ impl Store {
     /// `dest`. For a copied (non-overlay) rootfs the whole tree is written.
     pub async fn diff_rootfs(&self, key: &str, dest: &Path) -> Result<String> {
         let rec = self.rootfs(key).await?;
+        let layers = self.rootfs_layers(&rec)?;
+        let scratch = self.scratch_dir(key)?;
         let dest = dest.to_path_buf();
         blocking(move || {
-            let f = std::fs::File::create(&dest).context(|| format!("create {}", dest.display()))?;
-            let w = crate::diff::write_layer_tar(
-                &rec.upper,
-                crate::digest::HashingWriter::new(std::io::BufWriter::new(f)),
-            )?;
-            let (mut bw, digest, _) = w.finish();
-            std::io::Write::flush(&mut bw).context(|| format!("write {}", dest.display()))?;
-            Ok(digest)
+            let r = (|| {
+                let dir = changes(&layers, &rec.snapshot(), scratch.path())?;
+                let f = std::fs::File::create(&dest).context(|| format!("create {}", dest.display()))?;
+                let w =
+                    crate::diff::write_layer_tar(&dir, crate::digest::HashingWriter::new(std::io::BufWriter::new(f)))?;
+                let (mut bw, digest, _) = w.finish();
+                std::io::Write::flush(&mut bw).context(|| format!("write {}", dest.display()))?;
+                Ok(digest)
+            })();
+            drop(scratch);
+            r
         })
         .await
+    }
+
+    /// The unpacked layer directories of a root filesystem's image, base first.
+    fn rootfs_layers(&self, rec: &RootfsRecord) -> Result<Vec<PathBuf>> {
+        rec.chain_ids.iter().map(|c| self.snapshot_dir(c)).collect()
+    }
+
+    /// A temporary directory in the store for a commit's naive diff
+    /// (removed on drop; a crash leaves it to the next open's cleanup of `tmp/`).
+    fn scratch_dir(&self, key: &str) -> Result<Scratch> {
+        let dir = self.blobs().tmp_dir().join(format!("diff-{key}-{}", &engine_core::random_hex64()[..12]));
+        std::fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
+        Ok(Scratch(dir))
     }
 
     /// Make a new image from a container's root filesystem: the image it was
@@ -396,8 +652,15 @@ impl Store {
     /// [`engine_core::ImageStore::commit`]: a new image from a parent (or
     /// nothing) plus, with a root filesystem, its upper dir as a layer.
     pub async fn commit_image(&self, req: engine_core::CommitRequest) -> Result<ImageInfo> {
+        // The container's changes: its upper dir when overlay was mounted,
+        // else a diff against a fresh copy of its image's layers (vfs, or the
+        // overlay driver's copy fallback), so deletions become whiteouts.
         let upper = match &req.rootfs {
-            Some(key) => Some(self.rootfs(key).await?),
+            Some(key) => {
+                let rec = self.rootfs(key).await?;
+                let layers = self.rootfs_layers(&rec)?;
+                Some((rec, layers, self.scratch_dir(key)?))
+            }
             None => None,
         };
         let tagged = match &req.tag {
@@ -405,7 +668,7 @@ impl Store {
             None => None,
         };
         let _g = self.lease().await?;
-        let parent_ref = upper.as_ref().map(|r| r.image_id.clone()).or_else(|| req.parent.clone());
+        let parent_ref = upper.as_ref().map(|(r, _, _)| r.image_id.clone()).or_else(|| req.parent.clone());
         let parent = match &parent_ref {
             Some(p) => Some(self.state().await?.resolve(p)?.clone()),
             None => None,
@@ -413,11 +676,13 @@ impl Store {
         let blobs = self.inner.blobs.clone();
         let manifest = blocking(move || {
             let layer = match &upper {
-                Some(rec) => {
-                    Some(crate::build::store_layer_from_dir(&blobs, &rec.upper, crate::unpack::Compression::Gzip)?)
+                Some((rec, layers, scratch)) => {
+                    let dir = changes(layers, &rec.snapshot(), scratch.path())?;
+                    Some(crate::build::store_layer_from_dir(&blobs, &dir, crate::unpack::Compression::Gzip)?)
                 }
                 None => None,
             };
+            drop(upper);
             let (mut cfg, mut layers) = match &parent {
                 Some(p) => {
                     let cfg: serde_json::Value = serde_json::from_slice(&blobs.read(&p.id)?)

@@ -65,8 +65,16 @@ pub struct RootfsRecord {
     pub target: PathBuf,
     /// Writable dir.
     pub upper: PathBuf,
-    /// True for an overlay mount, false for the copying fallback.
+    /// True for a mount (`overlay2`), false for a copy (`vfs`, or the
+    /// `overlay2` fallback).
     pub overlay: bool,
+}
+
+impl RootfsRecord {
+    /// What the snapshotter made, as [`engine_core::Snapshotter::remove`] takes it.
+    pub fn snapshot(&self) -> engine_core::PreparedSnapshot {
+        engine_core::PreparedSnapshot { target: self.target.clone(), upper: self.upper.clone(), mounted: self.overlay }
+    }
 }
 
 /// Images and tags, in one atomically written JSON file (`state.json`).
@@ -130,7 +138,7 @@ pub(crate) struct Inner {
     pub(crate) http: reqwest::Client,
     pub(crate) unpack: UnpackOptions,
     pub(crate) registry: crate::RegistryOptions,
-    pub(crate) force_copy: bool,
+    pub(crate) snapshotter: Arc<dyn engine_core::Snapshotter>,
 }
 
 /// How a [`Store`] works: registry options, unpack policy, snapshotter.
@@ -140,8 +148,40 @@ pub struct StoreOptions {
     pub registry: crate::RegistryOptions,
     /// Layer unpack policy (devices, owners).
     pub unpack: UnpackOptions,
-    /// Always prepare root filesystems by copying, never with overlay.
-    pub force_copy: bool,
+    /// The storage driver that makes containers' root filesystems.
+    pub storage_driver: StorageDriver,
+}
+
+/// Which [`engine_core::Snapshotter`] a [`Store`] makes containers' root
+/// filesystems with (`engined --storage-driver`, docker's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StorageDriver {
+    /// `overlay2`: overlay mounts ([`crate::OverlaySnapshotter`]), the default.
+    #[default]
+    Overlay2,
+    /// `vfs`: plain copies ([`crate::VfsSnapshotter`]), for hosts without overlayfs.
+    Vfs,
+}
+
+impl StorageDriver {
+    /// Docker's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            StorageDriver::Overlay2 => "overlay2",
+            StorageDriver::Vfs => "vfs",
+        }
+    }
+}
+
+impl std::str::FromStr for StorageDriver {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "overlay2" | "overlay" => Ok(StorageDriver::Overlay2),
+            "vfs" => Ok(StorageDriver::Vfs),
+            other => Err(Error::invalid("storage driver", format!("{other:?} is not supported (overlay2 or vfs)"))),
+        }
+    }
 }
 
 impl From<crate::RegistryOptions> for StoreOptions {
@@ -205,6 +245,10 @@ impl Store {
             std::fs::create_dir_all(&p).context(|| format!("create {}", p.display()))?;
         }
         remove_crash_leftovers(&root, &blobs)?;
+        let snapshotter: Arc<dyn engine_core::Snapshotter> = match options.storage_driver {
+            StorageDriver::Overlay2 => Arc::new(crate::OverlaySnapshotter::new(root.join("l"))),
+            StorageDriver::Vfs => Arc::new(crate::VfsSnapshotter),
+        };
         let http = reqwest::Client::builder()
             .user_agent(concat!("engine-image/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(std::time::Duration::from_secs(15))
@@ -222,7 +266,7 @@ impl Store {
                 http,
                 unpack: UnpackOptions { expected_diff_id: None, ..options.unpack },
                 registry: options.registry,
-                force_copy: options.force_copy,
+                snapshotter,
             }),
         })
     }
@@ -671,6 +715,9 @@ pub(crate) fn finish_snapshot(tmp: &Path, snap: &Path, size: u64) -> Result<()> 
 
 #[async_trait::async_trait]
 impl ImageStore for Store {
+    fn snapshotter(&self) -> Option<&dyn engine_core::Snapshotter> {
+        Some(self.inner.snapshotter.as_ref())
+    }
     async fn pull(
         &self,
         reference: &str,

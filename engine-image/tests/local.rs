@@ -287,8 +287,11 @@ async fn archives_interoperate_with_skopeo() {
 #[tokio::test]
 async fn copying_fallback_rootfs() {
     let root = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(root.path(), engine_image::StoreOptions { force_copy: true, ..Default::default() }).unwrap();
+    let store = Store::open_with(
+        root.path(),
+        engine_image::StoreOptions { storage_driver: engine_image::StorageDriver::Vfs, ..Default::default() },
+    )
+    .unwrap();
     let bb = busybox_dir();
     store.import_dir(bb.path(), "copy/bb:1").await.unwrap();
     let work = tempfile::tempdir().unwrap();

@@ -38,7 +38,8 @@ pub(crate) fn apply(
 }
 
 /// The process of an exec: the container's own process settings (env, cwd,
-/// user, capabilities) with the exec's args and overrides.
+/// user, capabilities) with the exec's args and overrides; a privileged exec
+/// gets every capability the engine holds.
 pub(crate) fn exec_process(bundle: &Path, config: &ExecConfig) -> Result<Process> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
@@ -72,6 +73,11 @@ pub(crate) fn exec_process(bundle: &Path, config: &ExecConfig) -> Result<Process
             user.set_additional_gids(Some(gids));
         }
         p["user"] = serde_json::to_value(&user).map_err(|e| Error::Other(format!("exec user: {e}")))?;
+    }
+    if config.privileged {
+        // dockerd's privileged exec: every capability (here: every one the engine holds).
+        let caps = crate::spec::held_capabilities()?;
+        p["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     }
     if let Some(o) = p.as_object_mut() {
         o.remove("consoleSize");

@@ -26,9 +26,6 @@ pub(crate) async fn create(st: &State, id: &str, body: Incoming) -> Result<Resp>
     if cmd.is_empty() {
         return Err(Error::invalid("field Cmd", "No exec command specified"));
     }
-    if b.privileged == Some(true) {
-        return Err(Error::invalid("field Privileged", "privileged exec is not supported"));
-    }
     for e in b.env.iter().flatten() {
         if e.is_empty() || e.starts_with('=') {
             return Err(Error::invalid("field Env", format!("invalid environment variable: {e:?}")));
@@ -50,6 +47,7 @@ pub(crate) async fn create(st: &State, id: &str, body: Incoming) -> Result<Resp>
         working_dir: b.working_dir.clone().filter(|w| !w.is_empty()),
         tty: b.tty.unwrap_or(false),
         open_stdin: b.attach_stdin.unwrap_or(false),
+        privileged: b.privileged.unwrap_or(false),
     };
     super::hijack::DetachKeys::parse(b.detach_keys.as_deref().unwrap_or(""))?;
     let exec_id = engine_core::random_hex64();
@@ -148,7 +146,7 @@ pub(crate) async fn inspect(st: &State, id: &str) -> Result<Resp> {
             tty: e.config.tty,
             entrypoint: e.config.cmd.first().cloned().unwrap_or_default(),
             arguments: e.config.cmd.iter().skip(1).cloned().collect(),
-            privileged: false,
+            privileged: e.config.privileged,
             user: e.config.user.clone().unwrap_or_default(),
         },
         open_stdin: e.config.open_stdin,

@@ -113,6 +113,11 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
     }
     let running = count(ContainerState::Running);
     let paused = count(ContainerState::Paused);
+    // What the image store says makes root filesystems (empty when it does not say).
+    let (driver, driver_status) = match st.images.snapshotter() {
+        Some(s) => (s.name().to_string(), s.status().into_iter().map(|(k, v)| vec![k, v]).collect::<Vec<_>>()),
+        None => (String::new(), Vec::new()),
+    };
     let v = json!({
         "ID": st.id,
         "Containers": all.len(),
@@ -120,8 +125,8 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
         "ContainersPaused": paused,
         "ContainersStopped": all.len() - running - paused,
         "Images": images,
-        "Driver": "overlay",
-        "DriverStatus": [["Backing Filesystem", "overlay"]],
+        "Driver": driver,
+        "DriverStatus": driver_status,
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": null,
                     "Log": ["json-file"]},
         "MemoryLimit": true, "SwapLimit": false, "KernelMemory": false, "KernelMemoryTCP": false,

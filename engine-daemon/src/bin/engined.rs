@@ -105,6 +105,12 @@ struct Args {
     /// start when one cannot be found and activated.
     #[arg(long = "authorization-plugin", value_name = "NAME")]
     authorization_plugins: Vec<String>,
+    /// The storage driver that makes containers' root filesystems:
+    /// `overlay2` (overlay mounts, the default) or `vfs` (plain copies, for
+    /// hosts without overlayfs). With `--lifecycle`, start
+    /// `engine-lifecycled` with the same `--storage-driver`.
+    #[arg(short = 's', long, value_name = "overlay2|vfs", default_value = "overlay2")]
+    storage_driver: String,
 }
 
 /// The plugin registry the flags describe.
@@ -265,6 +271,8 @@ fn write_pidfile(p: &Path) -> Result<()> {
 }
 
 async fn run(args: Args) -> Result<()> {
+    let storage_driver: engine_image::StorageDriver =
+        args.storage_driver.parse().map_err(|e: Error| Error::invalid("--storage-driver", e.to_string()))?;
     let (tcp_hosts, unix_hosts): (Vec<&String>, Vec<&String>) =
         args.hosts.iter().partition(|h| h.starts_with("tcp://"));
     let hosts: Vec<PathBuf> = if args.hosts.is_empty() {
@@ -311,7 +319,10 @@ async fn run(args: Args) -> Result<()> {
     }
     let network = network_driver(&args).await?;
     let images_root = args.data_root.join("images");
-    let store = engine_image::Store::open(&images_root)?;
+    let store = engine_image::Store::open_with(
+        &images_root,
+        engine_image::StoreOptions { storage_driver, ..Default::default() },
+    )?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
     let local: Arc<dyn engine_core::VolumeDriver> =
         Arc::new(engine_volume::LocalDriver::open(args.data_root.join("volumes"))?);

@@ -32,6 +32,10 @@ struct Args {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// The storage driver that makes containers' root filesystems:
+    /// `overlay2` (the default) or `vfs` (plain copies).
+    #[arg(short = 's', long, value_name = "overlay2|vfs", default_value = "overlay2")]
+    storage_driver: String,
     /// The cgroup containers' cgroups are made under.
     #[arg(long, default_value = "/engine")]
     cgroup_parent: String,
@@ -101,7 +105,14 @@ async fn main() {
 
 async fn run(args: Args) -> engine_core::Result<()> {
     let images_root = args.images.clone().unwrap_or_else(|| args.root.join("images"));
-    let images = Arc::new(engine_image::Store::open(&images_root)?);
+    let storage_driver: engine_image::StorageDriver = args
+        .storage_driver
+        .parse()
+        .map_err(|e: engine_core::Error| engine_core::Error::invalid("--storage-driver", e.to_string()))?;
+    let images = Arc::new(engine_image::Store::open_with(
+        &images_root,
+        engine_image::StoreOptions { storage_driver, ..Default::default() },
+    )?);
     let shims = Arc::new(match &args.shim {
         Some(p) => engine_shim::Launcher::new(p),
         None => engine_shim::Launcher::default(),

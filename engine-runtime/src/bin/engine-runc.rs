@@ -350,6 +350,14 @@ impl tracing::Subscriber for LogSubscriber {
 
 fn main() {
     let cli = Cli::parse();
+    // Commands that clone into a container run from a copy of this binary
+    // that nothing can write (CVE-2019-5736 class; see `engine_runtime::sealed`).
+    if matches!(cli.cmd, Cmd::Create(_) | Cmd::Run { .. } | Cmd::Exec(_)) {
+        if let Err(e) = engine_runtime::sealed::reexec_sealed() {
+            eprintln!("engine-runc: {e}");
+            std::process::exit(1);
+        }
+    }
     let log: &'static Logger = Box::leak(Box::new(Logger::new(&cli)));
     let max = if cli.debug { tracing::Level::DEBUG } else { tracing::Level::WARN };
     let _ = tracing::subscriber::set_global_default(LogSubscriber { log, max });

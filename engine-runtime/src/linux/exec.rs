@@ -89,16 +89,34 @@ impl Runc {
         // joined the cgroup, before it reports ready: it joins only after that,
         // moved by us, and execs once the container is resumed.
         let paused = status == ContainerStatus::Paused;
-        let self_join = match &st.cgroup {
-            Some(cg) if !paused => Some(cg.open_self_join()?),
-            _ => None,
-        };
-        let unified = self_join.as_ref().and_then(|j| j.unified.as_ref()).map(|f| f.as_raw_fd());
-        let (pid, into_unified) = clone_process(CloneFlags::empty(), unified)?;
+        // The process is moved into the container's cgroup by us, by path,
+        // before it does anything: it holds no descriptor of a cgroupfs
+        // directory or `tasks` file (a container process with CAP_SYS_PTRACE
+        // could reopen one through /proc/<pid>/fd, and from a directory reach
+        // every cgroup's files), which CLONE_INTO_CGROUP or joining by itself
+        // would need while it is already visible in the container.
+        // The child is born inside the container's namespaces (all but user,
+        // which cannot be left again, and pid, joined above for children):
+        // from the moment it appears in the container's pid namespace, its
+        // `/proc/<pid>/root`, `cwd` and mounts are the container's. A process
+        // in the container holding CAP_SYS_PTRACE can open those links of the
+        // non-dumpable child; joining only in the child would show it the
+        // host's root for a moment.
+        // The way back is a path, not a descriptor the child would hold.
+        let cwd = std::env::current_dir().map_err(|e| Error::io("read the current directory", e))?;
+        let saved_ns = namespaces::join_in_parent(&joins)?;
+        let cloned = clone_process(CloneFlags::empty(), None);
+        if !cloned.as_ref().is_ok_and(|(p, _)| *p == 0) {
+            NsPlan::restore(&saved_ns)?;
+            std::env::set_current_dir(&cwd)
+                .map_err(|e| Error::io(format!("return to the current directory {}", cwd.display()), e))?;
+        }
+        let (pid, _) = cloned?;
         if pid == 0 {
+            drop(saved_ns);
             drop(parent_sock);
             let ctx = InitCtx {
-                cgroup: self_join.as_ref(),
+                cgroup: None,
                 joined_by_parent: false,
                 ns: &ns,
                 exec_joins: &joins,
@@ -133,10 +151,9 @@ impl Runc {
             }
             e
         };
-        if let (Some(cg), Some(join)) = (&st.cgroup, &self_join) {
-            cg.add_pid_rest(pid, join, into_unified).map_err(kill)?;
+        if let Some(cg) = st.cgroup.as_ref().filter(|_| !paused) {
+            cg.add_pid(pid).map_err(kill)?;
         }
-        drop(self_join);
         parent_sock.send(&Msg::Go).map_err(kill)?;
         parent_sock.send(&Msg::CgroupJoined).map_err(kill)?;
         let mut msg = parent_sock.recv_with_fd().map_err(kill)?;

@@ -110,14 +110,7 @@ impl NsPlan {
     /// Join the non-pid namespaces in the calling (parent) process, returning
     /// what it needs to come back with [`NsPlan::restore`].
     pub fn join_in_parent(&self) -> Result<Vec<Join>> {
-        let mut saved = Vec::new();
-        for j in self.join.iter().filter(|j| !matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::User)) {
-            let own = PathBuf::from(format!("/proc/self/ns/{}", proc_name(j.typ)));
-            let file = std::fs::File::open(&own).map_err(|e| Error::io(format!("open {}", own.display()), e))?;
-            saved.push(Join { typ: j.typ, path: own, fd: file.into() });
-            setns(j)?;
-        }
-        Ok(saved)
+        join_in_parent(&self.join)
     }
 
     /// Return to the namespaces saved by [`NsPlan::join_in_parent`].
@@ -165,6 +158,29 @@ pub fn loopback_up() -> Result<()> {
         return Err(Error::io("bring lo up", std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// Join every namespace of `joins` but pid and user in the calling process
+/// (a clone then starts inside them), returning what it needs to come back
+/// with [`NsPlan::restore`]. On an error it has already come back.
+pub fn join_in_parent(joins: &[Join]) -> Result<Vec<Join>> {
+    let mut saved = Vec::new();
+    for j in joins.iter().filter(|j| !matches!(j.typ, LinuxNamespaceType::Pid | LinuxNamespaceType::User)) {
+        let own = PathBuf::from(format!("/proc/self/ns/{}", proc_name(j.typ)));
+        let file = match std::fs::File::open(&own) {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = NsPlan::restore(&saved);
+                return Err(Error::io(format!("open {}", own.display()), e));
+            }
+        };
+        if let Err(e) = setns(j) {
+            let _ = NsPlan::restore(&saved);
+            return Err(e);
+        }
+        saved.push(Join { typ: j.typ, path: own, fd: file.into() });
+    }
+    Ok(saved)
 }
 
 /// `setns` into one namespace.
