@@ -11,6 +11,7 @@
 //! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
 //! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
 //! | [`VolumeDriver`] | named volumes, mounted for containers | `engine-volume` |
+//! | [`LogDriver`] / [`LogPlugins`] | where a container's output goes ([`logs`]) | `engine-shim` (json-file, local), plugins |
 //!
 //! This crate depends on no other engine crate. OCI types come from
 //! [`oci_spec`], re-exported here as [`oci`].
@@ -33,7 +34,7 @@ pub mod fs;
 mod id;
 pub mod image;
 pub mod lifecycle;
-mod logs;
+pub mod logs;
 pub mod network;
 mod runtime;
 pub mod security;
@@ -54,7 +55,7 @@ pub use lifecycle::{
     ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo, LifecycleManager,
     ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,
 };
-pub use logs::{LogDriver, LogEntry};
+pub use logs::{LogDriver, LogEntry, LogPlugins, LogSpec};
 pub use network::NetworkDriver;
 pub use runtime::{CreateOptions, ExecOptions, Runtime};
 pub use security::{DeviceMapping, SeccompProfile, SecurityOptions};

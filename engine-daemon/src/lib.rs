@@ -68,6 +68,11 @@ pub struct DaemonConfig {
     pub max_json_body: usize,
     /// Largest upload (load, import), streamed to a temp file.
     pub max_upload: u64,
+    /// The log driver and options of containers that name none
+    /// (`engined --log-driver/--log-opt`), merged as dockerd merges them.
+    pub log: engine_core::LogSpec,
+    /// Log plugins `docker info` lists beside the built-in drivers.
+    pub log_plugins: Vec<String>,
 }
 
 impl DaemonConfig {
@@ -81,6 +86,8 @@ impl DaemonConfig {
             access: AccessPolicy::default(),
             max_json_body: http::MAX_JSON_BODY,
             max_upload: 64 << 30,
+            log: engine_core::LogSpec::new(engine_core::logs::JSON_FILE),
+            log_plugins: Vec::new(),
         }
     }
 }

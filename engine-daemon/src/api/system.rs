@@ -111,6 +111,8 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
     for (name, path) in &st.config.runtimes {
         runtimes.insert(name.clone(), json!({ "path": path.display().to_string() }));
     }
+    let mut log_drivers = vec!["json-file".to_string(), "local".into(), "none".into()];
+    log_drivers.extend(st.config.log_plugins.iter().cloned());
     let running = count(ContainerState::Running);
     let paused = count(ContainerState::Paused);
     let v = json!({
@@ -123,13 +125,13 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
         "Driver": "overlay",
         "DriverStatus": [["Backing Filesystem", "overlay"]],
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": null,
-                    "Log": ["json-file"]},
+                    "Log": log_drivers},
         "MemoryLimit": true, "SwapLimit": false, "KernelMemory": false, "KernelMemoryTCP": false,
         "CpuCfsPeriod": true, "CpuCfsQuota": true, "CPUShares": true, "CPUSet": true, "PidsLimit": true,
         "IPv4Forwarding": false, "BridgeNfIptables": false, "BridgeNfIp6tables": false,
         "Debug": false, "NFd": 0, "OomKillDisable": false, "NGoroutines": 0,
         "SystemTime": engine_core::time::format_rfc3339(std::time::SystemTime::now()),
-        "LoggingDriver": "json-file",
+        "LoggingDriver": st.config.log.driver_name(),
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup_version(),
         "NEventsListener": 0,
