@@ -14,6 +14,7 @@ pkgs=(
   libseccomp-dev pkg-config   # seccomp filters are compiled with libseccomp
   iproute2 util-linux procps  # ip netns, unshare/nsenter, ps
   nftables          # the bridge network driver installs its rules with `nft -f -`
+  python3           # the plugin tests run Docker plugins written in Python (engine-plugin/tests/fixtures)
 )
 missing=()
 for p in "${pkgs[@]}"; do

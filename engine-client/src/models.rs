@@ -193,6 +193,9 @@ pub struct HostConfig {
     /// `container[:ro|rw]`: mount that container's volumes and binds too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub volumes_from: Option<Vec<String>>,
+    /// The driver of the volumes `-v` names or makes (`--volume-driver`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_driver: Option<String>,
     /// Memory limit in bytes (0: none).
     #[serde(default)]
     pub memory: Option<i64>,

@@ -59,6 +59,12 @@ pub struct VolumeCreate {
     pub driver_opts: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// The driver that should own the volume (`docker volume create -d`,
+    /// `--volume-driver`), for an engine that routes between drivers;
+    /// `None` is the engine's default. A driver that does not route refuses
+    /// a name other than its own ([`Error::NotFound`], kind `"plugin"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
 }
 
 impl VolumeCreate {
@@ -73,6 +79,11 @@ impl VolumeCreate {
     /// Add a driver option.
     pub fn opt(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.driver_opts.insert(key.into(), value.into());
+        self
+    }
+    /// Ask for the driver `name` to own the volume.
+    pub fn driver(mut self, name: impl Into<String>) -> Self {
+        self.driver = Some(name.into());
         self
     }
     /// Add a label.

@@ -769,6 +769,7 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
         mounts: None,
         tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
         volumes_from: None,
+        volume_driver: None,
         memory: Some(c.resources.memory.unwrap_or(0)),
         memory_swap: Some(c.resources.memory_swap.unwrap_or(0)),
         nano_cpus: Some(c.resources.cpus.map(|f| (f * 1e9) as i64).unwrap_or(0)),

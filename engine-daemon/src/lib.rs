@@ -71,8 +71,8 @@ pub struct DaemonConfig {
     /// The log driver and options of containers that name none
     /// (`engined --log-driver/--log-opt`), merged as dockerd merges them.
     pub log: engine_core::LogSpec,
-    /// Log plugins `docker info` lists beside the built-in drivers.
-    pub log_plugins: Vec<String>,
+    /// The plugins `GET /plugins` lists (discovered v1 plugins); `None`: none.
+    pub plugins: Option<Arc<engine_plugin::Plugins>>,
 }
 
 impl DaemonConfig {
@@ -87,7 +87,7 @@ impl DaemonConfig {
             max_json_body: http::MAX_JSON_BODY,
             max_upload: 64 << 30,
             log: engine_core::LogSpec::new(engine_core::logs::JSON_FILE),
-            log_plugins: Vec::new(),
+            plugins: None,
         }
     }
 }

@@ -2,12 +2,20 @@
 //! (`max-size`/`max-file`) read back in order across rotated files, `none`
 //! and docker's error, `local` with both streams and timestamps, invalid
 //! drivers and options refused at create with nothing left, the daemon's
-//! `--log-driver`/`--log-opt` default, and no line lost across an engined
-//! crash.
+//! `--log-driver`/`--log-opt` default, no line lost across an engined
+//! crash, and log plugins (a separate Python process speaking Docker's
+//! plugin protocol, `engine-plugin/tests/fixtures/testplugin.py`): every
+//! line reaches the plugin in order, a dead plugin is named in the error
+//! and the container runs on.
 
 mod common;
+#[path = "../../engine-plugin/tests/support/testplugin.rs"]
+mod testplugin;
+
 use common::*;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use testplugin::TestPlugin;
 
 fn inspect(e: &Engined, name: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", name])).unwrap();
@@ -167,7 +175,7 @@ fn bad_drivers_and_options_are_refused_at_create_with_nothing_left() {
     let e = Engined::start();
     e.load_busybox();
     let cases: &[(&[&str], &str)] = &[
-        (&["--log-driver", "nosuchdriver"], "logger: no log driver named 'nosuchdriver' is registered"),
+        (&["--log-driver", "nosuchdriver"], "error looking up logging plugin nosuchdriver"),
         (&["--log-opt", "max-size=lots"], "max-size"),
         (&["--log-opt", "max-size=-5"], "max-size"),
         (&["--log-opt", "max-file=0"], "max-file cannot be less than 1"),
@@ -248,4 +256,107 @@ fn local_log_loses_no_line_across_an_engined_crash() {
     let out = e.ok(&["logs", "steady"]);
     let want: Vec<String> = (0..400).map(|i| format!("n-{i}")).collect();
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}
+
+/// engined discovering plugins in a directory of the test's own, and a
+/// log plugin `testlog` there.
+fn with_log_plugin() -> (tempfile::TempDir, TestPlugin, Engined) {
+    let dir = tempfile::Builder::new().prefix("p").rand_bytes(5).tempdir_in("/tmp").unwrap();
+    let socks = dir.path().join("run");
+    let plugin = TestPlugin::start(&socks, &dir.path().join("work"), "testlog", "LogDriver", &[]);
+    let e = Engined::start_with(&[
+        "--plugin-socket-dir",
+        socks.to_str().unwrap(),
+        "--plugin-spec-dir",
+        dir.path().join("etc").to_str().unwrap(),
+        "--plugin-timeout",
+        "3s",
+    ]);
+    e.load_busybox();
+    (dir, plugin, e)
+}
+
+/// The entries the plugin read from a container's FIFO, in order.
+fn received(plugin: &TestPlugin, id: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(plugin.root.join("logs").join(format!("{id}.jsonl"))).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+#[test]
+fn log_plugin_receives_every_line_in_order_across_an_engined_crash() {
+    let (_dir, plugin, mut e) = with_log_plugin();
+    let script =
+        "i=0; while [ $i -lt 500 ]; do echo p-$i; [ $i = 250 ] && echo half >&2; i=$((i+1)); usleep 2000; done";
+    let id = e
+        .ok(&["run", "-d", "--name", "pl", "--log-driver", "testlog", "--log-opt", "x-opt=1", "bb", "sh", "-c", script])
+        .trim()
+        .to_string();
+    assert!(eventually(20, || received(&plugin, &id).len() >= 20), "the plugin got nothing");
+    // The shim, not the daemon, writes to the plugin: a daemon crash loses no line.
+    e.kill9();
+    e.spawn();
+    assert_eq!(e.ok(&["wait", "pl"]), "0\n");
+    assert!(eventually(20, || received(&plugin, &id).len() >= 501), "{} entries", received(&plugin, &id).len());
+    let got = received(&plugin, &id);
+    let stdout: Vec<&str> =
+        got.iter().filter(|v| v["source"] == "stdout").map(|v| v["line"].as_str().unwrap()).collect();
+    let want: Vec<String> = (0..500).map(|i| format!("p-{i}")).collect();
+    assert_eq!(stdout, want, "every stdout line, in order, without its newline");
+    let stderr: Vec<&serde_json::Value> = got.iter().filter(|v| v["source"] == "stderr").collect();
+    assert_eq!(stderr.len(), 1);
+    assert_eq!(stderr[0]["line"], "half");
+    assert!(got.iter().all(|v| v["partial"] == false));
+    let times: Vec<u64> =
+        got.iter().filter(|v| v["source"] == "stdout").map(|v| v["time_nano"].as_u64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "timestamps in order");
+    // What StartLogging was told.
+    let calls = plugin.calls();
+    let start = &calls.iter().find(|c| c.0 == "LogDriver.StartLogging").expect("StartLogging").1;
+    assert_eq!(start["Info"]["ContainerID"], id.as_str());
+    assert_eq!(start["Info"]["ContainerName"], "/pl");
+    assert_eq!(start["Info"]["Config"]["x-opt"], "1");
+    assert!(start["File"].as_str().is_some_and(|f| f.ends_with(".fifo")));
+    // The container's end is reported to the plugin, by the restarted daemon.
+    assert!(eventually(20, || plugin.methods().iter().any(|m| m == "LogDriver.StopLogging")), "{:?}", plugin.methods());
+    // docker logs reads the local cache: the same lines.
+    let o = e.docker(&["logs", "pl"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().collect::<Vec<_>>(), want);
+    assert_eq!(String::from_utf8_lossy(&o.stderr), "half\n");
+    assert_eq!(inspect(&e, "pl")["HostConfig"]["LogConfig"]["Type"], "testlog");
+    assert!(e.ok(&["info", "-f", "{{json .Plugins.Log}}"]).contains("testlog"));
+}
+
+#[test]
+fn a_dead_log_plugin_is_named_and_the_container_runs_on() {
+    let (_dir, mut plugin, e) = with_log_plugin();
+    let script = "i=0; while true; do echo v-$i; i=$((i+1)); usleep 20000; done";
+    let id = e
+        .ok(&["run", "-d", "--name", "victim", "--log-driver", "testlog", "bb", "sh", "-c", script])
+        .trim()
+        .to_string();
+    assert!(eventually(20, || received(&plugin, &id).len() >= 5), "the plugin got nothing");
+    plugin.kill();
+    // The container runs on, and its lines still reach the local cache.
+    let lines = |e: &Engined| e.ok(&["logs", "victim"]).lines().count();
+    let at_kill = lines(&e);
+    assert!(eventually(20, || lines(&e) >= at_kill + 10), "output stopped after the plugin died");
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Running}}", "victim"]), "true\n");
+    let cache = e.ok(&["logs", "victim"]);
+    let want: Vec<String> = (0..cache.lines().count()).map(|i| format!("v-{i}")).collect();
+    assert_eq!(cache.lines().collect::<Vec<_>>(), want, "the cache is complete and in order");
+    // Stopping does not hang on the dead plugin (StopLogging fails, bounded).
+    let t0 = Instant::now();
+    e.ok(&["stop", "-t", "1", "victim"]);
+    assert!(t0.elapsed() < Duration::from_secs(20), "stop took {:?}", t0.elapsed());
+    // Starting again, or a new container, names the plugin; nothing new is left.
+    for args in [&["start", "victim"][..], &["run", "--name", "second", "--log-driver", "testlog", "bb", "true"]] {
+        let o = e.docker(args);
+        assert!(!o.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("logging plugin testlog unavailable") && err.contains("unreachable"), "{}", show(&o));
+    }
+    assert_eq!(e.ok(&["ps", "-aq", "--no-trunc"]).trim(), id, "only the first container exists");
+    // Its data is intact.
+    assert_eq!(e.ok(&["logs", "victim"]).lines().next(), Some("v-0"));
+    e.ok(&["rm", "victim"]);
 }

@@ -198,6 +198,9 @@ impl Inner {
     }
 
     fn create(&self, req: VolumeCreate) -> Result<Volume> {
+        if let Some(d) = req.driver.as_deref().filter(|d| !d.is_empty() && *d != DRIVER) {
+            return Err(Error::not_found("plugin", d));
+        }
         let mut labels = req.labels;
         let name = match req.name.filter(|n| !n.is_empty()) {
             Some(n) => n,
@@ -394,6 +397,9 @@ mod tests {
             .unwrap_err()
             .is_conflict());
         assert!(d.create(VolumeCreate::named("bad/name")).await.unwrap_err().is_invalid_input());
+        assert!(d.create(VolumeCreate::named("p1").driver("nosuch")).await.unwrap_err().is_not_found());
+        assert!(d.create(VolumeCreate::named("p1").driver("local")).await.is_ok());
+        d.remove("p1").await.unwrap();
         let anon = d.create(VolumeCreate::anonymous()).await.unwrap();
         assert!(anon.is_anonymous() && anon.name.len() == 64);
         assert_eq!(d.list().await.unwrap().len(), 2);

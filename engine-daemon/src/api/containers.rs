@@ -64,7 +64,14 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     let image = config.image.clone();
     // The manager resolves the image first and creates nothing when it is
     // unknown; Docker names it with its default tag.
-    let made = super::volumes::create_with_options(st, parsed.host_config.as_ref()).await?;
+    let mut made = super::volumes::create_with_options(st, parsed.host_config.as_ref()).await?;
+    match super::plugins::volume_driver_mounts(st, parsed.host_config.as_ref(), &mut config).await {
+        Ok(m) => made.extend(m),
+        Err(e) => {
+            super::volumes::forget_created(st, &made).await;
+            return Err(e);
+        }
+    }
     let info = match st.manager.create(config).await {
         Ok(i) => i,
         Err(e) => {

@@ -8,6 +8,7 @@ mod exec;
 mod hijack;
 mod images;
 mod networks;
+mod plugins;
 mod system;
 pub(crate) mod volumes;
 
@@ -127,8 +128,8 @@ pub(crate) async fn handle(st: Arc<State>, mut req: Request<Incoming>) -> Resp {
         ("POST", ["volumes", "prune"]) => volumes::prune(&st, &q, &raw_path).await,
         ("GET", ["volumes", n]) => volumes::inspect(&st, n).await,
         ("DELETE", ["volumes", n]) => volumes::remove(&st, n, &q).await,
-        ("GET", ["plugins"]) => Ok(h::json(StatusCode::OK, &serde_json::json!([]))),
-        ("GET", ["plugins", n, "json"]) => Err(Error::not_found("plugin", *n)),
+        ("GET", ["plugins"]) => plugins::list(&st, &q).await,
+        ("GET", ["plugins", n, "json"]) => plugins::inspect(&st, n).await,
 
         ("GET", ["containers", "json"]) => containers::list(&st, &q).await,
         ("POST", ["containers", "prune"]) => containers::prune(&st).await,

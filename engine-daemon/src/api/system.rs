@@ -112,7 +112,13 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
         runtimes.insert(name.clone(), json!({ "path": path.display().to_string() }));
     }
     let mut log_drivers = vec!["json-file".to_string(), "local".into(), "none".into()];
-    log_drivers.extend(st.config.log_plugins.iter().cloned());
+    if let Some(p) = &st.config.plugins {
+        for a in p.active().await {
+            if a.manifest().implements(engine_plugin::LOG_INTERFACE) {
+                log_drivers.push(a.name().to_string());
+            }
+        }
+    }
     let running = count(ContainerState::Running);
     let paused = count(ContainerState::Paused);
     let v = json!({

@@ -125,14 +125,14 @@ pub(crate) async fn create(st: &State, body: Incoming) -> Result<Resp> {
         serde_json::from_slice(&data).map_err(|e| Error::invalid("volume create body", e.to_string()))?
     };
     let d = driver(st)?;
-    if let Some(drv) = b.driver.as_deref().filter(|x| !x.is_empty() && *x != d.name()) {
-        return Err(Error::not_found("plugin", drv));
-    }
     // `docker volume create` without a name: a random name, but not an
     // anonymous volume (prune without `all` keeps it), as with dockerd.
     let mut req = VolumeCreate::named(b.name.filter(|n| !n.is_empty()).unwrap_or_else(engine_core::random_hex64));
     req.driver_opts = b.driver_opts.unwrap_or_default();
     req.labels = b.labels.unwrap_or_default();
+    // A plugin's name is routed by the engine's driver; one that routes
+    // nowhere refuses any name but its own (a 404 naming the plugin).
+    req.driver = b.driver.filter(|x| !x.is_empty());
     let v = d.create(req).await?;
     Ok(h::json(StatusCode::CREATED, &volume_json(&v, None)))
 }
@@ -281,24 +281,23 @@ pub(crate) async fn create_with_options(
             .and_then(|o| serde_json::from_value(o.clone()).ok())
             .unwrap_or_default();
         let labels: BTreeMap<String, String> = opts.labels.clone().map(|l| l.into_iter().collect()).unwrap_or_default();
-        if driver_opts.is_empty() && labels.is_empty() {
+        let plugin = driver_cfg.and_then(|d| d.get("Name")).and_then(Value::as_str).filter(|d| !d.is_empty());
+        if driver_opts.is_empty() && labels.is_empty() && plugin.is_none() {
             continue;
         }
         let d = driver(st)?;
-        if let Some(drv) = driver_cfg.and_then(|d| d.get("Name")).and_then(Value::as_str) {
-            if !drv.is_empty() && drv != d.name() {
-                forget_created(st, &made).await;
-                return Err(Error::not_found("plugin", drv));
-            }
-        }
         match d.get(name).await {
             Ok(_) => continue,
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(e),
+            Err(e) => {
+                forget_created(st, &made).await;
+                return Err(e);
+            }
         }
         let mut req = VolumeCreate::named(name);
         req.driver_opts = driver_opts;
         req.labels = labels;
+        req.driver = plugin.map(str::to_string);
         match d.create(req).await {
             Ok(v) => made.push(v.name),
             Err(e) => {

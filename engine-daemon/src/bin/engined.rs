@@ -87,6 +87,30 @@ struct Args {
     /// The bridge of the default `bridge` network (default `engine0`).
     #[arg(long, value_name = "NAME")]
     bridge_name: Option<String>,
+    /// Where plugins' sockets are discovered (repeatable; default
+    /// /run/docker/plugins, as dockerd).
+    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
+    plugin_socket_dirs: Vec<PathBuf>,
+    /// Where plugins' spec files (NAME.spec, NAME.json) are discovered
+    /// (repeatable; default /etc/docker/plugins and /usr/lib/docker/plugins).
+    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
+    plugin_spec_dirs: Vec<PathBuf>,
+    /// The bound on each call to a plugin (a hung plugin is an error after it).
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    plugin_timeout: std::time::Duration,
+}
+
+/// The plugin registry the flags describe.
+fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
+    let mut d = engine_plugin::Discovery::default();
+    if !args.plugin_socket_dirs.is_empty() || !args.plugin_spec_dirs.is_empty() {
+        let or = |v: &Vec<PathBuf>, def: Vec<PathBuf>| if v.is_empty() { def } else { v.clone() };
+        d = engine_plugin::Discovery::new(
+            or(&args.plugin_socket_dirs, d.socket_dirs().to_vec()),
+            or(&args.plugin_spec_dirs, d.spec_dirs().to_vec()),
+        );
+    }
+    Arc::new(engine_plugin::Plugins::new(d).with_timeout(args.plugin_timeout))
 }
 
 /// The network driver `--network-driver` asks for, opened on
@@ -216,7 +240,10 @@ fn default_log(args: &Args) -> Result<engine_core::LogSpec> {
         spec.opts.insert(k.to_string(), v.to_string());
     }
     if let engine_core::logs::LogTarget::Plugin { name, .. } = spec.resolve()? {
-        return Err(Error::invalid("--log-driver", format!("logger: no log driver named '{name}' is registered")));
+        return Err(Error::invalid(
+            "--log-driver",
+            format!("{name}: a log plugin as the daemon's default is not supported (choose it per container)"),
+        ));
     }
     Ok(spec)
 }
@@ -259,8 +286,16 @@ async fn run(args: Args) -> Result<()> {
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open(&images_root)?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
-    let volumes: Arc<dyn engine_core::VolumeDriver> =
+    let plugins = plugins(&args);
+    let local: Arc<dyn engine_core::VolumeDriver> =
         Arc::new(engine_volume::LocalDriver::open(args.data_root.join("volumes"))?);
+    // Plugin volumes are mounted by the manager that holds the router: with
+    // a separate engine-lifecycled (its own local driver) they are refused.
+    let volumes: Arc<dyn engine_core::VolumeDriver> = if args.lifecycle.is_some() {
+        local
+    } else {
+        Arc::new(engine_plugin::VolumeRouter::open(local, plugins.clone(), args.data_root.join("plugins"))?)
+    };
     let (manager, runtime_table, default_runtime): (Arc<dyn LifecycleManager>, Vec<(String, PathBuf)>, String) =
         match &args.lifecycle {
             Some(l) => {
@@ -280,7 +315,10 @@ async fn run(args: Args) -> Result<()> {
                 if let Some(d) = &args.default_runtime {
                     cfg = cfg.default_runtime(d);
                 }
-                cfg = cfg.cgroup_parent(&args.cgroup_parent)?.default_log(log.clone())?;
+                cfg = cfg
+                    .cgroup_parent(&args.cgroup_parent)?
+                    .default_log(log.clone())?
+                    .log_plugins(Arc::new(engine_plugin::PluginLogDrivers::new(plugins.clone())));
                 if let Some(n) = &network {
                     cfg = cfg.network_driver(n.clone());
                 }
@@ -306,6 +344,7 @@ async fn run(args: Args) -> Result<()> {
     config.log = log;
     config.runtimes = runtime_table;
     config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
+    config.plugins = Some(plugins);
     let daemon = Daemon::with_drivers(manager, images, network, Some(volumes), config);
 
     let mut listeners = Vec::new();
