@@ -157,6 +157,16 @@ fn none_keeps_nothing_and_logs_fails_as_dockerd() {
         "{}",
         show(&o)
     );
+    // The engine CLI chooses drivers too.
+    let o = e.engine(&["run", "--name", "quiet2", "--log-driver", "none", "bb", "echo", "shown"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "shown\n", "{}", show(&o));
+    assert_eq!(inspect(&e, "quiet2")["HostConfig"]["LogConfig"]["Type"], "none");
+    let o = e.engine(&["logs", "quiet2"]);
+    assert!(
+        !o.status.success() && show(&o).contains("configured logging driver does not support reading"),
+        "{}",
+        show(&o)
+    );
     let id = j["Id"].as_str().unwrap();
     let (status, body) = e.http("GET", &format!("/v1.41/containers/{id}/logs?stdout=1"), b"");
     assert_eq!(status, 501, "{body}");
