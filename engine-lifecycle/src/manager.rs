@@ -250,6 +250,22 @@ impl Inner {
         Ok(())
     }
 
+    /// Launch a shim for `rec`, its log plugin (if any) told first.
+    async fn launch_shim(&self, rec: &Record) -> Result<Arc<dyn Shim>> {
+        self.start_log_plugin(rec).await?;
+        let launched = match self.launch_request(rec) {
+            Ok(req) => self.cfg.shims.launch(req).await,
+            Err(e) => Err(e),
+        };
+        match launched {
+            Ok(s) => Ok(Arc::from(s)),
+            Err(e) => {
+                self.stop_log_plugin(rec).await;
+                Err(e)
+            }
+        }
+    }
+
     /// The container's shim is done: its log plugin (if any) lets go of the FIFO.
     async fn stop_log_plugin(&self, rec: &Record) {
         let Ok(LogTarget::Plugin { name, .. }) = rec.info.config.log.resolve() else { return };
@@ -653,14 +669,7 @@ impl Inner {
         if let Some(dir) = info.log_path.parent().filter(|_| !info.log_path.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
         }
-        self.start_log_plugin(&rec).await?;
-        let shim = match self.cfg.shims.launch(self.launch_request(&rec)?).await {
-            Ok(s) => Arc::<dyn Shim>::from(s),
-            Err(e) => {
-                self.stop_log_plugin(&rec).await;
-                return Err(e);
-            }
-        };
+        let shim = self.launch_shim(&rec).await?;
         let entry = Entry::new(rec, Some(shim));
         self.containers.write().unwrap().insert(id.to_string(), entry.clone());
         self.emit(&entry, EventKind::Created);
@@ -700,14 +709,7 @@ impl Inner {
                     r.clone()
                 };
                 self.store.put(&rec).await?;
-                self.start_log_plugin(&rec).await?;
-                let shim = match self.cfg.shims.launch(self.launch_request(&rec)?).await {
-                    Ok(s) => Arc::<dyn Shim>::from(s),
-                    Err(e) => {
-                        self.stop_log_plugin(&rec).await;
-                        return Err(e);
-                    }
-                };
+                let shim = self.launch_shim(&rec).await?;
                 *entry.shim.lock().unwrap() = Some(shim.clone());
                 shim
             }
