@@ -314,6 +314,77 @@ mod tests {
         assert_eq!(got[2].line.len(), 6);
     }
 
+    fn frames(mut data: &[u8]) -> Vec<LogEntry> {
+        let mut out = Vec::new();
+        while data.len() >= 4 {
+            let n = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+            out.push(LogEntry::from_protobuf(&data[4..4 + n]).unwrap());
+            data = &data[4 + n..];
+        }
+        assert!(data.is_empty(), "a cut frame");
+        out
+    }
+
+    fn mkfifo(p: &Path) {
+        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+
+    #[tokio::test]
+    async fn fifo_driver_feeds_a_plugin_every_entry_in_order_then_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("log.fifo");
+        mkfifo(&fifo);
+        let f = fifo.clone();
+        // The plugin's side: a blocking open that waits for the writer, read to EOF.
+        let reader = std::thread::spawn(move || std::fs::read(f).unwrap());
+        let mut d = FifoDriver::open(&fifo);
+        let sent: Vec<LogEntry> = (0..2000)
+            .map(|i| LogEntry {
+                time: SystemTime::now(),
+                stream: if i % 7 == 0 { StdStream::Stderr } else { StdStream::Stdout },
+                line: format!("entry {i}\n").into(),
+                partial: false,
+            })
+            .collect();
+        for e in &sent {
+            d.write(e).unwrap();
+        }
+        drop(d);
+        let data = tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+        assert_eq!(frames(&data), sent);
+    }
+
+    #[tokio::test]
+    async fn fifo_driver_survives_a_plugin_that_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("log.fifo");
+        mkfifo(&fifo);
+        let f = fifo.clone();
+        // A plugin that reads one frame's worth and dies.
+        let reader = std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4];
+            std::fs::File::open(f).unwrap().read_exact(&mut buf).unwrap();
+        });
+        let mut d = FifoDriver::open(&fifo);
+        let e = LogEntry {
+            time: SystemTime::now(),
+            stream: StdStream::Stdout,
+            line: vec![b'x'; 1000].into(),
+            partial: true,
+        };
+        for _ in 0..200 {
+            d.write(&e).unwrap();
+        }
+        tokio::task::spawn_blocking(move || reader.join().unwrap()).await.unwrap();
+        // Writes after the reader is gone neither fail nor block.
+        for _ in 0..200 {
+            d.write(&e).unwrap();
+            tokio::task::yield_now().await;
+        }
+        drop(d);
+    }
+
     #[test]
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
