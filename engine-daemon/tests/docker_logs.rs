@@ -370,3 +370,15 @@ fn a_dead_log_plugin_is_named_and_the_container_runs_on() {
     assert_eq!(e.ok(&["logs", "victim"]).lines().next(), Some("v-0"));
     e.ok(&["rm", "victim"]);
 }
+
+#[test]
+fn follow_streams_a_local_log_to_the_end() {
+    let e = Engined::start();
+    e.load_busybox();
+    let script = "i=0; while [ $i -lt 200 ]; do echo f-$i; i=$((i+1)); usleep 3000; done";
+    e.ok(&["run", "-d", "--name", "fol", "--log-driver", "local", "bb", "sh", "-c", script]);
+    // `logs -f` started while it runs ends when it exits, with every line.
+    let out = e.ok(&["logs", "-f", "fol"]);
+    let want: Vec<String> = (0..200).map(|i| format!("f-{i}")).collect();
+    assert_eq!(out.lines().collect::<Vec<_>>(), want);
+}

@@ -54,6 +54,10 @@ pub mod proto {
 pub use client::Client;
 pub use launcher::{Launcher, SHIM_BINARY};
 pub use log::{open_log, FifoDriver, FileLogDriver, LineSplitter, MAX_LINE};
+
+/// The former name of [`FileLogDriver`] (it writes Docker's local format too now).
+#[deprecated(note = "renamed FileLogDriver")]
+pub type JsonFileDriver = FileLogDriver;
 pub use state::{
     read_address, read_exit, replace_file, write_atomic, ShimAddress, ADDRESS_FILE, EXIT_FILE, SOCKET_FILE,
 };
