@@ -12,6 +12,7 @@
 //! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
 //! | [`VolumeDriver`] | named volumes, mounted for containers | `engine-volume` |
 //! | [`LogDriver`] / [`LogPlugins`] | where a container's output goes ([`logs`]) | `engine-shim` (json-file, local), plugins |
+//! | [`Authorizer`] | allows or denies each API request and response | [`authz::ReadOnly`], `engine-plugin` |
 //!
 //! This crate depends on no other engine crate. OCI types come from
 //! [`oci_spec`], re-exported here as [`oci`].
@@ -29,6 +30,7 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod authz;
 mod error;
 pub mod fs;
 mod id;
@@ -48,6 +50,7 @@ pub mod volume;
 
 pub use oci_spec as oci;
 
+pub use authz::Authorizer;
 pub use error::{Error, IoContext, Result, WireError};
 pub use id::{random_hex64, ContainerId};
 pub use image::{ArchiveFormat, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs};

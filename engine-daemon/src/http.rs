@@ -7,7 +7,7 @@ use engine_core::Error;
 use futures::stream::{BoxStream, StreamExt};
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -16,6 +16,20 @@ pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A handler's response.
 pub type Resp = Response<Body>;
+
+/// The request body every handler reads: the connection's own, or, when an
+/// authorizer was shown the body, those bytes handed on.
+pub type ReqBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A connection's body as the handlers take it.
+pub fn boxed_body(b: hyper::body::Incoming) -> ReqBody {
+    b.map_err(std::io::Error::other).boxed_unsync()
+}
+
+/// A connection's request as the handlers take it.
+pub fn req_body(req: http::Request<hyper::body::Incoming>) -> http::Request<ReqBody> {
+    req.map(boxed_body)
+}
 
 /// The API version engined advertises (`Api-Version`), which pins the docker CLI to it.
 pub const API_VERSION: &str = engine_client::API_VERSION;
@@ -121,7 +135,7 @@ pub fn error_status(st: StatusCode, message: impl Into<String>) -> Resp {
 
 /// Read a request body of at most `limit` bytes. An oversized body is an
 /// [`Error::InvalidInput`] the router answers with 413.
-pub async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+pub async fn read_limited(body: ReqBody, limit: usize) -> Result<Bytes, BodyError> {
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(c) => Ok(c.to_bytes()),
         Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => Err(BodyError::TooLarge(limit)),

@@ -24,6 +24,14 @@
 //! through the [`VolumeDriver`] given to [`Daemon::with_drivers`], the same
 //! one the manager mounts containers' volumes with.
 //!
+//! Plugins (Docker's v1 protocol, [`engine_plugin`]): `engined` routes its
+//! volumes through an [`engine_plugin::VolumeRouter`], so `docker volume
+//! create -d PLUGIN`, `--volume-driver PLUGIN` and `--mount
+//! volume-driver=PLUGIN` use volume plugins; `GET /plugins` lists the
+//! plugins discovered ([`DaemonConfig::plugins`]); every request and
+//! response goes through the [`DaemonConfig::authorization`] hooks
+//! (`--authorization-plugin NAME`), as dockerd's authorization middleware.
+//!
 //! ```no_run
 //! use engine_daemon::{Daemon, DaemonConfig};
 //! # async fn demo(manager: std::sync::Arc<dyn engine_core::LifecycleManager>,
@@ -38,6 +46,7 @@
 #![recursion_limit = "256"]
 
 mod api;
+mod authz;
 pub mod convert;
 mod events;
 pub mod http;
@@ -73,6 +82,9 @@ pub struct DaemonConfig {
     pub log: engine_core::LogSpec,
     /// The plugins `GET /plugins` lists (discovered v1 plugins); `None`: none.
     pub plugins: Option<Arc<engine_plugin::Plugins>>,
+    /// Who sees every request and response and may deny them
+    /// (`--authorization-plugin`), asked in order; empty: all allowed.
+    pub authorization: Vec<Arc<dyn engine_core::Authorizer>>,
 }
 
 impl DaemonConfig {
@@ -88,6 +100,7 @@ impl DaemonConfig {
             max_upload: 64 << 30,
             log: engine_core::LogSpec::new(engine_core::logs::JSON_FILE),
             plugins: None,
+            authorization: Vec::new(),
         }
     }
 }

@@ -3,7 +3,7 @@
 //! and the optional TCP socket with TLS (client certificates required with
 //! `--tlsverify`, as dockerd does it).
 
-use crate::api::{self, State};
+use crate::api::State;
 use crate::http as h;
 use engine_core::{Error, IoContext, Result};
 use http::StatusCode;
@@ -123,7 +123,7 @@ where
         let st = st.clone();
         async move {
             let mut resp = if allowed {
-                api::handle(st, req).await
+                crate::authz::handle(st, req).await
             } else {
                 let (uid, gid) = cred.unwrap_or((u32::MAX, u32::MAX));
                 tracing::info!(uid, gid, "refused a client that is not root or in the socket's group");

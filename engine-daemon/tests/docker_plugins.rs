@@ -165,3 +165,135 @@ fn a_dead_hung_or_garbage_plugin_is_a_clear_error_and_keeps_the_container() {
     e.ok(&["volume", "rm", "keep"]);
     assert!(!f.exists());
 }
+
+/// engined with an authorization plugin. Dropping it first lets the plugin
+/// allow everything (alive again if a test killed it), so that engined's
+/// own cleanup (`docker rm -f` of every container) goes through.
+struct WithAuthz {
+    e: Engined,
+    p: TestPlugin,
+    _dirs: tempfile::TempDir,
+}
+
+impl Drop for WithAuthz {
+    fn drop(&mut self) {
+        if !self.p.alive() {
+            self.p.restart();
+        }
+        self.p.set_control(json!({"deny": []}));
+    }
+}
+
+fn base64_json(v: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine as _;
+    let raw = base64::engine::general_purpose::STANDARD.decode(v.as_str().expect("a base64 string")).unwrap();
+    serde_json::from_slice(&raw).unwrap()
+}
+
+#[test]
+fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
+    let dirs = tempfile::Builder::new().prefix("p").rand_bytes(5).tempdir_in("/tmp").unwrap();
+    let socks = dirs.path().join("run");
+    let p = TestPlugin::start(
+        &socks,
+        &dirs.path().join("work"),
+        "testauthz",
+        "authz",
+        &["--deny", r"DELETE:^(/v[0-9.]+)?/containers/"],
+    );
+    let e = Engined::start_with(&[
+        "--plugin-socket-dir",
+        socks.to_str().unwrap(),
+        "--plugin-spec-dir",
+        dirs.path().join("etc").to_str().unwrap(),
+        "--plugin-timeout",
+        "3s",
+        "--authorization-plugin",
+        "testauthz",
+    ]);
+    let mut s = WithAuthz { e, p, _dirs: dirs };
+    s.e.load_busybox();
+    s.e.ok(&["run", "-d", "--name", "keepme", "bb", "sleep", "1000"]);
+    assert_eq!(s.e.ok(&["inspect", "keepme", "--format", "{{.State.Running}}"]), "true\n");
+    // Hijacked streams (attach, exec) pass the hook too.
+    assert_eq!(s.e.ok(&["run", "--rm", "bb", "echo", "through"]), "through\n");
+    assert_eq!(s.e.ok(&["exec", "keepme", "echo", "exec"]), "exec\n");
+
+    // docker rm is denied with the plugin's message, as dockerd words it.
+    let o = s.e.docker(&["rm", "-f", "keepme"]);
+    let msg = show(&o);
+    assert!(!o.status.success(), "{msg}");
+    assert!(msg.contains("authorization denied by plugin testauthz: denied by testplugin: DELETE /v1."), "{msg}");
+    assert!(msg.contains("/containers/keepme?force=1"), "{msg}");
+    assert_eq!(s.e.ok(&["inspect", "keepme", "--format", "{{.State.Running}}"]), "true\n");
+    let (status, _) = s.e.http("DELETE", "/containers/keepme?force=1", b"");
+    assert_eq!(status, 403);
+
+    // The plugin saw requests and responses as dockerd sends them: the
+    // create body and the answer, base64.
+    let calls = s.p.calls();
+    let create_call = |method: &str| {
+        calls
+            .iter()
+            .find(|c| c.0 == method && c.1["RequestURI"].as_str().is_some_and(|u| u.contains("/containers/create")))
+            .unwrap_or_else(|| panic!("the create was not shown to the plugin's {method}: {calls:?}"))
+    };
+    let req = create_call("AuthZPlugin.AuthZReq");
+    assert_eq!(req.1["RequestMethod"], "POST");
+    assert_eq!(base64_json(&req.1["RequestBody"])["Image"], "bb");
+    assert_eq!(req.1["RequestHeaders"]["Content-Type"], "application/json");
+    let res = create_call("AuthZPlugin.AuthZRes");
+    assert_eq!(res.1["ResponseStatusCode"], 201);
+    let id = base64_json(&res.1["ResponseBody"])["Id"].as_str().unwrap().to_string();
+    assert!(s.e.ok(&["inspect", "keepme", "--format", "{{.Id}}"]).starts_with(&id));
+
+    // A plugin answering garbage, then a dead one: every request refused
+    // with a clear error naming it, at once; the container runs on.
+    s.p.set_control(json!({"garbage": ["AuthZPlugin.AuthZReq"]}));
+    let o = s.e.docker(&["ps"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(show(&o).contains("plugin testauthz failed with error: plugin testauthz answered AuthZPlugin.AuthZReq with an invalid response"), "{}", show(&o));
+    s.p.kill();
+    let t = Instant::now();
+    let o = s.e.docker(&["ps"]);
+    assert!(!o.status.success() && show(&o).contains("plugin testauthz failed with error"), "{}", show(&o));
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    s.p.set_control(json!({}));
+    s.p.restart();
+    assert_eq!(s.e.ok(&["ps", "--format", "{{.Names}}"]), "keepme\n");
+
+    // engined refuses to start with an authorization plugin it cannot find.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engined"))
+        .args(["-H", &format!("unix://{}", s._dirs.path().join("other.sock").display())])
+        .args(["--data-root", s._dirs.path().join("d2").to_str().unwrap()])
+        .args(["--exec-root", s._dirs.path().join("r2").to_str().unwrap()])
+        .args(["--plugin-socket-dir", socks.to_str().unwrap(), "--authorization-plugin", "absent"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("plugin \"absent\" not found"), "{}", show(&o));
+}
+
+#[test]
+fn docker_plugin_ls_lists_what_was_discovered() {
+    let s = Setup::new(&[]);
+    let _vol = s.plugin("testplug", "VolumeDriver", &[]);
+    let mut dead = s.plugin("gone", "VolumeDriver", &[]);
+    dead.kill();
+    // One found by a spec file naming a socket elsewhere.
+    let other = tempfile::Builder::new().prefix("q").rand_bytes(5).tempdir_in("/tmp").unwrap();
+    let _spec = TestPlugin::start(other.path(), &other.path().join("work"), "byspec", "authz,VolumeDriver", &[]);
+    let spec_file = s.plugins.path().join("etc/byspec.spec");
+    std::fs::write(&spec_file, format!("unix://{}\n", other.path().join("byspec.sock").display())).unwrap();
+
+    let ls = s.e.ok(&["plugin", "ls", "--format", "{{.Name}} {{.Enabled}}"]);
+    assert_eq!(ls, "byspec true\ngone false\ntestplug true\n");
+    let types = s.e.ok(&["plugin", "inspect", "byspec", "--format", "{{.Config.Interface.Types}}"]);
+    assert_eq!(types, "[docker.authz/1.0 docker.volumedriver/1.0]\n");
+    let desc = s.e.ok(&["plugin", "inspect", "gone", "--format", "{{.Config.Description}}"]);
+    assert!(desc.contains("gone.sock") && desc.contains("unreachable"), "{desc}");
+    let ls = s.e.ok(&["plugin", "ls", "--filter", "capability=authz", "--format", "{{.Name}}"]);
+    assert_eq!(ls, "byspec\n");
+    let o = s.e.docker(&["plugin", "inspect", "nosuch"]);
+    assert!(!o.status.success() && show(&o).contains("nosuch"), "{}", show(&o));
+}

@@ -3,33 +3,46 @@
 //! Docker's plugin protocol, so plugins written for dockerd work with the
 //! engine unchanged.
 //!
-//! ## The protocol served
+//! ## Protocol versions
 //!
-//! Protocol **v1** ("legacy" or "v1" plugins, the ones dockerd discovers by
-//! socket or spec file): HTTP/1.1 `POST /<Interface>.<Method>` with a JSON
-//! body, over a unix socket or TCP. Requests carry
-//! `Accept` and `Content-Type: application/vnd.docker.plugins.v1.2+json`
-//! (what dockerd sends); answers are read as JSON whatever their media type
-//! (`v1+json`, `v1.1+json`, `v1.2+json` or `application/json`). Every call is
-//! bounded by a timeout ([`Client::with_timeout`]); an `Err` field in an
-//! answer becomes [`PluginError::Remote`] with the plugin's message.
+//! Protocol **v1** plugins (dockerd's "legacy" plugins, found by socket or
+//! spec file): HTTP/1.1 `POST /<Interface>.<Method>` with a JSON body, over
+//! a unix socket or TCP. Requests carry `Accept` and `Content-Type:
+//! application/vnd.docker.plugins.v1.2+json`, as dockerd sends them; answers
+//! are read as JSON whatever their media type (`v1+json`, `v1.1+json`,
+//! `v1.2+json`, `application/json`). Each call is a fresh connection bounded
+//! by a timeout ([`Client::with_timeout`], `engined --plugin-timeout`,
+//! default 30 s): a dead plugin is an error at once, a hung one after the
+//! bound, an answer that is not the protocol an error naming plugin and
+//! method ([`PluginError`]); a plugin's `Err` field becomes
+//! [`PluginError::Remote`] with its message.
 //!
-//! - Discovery ([`Discovery`]): sockets `NAME.sock` / `NAME/NAME.sock` in
-//!   `/run/docker/plugins`, spec files `NAME.spec` (a URL) and `NAME.json`
-//!   (`Name`, `Addr`) in `/etc/docker/plugins` and `/usr/lib/docker/plugins`.
-//!   The directories are configurable. `TLSConfig` in a `.json` spec is
-//!   refused ([`PluginError::Unsupported`]): TLS to plugins is not
-//!   implemented.
-//! - Handshake: `Plugin.Activate`, answering `{"Implements": [...]}`
-//!   ([`Plugins::get`] activates once and checks the interface).
+//! Managed ("v2") plugins (`docker plugin install`, rootfs + config from a
+//! registry) are not implemented: `docker plugin ls` shows the discovered v1
+//! plugins in the v2 JSON shape instead.
 //!
-//! - `LogDriver` ([`PluginLogDrivers`]): `LogDriver.StartLogging` with a
-//!   FIFO the engine makes and the shim writes length-prefixed protobuf
-//!   `LogEntry` messages into, `LogDriver.StopLogging`,
-//!   `LogDriver.Capabilities` (checked at create). `LogDriver.ReadLogs` is
-//!   not called: `docker logs` reads the engine's local cache.
+//! ## Discovery
 //!
-//! Managed ("v2") plugins (`docker plugin install`) are not implemented.
+//! [`Discovery`], as dockerd: sockets `NAME.sock` / `NAME/NAME.sock` in
+//! `/run/docker/plugins`; spec files `NAME.spec` (one URL, `unix://` or
+//! `tcp://`) and `NAME.json` (`Name`, `Addr`) in `/etc/docker/plugins` and
+//! `/usr/lib/docker/plugins` (also `NAME/NAME.spec|json`). The directories
+//! are configurable (`engined --plugin-socket-dir`, `--plugin-spec-dir`).
+//! `TLSConfig` in a `.json` spec is refused ([`PluginError::Unsupported`]):
+//! TLS to plugins is not implemented.
+//!
+//! ## Endpoints served
+//!
+//! | interface | methods called | adapter |
+//! |---|---|---|
+//! | handshake | `Plugin.Activate` (`Implements`) | [`Plugins::get`], [`Plugins::activate`] |
+//! | `VolumeDriver` | `Create`, `Remove`, `Mount`, `Unmount`, `Get`, `List`, `Path`, `Capabilities` | [`PluginVolumeDriver`], routed by [`VolumeRouter`] |
+//! | `authz` | `AuthZPlugin.AuthZReq`, `AuthZPlugin.AuthZRes` (bodies base64) | [`AuthzPlugin`] |
+//! | `LogDriver` | `StartLogging` (a FIFO the engine makes; the shim writes length-prefixed protobuf `LogEntry` messages into it), `StopLogging`, `Capabilities` (checked at create); not `ReadLogs` (`docker logs` reads the engine's local cache) | [`PluginLogDrivers`] |
+//! | any | any JSON method; streamed answers | [`Client::call`], [`Client::call_stream`] |
+//!
+//! Not served yet: the `NetworkDriver` (remote network driver) and
+//! `IpamDriver` interfaces.
 //!
 //! ```no_run
 //! use engine_plugin::{Discovery, Plugins};
@@ -42,12 +55,14 @@
 //! ```
 #![deny(missing_docs)]
 
+mod authz;
 mod client;
 mod discovery;
 mod error;
 mod log;
 mod volume;
 
+pub use authz::{AuthzPlugin, AUTHZ_INTERFACE};
 pub use client::{AnswerStream, Client, DEFAULT_TIMEOUT, MAX_ANSWER, MEDIA_TYPE_V1, MEDIA_TYPE_V1_2};
 pub use discovery::{Discovery, PluginAddr, PluginSpec, DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 pub use error::PluginError;

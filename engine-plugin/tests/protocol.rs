@@ -147,3 +147,20 @@ async fn router_records_owners_and_keeps_them_across_reopen() {
     let anon = router.create(VolumeCreate::anonymous().driver("store")).await.unwrap();
     assert!(anon.is_anonymous() && anon.driver == "store");
 }
+
+#[tokio::test]
+async fn streamed_answers_are_read_to_the_end() {
+    use tokio::io::AsyncReadExt;
+    let env = Env::new();
+    let _p = env.plugin("streamer", "LogDriver");
+    let plugins = env.plugins(Duration::from_secs(10));
+    let p = plugins.get("streamer", "LogDriver").await.unwrap();
+    let mut s = p.client().call_stream("Test.Stream", &json!({"Lines": 5000})).await.unwrap();
+    let mut all = String::new();
+    s.read_to_string(&mut all).await.unwrap();
+    assert_eq!(all.lines().count(), 5000);
+    assert_eq!(all.lines().last(), Some("line 4999"));
+    // An unknown method: the plugin's 404, naming plugin and method.
+    let e = p.client().call_stream("Test.Nothing", &json!({})).await.unwrap_err().to_string();
+    assert!(e.contains("plugin streamer answered Test.Nothing") && e.contains("404"), "{e}");
+}

@@ -6,13 +6,13 @@
 //! seen as its processes see it (its mounts included).
 
 use super::State;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use base64::Engine as _;
 use bytes::Bytes;
 use engine_archive::{ContainerRoot, ExtractOptions, PathStat};
 use engine_core::{Error, Result};
 use http::{HeaderValue, StatusCode};
-use hyper::body::Incoming;
 
 fn stat_header(st: &PathStat) -> Result<HeaderValue> {
     let mtime = humantime::format_rfc3339_seconds(st.mtime).to_string();

@@ -2,10 +2,10 @@
 
 use super::State;
 use crate::convert;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Resp};
 use engine_core::{Error, Result};
 use http::StatusCode;
-use hyper::body::Incoming;
 use serde_json::json;
 
 #[derive(serde::Deserialize, Default)]

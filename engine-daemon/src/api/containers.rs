@@ -3,6 +3,7 @@
 use super::system::async_stream;
 use super::State;
 use crate::convert;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::{Bytes, BytesMut};
 use engine_client::frames::{encode_into, FrameStream};
@@ -12,7 +13,6 @@ use engine_core::{
 };
 use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
-use hyper::body::Incoming;
 use serde_json::json;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -2,11 +2,11 @@
 
 use super::{ExecEntry, State};
 use crate::convert;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use engine_client::models::*;
 use engine_core::{AttachOptions, ConsoleSize, ContainerState, Error, ExecConfig, Result};
 use http::{Request, StatusCode};
-use hyper::body::Incoming;
 use std::time::{Duration, Instant};
 
 fn prune(execs: &mut std::collections::HashMap<String, ExecEntry>) {

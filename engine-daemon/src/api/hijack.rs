@@ -10,13 +10,13 @@
 //! end the attachment and the process runs on.
 
 use super::State;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::BytesMut;
 use engine_client::frames::{encode_into, FrameStream};
 use engine_core::{Attach, AttachOptions, Error, LogOptions, Result};
 use futures::StreamExt;
 use http::{header, HeaderValue, Request, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use std::future::Future;
 use std::pin::Pin;

@@ -3,6 +3,7 @@
 
 use super::State;
 use crate::convert;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::Bytes;
 use engine_client::models::*;
@@ -10,7 +11,6 @@ use engine_core::{ArchiveFormat, Error, Progress, RegistryAuth, Removed, Result}
 use futures::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use serde_json::json;
 use std::future::Future;
 use std::path::{Path, PathBuf};

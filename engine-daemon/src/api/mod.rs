@@ -13,11 +13,11 @@ mod system;
 pub(crate) mod volumes;
 
 use crate::events::EventBus;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use crate::DaemonConfig;
 use engine_core::{Error, ExecConfig, ImageStore, LifecycleManager, NetworkDriver, VolumeDriver};
 use http::{Method, Request, StatusCode};
-use hyper::body::Incoming;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

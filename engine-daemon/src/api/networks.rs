@@ -5,12 +5,12 @@
 
 use super::State;
 use crate::convert;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use engine_client::models::NetworkBody;
 use engine_core::network::{IpPrefix, NetworkInfo, NetworkSpec};
 use engine_core::{Error, ListFilter, NetworkDriver, Result};
 use http::StatusCode;
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -3,11 +3,11 @@
 //! inspect, `docker rm -v` and `docker system df`.
 
 use super::State;
+use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use engine_core::volume::ANONYMOUS_LABEL;
 use engine_core::{ContainerInfo, Error, ListFilter, MountSpec, Result, Volume, VolumeCreate, VolumeDriver};
 use http::StatusCode;
-use hyper::body::Incoming;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -98,6 +98,11 @@ struct Args {
     /// The bound on each call to a plugin (a hung plugin is an error after it).
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     plugin_timeout: std::time::Duration,
+    /// An authorization plugin that sees every API request and response
+    /// and may deny them (repeatable; asked in order). engined refuses to
+    /// start when one cannot be found and activated.
+    #[arg(long = "authorization-plugin", value_name = "NAME")]
+    authorization_plugins: Vec<String>,
 }
 
 /// The plugin registry the flags describe.
@@ -282,11 +287,19 @@ async fn run(args: Args) -> Result<()> {
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);
 
+    // dockerd refuses to start with an authorization plugin it cannot use.
+    let plugins = plugins(&args);
+    let mut authorizers: Vec<Arc<dyn engine_core::Authorizer>> = Vec::new();
+    for name in &args.authorization_plugins {
+        let a = engine_plugin::AuthzPlugin::new(plugins.clone(), name);
+        a.check().await.map_err(|e| Error::invalid("--authorization-plugin", e.to_string()))?;
+        tracing::info!(plugin = %name, "authorization plugin on");
+        authorizers.push(Arc::new(a));
+    }
     let network = network_driver(&args).await?;
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open(&images_root)?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
-    let plugins = plugins(&args);
     let local: Arc<dyn engine_core::VolumeDriver> =
         Arc::new(engine_volume::LocalDriver::open(args.data_root.join("volumes"))?);
     // Plugin volumes are mounted by the manager that holds the router: with
@@ -344,6 +357,7 @@ async fn run(args: Args) -> Result<()> {
     config.log = log;
     config.runtimes = runtime_table;
     config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
+    config.authorization = authorizers;
     config.plugins = Some(plugins);
     let daemon = Daemon::with_drivers(manager, images, network, Some(volumes), config);
 
