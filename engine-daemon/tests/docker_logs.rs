@@ -242,13 +242,7 @@ fn engined_log_driver_and_opts_set_the_default() {
 
     // A bad default keeps engined from starting, naming the option.
     let dir = tempfile::tempdir_in("/tmp").unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engined"))
-        .args(["--data-root", dir.path().join("d").to_str().unwrap()])
-        .args(["--exec-root", dir.path().join("r").to_str().unwrap()])
-        .args(["-H", &format!("unix://{}", dir.path().join("s.sock").display())])
-        .args(["--log-driver", "json-file", "--log-opt", "max-file=zero"])
-        .output()
-        .unwrap();
+    let o = engined_output(dir.path(), &["--log-driver", "json-file", "--log-opt", "max-file=zero"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("max-file"), "{}", show(&o));
 }

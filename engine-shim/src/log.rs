@@ -325,19 +325,24 @@ mod tests {
         out
     }
 
-    fn mkfifo(p: &Path) {
-        nix::unistd::mkfifo(p, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    /// A FIFO in a temp dir, a plugin's side reading it on a thread, and a
+    /// [`FifoDriver`] writing to it.
+    fn plugin_fifo<T: Send + 'static>(
+        plugin: impl FnOnce(PathBuf) -> T + Send + 'static,
+    ) -> (tempfile::TempDir, std::thread::JoinHandle<T>, FifoDriver) {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("log.fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let f = fifo.clone();
+        let reader = std::thread::spawn(move || plugin(f));
+        let d = FifoDriver::open(&fifo);
+        (dir, reader, d)
     }
 
     #[tokio::test]
     async fn fifo_driver_feeds_a_plugin_every_entry_in_order_then_closes() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("log.fifo");
-        mkfifo(&fifo);
-        let f = fifo.clone();
         // The plugin's side: a blocking open that waits for the writer, read to EOF.
-        let reader = std::thread::spawn(move || std::fs::read(f).unwrap());
-        let mut d = FifoDriver::open(&fifo);
+        let (_dir, reader, mut d) = plugin_fifo(|f| std::fs::read(f).unwrap());
         let sent: Vec<LogEntry> = (0..2000)
             .map(|i| LogEntry {
                 time: SystemTime::now(),
@@ -356,17 +361,12 @@ mod tests {
 
     #[tokio::test]
     async fn fifo_driver_survives_a_plugin_that_goes_away() {
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("log.fifo");
-        mkfifo(&fifo);
-        let f = fifo.clone();
         // A plugin that reads one frame's worth and dies.
-        let reader = std::thread::spawn(move || {
+        let (_dir, reader, mut d) = plugin_fifo(|f| {
             use std::io::Read;
             let mut buf = [0u8; 4];
             std::fs::File::open(f).unwrap().read_exact(&mut buf).unwrap();
         });
-        let mut d = FifoDriver::open(&fifo);
         let e = LogEntry {
             time: SystemTime::now(),
             stream: StdStream::Stdout,
