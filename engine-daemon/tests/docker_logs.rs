@@ -376,3 +376,26 @@ fn follow_streams_a_local_log_to_the_end() {
     let want: Vec<String> = (0..200).map(|i| format!("f-{i}")).collect();
     assert_eq!(out.lines().collect::<Vec<_>>(), want);
 }
+
+#[test]
+fn a_container_that_ends_while_engined_is_down_is_reported_to_its_log_plugin() {
+    let (dir, plugin, mut e) = with_log_plugin();
+    let w = dir.path().join("w");
+    std::fs::create_dir_all(&w).unwrap();
+    let bind = format!("{}:/w", w.display());
+    let script = "echo hello; while [ ! -e /w/go ]; do usleep 10000; done; echo bye";
+    let id = e.ok(&["run", "-d", "-v", &bind, "--log-driver", "testlog", "bb", "sh", "-c", script]).trim().to_string();
+    let pid: i64 = e.ok(&["inspect", "-f", "{{.State.Pid}}", &id]).trim().parse().unwrap();
+    assert!(eventually(20, || received(&plugin, &id).len() == 1), "the plugin got nothing");
+    e.kill9();
+    std::fs::write(w.join("go"), "").unwrap();
+    assert!(eventually(20, || !alive(pid)), "the container did not end");
+    // Its last line reached the plugin with no daemon running.
+    assert!(eventually(20, || received(&plugin, &id).len() == 2));
+    assert_eq!(received(&plugin, &id)[1]["line"], "bye");
+    assert!(!plugin.methods().iter().any(|m| m == "LogDriver.StopLogging"));
+    e.spawn();
+    assert!(eventually(20, || plugin.methods().iter().any(|m| m == "LogDriver.StopLogging")), "{:?}", plugin.methods());
+    assert_eq!(e.ok(&["inspect", "-f", "{{.State.Status}}", &id]), "exited\n");
+    assert_eq!(e.ok(&["logs", &id]), "hello\nbye\n");
+}

@@ -1205,6 +1205,9 @@ impl Inner {
             r.info.pid = None;
         }
         let _ = self.persist(entry).await;
+        // It ended while no manager ran: its log plugin hears of it now.
+        let rec = entry.rec.lock().unwrap().clone();
+        self.stop_log_plugin(&rec).await;
         let st = exit.unwrap_or_else(|| ExitStatus::now(code));
         entry.obs.send_modify(|o| {
             o.exits += 1;
