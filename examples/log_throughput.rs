@@ -7,6 +7,19 @@
 //! cargo build --release --workspace --bins
 //! sudo target/release/examples/log_throughput [lines=200000]
 //! ```
+//!
+//! Measured 2026-12-02, release build, 2 shared cores (load ~2), 200 000
+//! lines of `seq` (two runs):
+//!
+//! | driver | write, lines/s | read back, lines/s |
+//! |---|---|---|
+//! | json-file | 1.32 M, 1.57 M | 1.93 M, 2.12 M |
+//! | json-file max-size=10m max-file=3 | 1.84 M, 1.83 M | 2.10 M, 2.08 M |
+//! | local | 2.28 M, 2.09 M | 2.66 M, 2.86 M |
+//!
+//! "write" includes creating, starting and reaping the container. Log
+//! plugins are not measured here (the test plugin is Python: it would
+//! measure Python).
 
 use engine::core::LogOptions;
 use engine::{ContainerBuilder, Engine, WaitFor};
