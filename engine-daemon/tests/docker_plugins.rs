@@ -84,6 +84,18 @@ fn volume_plugin_serves_docker_run_and_docker_volume() {
     // Created on first use by the driver --volume-driver names.
     e.ok(&["run", "--rm", "-v", "pv2:/data", "--volume-driver", "testplug", "bb", "sh", "-c", "echo two > /data/g"]);
     assert_eq!(std::fs::read_to_string(p.root.join("volumes/pv2/data/g")).unwrap(), "two\n");
+    // `--mount volume-driver=` too.
+    let mount = "type=volume,source=pv3,target=/data,volume-driver=testplug";
+    e.ok(&["run", "--rm", "--mount", mount, "bb", "sh", "-c", "echo three > /data/h"]);
+    assert_eq!(std::fs::read_to_string(p.root.join("volumes/pv3/data/h")).unwrap(), "three\n");
+    // An anonymous volume by the plugin, removed through it by `rm -v`.
+    e.ok(&["create", "--name", "anon", "-v", "/data", "--volume-driver", "testplug", "bb", "true"]);
+    let m = e.ok(&["inspect", "anon", "--format", "{{range .Mounts}}{{.Name}} {{.Driver}}{{end}}"]);
+    let (anon, drv) = m.trim().split_once(' ').unwrap();
+    assert_eq!((anon.len(), drv), (64, "testplug"), "{m}");
+    assert!(p.root.join("volumes").join(anon).is_dir());
+    e.ok(&["rm", "-v", "anon"]);
+    assert!(!p.root.join("volumes").join(anon).exists());
     // Without --volume-driver an existing volume is used through its owner.
     assert_eq!(e.ok(&["run", "--rm", "-v", "pv1:/data", "bb", "cat", "/data/f"]), "hello\n");
 
@@ -97,8 +109,8 @@ fn volume_plugin_serves_docker_run_and_docker_volume() {
     let o = e.docker(&["volume", "create", "pv1"]);
     assert!(!o.status.success() && show(&o).contains("already exists with driver testplug"), "{}", show(&o));
 
-    e.ok(&["volume", "rm", "pv1", "pv2"]);
-    assert!(!p.root.join("volumes/pv1").exists() && !p.root.join("volumes/pv2").exists());
+    e.ok(&["volume", "rm", "pv1", "pv2", "pv3"]);
+    assert_eq!(std::fs::read_dir(p.root.join("volumes")).unwrap().count(), 0);
     let o = e.docker(&["volume", "create", "-d", "nosuch", "x1"]);
     assert!(!o.status.success() && show(&o).contains("plugin \"nosuch\" not found"), "{}", show(&o));
     // The plugin's own error for an option it rejects, and nothing made.
@@ -246,6 +258,17 @@ fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
     assert_eq!(res.1["ResponseStatusCode"], 201);
     let id = base64_json(&res.1["ResponseBody"])["Id"].as_str().unwrap().to_string();
     assert!(s.e.ok(&["inspect", "keepme", "--format", "{{.Id}}"]).starts_with(&id));
+
+    // A response can be denied too, after the request was served.
+    s.p.set_control(json!({"deny_res": [r"GET:/containers/keepme/json"]}));
+    let o = s.e.docker(&["inspect", "--type", "container", "keepme"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    assert!(
+        show(&o).contains("authorization denied by plugin testauthz: answer withheld by testplugin"),
+        "{}",
+        show(&o)
+    );
+    s.p.set_control(json!({}));
 
     // A plugin answering garbage, then a dead one: every request refused
     // with a clear error naming it, at once; the container runs on.

@@ -164,3 +164,18 @@ async fn streamed_answers_are_read_to_the_end() {
     let e = p.client().call_stream("Test.Nothing", &json!({})).await.unwrap_err().to_string();
     assert!(e.contains("plugin streamer answered Test.Nothing") && e.contains("404"), "{e}");
 }
+
+#[tokio::test]
+async fn a_plugin_on_tcp_named_by_a_spec_file() {
+    let env = Env::new();
+    // The plugin listens on 127.0.0.1 and writes `tcp://127.0.0.1:PORT` to
+    // `<spec dir>/tcpplug.spec` once listening.
+    let _p = TestPlugin::start(&env.specs(), &env.dir.path().join("work"), "tcpplug", "VolumeDriver", &["--tcp"]);
+    std::fs::rename(env.specs().join("tcpplug.sock"), env.specs().join("tcpplug.spec")).unwrap();
+    let plugins = env.plugins(Duration::from_secs(10));
+    let spec = plugins.discovery().lookup("tcpplug").await.unwrap();
+    assert!(matches!(&spec.addr, engine_plugin::PluginAddr::Tcp(a) if a.starts_with("127.0.0.1:")), "{spec:?}");
+    let drv = PluginVolumeDriver::new(plugins, "tcpplug");
+    drv.create(VolumeCreate::named("overtcp")).await.unwrap();
+    assert_eq!(drv.list().await.unwrap()[0].name, "overtcp");
+}

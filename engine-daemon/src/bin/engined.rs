@@ -287,6 +287,9 @@ async fn run(args: Args) -> Result<()> {
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);
 
+    if args.plugin_timeout.is_zero() {
+        return Err(Error::invalid("--plugin-timeout", "must be more than 0s"));
+    }
     // dockerd refuses to start with an authorization plugin it cannot use.
     let plugins = plugins(&args);
     let mut authorizers: Vec<Arc<dyn engine_core::Authorizer>> = Vec::new();
