@@ -179,6 +179,18 @@ impl ContainerBuilder {
         self.config.auto_remove = yes;
         self
     }
+    /// The log driver (`json-file`, `local`, `none`, or a log plugin's name;
+    /// docker's `--log-driver`). Its options are checked at create.
+    pub fn log_driver(mut self, driver: impl Into<String>) -> Self {
+        self.config.log.driver = driver.into();
+        self
+    }
+    /// A log driver option (docker's `--log-opt`), such as `max-size=10m`
+    /// or `max-file=3`.
+    pub fn log_opt(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.config.log.opts.insert(key.into(), value.into());
+        self
+    }
     /// Mount the root filesystem read-only.
     pub fn read_only_rootfs(mut self, yes: bool) -> Self {
         self.config.read_only_rootfs = yes;

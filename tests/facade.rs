@@ -372,3 +372,42 @@ async fn the_facade_over_engine_lifecycled() {
     drop(daemon);
     assert_eq!(mounts_under(dir.path()), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn log_driver_per_container() {
+    let dir = tmp();
+    let engine = engine_in(dir.path(), "engine-runc").await;
+    let count = "i=0; while [ $i -lt 100 ]; do echo l-$i; i=$((i+1)); done";
+    // local, rotated small: the newest lines, in order, across the files.
+    let b = ContainerBuilder::new(IMAGE)
+        .cmd(["sh", "-c", count])
+        .log_driver("local")
+        .log_opt("max-size", "1k")
+        .log_opt("max-file", "2")
+        .wait_for(WaitFor::exit_code(0));
+    let c = engine.run(b).await.unwrap();
+    let info = c.inspect().await.unwrap();
+    assert_eq!(info.config.log.driver, "local");
+    let out = c.stdout().await.unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    let first: usize = lines[0].strip_prefix("l-").unwrap().parse().unwrap();
+    assert!(first > 0, "rotation dropped the oldest lines");
+    assert_eq!(lines, (first..100).map(|i| format!("l-{i}")).collect::<Vec<_>>());
+    c.remove().await.unwrap();
+    // none: output is not kept, and reading it says so.
+    let b = ContainerBuilder::new(IMAGE).cmd(["echo", "gone"]).log_driver("none").wait_for(WaitFor::exit_code(0));
+    let c = engine.run(b).await.unwrap();
+    let e = c.stdout().await.unwrap_err();
+    assert!(e.to_string().contains("configured logging driver does not support reading"), "{e}");
+    c.remove().await.unwrap();
+    // Bad options and unknown drivers are refused at create, nothing made.
+    let before = all(&engine).await;
+    for b in [
+        ContainerBuilder::new(IMAGE).cmd(["true"]).log_opt("max-file", "0"),
+        ContainerBuilder::new(IMAGE).cmd(["true"]).log_driver("nosuch"),
+    ] {
+        let e = engine.containers().create(b.config().clone()).await.unwrap_err();
+        assert!(e.is_invalid_input(), "{e}");
+    }
+    assert_eq!(all(&engine).await, before);
+}

@@ -12,6 +12,7 @@
 //! | [`LifecycleManager`] | containerd's: containers from create to remove | `engine-lifecycle` |
 //! | [`NetworkDriver`] | networks, endpoints, published ports | `engine-network` |
 //! | [`VolumeDriver`] | named volumes, mounted for containers | `engine-volume` |
+//! | [`LogDriver`] / [`LogPlugins`] | where a container's output goes ([`logs`]) | `engine-shim` (json-file, local), plugins |
 //! | [`Authorizer`] | allows or denies each API request and response | [`authz::ReadOnly`], `engine-plugin` |
 //!
 //! This crate depends on no other engine crate. OCI types come from
@@ -37,7 +38,7 @@ pub mod fs;
 mod id;
 pub mod image;
 pub mod lifecycle;
-mod logs;
+pub mod logs;
 pub mod network;
 mod runtime;
 pub mod security;
@@ -62,7 +63,7 @@ pub use lifecycle::{
     ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo, LifecycleManager,
     ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,
 };
-pub use logs::{LogDriver, LogEntry};
+pub use logs::{LogDriver, LogEntry, LogPlugins, LogSpec};
 pub use network::NetworkDriver;
 pub use runtime::{CreateOptions, ExecOptions, Runtime};
 pub use security::{DeviceMapping, SeccompProfile, SecurityOptions};

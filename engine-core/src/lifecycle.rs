@@ -177,8 +177,10 @@ pub struct ContainerConfig {
     pub read_only_rootfs: bool,
     /// Kill and remove the container when this process dies.
     pub owner_pid: Option<Pid>,
-    /// Rotate the json-file log at this size.
-    pub log_max_size: Option<u64>,
+    /// Log driver and options (`--log-driver`, `--log-opt`); an empty
+    /// driver takes the manager's default (json-file unless configured).
+    #[serde(default)]
+    pub log: crate::logs::LogSpec,
     // ---- Confinement (docker's --privileged, --cap-add/--cap-drop,
     // --security-opt, --device, --group-add, --sysctl, --init).
     /// Capabilities, seccomp, privileged mode, devices, groups, sysctls; the
@@ -269,7 +271,8 @@ pub struct ContainerInfo {
     pub args: Vec<String>,
     /// The bundle directory.
     pub bundle: PathBuf,
-    /// The json-file log.
+    /// The log file `docker logs` reads (json-file, local, or a plugin's
+    /// local cache); empty with the `none` driver.
     pub log_path: PathBuf,
     /// Runtime name.
     pub runtime: String,

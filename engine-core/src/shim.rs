@@ -23,7 +23,7 @@ pub struct RuntimeBinary {
     pub args: Vec<String>,
 }
 
-/// Log settings for the shim's json-file writer.
+/// Log settings for the shim's log writer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogConfig {
     /// The log file (`<id>-json.log`).
@@ -32,6 +32,20 @@ pub struct LogConfig {
     pub max_size: Option<u64>,
     /// How many rotated files to keep besides the live one.
     pub max_files: u32,
+    /// The file's encoding (json-file unless told).
+    #[serde(default)]
+    pub format: crate::logs::LogFormat,
+    /// A log plugin's FIFO: every entry is also written there, framed as
+    /// Docker's plugin protocol has it.
+    #[serde(default)]
+    pub fifo: Option<PathBuf>,
+}
+
+impl LogConfig {
+    /// A json-file log at `path`, never rotated.
+    pub fn json_file(path: impl Into<PathBuf>) -> Self {
+        LogConfig { path: path.into(), max_size: None, max_files: 0, format: Default::default(), fifo: None }
+    }
 }
 
 /// Everything a launcher tells a new shim.

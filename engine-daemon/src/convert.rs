@@ -4,8 +4,8 @@ use engine_client::models::*;
 use engine_core::network::{EndpointInfo, HostPorts, PortBinding, Protocol, PublishedPort};
 use engine_core::security::{DeviceMapping, SecurityOptions, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use engine_core::{
-    ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, MountSpec, NetworkMode, Resources, RestartPolicy,
-    Result, Signal,
+    ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, LogSpec, MountSpec, NetworkMode, Resources,
+    RestartPolicy, Result, Signal,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -210,7 +210,7 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         stop_timeout: body.stop_timeout.filter(|t| *t >= 0).map(|t| Duration::from_secs(t as u64)),
         read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
         owner_pid: None,
-        log_max_size: None,
+        log: log_spec(hc.log_config.as_ref())?,
         security,
         init,
         ports,
@@ -221,6 +221,31 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         dns_options: hc.dns_options.clone().unwrap_or_default(),
         extra_hosts,
     })
+}
+
+/// `HostConfig.LogConfig` (`{"Type": "json-file", "Config": {"max-size": "1m"}}`)
+/// as a [`LogSpec`]; an empty or missing Type means the daemon's default.
+pub fn log_spec(v: Option<&Value>) -> Result<LogSpec> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(LogSpec::default()) };
+    let bad = |why: &str| Error::invalid("field HostConfig.LogConfig", why.to_string());
+    let obj = v.as_object().ok_or_else(|| bad("not an object"))?;
+    let driver = match obj.get("Type") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(bad("Type is not a string")),
+    };
+    let mut spec = LogSpec::new(driver);
+    match obj.get("Config") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let v = v.as_str().ok_or_else(|| bad(&format!("Config.{k} is not a string")))?;
+                spec.opts.insert(k.clone(), v.to_string());
+            }
+        }
+        Some(_) => return Err(bad("Config is not an object")),
+    }
+    Ok(spec)
 }
 
 /// `HostConfig.NetworkMode`: `bridge` (also `""`, `default`), `none`,
@@ -783,7 +808,7 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
             DEFAULT_READONLY_PATHS,
         )),
         console_size: Some(vec![0, 0]),
-        log_config: Some(json!({"Type":"json-file","Config":{}})),
+        log_config: Some(json!({"Type": c.log.driver_name(), "Config": c.log.opts})),
         port_bindings: Some(requested_ports(&c.ports)),
         publish_all_ports: Some(false),
         dns: Some(c.dns.iter().map(|d| d.to_string()).collect()),

@@ -108,6 +108,7 @@ pub fn docker_message(e: &Error) -> String {
             "plugin" => format!("plugin \"{id}\" not found"),
             _ => e.to_string(),
         },
+        Error::Unsupported(m) if m == engine_core::logs::READ_NOT_SUPPORTED => m.clone(),
         // Messages the daemon writes in Docker's words are sentences of their own.
         Error::Conflict { reason, .. } | Error::InvalidInput { reason, .. }
             if reason.chars().next().is_some_and(|c| c.is_ascii_uppercase()) =>

@@ -79,6 +79,9 @@ pub struct DaemonConfig {
     pub max_json_body: usize,
     /// Largest upload (load, import), streamed to a temp file.
     pub max_upload: u64,
+    /// The log driver and options of containers that name none
+    /// (`engined --log-driver/--log-opt`), merged as dockerd merges them.
+    pub log: engine_core::LogSpec,
     /// The plugins `GET /plugins` lists (discovered v1 plugins); `None`: none.
     pub plugins: Option<Arc<engine_plugin::Plugins>>,
     /// Who sees every request and response and may deny them
@@ -97,6 +100,7 @@ impl DaemonConfig {
             access: AccessPolicy::default(),
             max_json_body: http::MAX_JSON_BODY,
             max_upload: 64 << 30,
+            log: engine_core::LogSpec::new(engine_core::logs::JSON_FILE),
             plugins: None,
             authorization: Vec::new(),
         }

@@ -286,13 +286,10 @@ fn authorization_plugin_denies_docker_rm_and_allows_the_rest() {
     assert_eq!(s.e.ok(&["ps", "--format", "{{.Names}}"]), "keepme\n");
 
     // engined refuses to start with an authorization plugin it cannot find.
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_engined"))
-        .args(["-H", &format!("unix://{}", s._dirs.path().join("other.sock").display())])
-        .args(["--data-root", s._dirs.path().join("d2").to_str().unwrap()])
-        .args(["--exec-root", s._dirs.path().join("r2").to_str().unwrap()])
-        .args(["--plugin-socket-dir", socks.to_str().unwrap(), "--authorization-plugin", "absent"])
-        .output()
-        .unwrap();
+    let o = engined_output(
+        s._dirs.path(),
+        &["--plugin-socket-dir", socks.to_str().unwrap(), "--authorization-plugin", "absent"],
+    );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("plugin \"absent\" not found"), "{}", show(&o));
 }

@@ -1,6 +1,8 @@
 //! The manager's configuration and runtime discovery.
 
-use engine_core::{Error, ImageStore, NetworkDriver, Result, RuntimeBinary, ShimLauncher, VolumeDriver};
+use engine_core::{
+    Error, ImageStore, LogPlugins, LogSpec, NetworkDriver, Result, RuntimeBinary, ShimLauncher, VolumeDriver,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +47,13 @@ pub struct ManagerConfig {
     /// The cgroup every container's cgroup is made under (`/engine`: each
     /// container's is `/engine/<id>`), as dockerd's `--cgroup-parent`.
     pub cgroup_parent: String,
+    /// The log driver and options of containers that name none, merged as
+    /// dockerd merges its `--log-driver`/`--log-opt` (json-file by default).
+    pub default_log: LogSpec,
+    /// Log plugins: a container whose log driver is no built-in one
+    /// (`json-file`, `local`, `none`) is logged through these (none:
+    /// such a driver is refused at create).
+    pub log_plugins: Option<Arc<dyn LogPlugins>>,
 }
 
 impl std::fmt::Debug for ManagerConfig {
@@ -81,6 +90,8 @@ impl ManagerConfig {
             network: None,
             volumes: None,
             cgroup_parent: "/engine".to_string(),
+            default_log: LogSpec::new(engine_core::logs::JSON_FILE),
+            log_plugins: None,
         }
     }
 
@@ -121,6 +132,21 @@ impl ManagerConfig {
     /// Create and mount volumes through `driver`.
     pub fn volume_driver(mut self, driver: Arc<dyn VolumeDriver>) -> Self {
         self.volumes = Some(driver);
+        self
+    }
+
+    /// The log driver and options of containers that name none. Refused
+    /// when the spec is invalid.
+    pub fn default_log(mut self, spec: LogSpec) -> Result<Self> {
+        let spec = spec.with_default(&LogSpec::new(engine_core::logs::JSON_FILE));
+        spec.resolve()?;
+        self.default_log = spec;
+        Ok(self)
+    }
+
+    /// Log containers whose driver is a plugin's name through `plugins`.
+    pub fn log_plugins(mut self, plugins: Arc<dyn LogPlugins>) -> Self {
+        self.log_plugins = Some(plugins);
         self
     }
 

@@ -1,7 +1,9 @@
-//! Reading the json-file log a shim writes: rotated files, since/until/tail,
-//! and follow (until the container stops).
+//! Reading the log file a shim writes (json-file or local format): rotated
+//! files oldest first, since/until/tail, and follow (until the container
+//! stops).
 
 use bytes::BytesMut;
+use engine_core::logs::LogFormat;
 use engine_core::{Error, LogEntry, LogOptions, Result, StdStream};
 use futures::stream::BoxStream;
 use std::io::{Read, Seek, SeekFrom};
@@ -36,23 +38,15 @@ fn files(path: &Path) -> Vec<PathBuf> {
     rotated
 }
 
-fn parse_lines(buf: &mut BytesMut, out: &mut Vec<LogEntry>) {
-    while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-        let line = buf.split_to(pos + 1);
-        let line = &line[..pos];
-        if line.is_empty() {
-            continue;
-        }
-        match LogEntry::from_json_line(line) {
-            Ok(e) => out.push(e),
-            Err(e) => tracing::debug!("skipping bad log line: {e}"),
-        }
-    }
+/// Decode the complete entries in `buf`, leaving an incomplete one there.
+fn parse_entries(format: LogFormat, buf: &mut BytesMut, out: &mut Vec<LogEntry>) {
+    let used = format.decode(buf, out);
+    let _ = buf.split_to(used);
 }
 
 /// Read everything stored now; returns the entries and the offset reached in
 /// the live file (its inode too, to notice a rotation).
-fn read_stored(path: &Path) -> Result<(Vec<LogEntry>, u64, u64)> {
+fn read_stored(path: &Path, format: LogFormat) -> Result<(Vec<LogEntry>, u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut entries = Vec::new();
     let mut live_off = 0;
@@ -65,10 +59,8 @@ fn read_stored(path: &Path) -> Result<(Vec<LogEntry>, u64, u64)> {
         };
         let mut data = Vec::new();
         file.read_to_end(&mut data).map_err(|e| Error::io(format!("reading log {}", f.display()), e))?;
-        // Only complete lines count; a partial last line is read again later.
-        let complete = data.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(0);
-        let mut buf = BytesMut::from(&data[..complete]);
-        parse_lines(&mut buf, &mut entries);
+        // Only complete entries count; a partial last one is read again later.
+        let complete = format.decode(&data, &mut entries);
         if f == path {
             live_off = complete as u64;
             live_ino = file.metadata().map(|m| m.ino()).unwrap_or(0);
@@ -79,11 +71,16 @@ fn read_stored(path: &Path) -> Result<(Vec<LogEntry>, u64, u64)> {
 
 /// A stream of log entries per `opts`. With `follow`, new lines are streamed
 /// until `running()` turns false and the file has been drained.
-pub(crate) fn stream(path: PathBuf, opts: LogOptions, running: Running) -> BoxStream<'static, Result<LogEntry>> {
+pub(crate) fn stream(
+    path: PathBuf,
+    format: LogFormat,
+    opts: LogOptions,
+    running: Running,
+) -> BoxStream<'static, Result<LogEntry>> {
     let (tx, rx) = mpsc::channel::<Result<LogEntry>>(256);
     tokio::spawn(async move {
         let p = path.clone();
-        let stored = tokio::task::spawn_blocking(move || read_stored(&p)).await;
+        let stored = tokio::task::spawn_blocking(move || read_stored(&p, format)).await;
         let (entries, mut off, mut ino) = match stored {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => {
@@ -130,7 +127,7 @@ pub(crate) fn stream(path: PathBuf, opts: LogOptions, running: Running) -> BoxSt
             let got = !data.is_empty();
             buf.extend_from_slice(&data);
             let mut out = Vec::new();
-            parse_lines(&mut buf, &mut out);
+            parse_entries(format, &mut buf, &mut out);
             for e in out.into_iter().filter(|e| wanted(e, &opts)) {
                 if tx.send(Ok(e)).await.is_err() {
                     return;

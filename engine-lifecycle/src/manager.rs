@@ -4,6 +4,7 @@ use crate::config::{resolve_runtime, ManagerConfig};
 use crate::spec;
 use crate::store::{Record, Store};
 use async_trait::async_trait;
+use engine_core::logs::{FileLog, LogFormat, LogTarget};
 use engine_core::network::AttachRequest;
 use engine_core::{
     Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerId, ContainerInfo, ContainerState, Error, Event,
@@ -212,20 +213,87 @@ impl Inner {
             bundle: rec.info.bundle.clone(),
             state_dir: rec.shim_dir.clone(),
             runtime: rec.runtime.clone(),
-            log: Some(LogConfig {
-                path: rec.info.log_path.clone(),
-                max_size: rec.info.config.log_max_size,
-                max_files: if rec.info.config.log_max_size.is_some() { 3 } else { 0 },
-            }),
+            log: match rec.info.config.log.resolve()? {
+                LogTarget::None => None,
+                LogTarget::File(f) => Some(file_log(&rec.info.log_path, &f, None)),
+                LogTarget::Plugin { cache, .. } => {
+                    Some(file_log(&rec.info.log_path, &cache, Some(log_fifo(&rec.info.bundle))))
+                }
+            },
             open_stdin: rec.info.config.open_stdin,
             owner_pid: rec.info.config.owner_pid,
         })
+    }
+
+    /// Tell a container's log plugin (if its driver is one) to start reading
+    /// a fresh FIFO, before a shim is launched to write into it.
+    async fn start_log_plugin(&self, rec: &Record) -> Result<()> {
+        let LogTarget::Plugin { name, opts, .. } = rec.info.config.log.resolve()? else { return Ok(()) };
+        let plugins = self.log_plugins(&name)?;
+        let fifo = log_fifo(&rec.info.bundle);
+        let f = fifo.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = std::fs::remove_file(&f);
+            nix::unistd::mkfifo(&f, nix::sys::stat::Mode::from_bits_truncate(0o600))
+        })
+        .await
+        .map_err(|e| Error::Other(format!("making the log FIFO: {e}")))?
+        .map_err(|e| Error::io(format!("making the log FIFO {}", fifo.display()), e.into()))?;
+        let mut info = engine_core::logs::LogStart::new(&rec.info.id, &rec.info.name);
+        info.image = rec.info.config.image.clone();
+        info.opts = opts;
+        info.labels = rec.info.config.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        if let Err(e) = plugins.start(&name, &fifo, &info).await {
+            let _ = std::fs::remove_file(&fifo);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Launch a shim for `rec`, its log plugin (if any) told first.
+    async fn launch_shim(&self, rec: &Record) -> Result<Arc<dyn Shim>> {
+        self.start_log_plugin(rec).await?;
+        let launched = match self.launch_request(rec) {
+            Ok(req) => self.cfg.shims.launch(req).await,
+            Err(e) => Err(e),
+        };
+        match launched {
+            Ok(s) => Ok(Arc::from(s)),
+            Err(e) => {
+                self.stop_log_plugin(rec).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The container's shim is done: its log plugin (if any) lets go of the FIFO.
+    async fn stop_log_plugin(&self, rec: &Record) {
+        let Ok(LogTarget::Plugin { name, .. }) = rec.info.config.log.resolve() else { return };
+        let fifo = log_fifo(&rec.info.bundle);
+        if !fifo.exists() {
+            return;
+        }
+        if let Ok(p) = self.log_plugins(&name) {
+            if let Err(e) = p.stop(&name, &fifo).await {
+                tracing::warn!(id = %rec.info.id, "stopping log plugin {name}: {e}");
+            }
+        }
+        let _ = std::fs::remove_file(&fifo);
+    }
+
+    fn log_plugins(&self, name: &str) -> Result<Arc<dyn engine_core::LogPlugins>> {
+        self.cfg.log_plugins.clone().ok_or_else(|| no_log_driver(name))
     }
 
     // ---------------------------------------------------------------- create
 
     async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<ContainerInfo> {
         spec::validate(&config)?;
+        let mut config = config;
+        config.log = std::mem::take(&mut config.log).with_default(&self.cfg.default_log);
+        if let LogTarget::Plugin { name, .. } = config.log.resolve()? {
+            self.log_plugins(&name)?.check(&name).await?;
+        }
         let runtime = resolve_runtime(&self.cfg, config.runtime.as_deref())?;
         let image = self.cfg.images.inspect(&config.image).await?;
         // A container with nothing to run fails before anything is made.
@@ -663,6 +731,11 @@ impl Inner {
                 format!("image {} has no Entrypoint or Cmd and none was given", config.image),
             ));
         }
+        let log_path = match config.log.resolve()? {
+            LogTarget::None => PathBuf::new(),
+            LogTarget::File(FileLog { format: LogFormat::JsonFile, .. }) => bundle.join(format!("{id}-json.log")),
+            _ => bundle.join("local-logs").join("container.log"),
+        };
         let mut config = config.clone();
         config.name = Some(name.to_string());
         if config.stop_signal.is_none() {
@@ -683,7 +756,7 @@ impl Inner {
             restart_count: 0,
             args,
             bundle: bundle.clone(),
-            log_path: bundle.join(format!("{id}-json.log")),
+            log_path,
             runtime: runtime.name.clone(),
             networks,
         };
@@ -703,7 +776,10 @@ impl Inner {
         w.map_err(|e| Error::Other(format!("config.json writer: {e}")))??;
         p?;
         undo.shim_dir = Some(shim_dir);
-        let shim: Arc<dyn Shim> = Arc::from(self.cfg.shims.launch(self.launch_request(&rec)?).await?);
+        if let Some(dir) = info.log_path.parent().filter(|_| !info.log_path.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
+        }
+        let shim = self.launch_shim(&rec).await?;
         let entry = Entry::new(rec, Some(shim));
         self.containers.write().unwrap().insert(id.to_string(), entry.clone());
         self.emit(&entry, EventKind::Created);
@@ -743,7 +819,7 @@ impl Inner {
                     r.clone()
                 };
                 self.store.put(&rec).await?;
-                let shim: Arc<dyn Shim> = Arc::from(self.cfg.shims.launch(self.launch_request(&rec)?).await?);
+                let shim = self.launch_shim(&rec).await?;
                 *entry.shim.lock().unwrap() = Some(shim.clone());
                 shim
             }
@@ -829,6 +905,8 @@ impl Inner {
                 self.runtime_delete(&rec).await;
                 let _ = s.shutdown().await;
             }
+            let rec = entry.rec.lock().unwrap().clone();
+            self.stop_log_plugin(&rec).await;
         }
         entry.obs.send_modify(|o| o.settled += 1);
         self.after_exit(entry, exit.code);
@@ -995,6 +1073,8 @@ impl Inner {
                 self.runtime_delete(&rec).await;
                 let _ = shim.shutdown().await;
             }
+            let rec = entry.rec.lock().unwrap().clone();
+            self.stop_log_plugin(&rec).await;
         }
         let rec = entry.rec.lock().unwrap().clone();
         // The record goes first, durably: a crash after it leaves only files,
@@ -1235,6 +1315,9 @@ impl Inner {
             r.info.pid = None;
         }
         let _ = self.persist(entry).await;
+        // It ended while no manager ran: its log plugin hears of it now.
+        let rec = entry.rec.lock().unwrap().clone();
+        self.stop_log_plugin(&rec).await;
         let st = exit.unwrap_or_else(|| ExitStatus::now(code));
         entry.obs.send_modify(|o| {
             o.exits += 1;
@@ -1527,7 +1610,15 @@ impl LifecycleManager for Manager {
 
     async fn logs(&self, id: &str, opts: LogOptions) -> Result<BoxStream<'static, Result<LogEntry>>> {
         let entry = self.inner.lookup(id)?;
-        let path = entry.rec.lock().unwrap().info.log_path.clone();
+        let (path, spec) = {
+            let r = entry.rec.lock().unwrap();
+            (r.info.log_path.clone(), r.info.config.log.clone())
+        };
+        let format = match spec.resolve()? {
+            LogTarget::None => return Err(Error::Unsupported(engine_core::logs::READ_NOT_SUPPORTED.into())),
+            LogTarget::File(f) => f.format,
+            LogTarget::Plugin { cache, .. } => cache.format,
+        };
         let e = entry.clone();
         let running: crate::logs::Running = Box::new(move || {
             is_running(e.state()) || e.state() == ContainerState::Created || {
@@ -1536,7 +1627,7 @@ impl LifecycleManager for Manager {
                 o.settled < o.exits
             }
         });
-        Ok(crate::logs::stream(path, opts, running))
+        Ok(crate::logs::stream(path, format, opts, running))
     }
 
     async fn attach(&self, id: &str, opts: AttachOptions) -> Result<Attach> {
@@ -1599,6 +1690,21 @@ impl LifecycleManager for Manager {
         let rx = self.inner.events.subscribe();
         Ok(tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(|r| async move { r.ok().map(Ok) }).boxed())
     }
+}
+
+/// docker's error for a log driver nobody provides.
+fn no_log_driver(name: &str) -> Error {
+    Error::invalid("log driver", format!("logger: no log driver named '{name}' is registered"))
+}
+
+/// Where a log plugin reads a container's entries.
+fn log_fifo(bundle: &Path) -> PathBuf {
+    bundle.join("log.fifo")
+}
+
+/// The shim's log settings for a log file.
+fn file_log(path: &Path, f: &FileLog, fifo: Option<PathBuf>) -> LogConfig {
+    LogConfig { path: path.to_path_buf(), max_size: f.max_size, max_files: f.rotated_files(), format: f.format, fifo }
 }
 
 /// Is the container's owner (`ContainerConfig::owner_pid`) a process that no

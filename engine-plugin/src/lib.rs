@@ -38,6 +38,7 @@
 //! | handshake | `Plugin.Activate` (`Implements`) | [`Plugins::get`], [`Plugins::activate`] |
 //! | `VolumeDriver` | `Create`, `Remove`, `Mount`, `Unmount`, `Get`, `List`, `Path`, `Capabilities` | [`PluginVolumeDriver`], routed by [`VolumeRouter`] |
 //! | `authz` | `AuthZPlugin.AuthZReq`, `AuthZPlugin.AuthZRes` (bodies base64) | [`AuthzPlugin`] |
+//! | `LogDriver` | `StartLogging` (a FIFO the engine makes; the shim writes length-prefixed protobuf `LogEntry` messages into it), `StopLogging`, `Capabilities` (checked at create); not `ReadLogs` (`docker logs` reads the engine's local cache) | [`PluginLogDrivers`] |
 //! | any | any JSON method; streamed answers | [`Client::call`], [`Client::call_stream`] |
 //!
 //! Not served yet: the `NetworkDriver` (remote network driver) and
@@ -58,12 +59,14 @@ mod authz;
 mod client;
 mod discovery;
 mod error;
+mod log;
 mod volume;
 
 pub use authz::{AuthzPlugin, AUTHZ_INTERFACE};
 pub use client::{AnswerStream, Client, DEFAULT_TIMEOUT, MAX_ANSWER, MEDIA_TYPE_V1, MEDIA_TYPE_V1_2};
 pub use discovery::{Discovery, PluginAddr, PluginSpec, DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 pub use error::PluginError;
+pub use log::{PluginLogDrivers, LOG_INTERFACE};
 pub use volume::{Capabilities, PluginVolumeDriver, VolumeRouter, VOLUME_INTERFACE};
 
 use serde::{Deserialize, Serialize};

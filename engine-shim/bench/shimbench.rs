@@ -89,7 +89,13 @@ async fn main() {
             bundle,
             state_dir: work.join(format!("s{i}")),
             runtime: rt.clone(),
-            log: Some(engine_core::LogConfig { path: work.join(format!("c{i}.log")), max_size: None, max_files: 1 }),
+            log: Some(engine_core::LogConfig {
+                path: work.join(format!("c{i}.log")),
+                max_size: None,
+                max_files: 1,
+                format: Default::default(),
+                fifo: None,
+            }),
             open_stdin: false,
             owner_pid: None,
         };

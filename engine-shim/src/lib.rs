@@ -9,7 +9,8 @@
 //!   from its state dir.
 //! - [`Client`] ([`Shim`](engine_core::Shim)) talks to one shim over gRPC on
 //!   its unix socket.
-//! - [`JsonFileDriver`] is the default [`LogDriver`](engine_core::LogDriver).
+//! - [`FileLogDriver`] is the default [`LogDriver`](engine_core::LogDriver) (Docker's json-file
+//!   or local format, rotated); [`FifoDriver`] feeds a log plugin.
 //! - [`serve`] is the shim process's side, used by the binary.
 //!
 //! ```no_run
@@ -23,7 +24,7 @@
 //!         bundle: "/tmp/hello/bundle".into(),
 //!         state_dir: "/run/engine-shim/hello".into(),
 //!         runtime: RuntimeBinary { name: "runc".into(), path: "/usr/sbin/runc".into(), root: None, args: vec![] },
-//!         log: Some(LogConfig { path: "/tmp/hello/hello-json.log".into(), max_size: Some(10 << 20), max_files: 3 }),
+//!         log: Some(LogConfig { path: "/tmp/hello/hello-json.log".into(), max_size: Some(10 << 20), max_files: 3, format: Default::default(), fifo: None }),
 //!         open_stdin: false,
 //!         owner_pid: Some(std::process::id() as i32),
 //!     })
@@ -52,7 +53,11 @@ pub mod proto {
 
 pub use client::Client;
 pub use launcher::{Launcher, SHIM_BINARY};
-pub use log::{JsonFileDriver, LineSplitter, MAX_LINE};
+pub use log::{open_log, FifoDriver, FileLogDriver, LineSplitter, MAX_LINE};
+
+/// The former name of [`FileLogDriver`] (it writes Docker's local format too now).
+#[deprecated(note = "renamed FileLogDriver")]
+pub type JsonFileDriver = FileLogDriver;
 pub use state::{
     read_address, read_exit, replace_file, write_atomic, ShimAddress, ADDRESS_FILE, EXIT_FILE, SOCKET_FILE,
 };

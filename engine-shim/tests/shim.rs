@@ -540,7 +540,13 @@ async fn log_rotation_by_size(rt: Rt) {
         false,
     );
     let mut req = c.request();
-    req.log = Some(engine_core::LogConfig { path: c.log_path(), max_size: Some(4096), max_files: 2 });
+    req.log = Some(engine_core::LogConfig {
+        path: c.log_path(),
+        max_size: Some(4096),
+        max_files: 2,
+        format: Default::default(),
+        fifo: None,
+    });
     let shim = launcher().launch(req).await.unwrap();
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
     shim.start().await.unwrap();

@@ -41,6 +41,9 @@ pub(crate) async fn create(st: &State, q: &Query, body: Incoming) -> Result<Resp
     };
     let parsed = convert::parse_create_body(&data)?;
     let mut config = convert::container_config(&parsed, name.clone())?;
+    // dockerd's merge with its --log-driver/--log-opt, checked before anything is made.
+    config.log = std::mem::take(&mut config.log).with_default(&st.config.log);
+    config.log.resolve()?;
     resolve_network(st, &parsed, &mut config).await?;
     super::volumes::volumes_from(st, parsed.host_config.as_ref().and_then(|h| h.volumes_from.as_ref()), &mut config)
         .await?;

@@ -111,6 +111,14 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
     for (name, path) in &st.config.runtimes {
         runtimes.insert(name.clone(), json!({ "path": path.display().to_string() }));
     }
+    let mut log_drivers = vec!["json-file".to_string(), "local".into(), "none".into()];
+    if let Some(p) = &st.config.plugins {
+        for a in p.active().await {
+            if a.manifest().implements(engine_plugin::LOG_INTERFACE) {
+                log_drivers.push(a.name().to_string());
+            }
+        }
+    }
     let running = count(ContainerState::Running);
     let paused = count(ContainerState::Paused);
     // What the image store says makes root filesystems (empty when it does not say).
@@ -128,13 +136,13 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
         "Driver": driver,
         "DriverStatus": driver_status,
         "Plugins": {"Volume": ["local"], "Network": ["host", "null"], "Authorization": null,
-                    "Log": ["json-file"]},
+                    "Log": log_drivers},
         "MemoryLimit": true, "SwapLimit": false, "KernelMemory": false, "KernelMemoryTCP": false,
         "CpuCfsPeriod": true, "CpuCfsQuota": true, "CPUShares": true, "CPUSet": true, "PidsLimit": true,
         "IPv4Forwarding": false, "BridgeNfIptables": false, "BridgeNfIp6tables": false,
         "Debug": false, "NFd": 0, "OomKillDisable": false, "NGoroutines": 0,
         "SystemTime": engine_core::time::format_rfc3339(std::time::SystemTime::now()),
-        "LoggingDriver": "json-file",
+        "LoggingDriver": st.config.log.driver_name(),
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup_version(),
         "NEventsListener": 0,

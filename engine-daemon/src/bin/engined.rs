@@ -86,6 +86,13 @@ struct Args {
     /// `/run/netns/x` from `ip netns add x`.
     #[arg(long, value_name = "PATH")]
     network_host_netns: Option<PathBuf>,
+    /// The default log driver of containers (`json-file`, `local`, `none`,
+    /// or a log plugin's name), as dockerd's `--log-driver`.
+    #[arg(long, value_name = "DRIVER", default_value = "json-file")]
+    log_driver: String,
+    /// A default log driver option KEY=VALUE (repeatable), as dockerd's `--log-opt`.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opts: Vec<String>,
     /// The bridge of the default `bridge` network (default `engine0`).
     #[arg(long, value_name = "NAME")]
     bridge_name: Option<String>,
@@ -270,9 +277,26 @@ fn write_pidfile(p: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("writing {}", p.display()), e))
 }
 
+/// The default log spec `--log-driver`/`--log-opt` ask for, checked.
+fn default_log(args: &Args) -> Result<engine_core::LogSpec> {
+    let mut spec = engine_core::LogSpec::new(&args.log_driver);
+    for o in &args.log_opts {
+        let (k, v) = o.split_once('=').ok_or_else(|| Error::invalid("--log-opt", format!("{o:?} is not KEY=VALUE")))?;
+        spec.opts.insert(k.to_string(), v.to_string());
+    }
+    if let engine_core::logs::LogTarget::Plugin { name, .. } = spec.resolve()? {
+        return Err(Error::invalid(
+            "--log-driver",
+            format!("{name}: a log plugin as the daemon's default is not supported (choose it per container)"),
+        ));
+    }
+    Ok(spec)
+}
+
 async fn run(args: Args) -> Result<()> {
     let storage_driver: engine_image::StorageDriver =
         args.storage_driver.parse().map_err(|e: Error| Error::invalid("--storage-driver", e.to_string()))?;
+    let log = default_log(&args)?;
     let (tcp_hosts, unix_hosts): (Vec<&String>, Vec<&String>) =
         args.hosts.iter().partition(|h| h.starts_with("tcp://"));
     let hosts: Vec<PathBuf> = if args.hosts.is_empty() {
@@ -352,7 +376,10 @@ async fn run(args: Args) -> Result<()> {
                 if let Some(d) = &args.default_runtime {
                     cfg = cfg.default_runtime(d);
                 }
-                cfg = cfg.cgroup_parent(&args.cgroup_parent)?;
+                cfg = cfg
+                    .cgroup_parent(&args.cgroup_parent)?
+                    .default_log(log.clone())?
+                    .log_plugins(Arc::new(engine_plugin::PluginLogDrivers::new(plugins.clone())));
                 if let Some(n) = &network {
                     cfg = cfg.network_driver(n.clone());
                 }
@@ -375,6 +402,7 @@ async fn run(args: Args) -> Result<()> {
     }
     let mut config = DaemonConfig::new(&args.data_root, &args.exec_root);
     config.default_runtime = default_runtime;
+    config.log = log;
     config.runtimes = runtime_table;
     config.access = AccessPolicy { uids: args.allow_uids.clone(), gids: gid.into_iter().collect() };
     config.authorization = authorizers;

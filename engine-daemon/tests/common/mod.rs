@@ -488,6 +488,19 @@ pub fn alive(pid: i64) -> bool {
         .unwrap_or(false)
 }
 
+/// Run engined in the foreground with its own roots and socket under
+/// `dir` plus `extra` flags, to its exit (for flags it must refuse).
+pub fn engined_output(dir: &Path, extra: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engined"))
+        .args(["-H", &format!("unix://{}", dir.join("refused.sock").display())])
+        .args(["--data-root", dir.join("refused-data").to_str().unwrap()])
+        .args(["--exec-root", dir.join("refused-run").to_str().unwrap()])
+        .args(extra)
+        .env("ENGINE_BIN_DIR", bin_dir())
+        .output()
+        .expect("run engined")
+}
+
 /// Run a future to completion on a small runtime of its own.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)

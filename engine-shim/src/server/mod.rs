@@ -563,7 +563,7 @@ async fn setup(
     }
     let log: Option<Box<dyn LogDriver>> = match (log, &core.req.log) {
         (Some(driver), _) => Some(driver),
-        (None, Some(cfg)) => Some(Box::new(crate::JsonFileDriver::open(cfg)?)),
+        (None, Some(cfg)) => Some(crate::log::open_log(cfg)?),
         (None, None) => None,
     };
     let bundle = core.req.bundle.clone();

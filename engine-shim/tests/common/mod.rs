@@ -93,7 +93,13 @@ impl TestContainer {
             bundle: self.bundle(),
             state_dir: self.state_dir(),
             runtime: self.runtime.clone(),
-            log: Some(LogConfig { path: self.log_path(), max_size: None, max_files: 1 }),
+            log: Some(LogConfig {
+                path: self.log_path(),
+                max_size: None,
+                max_files: 1,
+                format: Default::default(),
+                fifo: None,
+            }),
             open_stdin: false,
             owner_pid: None,
         }

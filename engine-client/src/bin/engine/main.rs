@@ -325,6 +325,12 @@ struct RunArgs {
     /// Runtime.
     #[arg(long)]
     runtime: Option<String>,
+    /// Log driver (json-file, local, none, or a log plugin's name).
+    #[arg(long)]
+    log_driver: Option<String>,
+    /// Log driver option KEY=VALUE (repeatable).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    log_opt: Vec<String>,
     /// Give every capability the engine holds, all host devices, no seccomp,
     /// writable /sys and /proc/sys.
     #[arg(long)]
@@ -996,10 +1002,24 @@ fn parse_run(a: &RunArgs) -> std::result::Result<ContainerConfigBody, Failure> {
             group_add: (!a.group_add.is_empty()).then(|| a.group_add.clone()),
             sysctls: Some(sysctls(&a.sysctl)?).filter(|v| !v.is_empty()),
             init: a.init.then_some(true),
+            log_config: log_config(a)?,
             ..Default::default()
         }),
         ..Default::default()
     })
+}
+
+/// `--log-driver`/`--log-opt` as Docker's `HostConfig.LogConfig`.
+fn log_config(a: &RunArgs) -> std::result::Result<Option<serde_json::Value>, Failure> {
+    if a.log_driver.is_none() && a.log_opt.is_empty() {
+        return Ok(None);
+    }
+    let mut opts = serde_json::Map::new();
+    for o in &a.log_opt {
+        let (k, v) = o.split_once('=').ok_or_else(|| usage(format!("invalid log opt {o:?}: KEY=VALUE expected")))?;
+        opts.insert(k.to_string(), v.into());
+    }
+    Ok(Some(serde_json::json!({ "Type": a.log_driver.clone().unwrap_or_default(), "Config": opts })))
 }
 
 fn usage(message: String) -> Failure {
