@@ -91,7 +91,7 @@ struct Inner {
     nets: BTreeMap<String, NetworkRecord>,
     /// Host ports held (bound, not listening) so no host process takes
     /// them while they are published.
-    held: HashMap<PortKey, OwnedFd>,
+    held: HashMap<PortKey, hostport::Held>,
 }
 
 /// Builds a [`BridgeDriver`].
@@ -194,6 +194,14 @@ impl std::fmt::Debug for BridgeDriver {
     }
 }
 
+/// An endpoint's IPv4 address.
+pub(crate) fn ipv4_of(e: &EndpointInfo) -> Option<Ipv4Addr> {
+    match e.ipv4?.addr() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
 pub(crate) fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
@@ -284,7 +292,8 @@ impl BridgeDriver {
                     Some(IpAddr::V6(a)) => Some(a),
                     _ => None,
                 };
-                for p in &ep.info.ports {
+                // IPv6 host addresses are the proxy's (see `hostport`).
+                for p in ep.info.ports.iter().filter(|p| p.host_ip.is_ipv4()) {
                     let host_ip = match p.host_ip {
                         IpAddr::V4(a) if !a.is_unspecified() => Some(a),
                         _ => None,
@@ -346,11 +355,11 @@ impl BridgeDriver {
             self.bridge_sysctls(&r.bridge, r.subnet6.is_some()).await?;
         }
         // Hold the published ports again.
-        let wanted: Vec<PortKey> = inner
+        let wanted: Vec<_> = inner
             .nets
             .values()
             .flat_map(|r| r.endpoints.values())
-            .flat_map(|e| e.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
+            .flat_map(|e| e.info.ports.iter().map(|p| (p.clone(), ipv4_of(&e.info))))
             .collect();
         let got = hostport::hold_again(&self.host, wanted).await?;
         inner.held.extend(got);
@@ -626,7 +635,8 @@ impl BridgeDriver {
             Ok(()) => {
                 inner.nets.insert(rec.id.clone(), rec);
                 for (p, fd) in held {
-                    inner.held.insert((p.protocol, p.host_ip, p.host_port), fd);
+                    let (k, h) = hostport::activate(&self.host, &p, fd, Some(ip));
+                    inner.held.insert(k, h);
                 }
                 tracing::info!(network = %r.name, container = %req.container_id, %ip, "endpoint attached");
                 Ok(info)
