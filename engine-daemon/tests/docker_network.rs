@@ -859,3 +859,37 @@ fn networks_and_ports_through_a_separate_engine_lifecycled() {
     let gone = e.in_host_netns(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err());
     assert!(gone, "the published port outlived the container");
 }
+
+/// The default routes of container `c` (busybox `ip route` lists all).
+fn default_routes(e: &Engined, c: &str) -> String {
+    let all = e.ok(&["exec", c, "ip", "route"]);
+    all.lines().filter(|l| l.starts_with("default")).map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+/// `docker network disconnect` of the network holding a container's
+/// default route: the route moves to a network it is still on (docker's
+/// behaviour), and the container still reaches beyond its subnet.
+#[test]
+fn disconnect_moves_the_default_route_to_a_remaining_network() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "--subnet", "10.81.0.0/24", "first"]);
+    e.ok(&["network", "create", "--subnet", "10.82.0.0/24", "second"]);
+    e.ok(&["run", "-d", "--name", "mover", "--network", "first", "bb", "sleep", "1000"]);
+    e.ok(&["network", "connect", "second", "mover"]);
+    let routes = default_routes(&e, "mover");
+    assert_eq!(routes, "default via 10.81.0.1 dev eth0", "{routes}");
+    e.ok(&["network", "disconnect", "first", "mover"]);
+    let routes = default_routes(&e, "mover");
+    assert_eq!(routes, "default via 10.82.0.1 dev eth1", "{routes}");
+    // Off its own subnet: through the new default route (the bridge of
+    // `bridge`, which the host holds, answers from outside 10.82.0.0/24).
+    let gw = e.ok(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]);
+    let o = e.ok(&["exec", "mover", "ping", "-c", "1", "-W", "5", gw.trim()]);
+    assert!(o.contains("1 packets received"), "{o}");
+    // Back on first: second keeps the route.
+    e.ok(&["network", "connect", "first", "mover"]);
+    let routes = default_routes(&e, "mover");
+    assert_eq!(routes, "default via 10.82.0.1 dev eth1", "{routes}");
+    e.ok(&["rm", "-f", "mover"]);
+}
