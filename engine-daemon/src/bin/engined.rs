@@ -69,7 +69,10 @@ struct Args {
     /// The network driver: `bridge` (docker's default networking: a bridge,
     /// NAT, published ports, user networks), `cni` (CNI plugins run for the
     /// networks of --cni-conf-dir) or `none` (containers get `none`, `host`
-    /// or `container:` networking only; `-p` is refused).
+    /// or `container:` networking only; `-p` is refused). With
+    /// `--lifecycle`, the driver is engine-lifecycled's (started with the
+    /// same `--network-driver` and its options): engined reaches it through
+    /// the lifecycle service.
     #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
     /// With `--network-driver cni`: the directory of CNI network
