@@ -858,6 +858,28 @@ fn networks_and_ports_through_a_separate_engine_lifecycled() {
     assert!(!e.ok(&["network", "ls", "--format", "{{.Name}}"]).contains("remotenet"));
     let gone = e.in_host_netns(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err());
     assert!(gone, "the published port outlived the container");
+
+    // The driver is engine-lifecycled's: engined refuses a different one,
+    // and its own driver options.
+    let lc = format!("unix://{}", e.dir.path().join("lc.sock").display());
+    let o = engined_output(e.dir.path(), &["--lifecycle", &lc, "--network-driver", "cni"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("runs the bridge driver"), "{}", show(&o));
+    let o = engined_output(e.dir.path(), &["--lifecycle", &lc, "--network-driver", "bridge", "--bridge-name", "x0"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("engine-lifecycled's"), "{}", show(&o));
+}
+
+/// `engined --lifecycle --network-driver bridge` in front of an
+/// engine-lifecycled without a network driver: refused at start, naming
+/// what to do.
+#[test]
+fn a_separate_engine_lifecycled_without_networking_is_refused() {
+    let e = Engined::start_remote();
+    let lc = format!("unix://{}", e.dir.path().join("lc.sock").display());
+    let o = engined_output(e.dir.path(), &["--lifecycle", &lc, "--network-driver", "bridge"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("has no network driver (start it with --network-driver bridge)"), "{}", show(&o));
 }
 
 /// The default routes of container `c` (busybox `ip route` lists all).
