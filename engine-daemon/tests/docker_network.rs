@@ -89,7 +89,13 @@ fn published_ports_tcp_udp_and_publish_all() {
     assert!(page.contains("200 OK") && page.contains("hello-web"), "{page}");
     // docker ps shows the mapping, inspect has dockerd's shapes.
     let ps = e.ok(&["ps", "--format", "{{.Ports}}", "--filter", "name=web"]);
-    assert_eq!(ps.trim(), format!("0.0.0.0:{}->80/tcp", addr.port()));
+    // (and on :: as docker does where the host has IPv6; the test's namespace does)
+    let hp = addr.port();
+    assert!(
+        [format!("0.0.0.0:{hp}->80/tcp, [::]:{hp}->80/tcp"), format!("0.0.0.0:{hp}->80/tcp, :::{hp}->80/tcp")]
+            .contains(&ps.trim().to_string()),
+        "{ps}"
+    );
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "web"])).unwrap();
     let ns = &v[0]["NetworkSettings"];
     assert_eq!(ns["Ports"]["80/tcp"][0]["HostPort"], addr.port().to_string());
@@ -582,6 +588,51 @@ fn leftovers(e: &Engined) -> (String, String, Vec<String>, Vec<String>, usize, u
     (links, rules, files(e.data_root().join("netns")), files(e.data_root().join("network/networks")), mounts, procs)
 }
 
+/// IPv6 publishing as docker does it: `-p 0:80` is published on `0.0.0.0`
+/// and `::` (same port, both in `docker port`, both answer: 127.0.0.1 and
+/// ::1); `-p [::1]:0:8080` on ::1 only; removal closes the IPv6 side too.
+#[test]
+fn ipv6_publishing_on_loopback_and_every_address() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["run", "-d", "--name", "web6", "-p", "0:80", "bb", "sh", "-c", &httpd(80, "dual-stack")]);
+    wait_listening(&e, "web6", 80, false);
+    let v4 = mapped(&e, "web6", "80/tcp");
+    let hp = v4.port();
+    let p = e.ok(&["port", "web6", "80/tcp"]);
+    assert!(p.lines().any(|l| l.trim() == format!("[::]:{hp}")), "docker port lists ::: {p}");
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, hp));
+    assert!(http_get(&e, v4).contains("dual-stack"));
+    let page = http_get(&e, v6);
+    assert!(page.contains("200 OK") && page.contains("dual-stack"), "{page}");
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "web6"])).unwrap();
+    let ports = &v[0]["NetworkSettings"]["Ports"]["80/tcp"];
+    assert_eq!(ports[1]["HostIp"], "::", "{ports}");
+    assert_eq!(ports[1]["HostPort"], hp.to_string(), "{ports}");
+
+    // [::1]:0:8080: on ::1 only, not on 127.0.0.1.
+    e.ok(&["run", "-d", "--name", "lo6", "-p", "[::1]:0:8080", "bb", "sh", "-c", &httpd(8080, "loopback6")]);
+    wait_listening(&e, "lo6", 8080, false);
+    let p = e.ok(&["port", "lo6"]);
+    let line = p.trim();
+    assert!(line.starts_with("8080/tcp -> [::1]:") && p.lines().count() == 1, "{p}");
+    let port6: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(http_get(&e, SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port6))).contains("loopback6"));
+    let refused = e.in_host_netns(move || {
+        TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port6)), Duration::from_secs(5)).is_err()
+    });
+    assert!(refused, "[::1] binding also answered on 127.0.0.1:{port6}");
+
+    // Removed: nothing answers on either family any more.
+    e.ok(&["rm", "-f", "web6", "lo6"]);
+    let gone = e.in_host_netns(move || {
+        [v4, v6, SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port6))]
+            .iter()
+            .all(|a| TcpStream::connect_timeout(a, Duration::from_secs(5)).is_err())
+    });
+    assert!(gone, "a published port still answers after docker rm");
+}
+
 /// 200 cycles of `docker run -d -p 0:80` and `docker rm -f`, through the
 /// API (as the CLI sends them, without its process start-up per call):
 /// no interface, namespace, rule, lease, mount or process is left.
@@ -750,4 +801,117 @@ fn bad_port_and_network_input_leaves_nothing() {
     assert_eq!(netns_files(), ns_before, "no namespace file was left");
     // The host process still has its port.
     drop(listener);
+}
+
+/// Networking with a separate engine-lifecycled (`engined --lifecycle`,
+/// `engine-lifecycled --network-driver bridge`): `docker network
+/// create/ls/inspect/rm`, `docker run -p` (IPv4 and IPv6), name resolution
+/// and `docker network connect/disconnect`, all through the lifecycle
+/// service; a network with endpoints cannot be removed.
+#[test]
+fn networks_and_ports_through_a_separate_engine_lifecycled() {
+    let e = Engined::start_remote_networked();
+    e.load_busybox();
+    assert!(e.ok(&["network", "ls", "--format", "{{.Name}} {{.Driver}}"]).lines().any(|l| l == "bridge bridge"));
+    e.ok(&["network", "create", "--subnet", "10.79.0.0/24", "remotenet"]);
+    let inspect = e.ok(&["network", "inspect", "-f", "{{.Driver}} {{(index .IPAM.Config 0).Subnet}}", "remotenet"]);
+    assert_eq!(inspect.trim(), "bridge 10.79.0.0/24");
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "rweb",
+        "--network",
+        "remotenet",
+        "-p",
+        "0:80",
+        "bb",
+        "sh",
+        "-c",
+        &httpd(80, "remote-web"),
+    ]);
+    wait_listening(&e, "rweb", 80, false);
+    let addr = mapped(&e, "rweb", "80/tcp");
+    assert!(http_get(&e, addr).contains("remote-web"));
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, addr.port()));
+    assert!(http_get(&e, v6).contains("remote-web"));
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.remotenet.IPAddress}}", "rweb"]);
+    assert!(ip.trim().starts_with("10.79.0."), "{ip}");
+
+    // connect/disconnect go to the manager behind the service.
+    e.ok(&["run", "-d", "--name", "rcli", "bb", "sleep", "1000"]);
+    e.ok(&["network", "connect", "remotenet", "rcli"]);
+    let o = e.ok(&["exec", "rcli", "sh", "-c", &get("rweb")]);
+    assert!(o.contains("remote-web"), "{o}");
+    let members = e.ok(&["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{end}}", "remotenet"]);
+    assert!(members.contains("rcli") && members.contains("rweb"), "{members}");
+    e.ok(&["network", "disconnect", "remotenet", "rcli"]);
+    let o = e.docker(&["exec", "rcli", "ip", "link", "show", "eth1"]);
+    assert_ne!(o.status.code(), Some(0), "eth1 outlived disconnect: {}", show(&o));
+
+    // In use: refused, with the reason.
+    let o = e.docker(&["network", "rm", "remotenet"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("active endpoints"), "{}", show(&o));
+    e.ok(&["rm", "-f", "rweb", "rcli"]);
+    e.ok(&["network", "rm", "remotenet"]);
+    assert!(!e.ok(&["network", "ls", "--format", "{{.Name}}"]).contains("remotenet"));
+    let gone = e.in_host_netns(move || TcpStream::connect_timeout(&addr, Duration::from_secs(5)).is_err());
+    assert!(gone, "the published port outlived the container");
+
+    // The driver is engine-lifecycled's: engined refuses a different one,
+    // and its own driver options.
+    let lc = format!("unix://{}", e.dir.path().join("lc.sock").display());
+    let o = engined_output(e.dir.path(), &["--lifecycle", &lc, "--network-driver", "cni"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("runs the bridge driver"), "{}", show(&o));
+    let o = engined_output(e.dir.path(), &["--lifecycle", &lc, "--network-driver", "bridge", "--bridge-name", "x0"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("engine-lifecycled's"), "{}", show(&o));
+}
+
+/// `engined --lifecycle --network-driver bridge` in front of an
+/// engine-lifecycled without a network driver: refused at start, naming
+/// what to do.
+#[test]
+fn a_separate_engine_lifecycled_without_networking_is_refused() {
+    let e = Engined::start_remote();
+    let lc = format!("unix://{}", e.dir.path().join("lc.sock").display());
+    let o = engined_output(e.dir.path(), &["--lifecycle", &lc, "--network-driver", "bridge"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(err(&o).contains("has no network driver (start it with --network-driver bridge)"), "{}", show(&o));
+}
+
+/// The default routes of container `c` (busybox `ip route` lists all).
+fn default_routes(e: &Engined, c: &str) -> String {
+    let all = e.ok(&["exec", c, "ip", "route"]);
+    all.lines().filter(|l| l.starts_with("default")).map(str::trim).collect::<Vec<_>>().join("\n")
+}
+
+/// `docker network disconnect` of the network holding a container's
+/// default route: the route moves to a network it is still on (docker's
+/// behaviour), and the container still reaches beyond its subnet.
+#[test]
+fn disconnect_moves_the_default_route_to_a_remaining_network() {
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "--subnet", "10.81.0.0/24", "first"]);
+    e.ok(&["network", "create", "--subnet", "10.82.0.0/24", "second"]);
+    e.ok(&["run", "-d", "--name", "mover", "--network", "first", "bb", "sleep", "1000"]);
+    e.ok(&["network", "connect", "second", "mover"]);
+    let routes = default_routes(&e, "mover");
+    assert_eq!(routes, "default via 10.81.0.1 dev eth0", "{routes}");
+    e.ok(&["network", "disconnect", "first", "mover"]);
+    let routes = default_routes(&e, "mover");
+    assert_eq!(routes, "default via 10.82.0.1 dev eth1", "{routes}");
+    // Off its own subnet: through the new default route (the bridge of
+    // `bridge`, which the host holds, answers from outside 10.82.0.0/24).
+    let gw = e.ok(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", "bridge"]);
+    let o = e.ok(&["exec", "mover", "ping", "-c", "1", "-W", "5", gw.trim()]);
+    assert!(o.contains("1 packets received"), "{o}");
+    // Back on first: second keeps the route.
+    e.ok(&["network", "connect", "first", "mover"]);
+    let routes = default_routes(&e, "mover");
+    assert_eq!(routes, "default via 10.82.0.1 dev eth1", "{routes}");
+    e.ok(&["rm", "-f", "mover"]);
 }

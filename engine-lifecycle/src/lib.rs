@@ -108,7 +108,7 @@ mod volumes;
 
 pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIME};
 pub use engine_core::LifecycleManager;
-pub use grpc::client::RemoteManager;
+pub use grpc::client::{RemoteManager, RemoteNetwork};
 pub use grpc::pb;
-pub use grpc::server::{serve, serve_listener, serve_with_shutdown};
+pub use grpc::server::{serve, serve_listener, serve_listener_with_network, serve_with_network, serve_with_shutdown};
 pub use manager::Manager;

@@ -35,6 +35,10 @@ enum EpState {
 struct EndpointRecord {
     info: EndpointInfo,
     state: EpState,
+    /// The container's namespace (to move the default route there when
+    /// another of its endpoints goes).
+    #[serde(default)]
+    netns: Option<PathBuf>,
 }
 
 /// A network as persisted: `<state>/networks/<id>.json`.
@@ -91,7 +95,7 @@ struct Inner {
     nets: BTreeMap<String, NetworkRecord>,
     /// Host ports held (bound, not listening) so no host process takes
     /// them while they are published.
-    held: HashMap<PortKey, OwnedFd>,
+    held: HashMap<PortKey, hostport::Held>,
 }
 
 /// Builds a [`BridgeDriver`].
@@ -194,6 +198,14 @@ impl std::fmt::Debug for BridgeDriver {
     }
 }
 
+/// An endpoint's IPv4 address.
+pub(crate) fn ipv4_of(e: &EndpointInfo) -> Option<Ipv4Addr> {
+    match e.ipv4?.addr() {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => None,
+    }
+}
+
 pub(crate) fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
@@ -284,7 +296,8 @@ impl BridgeDriver {
                     Some(IpAddr::V6(a)) => Some(a),
                     _ => None,
                 };
-                for p in &ep.info.ports {
+                // IPv6 host addresses are the proxy's (see `hostport`).
+                for p in ep.info.ports.iter().filter(|p| p.host_ip.is_ipv4()) {
                     let host_ip = match p.host_ip {
                         IpAddr::V4(a) if !a.is_unspecified() => Some(a),
                         _ => None,
@@ -346,11 +359,11 @@ impl BridgeDriver {
             self.bridge_sysctls(&r.bridge, r.subnet6.is_some()).await?;
         }
         // Hold the published ports again.
-        let wanted: Vec<PortKey> = inner
+        let wanted: Vec<_> = inner
             .nets
             .values()
             .flat_map(|r| r.endpoints.values())
-            .flat_map(|e| e.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
+            .flat_map(|e| e.info.ports.iter().map(|p| (p.clone(), ipv4_of(&e.info))))
             .collect();
         let got = hostport::hold_again(&self.host, wanted).await?;
         inner.held.extend(got);
@@ -592,8 +605,10 @@ impl BridgeDriver {
         // The lease and ports are on disk before any kernel object exists:
         // a crash from here on is found and undone by `recover`.
         let mut rec = r.clone();
-        rec.endpoints
-            .insert(req.container_id.clone(), EndpointRecord { info: info.clone(), state: EpState::Attaching });
+        rec.endpoints.insert(
+            req.container_id.clone(),
+            EndpointRecord { info: info.clone(), state: EpState::Attaching, netns: Some(req.netns.clone()) },
+        );
         self.persist(&rec)?;
         inner.nets.insert(rec.id.clone(), rec.clone());
         let res = async {
@@ -626,7 +641,8 @@ impl BridgeDriver {
             Ok(()) => {
                 inner.nets.insert(rec.id.clone(), rec);
                 for (p, fd) in held {
-                    inner.held.insert((p.protocol, p.host_ip, p.host_port), fd);
+                    let (k, h) = hostport::activate(&self.host, &p, fd, Some(ip));
+                    inner.held.insert(k, h);
                 }
                 tracing::info!(network = %r.name, container = %req.container_id, %ip, "endpoint attached");
                 Ok(info)
@@ -670,6 +686,13 @@ impl BridgeDriver {
                 tracing::warn!(container = %container_id, "forgetting tracked connections: {e}");
             }
         }
+        // The default route went with the interface: another network of
+        // the container's takes it (docker's behaviour).
+        if ep.info.gateway4.is_some() || ep.info.gateway6.is_some() {
+            if let Err(e) = self.move_default_route(&inner, container_id).await {
+                tracing::warn!(container = %container_id, "moving the default route to a remaining network: {e}");
+            }
+        }
         // A crash from here on leaves a record whose veth is gone: the
         // next driver releases it.
         for p in &ep.info.ports {
@@ -677,6 +700,30 @@ impl BridgeDriver {
         }
         self.persist(&r)?;
         tracing::info!(network = %r.name, container = %container_id, "endpoint detached");
+        Ok(())
+    }
+
+    /// Give `container_id` a default route through its first remaining
+    /// network (by name) that has a gateway, when it has none (its holder
+    /// was just detached).
+    async fn move_default_route(&self, inner: &Inner, container_id: &str) -> Result<()> {
+        let mut others: Vec<(&NetworkRecord, &EndpointRecord)> = inner
+            .nets
+            .values()
+            .filter_map(|r| r.endpoints.get(container_id).map(|e| (r, e)))
+            .filter(|(_, e)| e.state == EpState::Attached && e.netns.is_some())
+            .filter(|(_, e)| e.info.gateway4.is_some() || e.info.gateway6.is_some())
+            .collect();
+        others.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let Some((r, e)) = others.first() else { return Ok(()) };
+        let ns = Netns::open(e.netns.as_deref().expect("filtered"))?;
+        let h = ns.netlink().await?;
+        let gw6 = match e.info.gateway6 {
+            Some(IpAddr::V6(g)) => Some(g),
+            _ => None,
+        };
+        link::default_routes(&h, &e.info.interface, e.info.gateway4, gw6).await?;
+        tracing::info!(container = %container_id, network = %r.name, "default route through this network");
         Ok(())
     }
 

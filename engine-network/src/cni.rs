@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 use sha2::Digest;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use tokio::sync::Mutex;
 
@@ -182,7 +181,7 @@ struct Attachment {
 
 struct Inner {
     eps: BTreeMap<(String, String), Attachment>,
-    held: HashMap<PortKey, OwnedFd>,
+    held: HashMap<PortKey, hostport::Held>,
 }
 
 /// Builds a [`CniDriver`].
@@ -627,10 +626,10 @@ impl CniDriver {
                 }
             }
         }
-        let wanted: Vec<PortKey> = inner
+        let wanted: Vec<_> = inner
             .eps
             .values()
-            .flat_map(|a| a.info.ports.iter().map(|p| (p.protocol, p.host_ip, p.host_port)))
+            .flat_map(|a| a.info.ports.iter().map(|p| (p.clone(), crate::bridge::ipv4_of(&a.info))))
             .collect();
         let got = hostport::hold_again(&self.host, wanted).await?;
         inner.held.extend(got);
@@ -693,8 +692,10 @@ impl CniDriver {
         let held = hostport::reserve(&self.host, published, &req.ports).await?;
         let mut runtime = Map::new();
         if !held.is_empty() {
+            // IPv6 host addresses are the proxy's (see `hostport`).
             let maps: Vec<Value> = held
                 .iter()
+                .filter(|(p, _)| p.host_ip.is_ipv4())
                 .map(|(p, _)| {
                     let mut m = json!({"hostPort": p.host_port, "containerPort": p.container_port, "protocol": p.protocol.as_str()});
                     if !p.host_ip.is_unspecified() {
@@ -784,8 +785,10 @@ impl CniDriver {
         .await;
         match res {
             Ok(()) => {
+                let cip = crate::bridge::ipv4_of(&a.info);
                 for (p, fd) in held {
-                    inner.held.insert((p.protocol, p.host_ip, p.host_port), fd);
+                    let (k, h) = hostport::activate(&self.host, &p, fd, cip);
+                    inner.held.insert(k, h);
                 }
                 let info = a.info.clone();
                 tracing::info!(network = %net.name, container = %req.container_id, ip = ?info.ipv4, "CNI endpoint attached");

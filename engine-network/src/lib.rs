@@ -86,10 +86,20 @@
 //! `--ipv6 --subnet`): the bridge and each container get an IPv6 address
 //! (no duplicate address detection: the driver owns the subnet) and a
 //! default route, outbound IPv6 is masqueraded, and a port published on all
-//! host addresses is DNATed on the host's IPv6 addresses too. Not on `::1`
-//! (IPv6 has no `route_localnet`; docker uses its proxy there), and a
-//! binding naming an IPv6 host address is refused for now; host ports are
-//! held on IPv4. On detach the connection-tracking entries NATed to the
+//! host addresses is DNATed on the host's IPv6 addresses too (not `::1`).
+//! Publishing on IPv6 as docker does, for every network: a tcp port
+//! published on all addresses is also published on `::` (same host port;
+//! `docker port` lists `0.0.0.0:P` and `[::]:P`) when the host namespace
+//! has IPv6, and a binding may name an IPv6 host address (`-p
+//! [::1]:8080:80`). The IPv6 side is a listening socket served by a TCP
+//! proxy in the driver (docker-proxy's role) to the container's IPv4
+//! address: NAT can take neither `::1` out of the host (IPv6 has no
+//! `route_localnet`) nor IPv6 to IPv4. udp on an IPv6 host address is
+//! refused ([`engine_core::Error::Unsupported`]); udp on all addresses is
+//! published on IPv4 (and DNATed on IPv6 for a dual-stack network).
+//! A detach that takes the interface holding the container's default route
+//! gives the route to the container's first remaining network (by name)
+//! with a gateway, as docker does. On detach the connection-tracking entries NATed to the
 //! container are deleted (over ctnetlink, `netlink-packet-netfilter`), so a
 //! UDP client that keeps sending follows the port to its next container
 //! instead of a remembered, dead address.

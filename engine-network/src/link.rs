@@ -170,17 +170,29 @@ pub(crate) async fn configure_container(
     }
     set_up(h, ifname).await?;
     set_up(h, "lo").await?;
+    // Attached to another network first: that one keeps the default
+    // route (docker's first-network-wins), this one its subnet.
+    default_routes(h, ifname, gateway, v6.and_then(|(_, g)| g)).await
+}
+
+/// Route everything via `gateway` (and `gateway6`) on `ifname`, unless the
+/// namespace already has a default route of that family.
+pub(crate) async fn default_routes(
+    h: &Handle,
+    ifname: &str,
+    gateway: Option<Ipv4Addr>,
+    gateway6: Option<Ipv6Addr>,
+) -> Result<()> {
+    let i = must_index(h, ifname).await?;
     if let Some(gw) = gateway {
         let route = RouteMessageBuilder::<Ipv4Addr>::new().gateway(gw).output_interface(i).build();
         match h.route().add(route).execute().await {
             Ok(()) => {}
-            // Attached to another network first: that one keeps the
-            // default route (docker's first-network-wins), this one its subnet.
             Err(e) if errno_of(&e) == Some(libc::EEXIST) => {}
             Err(e) => return Err(nl_err(format_args!("default route via {gw} in the container"), e)),
         }
     }
-    if let Some((_, Some(gw))) = v6 {
+    if let Some(gw) = gateway6 {
         let route = RouteMessageBuilder::<Ipv6Addr>::new().gateway(gw).output_interface(i).build();
         match h.route().add(route).execute().await {
             Ok(()) => {}

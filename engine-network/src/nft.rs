@@ -65,7 +65,8 @@ pub(crate) fn render(table: &str, nets: &[NetRule], ports: &[PortRule]) -> Strin
         if let (None, Some(c6)) = (p.host_ip, p.container_ip6) {
             let _ = writeln!(
                 s,
-                "    meta nfproto ipv6 {proto} dport {hp} dnat ip6 to [{c6}]:{cp}",
+                // Not ::1, which cannot leave the host: the proxy's.
+                "    ip6 daddr != ::1 {proto} dport {hp} dnat ip6 to [{c6}]:{cp}",
                 proto = p.protocol.as_str(),
                 hp = p.host_port,
                 cp = p.container_port

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use engine_core::network::{AttachRequest, IpPrefix, NetworkDriver, NetworkSpec, PortBinding, Protocol};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 fn ip4(ep: &engine_core::network::EndpointInfo) -> Ipv4Addr {
     match ep.ipv4.unwrap().addr() {
@@ -85,12 +85,14 @@ async fn published_ports_reach_the_container_from_everywhere() {
         req = req.publish(b);
     }
     let web = d.attach("bridge", req).await.unwrap();
-    assert_eq!(web.ports.len(), 4);
+    // 0:80 on 0.0.0.0 and on :: (the host namespace has IPv6), same port.
+    assert_eq!(web.ports.len(), 5);
     let hp = web.ports[0].host_port;
     assert_ne!(hp, 0);
     assert_eq!(web.ports[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    assert_eq!((web.ports[1].protocol, web.ports[1].host_port), (Protocol::Udp, 5353));
-    assert_eq!((web.ports[3].host_port, web.ports[3].container_port), (9101, 9001));
+    assert_eq!((web.ports[1].host_ip, web.ports[1].host_port), (IpAddr::V6(Ipv6Addr::UNSPECIFIED), hp));
+    assert_eq!((web.ports[2].protocol, web.ports[2].host_port), (Protocol::Udp, 5353));
+    assert_eq!((web.ports[4].host_port, web.ports[4].container_port), (9101, 9001));
     let cli = d.attach("bridge", AttachRequest::new("cli", &p2)).await.unwrap();
     let oth = d.attach("other", AttachRequest::new("oth", &p3)).await.unwrap();
     let _tcp = serve_tcp(&ns1, 80, "web").await;
@@ -102,6 +104,9 @@ async fn published_ports_reach_the_container_from_everywhere() {
     // its own address (the container sees that address).
     assert_eq!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
     assert_eq!(tcp_get(&host, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {HOST_ADDR}"));
+    // On ::1 too (the IPv6 proxy; the container sees the gateway).
+    let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, hp));
+    assert_eq!(tcp_get(&host, v6, OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
     assert_eq!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, 9101), OK_TIMEOUT).await.unwrap(), format!("web9001 {gw}"));
     // Bound to 127.0.0.1 only: not on the host's other address.
     assert!(tcp_get(&host, sa(HOST_ADDR, 9101), FAIL_TIMEOUT).await.is_err());
@@ -119,6 +124,7 @@ async fn published_ports_reach_the_container_from_everywhere() {
     // Unpublished on detach: the port is free again and DNAT is gone.
     d.detach("bridge", "web").await.unwrap();
     assert!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), FAIL_TIMEOUT).await.is_err());
+    assert!(tcp_get(&host, v6, FAIL_TIMEOUT).await.is_err(), "the IPv6 proxy outlived the endpoint");
     let rules = nft_ruleset(&host).await;
     assert!(!rules.contains("dnat ip to"), "{rules}");
 }

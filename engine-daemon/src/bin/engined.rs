@@ -69,7 +69,10 @@ struct Args {
     /// The network driver: `bridge` (docker's default networking: a bridge,
     /// NAT, published ports, user networks), `cni` (CNI plugins run for the
     /// networks of --cni-conf-dir) or `none` (containers get `none`, `host`
-    /// or `container:` networking only; `-p` is refused).
+    /// or `container:` networking only; `-p` is refused). With
+    /// `--lifecycle`, the driver is engine-lifecycled's (started with the
+    /// same `--network-driver` and its options): engined reaches it through
+    /// the lifecycle service.
     #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
     /// With `--network-driver cni`: the directory of CNI network
@@ -136,6 +139,20 @@ fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
 /// The network driver `--network-driver` asks for, opened on
 /// `<data-root>/network`; the default network is made at once.
 async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::NetworkDriver>>> {
+    if args.lifecycle.is_some() && args.network_driver != "none" {
+        // engine-lifecycled's driver, reached once the manager is connected.
+        if args.network_host_netns.is_some()
+            || args.bridge_name.is_some()
+            || args.network_driver != "bridge" && args.network_driver != "cni"
+        {
+            return Err(Error::invalid(
+                "--network-driver/--network-host-netns/--bridge-name",
+                "with --lifecycle, the network driver is engine-lifecycled's: give it --network-driver and its \
+                 options, and engined only --network-driver bridge|cni",
+            ));
+        }
+        return Ok(None);
+    }
     match args.network_driver.as_str() {
         "none" => {
             if args.network_host_netns.is_some() || args.bridge_name.is_some() {
@@ -147,13 +164,6 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
             Ok(None)
         }
         "bridge" => {
-            if args.lifecycle.is_some() {
-                return Err(Error::invalid(
-                    "--network-driver",
-                    "bridge networking with a separate engine-lifecycled (--lifecycle) is not supported yet; \
-                     run the manager in-process",
-                ));
-            }
             let mut b = engine_network::BridgeDriver::builder(args.data_root.join("network"));
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
@@ -167,12 +177,6 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
             Ok(Some(Arc::new(d)))
         }
         "cni" => {
-            if args.lifecycle.is_some() {
-                return Err(Error::invalid(
-                    "--network-driver",
-                    "cni networking with a separate engine-lifecycled (--lifecycle) is not supported yet",
-                ));
-            }
             if args.bridge_name.is_some() {
                 return Err(Error::invalid("--bridge-name", "only with --network-driver bridge"));
             }
@@ -190,6 +194,37 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
         }
         other => Err(Error::invalid("--network-driver", format!("{other:?}: bridge, cni or none"))),
     }
+}
+
+/// The network driver of the engine-lifecycled behind `m`, which must be
+/// the `want` driver; its default network is made at once.
+async fn remote_network(
+    m: &engine_lifecycle::RemoteManager,
+    want: &str,
+    sock: &Path,
+) -> Result<Arc<dyn engine_core::NetworkDriver>> {
+    let d = m.network_driver().await?.ok_or_else(|| {
+        Error::invalid(
+            "--network-driver",
+            format!(
+                "engine-lifecycled at {} has no network driver (start it with --network-driver {want})",
+                sock.display()
+            ),
+        )
+    })?;
+    if engine_core::NetworkDriver::name(&d) != want {
+        return Err(Error::invalid(
+            "--network-driver",
+            format!(
+                "{want}: engine-lifecycled at {} runs the {} driver",
+                sock.display(),
+                engine_core::NetworkDriver::name(&d)
+            ),
+        ));
+    }
+    let def = engine_core::NetworkDriver::default_network(&d).await?;
+    tracing::info!(driver = want, default = %def.name, "networking through engine-lifecycled");
+    Ok(Arc::new(d))
 }
 
 fn unix_path(h: &str) -> Result<PathBuf> {
@@ -341,7 +376,7 @@ async fn run(args: Args) -> Result<()> {
         tracing::info!(plugin = %name, "authorization plugin on");
         authorizers.push(Arc::new(a));
     }
-    let network = network_driver(&args).await?;
+    let mut network = network_driver(&args).await?;
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open_with(
         &images_root,
@@ -363,6 +398,9 @@ async fn run(args: Args) -> Result<()> {
                 let sock = unix_path(l)?;
                 let m = engine_lifecycle::RemoteManager::connect(&sock).await?;
                 tracing::info!(socket = %sock.display(), "using engine-lifecycled");
+                if args.network_driver != "none" {
+                    network = Some(remote_network(&m, &args.network_driver, &sock).await?);
+                }
                 let default = args.default_runtime.clone().unwrap_or_else(|| engine_lifecycle::DEFAULT_RUNTIME.into());
                 (Arc::new(m), runtimes.clone(), default)
             }

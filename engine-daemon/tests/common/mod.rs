@@ -41,6 +41,8 @@ pub struct Engined {
     pub sock: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
+    /// engine-lifecycled's own extra arguments.
+    lc_extra: Vec<String>,
     lifecycled: Option<Child>,
     /// The network namespace engined's bridge driver treats as the host's
     /// (`--network-host-netns`): the machine's own stays untouched.
@@ -61,6 +63,7 @@ impl Engined {
             sock,
             child: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            lc_extra: Vec::new(),
             lifecycled: None,
             host_netns: None,
         };
@@ -83,7 +86,8 @@ impl Engined {
             "--network-host-netns".into(),
             ns_path.display().to_string(),
         ];
-        let mut e = Engined { dir, sock, child: None, extra, lifecycled: None, host_netns: Some(ns) };
+        let mut e =
+            Engined { dir, sock, child: None, extra, lc_extra: Vec::new(), lifecycled: None, host_netns: Some(ns) };
         e.spawn();
         e
     }
@@ -112,7 +116,8 @@ impl Engined {
             "--network-host-netns".into(),
             ns_path.display().to_string(),
         ];
-        let mut e = Engined { dir, sock, child: None, extra, lifecycled: None, host_netns: Some(ns) };
+        let mut e =
+            Engined { dir, sock, child: None, extra, lc_extra: Vec::new(), lifecycled: None, host_netns: Some(ns) };
         e.spawn();
         e
     }
@@ -135,8 +140,44 @@ impl Engined {
             sock,
             child: None,
             extra: vec!["--lifecycle".into(), format!("unix://{}", lc_sock.display())],
+            lc_extra: Vec::new(),
             lifecycled: None,
             host_netns: None,
+        };
+        e.spawn_lifecycled();
+        e.spawn();
+        e
+    }
+
+    /// engined using a separate engine-lifecycled whose bridge driver's
+    /// host side is a network namespace of the test's own (as
+    /// [`Engined::start_networked`]): networks and ports go through the
+    /// lifecycle service.
+    pub fn start_remote_networked() -> Engined {
+        let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
+        let sock = dir.path().join("run/engined.sock");
+        std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
+        let lc_sock = dir.path().join("lc.sock");
+        let ns_path = dir.path().join("hostns");
+        let ns = block_on(engine_network::NetnsFile::create(&ns_path)).expect("test host netns");
+        let mut e = Engined {
+            dir,
+            sock,
+            child: None,
+            extra: vec![
+                "--lifecycle".into(),
+                format!("unix://{}", lc_sock.display()),
+                "--network-driver".into(),
+                "bridge".into(),
+            ],
+            lc_extra: vec![
+                "--network-driver".into(),
+                "bridge".into(),
+                "--network-host-netns".into(),
+                ns_path.display().to_string(),
+            ],
+            lifecycled: None,
+            host_netns: Some(ns),
         };
         e.spawn_lifecycled();
         e.spawn();
@@ -158,6 +199,7 @@ impl Engined {
             .arg(self.data_root().join("images"))
             .arg("--socket")
             .arg(&lc_sock)
+            .args(&self.lc_extra)
             .env("ENGINE_BIN_DIR", bin_dir())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())

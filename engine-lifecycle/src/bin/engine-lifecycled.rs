@@ -125,8 +125,9 @@ async fn run(args: Args) -> engine_core::Result<()> {
         cfg = cfg.runtime(name, path);
     }
     cfg = cfg.default_runtime(&args.default_runtime).cgroup_parent(&args.cgroup_parent)?;
-    if let Some(d) = network_driver(&args).await? {
-        cfg = cfg.network_driver(d);
+    let net = network_driver(&args).await?;
+    if let Some(d) = &net {
+        cfg = cfg.network_driver(d.clone());
     }
     if !cfg.runtimes.contains_key(&cfg.default_runtime) {
         return Err(engine_core::Error::invalid(
@@ -155,7 +156,7 @@ async fn run(args: Args) -> engine_core::Result<()> {
         }
         tracing::info!("shutting down; containers keep running");
     };
-    engine_lifecycle::serve_with_shutdown(Arc::new(mgr), &socket, shutdown).await?;
+    engine_lifecycle::serve_with_network(Arc::new(mgr), net, &socket, shutdown).await?;
     let _ = std::fs::remove_file(&socket);
     Ok(())
 }

@@ -2,12 +2,15 @@
 //! [`LifecycleManager`] so callers cannot tell it from the in-process manager.
 
 use super::pb::{self, lifecycle_client::LifecycleClient};
+use super::server::{ConnectRequest, DriverInfo};
 use super::wire::{dec_client, enc, from_status};
 use async_trait::async_trait;
 use bytes::Bytes;
+use engine_core::network::{AttachRequest, ConnectOptions, EndpointInfo, NetworkInfo, NetworkSpec};
 use engine_core::{
     Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerInfo, Error, Event, ExecConfig, ExecInfo, ExitStatus,
-    LifecycleManager, ListFilter, LogEntry, LogOptions, Output, Pid, Result, Signal, Stats, StdStream, WaitCondition,
+    LifecycleManager, ListFilter, LogEntry, LogOptions, NetworkDriver, Output, Pid, Result, Signal, Stats, StdStream,
+    WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -62,6 +65,16 @@ impl RemoteManager {
 
     fn c(&self) -> LifecycleClient<Channel> {
         self.client.clone()
+    }
+
+    /// The network driver of the manager behind the service, as a
+    /// [`NetworkDriver`]: networks are created, listed and removed there
+    /// (where the manager attaches containers to them). `None` when that
+    /// manager has no network driver.
+    pub async fn network_driver(&self) -> Result<Option<RemoteNetwork>> {
+        let r = self.c().network_driver(pb::Empty {}).await.map_err(from_status)?;
+        let d: Option<DriverInfo> = dec_client("network driver", &r.into_inner().data)?;
+        Ok(d.map(|d| RemoteNetwork { mgr: self.clone(), name: d.name, host_netns: d.host_netns }))
     }
 
     async fn attach_any(&self, id: &str, exec: bool, opts: AttachOptions) -> Result<Attach> {
@@ -220,5 +233,69 @@ impl LifecycleManager for RemoteManager {
     async fn events(&self) -> Result<BoxStream<'static, Result<Event>>> {
         let r = self.c().events(pb::Empty {}).await.map_err(from_status)?;
         Ok(r.into_inner().map(|m| m.map_err(from_status).and_then(|j| dec_client("event", &j.data))).boxed())
+    }
+    async fn connect_network(&self, id: &str, network: &str, options: ConnectOptions) -> Result<EndpointInfo> {
+        let req = ConnectRequest { id: id.to_string(), network: network.to_string(), options };
+        let r = self.c().network_connect(pb::Json { data: enc(&req) }).await.map_err(from_status)?;
+        dec_client("endpoint", &r.into_inner().data)
+    }
+    async fn disconnect_network(&self, id: &str, network: &str) -> Result<()> {
+        let req = ConnectRequest { id: id.to_string(), network: network.to_string(), options: Default::default() };
+        self.c().network_disconnect(pb::Json { data: enc(&req) }).await.map_err(from_status)?;
+        Ok(())
+    }
+}
+
+/// The network driver of a manager behind `engine-lifecycled`
+/// ([`RemoteManager::network_driver`]): networks are made and removed
+/// there. Endpoints are that manager's business: it attaches the
+/// containers it starts and [`LifecycleManager::connect_network`] plugs in
+/// more, so [`NetworkDriver::attach`] and [`NetworkDriver::detach`] here
+/// are refused.
+#[derive(Clone, Debug)]
+pub struct RemoteNetwork {
+    mgr: RemoteManager,
+    name: String,
+    host_netns: Option<PathBuf>,
+}
+
+#[async_trait]
+impl NetworkDriver for RemoteNetwork {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    async fn create_network(&self, spec: NetworkSpec) -> Result<NetworkInfo> {
+        let r = self.mgr.c().network_create(pb::Json { data: enc(&spec) }).await.map_err(from_status)?;
+        dec_client("network", &r.into_inner().data)
+    }
+    async fn default_network(&self) -> Result<NetworkInfo> {
+        let r = self.mgr.c().network_default(pb::Empty {}).await.map_err(from_status)?;
+        dec_client("network", &r.into_inner().data)
+    }
+    async fn remove_network(&self, network: &str) -> Result<()> {
+        self.mgr.c().network_remove(target(network)).await.map_err(from_status)?;
+        Ok(())
+    }
+    async fn inspect_network(&self, network: &str) -> Result<NetworkInfo> {
+        let r = self.mgr.c().network_inspect(target(network)).await.map_err(from_status)?;
+        dec_client("network", &r.into_inner().data)
+    }
+    async fn list_networks(&self) -> Result<Vec<NetworkInfo>> {
+        let r = self.mgr.c().network_list(pb::Empty {}).await.map_err(from_status)?;
+        dec_client("network list", &r.into_inner().data)
+    }
+    async fn attach(&self, network: &str, request: AttachRequest) -> Result<EndpointInfo> {
+        Err(Error::Unsupported(format!(
+            "attaching {} to network {network} from outside engine-lifecycled (its manager attaches containers)",
+            request.container_id
+        )))
+    }
+    async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
+        Err(Error::Unsupported(format!(
+            "detaching {container_id} from network {network} from outside engine-lifecycled (its manager detaches containers)"
+        )))
+    }
+    fn host_netns(&self) -> Option<PathBuf> {
+        self.host_netns.clone()
     }
 }

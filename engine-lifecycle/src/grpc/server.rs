@@ -2,9 +2,10 @@
 
 use super::pb::{self, lifecycle_server::Lifecycle};
 use super::wire::{dec, enc, to_status};
+use engine_core::network::{ConnectOptions, NetworkSpec};
 use engine_core::{
-    AttachOptions, ConsoleSize, ContainerConfig, Error, ExecConfig, LifecycleManager, ListFilter, LogOptions, Result,
-    Signal, StdStream, WaitCondition,
+    AttachOptions, ConsoleSize, ContainerConfig, Error, ExecConfig, LifecycleManager, ListFilter, LogOptions,
+    NetworkDriver, Result, Signal, StdStream, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -17,9 +18,37 @@ use tonic::{Request, Response, Status, Streaming};
 
 type Res<T> = std::result::Result<Response<T>, Status>;
 
-/// The service: one manager (in-process or itself remote) behind gRPC.
+/// The service: one manager (in-process or itself remote) behind gRPC,
+/// and the network driver it attaches containers with.
 pub(crate) struct Service {
     mgr: Arc<dyn LifecycleManager>,
+    net: Option<Arc<dyn NetworkDriver>>,
+}
+
+impl Service {
+    fn net(&self) -> std::result::Result<&Arc<dyn NetworkDriver>, Status> {
+        self.net.as_ref().ok_or_else(|| {
+            to_status(Error::Unsupported(
+                "networks: this engine-lifecycled has no network driver (start it with --network-driver)".into(),
+            ))
+        })
+    }
+}
+
+/// What `NetworkDriver` answers: the driver's name and host namespace.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct DriverInfo {
+    pub name: String,
+    pub host_netns: Option<std::path::PathBuf>,
+}
+
+/// A `NetworkConnect` or `NetworkDisconnect` request.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct ConnectRequest {
+    pub id: String,
+    pub network: String,
+    #[serde(default)]
+    pub options: ConnectOptions,
 }
 
 fn empty() -> Res<pb::Empty> {
@@ -172,6 +201,36 @@ impl Lifecycle for Service {
         let s = self.mgr.events().await.map_err(to_status)?;
         Ok(Response::new(s.map(|e| e.map(|e| pb::Json { data: enc(&e) }).map_err(to_status)).boxed()))
     }
+
+    async fn network_driver(&self, _r: Request<pb::Empty>) -> Res<pb::Json> {
+        json(&self.net.as_ref().map(|d| DriverInfo { name: d.name().to_string(), host_netns: d.host_netns() }))
+    }
+    async fn network_create(&self, r: Request<pb::Json>) -> Res<pb::Json> {
+        let spec: NetworkSpec = dec("network spec", &r.into_inner().data)?;
+        json(&self.net()?.create_network(spec).await.map_err(to_status)?)
+    }
+    async fn network_default(&self, _r: Request<pb::Empty>) -> Res<pb::Json> {
+        json(&self.net()?.default_network().await.map_err(to_status)?)
+    }
+    async fn network_remove(&self, r: Request<pb::Target>) -> Res<pb::Empty> {
+        self.net()?.remove_network(&r.into_inner().id).await.map_err(to_status)?;
+        empty()
+    }
+    async fn network_inspect(&self, r: Request<pb::Target>) -> Res<pb::Json> {
+        json(&self.net()?.inspect_network(&r.into_inner().id).await.map_err(to_status)?)
+    }
+    async fn network_list(&self, _r: Request<pb::Empty>) -> Res<pb::Json> {
+        json(&self.net()?.list_networks().await.map_err(to_status)?)
+    }
+    async fn network_connect(&self, r: Request<pb::Json>) -> Res<pb::Json> {
+        let c: ConnectRequest = dec("network connect request", &r.into_inner().data)?;
+        json(&self.mgr.connect_network(&c.id, &c.network, c.options).await.map_err(to_status)?)
+    }
+    async fn network_disconnect(&self, r: Request<pb::Json>) -> Res<pb::Empty> {
+        let c: ConnectRequest = dec("network disconnect request", &r.into_inner().data)?;
+        self.mgr.disconnect_network(&c.id, &c.network).await.map_err(to_status)?;
+        empty()
+    }
 }
 
 /// Serve `manager` on a unix socket at `socket` until the process ends.
@@ -183,6 +242,18 @@ pub async fn serve(manager: Arc<dyn LifecycleManager>, socket: impl AsRef<Path>)
 /// Like [`serve`], until `shutdown` completes.
 pub async fn serve_with_shutdown(
     manager: Arc<dyn LifecycleManager>,
+    socket: impl AsRef<Path>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
+    serve_with_network(manager, None, socket, shutdown).await
+}
+
+/// Like [`serve_with_shutdown`], also serving `network` (the driver
+/// `manager` attaches containers with): networks, connect and disconnect
+/// for a daemon in front of this service ([`RemoteManager::network_driver`](crate::RemoteManager::network_driver)).
+pub async fn serve_with_network(
+    manager: Arc<dyn LifecycleManager>,
+    network: Option<Arc<dyn NetworkDriver>>,
     socket: impl AsRef<Path>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
@@ -200,7 +271,7 @@ pub async fn serve_with_shutdown(
         tokio::net::UnixListener::bind(socket).map_err(|e| Error::io(format!("binding {}", socket.display()), e))?;
     let _ = std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o660));
     tracing::info!(socket = %socket.display(), "lifecycle service listening");
-    serve_listener(manager, listener, shutdown).await
+    serve_listener_with_network(manager, network, listener, shutdown).await
 }
 
 /// Serve `manager` on a listener the caller has bound, until `shutdown`
@@ -221,8 +292,18 @@ pub async fn serve_listener(
     listener: tokio::net::UnixListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<()> {
+    serve_listener_with_network(manager, None, listener, shutdown).await
+}
+
+/// Like [`serve_listener`], also serving `network` (see [`serve_with_network`]).
+pub async fn serve_listener_with_network(
+    manager: Arc<dyn LifecycleManager>,
+    network: Option<Arc<dyn NetworkDriver>>,
+    listener: tokio::net::UnixListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<()> {
     let addr = listener.local_addr().ok().and_then(|a| a.as_pathname().map(|p| p.display().to_string()));
-    let svc = pb::lifecycle_server::LifecycleServer::new(Service { mgr: manager })
+    let svc = pb::lifecycle_server::LifecycleServer::new(Service { mgr: manager, net: network })
         .max_decoding_message_size(64 << 20)
         .max_encoding_message_size(64 << 20);
     tonic::transport::Server::builder()
