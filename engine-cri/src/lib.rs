@@ -26,19 +26,32 @@
 //! built-in image [`PAUSE_IMAGE`] (made at start from the host's static
 //! busybox, so no pause image is pulled) runs `sleep` under the engine's
 //! init (`engine-init`, which forwards SIGTERM, so a sandbox stops at
-//! once). It holds the pod's network namespace: a loopback-only namespace
-//! of its own, or the host's for `hostNetwork` pods. The pod's containers
-//! join it (`container:<sandbox>` network mode), so they reach each other
-//! on `127.0.0.1`, and share its `/etc/resolv.conf`, written from the
-//! sandbox config's DNS config, and `/etc/hosts`.
+//! once). It holds the pod's network namespace. With `--network-driver cni`
+//! (the default, kubelet's node conventions: `/etc/cni/net.d`,
+//! `/usr/lib/cni` then `/opt/cni/bin`) the sandbox joins the CNI driver's
+//! default network (the first conflist; Debian's bridge, host-local,
+//! portmap, firewall, tuning when the directory has none): the pod IP in
+//! `PodSandboxStatus`, `hostPort` mappings through `portmap`. A
+//! `hostNetwork` pod uses the host's namespace. With `--network-driver
+//! none` a pod gets a loopback-only namespace, `NetworkReady` is false and
+//! port mappings are refused. The pod's containers join the sandbox's
+//! namespace (`container:<sandbox>` network mode), so they reach each
+//! other on `127.0.0.1`, and share its `/etc/resolv.conf` (written from
+//! the sandbox config's DNS servers, searches and options) and
+//! `/etc/hosts`; each gets the pod's hostname.
 //!
 //! ## Not done yet (refused, never ignored)
-//! Pod networking through CNI (a non-host pod gets loopback only), port
-//! mappings other than a `hostNetwork` pod's identity mappings, shared PID
-//! and IPC namespaces, security contexts beyond `readonly_rootfs` and
-//! `run_as_user`/`run_as_group`, devices, streaming (Exec, Attach,
-//! PortForward), stats, `UpdateContainerResources`, `ReopenContainerLog`
-//! (these answer `Unimplemented`).
+//! Shared PID namespaces and host PID/IPC, pod sysctls, runtime handlers
+//! other than the default, security contexts beyond `readonly_rootfs`,
+//! `run_as_user`/`run_as_username` and `run_as_group` (`privileged` is
+//! refused), devices, SCTP ports, token registry auth. These answer
+//! `Unimplemented` (tonic's default): streaming (Exec, Attach,
+//! PortForward), stats, `UpdateContainerResources`, `ReopenContainerLog`,
+//! events, checkpoints. Resource limits and cgroup parents from
+//! `LinuxContainerConfig` are not applied yet (containers' cgroups go
+//! under `--cgroup-parent`). The OOM score adjustment clamp
+//! (`restrict_oom_score_adj`) is not needed yet because no OOM score is
+//! asked for; it must come with resources.
 //!
 //! ## Logs
 //! A container whose sandbox has a `log_directory` and that has a

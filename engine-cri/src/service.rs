@@ -28,6 +28,8 @@ pub struct CriServer {
     mgr: Arc<dyn LifecycleManager>,
     images: Arc<dyn ImageStore>,
     root: PathBuf,
+    /// Pods get their network through the manager's network driver (CNI).
+    networked: bool,
 }
 
 fn status(e: Error) -> Status {
@@ -115,7 +117,15 @@ impl CriServer {
     /// A server over `mgr` and `images`; `root` holds the server's scratch
     /// files (the pause image is built under it).
     pub fn new(mgr: Arc<dyn LifecycleManager>, images: Arc<dyn ImageStore>, root: impl Into<PathBuf>) -> Self {
-        CriServer { mgr, images, root: root.into() }
+        CriServer { mgr, images, root: root.into(), networked: false }
+    }
+
+    /// Say that the manager has a network driver (CNI): pods that are not
+    /// `hostNetwork` join its default network (an address, port mappings)
+    /// instead of a loopback-only namespace.
+    pub fn with_pod_network(mut self) -> Self {
+        self.networked = true;
+        self
     }
 
     /// Make [`PAUSE_IMAGE`] from the host's static busybox (`$BUSYBOX` or
@@ -237,7 +247,7 @@ impl CriServer {
         Ok(())
     }
 
-    fn sandbox_config(req: &pb::PodSandboxConfig) -> Result<ContainerConfig, Status> {
+    fn sandbox_config(&self, req: &pb::PodSandboxConfig) -> Result<ContainerConfig, Status> {
         let md = req.metadata.as_ref().ok_or_else(|| invalid("pod sandbox config", "metadata is required"))?;
         name_part("metadata.name", &md.name)?;
         name_part("metadata.namespace", &md.namespace)?;
@@ -260,17 +270,52 @@ impl CriServer {
         if !linux.sysctls.is_empty() {
             return Err(invalid("sysctls", "pod sysctls are not supported yet"));
         }
+        let mut ports = Vec::new();
         for p in &req.port_mappings {
-            let identity = p.host_port == 0 || p.host_port == p.container_port;
-            if !(host_network && identity) {
+            let (Ok(container_port), Ok(host_port)) = (u16::try_from(p.container_port), u16::try_from(p.host_port))
+            else {
                 return Err(invalid(
                     "port_mappings",
-                    format!(
-                        "{}->{}: port mappings need pod networking, which is not configured (hostNetwork pods only)",
-                        p.host_port, p.container_port
-                    ),
+                    format!("{}->{}: ports are 0-65535", p.host_port, p.container_port),
+                ));
+            };
+            let protocol = match pb::Protocol::try_from(p.protocol) {
+                Ok(pb::Protocol::Tcp) => engine_core::network::Protocol::Tcp,
+                Ok(pb::Protocol::Udp) => engine_core::network::Protocol::Udp,
+                _ => return Err(invalid("port_mappings", format!("protocol {}: only TCP and UDP", p.protocol))),
+            };
+            if container_port == 0 {
+                return Err(invalid("port_mappings", "container_port 0"));
+            }
+            if host_network {
+                // The pod is on the host's ports already: only identity mappings mean anything.
+                if host_port != 0 && host_port != container_port {
+                    return Err(invalid(
+                        "port_mappings",
+                        format!("{host_port}->{container_port}: a hostNetwork pod cannot map ports"),
+                    ));
+                }
+                continue;
+            }
+            if host_port == 0 {
+                // kubelet lists every container port; only hostPorts are mapped.
+                continue;
+            }
+            if !self.networked {
+                return Err(invalid(
+                    "port_mappings",
+                    format!("{host_port}->{container_port}: port mappings need pod networking (engine-cri --network-driver cni)"),
                 ));
             }
+            let mut b = engine_core::network::PortBinding::new(protocol, container_port).host_port(host_port);
+            if !p.host_ip.is_empty() {
+                let ip = p
+                    .host_ip
+                    .parse()
+                    .map_err(|_| invalid("port_mappings.host_ip", format!("{:?} is not an IP address", p.host_ip)))?;
+                b = b.host_ip(ip);
+            }
+            ports.push(b);
         }
         let dns = req.dns_config.clone().unwrap_or_default();
         let servers = dns
@@ -287,7 +332,12 @@ impl CriServer {
             cmd: Some(vec!["sleep".into(), "2147483647".into()]),
             hostname: (!req.hostname.is_empty() && !host_network).then(|| req.hostname.clone()),
             labels,
-            network: if host_network { NetworkMode::Host } else { NetworkMode::None },
+            network: match (host_network, self.networked) {
+                (true, _) => NetworkMode::Host,
+                (false, true) => NetworkMode::Bridge,
+                (false, false) => NetworkMode::None,
+            },
+            ports,
             init: true,
             stop_timeout: Some(Duration::from_secs(2)),
             dns: servers,
@@ -462,7 +512,7 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
             ));
         }
         let cfg = req.config.ok_or_else(|| invalid("config", "required"))?;
-        let config = Self::sandbox_config(&cfg)?;
+        let config = self.sandbox_config(&cfg)?;
         self.ensure_pause_image().await.map_err(status)?;
         let info = self.mgr.create(config).await.map_err(status)?;
         if let Err(e) = self.mgr.start(&info.id).await {
@@ -524,7 +574,10 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
                 metadata: p.metadata,
                 state: p.state,
                 created_at: p.created_at,
-                network: Some(pb::PodSandboxNetworkStatus::default()),
+                network: Some(pb::PodSandboxNetworkStatus {
+                    ip: sb.networks.values().find_map(|e| e.ipv4).map(|p| p.addr().to_string()).unwrap_or_default(),
+                    additional_ips: vec![],
+                }),
                 linux: Some(pb::LinuxPodSandboxStatus { namespaces: Some(pb::Namespace { options: Some(ns) }) }),
                 labels: p.labels,
                 annotations: p.annotations,

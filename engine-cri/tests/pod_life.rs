@@ -22,13 +22,29 @@ struct Cri {
     dir: tempfile::TempDir,
     child: Option<Child>,
     cgroup_parent: String,
+    /// With pod networking: the namespace the CNI plugins treat as the
+    /// host's (bridge, host ports), the test's own.
+    host_netns: Option<engine_network::NetnsFile>,
+    flags: Vec<String>,
 }
 
 impl Cri {
-    fn start() -> Cri {
+    /// With `networked`, pods get CNI networking (Debian's plugins, the
+    /// conflist the driver writes) in a host namespace of the test's own;
+    /// else `--network-driver none`.
+    async fn start(networked: bool) -> Cri {
         let dir = tempfile::Builder::new().prefix("cri").rand_bytes(6).tempdir_in("/tmp").unwrap();
         let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
-        let mut c = Cri { dir, child: None, cgroup_parent: format!("/engine-test-{name}") };
+        let mut flags: Vec<String> = vec!["--network-driver".into(), "none".into()];
+        let mut host_netns = None;
+        if networked {
+            let ns_path = dir.path().join("hostns");
+            host_netns = Some(engine_network::NetnsFile::create(&ns_path).await.expect("test host netns"));
+            flags = ["--network-driver", "cni", "--cni-bin-dir", "/usr/lib/cni"].map(String::from).to_vec();
+            flags.extend(["--cni-conf-dir".into(), dir.path().join("net.d").display().to_string()]);
+            flags.extend(["--network-host-netns".into(), ns_path.display().to_string()]);
+        }
+        let mut c = Cri { dir, child: None, cgroup_parent: format!("/engine-test-{name}"), host_netns, flags };
         c.spawn();
         c
     }
@@ -52,6 +68,7 @@ impl Cri {
             .arg("--cgroup-parent")
             .arg(&self.cgroup_parent)
             .args(["--log-level", "debug"])
+            .args(&self.flags)
             .env("ENGINE_BIN_DIR", bin_dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -155,6 +172,8 @@ impl Drop for Cri {
             }
         }
         remove_cgroup_parent(&self.cgroup_parent);
+        // The test's host namespace goes, and every link and rule in it.
+        drop(self.host_netns.take());
     }
 }
 
@@ -293,7 +312,7 @@ fn has(lines: &[(String, String, String)], stream: &str, text: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pod_life_through_cri_and_a_sigkilled_server() {
-    let mut cri = Cri::start();
+    let mut cri = Cri::start(true).await;
     let (mut rs, mut is) = cri.clients().await;
 
     let v = rs.version(pb::VersionRequest { version: "v1".into() }).await.unwrap().into_inner();
@@ -337,7 +356,10 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
 
     // A pod with two containers sharing its network namespace.
     let logs = cri.root().join("pods/web");
-    let pod_cfg = pod_config("web", &logs);
+    let mut pod_cfg = pod_config("web", &logs);
+    // Port 18080 of the test's host namespace (its own: the port is free) to the pod's 8080.
+    pod_cfg.port_mappings =
+        vec![pb::PortMapping { protocol: 0, container_port: 8080, host_port: 18080, host_ip: String::new() }];
     let pod = rs
         .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
         .await
@@ -350,7 +372,7 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
             config: Some(container_config(
                 "server",
                 &image,
-                "echo listening; echo pong | nc -l -p 8080; echo served; exec sleep 1000",
+                "echo listening; echo pong | nc -l -p 8080; echo served; echo via-hostport | nc -l -p 8080; echo served-twice; exec sleep 1000",
             )),
             sandbox_config: Some(pod_cfg.clone()),
         })
@@ -393,6 +415,38 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     }
     let server_log = cri_log(&server_log_path);
     assert!(has(&server_log, "stdout", "listening") && has(&server_log, "stdout", "ping"), "{server_log:?}");
+
+    // The pod has an address on the CNI network, and its host port answers.
+    let ps = rs
+        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let ip: std::net::Ipv4Addr = ps.network.as_ref().unwrap().ip.parse().expect("a pod IP");
+    assert!(ip.octets()[0] == 10, "{ip}");
+    let ns = cri.host_netns.as_ref().unwrap().open().unwrap();
+    let page = ns
+        .run(|| {
+            use std::io::Read;
+            // The server listens again once the client is served; wait (bounded) for that.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut s = String::new();
+                if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", 18080)) {
+                    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let _ = c.read_to_string(&mut s);
+                }
+                if s.contains("via-hostport") || Instant::now() > deadline {
+                    return Ok(s);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(page, "via-hostport\n");
 
     // ExecSync: output, exit code, the pod's hostname and DNS config.
     let ex = rs
@@ -523,7 +577,7 @@ fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> (to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
-    let cri = Cri::start();
+    let cri = Cri::start(false).await;
     let (mut rs, mut is) = cri.clients().await;
     let before = cri.leftovers();
     let logs = cri.root().join("pods/bad");

@@ -22,6 +22,22 @@ struct Args {
     /// The cgroup pods' containers' cgroups are made under.
     #[arg(long, default_value = "/engine-cri")]
     cgroup_parent: String,
+    /// How pods get a network: `cni` (the CNI plugins of --cni-bin-dir run
+    /// for the default network of --cni-conf-dir, as on a kubelet node) or
+    /// `none` (a loopback-only namespace; only hostNetwork pods are useful).
+    #[arg(long, value_name = "cni|none", default_value = "cni")]
+    network_driver: String,
+    /// The CNI network configurations (`*.conflist`); the first one is the
+    /// pods' network (written with Debian's plugins when there is none).
+    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    /// Where CNI plugin binaries are (repeatable; default /usr/lib/cni, then /opt/cni/bin).
+    #[arg(long = "cni-bin-dir", value_name = "DIR")]
+    cni_bin_dirs: Vec<PathBuf>,
+    /// The network namespace treated as the host's (bridges, host ports);
+    /// default: this process's. Tests pass one of their own.
+    #[arg(long, value_name = "PATH")]
+    network_host_netns: Option<PathBuf>,
     /// Log level or tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     log_level: String,
@@ -53,10 +69,31 @@ async fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&args.root).map_err(|e| Error::io(format!("creating {}", args.root.display()), e))?;
     let images: Arc<dyn engine_core::ImageStore> = Arc::new(engine_image::Store::open(args.root.join("images"))?);
     let shims = Arc::new(engine_shim::Launcher::default());
-    let cfg =
+    let mut cfg =
         engine_lifecycle::ManagerConfig::new(&args.root, images.clone(), shims).cgroup_parent(&args.cgroup_parent)?;
+    let networked = match args.network_driver.as_str() {
+        "none" => false,
+        "cni" => {
+            let mut b = engine_network::CniDriver::builder(args.root.join("network")).conf_dir(&args.cni_conf_dir);
+            if !args.cni_bin_dirs.is_empty() {
+                b = b.bin_dirs(args.cni_bin_dirs.clone());
+            }
+            if let Some(ns) = &args.network_host_netns {
+                b = b.host_netns(ns);
+            }
+            let d = b.open().await?;
+            let def = engine_core::NetworkDriver::default_network(&d).await?;
+            tracing::info!(conf_dir = %args.cni_conf_dir.display(), network = %def.name, "pod networking through CNI");
+            cfg = cfg.network_driver(Arc::new(d));
+            true
+        }
+        other => return Err(Error::invalid("--network-driver", format!("{other:?}: cni or none"))),
+    };
     let mgr = Arc::new(engine_lifecycle::Manager::new(cfg).await?);
-    let server = engine_cri::CriServer::new(mgr, images, &args.root);
+    let mut server = engine_cri::CriServer::new(mgr, images, &args.root);
+    if networked {
+        server = server.with_pod_network();
+    }
     server.ensure_pause_image().await?;
     if let Some(d) = args.listen.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
