@@ -30,6 +30,8 @@ pub struct CriServer {
     root: PathBuf,
     /// Pods get their network through the manager's network driver (CNI).
     networked: bool,
+    /// Clamp asked OOM score adjustments to the server's own.
+    restrict_oom_score_adj: bool,
 }
 
 fn status(e: Error) -> Status {
@@ -117,7 +119,17 @@ impl CriServer {
     /// A server over `mgr` and `images`; `root` holds the server's scratch
     /// files (the pause image is built under it).
     pub fn new(mgr: Arc<dyn LifecycleManager>, images: Arc<dyn ImageStore>, root: impl Into<PathBuf>) -> Self {
-        CriServer { mgr, images, root: root.into(), networked: false }
+        CriServer { mgr, images, root: root.into(), networked: false, restrict_oom_score_adj: false }
+    }
+
+    /// containerd's `restrict_oom_score_adj`: an OOM score adjustment a
+    /// container asks for below this process's own is raised to it (a
+    /// process without `CAP_SYS_RESOURCE`, as root in many containers and
+    /// sandboxes, cannot lower it, and kubelet asks -997 for guaranteed
+    /// pods). Off: such a container fails to start, naming the value.
+    pub fn restrict_oom_score_adj(mut self, on: bool) -> Self {
+        self.restrict_oom_score_adj = on;
+        self
     }
 
     /// Say that the manager has a network driver (CNI): pods that are not
@@ -349,6 +361,7 @@ impl CriServer {
     }
 
     fn container_config(
+        &self,
         sandbox: &ContainerInfo,
         sandbox_cfg: &pb::PodSandboxConfig,
         req: &pb::ContainerConfig,
@@ -408,6 +421,10 @@ impl CriServer {
                 user = Some(format!("{u}:{}", g.value));
             }
         }
+        let (resources, oom_score_adj) = match req.linux.as_ref().and_then(|l| l.resources.as_ref()) {
+            Some(r) => self.resources(r)?,
+            None => (Default::default(), None),
+        };
         let log = if !sandbox_cfg.log_directory.is_empty() && !req.log_path.is_empty() {
             let p = Path::new(&sandbox_cfg.log_directory).join(&req.log_path);
             LogSpec::new(engine_core::logs::CRI).opt("path", p.to_string_lossy())
@@ -441,8 +458,50 @@ impl CriServer {
             network: NetworkMode::Container(sandbox.id.clone()),
             read_only_rootfs,
             log,
+            resources,
+            oom_score_adj,
             ..Default::default()
         })
+    }
+
+    /// The engine's resources for CRI's, and the OOM score adjustment
+    /// (clamped when asked to); what the engine cannot apply is refused.
+    fn resources(&self, r: &pb::LinuxContainerResources) -> Result<(engine_core::Resources, Option<i32>), Status> {
+        if !r.cpuset_mems.is_empty() {
+            return Err(invalid("resources.cpuset_mems", "not supported yet"));
+        }
+        if r.hugepage_limits.iter().any(|h| h.limit > 0) {
+            return Err(invalid("resources.hugepage_limits", "hugepage limits are not supported yet"));
+        }
+        if !r.unified.is_empty() {
+            return Err(invalid("resources.unified", "unified cgroup settings are not supported yet"));
+        }
+        let pos = |v: i64| (v > 0).then_some(v);
+        let cpus = match (r.cpu_quota, r.cpu_period) {
+            (q, p) if q > 0 && p > 0 => Some(q as f64 / p as f64),
+            (q, _) if q > 0 => Some(q as f64 / 100_000.0),
+            _ => None,
+        };
+        let res = engine_core::Resources {
+            memory: pos(r.memory_limit_in_bytes),
+            memory_swap: pos(r.memory_swap_limit_in_bytes),
+            cpus,
+            cpu_shares: pos(r.cpu_shares).map(|v| v as u64),
+            cpuset_cpus: (!r.cpuset_cpus.is_empty()).then(|| r.cpuset_cpus.clone()),
+            pids_limit: None,
+        };
+        let mut adj = None;
+        if r.oom_score_adj != 0 {
+            let mut v =
+                i32::try_from(r.oom_score_adj).ok().filter(|v| (-1000..=1000).contains(v)).ok_or_else(|| {
+                    invalid("resources.oom_score_adj", format!("{} is not in -1000..=1000", r.oom_score_adj))
+                })?;
+            if self.restrict_oom_score_adj {
+                v = v.max(own_oom_score_adj());
+            }
+            adj = Some(v);
+        }
+        Ok((res, adj))
     }
 
     fn image(info: &ImageInfo) -> pb::Image {
@@ -610,7 +669,7 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
         }
         let sandbox_cfg: pb::PodSandboxConfig = decode(&sb);
         let cfg = req.config.ok_or_else(|| invalid("config", "required"))?;
-        let config = Self::container_config(&sb, &sandbox_cfg, &cfg)?;
+        let config = self.container_config(&sb, &sandbox_cfg, &cfg)?;
         match self.images.inspect(&config.image).await {
             Ok(_) => {}
             Err(e) if e.is_not_found() => {
@@ -842,6 +901,11 @@ impl pb::image_service_server::ImageService for CriServer {
             container_filesystems: vec![],
         }))
     }
+}
+
+/// This process's OOM score adjustment (0 when unreadable).
+fn own_oom_score_adj() -> i32 {
+    std::fs::read_to_string("/proc/self/oom_score_adj").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Bytes (allocated blocks) and inodes under `dir`, without following

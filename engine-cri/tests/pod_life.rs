@@ -366,14 +366,30 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
         .unwrap()
         .into_inner()
         .pod_sandbox_id;
+    // Resources as kubelet sends them for a guaranteed pod: the OOM score
+    // adjustment it asks (-997) is below the server's own, so it is
+    // clamped to that (restrict_oom_score_adj).
+    let mut server_cfg = container_config(
+        "server",
+        &image,
+        "echo listening; echo pong | nc -l -p 8080; echo served; echo via-hostport | nc -l -p 8080; echo served-twice; exec sleep 1000",
+    );
+    server_cfg.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 512,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            oom_score_adj: -997,
+            hugepage_limits: vec![pb::HugepageLimit { page_size: "2MB".into(), limit: 0 }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
     let server = rs
         .create_container(pb::CreateContainerRequest {
             pod_sandbox_id: pod.clone(),
-            config: Some(container_config(
-                "server",
-                &image,
-                "echo listening; echo pong | nc -l -p 8080; echo served; echo via-hostport | nc -l -p 8080; echo served-twice; exec sleep 1000",
-            )),
+            config: Some(server_cfg),
             sandbox_config: Some(pod_cfg.clone()),
         })
         .await
@@ -465,6 +481,35 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     assert!(out.contains("nameserver 10.96.0.10"), "{out}");
     assert!(out.contains("search default.svc.cluster.local"), "{out}");
     assert!(out.contains("options ndots:5"), "{out}");
+
+    // Resources applied (the container's cgroup, v1 or v2); the OOM score
+    // adjustment is the server's own.
+    let ex = rs
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec!["cat".into(), "/proc/1/oom_score_adj".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    assert_eq!(String::from_utf8_lossy(&ex.stdout), own);
+    let cg = |v1: &str, file: &str| {
+        let rel = format!("{}/{server}", cri.cgroup_parent.trim_start_matches('/'));
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{v1}/{rel}/{file}"))
+            .unwrap_or_else(|e| panic!("{v1}/{rel}/{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(cg("", "memory.max"), (64u64 << 20).to_string());
+        assert_eq!(cg("", "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(cg("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("cpu", "cpu.shares"), "512");
+    }
 
     // Lists and filters.
     let pods = rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
@@ -647,7 +692,25 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
     });
     let mut bad_env = container_config("x", engine_cri::PAUSE_IMAGE, "true");
     bad_env.envs = vec![pb::KeyValue { key: "A=B".into(), value: "c".into() }];
-    for (cfg, needle) in [(privileged, "privileged"), (bad_env, "envs")] {
+    let mut unified = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    unified.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources {
+            unified: HashMap::from([("memory.high".to_string(), "1000000".to_string())]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut oom = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    oom.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources { oom_score_adj: 5000, ..Default::default() }),
+        ..Default::default()
+    });
+    for (cfg, needle) in [
+        (privileged, "privileged"),
+        (bad_env, "envs"),
+        (unified, "resources.unified"),
+        (oom, "resources.oom_score_adj"),
+    ] {
         let (c, msg) = code(
             rs.create_container(pb::CreateContainerRequest {
                 pod_sandbox_id: pod.clone(),

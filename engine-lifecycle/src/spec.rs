@@ -320,6 +320,12 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     let caps = sec.capabilities(&held_capabilities()?)?;
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     process["noNewPrivileges"] = json!(sec.no_new_privileges);
+    if let Some(adj) = cfg.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(Error::invalid("oom score adjustment", format!("{adj} is not in -1000..=1000")));
+        }
+        process["oomScoreAdj"] = json!(adj);
+    }
     let mut group_add = Vec::new();
     if !sec.group_add.is_empty() {
         let mut gids: Vec<u32> = process["user"]["additionalGids"]

@@ -38,6 +38,12 @@ struct Args {
     /// default: this process's. Tests pass one of their own.
     #[arg(long, value_name = "PATH")]
     network_host_netns: Option<PathBuf>,
+    /// containerd's `restrict_oom_score_adj`: raise an OOM score adjustment
+    /// a container asks for below engine-cri's own to it (without
+    /// CAP_SYS_RESOURCE a process cannot lower it; kubelet asks -997 for
+    /// guaranteed pods). `false`: such containers fail to start.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    restrict_oom_score_adj: bool,
     /// Log level or tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     log_level: String,
@@ -90,7 +96,8 @@ async fn run(args: Args) -> Result<()> {
         other => return Err(Error::invalid("--network-driver", format!("{other:?}: cni or none"))),
     };
     let mgr = Arc::new(engine_lifecycle::Manager::new(cfg).await?);
-    let mut server = engine_cri::CriServer::new(mgr, images, &args.root);
+    let mut server =
+        engine_cri::CriServer::new(mgr, images, &args.root).restrict_oom_score_adj(args.restrict_oom_score_adj);
     if networked {
         server = server.with_pod_network();
     }
