@@ -40,18 +40,36 @@
 //! the sandbox config's DNS servers, searches and options) and
 //! `/etc/hosts`; each gets the pod's hostname.
 //!
+//! ## Containers
+//! `CreateContainer` maps the CRI config onto the engine's: command and
+//! args, env, working dir, binds, tty/stdin, the pod's hostname; resources
+//! (memory, swap, CPU quota/period and shares, cpuset CPUs) into its
+//! cgroup; the security context: run-as user/group/username, capabilities
+//! (add/drop), privileged, `no_new_privs`, readonly rootfs, supplemental
+//! groups, masked and read-only paths, seccomp (`RuntimeDefault` is the
+//! engine's default profile, `Unconfined`, `Localhost` a JSON profile
+//! file; no profile is unconfined, as CRI says).
+//!
+//! ## OOM score adjustment: `restrict_oom_score_adj`
+//! kubelet asks for OOM score adjustments (-997 for guaranteed pods). A
+//! process without `CAP_SYS_RESOURCE` (root inside many containers and
+//! sandboxes, this project's CI machine among them) cannot lower its
+//! score, so every such container would fail to start, as containerd's
+//! CRI plugin fails here. Like containerd's `restrict_oom_score_adj`,
+//! [`CriServer::restrict_oom_score_adj`] (`engine-cri
+//! --restrict-oom-score-adj`, on by default) raises what is asked to the
+//! server's own adjustment; values outside -1000..=1000 are refused.
+//!
 //! ## Not done yet (refused, never ignored)
 //! Shared PID namespaces and host PID/IPC, pod sysctls, runtime handlers
-//! other than the default, security contexts beyond `readonly_rootfs`,
-//! `run_as_user`/`run_as_username` and `run_as_group` (`privileged` is
-//! refused), devices, SCTP ports, token registry auth. These answer
+//! other than the default, SELinux labels, AppArmor profiles, ambient
+//! capabilities, devices, SCTP ports, cpuset mems, hugepage limits,
+//! unified cgroup settings, token registry auth. These answer
 //! `Unimplemented` (tonic's default): streaming (Exec, Attach,
-//! PortForward), stats, `UpdateContainerResources`, `ReopenContainerLog`,
-//! events, checkpoints. Resource limits and cgroup parents from
-//! `LinuxContainerConfig` are not applied yet (containers' cgroups go
-//! under `--cgroup-parent`). The OOM score adjustment clamp
-//! (`restrict_oom_score_adj`) is not needed yet because no OOM score is
-//! asked for; it must come with resources.
+//! PortForward), `UpdateContainerResources`, `ReopenContainerLog`, pod
+//! sandbox stats, events, checkpoints, metrics. Not applied (a gap, not
+//! refused, as kubelet always sends it): the sandbox's `cgroup_parent`;
+//! containers' cgroups go under `engine-cri --cgroup-parent`.
 //!
 //! ## Logs
 //! A container whose sandbox has a `log_directory` and that has a

@@ -398,10 +398,9 @@ impl CriServer {
         }
         let mut user = None;
         let mut read_only_rootfs = false;
+        let mut security = engine_core::SecurityOptions::default();
         if let Some(sc) = req.linux.as_ref().and_then(|l| l.security_context.as_ref()) {
-            if sc.privileged {
-                return Err(invalid("security_context.privileged", "privileged containers are not supported yet"));
-            }
+            security = security_options(sc)?;
             read_only_rootfs = sc.readonly_rootfs;
             if let Some(u) = &sc.run_as_user {
                 if u.value < 0 {
@@ -460,6 +459,7 @@ impl CriServer {
             log,
             resources,
             oom_score_adj,
+            security,
             ..Default::default()
         })
     }
@@ -502,6 +502,43 @@ impl CriServer {
             adj = Some(v);
         }
         Ok((res, adj))
+    }
+
+    /// A container's stats: CPU and memory from its cgroup while it runs
+    /// (working set = the cgroup's memory usage; the engine does not
+    /// separate inactive file pages), attributes only once it exited.
+    async fn stats(&self, info: &ContainerInfo) -> Result<pb::ContainerStats, Status> {
+        let cfg: pb::ContainerConfig = decode(info);
+        let mut out = pb::ContainerStats {
+            attributes: Some(pb::ContainerAttributes {
+                id: info.id.clone(),
+                metadata: cfg.metadata,
+                labels: cfg.labels,
+                annotations: cfg.annotations,
+            }),
+            ..Default::default()
+        };
+        if container_state(info) != pb::ContainerState::ContainerRunning {
+            return Ok(out);
+        }
+        let st = match self.mgr.stats(&info.id).await {
+            Ok(st) => st,
+            // It exited meanwhile.
+            Err(e) if e.is_not_found() || e.is_conflict() => return Ok(out),
+            Err(e) => return Err(status(e)),
+        };
+        let now = nanos(Some(SystemTime::now()));
+        let u = |v: Option<u64>| v.map(|value| pb::UInt64Value { value });
+        out.cpu =
+            Some(pb::CpuUsage { timestamp: now, usage_core_nano_seconds: u(st.cpu_usage_ns), usage_nano_cores: None });
+        out.memory = Some(pb::MemoryUsage {
+            timestamp: now,
+            working_set_bytes: u(st.memory_usage),
+            usage_bytes: u(st.memory_usage),
+            available_bytes: u(st.memory_limit.zip(st.memory_usage).map(|(l, m)| l.saturating_sub(m))),
+            ..Default::default()
+        });
+        Ok(out)
     }
 
     fn image(info: &ImageInfo) -> pb::Image {
@@ -766,6 +803,29 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
         }))
     }
 
+    async fn container_stats(&self, req: Request<pb::ContainerStatsRequest>) -> R<pb::ContainerStatsResponse> {
+        let info = self.container(&req.into_inner().container_id).await?;
+        Ok(Response::new(pb::ContainerStatsResponse { stats: Some(self.stats(&info).await?) }))
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: Request<pb::ListContainerStatsRequest>,
+    ) -> R<pb::ListContainerStatsResponse> {
+        let f = req.into_inner().filter.unwrap_or_default();
+        let mut stats = Vec::new();
+        for info in self.all().await?.iter().filter(|c| is_kind(c, "container")) {
+            let c = Self::cri_container(info);
+            if (f.id.is_empty() || c.id.starts_with(&f.id))
+                && (f.pod_sandbox_id.is_empty() || c.pod_sandbox_id.starts_with(&f.pod_sandbox_id))
+                && selector_matches(&f.label_selector, &c.labels)
+            {
+                stats.push(self.stats(info).await?);
+            }
+        }
+        Ok(Response::new(pb::ListContainerStatsResponse { stats }))
+    }
+
     async fn exec_sync(&self, req: Request<pb::ExecSyncRequest>) -> R<pb::ExecSyncResponse> {
         let req = req.into_inner();
         if req.cmd.is_empty() {
@@ -901,6 +961,79 @@ impl pb::image_service_server::ImageService for CriServer {
             container_filesystems: vec![],
         }))
     }
+}
+
+/// The engine's confinement for a CRI security context; what it cannot
+/// apply (SELinux labels, AppArmor profiles, ambient capabilities, the
+/// strict supplemental groups policy) is refused. The deprecated string
+/// fields are read too, for older kubelets.
+#[allow(deprecated)]
+fn security_options(sc: &pb::LinuxContainerSecurityContext) -> Result<engine_core::SecurityOptions, Status> {
+    use pb::security_profile::ProfileType;
+    let mut o = engine_core::SecurityOptions::default();
+    if sc
+        .selinux_options
+        .as_ref()
+        .is_some_and(|l| !l.user.is_empty() || !l.role.is_empty() || !l.r#type.is_empty() || !l.level.is_empty())
+    {
+        return Err(invalid("security_context.selinux_options", "SELinux labels are not supported"));
+    }
+    let apparmor_ok = match &sc.apparmor {
+        Some(p) => p.profile_type != ProfileType::Localhost as i32,
+        None => matches!(sc.apparmor_profile.as_str(), "" | "runtime/default" | "unconfined"),
+    };
+    if !apparmor_ok {
+        return Err(invalid(
+            "security_context.apparmor",
+            "AppArmor profiles are not supported (runtime/default and unconfined are)",
+        ));
+    }
+    if sc.supplemental_groups_policy != 0 {
+        return Err(invalid("security_context.supplemental_groups_policy", "only Merge is supported"));
+    }
+    o.privileged = sc.privileged;
+    o.no_new_privileges = sc.no_new_privs;
+    if let Some(c) = &sc.capabilities {
+        if !c.add_ambient_capabilities.is_empty() {
+            return Err(invalid("security_context.capabilities.add_ambient_capabilities", "not supported"));
+        }
+        o.cap_add = c.add_capabilities.clone();
+        o.cap_drop = c.drop_capabilities.clone();
+    }
+    o.group_add = sc.supplemental_groups.iter().map(|g| g.to_string()).collect();
+    if !sc.privileged {
+        // kubelet sends its default lists (or none, for an unmasked /proc).
+        o.masked_paths = Some(sc.masked_paths.clone());
+        o.readonly_paths = Some(sc.readonly_paths.clone());
+    }
+    // CRI: no profile means unconfined (kubelet sends RuntimeDefault when it wants it).
+    let (kind, path) = match &sc.seccomp {
+        Some(p) => (p.profile_type, p.localhost_ref.clone()),
+        None => match sc.seccomp_profile_path.as_str() {
+            "" | "unconfined" => (ProfileType::Unconfined as i32, String::new()),
+            "runtime/default" | "docker/default" => (ProfileType::RuntimeDefault as i32, String::new()),
+            p => (ProfileType::Localhost as i32, p.strip_prefix("localhost/").unwrap_or(p).to_string()),
+        },
+    };
+    o.seccomp = match ProfileType::try_from(kind) {
+        Ok(ProfileType::RuntimeDefault) => engine_core::SeccompProfile::Default,
+        Ok(ProfileType::Unconfined) => engine_core::SeccompProfile::Unconfined,
+        Ok(ProfileType::Localhost) => {
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    "security_context.seccomp",
+                    format!("localhost profile {path:?}: an absolute path expected"),
+                ));
+            }
+            let json = std::fs::read_to_string(&path)
+                .map_err(|e| invalid("security_context.seccomp", format!("localhost profile {path}: {e}")))?;
+            let mut with = engine_core::SecurityOptions::default();
+            with.apply_security_opt(&format!("seccomp={json}")).map_err(status)?;
+            with.seccomp
+        }
+        Err(_) => return Err(invalid("security_context.seccomp", format!("profile type {kind}"))),
+    };
+    Ok(o)
 }
 
 /// This process's OOM score adjustment (0 when unreadable).

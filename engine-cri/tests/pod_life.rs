@@ -384,6 +384,21 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
             hugepage_limits: vec![pb::HugepageLimit { page_size: "2MB".into(), limit: 0 }],
             ..Default::default()
         }),
+        // A security context: a user, one capability, no_new_privs, the runtime's seccomp profile.
+        security_context: Some(pb::LinuxContainerSecurityContext {
+            run_as_user: Some(pb::Int64Value { value: 1000 }),
+            run_as_group: Some(pb::Int64Value { value: 1000 }),
+            capabilities: Some(pb::Capability {
+                add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            no_new_privs: true,
+            seccomp: Some(pb::SecurityProfile { profile_type: 0, localhost_ref: String::new() }),
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            ..Default::default()
+        }),
         ..Default::default()
     });
     let server = rs
@@ -482,6 +497,28 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     assert!(out.contains("search default.svc.cluster.local"), "{out}");
     assert!(out.contains("options ndots:5"), "{out}");
 
+    // The security context applied (a non-root user: the one capability bounds it).
+    let ex = rs
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "id -u; id -g; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/1/status".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let out = String::from_utf8_lossy(&ex.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        out,
+        "1000 1000 CapBnd: 0000000000000400 NoNewPrivs: 1 Seccomp: 2",
+        "{}",
+        String::from_utf8_lossy(&ex.stderr)
+    );
+
     // Resources applied (the container's cgroup, v1 or v2); the OOM score
     // adjustment is the server's own.
     let ex = rs
@@ -510,6 +547,34 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
         assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
         assert_eq!(cg("cpu", "cpu.shares"), "512");
     }
+
+    // Stats: CPU and memory of the running server, attributes of the exited client.
+    let st = rs
+        .container_stats(pb::ContainerStatsRequest { container_id: server.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(st.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "server");
+    assert!(st.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    let mem = st.memory.unwrap();
+    assert!(mem.working_set_bytes.unwrap().value > 0);
+    assert!(mem.available_bytes.unwrap().value < 64 << 20);
+    let all = rs
+        .list_container_stats(pb::ListContainerStatsRequest {
+            filter: Some(pb::ContainerStatsFilter { pod_sandbox_id: pod.clone(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    let mut ids: Vec<_> = all.iter().map(|s| s.attributes.as_ref().unwrap().id.clone()).collect();
+    ids.sort();
+    let mut want = vec![server.clone(), client.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(all.iter().any(|s| s.attributes.as_ref().unwrap().id == client && s.cpu.is_none()));
 
     // Lists and filters.
     let pods = rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
@@ -685,9 +750,12 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
         .await,
     );
     assert_eq!(c, tonic::Code::NotFound, "{msg}");
-    let mut privileged = container_config("x", engine_cri::PAUSE_IMAGE, "true");
-    privileged.linux = Some(pb::LinuxContainerConfig {
-        security_context: Some(pb::LinuxContainerSecurityContext { privileged: true, ..Default::default() }),
+    let mut seccomp = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    seccomp.linux = Some(pb::LinuxContainerConfig {
+        security_context: Some(pb::LinuxContainerSecurityContext {
+            seccomp: Some(pb::SecurityProfile { profile_type: 2, localhost_ref: "/no/such/profile.json".into() }),
+            ..Default::default()
+        }),
         ..Default::default()
     });
     let mut bad_env = container_config("x", engine_cri::PAUSE_IMAGE, "true");
@@ -706,7 +774,7 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
         ..Default::default()
     });
     for (cfg, needle) in [
-        (privileged, "privileged"),
+        (seccomp, "security_context.seccomp"),
         (bad_env, "envs"),
         (unified, "resources.unified"),
         (oom, "resources.oom_score_adj"),
