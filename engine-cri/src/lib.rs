@@ -1,7 +1,7 @@
 //! # engine-cri
 //!
 //! A Kubernetes CRI v1 server (`RuntimeService` and `ImageService`) over the
-//! engine's [`LifecycleManager`] and [`ImageStore`]: kubelet drives a node's
+//! engine's [`LifecycleManager`](engine_core::LifecycleManager) and [`ImageStore`](engine_core::ImageStore): kubelet drives a node's
 //! engine through it as it drives containerd's CRI plugin or CRI-O.
 //!
 //! The gRPC types are generated (tonic, prost) from the published CRI v1
@@ -85,7 +85,7 @@ mod service;
 pub use service::{CriServer, PAUSE_IMAGE};
 
 /// The CRI v1 types, server traits and clients generated from `api.proto`.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, clippy::all, rustdoc::all)]
 pub mod pb {
     tonic::include_proto!("runtime.v1");
 }

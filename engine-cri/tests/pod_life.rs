@@ -399,7 +399,6 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
             readonly_paths: vec!["/proc/sys".into()],
             ..Default::default()
         }),
-        ..Default::default()
     });
     let server = rs
         .create_container(pb::CreateContainerRequest {
