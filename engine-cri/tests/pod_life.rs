@@ -654,6 +654,11 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
         (before.mounts, before.cgroups, before.container_dirs)
     );
     assert_eq!(after.holders, before.holders, "processes still holding files under the root");
+    // The pod's veth is gone from the (test's) host namespace.
+    let ns = cri.host_netns.as_ref().unwrap().path().display().to_string();
+    let links = Command::new("nsenter").arg(format!("--net={ns}")).args(["ip", "-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains("veth"), "{links}");
     // The logs are kubelet's: they stay.
     assert!(has(&cri_log(&logs.join("client/0.log")), "stdout", "pong"));
 
