@@ -372,7 +372,7 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     let mut server_cfg = container_config(
         "server",
         &image,
-        "echo listening; echo pong | nc -l -p 8080; echo served; echo via-hostport | nc -l -p 8080; echo served-twice; exec sleep 1000",
+        "echo listening; echo pong | nc -l -p 8080; echo served; echo via-hostport | nc -l -p 8080; echo served-twice; nc -l -p 8081; echo after-restart; exec sleep 1000",
     );
     server_cfg.linux = Some(pb::LinuxContainerConfig {
         resources: Some(pb::LinuxContainerResources {
@@ -610,16 +610,25 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
             (server.as_str(), pod.as_str(), pb::ContainerState::ContainerRunning as i32),
         ]
     );
-    // The shim kept logging: an exec's effect on the server's own output
-    // is not visible, so the check is that the container still runs and
-    // answers, and its log is whole.
+    // The shim kept logging: poke the server (it waits on port 8081) with
+    // an exec through the new server; what it prints lands in its log.
     let ex = rs
-        .exec_sync(pb::ExecSyncRequest { container_id: server.clone(), cmd: vec!["true".into()], timeout: 10 })
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "echo poke | nc 127.0.0.1 8081".into()],
+            timeout: 10,
+        })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(ex.exit_code, 0);
-    assert!(has(&cri_log(&server_log_path), "stdout", "served"));
+    assert_eq!(ex.exit_code, 0, "{}", String::from_utf8_lossy(&ex.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&cri_log(&server_log_path), "stdout", "after-restart") {
+        assert!(Instant::now() < deadline, "{:?}", cri_log(&server_log_path));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = cri_log(&server_log_path);
+    assert!(has(&log, "stdout", "poke") && has(&log, "stdout", "served-twice"), "{log:?}");
 
     // Stop: every container exits, the sandbox is not ready; nothing new
     // can be made in it.
