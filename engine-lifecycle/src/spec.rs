@@ -590,6 +590,30 @@ mod tests {
     }
 
     #[test]
+    fn oom_score_adj_in_range_only() {
+        let mut c = cfg();
+        let cx = |c: &ContainerConfig| {
+            let cx = SpecContext {
+                id: "0123456789abcdef",
+                name: "n1",
+                config: c,
+                rootfs: Path::new("/b/rootfs"),
+                volumes: Path::new("/v"),
+                volume_paths: &Default::default(),
+                cgroup_parent: "/engine",
+                init_path: None,
+                etc_files: &[],
+            };
+            finish(oci_spec::runtime::Spec::default(), &cx).map(|s| serde_json::to_value(&s).unwrap())
+        };
+        assert!(cx(&c).unwrap()["process"].get("oomScoreAdj").is_none());
+        c.oom_score_adj = Some(-500);
+        assert_eq!(cx(&c).unwrap()["process"]["oomScoreAdj"], -500);
+        c.oom_score_adj = Some(1001);
+        assert!(cx(&c).unwrap_err().is_invalid_input());
+    }
+
+    #[test]
     fn confinement_defaults_and_privileged() {
         let mk = |c: &ContainerConfig| {
             let cx = SpecContext {
