@@ -191,6 +191,11 @@ pub struct ContainerConfig {
     /// reaps zombies (`docker run --init`).
     #[serde(default)]
     pub init: bool,
+    /// The OOM score adjustment of the container's processes (-1000 to
+    /// 1000, docker's `--oom-score-adj`); `None` inherits the engine's.
+    /// Lowering it below the engine's own needs `CAP_SYS_RESOURCE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
     /// Ports to publish (`-p`); needs [`NetworkMode::Bridge`] or
     /// [`NetworkMode::Network`].
     #[serde(default)]

@@ -213,6 +213,8 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         log: log_spec(hc.log_config.as_ref())?,
         security,
         init,
+        // Docker's HostConfig.OomScoreAdj is not wired yet.
+        oom_score_adj: None,
         ports,
         network_aliases: endpoint.0,
         ipv4: endpoint.1,

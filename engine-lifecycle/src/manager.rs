@@ -734,6 +734,8 @@ impl Inner {
         let log_path = match config.log.resolve()? {
             LogTarget::None => PathBuf::new(),
             LogTarget::File(FileLog { format: LogFormat::JsonFile, .. }) => bundle.join(format!("{id}-json.log")),
+            // The CRI format goes where the caller (kubelet, through a CRI server) says.
+            LogTarget::File(FileLog { format: LogFormat::Cri, .. }) => config.log.cri_path()?.to_path_buf(),
             _ => bundle.join("local-logs").join("container.log"),
         };
         let mut config = config.clone();

@@ -320,6 +320,12 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     let caps = sec.capabilities(&held_capabilities()?)?;
     process["capabilities"] = json!({"bounding": caps, "effective": caps, "permitted": caps});
     process["noNewPrivileges"] = json!(sec.no_new_privileges);
+    if let Some(adj) = cfg.oom_score_adj {
+        if !(-1000..=1000).contains(&adj) {
+            return Err(Error::invalid("oom score adjustment", format!("{adj} is not in -1000..=1000")));
+        }
+        process["oomScoreAdj"] = json!(adj);
+    }
     let mut group_add = Vec::new();
     if !sec.group_add.is_empty() {
         let mut gids: Vec<u32> = process["user"]["additionalGids"]
@@ -581,6 +587,30 @@ mod tests {
         assert_eq!(v["linux"]["cgroupsPath"], "/engine/0123456789abcdef");
         assert!(!v["linux"]["namespaces"].as_array().unwrap().iter().any(|n| n["type"] == "network"));
         assert!(v["mounts"].as_array().unwrap().iter().any(|m| m["destination"] == "/scratch"));
+    }
+
+    #[test]
+    fn oom_score_adj_in_range_only() {
+        let mut c = cfg();
+        let cx = |c: &ContainerConfig| {
+            let cx = SpecContext {
+                id: "0123456789abcdef",
+                name: "n1",
+                config: c,
+                rootfs: Path::new("/b/rootfs"),
+                volumes: Path::new("/v"),
+                volume_paths: &Default::default(),
+                cgroup_parent: "/engine",
+                init_path: None,
+                etc_files: &[],
+            };
+            finish(oci_spec::runtime::Spec::default(), &cx).map(|s| serde_json::to_value(&s).unwrap())
+        };
+        assert!(cx(&c).unwrap()["process"].get("oomScoreAdj").is_none());
+        c.oom_score_adj = Some(-500);
+        assert_eq!(cx(&c).unwrap()["process"]["oomScoreAdj"], -500);
+        c.oom_score_adj = Some(1001);
+        assert!(cx(&c).unwrap_err().is_invalid_input());
     }
 
     #[test]

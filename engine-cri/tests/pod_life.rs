@@ -1,0 +1,882 @@
+//! A CRI client (tonic, from the same `api.proto`) drives a real
+//! `engine-cri` binary on its own socket, root and cgroup parent: a pod's
+//! life with real containers, bad input, and a SIGKILLed server.
+
+#[path = "../../engine-daemon/tests/common/leftovers.rs"]
+#[allow(dead_code)]
+mod leftovers;
+
+use engine_core::ImageStore;
+use engine_cri::pb;
+use engine_cri::pb::image_service_client::ImageServiceClient;
+use engine_cri::pb::runtime_service_client::RuntimeServiceClient;
+use leftovers::{remove_cgroup_parent, Leftovers};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// An `engine-cri` with its own root, socket and cgroup parent.
+struct Cri {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    cgroup_parent: String,
+    /// With pod networking: the namespace the CNI plugins treat as the
+    /// host's (bridge, host ports), the test's own.
+    host_netns: Option<engine_network::NetnsFile>,
+    flags: Vec<String>,
+}
+
+impl Cri {
+    /// With `networked`, pods get CNI networking (Debian's plugins, the
+    /// conflist the driver writes) in a host namespace of the test's own;
+    /// else `--network-driver none`.
+    async fn start(networked: bool) -> Cri {
+        let dir = tempfile::Builder::new().prefix("cri").rand_bytes(6).tempdir_in("/tmp").unwrap();
+        let name = dir.path().file_name().unwrap().to_string_lossy().into_owned();
+        let mut flags: Vec<String> = vec!["--network-driver".into(), "none".into()];
+        let mut host_netns = None;
+        if networked {
+            let ns_path = dir.path().join("hostns");
+            host_netns = Some(engine_network::NetnsFile::create(&ns_path).await.expect("test host netns"));
+            flags = ["--network-driver", "cni", "--cni-bin-dir", "/usr/lib/cni"].map(String::from).to_vec();
+            flags.extend(["--cni-conf-dir".into(), dir.path().join("net.d").display().to_string()]);
+            flags.extend(["--network-host-netns".into(), ns_path.display().to_string()]);
+        }
+        let mut c = Cri { dir, child: None, cgroup_parent: format!("/engine-test-{name}"), host_netns, flags };
+        c.spawn();
+        c
+    }
+
+    fn sock(&self) -> PathBuf {
+        self.dir.path().join("cri.sock")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("cri.log")).unwrap();
+        let bin_dir = PathBuf::from(env!("CARGO_BIN_EXE_engine-cri")).parent().unwrap().to_path_buf();
+        let child = Command::new(env!("CARGO_BIN_EXE_engine-cri"))
+            .arg("--listen")
+            .arg(self.sock())
+            .arg("--root")
+            .arg(self.root())
+            .arg("--cgroup-parent")
+            .arg(&self.cgroup_parent)
+            .args(["--log-level", "debug"])
+            .args(&self.flags)
+            .env("ENGINE_BIN_DIR", bin_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn engine-cri");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::os::unix::net::UnixStream::connect(self.sock()).is_err() {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("engine-cri exited early ({st}):\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "engine-cri did not listen within 30 s:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("cri.log")).unwrap_or_default()
+    }
+
+    async fn channel(&self) -> Channel {
+        let sock = self.sock();
+        tonic::transport::Endpoint::from_static("http://[::]:50051")
+            .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                let sock = sock.clone();
+                async move {
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(sock).await?))
+                }
+            }))
+            .await
+            .expect("connect to engine-cri")
+    }
+
+    async fn clients(&self) -> (RuntimeServiceClient<Channel>, ImageServiceClient<Channel>) {
+        let ch = self.channel().await;
+        (RuntimeServiceClient::new(ch.clone()), ImageServiceClient::new(ch))
+    }
+
+    /// Stop and remove every pod, through the server.
+    fn remove_all_pods(&self) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(self.remove_all_pods_async());
+    }
+
+    async fn remove_all_pods_async(&self) {
+        let (mut rs, _) = self.clients().await;
+        if let Ok(l) = rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await {
+            for p in l.into_inner().items {
+                let _ = rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: p.id.clone() }).await;
+                let _ = rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: p.id }).await;
+            }
+        }
+    }
+
+    fn leftovers(&self) -> Leftovers {
+        Leftovers::count(&self.root(), &self.cgroup_parent, &[self.pid()])
+    }
+}
+
+impl Drop for Cri {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            self.spawn();
+        }
+        // Whatever a failed test left: every pod goes, through the server.
+        // (On a thread of its own: drop may run inside the test's runtime.)
+        let this = &*self;
+        std::thread::scope(|s| s.spawn(|| this.remove_all_pods()).join().ok());
+        if let Some(c) = &self.child {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        }
+        if let Some(mut c) = self.child.take() {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && !matches!(c.try_wait(), Ok(Some(_))) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let root = self.dir.path().to_string_lossy().into_owned();
+        if let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") {
+            let mut mounts: Vec<String> = mi
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4).map(str::to_owned))
+                .filter(|m| m.starts_with(&root))
+                .collect();
+            mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+            for m in mounts {
+                let _ = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH);
+            }
+        }
+        remove_cgroup_parent(&self.cgroup_parent);
+        // The test's host namespace goes, and every link and rule in it.
+        drop(self.host_netns.take());
+    }
+}
+
+/// Debian's docker-registry on 127.0.0.1:<free port>, storage in a temp dir.
+struct Registry {
+    addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start() -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let cfg = dir.path().join("config.yml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn docker-registry");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(&addr).is_err() {
+            assert!(Instant::now() < deadline, "registry did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { addr, child, _dir: dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Push a busybox image (Debian's busybox-static) to `reg` as `name`, from
+/// a store of the test's own.
+async fn push_busybox(reg: &Registry, dir: &Path, name: &str) -> String {
+    let reference = format!("{}/{name}", reg.addr);
+    let rootfs = dir.join("bb-rootfs");
+    let tar = dir.join("bb.tar");
+    engine_image::build::busybox_rootfs(&rootfs).unwrap();
+    engine_image::build::image_from_dir(&rootfs, &reference, &tar, &Default::default()).unwrap();
+    let store = engine_image::Store::open(dir.join("store")).unwrap();
+    store.import(&tar, engine_core::ArchiveFormat::DockerArchive, None, None).await.unwrap();
+    store.push(&reference, None, None).await.unwrap();
+    reference
+}
+
+fn pod_config(name: &str, log_dir: &Path) -> pb::PodSandboxConfig {
+    pb::PodSandboxConfig {
+        metadata: Some(pb::PodSandboxMetadata {
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            namespace: "default".into(),
+            attempt: 0,
+        }),
+        hostname: "web".into(),
+        log_directory: log_dir.to_string_lossy().into_owned(),
+        dns_config: Some(pb::DnsConfig {
+            servers: vec!["10.96.0.10".into()],
+            searches: vec!["default.svc.cluster.local".into()],
+            options: vec!["ndots:5".into()],
+        }),
+        labels: HashMap::from([("app".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+fn container_config(name: &str, image: &str, script: &str) -> pb::ContainerConfig {
+    pb::ContainerConfig {
+        metadata: Some(pb::ContainerMetadata { name: name.into(), attempt: 0 }),
+        image: Some(pb::ImageSpec { image: image.into(), ..Default::default() }),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+        log_path: format!("{name}/0.log"),
+        labels: HashMap::from([("role".to_string(), name.to_string())]),
+        ..Default::default()
+    }
+}
+
+async fn status(rs: &mut RuntimeServiceClient<Channel>, id: &str) -> pb::ContainerStatus {
+    rs.container_status(pb::ContainerStatusRequest { container_id: id.into(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
+/// Poll the container's status until `f` holds, for at most `secs`.
+async fn until(rs: &mut RuntimeServiceClient<Channel>, id: &str, secs: u64, f: impl Fn(&pb::ContainerStatus) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = status(rs, id).await;
+        if f(&s) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "container {id} did not reach the state in {secs} s: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The CRI log lines of a file: (stream, tag, text); panics on a line
+/// that is not `<RFC 3339 time> <stdout|stderr> <P|F> <text>`.
+fn cri_log(path: &Path) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .map(|l| {
+            let mut it = l.splitn(4, ' ');
+            let (t, s, tag, rest) =
+                (it.next().unwrap(), it.next().unwrap(), it.next().unwrap(), it.next().unwrap_or(""));
+            assert!(humantime::parse_rfc3339(t).is_ok() && t.ends_with('Z'), "bad time in {l:?}");
+            assert!(s == "stdout" || s == "stderr", "bad stream in {l:?}");
+            assert!(tag == "F" || tag == "P", "bad tag in {l:?}");
+            (s.to_string(), tag.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+fn has(lines: &[(String, String, String)], stream: &str, text: &str) -> bool {
+    lines.iter().any(|(s, t, l)| s == stream && t == "F" && l == text)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_life_through_cri_and_a_sigkilled_server() {
+    let mut cri = Cri::start(true).await;
+    let (mut rs, mut is) = cri.clients().await;
+
+    let v = rs.version(pb::VersionRequest { version: "v1".into() }).await.unwrap().into_inner();
+    assert_eq!((v.runtime_name.as_str(), v.runtime_api_version.as_str()), ("engine", "v1"));
+    let st = rs.status(pb::StatusRequest { verbose: false }).await.unwrap().into_inner().status.unwrap();
+    for want in ["RuntimeReady", "NetworkReady"] {
+        assert!(st.conditions.iter().any(|c| c.r#type == want && c.status), "{want} in {st:?}");
+    }
+
+    // Pull from a loopback registry.
+    let reg = Registry::start();
+    let image = push_busybox(&reg, cri.dir.path(), "cri/busybox:1").await;
+    let pulled = is
+        .pull_image(pb::PullImageRequest {
+            image: Some(pb::ImageSpec { image: image.clone(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert!(pulled.starts_with("sha256:"), "{pulled}");
+    let img = is
+        .image_status(pb::ImageStatusRequest {
+            image: Some(pb::ImageSpec { image: image.clone(), ..Default::default() }),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .image
+        .expect("pulled image listed");
+    assert_eq!(img.id, pulled);
+    assert!(img.repo_tags.contains(&image), "{img:?}");
+    let all = is.list_images(pb::ListImagesRequest::default()).await.unwrap().into_inner().images;
+    assert!(all.iter().any(|i| i.id == pulled));
+    let fs = is.image_fs_info(pb::ImageFsInfoRequest {}).await.unwrap().into_inner();
+    assert!(fs.image_filesystems[0].used_bytes.as_ref().unwrap().value > 0);
+
+    let before = cri.leftovers();
+
+    // A pod with two containers sharing its network namespace.
+    let logs = cri.root().join("pods/web");
+    let mut pod_cfg = pod_config("web", &logs);
+    // Port 18080 of the test's host namespace (its own: the port is free) to the pod's 8080.
+    pod_cfg.port_mappings =
+        vec![pb::PortMapping { protocol: 0, container_port: 8080, host_port: 18080, host_ip: String::new() }];
+    let pod = rs
+        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    // Resources as kubelet sends them for a guaranteed pod: the OOM score
+    // adjustment it asks (-997) is below the server's own, so it is
+    // clamped to that (restrict_oom_score_adj).
+    let mut server_cfg = container_config(
+        "server",
+        &image,
+        "echo listening; echo pong | nc -l -p 8080; echo served; echo via-hostport | nc -l -p 8080; echo served-twice; trap 'echo after-restart' USR1; while sleep 0.2; do :; done",
+    );
+    server_cfg.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 512,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            oom_score_adj: -997,
+            hugepage_limits: vec![pb::HugepageLimit { page_size: "2MB".into(), limit: 0 }],
+            ..Default::default()
+        }),
+        // A security context: a user, one capability, no_new_privs, the runtime's seccomp profile.
+        security_context: Some(pb::LinuxContainerSecurityContext {
+            run_as_user: Some(pb::Int64Value { value: 1000 }),
+            run_as_group: Some(pb::Int64Value { value: 1000 }),
+            capabilities: Some(pb::Capability {
+                add_capabilities: vec!["NET_BIND_SERVICE".into()],
+                drop_capabilities: vec!["ALL".into()],
+                ..Default::default()
+            }),
+            no_new_privs: true,
+            seccomp: Some(pb::SecurityProfile { profile_type: 0, localhost_ref: String::new() }),
+            masked_paths: vec!["/proc/kcore".into()],
+            readonly_paths: vec!["/proc/sys".into()],
+            ..Default::default()
+        }),
+    });
+    let server = rs
+        .create_container(pb::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(server_cfg),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rs.start_container(pb::StartContainerRequest { container_id: server.clone() }).await.unwrap();
+    // The client waits (bounded) for the server's port, then talks on localhost.
+    let client = rs
+        .create_container(pb::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config(
+                "client",
+                &image,
+                "i=0; until echo ping | nc 127.0.0.1 8080; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.05; done; echo client-done >&2",
+            )),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    assert_eq!(status(&mut rs, &client).await.state, pb::ContainerState::ContainerCreated as i32);
+    rs.start_container(pb::StartContainerRequest { container_id: client.clone() }).await.unwrap();
+    until(&mut rs, &client, 30, |s| s.state == pb::ContainerState::ContainerExited as i32).await;
+    let cs = status(&mut rs, &client).await;
+    assert_eq!((cs.exit_code, cs.reason.as_str()), (0, "Completed"), "{cs:?}\n{}", cri.log());
+    assert_eq!(cs.log_path, logs.join("client/0.log").to_string_lossy());
+    assert_eq!(status(&mut rs, &server).await.state, pb::ContainerState::ContainerRunning as i32);
+
+    // Logs on disk in the CRI format, at the path kubelet gave.
+    let client_log = cri_log(&logs.join("client/0.log"));
+    assert!(has(&client_log, "stdout", "pong") && has(&client_log, "stderr", "client-done"), "{client_log:?}");
+    let server_log_path = logs.join("server/0.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&cri_log(&server_log_path), "stdout", "served") {
+        assert!(Instant::now() < deadline, "{:?}", cri_log(&server_log_path));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let server_log = cri_log(&server_log_path);
+    assert!(has(&server_log, "stdout", "listening"), "{server_log:?}");
+
+    // The pod has an address on the CNI network, and its host port answers.
+    let ps = rs
+        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    let ip: std::net::Ipv4Addr = ps.network.as_ref().unwrap().ip.parse().expect("a pod IP");
+    assert!(ip.octets()[0] == 10, "{ip}");
+    let ns = cri.host_netns.as_ref().unwrap().open().unwrap();
+    let page = ns
+        .run(|| {
+            use std::io::Read;
+            // The server listens again once the client is served; wait (bounded) for that.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let mut s = String::new();
+                if let Ok(mut c) = std::net::TcpStream::connect(("127.0.0.1", 18080)) {
+                    c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let _ = c.read_to_string(&mut s);
+                }
+                if s.contains("via-hostport") || Instant::now() > deadline {
+                    return Ok(s);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(page, "via-hostport\n");
+
+    // ExecSync: output, exit code, the pod's hostname and DNS config.
+    let ex = rs
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "hostname; cat /etc/resolv.conf; echo oops >&2; exit 3".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let out = String::from_utf8_lossy(&ex.stdout);
+    assert_eq!(ex.exit_code, 3);
+    assert_eq!(String::from_utf8_lossy(&ex.stderr), "oops\n");
+    assert!(out.starts_with("web\n"), "{out}");
+    assert!(out.contains("nameserver 10.96.0.10"), "{out}");
+    assert!(out.contains("search default.svc.cluster.local"), "{out}");
+    assert!(out.contains("options ndots:5"), "{out}");
+
+    // The security context applied (a non-root user: the one capability bounds it).
+    let ex = rs
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec![
+                "sh".into(),
+                "-c".into(),
+                "id -u; id -g; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/1/status".into(),
+            ],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let out = String::from_utf8_lossy(&ex.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
+    assert_eq!(
+        out,
+        "1000 1000 CapBnd: 0000000000000400 NoNewPrivs: 1 Seccomp: 2",
+        "{}",
+        String::from_utf8_lossy(&ex.stderr)
+    );
+
+    // Resources applied (the container's cgroup, v1 or v2); the OOM score
+    // adjustment is the server's own.
+    let ex = rs
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec!["cat".into(), "/proc/1/oom_score_adj".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
+    assert_eq!(String::from_utf8_lossy(&ex.stdout), own);
+    let cg = |v1: &str, file: &str| {
+        let rel = format!("{}/{server}", cri.cgroup_parent.trim_start_matches('/'));
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{v1}/{rel}/{file}"))
+            .unwrap_or_else(|e| panic!("{v1}/{rel}/{file}: {e}"))
+            .trim()
+            .to_string()
+    };
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(cg("", "memory.max"), (64u64 << 20).to_string());
+        assert_eq!(cg("", "cpu.max"), "50000 100000");
+    } else {
+        assert_eq!(cg("memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(cg("cpu", "cpu.cfs_quota_us"), "50000");
+        assert_eq!(cg("cpu", "cpu.shares"), "512");
+    }
+
+    // Stats: CPU and memory of the running server, attributes of the exited client.
+    let st = rs
+        .container_stats(pb::ContainerStatsRequest { container_id: server.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(st.attributes.as_ref().unwrap().metadata.as_ref().unwrap().name, "server");
+    assert!(st.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    let mem = st.memory.unwrap();
+    assert!(mem.working_set_bytes.unwrap().value > 0);
+    assert!(mem.available_bytes.unwrap().value < 64 << 20);
+    let all = rs
+        .list_container_stats(pb::ListContainerStatsRequest {
+            filter: Some(pb::ContainerStatsFilter { pod_sandbox_id: pod.clone(), ..Default::default() }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    let mut ids: Vec<_> = all.iter().map(|s| s.attributes.as_ref().unwrap().id.clone()).collect();
+    ids.sort();
+    let mut want = vec![server.clone(), client.clone()];
+    want.sort();
+    assert_eq!(ids, want);
+    assert!(all.iter().any(|s| s.attributes.as_ref().unwrap().id == client && s.cpu.is_none()));
+
+    // Lists and filters.
+    let pods = rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    assert_eq!(pods.len(), 1);
+    assert_eq!((pods[0].id.as_str(), pods[0].state), (pod.as_str(), pb::PodSandboxState::SandboxReady as i32));
+    assert_eq!(pods[0].metadata.as_ref().unwrap().name, "web");
+    let by_label = rs
+        .list_containers(pb::ListContainersRequest {
+            filter: Some(pb::ContainerFilter {
+                label_selector: HashMap::from([("role".to_string(), "server".to_string())]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .containers;
+    assert_eq!(by_label.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), [server.as_str()]);
+
+    // SIGKILL the server while the pod runs; a new one sees it all.
+    cri.kill9();
+    cri.spawn();
+    let (mut rs, _) = cri.clients().await;
+    let pods = rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await.unwrap().into_inner().items;
+    assert_eq!(pods.len(), 1);
+    assert_eq!((pods[0].id.as_str(), pods[0].state), (pod.as_str(), pb::PodSandboxState::SandboxReady as i32));
+    let mut cs = rs.list_containers(pb::ListContainersRequest::default()).await.unwrap().into_inner().containers;
+    cs.sort_by_key(|c| c.metadata.as_ref().unwrap().name.clone());
+    let got: Vec<_> = cs.iter().map(|c| (c.id.as_str(), c.pod_sandbox_id.as_str(), c.state)).collect();
+    assert_eq!(
+        got,
+        [
+            (client.as_str(), pod.as_str(), pb::ContainerState::ContainerExited as i32),
+            (server.as_str(), pod.as_str(), pb::ContainerState::ContainerRunning as i32),
+        ]
+    );
+    // The shim kept logging: signal the server's script (it traps USR1)
+    // with an exec through the new server; what it prints lands in its log.
+    let ex = rs
+        .exec_sync(pb::ExecSyncRequest {
+            container_id: server.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "kill -USR1 1".into()],
+            timeout: 10,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ex.exit_code, 0, "{}", String::from_utf8_lossy(&ex.stderr));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&cri_log(&server_log_path), "stdout", "after-restart") {
+        assert!(Instant::now() < deadline, "{:?}", cri_log(&server_log_path));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = cri_log(&server_log_path);
+    assert!(has(&log, "stdout", "served-twice"), "{log:?}");
+
+    // Stop: every container exits, the sandbox is not ready; nothing new
+    // can be made in it.
+    rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    assert_eq!(status(&mut rs, &server).await.state, pb::ContainerState::ContainerExited as i32);
+    let p = rs
+        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(p.state, pb::PodSandboxState::SandboxNotready as i32);
+    let e = rs
+        .create_container(pb::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("late", &image, "true")),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    // Stop again is fine (kubelet repeats it).
+    rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+
+    rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    assert!(rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await.unwrap().into_inner().items.is_empty());
+    assert!(rs.list_containers(pb::ListContainersRequest::default()).await.unwrap().into_inner().containers.is_empty());
+    let after = Leftovers::count(&cri.root(), &cri.cgroup_parent, &[cri.pid()]);
+    assert_eq!(
+        (after.mounts, after.cgroups, after.container_dirs),
+        (before.mounts, before.cgroups, before.container_dirs)
+    );
+    assert_eq!(after.holders, before.holders, "processes still holding files under the root");
+    // The pod's veth is gone from the (test's) host namespace.
+    let ns = cri.host_netns.as_ref().unwrap().path().display().to_string();
+    let links = Command::new("nsenter").arg(format!("--net={ns}")).args(["ip", "-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout);
+    assert!(!links.contains("veth"), "{links}");
+    // The logs are kubelet's: they stay.
+    assert!(has(&cri_log(&logs.join("client/0.log")), "stdout", "pong"));
+
+    // Remove the image; a second removal is not an error.
+    for _ in 0..2 {
+        is.remove_image(pb::RemoveImageRequest {
+            image: Some(pb::ImageSpec { image: image.clone(), ..Default::default() }),
+        })
+        .await
+        .unwrap();
+    }
+    let gone = is
+        .image_status(pb::ImageStatusRequest {
+            image: Some(pb::ImageSpec { image, ..Default::default() }),
+            verbose: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(gone.image.is_none());
+}
+
+/// The code and message of a refused call.
+fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> (tonic::Code, String) {
+    match r {
+        Ok(v) => panic!("accepted: {v:?}"),
+        Err(e) => (e.code(), e.message().to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
+    let cri = Cri::start(false).await;
+    let (mut rs, mut is) = cri.clients().await;
+    let before = cri.leftovers();
+    let logs = cri.root().join("pods/bad");
+    let unknown = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_string();
+
+    // Unknown ids.
+    let (c, _) = code(
+        rs.pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: unknown.clone(), verbose: false }).await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+    let (c, _) =
+        code(rs.container_status(pb::ContainerStatusRequest { container_id: unknown.clone(), verbose: false }).await);
+    assert_eq!(c, tonic::Code::NotFound);
+    let (c, _) = code(rs.start_container(pb::StartContainerRequest { container_id: unknown.clone() }).await);
+    assert_eq!(c, tonic::Code::NotFound);
+    let (c, _) = code(
+        rs.exec_sync(pb::ExecSyncRequest { container_id: unknown.clone(), cmd: vec!["true".into()], timeout: 0 }).await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+    let (c, _) = code(
+        rs.create_container(pb::CreateContainerRequest {
+            pod_sandbox_id: unknown.clone(),
+            config: Some(container_config("x", engine_cri::PAUSE_IMAGE, "true")),
+            sandbox_config: None,
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+
+    // Invalid sandbox configs: no metadata, a port mapping without pod networking, a bad DNS server.
+    let mut no_md = pod_config("bad", &logs);
+    no_md.metadata = None;
+    let mut ports = pod_config("bad", &logs);
+    ports.port_mappings =
+        vec![pb::PortMapping { protocol: 0, container_port: 80, host_port: 8080, host_ip: String::new() }];
+    let mut dns = pod_config("bad", &logs);
+    dns.dns_config.as_mut().unwrap().servers = vec!["not-an-ip".into()];
+    for (cfg, needle) in [(no_md, "metadata"), (ports, "port_mappings"), (dns, "dns_config.servers")] {
+        let (c, msg) = code(
+            rs.run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(cfg), runtime_handler: String::new() }).await,
+        );
+        assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+        assert!(msg.contains(needle), "{msg}");
+    }
+
+    // In a good pod: a missing image, a privileged container, a bad env name.
+    let pod_cfg = pod_config("good", &logs);
+    let pod = rs
+        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let (c, msg) = code(
+        rs.create_container(pb::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(container_config("x", "no/such-image:1", "true")),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::NotFound, "{msg}");
+    let mut seccomp = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    seccomp.linux = Some(pb::LinuxContainerConfig {
+        security_context: Some(pb::LinuxContainerSecurityContext {
+            seccomp: Some(pb::SecurityProfile { profile_type: 2, localhost_ref: "/no/such/profile.json".into() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut bad_env = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    bad_env.envs = vec![pb::KeyValue { key: "A=B".into(), value: "c".into() }];
+    let mut unified = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    unified.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources {
+            unified: HashMap::from([("memory.high".to_string(), "1000000".to_string())]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut oom = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+    oom.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources { oom_score_adj: 5000, ..Default::default() }),
+        ..Default::default()
+    });
+    for (cfg, needle) in [
+        (seccomp, "security_context.seccomp"),
+        (bad_env, "envs"),
+        (unified, "resources.unified"),
+        (oom, "resources.oom_score_adj"),
+    ] {
+        let (c, msg) = code(
+            rs.create_container(pb::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod_cfg.clone()),
+            })
+            .await,
+        );
+        assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+        assert!(msg.contains(needle), "{msg}");
+    }
+    // Only the sandbox exists; no container was half-made.
+    assert!(rs.list_containers(pb::ListContainersRequest::default()).await.unwrap().into_inner().containers.is_empty());
+    // A missing image pulls as NotFound-ish error, never success.
+    let e = is
+        .pull_image(pb::PullImageRequest {
+            image: Some(pb::ImageSpec { image: "127.0.0.1:1/none:1".into(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_ne!(e.code(), tonic::Code::Ok);
+
+    rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    // Removing what is gone is not an error (kubelet retries).
+    rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    rs.remove_container(pb::RemoveContainerRequest { container_id: unknown }).await.unwrap();
+    let after = cri.leftovers();
+    assert_eq!(
+        (after.mounts, after.cgroups, after.container_dirs),
+        (before.mounts, before.cgroups, before.container_dirs)
+    );
+    assert_eq!(after.holders, before.holders);
+}
+
+/// Sandbox + container from nothing to running: 10 pods one after another,
+/// then 10 at once (pause image and busybox already there). Prints
+/// medians; run with `--ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn measure_pod_start() {
+    let cri = Cri::start(true).await;
+    let logs = cri.root().join("pods/bench");
+    async fn one(cri: &Cri, logs: &Path, n: usize) -> Duration {
+        let (mut rs, _) = cri.clients().await;
+        let t = Instant::now();
+        let cfg = pod_config(&format!("bench{n}"), logs);
+        let pod = rs
+            .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
+            .await
+            .unwrap()
+            .into_inner()
+            .pod_sandbox_id;
+        let c = rs
+            .create_container(pb::CreateContainerRequest {
+                pod_sandbox_id: pod,
+                config: Some(container_config("app", engine_cri::PAUSE_IMAGE, "exec sleep 1000")),
+                sandbox_config: Some(cfg),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(pb::StartContainerRequest { container_id: c }).await.unwrap();
+        t.elapsed()
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let mut seq = Vec::new();
+    for n in 0..10 {
+        seq.push(one(&cri, &logs, n).await);
+    }
+    cri.remove_all_pods_async().await;
+    let t = Instant::now();
+    let par = futures::future::join_all((100..110).map(|n| one(&cri, &logs, n))).await;
+    let wall = t.elapsed();
+    println!(
+        "pod start (sandbox+container to running): sequential median {:?}; 10 concurrent: median {:?}, all in {:?}",
+        median(seq),
+        median(par),
+        wall
+    );
+}
