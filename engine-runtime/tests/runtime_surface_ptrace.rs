@@ -141,7 +141,9 @@ fn a_ptrace_capable_container_cannot_write_the_runtime_binary_through_a_clone() 
     let ns_pid = status.lines().find_map(|l| l.strip_prefix("NSpid:")).unwrap();
     let inner: i32 = ns_pid.split_whitespace().last().unwrap().parse().unwrap();
     let rootfs_a = a.rootfs();
-    std::fs::write(rootfs_a.join("tmp/go"), inner.to_string()).unwrap();
+    // Written whole before it appears (the attacker reads it as soon as it exists).
+    std::fs::write(rootfs_a.join("tmp/go.part"), inner.to_string()).unwrap();
+    std::fs::rename(rootfs_a.join("tmp/go.part"), rootfs_a.join("tmp/go")).unwrap();
     wait_for(&rootfs_a.join("tmp/phase1"), "phase1");
     runc.ok(&["delete", "--force", &id_b]);
     runc.ids.retain(|i| i != &id_b);
