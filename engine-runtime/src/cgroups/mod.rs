@@ -54,6 +54,7 @@ pub use hierarchy::Hierarchies;
 
 use engine_core::{Error, Result, Stats};
 use hierarchy::CgroupPath;
+pub(crate) use hierarchy::conventional_mount;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
