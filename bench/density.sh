@@ -3,7 +3,8 @@
 #
 # Usage: bench/density.sh N [TARGET...]      (as root)
 #   TARGET: engined (docker CLI against engined), facade (examples/density.rs: Engine::run),
-#           dockerd (Debian's docker.io, run inside a network namespace of its own),
+#           dockerd (Debian's docker.io, in a network namespace of its own: nsenter --net, as
+#           `ip netns exec` would hide the cgroup mounts behind a fresh /sys),
 #           podman (--runtime runc). Default: engined facade.
 # Env: PAR (default 4, as the issue measured), PROFILE (release|debug, default release),
 #      SKIP_BUILD=1, OUT (default /tmp/density-bench; a summary per target is kept there).
@@ -171,7 +172,7 @@ for target in $TARGETS; do
     ;;
   dockerd)
     NETNS=$TAG; ip netns add "$NETNS"
-    DENSITY_RUN=$T ip netns exec "$NETNS" dockerd --data-root "$T/docker" --exec-root "$T/docker-exec" \
+    DENSITY_RUN=$T nsenter --net="/run/netns/$NETNS" dockerd --data-root "$T/docker" --exec-root "$T/docker-exec" \
       -H "unix://$T/d.sock" --pidfile "$T/docker.pid" --bridge=none --iptables=false --ip6tables=false \
       --cgroup-parent "/$TAG-dockerd" --log-level warn > "$T/dockerd.log" 2>&1 &
     PIDS+=($!); wait_sock "$T/d.sock"
