@@ -53,8 +53,8 @@ pub use devices::attach_device_filter;
 pub use hierarchy::Hierarchies;
 
 use engine_core::{Error, Result, Stats};
-use hierarchy::CgroupPath;
 pub(crate) use hierarchy::conventional_mount;
+use hierarchy::CgroupPath;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
