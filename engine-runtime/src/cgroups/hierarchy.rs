@@ -110,7 +110,7 @@ impl Hierarchies {
     /// Detect the layout (statfs of `/sys/fs/cgroup`) and the mounts of this process.
     ///
     /// The mount table is read only when a hierarchy is not where the
-    /// conventional layout puts it ([`conventional_mount`]): its text grows
+    /// conventional layout puts it (`/sys/fs/cgroup/<controllers>`): its text grows
     /// with every container's root filesystem mount, so reading it made each
     /// container create cost more than the last.
     pub fn detect() -> Result<Self> {
