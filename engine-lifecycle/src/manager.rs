@@ -439,7 +439,7 @@ impl Inner {
         if !crate::etc::wanted(&info.config).contains(&"/etc/hosts") {
             return;
         }
-        let all = self.all_infos();
+        let all = self.network_peers(&info.networks);
         let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         let me = crate::etc::Me { id: &info.id, config: &info.config, networks: &info.networks };
         let text = crate::etc::hosts(&me, &all, &host_hosts);
@@ -482,6 +482,27 @@ impl Inner {
         self.containers.read().unwrap().values().map(|e| e.info()).collect()
     }
 
+    /// The containers on a user-defined network of `networks`: the only ones
+    /// a hosts file names. None without one (no network, the default
+    /// bridge), so such a create copies no other container's record.
+    fn network_peers(
+        &self,
+        networks: &std::collections::BTreeMap<String, engine_core::network::EndpointInfo>,
+    ) -> Vec<ContainerInfo> {
+        let nets: Vec<&str> =
+            networks.values().filter(|e| e.network != "bridge").map(|e| e.network_id.as_str()).collect();
+        if nets.is_empty() {
+            return Vec::new();
+        }
+        let map = self.containers.read().unwrap();
+        map.values()
+            .filter_map(|e| {
+                let r = e.rec.lock().unwrap();
+                r.info.networks.values().any(|p| nets.contains(&p.network_id.as_str())).then(|| r.info.clone())
+            })
+            .collect()
+    }
+
     /// Write a new container's `/etc/hosts`, `/etc/hostname` and
     /// `/etc/resolv.conf` into its bundle; returns the bind mounts. In
     /// `container:` mode it shares the other container's files.
@@ -509,7 +530,7 @@ impl Inner {
             crate::etc::hostname(id, config)
         };
         let me = crate::etc::Me { id, config, networks };
-        let all = self.all_infos();
+        let all = self.network_peers(networks);
         let mut out = Vec::new();
         for dest in wanted {
             let text = match dest {

@@ -67,15 +67,86 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Controller → this process's cgroup path, from `/proc/self/cgroup` (`""`: cgroup2).
+fn own_cgroups(proc_cgroup: &str) -> BTreeMap<String, String> {
+    let mut own = BTreeMap::new();
+    for line in proc_cgroup.lines() {
+        let mut it = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else { continue };
+        if ctrls.is_empty() {
+            own.insert(String::new(), path.to_string());
+        } else {
+            for c in ctrls.split(',') {
+                own.insert(c.to_string(), path.to_string());
+            }
+        }
+    }
+    own
+}
+
+/// Where the hierarchy of `ctrls` (a `/proc/self/cgroup` controllers field,
+/// `""` for cgroup2) is mounted by convention: `/sys/fs/cgroup/<ctrls>`
+/// (`name=` dropped) for v1, `/sys/fs/cgroup` or `/sys/fs/cgroup/unified`
+/// for cgroup2. Found with `statfs` (a cgroup file system of that version
+/// mounted there) and checked to show the hierarchy's root (`path`, a cgroup
+/// of that hierarchy as `/proc/self/cgroup` names it, is a directory under
+/// it); `None` otherwise, and the caller reads the mount table. This avoids
+/// `/proc/self/mountinfo`, whose text (and the kernel's time to make it) grows
+/// with every container's root filesystem mount.
+pub(crate) fn conventional_mount(ctrls: &str, path: &str) -> Option<PathBuf> {
+    let (candidates, magic): (Vec<String>, i64) = if ctrls.is_empty() {
+        (vec!["/sys/fs/cgroup".into(), "/sys/fs/cgroup/unified".into()], super::CGROUP2_SUPER_MAGIC)
+    } else {
+        (vec![format!("/sys/fs/cgroup/{}", ctrls.strip_prefix("name=").unwrap_or(ctrls))], super::CGROUP_SUPER_MAGIC)
+    };
+    candidates
+        .into_iter()
+        .find(|c| super::statfs_type(c).ok() == Some(magic))
+        .map(PathBuf::from)
+        .filter(|m| m.join(path.trim_start_matches('/')).is_dir())
+}
+
 impl Hierarchies {
     /// Detect the layout (statfs of `/sys/fs/cgroup`) and the mounts of this process.
+    ///
+    /// The mount table is read only when a hierarchy is not where the
+    /// conventional layout puts it (`/sys/fs/cgroup/<controllers>`): its text grows
+    /// with every container's root filesystem mount, so reading it made each
+    /// container create cost more than the last.
     pub fn detect() -> Result<Self> {
         let layout = Layout::detect()?;
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-            .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
         let cgroup =
             std::fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("reading /proc/self/cgroup", e))?;
+        if let Some(h) = Self::from_conventional(layout, &cgroup) {
+            return Ok(h);
+        }
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| Error::io("reading /proc/self/mountinfo", e))?;
         Ok(Self::from_text(layout, &mountinfo, &cgroup))
+    }
+
+    /// The hierarchies of `/proc/self/cgroup` at their conventional mount
+    /// points, or `None` when one of them is not there.
+    pub(crate) fn from_conventional(layout: Layout, proc_cgroup: &str) -> Option<Self> {
+        let (mut v1, mut unified) = (BTreeMap::new(), None);
+        for line in proc_cgroup.lines() {
+            let mut it = line.splitn(3, ':');
+            let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else { continue };
+            match (ctrls.is_empty(), layout) {
+                (true, Layout::V1) | (false, Layout::V2) => {}
+                (true, _) => unified = Some(Mount { mountpoint: conventional_mount("", path)?, root: "/".into() }),
+                (false, _) => {
+                    let mountpoint = conventional_mount(ctrls, path)?;
+                    for c in ctrls.split(',').filter(|c| V1_CONTROLLERS.contains(c) || c.starts_with("name=")) {
+                        v1.insert(c.to_string(), Mount { mountpoint: mountpoint.clone(), root: "/".into() });
+                    }
+                }
+            }
+        }
+        if layout != Layout::V1 && unified.is_none() {
+            return None;
+        }
+        Some(Hierarchies { layout, v1, unified, own: own_cgroups(proc_cgroup) })
     }
 
     /// Build from the text of `/proc/<pid>/mountinfo` and `/proc/<pid>/cgroup`.
@@ -121,19 +192,7 @@ impl Hierarchies {
         if layout == Layout::V1 {
             unified = None;
         }
-        let mut own = BTreeMap::new();
-        for line in proc_cgroup.lines() {
-            let mut it = line.splitn(3, ':');
-            let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else { continue };
-            if ctrls.is_empty() {
-                own.insert(String::new(), path.to_string());
-            } else {
-                for c in ctrls.split(',') {
-                    own.insert(c.to_string(), path.to_string());
-                }
-            }
-        }
-        Hierarchies { layout, v1, unified, own }
+        Hierarchies { layout, v1, unified, own: own_cgroups(proc_cgroup) }
     }
 
     /// The layout these hierarchies were detected as.

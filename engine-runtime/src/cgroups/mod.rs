@@ -53,6 +53,7 @@ pub use devices::attach_device_filter;
 pub use hierarchy::Hierarchies;
 
 use engine_core::{Error, Result, Stats};
+pub(crate) use hierarchy::conventional_mount;
 use hierarchy::CgroupPath;
 use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};

@@ -247,3 +247,17 @@ fn layout_detects_this_host() {
         Layout::V1 => assert!(!h.v1_controllers().is_empty()),
     }
 }
+
+#[test]
+fn detection_without_the_mount_table_agrees_with_it() {
+    // On a host with the conventional layout, `detect` finds the hierarchies
+    // with statfs alone; what it finds is what the mount table says.
+    let layout = Layout::detect().unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let from_table = Hierarchies::from_text(layout, &mountinfo, &cgroup);
+    assert_eq!(Hierarchies::detect().unwrap(), from_table);
+    if let Some(fast) = Hierarchies::from_conventional(layout, &cgroup) {
+        assert_eq!(fast, from_table);
+    }
+}

@@ -198,9 +198,15 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
         })
         .collect();
     let pure_v2 = lines.iter().all(|(c, _)| c.is_empty());
-    let mountinfo =
-        if cgroupns { String::new() } else { std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default() };
-    let host_mount = |ctrls: &str| -> Option<PathBuf> {
+    // The mount table only when a hierarchy is not at its conventional place:
+    // its text grows with every container's root filesystem mount.
+    let mountinfo = std::cell::OnceCell::new();
+    let host_mount = |ctrls: &str, path: &str| -> Option<PathBuf> {
+        if let Some(m) = crate::cgroups::conventional_mount(ctrls, path) {
+            return Some(m);
+        }
+        let mountinfo: &String =
+            mountinfo.get_or_init(|| std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default());
         mountinfo.lines().find_map(|l| {
             let (pre, post) = l.split_once(" - ")?;
             let mp = pre.split(' ').nth(4)?;
@@ -235,7 +241,8 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
             let f = fl | if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
             return sys.mount(Some(Path::new("cgroup2")), &target, Some("cgroup2"), f, None);
         }
-        let host = host_mount("").ok_or_else(|| Error::Other("no cgroup2 mount on the host".into()))?;
+        let own_path = lines.first().map(|l| l.1).unwrap_or("/");
+        let host = host_mount("", own_path).ok_or_else(|| Error::Other("no cgroup2 mount on the host".into()))?;
         bind(&host, lines.first().map(|l| l.1).unwrap_or("/"), &target)?;
         // The descriptor is the directory under the bind: reopen to reach the mount.
         let top = open_in_root(rootfs, &m.destination, false)?;
@@ -262,7 +269,7 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
                 Some(o) => sys.mount(Some(Path::new("cgroup")), &dir, Some("cgroup"), f, Some(o))?,
             }
         } else {
-            let Some(host) = host_mount(if ctrls.is_empty() { "" } else { ctrls }) else { continue };
+            let Some(host) = host_mount(ctrls, path) else { continue };
             bind(&host, path, &dir)?;
             remount(&dir)?;
         }
