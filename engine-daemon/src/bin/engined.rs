@@ -408,6 +408,7 @@ async fn run(args: Args) -> Result<()> {
     config.authorization = authorizers;
     config.plugins = Some(plugins);
     let daemon = Daemon::with_drivers(manager, images, network, Some(volumes), config);
+    daemon.recover_builds().await?;
 
     let mut listeners = Vec::new();
     for h in &hosts {
