@@ -3,9 +3,11 @@
 # bridge: nftables DNAT, no proxy) vs dockerd 20.10 (iptables + docker-proxy)
 # vs podman (CNI bridge + portmap, runc). Each engine in a network namespace of
 # its own (loopback up); the host side of every connection is in that namespace.
-#   1. `run -d -p 0:80 bb nc -ll -p 80 -e wc -c` to the first connection the
-#      server answers on 127.0.0.1:<published port> (median of RUNS)
-#   2. 1 GiB through the published port on 127.0.0.1 (median of 3)
+#   1. `run -d -p 0:80 bb nc -ll -p 80 -e sh -c 'cat >/dev/null && echo ok'` to
+#      the first connection the server answers on 127.0.0.1:<published port>
+#      (median of RUNS; tcp.py)
+#   2. 1 GiB from the host side through the published port on 127.0.0.1 to the
+#      server's answer after reading it all (median of 3)
 #   3. PSS of the engine's processes (all in its namespace: daemon, containerd,
 #      shims, docker-proxy, conmon) per networked container: (with N - idle) / N
 #
@@ -20,7 +22,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WS=$(cd "$HERE/../.." && pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$WS/target}/release}
 DOCKER=${DOCKER_CLI:-/usr/local/bin/docker}
-for c in dockerd python3 nsenter; do command -v $c >/dev/null || { echo "missing $c" >&2; exit 2; }; done
+for c in dockerd /usr/bin/python3 nsenter; do command -v $c >/dev/null || { echo "missing $c" >&2; exit 2; }; done
 if [ -z "${SKIP_BUILD:-}" ]; then
   (cd "$WS" && cargo build --release -p engine-daemon -p engine-runtime -p engine-shim --bins)
 fi
@@ -33,12 +35,13 @@ start_dockerd "$ND"
 E="$DOCKER -H unix://$T/e-$NE.sock"; D="$DOCKER -H unix://$T/d-$ND.sock"
 $E import "$T/rootfs.tar" bb:latest >/dev/null
 $D import "$T/rootfs.tar" bb:latest >/dev/null
-NAMES=(engined dockerd); NSS=("$NE" "$ND"); CLIS=("$E" "$D"); FLAGS=("" "")
+NAMES=(engined dockerd); NSS=("$NE" "$ND"); CLIS=("$E" "$D"); FLAGS=("" ""); SPECS=(0:80 0:80)
 if [ -z "${NO_PODMAN:-}" ] && command -v podman >/dev/null; then
   NP=$(netns_new p)
   P=$(podman_cmd "$NP")
   $P import "$T/rootfs.tar" bb:latest >/dev/null 2>&1
-  NAMES+=(podman); NSS+=("$NP"); CLIS+=("$P"); FLAGS+=("$PODMAN_RUN_FLAGS")
+  # podman refuses host port 0: `-p 80` asks it for a free one.
+  NAMES+=(podman); NSS+=("$NP"); CLIS+=("$P"); FLAGS+=("$PODMAN_RUN_FLAGS"); SPECS+=(80)
 fi
 
 # 1. run to first answered connection, interleaved.
@@ -46,7 +49,7 @@ declare -A FIRST
 for i in $(seq "$RUNS"); do
   for k in "${!NAMES[@]}"; do
     # shellcheck disable=SC2086
-    read -r t cid < <(in_ns "${NSS[$k]}" env RUN_FLAGS="${FLAGS[$k]}" python3 "$HERE/tcp.py" first ${CLIS[$k]})
+    read -r t cid < <(in_ns "${NSS[$k]}" env RUN_FLAGS="${FLAGS[$k]}" PORT_SPEC="${SPECS[$k]}" /usr/bin/python3 "$HERE/tcp.py" first ${CLIS[$k]})
     FIRST[$k]+="$t "
     ${CLIS[$k]} rm -f "$cid" >/dev/null 2>&1
   done
@@ -56,12 +59,12 @@ done
 declare -A TPUT CID
 for k in "${!NAMES[@]}"; do
   # shellcheck disable=SC2086
-  read -r _ CID[$k] < <(in_ns "${NSS[$k]}" env RUN_FLAGS="${FLAGS[$k]}" python3 "$HERE/tcp.py" first ${CLIS[$k]})
+  read -r _ CID[$k] < <(in_ns "${NSS[$k]}" env RUN_FLAGS="${FLAGS[$k]}" PORT_SPEC="${SPECS[$k]}" /usr/bin/python3 "$HERE/tcp.py" first ${CLIS[$k]})
 done
 for i in 1 2 3; do
   for k in "${!NAMES[@]}"; do
     port=$(${CLIS[$k]} port "${CID[$k]}" 80/tcp | head -1 | sed 's/.*://')
-    TPUT[$k]+="$(in_ns "${NSS[$k]}" python3 "$HERE/tcp.py" send "$port" "$GIB") "
+    TPUT[$k]+="$(in_ns "${NSS[$k]}" /usr/bin/python3 "$HERE/tcp.py" send "$port" "$GIB") "
   done
 done
 for k in "${!NAMES[@]}"; do ${CLIS[$k]} rm -f "${CID[$k]}" >/dev/null 2>&1; done
@@ -73,7 +76,7 @@ for k in "${!NAMES[@]}"; do IDLE[$k]=$(pss_in_ns_kb "${NSS[$k]}"); done
 for k in "${!NAMES[@]}"; do
   for i in $(seq "$N"); do
     # shellcheck disable=SC2086
-    ${CLIS[$k]} run -d -p 0:80 ${FLAGS[$k]} bb nc -ll -p 80 -e cat >/dev/null
+    ${CLIS[$k]} run -d -p "${SPECS[$k]}" ${FLAGS[$k]} bb nc -ll -p 80 -e cat >/dev/null
   done
 done
 sleep 2
