@@ -2,7 +2,8 @@
 # Side-by-side image builds of one Dockerfile and context, in one run:
 #   DOCKER_BUILDKIT=0 docker build against engined (the classic builder's API, engine-build)
 #   vs podman build (buildah), own --root/--runroot
-#   vs Debian's dockerd classic builder, when dockerd is installed (own roots, no bridge)
+#   vs Debian's dockerd classic builder, when dockerd is installed (own roots, no bridge,
+#   in a network namespace of its own)
 # each uncached (--no-cache) and cached (nothing changed), medians of RUNS.
 #
 # Usage: engine-build/bench/build.sh [RUNS]   (as root; needs podman; BIN=target dir with engined,
@@ -15,23 +16,12 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WS=$(cd "$HERE/../.." && pwd)
 BIN=${BIN:-${CARGO_TARGET_DIR:-$WS/target}/release}
 DOCKER=${DOCKER_CLI:-/usr/local/bin/docker}
-T=$(mktemp -d /tmp/bb.XXXXXX)
 command -v podman >/dev/null || { echo "missing podman (apt-get install podman)" >&2; exit 2; }
 if [ -z "${SKIP_BUILD:-}" ]; then
   (cd "$WS" && cargo build --release -p engine-daemon -p engine-runtime -p engine-shim --bins)
 fi
-ENGINED_PID=; DOCKERD_PID=
-P="podman --root $T/podman --runroot $T/podman-run --storage-driver overlay"
-cleanup() {
-  set +e
-  [ -n "$ENGINED_PID" ] && kill "$ENGINED_PID" 2>/dev/null
-  [ -n "$DOCKERD_PID" ] && kill "$DOCKERD_PID" 2>/dev/null
-  sleep 2
-  $P system reset -f >/dev/null 2>&1
-  grep -o " $T[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-  rm -rf "$T" 2>/dev/null
-}
-trap cleanup EXIT
+# Roots, network namespaces (dockerd never in the host's), cleanup on exit.
+source "$WS/engine-daemon/bench/lib.sh"
 
 # A busybox root filesystem (applets installed as links), imported everywhere as bb:latest.
 R=$T/rootfs
@@ -52,22 +42,20 @@ RUN echo $A > /a
 CMD ["cat", "/a"]
 DF
 
-wait_sock() { for _ in $(seq 200); do $DOCKER -H "unix://$1" version >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no daemon on $1" >&2; return 1; }
-ENGINE_BIN_DIR=$BIN "$BIN/engined" -H "unix://$T/e.sock" --data-root "$T/e" --exec-root "$T/e-run" >"$T/engined.log" 2>&1 &
-ENGINED_PID=$!
-wait_sock "$T/e.sock"
-$DOCKER -H "unix://$T/e.sock" import "$T/rootfs.tar" bb:latest >/dev/null
+NE=$(netns_new e)
+start_engined "$NE"
+$DOCKER -H "unix://$T/e-$NE.sock" import "$T/rootfs.tar" bb:latest >/dev/null
+P=$(podman_cmd)
 $P import "$T/rootfs.tar" bb:latest >/dev/null 2>&1
+DOCKERD=
 if command -v dockerd >/dev/null; then
-  dockerd -H "unix://$T/d.sock" --data-root "$T/d" --exec-root "$T/d-run" --pidfile "$T/d.pid" \
-    --bridge=none --iptables=false >"$T/dockerd.log" 2>&1 &
-  DOCKERD_PID=$!
-  wait_sock "$T/d.sock"
-  $DOCKER -H "unix://$T/d.sock" import "$T/rootfs.tar" bb:latest >/dev/null
+  ND=$(netns_new d)
+  start_dockerd "$ND" --bridge=none --iptables=false --ip6tables=false
+  $DOCKER -H "unix://$T/d-$ND.sock" import "$T/rootfs.tar" bb:latest >/dev/null
+  DOCKERD=yes
 fi
 
 ms() { local s e; s=$(date +%s%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s%N); echo $(((e - s) / 1000000)); }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 bench() { # name, then the build command without --no-cache
   local name=$1; shift
   "$@" >/dev/null 2>&1
@@ -78,9 +66,9 @@ bench() { # name, then the build command without --no-cache
 }
 echo "| builder | uncached (median of $RUNS) | cached |"
 echo "|---|---|---|"
-bench "engined (docker build, classic API)" env DOCKER_BUILDKIT=0 $DOCKER -H "unix://$T/e.sock" build --network none -t b "$T/ctx"
-bench "podman build (buildah, runc)" $P build --runtime runc --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+bench "engined (docker build, classic API)" env DOCKER_BUILDKIT=0 $DOCKER -H "unix://$T/e-$NE.sock" build --network none -t b "$T/ctx"
+bench "podman build (buildah, runc)" $P build --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
   --network none -t b "$T/ctx"
-if [ -n "$DOCKERD_PID" ]; then
-  bench "dockerd classic builder" env DOCKER_BUILDKIT=0 $DOCKER -H "unix://$T/d.sock" build --network none -t b "$T/ctx"
+if [ -n "$DOCKERD" ]; then
+  bench "dockerd classic builder" env DOCKER_BUILDKIT=0 $DOCKER -H "unix://$T/d-$ND.sock" build --network none -t b "$T/ctx"
 fi

@@ -963,10 +963,8 @@ pub fn image_summary(info: &ImageInfo) -> ImageSummary {
     }
 }
 
-/// `docker image inspect`.
-pub fn image_inspect(info: &ImageInfo) -> ImageInspect {
-    let cfg = &info.config;
-    let mut config = cfg.config().as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()).unwrap_or(json!({}));
+/// A run config object with the fields dockerd always shows filled in.
+fn docker_run_config(mut config: Value) -> Value {
     if let Value::Object(m) = &mut config {
         for k in ["Hostname", "Domainname", "User", "WorkingDir"] {
             m.entry(k).or_insert(json!(""));
@@ -979,18 +977,33 @@ pub fn image_inspect(info: &ImageInfo) -> ImageInspect {
         }
         m.entry("Image").or_insert(json!(""));
     }
+    config
+}
+
+/// `docker image inspect`. `raw` is the image config as stored
+/// ([`engine_core::ImageStore::config_json`]): its `config` and
+/// `container_config` carry what the OCI types drop (`Healthcheck`,
+/// `OnBuild`, `Shell`, ...), so they are shown as stored.
+pub fn image_inspect(info: &ImageInfo, raw: Option<&Value>) -> ImageInspect {
+    let cfg = &info.config;
+    let stored = |k: &str| raw.and_then(|r| r.get(k)).filter(|v| v.is_object()).cloned();
+    let config = stored("config")
+        .or_else(|| cfg.config().as_ref().map(|c| serde_json::to_value(c).unwrap_or_default()))
+        .unwrap_or(json!({}));
+    let container_config = stored("container_config").map(docker_run_config).unwrap_or(json!({}));
+    let text = |k: &str| raw.and_then(|r| r.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
     ImageInspect {
         id: info.id.clone(),
         repo_tags: info.repo_tags.iter().map(|t| familiar(t)).collect(),
         repo_digests: info.repo_digests.iter().map(|d| familiar(d)).collect(),
         parent: String::new(),
-        comment: String::new(),
+        comment: text("comment"),
         created: config_created(info).1,
-        container: String::new(),
-        container_config: json!({}),
-        docker_version: String::new(),
+        container: text("container"),
+        container_config,
+        docker_version: text("docker_version"),
         author: cfg.author().clone().unwrap_or_default(),
-        config,
+        config: docker_run_config(config),
         architecture: cfg.architecture().to_string(),
         os: cfg.os().to_string(),
         size: info.size as i64,

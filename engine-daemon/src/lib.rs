@@ -166,6 +166,13 @@ impl Daemon {
         Self::with_drivers(manager, images, None, Some(volumes), config)
     }
 
+    /// Make the image builder now and clean up what builds cut short by a
+    /// crash left (their RUN containers and root filesystems), as dockerd
+    /// does at start, rather than at the first `/build`.
+    pub async fn recover_builds(&self) -> engine_core::Result<()> {
+        api::build::builder(&self.state).await.map(|_| ())
+    }
+
     /// Serve on these listeners until the future is dropped. Container
     /// events are forwarded to `/events` clients meanwhile.
     pub async fn serve(&self, listeners: Vec<(UnixListener, PathBuf)>) {

@@ -355,7 +355,7 @@ fn engine_cli_builds_and_commits() {
 }
 
 #[test]
-fn a_build_cut_short_by_a_crash_is_cleaned_up_at_the_next_build() {
+fn a_build_cut_short_by_a_crash_is_cleaned_up_when_engined_starts() {
     let mut e = Engined::start();
     e.load_busybox();
     let ctx = e.dir.path().join("ctx");
@@ -374,10 +374,56 @@ fn a_build_cut_short_by_a_crash_is_cleaned_up_at_the_next_build() {
     let _ = cli.kill();
     let _ = cli.wait();
     e.spawn();
-    // The step's container outlived the daemon; the next build removes it first.
-    assert!(!running(&e).is_empty());
+    // The step's container outlived the daemon; engined removed it before
+    // serving its first request, with no build asked for.
+    assert_eq!(running(&e), "");
+    assert_eq!(e.ok(&["ps", "-aq"]), "");
+    assert_eq!(std::fs::read_dir(e.data_root().join("build/work")).unwrap().count(), 0);
     write(&ctx, "Dockerfile", "FROM bb\nRUN true\n");
     build_ok(&e, &[ctx.to_str().unwrap()]);
     assert_eq!(e.ok(&["ps", "-aq"]), "");
-    assert_eq!(std::fs::read_dir(e.data_root().join("build/work")).unwrap().count(), 0);
+}
+
+#[test]
+fn inspect_shows_healthcheck_onbuild_and_container_config_and_images_hide_intermediates() {
+    let e = Engined::start();
+    e.load_busybox();
+    let ctx = e.dir.path().join("ctx");
+    write(
+        &ctx,
+        "Dockerfile",
+        "FROM bb\nHEALTHCHECK --interval=5s --retries=2 CMD wget -q localhost || exit 1\nONBUILD RUN echo child\nRUN echo built > /f\nCMD [\"sh\"]\n",
+    );
+    build_ok(&e, &["-t", "hc:1", ctx.to_str().unwrap()]);
+    let fmt = |f: &str| e.ok(&["image", "inspect", "--format", f, "hc:1"]).trim().to_string();
+    // What dockerd's classic builder shows for the same Dockerfile.
+    assert_eq!(
+        fmt("{{json .Config.Healthcheck}}"),
+        r#"{"Test":["CMD-SHELL","wget -q localhost || exit 1"],"Interval":5000000000,"Retries":2}"#
+    );
+    assert_eq!(fmt("{{json .Config.OnBuild}}"), r#"["RUN echo child"]"#);
+    assert_eq!(fmt("{{json .ContainerConfig.Cmd}}"), r##"["/bin/sh","-c","#(nop) ","CMD [\"sh\"]"]"##);
+    assert_eq!(fmt("{{json .ContainerConfig.Healthcheck}}"), fmt("{{json .Config.Healthcheck}}"));
+    let parent = fmt("{{.ContainerConfig.Image}}");
+    assert!(parent.starts_with("sha256:"), "ContainerConfig.Image: {parent}");
+    // The RUN step's container ran its command.
+    let run_step = e.ok(&["image", "inspect", "--format", "{{json .ContainerConfig.Cmd}}", &parent]);
+    assert_eq!(run_step.trim(), r#"["/bin/sh","-c","echo built > /f"]"#);
+
+    // The four steps' images: only bb and hc:1 are listed without -a.
+    let ids = |args: &[&str]| {
+        let mut v: Vec<String> = e.ok(args).lines().map(str::to_string).collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let shown = ids(&["images", "-q", "--no-trunc"]);
+    let every = ids(&["images", "-aq", "--no-trunc"]);
+    let bb = e.ok(&["image", "inspect", "--format", "{{.Id}}", "bb"]).trim().to_string();
+    let hc = e.ok(&["image", "inspect", "--format", "{{.Id}}", "hc:1"]).trim().to_string();
+    let mut want = vec![bb, hc];
+    want.sort();
+    assert_eq!(shown, want, "docker images hides the intermediate images");
+    assert_eq!(every.len(), 5, "docker images -a shows them: {every:?}");
+    assert!(every.contains(&parent));
 }

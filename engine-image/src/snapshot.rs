@@ -705,6 +705,8 @@ impl Store {
             if let Some(c) = req.config {
                 cfg["config"] = c;
             }
+            cfg["container_config"] =
+                step_container_config(&cfg["config"], &req.created_by, parent.as_ref().map(|p| p.id.as_str()));
             let mut entry = serde_json::json!({"created": now, "created_by": req.created_by});
             if let Some(a) = &req.author {
                 cfg["author"] = serde_json::json!(a);
@@ -745,4 +747,19 @@ impl Store {
         .await?;
         self.register(&manifest, tagged.into_iter().collect(), vec![], vec![], &None).await
     }
+}
+
+/// The `container_config` dockerd writes for a committed step: the new
+/// image's run config with the command the step ran (`["/bin/sh", "-c",
+/// "#(nop) ", "CMD [\"sh\"]"]` for a metadata step) and its parent image.
+fn step_container_config(config: &serde_json::Value, created_by: &str, parent: Option<&str>) -> serde_json::Value {
+    let mut cc = if config.is_object() { config.clone() } else { serde_json::json!({}) };
+    if let Some(rest) = created_by.strip_prefix("/bin/sh -c ") {
+        cc["Cmd"] = match rest.strip_prefix("#(nop) ") {
+            Some(nop) => serde_json::json!(["/bin/sh", "-c", "#(nop) ", nop.trim_start()]),
+            None => serde_json::json!(["/bin/sh", "-c", rest]),
+        };
+    }
+    cc["Image"] = serde_json::json!(parent.unwrap_or(""));
+    cc
 }

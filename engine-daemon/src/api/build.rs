@@ -19,9 +19,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
-/// The daemon's builder (made on first use; its state lives under
-/// `<data-root>/build`).
-async fn builder(st: &State) -> Result<Arc<Builder>> {
+/// The daemon's builder (made at start or on first use; its state lives
+/// under `<data-root>/build`). Making it recovers what builds cut short
+/// by a crash left behind.
+pub(crate) async fn builder(st: &State) -> Result<Arc<Builder>> {
     st.builder
         .get_or_try_init(|| async {
             let b = Builder::new(st.manager.clone(), st.images.clone(), st.config.data_root.join("build"))?;

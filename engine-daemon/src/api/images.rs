@@ -106,9 +106,26 @@ async fn list(st: &State, q: &Query) -> Result<Resp> {
         let want = d == "true" || d == "1";
         images.retain(|i| i.repo_tags.is_empty() == want);
     }
+    if !q.bool("all") {
+        // As dockerd: an untagged image another image was made on (a build's
+        // intermediate step) shows only with `-a`.
+        let hidden: Vec<bool> =
+            images.iter().map(|i| i.repo_tags.is_empty() && images.iter().any(|c| is_parent_of(i, c))).collect();
+        let mut keep = hidden.iter().map(|h| !h);
+        images.retain(|_| keep.next().unwrap_or(true));
+    }
     images.sort_by_key(|i| std::cmp::Reverse(i.created));
     let out: Vec<ImageSummary> = images.iter().map(convert::image_summary).collect();
     Ok(h::json(StatusCode::OK, &out))
+}
+
+/// Was `child` made on `parent` (a commit or build step on top of it)?
+/// Its history and layers extend the parent's.
+fn is_parent_of(parent: &engine_core::ImageInfo, child: &engine_core::ImageInfo) -> bool {
+    let (ph, ch) =
+        (parent.config.history().as_deref().unwrap_or(&[]), child.config.history().as_deref().unwrap_or(&[]));
+    let (pl, cl) = (parent.config.rootfs().diff_ids(), child.config.rootfs().diff_ids());
+    parent.id != child.id && !ph.is_empty() && ch.len() > ph.len() && ch.starts_with(ph) && cl.starts_with(pl)
 }
 
 /// `POST /images/prune`: remove untagged images no container uses.
@@ -134,7 +151,9 @@ async fn prune(st: &State) -> Result<Resp> {
 
 async fn inspect(st: &State, name: &str) -> Result<Resp> {
     let info = st.images.inspect(name).await?;
-    Ok(h::json(StatusCode::OK, &convert::image_inspect(&info)))
+    // A store that cannot give its raw config falls back to the OCI types.
+    let raw = st.images.config_json(&info.id).await.ok();
+    Ok(h::json(StatusCode::OK, &convert::image_inspect(&info, raw.as_ref())))
 }
 
 async fn history(st: &State, name: &str) -> Result<Resp> {

@@ -3,7 +3,7 @@
 
 mod archive;
 mod auth;
-mod build;
+pub(crate) mod build;
 mod commit;
 mod containers;
 mod exec;
@@ -50,7 +50,8 @@ pub(crate) struct State {
     pub execs: Mutex<HashMap<String, ExecEntry>>,
     pub events: Arc<EventBus>,
     pub id: String,
-    /// The image builder, made on first `/build`.
+    /// The image builder, made at start ([`crate::Daemon::recover_builds`])
+    /// or on first `/build`.
     pub builder: tokio::sync::OnceCell<Arc<engine_build::Builder>>,
 }
 

@@ -446,6 +446,10 @@ async fn run(args: Args) -> Result<()> {
     config.authorization = authorizers;
     config.plugins = Some(plugins);
     let daemon = Daemon::with_drivers(manager, images, network, Some(volumes), config);
+    if let Err(e) = daemon.recover_builds().await {
+        // The first `/build` tries again (and reports it).
+        tracing::warn!(error = %e, "cannot clean up after interrupted builds");
+    }
 
     let mut listeners = Vec::new();
     for h in &hosts {
