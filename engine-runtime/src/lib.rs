@@ -92,6 +92,8 @@
 #![deny(missing_docs)]
 
 pub mod cgroups;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod linux;
 pub mod oci;
 pub mod sealed;
