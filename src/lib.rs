@@ -46,6 +46,11 @@ mod wait;
 #[cfg(feature = "single-binary")]
 pub use single_binary::tier_main;
 
+/// The repository README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use container::{CommitOptions, Container, ContainerBuilder, ExecOutput};
 pub use wait::WaitFor;
 
