@@ -37,6 +37,7 @@
 //! The tiers are re-exported: [`core`], [`runtime`], [`shim`], [`image`],
 //! [`lifecycle`], [`build`].
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod container;
 #[cfg(feature = "single-binary")]
