@@ -113,4 +113,21 @@ mod tests {
         names.sort();
         assert_eq!(names, ["engine-runc", "engine-shim"]);
     }
+
+    /// With a shim launcher of the caller's, the request cannot be honoured:
+    /// refused, and nothing is made under the root.
+    #[tokio::test]
+    async fn refused_with_a_shim_launcher_of_its_own() {
+        let root = tempfile::tempdir().unwrap();
+        let err = crate::Engine::builder()
+            .root(root.path())
+            .shim_launcher(std::sync::Arc::new(engine_shim::Launcher::new("/nonexistent/engine-shim")))
+            .single_binary()
+            .build()
+            .await
+            .expect_err("single_binary with shim_launcher");
+        assert!(matches!(err, Error::InvalidInput { .. }), "{err:?}");
+        assert!(err.to_string().contains("single_binary"), "{err}");
+        assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0);
+    }
 }

@@ -104,6 +104,7 @@
 //! # drop((out_r, pid)); Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
 #[cfg(feature = "cli")]
