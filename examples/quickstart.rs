@@ -4,18 +4,28 @@
 //! then runs a container through the whole stack: image store (overlay
 //! snapshot) -> lifecycle manager (bundle, record) -> shim -> engine-runc.
 //!
+//! One binary to ship: this executable is also its own shim and `engine-runc`
+//! (`engine::tier_main`, `EngineBuilder::single_binary`), so nothing else of
+//! this project needs to be built or installed:
+//!
 //! ```sh
-//! cargo build --workspace --bins && sudo cargo run --example quickstart
+//! sudo cargo run --features single-binary --example quickstart
 //! ```
 //! `ENGINE_ROOT` picks the state root (default `/var/lib/engine-quickstart`).
 
 use engine::{ContainerBuilder, Engine, WaitFor};
 use std::time::Instant;
 
-#[tokio::main]
-async fn main() -> engine::Result<()> {
+fn main() -> engine::Result<()> {
+    // Started as our own shim or runtime: serve that role and exit. First
+    // thing, before the tokio runtime starts its threads.
+    engine::tier_main();
+    tokio::runtime::Runtime::new().map_err(|e| engine::Error::io("start tokio", e))?.block_on(quickstart())
+}
+
+async fn quickstart() -> engine::Result<()> {
     let root = std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/var/lib/engine-quickstart".into());
-    let engine = Engine::builder().root(&root).build().await?;
+    let engine = Engine::builder().root(&root).single_binary().build().await?;
     let image = engine.busybox_image("busybox:quickstart").await?;
     println!("image   busybox:quickstart  {}", &image.id[..19]);
 

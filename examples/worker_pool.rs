@@ -3,21 +3,28 @@
 //! results collected with their exit codes. Containers are removed when the
 //! pool is dropped, and bound to this process, so a crash leaks nothing.
 //!
+//! A single binary: it serves as its own shim and `engine-runc`
+//! (`engine::tier_main`, `EngineBuilder::single_binary`).
+//!
 //! ```sh
-//! sudo cargo run --example worker_pool -- 4 20
+//! sudo cargo run --features single-binary --example worker_pool -- 4 20
 //! ```
 
 use engine::{Container, ContainerBuilder, Engine, WaitFor};
 use std::sync::Arc;
 use std::time::Instant;
 
-#[tokio::main]
-async fn main() -> engine::Result<()> {
+fn main() -> engine::Result<()> {
+    engine::tier_main(); // in the shim's or runtime's role: serve it and exit
+    tokio::runtime::Runtime::new().map_err(|e| engine::Error::io("start tokio", e))?.block_on(pool())
+}
+
+async fn pool() -> engine::Result<()> {
     let mut args = std::env::args().skip(1);
     let workers: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(4);
     let jobs: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(20);
     let root = std::env::var("ENGINE_ROOT").unwrap_or_else(|_| "/var/lib/engine-pool".into());
-    let engine = Engine::builder().root(&root).build().await?;
+    let engine = Engine::builder().root(&root).single_binary().build().await?;
     engine.busybox_image("busybox:pool").await?;
 
     let t = Instant::now();

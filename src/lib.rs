@@ -37,9 +37,20 @@
 //! The tiers are re-exported: [`core`], [`runtime`], [`shim`], [`image`],
 //! [`lifecycle`], [`build`].
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod container;
+#[cfg(feature = "single-binary")]
+pub mod single_binary;
 mod wait;
+
+#[cfg(feature = "single-binary")]
+pub use single_binary::tier_main;
+
+/// The repository README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 pub use container::{CommitOptions, Container, ContainerBuilder, ExecOutput};
 pub use wait::WaitFor;
@@ -133,6 +144,7 @@ pub struct EngineBuilder {
     network: Option<Arc<dyn engine_core::NetworkDriver>>,
     volumes: Option<Arc<dyn engine_core::VolumeDriver>>,
     storage_driver: Option<engine_image::StorageDriver>,
+    single_binary: bool,
 }
 
 impl EngineBuilder {
@@ -214,9 +226,26 @@ impl EngineBuilder {
         self
     }
 
+    /// Serve as this application's own shim and `engine-runc` (feature
+    /// `single-binary`): at [`EngineBuilder::build`], make
+    /// `<root>/bin/engine-shim` and `<root>/bin/engine-runc` symbolic links to
+    /// this executable and use them as the shim binary and the `engine-runc`
+    /// runtime, so no other binary of this project is needed. The
+    /// application's `main` must call [`tier_main`] first. Refused together
+    /// with [`EngineBuilder::shim_launcher`] or [`EngineBuilder::manager`]
+    /// (which bring their own). See [`crate::single_binary`].
+    #[cfg(feature = "single-binary")]
+    pub fn single_binary(mut self) -> Self {
+        self.single_binary = true;
+        self
+    }
+
     /// Open the image store and start (or recover) the lifecycle manager.
-    pub async fn build(self) -> Result<Engine> {
-        let root = self.root.unwrap_or_else(|| PathBuf::from("/var/lib/engine"));
+    pub async fn build(mut self) -> Result<Engine> {
+        let root = self.root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/engine"));
+        if self.single_binary {
+            self.use_own_binary(&root)?;
+        }
         let images: Arc<dyn ImageStore> = match (self.images, self.storage_driver) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
@@ -281,6 +310,29 @@ impl EngineBuilder {
                 builder: tokio::sync::OnceCell::new(),
             }),
         })
+    }
+}
+
+impl EngineBuilder {
+    /// [`EngineBuilder::single_binary`]: this executable as shim and runtime.
+    #[cfg(feature = "single-binary")]
+    fn use_own_binary(&mut self, root: &Path) -> Result<()> {
+        if self.shims.is_some() || self.manager.is_some() {
+            return Err(Error::invalid(
+                "single_binary",
+                "this executable serves as shim and runtime of the in-process manager; \
+                 not with shim_launcher() or manager()",
+            ));
+        }
+        let (shim, runc) = single_binary::role_links(root)?;
+        self.shims = Some(Arc::new(engine_shim::Launcher::new(shim)));
+        self.runtimes.insert(0, (single_binary::RUNTIME_ROLE.to_string(), runc));
+        Ok(())
+    }
+
+    #[cfg(not(feature = "single-binary"))]
+    fn use_own_binary(&mut self, _root: &Path) -> Result<()> {
+        Ok(())
     }
 }
 

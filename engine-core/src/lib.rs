@@ -30,6 +30,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod authz;
 pub mod binary;

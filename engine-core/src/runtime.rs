@@ -26,9 +26,13 @@ pub struct ExecOptions {
 }
 
 /// An OCI runtime: the lowest tier. Implementations: `LinuxRuntime` (this
-/// project's runtime: in the caller's process when that is safe, through the
-/// single-threaded `engine-runc` binary otherwise) and `OciRuntime` (any
-/// runc-compatible binary: `engine-runc`, runc, crun, youki, a Kata-style runtime).
+/// project's runtime: the operations that clone nothing run in the caller's
+/// process; `create` too when the caller is single-threaded, as the shim is,
+/// and joins no existing namespace; `exec`, and `create` from multi-threaded
+/// callers or into existing namespaces, through the single-threaded
+/// `engine-runc` command line) and `OciRuntime` (any runc-compatible binary,
+/// run for every operation: `engine-runc`, runc, crun, youki, a Kata-style
+/// runtime).
 ///
 /// `create` returns once the container's init waits for `start`; no runtime
 /// process stays behind, so the caller (the shim) is the init's parent when it

@@ -45,6 +45,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![recursion_limit = "256"]
 
 mod api;

@@ -91,6 +91,7 @@
 //! `engine-shim`'s library around that type and hand the manager a launcher for
 //! it (see the `swap_runtime` example at the workspace root).
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod config;
 mod etc;

@@ -173,6 +173,7 @@
 //! every CNI runtime. Known limit of those plugins: portmap 1.1.1's CHECK
 //! fails for IPv4-only containers when `ip6tables` exists.
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bridge;
 mod cni;

@@ -5,18 +5,32 @@
 //!
 //! | part | what it is |
 //! |---|---|
-//! | [`LinuxRuntime`] | the default [`engine_core::Runtime`]: drives this crate's `engine-runc` binary |
+//! | [`LinuxRuntime`] | the default [`engine_core::Runtime`]: this crate's runtime, in the caller's process where that is safe, through `engine-runc` otherwise (below) |
 //! | [`OciRuntime`] | the same trait over any runc-compatible binary: `engine-runc`, runc, crun, youki, a Kata-style runtime |
 //! | `engine-runc` | a runc-compatible command line (`create`, `start`, `run`, `state`, `kill`, `delete`, `exec`, `pause`, `resume`, `ps`, `events`, `spec`, `features`), usable by containerd's runc shim, podman `--runtime` and docker `--add-runtime` |
 //! | [`linux`] | the container builder behind `engine-runc`: namespaces, mounts, pivot_root, devices, capabilities, rlimits, console, hooks |
 //! | [`cgroups`] | container cgroups on v1, v2 and hybrid hosts, `linux.resources`, freezer, stats |
 //! | [`seccomp`] | `linux.seccomp` compiled with libseccomp, loaded right before `execve` |
 //!
-//! Container-building code forks and clones, so it runs only in the
-//! single-threaded `engine-runc` process; async callers (shims, the lifecycle
-//! manager, an application embedding the engine) reach it through
-//! [`LinuxRuntime`] / [`OciRuntime`], which start one short-lived runtime
-//! process per operation with `tokio::process`.
+//! Code that clones into a container (`create`, `run`, `exec`) needs a
+//! single-threaded process. [`LinuxRuntime`] therefore splits the work:
+//!
+//! - the operations that clone nothing (`start`, `state`, `kill`, `delete`,
+//!   `pause`, `resume`, `stats`, `ps`) only read the state directory, signal
+//!   and touch cgroup files: they run in the caller's process, on a blocking
+//!   thread, through [`linux::Runc`], and start no process;
+//! - `create` runs in the caller's process too when the caller has a single
+//!   thread (the shim, which then is the init's parent directly) and the
+//!   config joins no existing namespace;
+//! - `exec`, and `create` from a multi-threaded caller (the lifecycle
+//!   manager, an application embedding the engine) or into existing
+//!   namespaces, run the single-threaded `engine-runc` command line, one
+//!   short-lived process per call (with `tokio::process`).
+//!
+//! [`OciRuntime`] runs its binary (runc, crun, ...) for every operation. The
+//! command line is [`cli::main`] (feature `cli`), which an application can
+//! also serve itself, busybox-style (the `engine` facade's `single-binary`
+//! feature).
 //!
 //! ## The runtime's own attack surface
 //!
@@ -90,8 +104,11 @@
 //! # drop((out_r, pid)); Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod cgroups;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod linux;
 pub mod oci;
 pub mod sealed;

@@ -61,6 +61,7 @@ pub fn current_sealing() -> Result<Option<Sealing>> {
     let fd = open_self_exe()?;
     // SAFETY: statvfs into a zeroed struct from a descriptor we own.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatvfs writes into the struct we pass, from a descriptor we own.
     if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
         return Err(Error::io("fstatvfs /proc/self/exe", std::io::Error::last_os_error()));
     }

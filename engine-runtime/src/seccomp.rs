@@ -655,10 +655,8 @@ mod tests {
         .unwrap();
         let mut sv = [0i32; 2];
         // SAFETY: socketpair fills sv with two fds we own.
-        assert_eq!(
-            unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) },
-            0
-        );
+        let r = unsafe { libc::socketpair(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0, sv.as_mut_ptr()) };
+        assert_eq!(r, 0);
         let prog = libc::sock_fprog { len: f.program.len() as u16, filter: f.program.as_ptr() as *mut _ };
         // SAFETY: the child makes only raw system calls (no allocation) and _exits.
         let pid = unsafe { libc::fork() };

@@ -36,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod client;
 mod launcher;

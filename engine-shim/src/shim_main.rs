@@ -41,8 +41,10 @@ fn detach() {
     let _ = setsid();
     // SAFETY: still single-threaded.
     match unsafe { fork() } {
+        // SAFETY: _exit ends the intermediate process at once, running no destructor or atexit handler.
         Ok(ForkResult::Parent { .. }) => unsafe { libc::_exit(0) },
         Ok(ForkResult::Child) => {}
+        // SAFETY: as above.
         Err(_) => unsafe { libc::_exit(1) },
     }
 }

@@ -2,9 +2,16 @@
 //! mounts, devices, capabilities, rlimits, console, hooks and the OCI
 //! lifecycle (create, start, state, kill, delete, exec, pause, resume).
 //!
-//! Everything here forks or clones, so it must run in a **single-threaded**
-//! process (the `engine-runc` binary). Async code drives it through the
-//! runc-compatible command line, never by calling it in-process.
+//! `create`, `run` and `exec` clone without exec, so they must run in a
+//! **single-threaded** process (the `engine-runc` binary, or a single-threaded
+//! shim); they refuse in a multi-threaded one. The other operations (`start`,
+//! `state`, `kill`, `delete`, `pause`, `resume`, `stats`, `ps`) clone nothing
+//! and are safe from any thread: [`crate::LinuxRuntime`] calls [`Runc`] for
+//! them in the caller's process (on a blocking thread), calls
+//! [`Runc::create`] in-process from a single-threaded caller whose config
+//! joins no existing namespace, and runs the `engine-runc` command line for
+//! the rest (`exec`, creates from multi-threaded callers or into existing
+//! namespaces).
 //!
 //! ## How `create` works
 //!

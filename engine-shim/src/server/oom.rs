@@ -56,6 +56,7 @@ async fn watch_v1(dir: &Path, on_oom: &impl Fn()) -> std::io::Result<()> {
     if raw < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: `raw` is the valid fd eventfd just returned, owned by nobody else.
     let efd = unsafe { OwnedFd::from_raw_fd(raw) };
     std::fs::write(dir.join("cgroup.event_control"), format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()))?;
     // SAFETY: the AsyncFd owns the eventfd from here on.

@@ -19,6 +19,7 @@ fn code_of(info: &libc::siginfo_t) -> i32 {
 pub(crate) fn peek_exited() -> Option<Pid> {
     // SAFETY: zeroed siginfo is a valid out-parameter for waitid.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into the siginfo we own.
     let r = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOHANG | libc::WNOWAIT) };
     if r != 0 {
         return None;
@@ -32,7 +33,9 @@ pub(crate) fn peek_exited() -> Option<Pid> {
 pub(crate) fn reap(pid: Pid) -> Option<i32> {
     // SAFETY: as above.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes into the siginfo we own.
     let r = unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOHANG) };
+    // SAFETY: si_pid is read only after waitid filled the struct (r == 0 is checked first).
     if r != 0 || unsafe { info.si_pid() } != pid {
         return None;
     }
@@ -46,6 +49,7 @@ pub(crate) fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: `fd` is the valid pidfd the syscall just returned, owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 

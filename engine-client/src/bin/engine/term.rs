@@ -29,6 +29,7 @@ impl Drop for RawMode {
 
 /// The terminal's (rows, columns), if stdout is a terminal.
 pub fn size() -> Option<(u16, u16)> {
+    // SAFETY: winsize is plain integers, for which all-zero bytes are a valid value.
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
     // SAFETY: TIOCGWINSZ writes a winsize into the pointed-to struct.
     let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
