@@ -79,6 +79,7 @@
 //! `<log_directory>/<log_path>`, so logs keep flowing while the CRI server
 //! is down or restarting.
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod service;
 
