@@ -177,7 +177,9 @@ pub struct RestartPolicyBody {
     pub maximum_retry_count: Option<i64>,
 }
 
-/// The parts of `HostConfig` engined uses; the rest is accepted and ignored.
+/// The parts of `HostConfig` engined uses; every other key is kept in
+/// [`other`](Self::other), and engined refuses a create that sets one of
+/// them to anything but its zero value.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
@@ -287,6 +289,15 @@ pub struct HostConfig {
     /// Extra hosts lines, `name:ip` (`--add-host`).
     #[serde(default)]
     pub extra_hosts: Option<Vec<String>>,
+    /// OOM score adjustment of the container's processes (`--oom-score-adj`, -1000..=1000).
+    #[serde(default)]
+    pub oom_score_adj: Option<i64>,
+    /// Every other key, as sent (`ShmSize`, `Ulimits`, `PidMode`...). engined
+    /// refuses a create that gives one of them a value other than its zero
+    /// value (null, 0, `""`, `false`, empty), so a setting it cannot honour is
+    /// never silently dropped.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 /// One `HostConfig.Devices` entry.

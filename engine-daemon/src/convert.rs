@@ -82,6 +82,7 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
     }
     validate_reference(&image)?;
     let hc = body.host_config.clone().unwrap_or_default();
+    refuse_unsupported_host_config(&hc.other)?;
     for e in body.env.iter().flatten() {
         if e.is_empty() || e.starts_with('=') {
             return Err(Error::invalid("field Env", format!("invalid environment variable: {e:?}")));
@@ -213,8 +214,7 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         log: log_spec(hc.log_config.as_ref())?,
         security,
         init,
-        // Docker's HostConfig.OomScoreAdj is not wired yet.
-        oom_score_adj: None,
+        oom_score_adj: oom_score_adj(hc.oom_score_adj)?,
         ports,
         network_aliases: endpoint.0,
         ipv4: endpoint.1,
@@ -223,6 +223,43 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         dns_options: hc.dns_options.clone().unwrap_or_default(),
         extra_hosts,
     })
+}
+
+/// `HostConfig.OomScoreAdj`: 0 (what the docker CLI sends by default) means
+/// "inherit"; anything else must lie in -1000..=1000.
+fn oom_score_adj(v: Option<i64>) -> Result<Option<i32>> {
+    match v {
+        None | Some(0) => Ok(None),
+        Some(v) if (-1000..=1000).contains(&v) => Ok(Some(v as i32)),
+        Some(v) => Err(Error::invalid("field HostConfig.OomScoreAdj", format!("{v} is outside -1000..1000"))),
+    }
+}
+
+/// A `HostConfig` key engined does not read must hold its zero value: the
+/// docker CLI sends every key (zeros, nulls and `MemorySwappiness: -1`), but
+/// a value someone chose (`--shm-size`, `--ulimit`, `--pid host`...) is a
+/// setting this engine cannot honour, so the create is refused naming it.
+fn refuse_unsupported_host_config(other: &serde_json::Map<String, Value>) -> Result<()> {
+    fn zero(v: &Value) -> bool {
+        match v {
+            Value::Null => true,
+            Value::Bool(b) => !b,
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::String(s) => s.is_empty(),
+            Value::Array(a) => a.iter().all(zero),
+            Value::Object(o) => o.values().all(zero),
+        }
+    }
+    for (key, v) in other {
+        if zero(v) || (key == "MemorySwappiness" && v.as_i64() == Some(-1)) {
+            continue;
+        }
+        return Err(Error::invalid(
+            format!("field HostConfig.{key}"),
+            format!("{v} is not supported by this engine (only its zero value is accepted)"),
+        ));
+    }
+    Ok(())
 }
 
 /// `HostConfig.LogConfig` (`{"Type": "json-file", "Config": {"max-size": "1m"}}`)
@@ -818,6 +855,8 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
         dns_options: Some(c.dns_options.clone()),
         extra_hosts: (!c.extra_hosts.is_empty())
             .then(|| c.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect()),
+        oom_score_adj: Some(c.oom_score_adj.unwrap_or(0) as i64),
+        other: serde_json::Map::new(),
     }
 }
 

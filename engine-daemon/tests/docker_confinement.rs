@@ -403,3 +403,40 @@ fn engine_cli_takes_the_same_options() {
     assert_eq!(out(&o), "Seccomp:\t0\n", "{}", show(&o));
     assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
 }
+
+/// The docker CLI sends every `HostConfig` key; those engined does not
+/// implement must hold their zero value, or the create is refused naming the
+/// key (dockerd would honour them: silently dropping one would run a container
+/// other than the one asked for). `--oom-score-adj` is honoured.
+#[test]
+fn host_config_settings_the_engine_cannot_honour_are_refused() {
+    let e = Engined::start();
+    load_probe_image(&e);
+    // Raising the score needs no privilege (this host withholds CAP_SYS_RESOURCE).
+    assert_eq!(e.ok(&["run", "--rm", "--oom-score-adj", "500", "bb", "cat", "/proc/self/oom_score_adj"]).trim(), "500");
+    e.ok(&["create", "--name", "oom", "--oom-score-adj", "300", "bb"]);
+    let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "oom"])).unwrap();
+    assert_eq!(v[0]["HostConfig"]["OomScoreAdj"], 300);
+    e.ok(&["rm", "oom"]);
+    for (flags, key) in [
+        (vec!["--oom-score-adj", "1001"], "HostConfig.OomScoreAdj"),
+        (vec!["--shm-size", "1g"], "HostConfig.ShmSize"),
+        (vec!["--ulimit", "nofile=10:10"], "HostConfig.Ulimits"),
+        (vec!["--pid", "host"], "HostConfig.PidMode"),
+        (vec!["--cpu-quota", "50000"], "HostConfig.CpuQuota"),
+        (vec!["--memory-reservation", "10m"], "HostConfig.MemoryReservation"),
+    ] {
+        let mut args = vec!["run", "--rm", "--name", "bad"];
+        args.extend_from_slice(&flags);
+        args.extend_from_slice(&["bb", "true"]);
+        let o = e.docker(&args);
+        assert_eq!(o.status.code(), Some(125), "{flags:?}: {}", show(&o));
+        assert!(err(&o).contains(key), "{flags:?}: {}", show(&o));
+    }
+    let (code, body) =
+        e.http("POST", "/v1.41/containers/create?name=bad", br#"{"Image":"bb","HostConfig":{"IpcMode":"host"}}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("HostConfig.IpcMode"), "{body}");
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
+    assert_eq!(std::fs::read_dir(e.data_root().join("containers")).map(|d| d.count()).unwrap_or(0), 0);
+}
