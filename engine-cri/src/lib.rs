@@ -60,16 +60,29 @@
 //! --restrict-oom-score-adj`, on by default) raises what is asked to the
 //! server's own adjustment; values outside -1000..=1000 are refused.
 //!
+//! ## Cgroups, resources, runtime handlers
+//! The sandbox's `linux.cgroup_parent`, as kubelet's cgroupfs driver sends
+//! it (`/kubepods/burstable/pod<uid>`), is the cgroup parent of the
+//! sandbox and of every container of the pod (the systemd driver's slice
+//! names are refused); without one, `engine-cri --cgroup-parent`.
+//! `UpdateContainerResources` changes a running container's memory limit,
+//! CPU quota/period, shares and cpuset through the manager, the shim and
+//! the runtime (`update --resources`); an OOM score adjustment may be
+//! repeated, not changed. RuntimeClass handlers map to the manager's
+//! runtimes: the empty handler is its default (`engine-runc`), and every
+//! other runtime it found (`runc`, `crun`, `youki` on `PATH`) is a handler
+//! of the same name ([`CriServer::runtime_handler`]); `Status` lists them.
+//! `PodSandboxStats` sums CPU, memory and processes over the sandbox and
+//! its running containers and lists the containers' stats (no network
+//! usage yet).
+//!
 //! ## Not done yet (refused, never ignored)
-//! Shared PID namespaces and host PID/IPC, pod sysctls, runtime handlers
-//! other than the default, SELinux labels, AppArmor profiles, ambient
-//! capabilities, devices, SCTP ports, cpuset mems, hugepage limits,
-//! unified cgroup settings, token registry auth. These answer
-//! `Unimplemented` (tonic's default): streaming (Exec, Attach,
-//! PortForward), `UpdateContainerResources`, `ReopenContainerLog`, pod
-//! sandbox stats, events, checkpoints, metrics. Not applied (a gap, not
-//! refused, as kubelet always sends it): the sandbox's `cgroup_parent`;
-//! containers' cgroups go under `engine-cri --cgroup-parent`.
+//! Shared PID namespaces and host PID/IPC, pod sysctls, SELinux labels,
+//! AppArmor profiles, ambient capabilities, devices, SCTP ports, cpuset
+//! mems, hugepage limits, unified cgroup settings, token registry auth,
+//! the systemd cgroup driver. These answer `Unimplemented` (tonic's
+//! default): streaming (Exec, Attach, PortForward), events, checkpoints,
+//! metrics.
 //!
 //! ## Logs
 //! A container whose sandbox has a `log_directory` and that has a
@@ -77,7 +90,9 @@
 //! ([`engine_core::logs::CRI`]): the shim writes
 //! `<RFC 3339 time> <stdout|stderr> <P|F> <line>` lines to
 //! `<log_directory>/<log_path>`, so logs keep flowing while the CRI server
-//! is down or restarting.
+//! is down or restarting. kubelet rotates these files (rename, then
+//! `ReopenContainerLog`: the shim reopens the file at its path), so the
+//! `cri` driver refuses `max-size`/`max-file` rotation of its own.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 

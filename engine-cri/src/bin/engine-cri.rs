@@ -95,9 +95,16 @@ async fn run(args: Args) -> Result<()> {
         }
         other => return Err(Error::invalid("--network-driver", format!("{other:?}: cni or none"))),
     };
+    // RuntimeClass handlers: every runtime the manager found other than
+    // the default (`runc`, `crun`, `youki` on PATH), by its own name.
+    let handlers: Vec<String> = cfg.runtimes.keys().filter(|n| **n != cfg.default_runtime).cloned().collect();
     let mgr = Arc::new(engine_lifecycle::Manager::new(cfg).await?);
     let mut server =
         engine_cri::CriServer::new(mgr, images, &args.root).restrict_oom_score_adj(args.restrict_oom_score_adj);
+    for h in handlers {
+        tracing::info!(handler = %h, "runtime handler");
+        server = server.runtime_handler(h.clone(), h);
+    }
     if networked {
         server = server.with_pod_network();
     }
