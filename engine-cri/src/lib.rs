@@ -76,13 +76,31 @@
 //! its running containers and lists the containers' stats (no network
 //! usage yet).
 //!
+//! ## Streaming: Exec, Attach, PortForward
+//! kubelet's URL flow: the RPC checks the request (a running container, a
+//! ready sandbox, streams asked for, no stderr with a terminal) and
+//! returns `http://<addr>/<exec|attach|portforward>/<token>` on the
+//! streaming server ([`CriServer::with_streaming`]; `engine-cri
+//! --streaming-address`, `127.0.0.1:0` by default). The token is good for
+//! one connection within a minute. The client connects with WebSocket
+//! and Kubernetes' channel protocol, `v5.channel.k8s.io` or
+//! `v4.channel.k8s.io`: each binary message starts with its channel
+//! (0 stdin, 1 stdout, 2 stderr, 3 error: a `metav1.Status` JSON at the
+//! end, `Success` or `NonZeroExitCode` with the exit code as its cause;
+//! 4 resize, `{"Width":..,"Height":..}`; with v5, `[255, 0]` closes
+//! stdin). Port forwarding connects to `127.0.0.1:<port>` inside the
+//! pod's network namespace; each port `i` has data channel `2i` and error
+//! channel `2i+1`, and the server's first frame on each carries the port
+//! (two bytes, little-endian). SPDY (`SPDY/3.1` upgrades, kubectl's
+//! fallback) is not served: a request without one of the two WebSocket
+//! subprotocols is answered 400.
+//!
 //! ## Not done yet (refused, never ignored)
 //! Shared PID namespaces and host PID/IPC, pod sysctls, SELinux labels,
 //! AppArmor profiles, ambient capabilities, devices, SCTP ports, cpuset
 //! mems, hugepage limits, unified cgroup settings, token registry auth,
-//! the systemd cgroup driver. These answer `Unimplemented` (tonic's
-//! default): streaming (Exec, Attach, PortForward), events, checkpoints,
-//! metrics.
+//! the systemd cgroup driver, SPDY streaming. These answer
+//! `Unimplemented` (tonic's default): events, checkpoints, metrics.
 //!
 //! ## Logs
 //! A container whose sandbox has a `log_directory` and that has a
@@ -97,6 +115,7 @@
 #![forbid(unsafe_code)]
 
 mod service;
+mod streaming;
 
 pub use service::{CriServer, PAUSE_IMAGE};
 

@@ -36,6 +36,8 @@ pub struct CriServer {
     /// RuntimeClass handlers other than the default (`""`, the manager's
     /// default runtime): handler name to the manager's runtime name.
     handlers: std::collections::BTreeMap<String, String>,
+    /// The streaming server for Exec, Attach and PortForward.
+    streaming: Option<Arc<crate::streaming::Streaming>>,
 }
 
 fn status(e: Error) -> Status {
@@ -125,6 +127,18 @@ fn cgroup_parent(cfg: &pb::PodSandboxConfig) -> Result<Option<String>, Status> {
     Ok(Some(p.to_string()))
 }
 
+/// kubelet's rules for a streaming request: some stream, and no stderr
+/// with a terminal (a terminal has one output).
+fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
+    if !stdin && !stdout && !stderr {
+        return Err(invalid("stdin/stdout/stderr", "one of them must be asked for"));
+    }
+    if tty && stderr {
+        return Err(invalid("stderr", "tty and stderr cannot both be true"));
+    }
+    Ok(())
+}
+
 fn invalid(what: &str, why: impl Into<String>) -> Status {
     Status::invalid_argument(format!("{what}: {}", why.into()))
 }
@@ -148,7 +162,20 @@ impl CriServer {
             networked: false,
             restrict_oom_score_adj: false,
             handlers: Default::default(),
+            streaming: None,
         }
+    }
+
+    /// Serve `Exec`, `Attach` and `PortForward` sessions on `listener`
+    /// (kubelet's URL flow: each RPC returns a one-time URL on it; clients
+    /// speak WebSocket with Kubernetes' `v5.channel.k8s.io` or
+    /// `v4.channel.k8s.io` subprotocol, not SPDY). Without it those RPCs
+    /// answer `Unavailable`. Bind it to loopback unless the node's
+    /// clients (kubelet's proxy) need it elsewhere: the tokens are the only
+    /// authentication.
+    pub fn with_streaming(mut self, listener: tokio::net::TcpListener) -> engine_core::Result<Self> {
+        self.streaming = Some(crate::streaming::Streaming::new(listener)?);
+        Ok(self)
     }
 
     /// Serve the RuntimeClass handler `handler` with the manager's runtime
@@ -214,12 +241,17 @@ impl CriServer {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> engine_core::Result<()> {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        tonic::transport::Server::builder()
+        let streaming = self.streaming.clone().map(|s| tokio::spawn(s.serve(self.mgr.clone())));
+        let res = tonic::transport::Server::builder()
             .add_service(pb::runtime_service_server::RuntimeServiceServer::new(self.clone()))
             .add_service(pb::image_service_server::ImageServiceServer::new(self))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
-            .map_err(|e| Error::Other(format!("CRI server: {e}")))
+            .map_err(|e| Error::Other(format!("CRI server: {e}")));
+        if let Some(s) = streaming {
+            s.abort();
+        }
+        res
     }
 
     async fn all(&self) -> Result<Vec<ContainerInfo>, Status> {
@@ -254,6 +286,21 @@ impl CriServer {
             0 => Err(Status::not_found(format!("container {id} not found"))),
             _ => Err(invalid("container id", format!("{id} is ambiguous"))),
         }
+    }
+
+    /// A container that must be running (FailedPrecondition otherwise).
+    async fn running_container(&self, id: &str) -> Result<ContainerInfo, Status> {
+        let c = self.container(id).await?;
+        if container_state(&c) != pb::ContainerState::ContainerRunning {
+            return Err(Status::failed_precondition(format!("container {} is not running", c.id)));
+        }
+        Ok(c)
+    }
+
+    fn streaming(&self) -> Result<&crate::streaming::Streaming, Status> {
+        self.streaming
+            .as_deref()
+            .ok_or_else(|| Status::unavailable("this CRI server has no streaming server (CriServer::with_streaming)"))
     }
 
     fn pod_sandbox(info: &ContainerInfo) -> pb::PodSandbox {
@@ -1006,6 +1053,60 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
             }
         }
         Ok(Response::new(pb::ListPodSandboxStatsResponse { stats }))
+    }
+
+    async fn exec(&self, req: Request<pb::ExecRequest>) -> R<pb::ExecResponse> {
+        let req = req.into_inner();
+        if req.cmd.is_empty() {
+            return Err(invalid("cmd", "empty"));
+        }
+        check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+        let c = self.running_container(&req.container_id).await?;
+        let url = self.streaming()?.url(crate::streaming::Session::Exec {
+            container: c.id,
+            cmd: req.cmd,
+            tty: req.tty,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+        });
+        Ok(Response::new(pb::ExecResponse { url }))
+    }
+
+    async fn attach(&self, req: Request<pb::AttachRequest>) -> R<pb::AttachResponse> {
+        let req = req.into_inner();
+        check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+        let c = self.running_container(&req.container_id).await?;
+        if req.tty != c.config.tty {
+            return Err(invalid("tty", format!("{}: the container was created with tty {}", req.tty, c.config.tty)));
+        }
+        if req.stdin && !c.config.open_stdin {
+            return Err(invalid("stdin", "the container was created without stdin"));
+        }
+        let url = self.streaming()?.url(crate::streaming::Session::Attach {
+            container: c.id,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+        });
+        Ok(Response::new(pb::AttachResponse { url }))
+    }
+
+    async fn port_forward(&self, req: Request<pb::PortForwardRequest>) -> R<pb::PortForwardResponse> {
+        let req = req.into_inner();
+        let ports = req
+            .port
+            .iter()
+            .map(|&p| {
+                u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| invalid("port", format!("{p} is not 1-65535")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sb = self.sandbox(&req.pod_sandbox_id).await?;
+        if sandbox_state(&sb) != pb::PodSandboxState::SandboxReady {
+            return Err(Status::failed_precondition(format!("pod sandbox {} is not ready", sb.id)));
+        }
+        let url = self.streaming()?.url(crate::streaming::Session::PortForward { sandbox: sb.id, ports });
+        Ok(Response::new(pb::PortForwardResponse { url }))
     }
 
     async fn exec_sync(&self, req: Request<pb::ExecSyncRequest>) -> R<pb::ExecSyncResponse> {

@@ -1153,3 +1153,275 @@ async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
     );
     assert_eq!(after.holders, before.holders);
 }
+
+type ClientWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connect to a streaming URL with WebSocket, offering `proto`.
+async fn ws_connect(url: &str, proto: &str) -> Result<ClientWs, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", proto.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+}
+
+fn ws_frame(channel: u8, data: &[u8]) -> tokio_tungstenite::tungstenite::Message {
+    let mut v = vec![channel];
+    v.extend_from_slice(data);
+    tokio_tungstenite::tungstenite::Message::Binary(v.into())
+}
+
+/// Everything the server sends, by channel, until it closes (bounded).
+async fn ws_drain(ws: &mut ClientWs) -> HashMap<u8, Vec<u8>> {
+    use futures::StreamExt;
+    let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match m.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Binary(b) if !b.is_empty() => {
+                got.entry(b[0]).or_default().extend_from_slice(&b[1..]);
+            }
+            tokio_tungstenite::tungstenite::Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    got
+}
+
+fn text(got: &HashMap<u8, Vec<u8>>, ch: u8) -> String {
+    String::from_utf8_lossy(got.get(&ch).map(|v| v.as_slice()).unwrap_or_default()).into_owned()
+}
+
+/// Exec (with and without a terminal, with stdin), attach and port forward
+/// through the streaming URLs, over WebSocket with Kubernetes' channel
+/// protocol; exit codes on the error channel; one-time tokens; refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_attach_and_port_forward_through_the_streaming_server() {
+    use futures::SinkExt;
+    let cri = Cri::start(false).await;
+    let (mut rs, _) = cri.clients().await;
+    let before = cri.leftovers();
+    let logs = cri.root().join("pods/st");
+    let pod_cfg = pod_config("st", &logs);
+    let pod = rs
+        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let image = engine_cri::PAUSE_IMAGE;
+    // A server on the pod's port 8080 that greets and records what it is sent.
+    let srv_cfg = container_config("srv", image, "echo hello-pf | nc -l -p 8080 > /tmp/got; sleep 1000");
+    let mut talk_cfg = container_config("talk", image, "read x; echo attached-$x; echo bye >&2");
+    talk_cfg.stdin = true;
+    let mut ids = Vec::new();
+    for cfg in [srv_cfg, talk_cfg] {
+        let id = rs
+            .create_container(pb::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod_cfg.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(pb::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        ids.push(id);
+    }
+    let (srv, talk) = (ids[0].clone(), ids[1].clone());
+
+    // Exec without a terminal: stdin in, stdout and stderr apart, exit 5.
+    let url = rs
+        .exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "read x; echo got-$x; echo err >&2; exit 5".into()],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let mut ws = ws_connect(&url, "v5.channel.k8s.io").await.unwrap();
+    ws.send(ws_frame(0, b"hello\n")).await.unwrap();
+    // v5: stdin ends.
+    ws.send(ws_frame(255, &[0])).await.unwrap();
+    let got = ws_drain(&mut ws).await;
+    assert_eq!((text(&got, 1).as_str(), text(&got, 2).as_str()), ("got-hello\n", "err\n"), "{got:?}");
+    let st: serde_json::Value = serde_json::from_slice(&got[&3]).unwrap();
+    assert_eq!(st["status"], "Failure", "{st}");
+    assert_eq!(st["reason"], "NonZeroExitCode", "{st}");
+    assert_eq!(st["details"]["causes"][0]["message"], "5", "{st}");
+    // The token was for one session.
+    let e = ws_connect(&url, "v5.channel.k8s.io").await.unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+
+    // Exec with a terminal (v4): a resize, then input; the size and the
+    // terminal are the process's; exit 0 is Success.
+    let url = rs
+        .exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    // SPDY (or nothing) is refused: WebSocket with the channel protocol only.
+    let e = ws_connect(&url, "SPDY/3.1").await.unwrap_err();
+    assert!(e.to_string().contains("400"), "{e}");
+    let url = rs
+        .exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut ws = ws_connect(&url, "v4.channel.k8s.io").await.unwrap();
+    ws.send(ws_frame(4, br#"{"Width":100,"Height":40}"#)).await.unwrap();
+    ws.send(ws_frame(0, b"go\r")).await.unwrap();
+    let got = ws_drain(&mut ws).await;
+    let out = text(&got, 1);
+    assert!(out.contains("40 100\r\n") && out.contains("tty-go\r\n"), "{out:?}");
+    assert!(!got.contains_key(&2));
+    let st: serde_json::Value = serde_json::from_slice(&got[&3]).unwrap();
+    assert_eq!(st["status"], "Success", "{st}");
+
+    // Attach to a container's stdio: its stdin, its output.
+    let url = rs
+        .attach(pb::AttachRequest { container_id: talk.clone(), stdin: true, tty: false, stdout: true, stderr: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut ws = ws_connect(&url, "v5.channel.k8s.io").await.unwrap();
+    ws.send(ws_frame(0, b"there\n")).await.unwrap();
+    let got = ws_drain(&mut ws).await;
+    assert_eq!((text(&got, 1).as_str(), text(&got, 2).as_str()), ("attached-there\n", "bye\n"), "{got:?}");
+    until(&mut rs, &talk, 30, |s| s.state == pb::ContainerState::ContainerExited as i32).await;
+
+    // Port forward to the pod's 8080, once the server listens.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ex = rs
+            .exec_sync(pb::ExecSyncRequest {
+                container_id: srv.clone(),
+                cmd: vec!["netstat".into(), "-ltn".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if String::from_utf8_lossy(&ex.stdout).contains(":8080") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on 8080");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = rs
+        .port_forward(pb::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![8080] })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut ws = ws_connect(&url, "v4.channel.k8s.io").await.unwrap();
+    {
+        use futures::StreamExt;
+        // The first frame of each channel (data 0, error 1) is the port, little-endian.
+        let mut firsts = Vec::new();
+        while firsts.len() < 2 {
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = ws.next().await.unwrap().unwrap() {
+                firsts.push(b.to_vec());
+            }
+        }
+        assert_eq!(firsts, [vec![0u8, 0x90, 0x1f], vec![1u8, 0x90, 0x1f]]);
+        ws.send(ws_frame(0, b"ping-from-client\n")).await.unwrap();
+        let mut data = Vec::new();
+        while !data.ends_with(b"hello-pf\n") {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap() {
+                tokio_tungstenite::tungstenite::Message::Binary(b) => {
+                    assert_eq!(b[0], 0, "{b:?}");
+                    data.extend_from_slice(&b[1..]);
+                }
+                m => panic!("{m:?}"),
+            }
+        }
+        ws.close(None).await.unwrap();
+    }
+    // The pod's server got what was sent through the forward.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ex = rs
+            .exec_sync(pb::ExecSyncRequest {
+                container_id: srv.clone(),
+                cmd: vec!["cat".into(), "/tmp/got".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if ex.stdout == b"ping-from-client\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", String::from_utf8_lossy(&ex.stdout));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Refusals: unknown container, tty with stderr, an exited container, port 0.
+    let (c, _) = code(
+        rs.exec(pb::ExecRequest {
+            container_id: "feedface".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+    let (c, msg) = code(
+        rs.exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["true".into()],
+            tty: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    let (c, _) = code(
+        rs.exec(pb::ExecRequest {
+            container_id: talk.clone(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::FailedPrecondition);
+    let (c, _) = code(rs.port_forward(pb::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![0] }).await);
+    assert_eq!(c, tonic::Code::InvalidArgument);
+
+    rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    let after = cri.leftovers();
+    assert_eq!(
+        (after.mounts, after.cgroups, after.container_dirs),
+        (before.mounts, before.cgroups, before.container_dirs)
+    );
+    assert_eq!(after.holders, before.holders);
+}

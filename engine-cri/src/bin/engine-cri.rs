@@ -44,6 +44,11 @@ struct Args {
     /// guaranteed pods). `false`: such containers fail to start.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     restrict_oom_score_adj: bool,
+    /// Where the streaming server (Exec, Attach, PortForward URLs) listens;
+    /// port 0 picks a free one. Loopback by default: the one-time tokens
+    /// in its URLs are its only authentication.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    streaming_address: std::net::SocketAddr,
     /// Log level or tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     log_level: String,
@@ -108,6 +113,13 @@ async fn run(args: Args) -> Result<()> {
     if networked {
         server = server.with_pod_network();
     }
+    let streaming = tokio::net::TcpListener::bind(args.streaming_address)
+        .await
+        .map_err(|e| Error::io(format!("streaming server on {}", args.streaming_address), e))?;
+    if let Ok(a) = streaming.local_addr() {
+        tracing::info!(address = %a, "streaming server (WebSocket, v5/v4.channel.k8s.io)");
+    }
+    server = server.with_streaming(streaming)?;
     server.ensure_pause_image().await?;
     if let Some(d) = args.listen.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;
