@@ -813,7 +813,33 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
         resources: Some(pb::LinuxContainerResources { oom_score_adj: 5000, ..Default::default() }),
         ..Default::default()
     });
+    // Invalid security contexts: what kubelet may send that the engine cannot honour.
+    let with_sc = |sc: pb::LinuxContainerSecurityContext| {
+        let mut c = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+        c.linux = Some(pb::LinuxContainerConfig { security_context: Some(sc), ..Default::default() });
+        c
+    };
+    let negative_user = with_sc(pb::LinuxContainerSecurityContext {
+        run_as_user: Some(pb::Int64Value { value: -1 }),
+        ..Default::default()
+    });
+    let group_alone = with_sc(pb::LinuxContainerSecurityContext {
+        run_as_group: Some(pb::Int64Value { value: 10 }),
+        ..Default::default()
+    });
+    let selinux = with_sc(pb::LinuxContainerSecurityContext {
+        selinux_options: Some(pb::SeLinuxOption { r#type: "spc_t".into(), ..Default::default() }),
+        ..Default::default()
+    });
+    let ambient = with_sc(pb::LinuxContainerSecurityContext {
+        capabilities: Some(pb::Capability { add_ambient_capabilities: vec!["NET_RAW".into()], ..Default::default() }),
+        ..Default::default()
+    });
     for (cfg, needle) in [
+        (negative_user, "security_context.run_as_user"),
+        (group_alone, "security_context.run_as_group"),
+        (selinux, "security_context.selinux_options"),
+        (ambient, "add_ambient_capabilities"),
         (seccomp, "security_context.seccomp"),
         (bad_env, "envs"),
         (unified, "resources.unified"),
