@@ -98,7 +98,8 @@
 //! ## Not done yet (refused, never ignored)
 //! Shared PID namespaces and host PID/IPC, pod sysctls, SELinux labels,
 //! AppArmor profiles, ambient capabilities, devices, SCTP ports, cpuset
-//! mems, hugepage limits, unified cgroup settings, token registry auth,
+//! mems, hugepage limits, unified cgroup settings, CFS periods other than
+//! the default 100 ms, token registry auth,
 //! the systemd cgroup driver, SPDY streaming. These answer
 //! `Unimplemented` (tonic's default): events, checkpoints, metrics.
 //!

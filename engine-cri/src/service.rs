@@ -565,6 +565,13 @@ impl CriServer {
         if !r.unified.is_empty() {
             return Err(invalid("resources.unified", "unified cgroup settings are not supported yet"));
         }
+        if r.cpu_period != 0 && r.cpu_period != 100_000 {
+            // The engine sets CPU limits as a fraction over the default period.
+            return Err(invalid(
+                "resources.cpu_period",
+                format!("{}: only the default CFS period (100000 µs) is supported", r.cpu_period),
+            ));
+        }
         let pos = |v: i64| (v > 0).then_some(v);
         let cpus = match (r.cpu_quota, r.cpu_period) {
             (q, p) if q > 0 && p > 0 => Some(q as f64 / p as f64),

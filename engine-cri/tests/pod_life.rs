@@ -1090,6 +1090,16 @@ async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
         .await,
     );
     assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    let (c, msg) = code(
+        rs.update_container_resources(pb::UpdateContainerResourcesRequest {
+            container_id: ticker.clone(),
+            linux: Some(pb::LinuxContainerResources { cpu_quota: 5_000, cpu_period: 10_000, ..Default::default() }),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    assert!(msg.contains("cpu_period"), "{msg}");
     let (c, _) = code(
         rs.update_container_resources(pb::UpdateContainerResourcesRequest {
             container_id: "0123456789abcdef0123456789abcdef".into(),
