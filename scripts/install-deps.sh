@@ -16,6 +16,7 @@ pkgs=(
   nftables          # the bridge network driver installs its rules with `nft -f -`
   python3           # the plugin tests run Docker plugins written in Python (engine-plugin/tests/fixtures)
   containernetworking-plugins iptables  # the CNI driver runs Debian's plugins (/usr/lib/cni); portmap and firewall use iptables
+  python3-grpcio python3-grpc-tools python3-websocket  # engine-cri: a second CRI client in Python (stubs generated from api.proto at test time)
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -220,6 +220,12 @@ pub struct ContainerConfig {
     /// Extra `/etc/hosts` lines as (name, address) (`--add-host`).
     #[serde(default)]
     pub extra_hosts: Vec<(String, std::net::IpAddr)>,
+    /// The cgroup the container's cgroup is made under (an absolute
+    /// cgroupfs path such as `/kubepods/burstable/pod<uid>`, docker's
+    /// `--cgroup-parent`); `None`: the manager's. Made when missing, left
+    /// in place when the container goes (its owner removes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// The state of a container as the manager tracks it.
@@ -508,5 +514,20 @@ pub trait LifecycleManager: Send + Sync {
         Err(crate::Error::Unsupported(format!(
             "disconnecting container {id} from a network: not supported by this manager"
         )))
+    }
+    /// Change a created, running or paused container's resource limits
+    /// (`docker update`): the limits set in `resources` replace the
+    /// container's (`None` fields are left as they are), in its cgroup and
+    /// in its recorded config. The default refuses
+    /// ([`Error::Unsupported`](crate::Error::Unsupported)).
+    async fn update(&self, id: &str, resources: Resources) -> Result<()> {
+        let _ = resources;
+        Err(crate::Error::Unsupported(format!("updating container {id}: not supported by this manager")))
+    }
+    /// Reopen a running container's log file at its path (after a rotator
+    /// renamed it; kubelet's `ReopenContainerLog`). The default refuses
+    /// ([`Error::Unsupported`](crate::Error::Unsupported)).
+    async fn reopen_log(&self, id: &str) -> Result<()> {
+        Err(crate::Error::Unsupported(format!("reopening the log of container {id}: not supported by this manager")))
     }
 }

@@ -157,6 +157,16 @@ impl LogSpec {
                 self.cri_path()?;
                 let mut opts = self.opts.clone();
                 opts.remove("path");
+                // kubelet rotates CRI logs itself (rename, then
+                // ReopenContainerLog): a second rotator would race it.
+                if let Some(k) = opts.keys().find(|k| matches!(k.as_str(), "max-size" | "max-file")) {
+                    return Err(Error::invalid(
+                        "log opt",
+                        format!(
+                            "{k}: the cri log driver does not rotate (kubelet rotates and asks the shim to reopen)"
+                        ),
+                    ));
+                }
                 file_target(CRI, LogFormat::Cri, &opts, None, 1).map(LogTarget::File)
             }
             NONE => match self.opts.keys().next() {
@@ -641,6 +651,13 @@ pub trait LogDriver: Send {
     fn flush(&mut self) -> Result<()> {
         Ok(())
     }
+    /// Reopen the sink at the same place (a log file renamed by a rotator:
+    /// later entries go to a new file at the original path).
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`].
+    fn reopen(&mut self) -> Result<()> {
+        Err(Error::Unsupported("this log driver cannot be reopened".into()))
+    }
 }
 
 /// What a log plugin is told about the container it logs for (the `Info`
@@ -734,6 +751,11 @@ mod tests {
         assert!(bad(LogSpec::new("json-file").opt("compress", "true")).contains("compress"));
         assert!(bad(LogSpec::new("local").opt("foo", "1")).contains("unknown log opt 'foo' for local log driver"));
         assert!(bad(LogSpec::new("bad name")).contains("no log driver named 'bad name'"));
+        // kubelet rotates CRI logs: the cri driver refuses rotation options.
+        let cri = || LogSpec::new(CRI).opt("path", "/var/log/pods/p/c/0.log");
+        assert!(bad(cri().opt("max-size", "10m")).contains("max-size: the cri log driver does not rotate"));
+        assert!(bad(cri().opt("max-file", "2")).contains("max-file: the cri log driver does not rotate"));
+        assert!(matches!(cri().resolve().unwrap(), LogTarget::File(FileLog { max_size: None, .. })));
         // max-file without max-size keeps one file, as Docker.
         let one = LogSpec::new("json-file").opt("max-file", "4").resolve().unwrap();
         assert!(matches!(one, LogTarget::File(FileLog { max_size: None, max_file: 1, .. })));

@@ -92,6 +92,14 @@ pub trait Runtime: Send + Sync {
     async fn stats(&self, id: &ContainerId) -> Result<Stats> {
         Err(unsupported(self.name(), "stats", id))
     }
+    /// Change the resources (CPU, memory, cpuset, pids) of a created,
+    /// running or paused container's cgroup (`runc update --resources`).
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn update(&self, id: &ContainerId, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let _ = resources;
+        Err(unsupported(self.name(), "update", id))
+    }
     /// Host pids of the container's processes.
     ///
     /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).

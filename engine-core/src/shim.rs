@@ -228,6 +228,21 @@ pub trait Shim: Send + Sync {
     async fn stats(&self) -> Result<Stats> {
         Err(shim_unsupported(self.id(), "stats"))
     }
+    /// Change the container's cgroup resources through the runtime
+    /// ([`Runtime::update`](crate::Runtime::update)).
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let _ = resources;
+        Err(shim_unsupported(self.id(), "update"))
+    }
+    /// Reopen the init's log file at the same path (after whoever rotates
+    /// it renamed it: kubelet, logrotate); later lines go to the new file.
+    ///
+    /// Optional: the default refuses with [`Error::Unsupported`](crate::Error::Unsupported).
+    async fn reopen_log(&self) -> Result<()> {
+        Err(shim_unsupported(self.id(), "reopen_log"))
+    }
     /// Delete the container through the runtime (it must have exited, or be
     /// killed first); the shim exits afterwards. Returns the init's exit.
     async fn delete(&self) -> Result<Option<ExitStatus>>;

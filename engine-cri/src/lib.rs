@@ -60,16 +60,48 @@
 //! --restrict-oom-score-adj`, on by default) raises what is asked to the
 //! server's own adjustment; values outside -1000..=1000 are refused.
 //!
+//! ## Cgroups, resources, runtime handlers
+//! The sandbox's `linux.cgroup_parent`, as kubelet's cgroupfs driver sends
+//! it (`/kubepods/burstable/pod<uid>`), is the cgroup parent of the
+//! sandbox and of every container of the pod (the systemd driver's slice
+//! names are refused); without one, `engine-cri --cgroup-parent`.
+//! `UpdateContainerResources` changes a running container's memory limit,
+//! CPU quota/period, shares and cpuset through the manager, the shim and
+//! the runtime (`update --resources`); an OOM score adjustment may be
+//! repeated, not changed. RuntimeClass handlers map to the manager's
+//! runtimes: the empty handler is its default (`engine-runc`), and every
+//! other runtime it found (`runc`, `crun`, `youki` on `PATH`) is a handler
+//! of the same name ([`CriServer::runtime_handler`]); `Status` lists them.
+//! `PodSandboxStats` sums CPU, memory and processes over the sandbox and
+//! its running containers and lists the containers' stats (no network
+//! usage yet).
+//!
+//! ## Streaming: Exec, Attach, PortForward
+//! kubelet's URL flow: the RPC checks the request (a running container, a
+//! ready sandbox, streams asked for, no stderr with a terminal) and
+//! returns `http://<addr>/<exec|attach|portforward>/<token>` on the
+//! streaming server ([`CriServer::with_streaming`]; `engine-cri
+//! --streaming-address`, `127.0.0.1:0` by default). The token is good for
+//! one connection within a minute. The client connects with WebSocket
+//! and Kubernetes' channel protocol, `v5.channel.k8s.io` or
+//! `v4.channel.k8s.io`: each binary message starts with its channel
+//! (0 stdin, 1 stdout, 2 stderr, 3 error: a `metav1.Status` JSON at the
+//! end, `Success` or `NonZeroExitCode` with the exit code as its cause;
+//! 4 resize, `{"Width":..,"Height":..}`; with v5, `[255, 0]` closes
+//! stdin). Port forwarding connects to `127.0.0.1:<port>` inside the
+//! pod's network namespace; each port `i` has data channel `2i` and error
+//! channel `2i+1`, and the server's first frame on each carries the port
+//! (two bytes, little-endian). SPDY (`SPDY/3.1` upgrades, kubectl's
+//! fallback) is not served: a request without one of the two WebSocket
+//! subprotocols is answered 400.
+//!
 //! ## Not done yet (refused, never ignored)
-//! Shared PID namespaces and host PID/IPC, pod sysctls, runtime handlers
-//! other than the default, SELinux labels, AppArmor profiles, ambient
-//! capabilities, devices, SCTP ports, cpuset mems, hugepage limits,
-//! unified cgroup settings, token registry auth. These answer
-//! `Unimplemented` (tonic's default): streaming (Exec, Attach,
-//! PortForward), `UpdateContainerResources`, `ReopenContainerLog`, pod
-//! sandbox stats, events, checkpoints, metrics. Not applied (a gap, not
-//! refused, as kubelet always sends it): the sandbox's `cgroup_parent`;
-//! containers' cgroups go under `engine-cri --cgroup-parent`.
+//! Shared PID namespaces and host PID/IPC, pod sysctls, SELinux labels,
+//! AppArmor profiles, ambient capabilities, devices, SCTP ports, cpuset
+//! mems, hugepage limits, unified cgroup settings, CFS periods other than
+//! the default 100 ms, token registry auth,
+//! the systemd cgroup driver, SPDY streaming. These answer
+//! `Unimplemented` (tonic's default): events, checkpoints, metrics.
 //!
 //! ## Logs
 //! A container whose sandbox has a `log_directory` and that has a
@@ -77,11 +109,14 @@
 //! ([`engine_core::logs::CRI`]): the shim writes
 //! `<RFC 3339 time> <stdout|stderr> <P|F> <line>` lines to
 //! `<log_directory>/<log_path>`, so logs keep flowing while the CRI server
-//! is down or restarting.
+//! is down or restarting. kubelet rotates these files (rename, then
+//! `ReopenContainerLog`: the shim reopens the file at its path), so the
+//! `cri` driver refuses `max-size`/`max-file` rotation of its own.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod service;
+mod streaming;
 
 pub use service::{CriServer, PAUSE_IMAGE};
 

@@ -21,6 +21,7 @@ const KIND: &str = "io.engine.cri.kind";
 const SANDBOX: &str = "io.engine.cri.sandbox-id";
 const CONFIG: &str = "io.engine.cri.config";
 const IMAGE: &str = "io.engine.cri.image";
+const HANDLER: &str = "io.engine.cri.runtime-handler";
 
 /// The CRI server: both services, over one manager and one image store.
 #[derive(Clone)]
@@ -32,6 +33,11 @@ pub struct CriServer {
     networked: bool,
     /// Clamp asked OOM score adjustments to the server's own.
     restrict_oom_score_adj: bool,
+    /// RuntimeClass handlers other than the default (`""`, the manager's
+    /// default runtime): handler name to the manager's runtime name.
+    handlers: std::collections::BTreeMap<String, String>,
+    /// The streaming server for Exec, Attach and PortForward.
+    streaming: Option<Arc<crate::streaming::Streaming>>,
 }
 
 fn status(e: Error) -> Status {
@@ -103,6 +109,36 @@ fn namespaces(cfg: &pb::PodSandboxConfig) -> pb::NamespaceOption {
         .unwrap_or_default()
 }
 
+/// The pod's cgroup parent as kubelet's cgroupfs driver sends it
+/// (`/kubepods/burstable/pod<uid>`); the systemd driver's slice names are
+/// refused.
+fn cgroup_parent(cfg: &pb::PodSandboxConfig) -> Result<Option<String>, Status> {
+    let p = cfg.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or("");
+    if p.is_empty() {
+        return Ok(None);
+    }
+    let bad = p.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..");
+    if !p.starts_with('/') || p.len() < 2 || bad {
+        return Err(invalid(
+            "linux.cgroup_parent",
+            format!("{p:?}: an absolute cgroupfs path expected (kubelet's cgroupfs driver; the systemd driver is not supported)"),
+        ));
+    }
+    Ok(Some(p.to_string()))
+}
+
+/// kubelet's rules for a streaming request: some stream, and no stderr
+/// with a terminal (a terminal has one output).
+fn check_streams(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> Result<(), Status> {
+    if !stdin && !stdout && !stderr {
+        return Err(invalid("stdin/stdout/stderr", "one of them must be asked for"));
+    }
+    if tty && stderr {
+        return Err(invalid("stderr", "tty and stderr cannot both be true"));
+    }
+    Ok(())
+}
+
 fn invalid(what: &str, why: impl Into<String>) -> Status {
     Status::invalid_argument(format!("{what}: {}", why.into()))
 }
@@ -119,7 +155,36 @@ impl CriServer {
     /// A server over `mgr` and `images`; `root` holds the server's scratch
     /// files (the pause image is built under it).
     pub fn new(mgr: Arc<dyn LifecycleManager>, images: Arc<dyn ImageStore>, root: impl Into<PathBuf>) -> Self {
-        CriServer { mgr, images, root: root.into(), networked: false, restrict_oom_score_adj: false }
+        CriServer {
+            mgr,
+            images,
+            root: root.into(),
+            networked: false,
+            restrict_oom_score_adj: false,
+            handlers: Default::default(),
+            streaming: None,
+        }
+    }
+
+    /// Serve `Exec`, `Attach` and `PortForward` sessions on `listener`
+    /// (kubelet's URL flow: each RPC returns a one-time URL on it; clients
+    /// speak WebSocket with Kubernetes' `v5.channel.k8s.io` or
+    /// `v4.channel.k8s.io` subprotocol, not SPDY). Without it those RPCs
+    /// answer `Unavailable`. Bind it to loopback unless the node's
+    /// clients (kubelet's proxy) need it elsewhere: the tokens are the only
+    /// authentication.
+    pub fn with_streaming(mut self, listener: tokio::net::TcpListener) -> engine_core::Result<Self> {
+        self.streaming = Some(crate::streaming::Streaming::new(listener)?);
+        Ok(self)
+    }
+
+    /// Serve the RuntimeClass handler `handler` with the manager's runtime
+    /// `runtime` (a name of its runtime table, such as `runc`): pods run
+    /// with `runtime_handler: handler` get it for their sandbox and every
+    /// container. The empty handler is the manager's default runtime.
+    pub fn runtime_handler(mut self, handler: impl Into<String>, runtime: impl Into<String>) -> Self {
+        self.handlers.insert(handler.into(), runtime.into());
+        self
     }
 
     /// containerd's `restrict_oom_score_adj`: an OOM score adjustment a
@@ -176,12 +241,17 @@ impl CriServer {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> engine_core::Result<()> {
         let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-        tonic::transport::Server::builder()
+        let streaming = self.streaming.clone().map(|s| tokio::spawn(s.serve(self.mgr.clone())));
+        let res = tonic::transport::Server::builder()
             .add_service(pb::runtime_service_server::RuntimeServiceServer::new(self.clone()))
             .add_service(pb::image_service_server::ImageServiceServer::new(self))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
-            .map_err(|e| Error::Other(format!("CRI server: {e}")))
+            .map_err(|e| Error::Other(format!("CRI server: {e}")));
+        if let Some(s) = streaming {
+            s.abort();
+        }
+        res
     }
 
     async fn all(&self) -> Result<Vec<ContainerInfo>, Status> {
@@ -218,6 +288,21 @@ impl CriServer {
         }
     }
 
+    /// A container that must be running (FailedPrecondition otherwise).
+    async fn running_container(&self, id: &str) -> Result<ContainerInfo, Status> {
+        let c = self.container(id).await?;
+        if container_state(&c) != pb::ContainerState::ContainerRunning {
+            return Err(Status::failed_precondition(format!("container {} is not running", c.id)));
+        }
+        Ok(c)
+    }
+
+    fn streaming(&self) -> Result<&crate::streaming::Streaming, Status> {
+        self.streaming
+            .as_deref()
+            .ok_or_else(|| Status::unavailable("this CRI server has no streaming server (CriServer::with_streaming)"))
+    }
+
     fn pod_sandbox(info: &ContainerInfo) -> pb::PodSandbox {
         let cfg: pb::PodSandboxConfig = decode(info);
         pb::PodSandbox {
@@ -227,7 +312,7 @@ impl CriServer {
             created_at: nanos(Some(info.created)),
             labels: cfg.labels,
             annotations: cfg.annotations,
-            runtime_handler: String::new(),
+            runtime_handler: info.config.labels.get(HANDLER).cloned().unwrap_or_default(),
         }
     }
 
@@ -282,6 +367,7 @@ impl CriServer {
         if !linux.sysctls.is_empty() {
             return Err(invalid("sysctls", "pod sysctls are not supported yet"));
         }
+        let cgroup_parent = cgroup_parent(req)?;
         let mut ports = Vec::new();
         for p in &req.port_mappings {
             let (Ok(container_port), Ok(host_port)) = (u16::try_from(p.container_port), u16::try_from(p.host_port))
@@ -351,6 +437,7 @@ impl CriServer {
             },
             ports,
             init: true,
+            cgroup_parent,
             stop_timeout: Some(Duration::from_secs(2)),
             dns: servers,
             dns_search: dns.searches,
@@ -460,6 +547,8 @@ impl CriServer {
             resources,
             oom_score_adj,
             security,
+            cgroup_parent: cgroup_parent(sandbox_cfg)?,
+            runtime: sandbox.config.runtime.clone(),
             ..Default::default()
         })
     }
@@ -475,6 +564,13 @@ impl CriServer {
         }
         if !r.unified.is_empty() {
             return Err(invalid("resources.unified", "unified cgroup settings are not supported yet"));
+        }
+        if r.cpu_period != 0 && r.cpu_period != 100_000 {
+            // The engine sets CPU limits as a fraction over the default period.
+            return Err(invalid(
+                "resources.cpu_period",
+                format!("{}: only the default CFS period (100000 µs) is supported", r.cpu_period),
+            ));
         }
         let pos = |v: i64| (v > 0).then_some(v);
         let cpus = match (r.cpu_quota, r.cpu_period) {
@@ -541,6 +637,62 @@ impl CriServer {
         Ok(out)
     }
 
+    /// A pod's stats: its containers' (as [`Self::stats`]), and CPU, memory
+    /// and process count summed over the sandbox and its running
+    /// containers (the pod has no cgroup of the engine's own). Network
+    /// usage is not reported.
+    async fn pod_stats(&self, sb: &ContainerInfo, all: &[ContainerInfo]) -> Result<pb::PodSandboxStats, Status> {
+        let cfg: pb::PodSandboxConfig = decode(sb);
+        let now = nanos(Some(SystemTime::now()));
+        let mut containers = Vec::new();
+        let (mut cpu, mut mem, mut procs, mut any) = (0u64, 0u64, 0u64, false);
+        let mut add = |s: &engine_core::Stats| {
+            any = true;
+            cpu += s.cpu_usage_ns.unwrap_or(0);
+            mem += s.memory_usage.unwrap_or(0);
+            procs += s.pids_current.unwrap_or(0);
+        };
+        for c in all.iter().filter(|c| is_kind(c, "container") && c.config.labels.get(SANDBOX) == Some(&sb.id)) {
+            containers.push(self.stats(c).await?);
+            if container_state(c) == pb::ContainerState::ContainerRunning {
+                if let Ok(s) = self.mgr.stats(&c.id).await {
+                    add(&s);
+                }
+            }
+        }
+        if sandbox_state(sb) == pb::PodSandboxState::SandboxReady {
+            if let Ok(s) = self.mgr.stats(&sb.id).await {
+                add(&s);
+            }
+        }
+        let u = |v: u64| Some(pb::UInt64Value { value: v });
+        Ok(pb::PodSandboxStats {
+            attributes: Some(pb::PodSandboxAttributes {
+                id: sb.id.clone(),
+                metadata: cfg.metadata,
+                labels: cfg.labels,
+                annotations: cfg.annotations,
+            }),
+            linux: Some(pb::LinuxPodSandboxStats {
+                cpu: any.then(|| pb::CpuUsage {
+                    timestamp: now,
+                    usage_core_nano_seconds: u(cpu),
+                    usage_nano_cores: None,
+                }),
+                memory: any.then(|| pb::MemoryUsage {
+                    timestamp: now,
+                    working_set_bytes: u(mem),
+                    usage_bytes: u(mem),
+                    ..Default::default()
+                }),
+                network: None,
+                process: any.then(|| pb::ProcessUsage { timestamp: now, process_count: u(procs) }),
+                containers,
+            }),
+            windows: None,
+        })
+    }
+
     fn image(info: &ImageInfo) -> pb::Image {
         let user = info.config.config().as_ref().and_then(|c| c.user().clone()).unwrap_or_default();
         let (uid, username) = match user.split(':').next().unwrap_or("") {
@@ -596,19 +748,37 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
                 message: String::new(),
             },
         ];
-        Ok(Response::new(pb::StatusResponse { status: Some(pb::RuntimeStatus { conditions }), ..Default::default() }))
+        let runtime_handlers = std::iter::once(String::new())
+            .chain(self.handlers.keys().cloned())
+            .map(|name| pb::RuntimeHandler { name, features: Some(Default::default()) })
+            .collect();
+        Ok(Response::new(pb::StatusResponse {
+            status: Some(pb::RuntimeStatus { conditions }),
+            runtime_handlers,
+            ..Default::default()
+        }))
     }
 
     async fn run_pod_sandbox(&self, req: Request<pb::RunPodSandboxRequest>) -> R<pb::RunPodSandboxResponse> {
         let req = req.into_inner();
-        if !req.runtime_handler.is_empty() {
-            return Err(invalid(
-                "runtime_handler",
-                format!("{:?}: only the default handler is supported yet", req.runtime_handler),
-            ));
-        }
+        let runtime = match req.runtime_handler.as_str() {
+            "" => None,
+            h => match self.handlers.get(h) {
+                Some(r) => Some(r.clone()),
+                None => {
+                    let known: Vec<&str> =
+                        std::iter::once("\"\" (default)").chain(self.handlers.keys().map(|s| s.as_str())).collect();
+                    return Err(invalid(
+                        "runtime_handler",
+                        format!("{h:?} is not served (known: {})", known.join(", ")),
+                    ));
+                }
+            },
+        };
         let cfg = req.config.ok_or_else(|| invalid("config", "required"))?;
-        let config = self.sandbox_config(&cfg)?;
+        let mut config = self.sandbox_config(&cfg)?;
+        config.runtime = runtime;
+        config.labels.insert(HANDLER.to_string(), req.runtime_handler.clone());
         self.ensure_pause_image().await.map_err(status)?;
         let info = self.mgr.create(config).await.map_err(status)?;
         if let Err(e) = self.mgr.start(&info.id).await {
@@ -824,6 +994,126 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
             }
         }
         Ok(Response::new(pb::ListContainerStatsResponse { stats }))
+    }
+
+    async fn update_container_resources(
+        &self,
+        req: Request<pb::UpdateContainerResourcesRequest>,
+    ) -> R<pb::UpdateContainerResourcesResponse> {
+        let req = req.into_inner();
+        if req.windows.is_some() {
+            return Err(invalid("windows", "Windows resources on a Linux node"));
+        }
+        let c = self.container(&req.container_id).await?;
+        let Some(r) = req.linux else { return Ok(Response::new(pb::UpdateContainerResourcesResponse {})) };
+        let (res, adj) = self.resources(&r)?;
+        // The OOM score adjustment is set when the container starts; an
+        // update may repeat it (kubelet sends the whole set), not change it.
+        if adj.is_some() && adj != c.config.oom_score_adj {
+            return Err(invalid(
+                "linux.oom_score_adj",
+                format!("{}: the OOM score adjustment of a running container cannot be changed", r.oom_score_adj),
+            ));
+        }
+        self.mgr.update(&c.id, res).await.map_err(|e| match e {
+            Error::Conflict { .. } => Status::failed_precondition(e.to_string()),
+            e => status(e),
+        })?;
+        Ok(Response::new(pb::UpdateContainerResourcesResponse {}))
+    }
+
+    async fn reopen_container_log(
+        &self,
+        req: Request<pb::ReopenContainerLogRequest>,
+    ) -> R<pb::ReopenContainerLogResponse> {
+        let c = self.container(&req.into_inner().container_id).await?;
+        if c.config.log.driver != engine_core::logs::CRI {
+            return Err(Status::failed_precondition(format!("container {} has no CRI log file", c.id)));
+        }
+        if container_state(&c) != pb::ContainerState::ContainerRunning {
+            return Err(Status::failed_precondition(format!("container {} is not running", c.id)));
+        }
+        self.mgr.reopen_log(&c.id).await.map_err(|e| match e {
+            Error::Conflict { .. } => Status::failed_precondition(e.to_string()),
+            e => status(e),
+        })?;
+        Ok(Response::new(pb::ReopenContainerLogResponse {}))
+    }
+
+    async fn pod_sandbox_stats(&self, req: Request<pb::PodSandboxStatsRequest>) -> R<pb::PodSandboxStatsResponse> {
+        let sb = self.sandbox(&req.into_inner().pod_sandbox_id).await?;
+        let all = self.all().await?;
+        Ok(Response::new(pb::PodSandboxStatsResponse { stats: Some(self.pod_stats(&sb, &all).await?) }))
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: Request<pb::ListPodSandboxStatsRequest>,
+    ) -> R<pb::ListPodSandboxStatsResponse> {
+        let f = req.into_inner().filter.unwrap_or_default();
+        let all = self.all().await?;
+        let mut stats = Vec::new();
+        for sb in all.iter().filter(|c| is_kind(c, "sandbox")) {
+            let p = Self::pod_sandbox(sb);
+            if (f.id.is_empty() || p.id.starts_with(&f.id)) && selector_matches(&f.label_selector, &p.labels) {
+                stats.push(self.pod_stats(sb, &all).await?);
+            }
+        }
+        Ok(Response::new(pb::ListPodSandboxStatsResponse { stats }))
+    }
+
+    async fn exec(&self, req: Request<pb::ExecRequest>) -> R<pb::ExecResponse> {
+        let req = req.into_inner();
+        if req.cmd.is_empty() {
+            return Err(invalid("cmd", "empty"));
+        }
+        check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+        let c = self.running_container(&req.container_id).await?;
+        let url = self.streaming()?.url(crate::streaming::Session::Exec {
+            container: c.id,
+            cmd: req.cmd,
+            tty: req.tty,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+        });
+        Ok(Response::new(pb::ExecResponse { url }))
+    }
+
+    async fn attach(&self, req: Request<pb::AttachRequest>) -> R<pb::AttachResponse> {
+        let req = req.into_inner();
+        check_streams(req.tty, req.stdin, req.stdout, req.stderr)?;
+        let c = self.running_container(&req.container_id).await?;
+        if req.tty != c.config.tty {
+            return Err(invalid("tty", format!("{}: the container was created with tty {}", req.tty, c.config.tty)));
+        }
+        if req.stdin && !c.config.open_stdin {
+            return Err(invalid("stdin", "the container was created without stdin"));
+        }
+        let url = self.streaming()?.url(crate::streaming::Session::Attach {
+            container: c.id,
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+        });
+        Ok(Response::new(pb::AttachResponse { url }))
+    }
+
+    async fn port_forward(&self, req: Request<pb::PortForwardRequest>) -> R<pb::PortForwardResponse> {
+        let req = req.into_inner();
+        let ports = req
+            .port
+            .iter()
+            .map(|&p| {
+                u16::try_from(p).ok().filter(|p| *p > 0).ok_or_else(|| invalid("port", format!("{p} is not 1-65535")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let sb = self.sandbox(&req.pod_sandbox_id).await?;
+        if sandbox_state(&sb) != pb::PodSandboxState::SandboxReady {
+            return Err(Status::failed_precondition(format!("pod sandbox {} is not ready", sb.id)));
+        }
+        let url = self.streaming()?.url(crate::streaming::Session::PortForward { sandbox: sb.id, ports });
+        Ok(Response::new(pb::PortForwardResponse { url }))
     }
 
     async fn exec_sync(&self, req: Request<pb::ExecSyncRequest>) -> R<pb::ExecSyncResponse> {

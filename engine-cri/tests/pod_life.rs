@@ -188,15 +188,30 @@ struct Registry {
 
 impl Registry {
     fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// With `auth` (user, password), the registry asks for basic auth (htpasswd).
+    fn start_with(auth: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let cfg = dir.path().join("config.yml");
         let data = dir.path().join("data");
+        let auth_cfg = match auth {
+            None => String::new(),
+            Some((user, password)) => {
+                let out = Command::new("htpasswd").args(["-Bbn", user, password]).output().unwrap();
+                assert!(out.status.success());
+                let file = dir.path().join("htpasswd");
+                std::fs::write(&file, &out.stdout).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n", file.display())
+            }
+        };
         std::fs::write(
             &cfg,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n{auth_cfg}",
                 data.display()
             ),
         )
@@ -227,6 +242,16 @@ impl Drop for Registry {
 /// Push a busybox image (Debian's busybox-static) to `reg` as `name`, from
 /// a store of the test's own.
 async fn push_busybox(reg: &Registry, dir: &Path, name: &str) -> String {
+    push_busybox_as(reg, dir, name, None).await
+}
+
+/// [`push_busybox`] with registry credentials.
+async fn push_busybox_as(reg: &Registry, dir: &Path, name: &str, auth: Option<(&str, &str)>) -> String {
+    let auth = auth.map(|(u, p)| engine_core::RegistryAuth {
+        username: Some(u.into()),
+        password: Some(p.into()),
+        ..Default::default()
+    });
     let reference = format!("{}/{name}", reg.addr);
     let rootfs = dir.join("bb-rootfs");
     let tar = dir.join("bb.tar");
@@ -234,7 +259,7 @@ async fn push_busybox(reg: &Registry, dir: &Path, name: &str) -> String {
     engine_image::build::image_from_dir(&rootfs, &reference, &tar, &Default::default()).unwrap();
     let store = engine_image::Store::open(dir.join("store")).unwrap();
     store.import(&tar, engine_core::ArchiveFormat::DockerArchive, None, None).await.unwrap();
-    store.push(&reference, None, None).await.unwrap();
+    store.push(&reference, auth.as_ref(), None).await.unwrap();
     reference
 }
 
@@ -788,7 +813,33 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
         resources: Some(pb::LinuxContainerResources { oom_score_adj: 5000, ..Default::default() }),
         ..Default::default()
     });
+    // Invalid security contexts: what kubelet may send that the engine cannot honour.
+    let with_sc = |sc: pb::LinuxContainerSecurityContext| {
+        let mut c = container_config("x", engine_cri::PAUSE_IMAGE, "true");
+        c.linux = Some(pb::LinuxContainerConfig { security_context: Some(sc), ..Default::default() });
+        c
+    };
+    let negative_user = with_sc(pb::LinuxContainerSecurityContext {
+        run_as_user: Some(pb::Int64Value { value: -1 }),
+        ..Default::default()
+    });
+    let group_alone = with_sc(pb::LinuxContainerSecurityContext {
+        run_as_group: Some(pb::Int64Value { value: 10 }),
+        ..Default::default()
+    });
+    let selinux = with_sc(pb::LinuxContainerSecurityContext {
+        selinux_options: Some(pb::SeLinuxOption { r#type: "spc_t".into(), ..Default::default() }),
+        ..Default::default()
+    });
+    let ambient = with_sc(pb::LinuxContainerSecurityContext {
+        capabilities: Some(pb::Capability { add_ambient_capabilities: vec!["NET_RAW".into()], ..Default::default() }),
+        ..Default::default()
+    });
     for (cfg, needle) in [
+        (negative_user, "security_context.run_as_user"),
+        (group_alone, "security_context.run_as_group"),
+        (selinux, "security_context.selinux_options"),
+        (ambient, "add_ambient_capabilities"),
         (seccomp, "security_context.seccomp"),
         (bad_env, "envs"),
         (unified, "resources.unified"),
@@ -879,4 +930,593 @@ async fn measure_pod_start() {
         median(par),
         wall
     );
+}
+
+/// Read a file of the container's cgroup (v2, or the v1 controller `v1`)
+/// under `parent`.
+fn cgroup_file(parent: &str, id: &str, v1: &str, file: &str) -> String {
+    let rel = format!("{}/{id}", parent.trim_start_matches('/'));
+    let path = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        format!("/sys/fs/cgroup/{rel}/{file}")
+    } else {
+        format!("/sys/fs/cgroup/{v1}/{rel}/{file}")
+    };
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}")).trim().to_string()
+}
+
+fn pull_req(image: &str, auth: Option<pb::AuthConfig>) -> pb::PullImageRequest {
+    pb::PullImageRequest {
+        image: Some(pb::ImageSpec { image: image.into(), ..Default::default() }),
+        auth,
+        sandbox_config: None,
+    }
+}
+
+/// Pull with registry credentials, the `runc` RuntimeClass handler, the
+/// pod's cgroup parent as kubelet's cgroupfs driver sends it, resources
+/// updated on a running container, its log reopened after a rename, pod
+/// stats; and the refusals around them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
+    let cri = Cri::start(false).await;
+    let (mut rs, mut is) = cri.clients().await;
+    // Status lists the default handler and runc (on PATH here).
+    let st = rs.status(pb::StatusRequest { verbose: false }).await.unwrap().into_inner();
+    let names: Vec<_> = st.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
+    assert!(names.contains(&"") && names.contains(&"runc"), "{names:?}");
+
+    // A registry that wants basic auth: refused without, pulled with
+    // username/password and with the `auth` (base64 user:password) form.
+    let reg = Registry::start_with(Some(("kube", "s3cret")));
+    let image = push_busybox_as(&reg, cri.dir.path(), "cri/private:1", Some(("kube", "s3cret"))).await;
+    let e = is.pull_image(pull_req(&image, None)).await.unwrap_err();
+    assert_ne!(e.code(), tonic::Code::Ok);
+    let wrong = pb::AuthConfig { username: "kube".into(), password: "wrong".into(), ..Default::default() };
+    is.pull_image(pull_req(&image, Some(wrong))).await.unwrap_err();
+    let good = pb::AuthConfig { username: "kube".into(), password: "s3cret".into(), ..Default::default() };
+    let pulled = is.pull_image(pull_req(&image, Some(good))).await.unwrap().into_inner().image_ref;
+    assert!(pulled.starts_with("sha256:"), "{pulled}");
+    is.remove_image(pb::RemoveImageRequest {
+        image: Some(pb::ImageSpec { image: image.clone(), ..Default::default() }),
+    })
+    .await
+    .unwrap();
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("kube:s3cret");
+    let again = is
+        .pull_image(pull_req(&image, Some(pb::AuthConfig { auth, ..Default::default() })))
+        .await
+        .unwrap()
+        .into_inner()
+        .image_ref;
+    assert_eq!(again, pulled);
+
+    let before = cri.leftovers();
+    let logs = cri.root().join("pods/rc");
+    // kubelet's pod cgroup (cgroupfs driver), under the test's parent.
+    let pod_cgroup = format!("{}/kubepods/burstable/pod-uid-rc", cri.cgroup_parent);
+    let mut pod_cfg = pod_config("rc", &logs);
+    pod_cfg.linux = Some(pb::LinuxPodSandboxConfig { cgroup_parent: pod_cgroup.clone(), ..Default::default() });
+
+    // Refused: an unknown handler, a systemd-driver slice name.
+    let (c, msg) = code(
+        rs.run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: "kata".into() })
+            .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    assert!(msg.contains("runtime_handler") && msg.contains("kata"), "{msg}");
+    let mut slice = pod_cfg.clone();
+    slice.linux.as_mut().unwrap().cgroup_parent = "kubepods-burstable-podrc.slice".into();
+    let (c, msg) = code(
+        rs.run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(slice), runtime_handler: String::new() }).await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    assert!(msg.contains("cgroup_parent"), "{msg}");
+
+    let pod = rs
+        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: "runc".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let ps = rs
+        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap();
+    assert_eq!(ps.runtime_handler, "runc");
+    let mut cfg = container_config("ticker", &image, "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done");
+    cfg.linux = Some(pb::LinuxContainerConfig {
+        resources: Some(pb::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_quota: 50_000,
+            cpu_period: 100_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let ticker = rs
+        .create_container(pb::CreateContainerRequest {
+            pod_sandbox_id: pod.clone(),
+            config: Some(cfg),
+            sandbox_config: Some(pod_cfg.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .container_id;
+    rs.start_container(pb::StartContainerRequest { container_id: ticker.clone() }).await.unwrap();
+    until(&mut rs, &ticker, 30, |s| s.state == pb::ContainerState::ContainerRunning as i32).await;
+    // runc runs it (its state is under the manager's runc root), in the pod's cgroup.
+    assert!(cri.root().join("runtime/runc").join(&ticker).join("state.json").exists(), "{}", cri.log());
+    assert!(cri.root().join("runtime/runc").join(&pod).join("state.json").exists());
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (mem_file, mem_ctl) = if v2 { ("memory.max", "memory") } else { ("memory.limit_in_bytes", "memory") };
+    assert_eq!(cgroup_file(&pod_cgroup, &ticker, mem_ctl, mem_file), (64u64 << 20).to_string());
+
+    // Update the running container's resources.
+    rs.update_container_resources(pb::UpdateContainerResourcesRequest {
+        container_id: ticker.clone(),
+        linux: Some(pb::LinuxContainerResources {
+            memory_limit_in_bytes: 96 << 20,
+            cpu_quota: 20_000,
+            cpu_period: 100_000,
+            cpu_shares: 256,
+            cpuset_cpus: "0".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(cgroup_file(&pod_cgroup, &ticker, mem_ctl, mem_file), (96u64 << 20).to_string());
+    if v2 {
+        assert_eq!(cgroup_file(&pod_cgroup, &ticker, "", "cpu.max"), "20000 100000");
+        assert_eq!(cgroup_file(&pod_cgroup, &ticker, "", "cpuset.cpus"), "0");
+    } else {
+        assert_eq!(cgroup_file(&pod_cgroup, &ticker, "cpu", "cpu.cfs_quota_us"), "20000");
+        assert_eq!(cgroup_file(&pod_cgroup, &ticker, "cpu", "cpu.shares"), "256");
+        assert_eq!(cgroup_file(&pod_cgroup, &ticker, "cpuset", "cpuset.cpus"), "0");
+    }
+    // What the engine cannot apply is refused.
+    let (c, msg) = code(
+        rs.update_container_resources(pb::UpdateContainerResourcesRequest {
+            container_id: ticker.clone(),
+            linux: Some(pb::LinuxContainerResources { cpuset_mems: "0".into(), ..Default::default() }),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    let (c, msg) = code(
+        rs.update_container_resources(pb::UpdateContainerResourcesRequest {
+            container_id: ticker.clone(),
+            linux: Some(pb::LinuxContainerResources { cpu_quota: 5_000, cpu_period: 10_000, ..Default::default() }),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    assert!(msg.contains("cpu_period"), "{msg}");
+    let (c, _) = code(
+        rs.update_container_resources(pb::UpdateContainerResourcesRequest {
+            container_id: "0123456789abcdef0123456789abcdef".into(),
+            linux: Some(Default::default()),
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+
+    // kubelet's rotation: rename the live file, ask for a reopen; new lines
+    // go to a new file at the same path, the renamed one stops growing.
+    let live = logs.join("ticker/0.log");
+    let rotated = logs.join("ticker/0.log.20260101-000000");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cri_log(&live).len() < 3 {
+        assert!(Instant::now() < deadline, "no ticks: {}", cri.log());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    std::fs::rename(&live, &rotated).unwrap();
+    rs.reopen_container_log(pb::ReopenContainerLogRequest { container_id: ticker.clone() }).await.unwrap();
+    let old = cri_log(&rotated);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !live.exists() || cri_log(&live).len() < 3 {
+        assert!(Instant::now() < deadline, "nothing in the reopened log");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(cri_log(&rotated), old, "the renamed file grew after the reopen");
+    // The ticks carry on where they stopped: the new file starts with the next one.
+    let last: u64 = old.last().unwrap().2.trim_start_matches("tick").parse().unwrap();
+    assert_eq!(cri_log(&live)[0].2, format!("tick{}", last + 1));
+
+    // Pod stats: the pod's container, CPU, memory and processes.
+    let ps = rs
+        .pod_sandbox_stats(pb::PodSandboxStatsRequest { pod_sandbox_id: pod.clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats
+        .unwrap();
+    assert_eq!(ps.attributes.as_ref().unwrap().id, pod);
+    let linux = ps.linux.unwrap();
+    assert_eq!(
+        linux.containers.iter().map(|c| c.attributes.as_ref().unwrap().id.as_str()).collect::<Vec<_>>(),
+        [ticker.as_str()]
+    );
+    assert!(linux.cpu.unwrap().usage_core_nano_seconds.unwrap().value > 0);
+    assert!(linux.memory.unwrap().working_set_bytes.unwrap().value > 0);
+    // The sandbox's init and sleep, the ticker's shell (and its sleep, at times).
+    assert!(linux.process.unwrap().process_count.unwrap().value >= 2);
+    let listed = rs
+        .list_pod_sandbox_stats(pb::ListPodSandboxStatsRequest {
+            filter: Some(pb::PodSandboxStatsFilter {
+                label_selector: HashMap::from([("app".to_string(), "rc".to_string())]),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .stats;
+    assert_eq!(listed.len(), 1);
+    let (c, _) = code(rs.pod_sandbox_stats(pb::PodSandboxStatsRequest { pod_sandbox_id: "ffff0000".into() }).await);
+    assert_eq!(c, tonic::Code::NotFound);
+
+    // A stopped container's log cannot be reopened.
+    rs.stop_container(pb::StopContainerRequest { container_id: ticker.clone(), timeout: 0 }).await.unwrap();
+    let (c, msg) = code(rs.reopen_container_log(pb::ReopenContainerLogRequest { container_id: ticker.clone() }).await);
+    assert_eq!(c, tonic::Code::FailedPrecondition, "{msg}");
+
+    rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    // The pod cgroup is kubelet's to remove; once it did, nothing is left.
+    let pod_dir = |ctl: &str| {
+        if v2 {
+            format!("/sys/fs/cgroup{pod_cgroup}")
+        } else {
+            format!("/sys/fs/cgroup/{ctl}{pod_cgroup}")
+        }
+    };
+    assert!(Path::new(&pod_dir("memory")).is_dir());
+    remove_cgroup_parent(&format!("{}/kubepods", cri.cgroup_parent));
+    let after = cri.leftovers();
+    assert_eq!(
+        (after.mounts, after.cgroups, after.container_dirs),
+        (before.mounts, before.cgroups, before.container_dirs)
+    );
+    assert_eq!(after.holders, before.holders);
+}
+
+type ClientWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connect to a streaming URL with WebSocket, offering `proto`.
+async fn ws_connect(url: &str, proto: &str) -> Result<ClientWs, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = url.replacen("http://", "ws://", 1).into_client_request().unwrap();
+    req.headers_mut().insert("Sec-WebSocket-Protocol", proto.parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+}
+
+fn ws_frame(channel: u8, data: &[u8]) -> tokio_tungstenite::tungstenite::Message {
+    let mut v = vec![channel];
+    v.extend_from_slice(data);
+    tokio_tungstenite::tungstenite::Message::Binary(v.into())
+}
+
+/// Everything the server sends, by channel, until it closes (bounded).
+async fn ws_drain(ws: &mut ClientWs) -> HashMap<u8, Vec<u8>> {
+    use futures::StreamExt;
+    let mut got: HashMap<u8, Vec<u8>> = HashMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while let Ok(Some(m)) = tokio::time::timeout_at(deadline, ws.next()).await {
+        match m.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Binary(b) if !b.is_empty() => {
+                got.entry(b[0]).or_default().extend_from_slice(&b[1..]);
+            }
+            tokio_tungstenite::tungstenite::Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    got
+}
+
+fn text(got: &HashMap<u8, Vec<u8>>, ch: u8) -> String {
+    String::from_utf8_lossy(got.get(&ch).map(|v| v.as_slice()).unwrap_or_default()).into_owned()
+}
+
+/// Exec (with and without a terminal, with stdin), attach and port forward
+/// through the streaming URLs, over WebSocket with Kubernetes' channel
+/// protocol; exit codes on the error channel; one-time tokens; refusals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_attach_and_port_forward_through_the_streaming_server() {
+    use futures::SinkExt;
+    let cri = Cri::start(false).await;
+    let (mut rs, _) = cri.clients().await;
+    let before = cri.leftovers();
+    let logs = cri.root().join("pods/st");
+    let pod_cfg = pod_config("st", &logs);
+    let pod = rs
+        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id;
+    let image = engine_cri::PAUSE_IMAGE;
+    // A server on the pod's port 8080 that greets and records what it is sent.
+    let srv_cfg = container_config("srv", image, "echo hello-pf | nc -l -p 8080 > /tmp/got; sleep 1000");
+    let mut talk_cfg = container_config("talk", image, "read x; echo attached-$x; echo bye >&2");
+    talk_cfg.stdin = true;
+    let mut ids = Vec::new();
+    for cfg in [srv_cfg, talk_cfg] {
+        let id = rs
+            .create_container(pb::CreateContainerRequest {
+                pod_sandbox_id: pod.clone(),
+                config: Some(cfg),
+                sandbox_config: Some(pod_cfg.clone()),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .container_id;
+        rs.start_container(pb::StartContainerRequest { container_id: id.clone() }).await.unwrap();
+        ids.push(id);
+    }
+    let (srv, talk) = (ids[0].clone(), ids[1].clone());
+
+    // Exec without a terminal: stdin in, stdout and stderr apart, exit 5.
+    let url = rs
+        .exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "read x; echo got-$x; echo err >&2; exit 5".into()],
+            tty: false,
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let mut ws = ws_connect(&url, "v5.channel.k8s.io").await.unwrap();
+    ws.send(ws_frame(0, b"hello\n")).await.unwrap();
+    // v5: stdin ends.
+    ws.send(ws_frame(255, &[0])).await.unwrap();
+    let got = ws_drain(&mut ws).await;
+    assert_eq!((text(&got, 1).as_str(), text(&got, 2).as_str()), ("got-hello\n", "err\n"), "{got:?}");
+    let st: serde_json::Value = serde_json::from_slice(&got[&3]).unwrap();
+    assert_eq!(st["status"], "Failure", "{st}");
+    assert_eq!(st["reason"], "NonZeroExitCode", "{st}");
+    assert_eq!(st["details"]["causes"][0]["message"], "5", "{st}");
+    // The token was for one session.
+    let e = ws_connect(&url, "v5.channel.k8s.io").await.unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+
+    // Exec with a terminal (v4): a resize, then input; the size and the
+    // terminal are the process's; exit 0 is Success.
+    let url = rs
+        .exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    // SPDY (or nothing) is refused: WebSocket with the channel protocol only.
+    let e = ws_connect(&url, "SPDY/3.1").await.unwrap_err();
+    assert!(e.to_string().contains("400"), "{e}");
+    let url = rs
+        .exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
+            tty: true,
+            stdin: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut ws = ws_connect(&url, "v4.channel.k8s.io").await.unwrap();
+    ws.send(ws_frame(4, br#"{"Width":100,"Height":40}"#)).await.unwrap();
+    ws.send(ws_frame(0, b"go\r")).await.unwrap();
+    let got = ws_drain(&mut ws).await;
+    let out = text(&got, 1);
+    assert!(out.contains("40 100\r\n") && out.contains("tty-go\r\n"), "{out:?}");
+    assert!(!got.contains_key(&2));
+    let st: serde_json::Value = serde_json::from_slice(&got[&3]).unwrap();
+    assert_eq!(st["status"], "Success", "{st}");
+
+    // Attach to a container's stdio: its stdin, its output.
+    let url = rs
+        .attach(pb::AttachRequest { container_id: talk.clone(), stdin: true, tty: false, stdout: true, stderr: true })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut ws = ws_connect(&url, "v5.channel.k8s.io").await.unwrap();
+    ws.send(ws_frame(0, b"there\n")).await.unwrap();
+    let got = ws_drain(&mut ws).await;
+    assert_eq!((text(&got, 1).as_str(), text(&got, 2).as_str()), ("attached-there\n", "bye\n"), "{got:?}");
+    until(&mut rs, &talk, 30, |s| s.state == pb::ContainerState::ContainerExited as i32).await;
+
+    // Port forward to the pod's 8080, once the server listens.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ex = rs
+            .exec_sync(pb::ExecSyncRequest {
+                container_id: srv.clone(),
+                cmd: vec!["netstat".into(), "-ltn".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if String::from_utf8_lossy(&ex.stdout).contains(":8080") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nothing listens on 8080");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let url = rs
+        .port_forward(pb::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![8080] })
+        .await
+        .unwrap()
+        .into_inner()
+        .url;
+    let mut ws = ws_connect(&url, "v4.channel.k8s.io").await.unwrap();
+    {
+        use futures::StreamExt;
+        // The first frame of each channel (data 0, error 1) is the port, little-endian.
+        let mut firsts = Vec::new();
+        while firsts.len() < 2 {
+            if let tokio_tungstenite::tungstenite::Message::Binary(b) = ws.next().await.unwrap().unwrap() {
+                firsts.push(b.to_vec());
+            }
+        }
+        assert_eq!(firsts, [vec![0u8, 0x90, 0x1f], vec![1u8, 0x90, 0x1f]]);
+        ws.send(ws_frame(0, b"ping-from-client\n")).await.unwrap();
+        let mut data = Vec::new();
+        while !data.ends_with(b"hello-pf\n") {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await.unwrap().unwrap().unwrap() {
+                tokio_tungstenite::tungstenite::Message::Binary(b) => {
+                    assert_eq!(b[0], 0, "{b:?}");
+                    data.extend_from_slice(&b[1..]);
+                }
+                m => panic!("{m:?}"),
+            }
+        }
+        ws.close(None).await.unwrap();
+    }
+    // The pod's server got what was sent through the forward.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ex = rs
+            .exec_sync(pb::ExecSyncRequest {
+                container_id: srv.clone(),
+                cmd: vec!["cat".into(), "/tmp/got".into()],
+                timeout: 10,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if ex.stdout == b"ping-from-client\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{:?}", String::from_utf8_lossy(&ex.stdout));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Refusals: unknown container, tty with stderr, an exited container, port 0.
+    let (c, _) = code(
+        rs.exec(pb::ExecRequest {
+            container_id: "feedface".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::NotFound);
+    let (c, msg) = code(
+        rs.exec(pb::ExecRequest {
+            container_id: srv.clone(),
+            cmd: vec!["true".into()],
+            tty: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
+    let (c, _) = code(
+        rs.exec(pb::ExecRequest {
+            container_id: talk.clone(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await,
+    );
+    assert_eq!(c, tonic::Code::FailedPrecondition);
+    let (c, _) = code(rs.port_forward(pb::PortForwardRequest { pod_sandbox_id: pod.clone(), port: vec![0] }).await);
+    assert_eq!(c, tonic::Code::InvalidArgument);
+
+    rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
+    rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
+    let after = cri.leftovers();
+    assert_eq!(
+        (after.mounts, after.cgroups, after.container_dirs),
+        (before.mounts, before.cgroups, before.container_dirs)
+    );
+    assert_eq!(after.holders, before.holders);
+}
+
+/// The second, independent client: `tests/cri_client.py`, Python's gRPC
+/// with stubs generated now from the vendored `api.proto` (Debian's
+/// python3-grpc-tools), and websocket-client for the streaming URL. It
+/// walks a pod as kubelet does (pull with auth, port mappings and DNS
+/// config, a security context, a tty exec through the streaming URL, logs
+/// reopened after rotation); this test gives it a server, a registry with
+/// auth, and checks that nothing is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_walks_a_pod() {
+    let cri = Cri::start(true).await;
+    let reg = Registry::start_with(Some(("kube", "py-s3cret")));
+    let image = push_busybox_as(&reg, cri.dir.path(), "cri/py:1", Some(("kube", "py-s3cret"))).await;
+    let stubs = cri.dir.path().join("stubs");
+    std::fs::create_dir_all(&stubs).unwrap();
+    let proto_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("proto");
+    let out = Command::new("/usr/bin/python3")
+        .args(["-m", "grpc_tools.protoc", "-I"])
+        .arg(&proto_dir)
+        .arg(format!("--python_out={}", stubs.display()))
+        .arg(format!("--grpc_python_out={}", stubs.display()))
+        .arg(proto_dir.join("api.proto"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "grpc_tools.protoc: {}", String::from_utf8_lossy(&out.stderr));
+    let before = cri.leftovers();
+    // A free port of the test's host namespace (its own: nothing else binds there).
+    let host_port = 18081;
+    let logs = cri.root().join("pods/py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cri_client.py");
+    let (sock, hostns) = (cri.sock(), cri.host_netns.as_ref().unwrap().path().to_path_buf());
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("/usr/bin/python3")
+            .arg(script)
+            .arg("--socket")
+            .arg(sock)
+            .arg("--stubs")
+            .arg(stubs)
+            .args(["--image", &image, "--user", "kube", "--password", "py-s3cret"])
+            .arg("--log-dir")
+            .arg(logs)
+            .arg("--host-netns")
+            .arg(hostns)
+            .args(["--host-port", &host_port.to_string()])
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && stdout.contains("walk complete"), "{stdout}\n{stderr}\n{}", cri.log());
+    let after = cri.leftovers();
+    assert_eq!(
+        (after.mounts, after.cgroups, after.container_dirs),
+        (before.mounts, before.cgroups, before.container_dirs)
+    );
+    assert_eq!(after.holders, before.holders);
 }

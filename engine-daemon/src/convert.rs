@@ -222,6 +222,8 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         dns_search: hc.dns_search.clone().unwrap_or_default(),
         dns_options: hc.dns_options.clone().unwrap_or_default(),
         extra_hosts,
+        // Docker's HostConfig.CgroupParent is not wired yet.
+        cgroup_parent: None,
     })
 }
 

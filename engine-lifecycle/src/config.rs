@@ -99,13 +99,7 @@ impl ManagerConfig {
     /// path such as `/engine` or `/services/workers`).
     pub fn cgroup_parent(mut self, parent: impl Into<String>) -> Result<Self> {
         let parent = parent.into();
-        let bad = parent.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..");
-        if !parent.starts_with('/') || parent.len() < 2 || bad {
-            return Err(Error::invalid(
-                "cgroup parent",
-                format!("{parent:?} is not an absolute cgroup path like /engine"),
-            ));
-        }
+        check_cgroup_parent(&parent)?;
         self.cgroup_parent = parent;
         Ok(self)
     }
@@ -191,4 +185,14 @@ pub(crate) fn resolve_runtime(cfg: &ManagerConfig, choice: Option<&str>) -> Resu
         rt.root = Some(cfg.root.join("runtime").join(&rt.name));
     }
     Ok(rt)
+}
+
+/// A cgroup parent must be an absolute cgroupfs path (`/engine`,
+/// `/kubepods/burstable/pod<uid>`), without empty, `.` or `..` parts.
+pub(crate) fn check_cgroup_parent(parent: &str) -> Result<()> {
+    let bad = parent.split('/').skip(1).any(|c| c.is_empty() || c == "." || c == "..");
+    if !parent.starts_with('/') || parent.len() < 2 || bad {
+        return Err(Error::invalid("cgroup parent", format!("{parent:?} is not an absolute cgroup path like /engine")));
+    }
+    Ok(())
 }

@@ -9,8 +9,8 @@ use engine_core::network::AttachRequest;
 use engine_core::{
     Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerId, ContainerInfo, ContainerState, Error, Event,
     EventKind, ExecConfig, ExecInfo, ExecRequest, ExitStatus, IoContext, LaunchRequest, LifecycleManager, ListFilter,
-    LogConfig, LogEntry, LogOptions, NetworkDriver, NetworkMode, Pid, ProcessRef, RestartPolicy, Result, RuntimeBinary,
-    Shim, Signal, Stats, WaitCondition,
+    LogConfig, LogEntry, LogOptions, NetworkDriver, NetworkMode, Pid, ProcessRef, Resources, RestartPolicy, Result,
+    RuntimeBinary, Shim, Signal, Stats, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -736,7 +736,7 @@ impl Inner {
                 rootfs: &rootfs.path,
                 volumes: &self.cfg.root.join("volumes"),
                 volume_paths: &volume_paths,
-                cgroup_parent: &self.cfg.cgroup_parent,
+                cgroup_parent: config.cgroup_parent.as_deref().unwrap_or(&self.cfg.cgroup_parent),
                 init_path: init_path.as_deref(),
                 etc_files: &etc_files,
             },
@@ -1674,6 +1674,61 @@ impl LifecycleManager for Manager {
         let entry = self.inner.lookup(id)?;
         let shim = entry.running_shim()?;
         shim.stats().await
+    }
+
+    async fn update(&self, id: &str, resources: Resources) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        let _op = entry.op.lock().await;
+        let info = entry.info();
+        if matches!(info.state, ContainerState::Removing | ContainerState::Dead) {
+            return Err(Error::conflict("container", &entry.id, format!("cannot be updated (state {:?})", info.state)));
+        }
+        let mut merged = info.config.clone();
+        let (r, n) = (&mut merged.resources, resources);
+        r.memory = n.memory.or(r.memory);
+        r.memory_swap = n.memory_swap.or(r.memory_swap);
+        r.cpus = n.cpus.or(r.cpus);
+        r.cpu_shares = n.cpu_shares.or(r.cpu_shares);
+        r.cpuset_cpus = n.cpuset_cpus.or(r.cpuset_cpus.take());
+        r.pids_limit = n.pids_limit.or(r.pids_limit);
+        spec::validate(&merged)?;
+        let res_json = spec::resources_json(&merged.resources);
+        if matches!(info.state, ContainerState::Running | ContainerState::Paused) {
+            let res: oci_spec::runtime::LinuxResources = serde_json::from_value(res_json.clone())
+                .map_err(|e| Error::Other(format!("derived resources are invalid: {e}")))?;
+            entry.running_shim()?.update(&res).await?;
+        }
+        // The bundle keeps them for the next start.
+        let bundle = info.bundle.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let path = bundle.join("config.json");
+            let data = std::fs::read(&path).context(|| format!("reading {}", path.display()))?;
+            let mut v: serde_json::Value = serde_json::from_slice(&data)
+                .map_err(|e| Error::Other(format!("{} is not JSON: {e}", path.display())))?;
+            let res = &mut v["linux"]["resources"];
+            for k in ["memory", "cpu", "pids"] {
+                match res_json.get(k) {
+                    Some(x) => res[k] = x.clone(),
+                    None => {
+                        if let Some(o) = res.as_object_mut() {
+                            o.remove(k);
+                        }
+                    }
+                }
+            }
+            let spec: oci_spec::runtime::Spec =
+                serde_json::from_value(v).map_err(|e| Error::Other(format!("updated runtime spec is invalid: {e}")))?;
+            spec::write_bundle_config(&bundle, &spec)
+        })
+        .await
+        .map_err(|e| Error::Other(format!("config.json writer: {e}")))??;
+        entry.rec.lock().unwrap().info.config.resources = merged.resources;
+        self.inner.persist(&entry).await
+    }
+
+    async fn reopen_log(&self, id: &str) -> Result<()> {
+        let entry = self.inner.lookup(id)?;
+        entry.running_shim()?.reopen_log().await
     }
 
     async fn top(&self, id: &str) -> Result<Vec<Pid>> {

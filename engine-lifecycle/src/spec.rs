@@ -12,6 +12,9 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
     if config.image.trim().is_empty() {
         return Err(Error::invalid("image", "must not be empty"));
     }
+    if let Some(p) = &config.cgroup_parent {
+        crate::config::check_cgroup_parent(p)?;
+    }
     let r = &config.resources;
     if let Some(m) = r.memory {
         if m < 0 {
@@ -421,34 +424,8 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
         }
         (devs, rules)
     };
-    let mut res = json!({"devices": device_rules});
-    if r.memory.is_some_and(|m| m > 0) || r.memory_swap.is_some() {
-        let mut mem = json!({});
-        if let Some(m) = r.memory.filter(|m| *m > 0) {
-            mem["limit"] = json!(m);
-        }
-        if let Some(s) = r.memory_swap {
-            mem["swap"] = json!(s);
-        }
-        res["memory"] = mem;
-    }
-    let mut cpu = json!({});
-    if let Some(c) = r.cpus.filter(|c| *c > 0.0) {
-        cpu["period"] = json!(100_000u64);
-        cpu["quota"] = json!((c * 100_000.0).round() as i64);
-    }
-    if let Some(s) = r.cpu_shares.filter(|s| *s > 0) {
-        cpu["shares"] = json!(s);
-    }
-    if let Some(set) = &r.cpuset_cpus {
-        cpu["cpus"] = json!(set);
-    }
-    if cpu.as_object().is_some_and(|c| !c.is_empty()) {
-        res["cpu"] = cpu;
-    }
-    if let Some(p) = r.pids_limit.filter(|p| *p != 0) {
-        res["pids"] = json!({"limit": p});
-    }
+    let mut res = resources_json(r);
+    res["devices"] = json!(device_rules);
     linux["resources"] = res;
     linux["devices"] = json!(devices);
     let (masked, readonly): (Vec<String>, Vec<String>) = if sec.privileged {
@@ -523,6 +500,40 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
         }
     }
     serde_json::from_value(v).map_err(|e| Error::Other(format!("derived runtime spec is invalid: {e}")))
+}
+
+/// The OCI `linux.resources` (memory, cpu, pids) for `r`; devices are the
+/// caller's.
+pub(crate) fn resources_json(r: &engine_core::Resources) -> Value {
+    let mut res = json!({});
+    if r.memory.is_some_and(|m| m > 0) || r.memory_swap.is_some() {
+        let mut mem = json!({});
+        if let Some(m) = r.memory.filter(|m| *m > 0) {
+            mem["limit"] = json!(m);
+        }
+        if let Some(s) = r.memory_swap {
+            mem["swap"] = json!(s);
+        }
+        res["memory"] = mem;
+    }
+    let mut cpu = json!({});
+    if let Some(c) = r.cpus.filter(|c| *c > 0.0) {
+        cpu["period"] = json!(100_000u64);
+        cpu["quota"] = json!((c * 100_000.0).round() as i64);
+    }
+    if let Some(s) = r.cpu_shares.filter(|s| *s > 0) {
+        cpu["shares"] = json!(s);
+    }
+    if let Some(set) = &r.cpuset_cpus {
+        cpu["cpus"] = json!(set);
+    }
+    if cpu.as_object().is_some_and(|c| !c.is_empty()) {
+        res["cpu"] = cpu;
+    }
+    if let Some(p) = r.pids_limit.filter(|p| *p != 0) {
+        res["pids"] = json!({"limit": p});
+    }
+    res
 }
 
 /// Write `config.json` into the bundle atomically (temp, fsync, rename).

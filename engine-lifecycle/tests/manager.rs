@@ -384,3 +384,39 @@ async fn a_killed_shim_is_recorded_and_cleaned_up() {
     assert_eq!(log_text(&mgr, &d.id).await.unwrap(), "after\n");
     cleanup(&mgr).await;
 }
+
+/// `update` changes a running container's limits in its cgroup, its
+/// recorded config and its bundle (kept for the next start); what is
+/// invalid is refused and changes nothing.
+async fn update_resources(runtime: &str) {
+    let env = Env::new().await;
+    let mgr = env.manager(runtime).await;
+    let mut cfg = sh("exec sleep 60");
+    cfg.resources = Resources { memory: Some(64 << 20), ..Default::default() };
+    let info = mgr.create(cfg).await.unwrap();
+    mgr.start(&info.id).await.unwrap();
+    assert_eq!(mgr.stats(&info.id).await.unwrap().memory_limit, Some(64 << 20), "{runtime}");
+    mgr.update(&info.id, Resources { memory: Some(96 << 20), cpus: Some(0.5), ..Default::default() }).await.unwrap();
+    assert_eq!(mgr.stats(&info.id).await.unwrap().memory_limit, Some(96 << 20), "{runtime}");
+    let r = mgr.inspect(&info.id).await.unwrap().config.resources;
+    assert_eq!((r.memory, r.cpus), (Some(96 << 20), Some(0.5)));
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(info.bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 96 << 20);
+    assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
+    let e = mgr.update(&info.id, Resources { memory: Some(1), ..Default::default() }).await.unwrap_err();
+    assert!(e.is_invalid_input(), "{e}");
+    assert_eq!(mgr.stats(&info.id).await.unwrap().memory_limit, Some(96 << 20));
+    assert!(mgr.update("no-such-container", Resources::default()).await.unwrap_err().is_not_found());
+    mgr.remove(&info.id, true).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_resources_engine_runc() {
+    update_resources("engine-runc").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_resources_runc() {
+    update_resources("runc").await;
+}

@@ -330,6 +330,18 @@ impl Runtime for OciRuntime {
         self.call(id.as_str(), vec!["resume".into(), id.as_str().into()], None).await.map(|_| ())
     }
 
+    async fn update(&self, id: &ContainerId, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let tmp = tempfile::Builder::new()
+            .prefix(".oci-runtime-update-")
+            .tempdir()
+            .context(|| "creating a temporary directory for the resources file".to_string())?;
+        let file = tmp.path().join("resources.json");
+        let json = serde_json::to_vec(resources).map_err(|e| Error::invalid("resources", e.to_string()))?;
+        std::fs::write(&file, json).context(|| format!("writing {}", file.display()))?;
+        let args = vec!["update".into(), "--resources".into(), file.into(), id.as_str().into()];
+        self.call(id.as_str(), args, None).await.map(|_| ())
+    }
+
     async fn stats(&self, id: &ContainerId) -> Result<Stats> {
         let args = vec!["events".into(), "--stats".into(), id.as_str().into()];
         let out = match self.call(id.as_str(), args, None).await {
@@ -748,6 +760,10 @@ impl Runtime for LinuxRuntime {
     }
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
         self.lib_or(id, |r, id| r.ps(id), self.inner.ps(id)).await
+    }
+    async fn update(&self, id: &ContainerId, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let res = resources.clone();
+        self.lib_or(id, move |r, id| r.update(id, &res), self.inner.update(id, resources)).await
     }
 }
 

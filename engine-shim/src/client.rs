@@ -269,6 +269,17 @@ impl Shim for Client {
         Ok(wire::stats_from_msg(r.into_inner()))
     }
 
+    async fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
+        let resources_json = serde_json::to_vec(resources).map_err(|e| Error::invalid("resources", e.to_string()))?;
+        self.rpc().update(proto::UpdateReq { resources_json }).await.map_err(|s| self.err(s))?;
+        Ok(())
+    }
+
+    async fn reopen_log(&self) -> Result<()> {
+        self.rpc().reopen_log(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        Ok(())
+    }
+
     async fn delete(&self) -> Result<Option<ExitStatus>> {
         let r = self.rpc().delete(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(r.into_inner().exit.as_ref().map(exit_from_msg))

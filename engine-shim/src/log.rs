@@ -105,6 +105,12 @@ impl LogDriver for FileLogDriver {
     fn flush(&mut self) -> Result<()> {
         self.file.sync_data().context(|| format!("sync log file {}", self.path.display()))
     }
+
+    fn reopen(&mut self) -> Result<()> {
+        self.file = open_append(&self.path)?;
+        self.size = self.file.metadata().context(|| format!("stat {}", self.path.display()))?.len();
+        Ok(())
+    }
 }
 
 /// How long the shim waits for a log plugin to open its FIFO for reading.

@@ -44,6 +44,11 @@ struct Args {
     /// guaranteed pods). `false`: such containers fail to start.
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     restrict_oom_score_adj: bool,
+    /// Where the streaming server (Exec, Attach, PortForward URLs) listens;
+    /// port 0 picks a free one. Loopback by default: the one-time tokens
+    /// in its URLs are its only authentication.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    streaming_address: std::net::SocketAddr,
     /// Log level or tracing filter.
     #[arg(short = 'l', long, default_value = "info")]
     log_level: String,
@@ -95,12 +100,26 @@ async fn run(args: Args) -> Result<()> {
         }
         other => return Err(Error::invalid("--network-driver", format!("{other:?}: cni or none"))),
     };
+    // RuntimeClass handlers: every runtime the manager found other than
+    // the default (`runc`, `crun`, `youki` on PATH), by its own name.
+    let handlers: Vec<String> = cfg.runtimes.keys().filter(|n| **n != cfg.default_runtime).cloned().collect();
     let mgr = Arc::new(engine_lifecycle::Manager::new(cfg).await?);
     let mut server =
         engine_cri::CriServer::new(mgr, images, &args.root).restrict_oom_score_adj(args.restrict_oom_score_adj);
+    for h in handlers {
+        tracing::info!(handler = %h, "runtime handler");
+        server = server.runtime_handler(h.clone(), h);
+    }
     if networked {
         server = server.with_pod_network();
     }
+    let streaming = tokio::net::TcpListener::bind(args.streaming_address)
+        .await
+        .map_err(|e| Error::io(format!("streaming server on {}", args.streaming_address), e))?;
+    if let Ok(a) = streaming.local_addr() {
+        tracing::info!(address = %a, "streaming server (WebSocket, v5/v4.channel.k8s.io)");
+    }
+    server = server.with_streaming(streaming)?;
     server.ensure_pause_image().await?;
     if let Some(d) = args.listen.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::io(format!("creating {}", d.display()), e))?;

@@ -58,6 +58,11 @@ pub(crate) fn prepare(terminal: bool, open_stdin: bool, console_path: PathBuf) -
     Ok((spec, Prepared { console: None, stdin: in_w, stdout: Some(out_r), stderr: Some(err_r) }))
 }
 
+/// The log as the pump writes it (locked per entry).
+struct LogRef<'a>(&'a SharedLog);
+
+type SharedLog = Arc<Mutex<Option<Box<dyn LogDriver>>>>;
+
 enum Stdin {
     Pipe(pipe::Sender),
     Pty,
@@ -70,6 +75,7 @@ pub(crate) struct Io {
     out: Mutex<Option<broadcast::Sender<Output>>>,
     replay: Mutex<Option<(Vec<Output>, usize)>>,
     drained: watch::Sender<bool>,
+    log: SharedLog,
 }
 
 impl Io {
@@ -91,6 +97,7 @@ impl Io {
             out: Mutex::new(Some(tx)),
             replay: Mutex::new(replay.then(|| (Vec::new(), 0))),
             drained,
+            log: Arc::new(Mutex::new(log)),
         };
         let src = if let Some(m) = master {
             sys::set_nonblocking(&m).map_err(|e| Error::io("set pty master non-blocking", e))?;
@@ -114,8 +121,20 @@ impl Io {
             Source::Pipes(rd(prep.stdout.take())?, rd(prep.stderr.take())?)
         };
         let io = Arc::new(io);
-        tokio::spawn(pump(io.clone(), src, log));
+        tokio::spawn(pump(io.clone(), src));
         Ok(io)
+    }
+
+    /// Reopen the log at its path (a rotator renamed the file): entries
+    /// from now on go to the new file. Without a log it is refused.
+    pub(crate) fn reopen_log(&self) -> Result<()> {
+        match self.log.lock().unwrap().as_mut() {
+            Some(l) => {
+                l.flush()?;
+                l.reopen()
+            }
+            None => Err(Error::Unsupported("the container has no log to reopen".into())),
+        }
     }
 
     /// Subscribe to live output. `None` once the output has closed. The
@@ -212,12 +231,16 @@ enum Source {
 
 /// Read until EOF; log and fan out each chunk as it is read. Never waits
 /// on clients: the fan-out drops chunks for clients that lag.
-async fn pump(io: Arc<Io>, src: Source, mut log: Option<Box<dyn LogDriver>>) {
+async fn pump(io: Arc<Io>, src: Source) {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut split_out = LineSplitter::new(StdStream::Stdout);
     let mut split_err = LineSplitter::new(StdStream::Stderr);
-    let write_log = |log: &mut Option<Box<dyn LogDriver>>, e: engine_core::LogEntry| {
-        if let Some(l) = log.as_mut() {
+    // The log is shared with `Io::reopen_log` (a rotator's reopen request).
+    let shared = io.log.clone();
+    let has_log = shared.lock().unwrap().is_some();
+    let mut log = LogRef(&shared);
+    let write_log = |log: &mut LogRef<'_>, e: engine_core::LogEntry| {
+        if let Some(l) = log.0.lock().unwrap().as_mut() {
             if let Err(err) = l.write(&e) {
                 tracing::warn!("log write failed: {err}");
             }
@@ -248,7 +271,7 @@ async fn pump(io: Arc<Io>, src: Source, mut log: Option<Box<dyn LogDriver>>) {
                     continue;
                 }
                 let now = std::time::SystemTime::now();
-                if log.is_some() {
+                if has_log {
                     splitter.push(&buf[..n], now, &mut |e| write_log(&mut log, e));
                 }
                 io.emit(which, &buf[..n]);
@@ -270,13 +293,13 @@ async fn pump(io: Arc<Io>, src: Source, mut log: Option<Box<dyn LogDriver>>) {
                 break;
             }
             let now = std::time::SystemTime::now();
-            if log.is_some() {
+            if has_log {
                 split_out.push(&buf[..n], now, &mut |e| write_log(&mut log, e));
             }
             io.emit(StdStream::Stdout, &buf[..n]);
         },
     }
-    if let Some(l) = log.as_mut() {
+    if let Some(l) = shared.lock().unwrap().as_mut() {
         let _ = l.flush();
     }
     drop(buf);

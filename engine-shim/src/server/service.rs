@@ -155,6 +155,20 @@ impl ShimRpc for ShimService {
         Ok(Response::new(wire::stats_to_msg(&s)))
     }
 
+    async fn update(&self, r: Request<proto::UpdateReq>) -> RpcResult<proto::Empty> {
+        let res: oci_spec::runtime::LinuxResources = serde_json::from_slice(&r.get_ref().resources_json)
+            .map_err(|e| st(Error::invalid("resources", e.to_string())))?;
+        self.core.rt(self.core.rt.update(&self.core.id, &res)).await.map_err(st)?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
+    async fn reopen_log(&self, _: Request<proto::Empty>) -> RpcResult<proto::Empty> {
+        let p = self.core.proc(&engine_core::ProcessRef::Init).map_err(st)?;
+        let io = p.io().ok_or_else(|| Status::failed_precondition("the container has no stdio yet"))?;
+        io.reopen_log().map_err(st)?;
+        Ok(Response::new(proto::Empty {}))
+    }
+
     async fn delete(&self, _: Request<proto::Empty>) -> RpcResult<proto::DeleteReply> {
         let e = self.core.delete().await.map_err(st)?;
         Ok(Response::new(proto::DeleteReply { exit: e.as_ref().map(exit_to_msg) }))
