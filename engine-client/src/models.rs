@@ -289,6 +289,10 @@ pub struct HostConfig {
     /// Extra hosts lines, `name:ip` (`--add-host`).
     #[serde(default)]
     pub extra_hosts: Option<Vec<String>>,
+    /// The cgroup the container's cgroup is made under (`--cgroup-parent`):
+    /// an absolute cgroupfs path such as `/ci/jobs`; empty: the engine's.
+    #[serde(default)]
+    pub cgroup_parent: Option<String>,
     /// OOM score adjustment of the container's processes (`--oom-score-adj`, -1000..=1000).
     #[serde(default)]
     pub oom_score_adj: Option<i64>,

@@ -223,7 +223,7 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         dns_options: hc.dns_options.clone().unwrap_or_default(),
         extra_hosts,
         // Docker's HostConfig.CgroupParent is not wired yet.
-        cgroup_parent: None,
+        cgroup_parent: hc.cgroup_parent.clone().filter(|p| !p.is_empty()),
     })
 }
 
@@ -858,6 +858,7 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
         extra_hosts: (!c.extra_hosts.is_empty())
             .then(|| c.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect()),
         oom_score_adj: Some(c.oom_score_adj.unwrap_or(0) as i64),
+        cgroup_parent: Some(c.cgroup_parent.clone().unwrap_or_default()),
         other: serde_json::Map::new(),
     }
 }

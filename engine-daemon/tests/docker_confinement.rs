@@ -418,6 +418,18 @@ fn host_config_settings_the_engine_cannot_honour_are_refused() {
     let v: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "oom"])).unwrap();
     assert_eq!(v[0]["HostConfig"]["OomScoreAdj"], 300);
     e.ok(&["rm", "oom"]);
+    // --cgroup-parent: the container's cgroup is made under it (an absolute
+    // cgroupfs path); a relative one is refused.
+    let parent = format!("/engine-test-cgparent-{}", std::process::id());
+    let id = e.ok(&["run", "-d", "--cgroup-parent", &parent, "bb", "sleep", "60"]);
+    let pid = e.ok(&["inspect", "-f", "{{.State.Pid}}", id.trim()]);
+    let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", pid.trim())).unwrap();
+    e.ok(&["rm", "-f", id.trim()]);
+    remove_cgroup_parent(&parent);
+    assert!(cg.lines().any(|l| l.contains(&format!(":{parent}/"))), "{cg}");
+    let o = e.docker(&["run", "--rm", "--cgroup-parent", "relative", "bb", "true"]);
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    assert!(err(&o).contains("not an absolute cgroup path"), "{}", show(&o));
     for (flags, key) in [
         (vec!["--oom-score-adj", "1001"], "HostConfig.OomScoreAdj"),
         (vec!["--shm-size", "1g"], "HostConfig.ShmSize"),
