@@ -226,6 +226,17 @@ pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
+/// The host's name servers in `resolv_conf`, without loopback ones (a
+/// container cannot reach the host's 127.0.0.53).
+pub(crate) fn host_dns(resolv_conf: &Path) -> Vec<IpAddr> {
+    let Ok(text) = std::fs::read_to_string(resolv_conf) else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .filter(|a| !a.is_loopback())
+        .collect()
+}
+
 /// Docker's MAC for an address: 02:42 then the four octets.
 fn mac_for(ip: Ipv4Addr) -> MacAddr {
     let o = ip.octets();
@@ -538,15 +549,6 @@ impl BridgeDriver {
         hostport::reserve(&self.host, published, bindings).await
     }
 
-    fn host_dns(&self) -> Vec<IpAddr> {
-        let Ok(text) = std::fs::read_to_string(&self.cfg.resolv_conf) else { return Vec::new() };
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .filter(|a| !a.is_loopback())
-            .collect()
-    }
-
     async fn do_attach(&self, network: &str, req: AttachRequest) -> Result<EndpointInfo> {
         if req.container_id.is_empty() || req.container_id.contains('/') {
             return Err(Error::invalid("container id", format!("{:?}", req.container_id)));
@@ -599,7 +601,7 @@ impl BridgeDriver {
         info.gateway4 = (!r.internal).then_some(r.gateway);
         info.ipv6 = ip6;
         info.gateway6 = r.gateway6.filter(|_| ip6.is_some() && !r.internal).map(IpAddr::V6);
-        info.dns = if req.dns.is_empty() { self.host_dns() } else { req.dns.clone() };
+        info.dns = if req.dns.is_empty() { host_dns(&self.cfg.resolv_conf) } else { req.dns.clone() };
         info.ports = held.iter().map(|(p, _)| p.clone()).collect();
         info.aliases = req.aliases.clone();
         // The lease and ports are on disk before any kernel object exists:

@@ -183,7 +183,9 @@ mod ipam;
 mod link;
 mod netns;
 mod nft;
+mod remote;
 
 pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};
 pub use cni::{CniDriver, CniDriverBuilder};
 pub use netns::{remove_netns_file, Netns, NetnsFile};
+pub use remote::{NetworkRouter, RemoteDriver, NETWORK_INTERFACE, OPT_GENERIC};

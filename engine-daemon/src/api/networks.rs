@@ -334,13 +334,15 @@ pub(crate) async fn create(st: &State, body: Incoming) -> Result<Resp> {
     let spec = spec_of(b)?;
     match spec.driver.as_str() {
         "bridge" => {}
-        d if st.network.as_ref().is_some_and(|n| n.name() == d) => {}
         "host" | "null" => {
             return Ok(h::error_status(
                 StatusCode::FORBIDDEN,
                 format!("only one instance of \"{}\" network is allowed", spec.driver),
             ))
         }
+        // The driver's own name, or a plugin's when the driver routes
+        // plugin networks (an unknown plugin is a 404 from there).
+        d if st.network.as_ref().is_some_and(|n| n.serves_driver(d)) => {}
         other => return Err(Error::not_found("plugin", other)),
     }
     let d = driver(st)?;

@@ -377,6 +377,18 @@ async fn run(args: Args) -> Result<()> {
         authorizers.push(Arc::new(a));
     }
     let mut network = network_driver(&args).await?;
+    // Plugin networks (`docker network create -d <plugin>`) beside the
+    // bridge or CNI ones, in the manager engined holds; with --lifecycle
+    // the network driver is engine-lifecycled's.
+    if let Some(d) = network.take_if(|_| args.lifecycle.is_none()) {
+        let remote = engine_network::RemoteDriver::open(
+            plugins.clone(),
+            args.data_root.join("plugins").join("networks"),
+            args.network_host_netns.as_deref(),
+        )
+        .await?;
+        network = Some(Arc::new(engine_network::NetworkRouter::new(d, remote)));
+    }
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open_with(
         &images_root,
