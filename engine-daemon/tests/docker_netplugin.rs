@@ -243,6 +243,17 @@ fn plugin_network_survives_restart_and_a_dead_or_broken_plugin_leaves_nothing() 
     s.reaches("cb", "ca", &ipa);
     let ipb = s.ip_of("cb", "n1");
     assert_ne!(ipa, ipb, "the lease of ca survived the restart");
+    // A running container on the default bridge joins and leaves n1.
+    s.e.ok(&["run", "-d", "--name", "cz", "bb", "sleep", "1000"]);
+    s.e.ok(&["network", "connect", "n1", "cz"]);
+    let eth1 = s.e.ok(&["exec", "cz", "ip", "-o", "-4", "addr", "show", "eth1"]);
+    assert!(eth1.contains(&format!("inet {}/16", s.ip_of("cz", "n1"))), "{eth1}");
+    s.reaches("cz", "ca", &ipa);
+    s.e.ok(&["network", "disconnect", "n1", "cz"]);
+    let o = s.e.docker(&["exec", "cz", "ip", "link", "show", "eth1"]);
+    assert!(!o.status.success(), "eth1 outlived the disconnect: {}", show(&o));
+    assert!(s.e.ok(&["exec", "cz", "ip", "-o", "-4", "addr", "show", "eth0"]).contains("inet 172.17."));
+    s.e.ok(&["rm", "-f", "cz"]);
 
     // The state a failed run must leave as it was.
     let before = |s: &Setup| {

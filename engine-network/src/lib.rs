@@ -93,11 +93,13 @@
 //! published on all addresses is also published on `::` (same host port;
 //! `docker port` lists `0.0.0.0:P` and `[::]:P`) when the host namespace
 //! has IPv6, and a binding may name an IPv6 host address (`-p
-//! [::1]:8080:80`). The IPv6 side is a listening socket served by a TCP
-//! proxy in the driver (docker-proxy's role) to the container's IPv4
-//! address: NAT can take neither `::1` out of the host (IPv6 has no
-//! `route_localnet`) nor IPv6 to IPv4. udp on an IPv6 host address is
-//! refused ([`engine_core::Error::Unsupported`]); udp on all addresses is
+//! [::1]:8080:80`, `-p [::1]:5353:53/udp`). The IPv6 side is a socket
+//! served by a proxy in the driver (docker-proxy's role) to the
+//! container's IPv4 address: NAT can take neither `::1` out of the host
+//! (IPv6 has no `route_localnet`) nor IPv6 to IPv4. tcp is spliced per
+//! connection; udp is relayed per client (one socket towards the container
+//! per client address, so answers find their client, dropped after 90 s
+//! without an answer, at most 1024 per port). udp on all addresses is
 //! published on IPv4 (and DNATed on IPv6 for a dual-stack network).
 //! A detach that takes the interface holding the container's default route
 //! gives the route to the container's first remaining network (by name)
