@@ -25,23 +25,24 @@ struct Setup {
 
 impl Setup {
     fn new() -> Setup {
+        Self::with(false)
+    }
+
+    /// With `remote`, the manager and the plugins' user is a separate
+    /// engine-lifecycled (`engined --lifecycle`), and testnet is a log
+    /// plugin too.
+    fn with(remote: bool) -> Setup {
         let plugins = tempfile::Builder::new().prefix("p").rand_bytes(5).tempdir_in("/tmp").unwrap();
         let socks = plugins.path().join("run");
         let specs = plugins.path().join("etc");
         std::fs::create_dir_all(&socks).unwrap();
         std::fs::create_dir_all(&specs).unwrap();
         let (socks_s, specs_s) = (socks.display().to_string(), specs.display().to_string());
-        let e = Engined::start_networked_with(&[
-            "--plugin-socket-dir",
-            &socks_s,
-            "--plugin-spec-dir",
-            &specs_s,
-            "--plugin-timeout",
-            "3s",
-        ]);
+        let args = ["--plugin-socket-dir", &socks_s, "--plugin-spec-dir", &specs_s, "--plugin-timeout", "3s"];
+        let e = if remote { Engined::start_remote_networked_with(&args) } else { Engined::start_networked_with(&args) };
         let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
-        let net =
-            TestPlugin::start(&socks, &plugins.path().join("work"), "testnet", "NetworkDriver", &["--netns", &ns]);
+        let implements = if remote { "NetworkDriver,LogDriver" } else { "NetworkDriver" };
+        let net = TestPlugin::start(&socks, &plugins.path().join("work"), "testnet", implements, &["--netns", &ns]);
         e.load_busybox();
         Setup { plugins, e, net }
     }
@@ -294,6 +295,32 @@ fn plugin_network_survives_restart_and_a_dead_or_broken_plugin_leaves_nothing() 
     assert!(got.contains("inet 172.18."), "{got}");
     s.e.ok(&["rm", "-f", "ca", "cb"]);
     s.e.ok(&["network", "rm", "n1"]);
+    let links = s.host_links();
+    assert!(!links.iter().any(|l| l.starts_with("th") || l.starts_with("tc") || l.starts_with("tb")), "{links:?}");
+}
+
+#[test]
+fn plugin_networks_and_log_plugins_through_a_separate_engine_lifecycled() {
+    let s = Setup::with(true);
+    let e = &s.e;
+    e.ok(&["network", "create", "-d", "testnet", "n1"]);
+    assert_eq!(s.inspect_net("n1")["Driver"], "testnet");
+    let script = format!("echo hello-plugin-log; {}", serve("ca"));
+    let id =
+        e.ok(&["run", "-d", "--name", "ca", "--network", "n1", "--log-driver", "testnet", "bb", "sh", "-c", &script]);
+    let id = id.trim();
+    e.ok(&["run", "-d", "--name", "cb", "--network", "n1", "bb", "sh", "-c", &serve("cb")]);
+    s.reaches("cb", "ca", &s.ip_of("ca", "n1"));
+    // The log plugin got the container's line through its FIFO.
+    let got = || std::fs::read_to_string(s.net.root.join("logs").join(format!("{id}.jsonl"))).unwrap_or_default();
+    assert!(eventually(20, || got().contains("hello-plugin-log")), "{}", got());
+    e.ok(&["rm", "-f", "ca"]);
+    e.ok(&["rm", "-f", "cb"]);
+    e.ok(&["network", "rm", "n1"]);
+    let m = s.methods();
+    for want in ["CreateNetwork", "CreateEndpoint", "Join", "Leave", "DeleteEndpoint", "DeleteNetwork"] {
+        assert!(m.iter().any(|x| x == want), "{want} missing: {m:?}");
+    }
     let links = s.host_links();
     assert!(!links.iter().any(|l| l.starts_with("th") || l.starts_with("tc") || l.starts_with("tb")), "{links:?}");
 }

@@ -125,14 +125,7 @@ struct Args {
 
 /// The plugin registry the flags describe.
 fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
-    let mut d = engine_plugin::Discovery::default();
-    if !args.plugin_socket_dirs.is_empty() || !args.plugin_spec_dirs.is_empty() {
-        let or = |v: &Vec<PathBuf>, def: Vec<PathBuf>| if v.is_empty() { def } else { v.clone() };
-        d = engine_plugin::Discovery::new(
-            or(&args.plugin_socket_dirs, d.socket_dirs().to_vec()),
-            or(&args.plugin_spec_dirs, d.spec_dirs().to_vec()),
-        );
-    }
+    let d = engine_plugin::Discovery::in_dirs(&args.plugin_socket_dirs, &args.plugin_spec_dirs);
     Arc::new(engine_plugin::Plugins::new(d).with_timeout(args.plugin_timeout))
 }
 

@@ -160,6 +160,11 @@ impl Engined {
     /// [`Engined::start_networked`]): networks and ports go through the
     /// lifecycle service.
     pub fn start_remote_networked() -> Engined {
+        Self::start_remote_networked_with(&[])
+    }
+
+    /// [`Engined::start_remote_networked`] with more engine-lifecycled arguments.
+    pub fn start_remote_networked_with(lc_more: &[&str]) -> Engined {
         let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
         let sock = dir.path().join("run/engined.sock");
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
@@ -176,12 +181,15 @@ impl Engined {
                 "--network-driver".into(),
                 "bridge".into(),
             ],
-            lc_extra: vec![
+            lc_extra: [
                 "--network-driver".into(),
                 "bridge".into(),
                 "--network-host-netns".into(),
                 ns_path.display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(lc_more.iter().map(|s| s.to_string()))
+            .collect(),
             lifecycled: None,
             host_netns: Some(ns),
         };
