@@ -317,6 +317,9 @@ fn plugin_networks_and_log_plugins_through_a_separate_engine_lifecycled() {
     e.ok(&["rm", "-f", "ca"]);
     e.ok(&["rm", "-f", "cb"]);
     e.ok(&["network", "rm", "n1"]);
+    // Volume plugins stay refused there, saying why.
+    let o = e.docker(&["volume", "create", "-d", "testnet", "v1"]);
+    assert!(!o.status.success() && stderr(&o).contains("not served with --lifecycle"), "{}", show(&o));
     let m = s.methods();
     for want in ["CreateNetwork", "CreateEndpoint", "Join", "Leave", "DeleteEndpoint", "DeleteNetwork"] {
         assert!(m.iter().any(|x| x == want), "{want} missing: {m:?}");

@@ -69,7 +69,7 @@ pub use client::{AnswerStream, Client, DEFAULT_TIMEOUT, MAX_ANSWER, MEDIA_TYPE_V
 pub use discovery::{Discovery, PluginAddr, PluginSpec, DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 pub use error::PluginError;
 pub use log::{PluginLogDrivers, LOG_INTERFACE};
-pub use volume::{Capabilities, PluginVolumeDriver, VolumeRouter, VOLUME_INTERFACE};
+pub use volume::{Capabilities, PluginVolumeDriver, VolumePluginsRefused, VolumeRouter, VOLUME_INTERFACE};
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

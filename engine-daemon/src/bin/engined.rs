@@ -393,7 +393,11 @@ async fn run(args: Args) -> Result<()> {
     // Plugin volumes are mounted by the manager that holds the router: with
     // a separate engine-lifecycled (its own local driver) they are refused.
     let volumes: Arc<dyn engine_core::VolumeDriver> = if args.lifecycle.is_some() {
-        local
+        Arc::new(engine_plugin::VolumePluginsRefused::new(
+            local,
+            "volume plugins are not served with --lifecycle: engine-lifecycled mounts containers' volumes \
+             itself and holds no volume driver (run engined without --lifecycle)",
+        ))
     } else {
         Arc::new(engine_plugin::VolumeRouter::open(local, plugins.clone(), args.data_root.join("plugins"))?)
     };

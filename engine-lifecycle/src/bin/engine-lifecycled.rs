@@ -1,6 +1,14 @@
 //! `engine-lifecycled`: the lifecycle manager in its own process (containerd's
 //! role), serving gRPC on a unix socket. Containers outlive it: SIGKILL it,
 //! start it again on the same root, and it reconnects to their shims.
+//!
+//! Plugins (Docker's protocol v1, discovered as dockerd does or in the
+//! `--plugin-socket-dir`/`--plugin-spec-dir` given): log plugins
+//! (`--log-driver <plugin>`), and with `--network-driver bridge|cni`
+//! network plugins beside that driver (`engine_network::NetworkRouter`), so
+//! `engined --lifecycle` serves `docker network create -d <plugin>` too.
+//! Volume plugins are not served here (containers' volumes are plain
+//! directories under the root).
 
 use clap::Parser;
 use engine_lifecycle::{ManagerConfig, RemoteManager};
