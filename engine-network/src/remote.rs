@@ -1,8 +1,9 @@
 //! Docker's remote network driver: networks whose driver is a plugin
 //! speaking the `NetworkDriver` interface of the plugin protocol (v1).
 
+use crate::bridge::{self, EpState};
 use crate::netns::Netns;
-use crate::{bridge, ipam, link};
+use crate::{ipam, link};
 use async_trait::async_trait;
 use engine_core::network::{
     AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec,
@@ -22,16 +23,6 @@ use tokio::sync::Mutex;
 pub const NETWORK_INTERFACE: &str = "NetworkDriver";
 /// The option carrying `docker network create -o` options to a plugin.
 pub const OPT_GENERIC: &str = "com.docker.network.generic";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum EpState {
-    /// Lease recorded; the plugin may hold an endpoint, the container an
-    /// interface.
-    Attaching,
-    /// Joined and configured.
-    Attached,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct EpRecord {
@@ -319,39 +310,12 @@ impl RemoteDriver {
                     return Err(Error::invalid("gateway", "a gateway needs a subnet"));
                 }
                 ipam::check_subnet(c.subnet)?;
-                let gw = match c.gateway {
-                    None => ipam::default_gateway(c.subnet)?,
-                    Some(IpAddr::V4(g)) if ipam::is_host_address(c.subnet, g) => g,
-                    Some(g) => {
-                        return Err(Error::invalid(
-                            format!("gateway {g}"),
-                            format!("not a host address of subnet {}", c.subnet),
-                        ))
-                    }
-                };
-                (c.subnet, gw)
+                (c.subnet, ipam::gateway4(&c)?)
             }
         };
         let v6 = match v6 {
             None => None,
-            Some(c) => {
-                let first = ipam::check_subnet6(c.subnet)?;
-                let gw = match c.gateway {
-                    None => first,
-                    Some(IpAddr::V6(g))
-                        if c.subnet.contains(IpAddr::V6(g)) && Some(IpAddr::V6(g)) != c.subnet.nth(0) =>
-                    {
-                        g
-                    }
-                    Some(g) => {
-                        return Err(Error::invalid(
-                            format!("gateway {g}"),
-                            format!("not a host address of subnet {}", c.subnet),
-                        ))
-                    }
-                };
-                Some((c.subnet, gw))
-            }
+            Some(c) => Some((c.subnet, ipam::gateway6(&c)?)),
         };
         let mut nets = self.nets.lock().await;
         if nets.values().any(|r| r.name == spec.name) {
@@ -428,16 +392,11 @@ impl RemoteDriver {
     }
 
     fn persist(&self, r: &NetRecord) -> Result<()> {
-        let data = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(format!("encode network record: {e}")))?;
-        engine_core::fs::write_atomic(&self.dir.join(format!("{}.json", r.id)), &data)
+        bridge::write_record(&self.dir.join(format!("{}.json", r.id)), r)
     }
 
     fn unpersist(&self, id: &str) -> Result<()> {
-        let p = self.dir.join(format!("{id}.json"));
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", p.display()), e)),
-            _ => Ok(()),
-        }
+        bridge::remove_record(&self.dir.join(format!("{id}.json")))
     }
 
     /// Remove a plugin network (`DeleteNetwork`); a conflict while it has
@@ -469,12 +428,7 @@ impl RemoteDriver {
     /// Attach: lease, `CreateEndpoint`, `Join`, the interface moved in and
     /// configured, `EndpointOperInfo`. Any failure undoes what was done.
     pub async fn attach(&self, network: &str, req: AttachRequest) -> Result<EndpointInfo> {
-        if req.container_id.is_empty() || req.container_id.contains('/') {
-            return Err(Error::invalid("container id", format!("{:?}", req.container_id)));
-        }
-        if !bridge::valid_ifname(&req.interface) {
-            return Err(Error::invalid(format!("interface name {:?}", req.interface), "1 to 15 characters"));
-        }
+        bridge::check_request(&req)?;
         let ns = Netns::open(&req.netns)?;
         let (rec, mut info) = {
             let mut nets = self.nets.lock().await;
@@ -492,22 +446,12 @@ impl RemoteDriver {
                     format!("the container is already attached to network {}", r.name),
                 ));
             }
-            let used: Vec<Ipv4Addr> = r.endpoints.values().filter_map(|e| bridge::ipv4_of(&e.info)).collect();
-            let ip = ipam::allocate(r.subnet, r.gateway, &used, req.ipv4)?;
-            let ip6 = match (r.subnet6, r.gateway6) {
-                (Some(s6), Some(g6)) => {
-                    let used6: Vec<Ipv6Addr> = r
-                        .endpoints
-                        .values()
-                        .filter_map(|e| match e.info.ipv6.map(|p| p.addr()) {
-                            Some(IpAddr::V6(a)) => Some(a),
-                            _ => None,
-                        })
-                        .collect();
-                    Some(IpPrefix::new(IpAddr::V6(ipam::allocate6(s6, g6, &used6)?), s6.prefix())?)
-                }
-                _ => None,
-            };
+            let (ip, ip6) = ipam::lease(
+                (r.subnet, r.gateway),
+                r.subnet6.zip(r.gateway6),
+                r.endpoints.values().map(|e| &e.info),
+                req.ipv4,
+            )?;
             let eid = random_hex64();
             let mut info = EndpointInfo::new(
                 &r.id,
@@ -847,18 +791,7 @@ impl RemoteDriver {
 }
 
 fn resolve<'a>(nets: &'a BTreeMap<String, NetRecord>, network: &str) -> Result<&'a NetRecord> {
-    if let Some(r) = nets.get(network) {
-        return Ok(r);
-    }
-    if let Some(r) = nets.values().find(|r| r.name == network) {
-        return Ok(r);
-    }
-    let hits: Vec<_> = nets.values().filter(|r| !network.is_empty() && r.id.starts_with(network)).collect();
-    match hits.as_slice() {
-        [one] => Ok(one),
-        [] => Err(Error::not_found("network", network)),
-        _ => Err(Error::invalid("network", format!("{network:?} is an ambiguous id prefix"))),
-    }
+    bridge::resolve_by(nets, |r| &r.name, network)
 }
 
 /// The engine's network driver when plugins may own networks: a default
