@@ -164,18 +164,7 @@ impl BridgeDriverBuilder {
         };
         let nl = host.netlink().await?;
         let dir = self.state_dir.join("networks");
-        std::fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
-        let mut nets = BTreeMap::new();
-        for e in std::fs::read_dir(&dir).context(|| format!("read {}", dir.display()))? {
-            let p = e.context(|| format!("read {}", dir.display()))?.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
-            let r: NetworkRecord = serde_json::from_slice(&data)
-                .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
-            nets.insert(r.id.clone(), r);
-        }
+        let nets = load_records(&dir, |r: &NetworkRecord| r.id.clone())?;
         let d = BridgeDriver { inner: Mutex::new(Inner { nets, held: HashMap::new() }), host, nl, dir, cfg: self };
         d.recover().await?;
         Ok(d)
@@ -207,6 +196,26 @@ pub(crate) fn ipv4_of(e: &EndpointInfo) -> Option<Ipv4Addr> {
     }
 }
 
+/// The addresses of `req`'s new endpoint on network `name` (subnets `v4`,
+/// `v6`), whose endpoints are `endpoints`: a conflict when the container
+/// is already one of them.
+pub(crate) fn lease_for<'a>(
+    name: &str,
+    v4: (IpPrefix, Ipv4Addr),
+    v6: Option<(IpPrefix, Ipv6Addr)>,
+    endpoints: impl Iterator<Item = &'a EndpointInfo> + Clone,
+    req: &AttachRequest,
+) -> Result<(Ipv4Addr, Option<IpPrefix>)> {
+    if endpoints.clone().any(|e| e.container_id == req.container_id) {
+        return Err(Error::conflict(
+            "endpoint",
+            &req.container_id,
+            format!("the container is already attached to network {name}"),
+        ));
+    }
+    ipam::lease(v4, v6, endpoints, req.ipv4)
+}
+
 /// An attach request's container id and interface name, checked.
 pub(crate) fn check_request(req: &AttachRequest) -> Result<()> {
     if req.container_id.is_empty() || req.container_id.contains('/') {
@@ -236,6 +245,27 @@ pub(crate) fn valid_name(n: &str) -> bool {
 
 pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The records (`*.json`) of directory `dir` (created if missing), by
+/// `id_of`.
+pub(crate) fn load_records<R: serde::de::DeserializeOwned>(
+    dir: &Path,
+    id_of: impl Fn(&R) -> String,
+) -> Result<BTreeMap<String, R>> {
+    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
+        let p = e.context(|| format!("read {}", dir.display()))?.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
+        let r: R = serde_json::from_slice(&data)
+            .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
+        out.insert(id_of(&r), r);
+    }
+    Ok(out)
 }
 
 /// A network record written atomically at `path`.
@@ -565,18 +595,12 @@ impl BridgeDriver {
         let ns = Netns::open(&req.netns)?;
         let mut inner = self.inner.lock().await;
         let r = Self::resolve(&inner, network)?.clone();
-        if r.endpoints.contains_key(&req.container_id) {
-            return Err(Error::conflict(
-                "endpoint",
-                &req.container_id,
-                format!("the container is already attached to network {}", r.name),
-            ));
-        }
-        let (ip, ip6) = ipam::lease(
+        let (ip, ip6) = lease_for(
+            &r.name,
             (r.subnet, r.gateway),
             r.subnet6.zip(r.gateway6),
             r.endpoints.values().map(|e| &e.info),
-            req.ipv4,
+            &req,
         )?;
         let held = self.reserve(&inner, &req.ports).await?;
         let hex = random_hex64();

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use engine_core::network::{
     AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec,
 };
-use engine_core::{random_hex64, Error, IoContext, Result};
+use engine_core::{random_hex64, Error, Result};
 use engine_plugin::{PluginError, Plugins};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -222,18 +222,7 @@ impl RemoteDriver {
     /// looked for in `host_netns` (default: the caller's namespace).
     pub async fn open(plugins: Arc<Plugins>, state_dir: impl Into<PathBuf>, host_netns: Option<&Path>) -> Result<Self> {
         let dir = state_dir.into();
-        std::fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
-        let mut nets = BTreeMap::new();
-        for e in std::fs::read_dir(&dir).context(|| format!("read {}", dir.display()))? {
-            let p = e.context(|| format!("read {}", dir.display()))?.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
-            let r: NetRecord = serde_json::from_slice(&data)
-                .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
-            nets.insert(r.id.clone(), r);
-        }
+        let nets = bridge::load_records(&dir, |r: &NetRecord| r.id.clone())?;
         let host = match host_netns {
             Some(p) => Netns::open(p)?,
             None => Netns::current()?,
@@ -439,18 +428,12 @@ impl RemoteDriver {
                     r.name, r.plugin
                 )));
             }
-            if r.endpoints.contains_key(&req.container_id) {
-                return Err(Error::conflict(
-                    "endpoint",
-                    &req.container_id,
-                    format!("the container is already attached to network {}", r.name),
-                ));
-            }
-            let (ip, ip6) = ipam::lease(
+            let (ip, ip6) = bridge::lease_for(
+                &r.name,
                 (r.subnet, r.gateway),
                 r.subnet6.zip(r.gateway6),
                 r.endpoints.values().map(|e| &e.info),
-                req.ipv4,
+                &req,
             )?;
             let eid = random_hex64();
             let mut info = EndpointInfo::new(
