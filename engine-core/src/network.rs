@@ -710,6 +710,12 @@ pub trait NetworkDriver: Send + Sync {
     fn host_netns(&self) -> Option<PathBuf> {
         None
     }
+    /// Whether `docker network create --driver <driver>` is this driver's
+    /// to answer (a router of plugin networks takes any name, and answers
+    /// an unknown one as a plugin not found). Default: its own name.
+    fn serves_driver(&self, driver: &str) -> bool {
+        driver == self.name()
+    }
 }
 
 #[cfg(test)]

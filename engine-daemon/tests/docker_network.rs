@@ -623,8 +623,32 @@ fn ipv6_publishing_on_loopback_and_every_address() {
     });
     assert!(refused, "[::1] binding also answered on 127.0.0.1:{port6}");
 
+    // udp on [::1]: relayed to the container (its server socket bound in
+    // the container's namespace by the test; busybox has no udp server).
+    e.ok(&["run", "-d", "--name", "udp6", "-p", "[::1]:0:5353/udp", "bb", "sleep", "1000"]);
+    let p = e.ok(&["port", "udp6"]);
+    let line = p.trim();
+    assert!(line.starts_with("5353/udp -> [::1]:") && p.lines().count() == 1, "{p}");
+    let uport: u16 = line.rsplit(':').next().unwrap().parse().unwrap();
+    let pid = e.ok(&["inspect", "-f", "{{.State.Pid}}", "udp6"]).trim().to_string();
+    let cns = engine_network::Netns::open(format!("/proc/{pid}/ns/net").as_ref()).unwrap();
+    let server = block_on(cns.run(|| Ok(UdpSocket::bind("0.0.0.0:5353").unwrap()))).unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let client = e.in_host_netns(move || {
+        let s = UdpSocket::bind("[::1]:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.send_to(b"ping-over-udp6", ("::1", uport)).unwrap();
+        s
+    });
+    let mut buf = [0u8; 64];
+    let (n, from) = server.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"ping-over-udp6");
+    server.send_to(b"pong6", from).unwrap();
+    let (n, _) = client.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"pong6");
+
     // Removed: nothing answers on either family any more.
-    e.ok(&["rm", "-f", "web6", "lo6"]);
+    e.ok(&["rm", "-f", "web6", "lo6", "udp6"]);
     let gone = e.in_host_netns(move || {
         [v4, v6, SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port6))]
             .iter()

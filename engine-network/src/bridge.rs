@@ -22,9 +22,10 @@ pub const DEFAULT_NETWORK: &str = "bridge";
 /// Option naming the bridge interface of a network (docker's).
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
 
+/// Where an endpoint's attach is (the bridge and remote drivers' records).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-enum EpState {
+pub(crate) enum EpState {
     /// Lease and ports recorded; kernel objects may be half made.
     Attaching,
     /// Done.
@@ -163,18 +164,7 @@ impl BridgeDriverBuilder {
         };
         let nl = host.netlink().await?;
         let dir = self.state_dir.join("networks");
-        std::fs::create_dir_all(&dir).context(|| format!("create {}", dir.display()))?;
-        let mut nets = BTreeMap::new();
-        for e in std::fs::read_dir(&dir).context(|| format!("read {}", dir.display()))? {
-            let p = e.context(|| format!("read {}", dir.display()))?.path();
-            if p.extension().is_none_or(|x| x != "json") {
-                continue;
-            }
-            let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
-            let r: NetworkRecord = serde_json::from_slice(&data)
-                .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
-            nets.insert(r.id.clone(), r);
-        }
+        let nets = load_records(&dir, |r: &NetworkRecord| r.id.clone())?;
         let d = BridgeDriver { inner: Mutex::new(Inner { nets, held: HashMap::new() }), host, nl, dir, cfg: self };
         d.recover().await?;
         Ok(d)
@@ -206,6 +196,37 @@ pub(crate) fn ipv4_of(e: &EndpointInfo) -> Option<Ipv4Addr> {
     }
 }
 
+/// The addresses of `req`'s new endpoint on network `name` (subnets `v4`,
+/// `v6`), whose endpoints are `endpoints`: a conflict when the container
+/// is already one of them.
+pub(crate) fn lease_for<'a>(
+    name: &str,
+    v4: (IpPrefix, Ipv4Addr),
+    v6: Option<(IpPrefix, Ipv6Addr)>,
+    endpoints: impl Iterator<Item = &'a EndpointInfo> + Clone,
+    req: &AttachRequest,
+) -> Result<(Ipv4Addr, Option<IpPrefix>)> {
+    if endpoints.clone().any(|e| e.container_id == req.container_id) {
+        return Err(Error::conflict(
+            "endpoint",
+            &req.container_id,
+            format!("the container is already attached to network {name}"),
+        ));
+    }
+    ipam::lease(v4, v6, endpoints, req.ipv4)
+}
+
+/// An attach request's container id and interface name, checked.
+pub(crate) fn check_request(req: &AttachRequest) -> Result<()> {
+    if req.container_id.is_empty() || req.container_id.contains('/') {
+        return Err(Error::invalid("container id", format!("{:?}", req.container_id)));
+    }
+    if !valid_ifname(&req.interface) {
+        return Err(Error::invalid(format!("interface name {:?}", req.interface), "1 to 15 characters"));
+    }
+    Ok(())
+}
+
 pub(crate) fn valid_ifname(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 15
@@ -224,6 +245,73 @@ pub(crate) fn valid_name(n: &str) -> bool {
 
 pub(crate) fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// The records (`*.json`) of directory `dir` (created if missing), by
+/// `id_of`.
+pub(crate) fn load_records<R: serde::de::DeserializeOwned>(
+    dir: &Path,
+    id_of: impl Fn(&R) -> String,
+) -> Result<BTreeMap<String, R>> {
+    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
+        let p = e.context(|| format!("read {}", dir.display()))?.path();
+        if p.extension().is_none_or(|x| x != "json") {
+            continue;
+        }
+        let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
+        let r: R = serde_json::from_slice(&data)
+            .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
+        out.insert(id_of(&r), r);
+    }
+    Ok(out)
+}
+
+/// A network record written atomically at `path`.
+pub(crate) fn write_record(path: &Path, r: &impl Serialize) -> Result<()> {
+    let data = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(format!("encode network record: {e}")))?;
+    engine_core::fs::write_atomic(path, &data)
+}
+
+/// Remove the record at `path`; one already gone is fine.
+pub(crate) fn remove_record(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", path.display()), e)),
+        _ => Ok(()),
+    }
+}
+
+/// The network `network` names among `nets` (by id): its id, its name
+/// (`name_of`), or a unique id prefix.
+pub(crate) fn resolve_by<'a, R>(
+    nets: &'a BTreeMap<String, R>,
+    name_of: impl Fn(&R) -> &str,
+    network: &str,
+) -> Result<&'a R> {
+    if let Some(r) = nets.get(network) {
+        return Ok(r);
+    }
+    if let Some(r) = nets.values().find(|r| name_of(r) == network) {
+        return Ok(r);
+    }
+    let hits: Vec<_> = nets.iter().filter(|(id, _)| !network.is_empty() && id.starts_with(network)).collect();
+    match hits.as_slice() {
+        [(_, one)] => Ok(one),
+        [] => Err(Error::not_found("network", network)),
+        _ => Err(Error::invalid("network", format!("{network:?} is an ambiguous id prefix"))),
+    }
+}
+
+/// The host's name servers in `resolv_conf`, without loopback ones (a
+/// container cannot reach the host's 127.0.0.53).
+pub(crate) fn host_dns(resolv_conf: &Path) -> Vec<IpAddr> {
+    let Ok(text) = std::fs::read_to_string(resolv_conf) else { return Vec::new() };
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .filter(|a| !a.is_loopback())
+        .collect()
 }
 
 /// Docker's MAC for an address: 02:42 then the four octets.
@@ -256,31 +344,15 @@ impl BridgeDriver {
     }
 
     fn persist(&self, r: &NetworkRecord) -> Result<()> {
-        let data = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(format!("encode network record: {e}")))?;
-        engine_core::fs::write_atomic(&self.record_path(&r.id), &data)
+        write_record(&self.record_path(&r.id), r)
     }
 
     fn unpersist(&self, id: &str) -> Result<()> {
-        let p = self.record_path(id);
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", p.display()), e)),
-            _ => Ok(()),
-        }
+        remove_record(&self.record_path(id))
     }
 
     fn resolve<'a>(inner: &'a Inner, network: &str) -> Result<&'a NetworkRecord> {
-        if let Some(r) = inner.nets.get(network) {
-            return Ok(r);
-        }
-        if let Some(r) = inner.nets.values().find(|r| r.name == network) {
-            return Ok(r);
-        }
-        let hits: Vec<_> = inner.nets.values().filter(|r| !network.is_empty() && r.id.starts_with(network)).collect();
-        match hits.as_slice() {
-            [one] => Ok(one),
-            [] => Err(Error::not_found("network", network)),
-            _ => Err(Error::invalid("network", format!("{network:?} is an ambiguous id prefix"))),
-        }
+        resolve_by(&inner.nets, |r| &r.name, network)
     }
 
     /// Render and install the table for `inner`'s networks.
@@ -400,17 +472,7 @@ impl BridgeDriver {
                         format!("subnet {subnet} overlaps {} of network {}", t.subnet, t.name),
                     ));
                 }
-                let gw = match c.gateway {
-                    None => ipam::default_gateway(subnet)?,
-                    Some(IpAddr::V4(g)) if ipam::is_host_address(subnet, g) => g,
-                    Some(g) => {
-                        return Err(Error::invalid(
-                            format!("gateway {g}"),
-                            format!("not a host address of subnet {subnet}"),
-                        ))
-                    }
-                };
-                Ok((subnet, gw))
+                Ok((subnet, ipam::gateway4(c)?))
             }
             _ => Err(Error::Unsupported("more than one IPv4 subnet per bridge network".into())),
         }
@@ -424,7 +486,7 @@ impl BridgeDriver {
             [c] => c,
             _ => return Err(Error::Unsupported("more than one IPv6 subnet per bridge network".into())),
         };
-        let first = ipam::check_subnet6(c.subnet)?;
+        let gw = ipam::gateway6(c)?;
         if let Some(t) = inner.nets.values().find(|r| r.subnet6.is_some_and(|s| s.overlaps(&c.subnet))) {
             return Err(Error::conflict(
                 "network",
@@ -432,16 +494,6 @@ impl BridgeDriver {
                 format!("subnet {} overlaps {} of network {}", c.subnet, t.subnet6.expect("found"), t.name),
             ));
         }
-        let gw = match c.gateway {
-            None => first,
-            Some(IpAddr::V6(g)) if c.subnet.contains(IpAddr::V6(g)) && Some(IpAddr::V6(g)) != c.subnet.nth(0) => g,
-            Some(g) => {
-                return Err(Error::invalid(
-                    format!("gateway {g}"),
-                    format!("not a host address of subnet {}", c.subnet),
-                ))
-            }
-        };
         Ok(Some((c.subnet, gw)))
     }
 
@@ -538,56 +590,18 @@ impl BridgeDriver {
         hostport::reserve(&self.host, published, bindings).await
     }
 
-    fn host_dns(&self) -> Vec<IpAddr> {
-        let Ok(text) = std::fs::read_to_string(&self.cfg.resolv_conf) else { return Vec::new() };
-        text.lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .filter(|a| !a.is_loopback())
-            .collect()
-    }
-
     async fn do_attach(&self, network: &str, req: AttachRequest) -> Result<EndpointInfo> {
-        if req.container_id.is_empty() || req.container_id.contains('/') {
-            return Err(Error::invalid("container id", format!("{:?}", req.container_id)));
-        }
-        if !valid_ifname(&req.interface) {
-            return Err(Error::invalid(format!("interface name {:?}", req.interface), "1 to 15 characters"));
-        }
+        check_request(&req)?;
         let ns = Netns::open(&req.netns)?;
         let mut inner = self.inner.lock().await;
         let r = Self::resolve(&inner, network)?.clone();
-        if r.endpoints.contains_key(&req.container_id) {
-            return Err(Error::conflict(
-                "endpoint",
-                &req.container_id,
-                format!("the container is already attached to network {}", r.name),
-            ));
-        }
-        let used: Vec<Ipv4Addr> = r
-            .endpoints
-            .values()
-            .filter_map(|e| e.info.ipv4)
-            .filter_map(|p| match p.addr() {
-                IpAddr::V4(a) => Some(a),
-                _ => None,
-            })
-            .collect();
-        let ip = ipam::allocate(r.subnet, r.gateway, &used, req.ipv4)?;
-        let ip6 = match (r.subnet6, r.gateway6) {
-            (Some(s6), Some(g6)) => {
-                let used6: Vec<Ipv6Addr> = r
-                    .endpoints
-                    .values()
-                    .filter_map(|e| match e.info.ipv6.map(|p| p.addr()) {
-                        Some(IpAddr::V6(a)) => Some(a),
-                        _ => None,
-                    })
-                    .collect();
-                Some(IpPrefix::new(IpAddr::V6(ipam::allocate6(s6, g6, &used6)?), s6.prefix())?)
-            }
-            _ => None,
-        };
+        let (ip, ip6) = lease_for(
+            &r.name,
+            (r.subnet, r.gateway),
+            r.subnet6.zip(r.gateway6),
+            r.endpoints.values().map(|e| &e.info),
+            &req,
+        )?;
         let held = self.reserve(&inner, &req.ports).await?;
         let hex = random_hex64();
         let host_if = format!("veth{}", &hex[..7]);
@@ -599,7 +613,7 @@ impl BridgeDriver {
         info.gateway4 = (!r.internal).then_some(r.gateway);
         info.ipv6 = ip6;
         info.gateway6 = r.gateway6.filter(|_| ip6.is_some() && !r.internal).map(IpAddr::V6);
-        info.dns = if req.dns.is_empty() { self.host_dns() } else { req.dns.clone() };
+        info.dns = if req.dns.is_empty() { host_dns(&self.cfg.resolv_conf) } else { req.dns.clone() };
         info.ports = held.iter().map(|(p, _)| p.clone()).collect();
         info.aliases = req.aliases.clone();
         // The lease and ports are on disk before any kernel object exists:

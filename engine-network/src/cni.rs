@@ -646,12 +646,7 @@ impl CniDriver {
     }
 
     async fn do_attach(&self, network: &str, req: AttachRequest) -> Result<EndpointInfo> {
-        if req.container_id.is_empty() || req.container_id.contains('/') {
-            return Err(Error::invalid("container id", format!("{:?}", req.container_id)));
-        }
-        if !valid_ifname(&req.interface) {
-            return Err(Error::invalid(format!("interface name {:?}", req.interface), "1 to 15 characters"));
-        }
+        crate::bridge::check_request(&req)?;
         Netns::open(&req.netns)?;
         let net = self.resolve(network)?;
         if !VERSIONS.contains(&net.version.as_str()) {

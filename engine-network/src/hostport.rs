@@ -5,8 +5,8 @@
 //! IPv6, as docker does it: a port published on every address (`0.0.0.0`)
 //! is also published on `::` when the host has IPv6, and a binding may name
 //! an IPv6 host address (`-p [::1]:8080:80`). IPv6 host addresses are
-//! served by a userland TCP proxy in the driver (docker-proxy's role) to
-//! the container's IPv4 address: NAT cannot take `::1` out of the host,
+//! served by a userland proxy in the driver (docker-proxy's role; tcp, and
+//! udp with one flow per client) to the container's IPv4 address: NAT cannot take `::1` out of the host,
 //! nor turn IPv6 into IPv4. On a dual-stack network the rules also DNAT
 //! the host's other IPv6 addresses to the container's IPv6 address
 //! (see `nft`), before the proxy sees them.
@@ -61,13 +61,6 @@ pub(crate) async fn reserve(
     for b in bindings {
         if b.container_port == 0 {
             return Err(Error::invalid("container port", "0"));
-        }
-        if let Some(ip) = b.host_ip {
-            if ip.is_ipv6() && b.protocol == Protocol::Udp {
-                return Err(Error::Unsupported(format!(
-                    "publishing udp on IPv6 host address {ip} (IPv6 host addresses are served by a TCP proxy)"
-                )));
-            }
         }
     }
     let bindings = bindings.to_vec();
@@ -189,9 +182,23 @@ pub(crate) fn activate(host: &Netns, p: &PublishedPort, fd: OwnedFd, container: 
 
 fn activate_key(host: &Netns, key: PortKey, container_port: u16, fd: OwnedFd, container: Option<Ipv4Addr>) -> Held {
     let (proto, ip, _) = key;
-    let (Some(cip), true, Protocol::Tcp) = (container, ip.is_ipv6(), proto) else {
+    let (Some(cip), true) = (container, ip.is_ipv6()) else {
         return Held { _fd: Some(fd), proxy: None };
     };
+    let to = SocketAddr::new(IpAddr::V4(cip), container_port);
+    if proto == Protocol::Udp {
+        let sock = std::net::UdpSocket::from(fd);
+        return match sock.set_nonblocking(true).and_then(|_| tokio::net::UdpSocket::from_std(sock)) {
+            Ok(s) => {
+                let task = tokio::spawn(serve_udp(host.clone(), s, to, key));
+                Held { _fd: None, proxy: Some(task.abort_handle()) }
+            }
+            Err(e) => {
+                tracing::warn!(?key, "IPv6 udp proxy not started: {e}");
+                Held { _fd: None, proxy: None }
+            }
+        };
+    }
     let listener = std::net::TcpListener::from(fd);
     let proxy = match listener.set_nonblocking(true).and_then(|_| tokio::net::TcpListener::from_std(listener)) {
         Ok(l) => l,
@@ -200,7 +207,6 @@ fn activate_key(host: &Netns, key: PortKey, container_port: u16, fd: OwnedFd, co
             return Held { _fd: None, proxy: None };
         }
     };
-    let to = SocketAddr::new(IpAddr::V4(cip), container_port);
     let task = tokio::spawn(serve(host.clone(), proxy, to, key));
     Held { _fd: None, proxy: Some(task.abort_handle()) }
 }
@@ -234,6 +240,86 @@ async fn serve(host: Netns, listener: tokio::net::TcpListener, to: SocketAddr, k
     }
 }
 
+/// How long a udp flow through the IPv6 proxy lives without an answer
+/// from the container (docker-proxy's 90 s).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+/// The most udp flows the IPv6 proxy keeps per port; past it the oldest
+/// goes.
+const UDP_FLOWS: usize = 1024;
+
+/// Relay datagrams between clients of `sock` and `to`: one socket per
+/// client towards the container (so its answers find the client again),
+/// dropped after [`UDP_IDLE`] without an answer. docker-proxy's udp job
+/// for IPv6 host addresses.
+async fn serve_udp(host: Netns, sock: tokio::net::UdpSocket, to: SocketAddr, key: PortKey) {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+    let sock = Arc::new(sock);
+    let mut flows: HashMap<SocketAddr, (Arc<tokio::net::UdpSocket>, tokio::task::AbortHandle, std::time::Instant)> =
+        HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let (n, client) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(?key, "IPv6 udp proxy: receive: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while tasks.try_join_next().is_some() {}
+        flows.retain(|_, f| !f.1.is_finished());
+        let up = match flows.get(&client) {
+            Some(f) => f.0.clone(),
+            None => {
+                if flows.len() >= UDP_FLOWS {
+                    if let Some(oldest) = flows.iter().min_by_key(|f| (f.1).2).map(|f| *f.0) {
+                        if let Some(f) = flows.remove(&oldest) {
+                            f.1.abort();
+                        }
+                    }
+                }
+                let up = match udp_in(&host, to).await {
+                    Ok(u) => Arc::new(u),
+                    Err(e) => {
+                        tracing::debug!(%to, "IPv6 udp proxy: {e}");
+                        continue;
+                    }
+                };
+                let (back, down) = (sock.clone(), up.clone());
+                let h = tasks.spawn(async move {
+                    let mut b = vec![0u8; 65536];
+                    while let Ok(Ok(n)) = tokio::time::timeout(UDP_IDLE, down.recv(&mut b)).await {
+                        if back.send_to(&b[..n], client).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                flows.insert(client, (up.clone(), h, std::time::Instant::now()));
+                up
+            }
+        };
+        if let Err(e) = up.send(&buf[..n]).await {
+            tracing::debug!(%to, "IPv6 udp proxy: send: {e}");
+        }
+    }
+}
+
+/// A udp socket in the host namespace `host`, connected to `to`.
+async fn udp_in(host: &Netns, to: SocketAddr) -> Result<tokio::net::UdpSocket> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let fd = host
+        .run(|| {
+            socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK, None)
+                .map_err(|e| Error::io("socket", e.into()))
+        })
+        .await?;
+    let s = tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(fd)).map_err(|e| Error::io("udp socket", e))?;
+    s.connect(to).await.map_err(|e| Error::io(format!("connect to {to}"), e))?;
+    Ok(s)
+}
+
 /// A TCP connection to `to` from the host namespace `host`.
 async fn connect_in(host: &Netns, to: SocketAddr) -> Result<tokio::net::TcpStream> {
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
@@ -251,7 +337,8 @@ async fn connect_in(host: &Netns, to: SocketAddr) -> Result<tokio::net::TcpStrea
 }
 
 /// Bind a socket on `key`'s host port: not listening for IPv4 (the rules
-/// DNAT its traffic), listening (IPv6 only) for IPv6, which the proxy serves.
+/// DNAT its traffic), bound (IPv6 only; tcp listening) for IPv6, which the
+/// proxy serves.
 fn hold((proto, ip, port): PortKey) -> std::result::Result<OwnedFd, nix::errno::Errno> {
     use nix::sys::socket::{bind, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag, SockType};
     use nix::sys::socket::{SockaddrIn, SockaddrIn6};
@@ -266,15 +353,16 @@ fn hold((proto, ip, port): PortKey) -> std::result::Result<OwnedFd, nix::errno::
             Ok(fd)
         }
         IpAddr::V6(ip) => {
-            if proto != Protocol::Tcp {
-                return Err(nix::errno::Errno::EAFNOSUPPORT);
-            }
             let fd = socket(AddressFamily::Inet6, ty, SockFlag::SOCK_CLOEXEC, None)?;
             setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
-            setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            if proto == Protocol::Tcp {
+                setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+            }
             let a = std::net::SocketAddrV6::new(ip, port, 0, 0);
             bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(a))?;
-            listen(&fd, Backlog::new(128)?)?;
+            if proto == Protocol::Tcp {
+                listen(&fd, Backlog::new(128)?)?;
+            }
             Ok(fd)
         }
     }

@@ -1,7 +1,7 @@
 //! Address management: subnets checked, addresses allocated. Pure
 //! functions over the driver's records; the records are the leases.
 
-use engine_core::network::IpPrefix;
+use engine_core::network::{EndpointInfo, IpPrefix, IpamConfig};
 use engine_core::{Error, Result};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -39,6 +39,59 @@ pub(crate) fn check_subnet6(subnet: IpPrefix) -> Result<Ipv6Addr> {
     match subnet.nth(1) {
         Some(IpAddr::V6(a)) => Ok(a),
         _ => Err(Error::invalid(format!("subnet {subnet}"), "has no host address")),
+    }
+}
+
+/// A lease for a new endpoint of a network whose endpoints are `taken`:
+/// an IPv4 address of `v4` (subnet, gateway), `wanted` if free, and on a
+/// dual-stack network (`v6`) an IPv6 one with the subnet's prefix.
+pub(crate) fn lease<'a>(
+    v4: (IpPrefix, Ipv4Addr),
+    v6: Option<(IpPrefix, Ipv6Addr)>,
+    taken: impl Iterator<Item = &'a EndpointInfo> + Clone,
+    wanted: Option<Ipv4Addr>,
+) -> Result<(Ipv4Addr, Option<IpPrefix>)> {
+    let used: Vec<Ipv4Addr> = taken
+        .clone()
+        .filter_map(|e| match e.ipv4.map(|p| p.addr()) {
+            Some(IpAddr::V4(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let ip = allocate(v4.0, v4.1, &used, wanted)?;
+    let ip6 = match v6 {
+        Some((s6, g6)) => {
+            let used6: Vec<Ipv6Addr> = taken
+                .filter_map(|e| match e.ipv6.map(|p| p.addr()) {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                })
+                .collect();
+            Some(IpPrefix::new(IpAddr::V6(allocate6(s6, g6, &used6)?), s6.prefix())?)
+        }
+        None => None,
+    };
+    Ok((ip, ip6))
+}
+
+/// The IPv4 gateway of a configured subnet: the one given (a host address
+/// of the subnet), or its first host address.
+pub(crate) fn gateway4(c: &IpamConfig) -> Result<Ipv4Addr> {
+    match c.gateway {
+        None => default_gateway(c.subnet),
+        Some(IpAddr::V4(g)) if is_host_address(c.subnet, g) => Ok(g),
+        Some(g) => Err(Error::invalid(format!("gateway {g}"), format!("not a host address of subnet {}", c.subnet))),
+    }
+}
+
+/// The IPv6 gateway of a configured subnet (checked): the one given, or
+/// its first address after the subnet-router anycast one.
+pub(crate) fn gateway6(c: &IpamConfig) -> Result<Ipv6Addr> {
+    let first = check_subnet6(c.subnet)?;
+    match c.gateway {
+        None => Ok(first),
+        Some(IpAddr::V6(g)) if c.subnet.contains(IpAddr::V6(g)) && Some(IpAddr::V6(g)) != c.subnet.nth(0) => Ok(g),
+        Some(g) => Err(Error::invalid(format!("gateway {g}"), format!("not a host address of subnet {}", c.subnet))),
     }
 }
 

@@ -3,7 +3,9 @@
 //! Network drivers behind [`engine_core::NetworkDriver`]. The default,
 //! [`BridgeDriver`], is docker's `bridge` driver rebuilt on netlink and
 //! nftables; [`CniDriver`] runs standard CNI plugin binaries (Debian's
-//! `containernetworking-plugins`) for the networks of a conflist directory.
+//! `containernetworking-plugins`) for the networks of a conflist directory;
+//! [`RemoteDriver`] is docker's remote driver for network plugins, put
+//! beside either by [`NetworkRouter`].
 //!
 //! ```no_run
 //! use engine_core::network::{AttachRequest, NetworkDriver, NetworkSpec, PortBinding};
@@ -91,11 +93,13 @@
 //! published on all addresses is also published on `::` (same host port;
 //! `docker port` lists `0.0.0.0:P` and `[::]:P`) when the host namespace
 //! has IPv6, and a binding may name an IPv6 host address (`-p
-//! [::1]:8080:80`). The IPv6 side is a listening socket served by a TCP
-//! proxy in the driver (docker-proxy's role) to the container's IPv4
-//! address: NAT can take neither `::1` out of the host (IPv6 has no
-//! `route_localnet`) nor IPv6 to IPv4. udp on an IPv6 host address is
-//! refused ([`engine_core::Error::Unsupported`]); udp on all addresses is
+//! [::1]:8080:80`, `-p [::1]:5353:53/udp`). The IPv6 side is a socket
+//! served by a proxy in the driver (docker-proxy's role) to the
+//! container's IPv4 address: NAT can take neither `::1` out of the host
+//! (IPv6 has no `route_localnet`) nor IPv6 to IPv4. tcp is spliced per
+//! connection; udp is relayed per client (one socket towards the container
+//! per client address, so answers find their client, dropped after 90 s
+//! without an answer, at most 1024 per port). udp on all addresses is
 //! published on IPv4 (and DNATed on IPv6 for a dual-stack network).
 //! A detach that takes the interface holding the container's default route
 //! gives the route to the container's first remaining network (by name)
@@ -172,6 +176,54 @@
 //! `CNI-HOSTPORT-*`, firewall's `CNI-FORWARD`/`CNI-ADMIN`) stay, as with
 //! every CNI runtime. Known limit of those plugins: portmap 1.1.1's CHECK
 //! fails for IPv4-only containers when `ip6tables` exists.
+//!
+//! ## Plugin networks (docker's remote driver)
+//!
+//! [`RemoteDriver`] serves the networks whose driver is a plugin speaking
+//! the `NetworkDriver` interface of Docker's plugin protocol v1 (found and
+//! activated through `engine_plugin::Plugins`), so a network plugin written
+//! for dockerd works with `docker network create -d <plugin>`, and
+//! [`NetworkRouter`] puts it beside the bridge or CNI driver in one engine:
+//! `bridge` and the default driver's name go to the default driver, any
+//! other name to the plugin of that name, and every other call to the
+//! driver that owns the network. What the engine does, as libnetwork does
+//! for remote drivers:
+//!
+//! - IPAM stays the engine's: a subnet (given, or the first free `/16` of
+//!   the user pool that no network of either driver and no host route
+//!   uses) and gateway go to `CreateNetwork` as `IPv4Data`/`IPv6Data`
+//!   (`AddressSpace`, `Pool`, `Gateway` with the pool's prefix), the `-o`
+//!   options as `com.docker.network.generic`; each endpoint's address goes
+//!   to `CreateEndpoint` (`Interface.Address`, `AddressIPv6`, and
+//!   `MacAddress` when `--mac-address` was given). The plugin may fill an
+//!   empty field (its own MAC), never change one the engine gave.
+//! - `Join` (with `SandboxKey`, the container's namespace file) answers
+//!   `InterfaceName.SrcName`, an interface the plugin made in the host
+//!   namespace: the engine moves it into the container's namespace,
+//!   renames it `DstPrefix` + the first free index (the manager's `ethN`
+//!   when free), gives it the MAC, addresses, the `Gateway`/`GatewayIPv6`
+//!   default routes and the `StaticRoutes` (type 0 through `NextHop`, 1 on
+//!   the link), and brings it and loopback up; then `EndpointOperInfo`.
+//!   `DisableGatewayService` is accepted and has nothing to disable (the
+//!   engine has no gateway network of its own for such endpoints).
+//! - Leaving: `Leave`, the interface moved back to the host namespace under
+//!   its `SrcName`, `DeleteEndpoint`, the lease released. A plugin that fails
+//!   there is logged and the container's removal goes on (dockerd forces it
+//!   too); the interface is then deleted rather than left to nobody.
+//! - A failure anywhere in an attach (plugin gone, hung past the plugin
+//!   timeout, an `Err`, an answer that is not the protocol: each an error
+//!   naming the plugin and the call) undoes what was done: the interface
+//!   back to the plugin, `Leave`/`DeleteEndpoint` as far as it got, the
+//!   lease released, so nothing stays behind.
+//! - Records: one JSON file per plugin network (subnets, options, labels,
+//!   every endpoint with its lease, namespace file and `SrcName`), written
+//!   atomically before the plugin hears of an endpoint. A plugin network
+//!   outlives an engine restart; its plugin is found again by name on
+//!   first use. An endpoint whose attach was cut short is listed, so the
+//!   manager's recovery detaches it.
+//! - Refused: published ports (`-p`) on a plugin network (the remote
+//!   driver has no port mapping here), plugins whose `GetCapabilities` scope
+//!   is not `local` (swarm), more than one subnet per family.
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -183,7 +235,9 @@ mod ipam;
 mod link;
 mod netns;
 mod nft;
+mod remote;
 
 pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};
 pub use cni::{CniDriver, CniDriverBuilder};
 pub use netns::{remove_netns_file, Netns, NetnsFile};
+pub use remote::{NetworkRouter, RemoteDriver, NETWORK_INTERFACE, OPT_GENERIC};

@@ -233,3 +233,82 @@ pub(crate) async fn add_local_veth(h: &Handle, name: &str, peer: &str) -> Result
         .await
         .map_err(|e| nl_err(format_args!("create veth pair {name}"), e))
 }
+
+/// The MAC address of link `name`, if it has one of six octets.
+pub(crate) async fn mac(h: &Handle, name: &str) -> Result<Option<[u8; 6]>> {
+    let mut s = h.link().get().match_name(name.to_string()).execute();
+    let m = s.try_next().await.map_err(|e| nl_err(format_args!("look up link {name}"), e))?;
+    Ok(m.and_then(|m| {
+        m.attributes.into_iter().find_map(|a| match a {
+            LinkAttribute::Address(v) if v.len() == 6 => Some([v[0], v[1], v[2], v[3], v[4], v[5]]),
+            _ => None,
+        })
+    }))
+}
+
+/// Move link `name` into the namespace `ns`, renamed `new_name` there
+/// (the rename happens before the move, so the name must be free in both).
+pub(crate) async fn move_to(h: &Handle, name: &str, new_name: &str, ns: &impl AsFd) -> Result<()> {
+    let i = must_index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).down().build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(format_args!("set link {name} down"), e))?;
+    if name != new_name {
+        h.link()
+            .set(LinkUnspec::new_with_index(i).name(new_name).build())
+            .execute()
+            .await
+            .map_err(|e| nl_err(format_args!("rename {name} to {new_name}"), e))?;
+    }
+    h.link()
+        .set(LinkUnspec::new_with_index(i).setns_by_fd(ns.as_fd().as_raw_fd()).build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(format_args!("move {new_name} into another namespace"), e))
+}
+
+/// Give link `name` the MAC `mac`.
+pub(crate) async fn set_mac(h: &Handle, name: &str, mac: [u8; 6]) -> Result<()> {
+    let i = must_index(h, name).await?;
+    h.link()
+        .set(LinkUnspec::new_with_index(i).address(mac.to_vec()).build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(format_args!("set the MAC of {name}"), e))
+}
+
+/// Route `dest` on `ifname`, through `via` when given (else on the link).
+pub(crate) async fn add_route(h: &Handle, ifname: &str, dest: IpPrefix, via: Option<IpAddr>) -> Result<()> {
+    let i = must_index(h, ifname).await?;
+    let route = match (dest.addr(), via) {
+        (IpAddr::V4(d), via) => {
+            let mut b = RouteMessageBuilder::<Ipv4Addr>::new().destination_prefix(d, dest.prefix()).output_interface(i);
+            match via {
+                Some(IpAddr::V4(g)) => b = b.gateway(g),
+                Some(IpAddr::V6(g)) => {
+                    return Err(Error::invalid(format!("route to {dest}"), format!("next hop {g} is not IPv4")))
+                }
+                None => b = b.scope(rtnetlink::packet_route::route::RouteScope::Link),
+            }
+            b.build()
+        }
+        (IpAddr::V6(d), via) => {
+            let mut b = RouteMessageBuilder::<Ipv6Addr>::new().destination_prefix(d, dest.prefix()).output_interface(i);
+            match via {
+                Some(IpAddr::V6(g)) => b = b.gateway(g),
+                Some(IpAddr::V4(g)) => {
+                    return Err(Error::invalid(format!("route to {dest}"), format!("next hop {g} is not IPv6")))
+                }
+                None => {}
+            }
+            b.build()
+        }
+    };
+    match h.route().add(route).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno_of(&e) == Some(libc::EEXIST) => Ok(()),
+        Err(e) => Err(nl_err(format_args!("route to {dest} on {ifname}"), e)),
+    }
+}

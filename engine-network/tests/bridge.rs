@@ -80,19 +80,21 @@ async fn published_ports_reach_the_container_from_everywhere() {
     d.create_network(NetworkSpec::new("other")).await.unwrap();
     let mut req = AttachRequest::new("web", &p1)
         .publish(PortBinding::parse("0:80").unwrap().remove(0))
-        .publish(PortBinding::parse("5353:53/udp").unwrap().remove(0));
+        .publish(PortBinding::parse("5353:53/udp").unwrap().remove(0))
+        .publish(PortBinding::parse("[::1]:5354:53/udp").unwrap().remove(0));
     for b in PortBinding::parse("127.0.0.1:9100-9101:9000-9001").unwrap() {
         req = req.publish(b);
     }
     let web = d.attach("bridge", req).await.unwrap();
     // 0:80 on 0.0.0.0 and on :: (the host namespace has IPv6), same port.
-    assert_eq!(web.ports.len(), 5);
+    assert_eq!(web.ports.len(), 6);
     let hp = web.ports[0].host_port;
     assert_ne!(hp, 0);
     assert_eq!(web.ports[0].host_ip, IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     assert_eq!((web.ports[1].host_ip, web.ports[1].host_port), (IpAddr::V6(Ipv6Addr::UNSPECIFIED), hp));
     assert_eq!((web.ports[2].protocol, web.ports[2].host_port), (Protocol::Udp, 5353));
-    assert_eq!((web.ports[4].host_port, web.ports[4].container_port), (9101, 9001));
+    assert_eq!((web.ports[3].host_ip, web.ports[3].host_port), (IpAddr::V6(Ipv6Addr::LOCALHOST), 5354));
+    assert_eq!((web.ports[5].host_port, web.ports[5].container_port), (9101, 9001));
     let cli = d.attach("bridge", AttachRequest::new("cli", &p2)).await.unwrap();
     let oth = d.attach("other", AttachRequest::new("oth", &p3)).await.unwrap();
     let _tcp = serve_tcp(&ns1, 80, "web").await;
@@ -111,6 +113,9 @@ async fn published_ports_reach_the_container_from_everywhere() {
     // Bound to 127.0.0.1 only: not on the host's other address.
     assert!(tcp_get(&host, sa(HOST_ADDR, 9101), FAIL_TIMEOUT).await.is_err());
     assert_eq!(udp_get(&host, sa(Ipv4Addr::LOCALHOST, 5353), OK_TIMEOUT).await.unwrap(), format!("dns {gw}"));
+    // udp on an IPv6 host address: the proxy relays it (the container sees the gateway).
+    let udp6 = SocketAddr::from((Ipv6Addr::LOCALHOST, 5354));
+    assert_eq!(udp_get(&host, udp6, OK_TIMEOUT).await.unwrap(), format!("dns {gw}"));
     // From another machine (the outside namespace).
     assert_eq!(tcp_get(&lab.outside_ns(), sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {OUTSIDE_ADDR}"));
     // From a neighbour on the same network, and from another network.
@@ -125,6 +130,7 @@ async fn published_ports_reach_the_container_from_everywhere() {
     d.detach("bridge", "web").await.unwrap();
     assert!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), FAIL_TIMEOUT).await.is_err());
     assert!(tcp_get(&host, v6, FAIL_TIMEOUT).await.is_err(), "the IPv6 proxy outlived the endpoint");
+    assert!(udp_get(&host, udp6, FAIL_TIMEOUT).await.is_err(), "the IPv6 udp proxy outlived the endpoint");
     let rules = nft_ruleset(&host).await;
     assert!(!rules.contains("dnat ip to"), "{rules}");
 }

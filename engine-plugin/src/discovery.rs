@@ -120,6 +120,15 @@ impl Discovery {
         }
     }
 
+    /// Discovery in `socket_dirs` and `spec_dirs`, each list replacing
+    /// dockerd's default when not empty (what a command line's
+    /// `--plugin-socket-dir`/`--plugin-spec-dir` mean).
+    pub fn in_dirs(socket_dirs: &[PathBuf], spec_dirs: &[PathBuf]) -> Self {
+        let d = Discovery::default();
+        let or = |v: &[PathBuf], def: &[PathBuf]| if v.is_empty() { def.to_vec() } else { v.to_vec() };
+        Discovery::new(or(socket_dirs, &d.socket_dirs), or(spec_dirs, &d.spec_dirs))
+    }
+
     /// The socket directories.
     pub fn socket_dirs(&self) -> &[PathBuf] {
         &self.socket_dirs

@@ -39,10 +39,11 @@
 //! | `VolumeDriver` | `Create`, `Remove`, `Mount`, `Unmount`, `Get`, `List`, `Path`, `Capabilities` | [`PluginVolumeDriver`], routed by [`VolumeRouter`] |
 //! | `authz` | `AuthZPlugin.AuthZReq`, `AuthZPlugin.AuthZRes` (bodies base64) | [`AuthzPlugin`] |
 //! | `LogDriver` | `StartLogging` (a FIFO the engine makes; the shim writes length-prefixed protobuf `LogEntry` messages into it), `StopLogging`, `Capabilities` (checked at create); not `ReadLogs` (`docker logs` reads the engine's local cache) | [`PluginLogDrivers`] |
+//! | `NetworkDriver` | `GetCapabilities` (scope `local` only), `CreateNetwork`, `DeleteNetwork`, `CreateEndpoint`, `Join`, `EndpointOperInfo`, `Leave`, `DeleteEndpoint`; not `DiscoverNew`/`DiscoverDelete` (node discovery, swarm only: never sent), not `ProgramExternalConnectivity`/`RevokeExternalConnectivity` (no published ports on plugin networks) | `engine_network::RemoteDriver` (it needs netlink, so it lives with the other network drivers), routed by `engine_network::NetworkRouter` |
 //! | any | any JSON method; streamed answers | [`Client::call`], [`Client::call_stream`] |
 //!
-//! Not served yet: the `NetworkDriver` (remote network driver) and
-//! `IpamDriver` interfaces.
+//! Not served yet: the `IpamDriver` interface (the engine does IPAM for
+//! plugin networks, as dockerd's default IPAM driver does).
 //!
 //! ```no_run
 //! use engine_plugin::{Discovery, Plugins};
@@ -68,7 +69,7 @@ pub use client::{AnswerStream, Client, DEFAULT_TIMEOUT, MAX_ANSWER, MEDIA_TYPE_V
 pub use discovery::{Discovery, PluginAddr, PluginSpec, DEFAULT_SOCKET_DIR, DEFAULT_SPEC_DIRS};
 pub use error::PluginError;
 pub use log::{PluginLogDrivers, LOG_INTERFACE};
-pub use volume::{Capabilities, PluginVolumeDriver, VolumeRouter, VOLUME_INTERFACE};
+pub use volume::{Capabilities, PluginVolumeDriver, VolumePluginsRefused, VolumeRouter, VOLUME_INTERFACE};
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

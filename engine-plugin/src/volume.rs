@@ -391,3 +391,54 @@ impl VolumeDriver for VolumeRouter {
         Ok(())
     }
 }
+
+/// A volume driver that serves only `default`'s volumes and refuses
+/// every other driver with [`Error::Unsupported`] and `why`: what an
+/// engine whose volumes cannot come from plugins (engined with a separate
+/// engine-lifecycled, which mounts volumes itself) answers instead of a
+/// plugin said to be missing.
+pub struct VolumePluginsRefused {
+    default: Arc<dyn VolumeDriver>,
+    why: String,
+}
+
+impl std::fmt::Debug for VolumePluginsRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumePluginsRefused").field("default", &self.default.name()).finish()
+    }
+}
+
+impl VolumePluginsRefused {
+    /// `default`, refusing plugin drivers because `why`.
+    pub fn new(default: Arc<dyn VolumeDriver>, why: impl Into<String>) -> Self {
+        VolumePluginsRefused { default, why: why.into() }
+    }
+}
+
+#[async_trait]
+impl VolumeDriver for VolumePluginsRefused {
+    fn name(&self) -> &str {
+        self.default.name()
+    }
+    async fn create(&self, req: VolumeCreate) -> Result<Volume> {
+        if let Some(d) = req.driver.as_deref().filter(|d| !d.is_empty() && *d != self.default.name()) {
+            return Err(Error::Unsupported(format!("volume driver {d:?}: {}", self.why)));
+        }
+        self.default.create(req).await
+    }
+    async fn get(&self, name: &str) -> Result<Volume> {
+        self.default.get(name).await
+    }
+    async fn list(&self) -> Result<Vec<Volume>> {
+        self.default.list().await
+    }
+    async fn remove(&self, name: &str) -> Result<()> {
+        self.default.remove(name).await
+    }
+    async fn mount(&self, name: &str, caller: &str) -> Result<PathBuf> {
+        self.default.mount(name, caller).await
+    }
+    async fn unmount(&self, name: &str, caller: &str) -> Result<()> {
+        self.default.unmount(name, caller).await
+    }
+}

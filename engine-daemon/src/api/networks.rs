@@ -334,14 +334,26 @@ pub(crate) async fn create(st: &State, body: Incoming) -> Result<Resp> {
     let spec = spec_of(b)?;
     match spec.driver.as_str() {
         "bridge" => {}
-        d if st.network.as_ref().is_some_and(|n| n.name() == d) => {}
         "host" | "null" => {
             return Ok(h::error_status(
                 StatusCode::FORBIDDEN,
                 format!("only one instance of \"{}\" network is allowed", spec.driver),
             ))
         }
-        other => return Err(Error::not_found("plugin", other)),
+        // The driver's own name, or a plugin's when the driver routes
+        // plugin networks (an unknown plugin is a 404 from there).
+        d if st.network.as_ref().is_some_and(|n| n.serves_driver(d)) => {}
+        // A driver that routes no plugins (engine-lifecycled's, with
+        // --lifecycle): refused, rather than a plugin said to be missing.
+        other => {
+            return Err(match &st.network {
+                Some(n) => Error::Unsupported(format!(
+                    "network driver {other:?}: network plugins are served by engined's own network router;                      this engine's networks are the {} driver's (engined --lifecycle)",
+                    n.name()
+                )),
+                None => Error::not_found("plugin", other),
+            })
+        }
     }
     let d = driver(st)?;
     if is_builtin(&spec.name) || d.inspect_network(&spec.name).await.is_ok_and(|n| n.name == spec.name) {

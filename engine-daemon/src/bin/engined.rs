@@ -125,14 +125,7 @@ struct Args {
 
 /// The plugin registry the flags describe.
 fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
-    let mut d = engine_plugin::Discovery::default();
-    if !args.plugin_socket_dirs.is_empty() || !args.plugin_spec_dirs.is_empty() {
-        let or = |v: &Vec<PathBuf>, def: Vec<PathBuf>| if v.is_empty() { def } else { v.clone() };
-        d = engine_plugin::Discovery::new(
-            or(&args.plugin_socket_dirs, d.socket_dirs().to_vec()),
-            or(&args.plugin_spec_dirs, d.spec_dirs().to_vec()),
-        );
-    }
+    let d = engine_plugin::Discovery::in_dirs(&args.plugin_socket_dirs, &args.plugin_spec_dirs);
     Arc::new(engine_plugin::Plugins::new(d).with_timeout(args.plugin_timeout))
 }
 
@@ -377,6 +370,18 @@ async fn run(args: Args) -> Result<()> {
         authorizers.push(Arc::new(a));
     }
     let mut network = network_driver(&args).await?;
+    // Plugin networks (`docker network create -d <plugin>`) beside the
+    // bridge or CNI ones, in the manager engined holds; with --lifecycle
+    // the network driver is engine-lifecycled's.
+    if let Some(d) = network.take_if(|_| args.lifecycle.is_none()) {
+        let remote = engine_network::RemoteDriver::open(
+            plugins.clone(),
+            args.data_root.join("plugins").join("networks"),
+            args.network_host_netns.as_deref(),
+        )
+        .await?;
+        network = Some(Arc::new(engine_network::NetworkRouter::new(d, remote)));
+    }
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open_with(
         &images_root,
@@ -388,7 +393,11 @@ async fn run(args: Args) -> Result<()> {
     // Plugin volumes are mounted by the manager that holds the router: with
     // a separate engine-lifecycled (its own local driver) they are refused.
     let volumes: Arc<dyn engine_core::VolumeDriver> = if args.lifecycle.is_some() {
-        local
+        Arc::new(engine_plugin::VolumePluginsRefused::new(
+            local,
+            "volume plugins are not served with --lifecycle: engine-lifecycled mounts containers' volumes \
+             itself and holds no volume driver (run engined without --lifecycle)",
+        ))
     } else {
         Arc::new(engine_plugin::VolumeRouter::open(local, plugins.clone(), args.data_root.join("plugins"))?)
     };

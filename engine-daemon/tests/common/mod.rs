@@ -75,17 +75,23 @@ impl Engined {
     /// namespace of the test's own (loopback up): bridges, rules, sysctls
     /// and published ports live there, and go with it.
     pub fn start_networked() -> Engined {
+        Self::start_networked_with(&[])
+    }
+
+    /// [`Engined::start_networked`] with more engined arguments.
+    pub fn start_networked_with(more: &[&str]) -> Engined {
         let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
         let sock = dir.path().join("run/engined.sock");
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
         let ns_path = dir.path().join("hostns");
         let ns = block_on(engine_network::NetnsFile::create(&ns_path)).expect("test host netns");
-        let extra = vec![
+        let mut extra = vec![
             "--network-driver".into(),
             "bridge".into(),
             "--network-host-netns".into(),
             ns_path.display().to_string(),
         ];
+        extra.extend(more.iter().map(|s| s.to_string()));
         let mut e =
             Engined { dir, sock, child: None, extra, lc_extra: Vec::new(), lifecycled: None, host_netns: Some(ns) };
         e.spawn();
@@ -154,6 +160,11 @@ impl Engined {
     /// [`Engined::start_networked`]): networks and ports go through the
     /// lifecycle service.
     pub fn start_remote_networked() -> Engined {
+        Self::start_remote_networked_with(&[])
+    }
+
+    /// [`Engined::start_remote_networked`] with more engine-lifecycled arguments.
+    pub fn start_remote_networked_with(lc_more: &[&str]) -> Engined {
         let dir = tempfile::Builder::new().prefix("e").rand_bytes(5).tempdir_in("/tmp").expect("tempdir");
         let sock = dir.path().join("run/engined.sock");
         std::fs::create_dir_all(dir.path().join("docker-config")).unwrap();
@@ -170,12 +181,15 @@ impl Engined {
                 "--network-driver".into(),
                 "bridge".into(),
             ],
-            lc_extra: vec![
+            lc_extra: [
                 "--network-driver".into(),
                 "bridge".into(),
                 "--network-host-netns".into(),
                 ns_path.display().to_string(),
-            ],
+            ]
+            .into_iter()
+            .chain(lc_more.iter().map(|s| s.to_string()))
+            .collect(),
             lifecycled: None,
             host_netns: Some(ns),
         };

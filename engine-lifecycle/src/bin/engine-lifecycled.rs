@@ -1,6 +1,14 @@
 //! `engine-lifecycled`: the lifecycle manager in its own process (containerd's
 //! role), serving gRPC on a unix socket. Containers outlive it: SIGKILL it,
 //! start it again on the same root, and it reconnects to their shims.
+//!
+//! Plugins (Docker's protocol v1, discovered as dockerd does or in the
+//! `--plugin-socket-dir`/`--plugin-spec-dir` given): log plugins
+//! (`--log-driver <plugin>`), and with `--network-driver bridge|cni`
+//! network plugins beside that driver (`engine_network::NetworkRouter`), so
+//! `engined --lifecycle` serves `docker network create -d <plugin>` too.
+//! Volume plugins are not served here (containers' volumes are plain
+//! directories under the root).
 
 use clap::Parser;
 use engine_lifecycle::{ManagerConfig, RemoteManager};
@@ -55,10 +63,38 @@ struct Args {
     /// (default: this process's); tests pass one of their own.
     #[arg(long, value_name = "PATH")]
     network_host_netns: Option<PathBuf>,
+    /// Where plugins' sockets are discovered (repeatable; default
+    /// /run/docker/plugins, as dockerd): log plugins (`--log-driver`) and,
+    /// with --network-driver bridge|cni, network plugins (`docker network
+    /// create -d <plugin>`) are served here.
+    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
+    plugin_socket_dirs: Vec<PathBuf>,
+    /// Where plugins' spec files are discovered (repeatable; default
+    /// /etc/docker/plugins and /usr/lib/docker/plugins).
+    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
+    plugin_spec_dirs: Vec<PathBuf>,
+    /// The bound on each call to a plugin.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    plugin_timeout: std::time::Duration,
 }
 
-/// The driver `--network-driver` asks for.
-async fn network_driver(args: &Args) -> engine_core::Result<Option<Arc<dyn engine_core::NetworkDriver>>> {
+/// The driver `--network-driver` asks for; a bridge or CNI driver is
+/// routed beside the plugin networks of `plugins`.
+#[allow(unused_variables)]
+async fn network_driver(
+    args: &Args,
+    plugins: &Arc<engine_plugin::Plugins>,
+) -> engine_core::Result<Option<Arc<dyn engine_core::NetworkDriver>>> {
+    #[cfg(feature = "bridge")]
+    let route = |d: Arc<dyn engine_core::NetworkDriver>| async move {
+        let remote = engine_network::RemoteDriver::open(
+            plugins.clone(),
+            args.root.join("plugins").join("networks"),
+            args.network_host_netns.as_deref(),
+        )
+        .await?;
+        Ok::<_, engine_core::Error>(Some(Arc::new(engine_network::NetworkRouter::new(d, remote)) as Arc<_>))
+    };
     match args.network_driver.as_str() {
         "none" if args.network_host_netns.is_some() => {
             Err(engine_core::Error::invalid("--network-host-netns", "only with --network-driver bridge or cni"))
@@ -70,7 +106,7 @@ async fn network_driver(args: &Args) -> engine_core::Result<Option<Arc<dyn engin
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
-            Ok(Some(Arc::new(b.open().await?)))
+            route(Arc::new(b.open().await?)).await
         }
         #[cfg(feature = "bridge")]
         "cni" => {
@@ -81,7 +117,7 @@ async fn network_driver(args: &Args) -> engine_core::Result<Option<Arc<dyn engin
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
-            Ok(Some(Arc::new(b.open().await?)))
+            route(Arc::new(b.open().await?)).await
         }
         other => Err(engine_core::Error::invalid(
             "--network-driver",
@@ -125,7 +161,18 @@ async fn run(args: Args) -> engine_core::Result<()> {
         cfg = cfg.runtime(name, path);
     }
     cfg = cfg.default_runtime(&args.default_runtime).cgroup_parent(&args.cgroup_parent)?;
-    let net = network_driver(&args).await?;
+    if args.plugin_timeout.is_zero() {
+        return Err(engine_core::Error::invalid("--plugin-timeout", "must be more than 0s"));
+    }
+    let plugins = Arc::new(
+        engine_plugin::Plugins::new(engine_plugin::Discovery::in_dirs(
+            &args.plugin_socket_dirs,
+            &args.plugin_spec_dirs,
+        ))
+        .with_timeout(args.plugin_timeout),
+    );
+    cfg = cfg.log_plugins(Arc::new(engine_plugin::PluginLogDrivers::new(plugins.clone())));
+    let net = network_driver(&args, &plugins).await?;
     if let Some(d) = &net {
         cfg = cfg.network_driver(d.clone());
     }

@@ -74,7 +74,12 @@ impl RemoteManager {
     pub async fn network_driver(&self) -> Result<Option<RemoteNetwork>> {
         let r = self.c().network_driver(pb::Empty {}).await.map_err(from_status)?;
         let d: Option<DriverInfo> = dec_client("network driver", &r.into_inner().data)?;
-        Ok(d.map(|d| RemoteNetwork { mgr: self.clone(), name: d.name, host_netns: d.host_netns }))
+        Ok(d.map(|d| RemoteNetwork {
+            mgr: self.clone(),
+            name: d.name,
+            host_netns: d.host_netns,
+            serves_plugins: d.serves_plugins,
+        }))
     }
 
     async fn attach_any(&self, id: &str, exec: bool, opts: AttachOptions) -> Result<Attach> {
@@ -257,6 +262,7 @@ pub struct RemoteNetwork {
     mgr: RemoteManager,
     name: String,
     host_netns: Option<PathBuf>,
+    serves_plugins: bool,
 }
 
 #[async_trait]
@@ -297,5 +303,8 @@ impl NetworkDriver for RemoteNetwork {
     }
     fn host_netns(&self) -> Option<PathBuf> {
         self.host_netns.clone()
+    }
+    fn serves_driver(&self, driver: &str) -> bool {
+        driver == self.name || self.serves_plugins
     }
 }

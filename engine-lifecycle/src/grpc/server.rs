@@ -40,7 +40,14 @@ impl Service {
 pub(crate) struct DriverInfo {
     pub name: String,
     pub host_netns: Option<std::path::PathBuf>,
+    /// The driver takes `docker network create -d <plugin>` (a router of
+    /// plugin networks); older servers leave it out.
+    #[serde(default)]
+    pub serves_plugins: bool,
 }
+
+/// A driver name no driver has, to ask whether a driver serves any name.
+pub(crate) const PLUGIN_PROBE: &str = "plugin probe";
 
 /// A `NetworkConnect` or `NetworkDisconnect` request.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -203,7 +210,11 @@ impl Lifecycle for Service {
     }
 
     async fn network_driver(&self, _r: Request<pb::Empty>) -> Res<pb::Json> {
-        json(&self.net.as_ref().map(|d| DriverInfo { name: d.name().to_string(), host_netns: d.host_netns() }))
+        json(&self.net.as_ref().map(|d| DriverInfo {
+            name: d.name().to_string(),
+            host_netns: d.host_netns(),
+            serves_plugins: d.serves_driver(PLUGIN_PROBE),
+        }))
     }
     async fn network_create(&self, r: Request<pb::Json>) -> Res<pb::Json> {
         let spec: NetworkSpec = dec("network spec", &r.into_inner().data)?;

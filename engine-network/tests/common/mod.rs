@@ -231,7 +231,8 @@ pub async fn tcp_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> std::io
 pub async fn udp_get(ns: &Netns, addr: SocketAddr, timeout: Duration) -> std::io::Result<String> {
     ns.run(move || {
         let r = (|| {
-            let s = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+            let any: IpAddr = if addr.is_ipv6() { Ipv6Addr::UNSPECIFIED.into() } else { Ipv4Addr::UNSPECIFIED.into() };
+            let s = UdpSocket::bind((any, 0))?;
             s.set_read_timeout(Some(timeout))?;
             s.send_to(b"hi", addr)?;
             let mut buf = [0u8; 64];
