@@ -1,6 +1,6 @@
 //! Between Docker's JSON and the engine's types.
 
-use engine_client::models::*;
+use engine_api::models::*;
 use engine_core::network::{EndpointInfo, HostPorts, PortBinding, Protocol, PublishedPort};
 use engine_core::security::{DeviceMapping, SecurityOptions, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use engine_core::{
@@ -51,7 +51,7 @@ pub fn validate_reference(r: &str) -> Result<()> {
         || r.ends_with(['/', ':', '@'])
         || r.contains("//")
         || r.chars().any(|c| !(c.is_ascii_alphanumeric() || "._-/:@+".contains(c)));
-    let (name, _) = engine_client::split_tag(r.split('@').next().unwrap_or(r));
+    let (name, _) = engine_api::split_tag(r.split('@').next().unwrap_or(r));
     let upper = name.rsplit_once('/').map(|(_, last)| last).unwrap_or(name).chars().any(|c| c.is_ascii_uppercase());
     if bad || upper {
         return Err(Error::invalid(
