@@ -45,7 +45,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
 mod api;

@@ -12,7 +12,7 @@ use engine_core::{ContainerId, ContainerStatus, Error, Result, RuntimeState};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::Serialize;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// Options of `create` and `run`.
@@ -253,10 +253,7 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// A pidfd for `pid` (None if the kernel refuses).
 pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh fd we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid)?, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// Wait up to `ms` for `pid` to exit; true when it did.
