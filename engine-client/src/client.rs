@@ -22,12 +22,7 @@ use tokio_util::io::{ReaderStream, StreamReader};
 /// The socket engined listens on when nothing else is said.
 pub const DEFAULT_SOCKET: &str = "/run/engine/engined.sock";
 
-/// The API version this client speaks (the path prefix it uses).
-pub const API_VERSION: &str = "1.41";
-
-/// Response header carrying [`Error::kind_name`], so a client can rebuild
-/// the daemon's error variant exactly.
-pub const ERROR_KIND_HEADER: &str = "x-engine-error-kind";
+use engine_api::{split_tag, API_VERSION, ERROR_KIND_HEADER};
 
 type ReqBody = BoxBody<Bytes, std::io::Error>;
 
@@ -949,29 +944,9 @@ pub struct CommitParams {
     pub pause: bool,
 }
 
-/// Split `name:tag` (a `:` after the last `/`) from `name`; digests stay in the name.
-pub fn split_tag(reference: &str) -> (&str, Option<&str>) {
-    if reference.contains('@') {
-        return (reference, None);
-    }
-    let slash = reference.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match reference[slash..].rfind(':') {
-        Some(i) => (&reference[..slash + i], Some(&reference[slash + i + 1..])),
-        None => (reference, None),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags_split_after_last_slash() {
-        assert_eq!(split_tag("127.0.0.1:5000/bb"), ("127.0.0.1:5000/bb", None));
-        assert_eq!(split_tag("127.0.0.1:5000/bb:v2"), ("127.0.0.1:5000/bb", Some("v2")));
-        assert_eq!(split_tag("bb:latest"), ("bb", Some("latest")));
-        assert_eq!(split_tag("bb@sha256:abc"), ("bb@sha256:abc", None));
-    }
 
     #[test]
     fn statuses_become_typed_errors() {

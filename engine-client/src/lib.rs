@@ -8,9 +8,9 @@
 //! - An exit code is a value ([`Client::wait`], [`ExecOutput::exit_code`]), never an error.
 //! - Streams (logs, events, attach, pull/push/load progress) own their
 //!   connection and do not borrow the client.
-//! - [`frames`] is the one implementation of Docker's 8-byte stream framing;
-//!   engined encodes with it too.
-//! - [`models`] holds the API's JSON bodies, shared with the daemon.
+//! - [`frames`] (Docker's 8-byte stream framing) and [`models`] (the API's
+//!   JSON bodies) are re-exported from `engine-api`, the wire-types crate
+//!   engined uses too.
 //!
 //! ```no_run
 //! use engine_client::{Client, models::ContainerConfigBody, models::StrSlice};
@@ -32,11 +32,12 @@
 #![forbid(unsafe_code)]
 
 mod client;
-pub mod frames;
-pub mod jsonstream;
-pub mod models;
+// The wire types moved to `engine-api`; these paths stay for compatibility.
+pub use engine_api::{frames, jsonstream, models};
 
 pub use client::{
-    encode_registry_auth, error_from_response, error_from_status, split_tag, AttachIo, AttachParams, BuildParams,
-    Client, CommitParams, ExecOutput, LogsParams, PendingWait, API_VERSION, DEFAULT_SOCKET, ERROR_KIND_HEADER,
+    encode_registry_auth, error_from_response, error_from_status, AttachIo, AttachParams, BuildParams, Client,
+    CommitParams, ExecOutput, LogsParams, PendingWait, DEFAULT_SOCKET,
 };
+// Moved to `engine-api`; re-exported for compatibility.
+pub use engine_api::{split_tag, API_VERSION, ERROR_KIND_HEADER};

@@ -1,7 +1,7 @@
 //! The daemon's event bus: container events from the manager and image
 //! events from the daemon, in Docker's shape, with a short backlog for `since`.
 
-use engine_client::models::{EventActor, EventMessage};
+use engine_api::models::{EventActor, EventMessage};
 use engine_core::{Event, EventKind, LifecycleManager};
 use futures::StreamExt;
 use std::collections::{HashMap, VecDeque};

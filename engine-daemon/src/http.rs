@@ -2,7 +2,7 @@
 //! and query strings.
 
 use bytes::Bytes;
-use engine_client::models::ErrorResponse;
+use engine_api::models::ErrorResponse;
 use engine_core::Error;
 use futures::stream::{BoxStream, StreamExt};
 use http::{header, HeaderValue, Response, StatusCode};
@@ -32,7 +32,7 @@ pub fn req_body(req: http::Request<hyper::body::Incoming>) -> http::Request<ReqB
 }
 
 /// The API version engined advertises (`Api-Version`), which pins the docker CLI to it.
-pub const API_VERSION: &str = engine_client::API_VERSION;
+pub const API_VERSION: &str = engine_api::API_VERSION;
 
 /// The oldest API version accepted.
 pub const MIN_API_VERSION: &str = "1.24";
@@ -124,7 +124,7 @@ pub fn docker_message(e: &Error) -> String {
 pub fn error(e: &Error) -> Resp {
     let st = status_of(e);
     let mut r = json(st, &ErrorResponse { message: docker_message(e) });
-    r.headers_mut().insert(engine_client::ERROR_KIND_HEADER, HeaderValue::from_static(e.kind_name()));
+    r.headers_mut().insert(engine_api::ERROR_KIND_HEADER, HeaderValue::from_static(e.kind_name()));
     r
 }
 

@@ -7,7 +7,7 @@
 //! - Version negotiation through `/_ping`; both `/v1.NN/...` and unversioned paths.
 //! - Docker's JSON error bodies and statuses (400, 403, 404, 409, 413, 304, 500).
 //! - Hijacked attach and exec (`101 UPGRADED`) with Docker's 8-byte frames
-//!   ([`engine_client::frames`]) and half-close handled as docker expects.
+//!   ([`engine_api::frames`]) and half-close handled as docker expects.
 //! - `wait` answers its headers at once and its body at exit.
 //! - The socket is created 0660 with a group; every connection's peer
 //!   credentials are checked ([`AccessPolicy`]), others get a 403.
@@ -45,7 +45,7 @@
 //! # Ok(()) }
 //! ```
 #![deny(missing_docs)]
-#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 #![recursion_limit = "256"]
 
 mod api;

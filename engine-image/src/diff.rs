@@ -10,7 +10,7 @@ use engine_core::{Error, Result};
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -19,7 +19,7 @@ struct Walker<W: Write> {
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
-fn header_for(st: &libc::stat, kind: tar::EntryType, size: u64) -> tar::Header {
+fn header_for(st: &sys::Stat, kind: tar::EntryType, size: u64) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(kind);
     h.set_mode(st.st_mode & 0o7777);
@@ -31,7 +31,7 @@ fn header_for(st: &libc::stat, kind: tar::EntryType, size: u64) -> tar::Header {
 }
 
 impl<W: Write> Walker<W> {
-    fn xattrs(&mut self, dir: RawFd, name: &[u8]) -> io::Result<()> {
+    fn xattrs(&mut self, dir: BorrowedFd<'_>, name: &[u8]) -> io::Result<()> {
         let p = sys::fd_path(dir, name);
         let attrs: Vec<(String, Vec<u8>)> = sys::llistxattr(&p)?
             .into_iter()
@@ -44,7 +44,7 @@ impl<W: Write> Walker<W> {
         Ok(())
     }
 
-    fn dir(&mut self, fd: RawFd, rel: &[u8]) -> io::Result<()> {
+    fn dir(&mut self, fd: BorrowedFd<'_>, rel: &[u8]) -> io::Result<()> {
         let mut names = sys::list_dir(fd)?;
         names.sort();
         for n in names {
@@ -84,7 +84,7 @@ impl<W: Write> Walker<W> {
                         self.tar.append_data(&mut h, Path::new(OsStr::from_bytes(&op)), io::empty())?;
                     }
                     let sub = sys::open_dir_at(fd, &c)?;
-                    self.dir(sub.as_raw_fd(), &path)?;
+                    self.dir(sub.as_fd(), &path)?;
                 }
                 libc::S_IFREG => {
                     if st.st_nlink > 1 {
@@ -98,22 +98,12 @@ impl<W: Write> Walker<W> {
                         self.links.insert(key, path.clone());
                     }
                     self.xattrs(fd, nb)?;
-                    let raw =
-                        unsafe { libc::openat(fd, c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-                    if raw < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    let f = unsafe { std::fs::File::from_raw_fd(raw) };
+                    let f = sys::open_file_at(fd, &c)?;
                     let mut h = header_for(&st, tar::EntryType::Regular, st.st_size as u64);
                     self.tar.append_data(&mut h, p, f)?;
                 }
                 libc::S_IFLNK => {
-                    let mut buf = vec![0u8; 4096];
-                    let n = unsafe { libc::readlinkat(fd, c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
-                    if n < 0 {
-                        return Err(io::Error::last_os_error());
-                    }
-                    buf.truncate(n as usize);
+                    let buf = sys::readlink_at(fd, &c)?;
                     let mut h = header_for(&st, tar::EntryType::Symlink, 0);
                     self.tar.append_link(&mut h, p, Path::new(OsStr::from_bytes(&buf)))?;
                 }
@@ -124,8 +114,8 @@ impl<W: Write> Walker<W> {
                         _ => tar::EntryType::Fifo,
                     };
                     let mut h = header_for(&st, kind, 0);
-                    h.set_device_major(libc::major(st.st_rdev))?;
-                    h.set_device_minor(libc::minor(st.st_rdev))?;
+                    h.set_device_major(rustix::fs::major(st.st_rdev))?;
+                    h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
                     self.tar.append_data(&mut h, p, io::empty())?;
                 }
                 _ => {} // sockets are not archived
@@ -148,6 +138,6 @@ pub fn write_layer_tar<W: Write>(dir: &Path, w: W) -> Result<W> {
     let mut tar = tar::Builder::new(w);
     tar.follow_symlinks(false);
     let mut walker = Walker { tar, links: HashMap::new() };
-    walker.dir(fd.as_raw_fd(), b"").map_err(|e| Error::io(what(), e))?;
+    walker.dir(fd.as_fd(), b"").map_err(|e| Error::io(what(), e))?;
     walker.tar.into_inner().map_err(|e| Error::io(what(), e))
 }

@@ -32,6 +32,7 @@
 //! (containers), `state.json` (images, tags, root filesystems; written
 //! atomically), `tmp/` (blobs being written).
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod archive;
 mod blobs;

@@ -1,6 +1,7 @@
 //! Docker image references: parsing and normalization.
 
 use engine_core::{Error, Result};
+use oci_spec::distribution::{ParseError, Reference as OciReference};
 use std::fmt;
 
 /// The registry Docker Hub references resolve to.
@@ -36,8 +37,12 @@ fn bad(reference: &str, why: impl Into<String>) -> Error {
 }
 
 impl Reference {
-    /// Parse and normalize a reference; the default tag is `latest` when
-    /// neither tag nor digest is given.
+    /// Parse and normalize a reference the way Docker does (with
+    /// [`oci_spec::distribution::Reference`], distribution's grammar); the
+    /// default tag is `latest` when neither tag nor digest is given. On top of
+    /// that grammar: bracketed IPv6 registries (`[::1]:5000/x`), which it
+    /// predates, are accepted; `registry-1.docker.io` is Docker Hub too; tags
+    /// are ASCII; digests are `sha256:` (what the store holds).
     pub fn parse(s: &str) -> Result<Reference> {
         if s.is_empty() {
             return Err(bad(s, "empty"));
@@ -45,62 +50,44 @@ impl Reference {
         if s.len() > 4096 {
             return Err(bad(s, "too long"));
         }
-        let (name_tag, digest) = match s.split_once('@') {
-            Some((n, d)) => {
-                crate::digest::hex_of(d).map_err(|e| bad(s, e.to_string()))?;
-                (n, Some(d.to_string()))
+        // distribution's grammar has no IPv6 literal host: parse the rest
+        // with a stand-in host, then put the literal back.
+        const IPV6_STAND_IN: &str = "ipv6-literal.invalid";
+        let (ipv6_host, parsed) = match s.strip_prefix('[').and_then(|r| r.split_once(']')) {
+            Some((addr, rest)) => {
+                let (port, path) = rest.split_once('/').ok_or_else(|| bad(s, "no repository name"))?;
+                if addr.parse::<std::net::Ipv6Addr>().is_err() || !(port.is_empty() || port.starts_with(':')) {
+                    return Err(bad(s, format!("registry [{addr}]{port} is not a host[:port]")));
+                }
+                (Some(format!("[{addr}]{port}")), format!("{IPV6_STAND_IN}{port}/{path}"))
             }
-            None => (s, None),
+            None => (None, s.to_string()),
         };
-        let last_slash = name_tag.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (name, tag) = match name_tag[last_slash..].rfind(':') {
-            Some(i) => (&name_tag[..last_slash + i], Some(name_tag[last_slash + i + 1..].to_string())),
-            None => (name_tag, None),
-        };
-        if let Some(t) = &tag {
-            let ok = !t.is_empty()
-                && t.len() <= 128
-                && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
-                && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-            if !ok {
-                return Err(bad(s, format!("tag {t:?} is not [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")));
+        let r: OciReference = parsed.parse().map_err(|e: ParseError| {
+            // Docker says why a name with capitals is refused.
+            let lower = s.to_ascii_lowercase();
+            if e == ParseError::ReferenceInvalidFormat && lower != s && lower.parse::<OciReference>().is_ok() {
+                bad(s, ParseError::NameContainsUppercase.to_string())
+            } else {
+                bad(s, e.to_string())
             }
+        })?;
+        if let Some(t) = r.tag().filter(|t| !t.is_ascii()) {
+            return Err(bad(s, format!("tag {t:?} is not [A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}}")));
         }
-        let (registry, repo) = match name.split_once('/') {
-            Some((first, rest)) if first.contains('.') || first.contains(':') || first == "localhost" => {
-                (first.to_string(), rest.to_string())
+        if let Some(d) = r.digest() {
+            crate::digest::hex_of(d).map_err(|e| bad(s, e.to_string()))?;
+        }
+        let (registry, repository) = match (ipv6_host, r.registry()) {
+            (Some(host), _) => (host, r.repository().to_string()),
+            // Docker Hub's API host is Docker Hub.
+            (None, "registry-1.docker.io") if r.repository().contains('/') => {
+                (DOCKER_HUB.to_string(), r.repository().to_string())
             }
-            _ => (DOCKER_HUB.to_string(), name.to_string()),
+            (None, "registry-1.docker.io") => (DOCKER_HUB.to_string(), format!("library/{}", r.repository())),
+            (None, registry) => (registry.to_string(), r.repository().to_string()),
         };
-        let registry = if registry == "index.docker.io" || registry == "registry-1.docker.io" {
-            DOCKER_HUB.to_string()
-        } else {
-            registry
-        };
-        if registry.is_empty() || registry.chars().any(|c| c.is_whitespace() || c == '@') {
-            return Err(bad(s, format!("registry {registry:?} is not a host[:port]")));
-        }
-        let repo = if registry == DOCKER_HUB && !repo.contains('/') { format!("library/{repo}") } else { repo };
-        if repo.is_empty() {
-            return Err(bad(s, "no repository name"));
-        }
-        for comp in repo.split('/') {
-            let ok = !comp.is_empty()
-                && comp.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-                && comp.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
-                && comp.chars().last().is_some_and(|c| c.is_ascii_alphanumeric());
-            if !ok {
-                return Err(bad(
-                    s,
-                    format!("repository component {comp:?} must be lowercase letters, digits and separators (._-)"),
-                ));
-            }
-        }
-        if repo.len() > 255 {
-            return Err(bad(s, "repository name longer than 255 characters"));
-        }
-        let tag = if tag.is_none() && digest.is_none() { Some("latest".to_string()) } else { tag };
-        Ok(Reference { registry, repository: repo, tag, digest })
+        Ok(Reference { registry, repository, tag: r.tag().map(str::to_owned), digest: r.digest().map(str::to_owned) })
     }
 
     /// The registry host (and port), `docker.io` for Docker Hub.
@@ -238,5 +225,65 @@ mod tests {
             assert!(e.is_invalid_input(), "{b}: {e}");
             assert!(e.to_string().contains(&format!("{b:?}")), "{e}");
         }
+    }
+
+    /// Docker's normalisation at its edges: what `docker pull` accepts and
+    /// names the same way, and what it refuses.
+    #[test]
+    fn edge_cases() {
+        let d = format!("sha256:{}", "0a".repeat(32));
+        let cases = [
+            // A name alone that looks like a host is a Docker Hub repository.
+            ("localhost".to_string(), "docker.io/library/localhost:latest".to_string()),
+            ("localhost:5000".into(), "docker.io/library/localhost:5000".into()),
+            ("example.com".into(), "docker.io/library/example.com:latest".into()),
+            ("example.com:5000/team/app:1.0-rc_1".into(), "example.com:5000/team/app:1.0-rc_1".into()),
+            ("registry-1.docker.io/busybox".into(), "docker.io/library/busybox:latest".into()),
+            ("registry-1.docker.io/user/app:2".into(), "docker.io/user/app:2".into()),
+            ("index.docker.io/user/app".into(), "docker.io/user/app:latest".into()),
+            ("a__b/c---d/e.f_g".into(), "docker.io/a__b/c---d/e.f_g:latest".into()),
+            (format!("busybox@{d}"), format!("docker.io/library/busybox@{d}")),
+            (format!("127.0.0.1:5000/x/y:t@{d}"), format!("127.0.0.1:5000/x/y:t@{d}")),
+            ("[fe80::1]/x".into(), "[fe80::1]/x:latest".into()),
+            ("Registry.Example.com/x".into(), "Registry.Example.com/x:latest".into()),
+        ];
+        for (i, o) in cases {
+            let r = Reference::parse(&i).unwrap_or_else(|e| panic!("{i}: {e}"));
+            assert_eq!(r.to_string(), o, "{i}");
+        }
+        let r = Reference::parse(&format!("busybox@{d}")).unwrap();
+        assert_eq!((r.tag(), r.digest(), r.object()), (None, Some(d.as_str()), d.as_str()));
+        assert_eq!(Reference::parse("localhost:5000/a").unwrap().registry(), "localhost:5000");
+        assert!(Reference::parse("[::1]:5000/bb").unwrap().is_loopback());
+        assert!(Reference::parse("localhost/x").unwrap().is_loopback());
+
+        let long_tag = format!("a:{}", "t".repeat(129));
+        let long_repo = format!("a/{}", "b".repeat(255));
+        let sha512 = format!("a@sha512:{}", "0".repeat(128));
+        let upper_hex = format!("a@sha256:{}", "AB".repeat(32));
+        let refused = [
+            "a..b",
+            "a._b",
+            "a b",
+            "a:t t",
+            "a:tag\u{e9}",
+            "a/",
+            "/a",
+            "a@",
+            "[::1]:5000",
+            "[zz]:5000/x",
+            "[::1]x/y",
+            long_tag.as_str(),
+            long_repo.as_str(),
+            sha512.as_str(),
+            upper_hex.as_str(),
+        ];
+        for b in refused {
+            let e = Reference::parse(b).unwrap_err();
+            assert!(e.is_invalid_input(), "{b}: {e}");
+            assert!(e.to_string().contains(&format!("{b:?}")), "{e}");
+        }
+        let e = Reference::parse("Busybox").unwrap_err();
+        assert!(e.to_string().contains("lowercase"), "{e}");
     }
 }

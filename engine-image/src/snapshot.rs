@@ -9,7 +9,7 @@ use crate::sys;
 use crate::unpack::OVERLAY_OPAQUE_XATTR;
 use engine_core::{Error, ImageInfo, IoContext, PreparedSnapshot, Result, Rootfs, Snapshotter};
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -54,16 +54,13 @@ fn validate_key(key: &str) -> Result<()> {
 fn mount_overlay(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> std::io::Result<()> {
     let lower = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
     let base = format!("lowerdir={lower},upperdir={},workdir={}", upper.display(), work.display());
-    let src = sys::cstr(b"overlay")?;
-    let tgt = sys::cstr(target.as_os_str().as_bytes())?;
     let mut last = None;
     for extra in [",index=off,redirect_dir=off", ""] {
         let data = sys::cstr(format!("{base}{extra}").as_bytes())?;
-        let r = unsafe { libc::mount(src.as_ptr(), tgt.as_ptr(), src.as_ptr(), 0, data.as_ptr() as *const _) };
-        if r == 0 {
-            return Ok(());
+        match rustix::mount::mount("overlay", target, "overlay", rustix::mount::MountFlags::empty(), data.as_c_str()) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e.into()),
         }
-        last = Some(std::io::Error::last_os_error());
     }
     Err(last.unwrap_or_else(|| std::io::Error::other("mount failed")))
 }
@@ -175,19 +172,15 @@ pub(crate) async fn remove(store: &Store, key: &str) -> Result<()> {
 /// driver still removes what the first one made.
 fn unmount_or_clear(snap: &PreparedSnapshot) -> Result<()> {
     if snap.mounted {
-        let t = sys::cstr(snap.target.as_os_str().as_bytes()).map_err(|e| Error::io("unmount", e))?;
-        // SAFETY: umount2 with a NUL-terminated path.
-        let r = unsafe { libc::umount2(t.as_ptr(), libc::MNT_DETACH) };
-        if r < 0 {
-            let e = std::io::Error::last_os_error();
-            if !matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOENT)) {
-                return Err(Error::io(format!("unmount {}", snap.target.display()), e));
-            }
+        use rustix::io::Errno;
+        match rustix::mount::unmount(&snap.target, rustix::mount::UnmountFlags::DETACH) {
+            Ok(()) | Err(Errno::INVAL) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(Error::io(format!("unmount {}", snap.target.display()), e.into())),
         }
     } else if let Ok(fd) = sys::open_dir(&snap.target) {
-        for n in sys::list_dir(fd.as_raw_fd()).context(|| format!("list {}", snap.target.display()))? {
+        for n in sys::list_dir(fd.as_fd()).context(|| format!("list {}", snap.target.display()))? {
             let c = sys::cstr(n.as_bytes()).map_err(|e| Error::io("remove", e))?;
-            sys::remove_at(fd.as_raw_fd(), &c).context(|| format!("clear {}", snap.target.display()))?;
+            sys::remove_at(fd.as_fd(), &c).context(|| format!("clear {}", snap.target.display()))?;
         }
     }
     Ok(())
@@ -210,13 +203,8 @@ fn prepare_copy(layers: &[PathBuf], target: &Path) -> Result<PreparedSnapshot> {
 
 /// The name of the filesystem `path` is on, for `docker info`.
 fn backing_filesystem(path: &Path) -> String {
-    let Ok(c) = sys::cstr(path.as_os_str().as_bytes()) else { return "unknown".into() };
-    // SAFETY: statfs into a zeroed struct with a NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return "unknown".into();
-    }
-    match st.f_type as i64 {
+    let Ok(st) = rustix::fs::statfs(path) else { return "unknown".into() };
+    match st.f_type {
         0xef53 => "extfs".into(),
         0x5846_5342 => "xfs".into(),
         0x0102_1994 => "tmpfs".into(),
@@ -328,11 +316,11 @@ impl Snapshotter for VfsSnapshotter {
 /// Whether a non-directory entry differs between the parent and the
 /// container: type, mode, owner, size, mtime, device number or link target.
 fn entry_differs(
-    pdir: RawFd,
-    cdir: RawFd,
+    pdir: BorrowedFd<'_>,
+    cdir: BorrowedFd<'_>,
     c: &std::ffi::CStr,
-    p: &libc::stat,
-    n: &libc::stat,
+    p: &sys::Stat,
+    n: &sys::Stat,
 ) -> std::io::Result<bool> {
     let fmt = n.st_mode & libc::S_IFMT;
     if fmt != p.st_mode & libc::S_IFMT
@@ -345,17 +333,7 @@ fn entry_differs(
         return Ok(true);
     }
     if fmt == libc::S_IFLNK {
-        let read = |dir: RawFd| -> std::io::Result<Vec<u8>> {
-            let mut buf = vec![0u8; 4096];
-            // SAFETY: readlinkat into our buffer with its length.
-            let r = unsafe { libc::readlinkat(dir, c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
-            if r < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            buf.truncate(r as usize);
-            Ok(buf)
-        };
-        return Ok(read(pdir)? != read(cdir)?);
+        return Ok(sys::readlink_at(pdir, c)? != sys::readlink_at(cdir, c)?);
     }
     Ok(false)
 }
@@ -365,7 +343,13 @@ fn entry_differs(
 /// copied (a new directory whole), deleted ones as character devices 0:0,
 /// directories whose own metadata changed recreated with it. Docker's
 /// "naive diff", for snapshotters without an upper dir.
-fn naive_diff(pdir: RawFd, cdir: RawFd, odir: RawFd, root: RawFd, rel: &[u8]) -> std::io::Result<()> {
+fn naive_diff(
+    pdir: BorrowedFd<'_>,
+    cdir: BorrowedFd<'_>,
+    odir: BorrowedFd<'_>,
+    root: BorrowedFd<'_>,
+    rel: &[u8],
+) -> std::io::Result<()> {
     let mut links = HashMap::new();
     for n in sys::list_dir(cdir)? {
         let nb = n.as_bytes();
@@ -382,9 +366,9 @@ fn naive_diff(pdir: RawFd, cdir: RawFd, odir: RawFd, root: RawFd, rel: &[u8]) ->
                 sys::mkdir_at(odir, &c, 0o700)?;
                 let (ps, cs, os) =
                     (sys::open_dir_at(pdir, &c)?, sys::open_dir_at(cdir, &c)?, sys::open_dir_at(odir, &c)?);
-                naive_diff(ps.as_raw_fd(), cs.as_raw_fd(), os.as_raw_fd(), root, &path)?;
+                naive_diff(ps.as_fd(), cs.as_fd(), os.as_fd(), root, &path)?;
                 let meta_changed = (st.st_mode, st.st_uid, st.st_gid) != (p.st_mode, p.st_uid, p.st_gid);
-                if !meta_changed && sys::list_dir(os.as_raw_fd())?.is_empty() {
+                if !meta_changed && sys::list_dir(os.as_fd())?.is_empty() {
                     sys::unlink_at(odir, &c, true)?;
                 } else {
                     copy_meta(odir, &c, &st, false)?;
@@ -422,7 +406,7 @@ fn changes(layers: &[PathBuf], snap: &PreparedSnapshot, scratch: &Path) -> Resul
         sys::open_dir(&snap.upper).context(|| format!("open {}", snap.upper.display()))?,
         sys::open_dir(&out).context(|| format!("open {}", out.display()))?,
     );
-    naive_diff(p.as_raw_fd(), c.as_raw_fd(), o.as_raw_fd(), o.as_raw_fd(), b"")
+    naive_diff(p.as_fd(), c.as_fd(), o.as_fd(), o.as_fd(), b"")
         .context(|| format!("compare {} with its image", snap.upper.display()))?;
     Ok(out)
 }
@@ -434,24 +418,21 @@ pub fn copy_layers(layers: &[PathBuf], target: &Path) -> Result<()> {
     for l in layers {
         let src = sys::open_dir(l).context(|| format!("open {}", l.display()))?;
         let mut links = HashMap::new();
-        copy_dir(src.as_raw_fd(), dst.as_raw_fd(), dst.as_raw_fd(), b"", &mut links)
+        copy_dir(src.as_fd(), dst.as_fd(), dst.as_fd(), b"", &mut links)
             .context(|| format!("copy layer {} into {}", l.display(), target.display()))?;
     }
     Ok(())
 }
 
-fn copy_meta(dir: RawFd, name: &std::ffi::CStr, st: &libc::stat, symlink: bool) -> std::io::Result<()> {
+fn copy_meta(dir: BorrowedFd<'_>, name: &std::ffi::CStr, st: &sys::Stat, symlink: bool) -> std::io::Result<()> {
     sys::chown_at(dir, name, st.st_uid, st.st_gid)?;
     if !symlink {
-        let r = unsafe { libc::fchmodat(dir, name.as_ptr(), st.st_mode & 0o7777, 0) };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        sys::chmod_at(dir, name, st.st_mode & 0o7777)?;
     }
     sys::utimes_at(dir, name, st.st_mtime)
 }
 
-fn copy_xattrs(sdir: RawFd, ddir: RawFd, name: &[u8]) -> std::io::Result<()> {
+fn copy_xattrs(sdir: BorrowedFd<'_>, ddir: BorrowedFd<'_>, name: &[u8]) -> std::io::Result<()> {
     let dp = sys::fd_path(ddir, name);
     for (k, v) in sys::llistxattr(&sys::fd_path(sdir, name))? {
         if !k.starts_with(b"trusted.overlay.") {
@@ -462,9 +443,9 @@ fn copy_xattrs(sdir: RawFd, ddir: RawFd, name: &[u8]) -> std::io::Result<()> {
 }
 
 fn copy_dir(
-    src: RawFd,
-    dst: RawFd,
-    root: RawFd,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    root: BorrowedFd<'_>,
     rel: &[u8],
     links: &mut HashMap<(u64, u64), Vec<u8>>,
 ) -> std::io::Result<()> {
@@ -477,9 +458,9 @@ fn copy_dir(
 /// Copy the entry `nb` of `src` (at `rel` under the copy's root) into `dst`,
 /// a whole subtree for a directory.
 fn copy_entry(
-    src: RawFd,
-    dst: RawFd,
-    root: RawFd,
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    root: BorrowedFd<'_>,
     rel: &[u8],
     nb: &[u8],
     links: &mut HashMap<(u64, u64), Vec<u8>>,
@@ -503,8 +484,8 @@ fn copy_entry(
                 Some(d) if sys::is_dir(&d) => {
                     if opaque.as_deref() == Some(b"y") {
                         let sub = sys::open_dir_at(dst, &c)?;
-                        for child in sys::list_dir(sub.as_raw_fd())? {
-                            sys::remove_at(sub.as_raw_fd(), &sys::cstr(child.as_bytes())?)?;
+                        for child in sys::list_dir(sub.as_fd())? {
+                            sys::remove_at(sub.as_fd(), &sys::cstr(child.as_bytes())?)?;
                         }
                     }
                 }
@@ -516,7 +497,7 @@ fn copy_entry(
             }
             let s2 = sys::open_dir_at(src, &c)?;
             let d2 = sys::open_dir_at(dst, &c)?;
-            copy_dir(s2.as_raw_fd(), d2.as_raw_fd(), root, &path, links)?;
+            copy_dir(s2.as_fd(), d2.as_fd(), root, &path, links)?;
             copy_xattrs(src, dst, nb)?;
             copy_meta(dst, &c, &st, false)?;
             return Ok(());
@@ -529,27 +510,18 @@ fn copy_entry(
                         let comps = crate::unpack::clean_path(first);
                         if let Some((last, parent)) = comps.split_last() {
                             let pd = sys::open_dir_in_root(root, &parent.join(&b'/'))?;
-                            sys::link_at(pd.as_raw_fd(), &sys::cstr(last)?, dst, &c)?;
+                            sys::link_at(pd.as_fd(), &sys::cstr(last)?, dst, &c)?;
                             return Ok(());
                         }
                     }
                     links.insert((st.st_dev, st.st_ino), path.clone());
                 }
-                let raw = unsafe { libc::openat(src, c.as_ptr(), libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
-                if raw < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let mut sf = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+                let mut sf = sys::open_file_at(src, &c)?;
                 let mut df = sys::open_file_excl(dst, &c)?;
                 std::io::copy(&mut sf, &mut df)?;
             }
             libc::S_IFLNK => {
-                let mut buf = vec![0u8; 4096];
-                let n = unsafe { libc::readlinkat(src, c.as_ptr(), buf.as_mut_ptr() as *mut _, buf.len()) };
-                if n < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                buf.truncate(n as usize);
+                let buf = sys::readlink_at(src, &c)?;
                 sys::symlink_at(&sys::cstr(&buf)?, dst, &c)?;
                 sys::chown_at(dst, &c, st.st_uid, st.st_gid)?;
                 sys::utimes_at(dst, &c, st.st_mtime)?;

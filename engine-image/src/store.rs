@@ -10,8 +10,10 @@ use engine_core::{
     ArchiveFormat, Error, ImageInfo, ImageStore, IoContext, Progress, ProgressSender, RegistryAuth, Removed, Result,
     Rootfs,
 };
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -307,10 +309,8 @@ impl Store {
                 .write(true)
                 .open(&lock_path)
                 .context(|| format!("open {}", lock_path.display()))?;
-            use std::os::fd::AsRawFd;
-            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } < 0 {
-                return Err(Error::io(format!("lock {}", lock_path.display()), std::io::Error::last_os_error()));
-            }
+            crate::sys::flock(lock.as_fd(), FlockOperation::LockExclusive)
+                .context(|| format!("lock {}", lock_path.display()))?;
             let path = root.join("state.json");
             let mut state = read_state(&path)?;
             let out = f(&mut state)?;
@@ -325,11 +325,11 @@ impl Store {
     /// same root) while content not yet referenced is being written.
     pub(crate) async fn lease(&self) -> Result<Lease<'_>> {
         let g = self.inner.gc_lock.read().await;
-        let f = self.file_lock(libc::LOCK_SH).await?;
+        let f = self.file_lock(FlockOperation::LockShared).await?;
         Ok(Lease { _g: g, _f: f })
     }
 
-    async fn file_lock(&self, op: libc::c_int) -> Result<std::fs::File> {
+    async fn file_lock(&self, op: FlockOperation) -> Result<std::fs::File> {
         let path = self.inner.root.join("gc.lock");
         blocking(move || {
             let f = std::fs::OpenOptions::new()
@@ -338,10 +338,7 @@ impl Store {
                 .write(true)
                 .open(&path)
                 .context(|| format!("open {}", path.display()))?;
-            use std::os::fd::AsRawFd;
-            if unsafe { libc::flock(f.as_raw_fd(), op) } < 0 {
-                return Err(Error::io(format!("lock {}", path.display()), std::io::Error::last_os_error()));
-            }
+            crate::sys::flock(f.as_fd(), op).context(|| format!("lock {}", path.display()))?;
             Ok(f)
         })
         .await
@@ -486,7 +483,7 @@ impl Store {
     /// Returns what was deleted.
     pub async fn gc(&self) -> Result<Vec<String>> {
         let _g = self.inner.gc_lock.write().await;
-        let _f = self.file_lock(libc::LOCK_EX).await?;
+        let _f = self.file_lock(FlockOperation::LockExclusive).await?;
         let s = self.state().await?;
         let blobs = self.inner.blobs.clone();
         let root = self.inner.root.clone();
@@ -663,7 +660,6 @@ fn read_snapshot_size(snap: &Path) -> u64 {
 /// only ever renamed into place once complete and verified, so nothing else
 /// needs repair.
 fn remove_crash_leftovers(root: &Path, blobs: &Blobs) -> Result<()> {
-    use std::os::fd::AsRawFd;
     let path = root.join("gc.lock");
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -671,8 +667,8 @@ fn remove_crash_leftovers(root: &Path, blobs: &Blobs) -> Result<()> {
         .write(true)
         .open(&path)
         .context(|| format!("open {}", path.display()))?;
-    // SAFETY: flock on a descriptor we own; released when `f` is dropped.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } < 0 {
+    // Released when `f` is dropped.
+    if crate::sys::flock(f.as_fd(), FlockOperation::NonBlockingLockExclusive).is_err() {
         return Ok(());
     }
     let mut removed = 0;

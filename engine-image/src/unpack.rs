@@ -12,8 +12,9 @@ use crate::sys;
 use engine_core::{Error, Result};
 use std::ffi::CString;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 /// The whiteout prefix of the layer format.
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -36,7 +37,7 @@ pub struct UnpackOptions {
 
 impl Default for UnpackOptions {
     fn default() -> Self {
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = rustix::process::geteuid().is_root();
         UnpackOptions { allow_devices: root, chown: root, expected_diff_id: None }
     }
 }
@@ -108,7 +109,7 @@ fn join(comps: &[&[u8]]) -> Vec<u8> {
 struct Unpacker {
     root: OwnedFd,
     opts: UnpackOptions,
-    cache: Option<(Vec<u8>, OwnedFd)>,
+    cache: Option<(Vec<u8>, Arc<OwnedFd>)>,
     dir_times: Vec<(Vec<u8>, i64)>,
     buf: Vec<u8>,
 }
@@ -119,25 +120,25 @@ fn ioerr(what: &str, path: &[u8], e: io::Error) -> io::Error {
 
 impl Unpacker {
     /// Open (creating missing directories) `parent` inside the root.
-    fn parent(&mut self, parent: &[&[u8]]) -> io::Result<RawFd> {
+    fn parent(&mut self, parent: &[&[u8]]) -> io::Result<Arc<OwnedFd>> {
         let key = join(parent);
         if let Some((k, fd)) = &self.cache {
             if *k == key {
-                return Ok(fd.as_raw_fd());
+                return Ok(fd.clone());
             }
         }
-        let fd = match sys::open_dir_in_root(self.root.as_raw_fd(), &key) {
+        let fd = match sys::open_dir_in_root(self.root.as_fd(), &key) {
             Ok(fd) => fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                let mut cur = sys::open_dir_in_root(self.root.as_raw_fd(), b".")?;
+                let mut cur = sys::open_dir_in_root(self.root.as_fd(), b".")?;
                 for i in 0..parent.len() {
-                    match sys::open_dir_in_root(self.root.as_raw_fd(), &join(&parent[..=i])) {
+                    match sys::open_dir_in_root(self.root.as_fd(), &join(&parent[..=i])) {
                         Ok(fd) => cur = fd,
                         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                             let name = sys::cstr(parent[i])?;
-                            sys::mkdir_at(cur.as_raw_fd(), &name, 0o755)
+                            sys::mkdir_at(cur.as_fd(), &name, 0o755)
                                 .map_err(|e| ioerr("create directory", &join(&parent[..=i]), e))?;
-                            cur = sys::open_dir_at(cur.as_raw_fd(), &name)?;
+                            cur = sys::open_dir_at(cur.as_fd(), &name)?;
                         }
                         Err(e) => return Err(ioerr("open directory", &join(&parent[..=i]), e)),
                     }
@@ -146,11 +147,12 @@ impl Unpacker {
             }
             Err(e) => return Err(ioerr("open directory", &key, e)),
         };
-        self.cache = Some((key, fd));
-        Ok(self.cache.as_ref().map(|(_, fd)| fd.as_raw_fd()).unwrap_or(-1))
+        let fd = Arc::new(fd);
+        self.cache = Some((key, fd.clone()));
+        Ok(fd)
     }
 
-    fn remove_existing(&mut self, dir: RawFd, name: &CString, keep_dir: bool) -> io::Result<bool> {
+    fn remove_existing(&mut self, dir: BorrowedFd<'_>, name: &CString, keep_dir: bool) -> io::Result<bool> {
         match sys::lstat_at(dir, name)? {
             None => Ok(false),
             Some(st) if sys::is_dir(&st) && keep_dir => Ok(true),
@@ -178,7 +180,8 @@ impl Unpacker {
 
         // Whiteouts.
         if last == OPAQUE_MARKER.as_bytes() {
-            let dir = self.parent(&parent_refs)?;
+            let dir_fd = self.parent(&parent_refs)?;
+            let dir = dir_fd.as_fd();
             let p = sys::fd_path(dir, b".");
             sys::lsetxattr(&p, OVERLAY_OPAQUE_XATTR.as_bytes(), b"y")
                 .map_err(|e| ioerr("mark opaque", &join(&parent_refs), e))?;
@@ -188,7 +191,8 @@ impl Unpacker {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "whiteout without a name"));
             }
-            let dir = self.parent(&parent_refs)?;
+            let dir_fd = self.parent(&parent_refs)?;
+            let dir = dir_fd.as_fd();
             let name = sys::cstr(hidden)?;
             self.remove_existing(dir, &name, false)?;
             sys::mknod_at(dir, &name, libc::S_IFCHR, sys::makedev(0, 0)).map_err(|e| ioerr("whiteout", &path, e))?;
@@ -211,7 +215,8 @@ impl Unpacker {
         let gid = header.gid().unwrap_or(0) as u32;
         let mtime = header.mtime().unwrap_or(0) as i64;
         let name = sys::cstr(&last)?;
-        let dir = self.parent(&parent_refs)?;
+        let dir_fd = self.parent(&parent_refs)?;
+        let dir = dir_fd.as_fd();
         let mut size = 0;
         use tar::EntryType as T;
         match kind {
@@ -224,7 +229,7 @@ impl Unpacker {
                 if self.opts.chown {
                     sys::chown_at(dir, &name, uid, gid).map_err(|e| ioerr("chown", &path, e))?;
                 }
-                sys::fchmod(fd.as_raw_fd(), mode).map_err(|e| ioerr("chmod", &path, e))?;
+                sys::fchmod(fd.as_fd(), mode).map_err(|e| ioerr("chmod", &path, e))?;
                 self.dir_times.push((join(&comps), mtime));
             }
             T::Regular | T::Continuous | T::GNUSparse => {
@@ -243,13 +248,14 @@ impl Unpacker {
                 if self.opts.chown {
                     sys::chown_at(dir, &name, uid, gid).map_err(|e| ioerr("chown", &path, e))?;
                 }
-                sys::fchmod(f.as_raw_fd(), mode).map_err(|e| ioerr("chmod", &path, e))?;
+                sys::fchmod(f.as_fd(), mode).map_err(|e| ioerr("chmod", &path, e))?;
             }
             T::Symlink => {
                 let target = entry.link_name_bytes().map(|c| c.into_owned()).unwrap_or_default();
                 self.remove_existing(dir, &name, false)?;
                 self.cache = None;
-                let dir = self.parent(&parent_refs)?;
+                let dir_fd = self.parent(&parent_refs)?;
+                let dir = dir_fd.as_fd();
                 let t = sys::cstr(&target)?;
                 sys::symlink_at(&t, dir, &name).map_err(|e| ioerr("symlink", &path, e))?;
                 if self.opts.chown {
@@ -263,9 +269,9 @@ impl Unpacker {
                     return Err(io::Error::new(io::ErrorKind::InvalidData, "hardlink to the root"));
                 };
                 let tname = sys::cstr(tlast)?;
-                let tdir = sys::open_dir_in_root(self.root.as_raw_fd(), &join(tparent))
+                let tdir = sys::open_dir_in_root(self.root.as_fd(), &join(tparent))
                     .map_err(|e| ioerr("hardlink target", &target, e))?;
-                match sys::lstat_at(tdir.as_raw_fd(), &tname)? {
+                match sys::lstat_at(tdir.as_fd(), &tname)? {
                     None => {
                         return Err(ioerr(
                             "hardlink target",
@@ -285,10 +291,12 @@ impl Unpacker {
                 if join(&tcomps) == join(&comps) {
                     return Ok(0);
                 }
-                let dir = self.parent(&parent_refs)?;
+                let dir_fd = self.parent(&parent_refs)?;
+                let dir = dir_fd.as_fd();
                 self.remove_existing(dir, &name, false)?;
-                let dir = self.parent(&parent_refs)?;
-                sys::link_at(tdir.as_raw_fd(), &tname, dir, &name).map_err(|e| ioerr("hardlink", &path, e))?;
+                let dir_fd = self.parent(&parent_refs)?;
+                let dir = dir_fd.as_fd();
+                sys::link_at(tdir.as_fd(), &tname, dir, &name).map_err(|e| ioerr("hardlink", &path, e))?;
                 return Ok(0);
             }
             T::Char | T::Block | T::Fifo => {
@@ -314,17 +322,15 @@ impl Unpacker {
                 if self.opts.chown {
                     sys::chown_at(dir, &name, uid, gid).map_err(|e| ioerr("chown", &path, e))?;
                 }
-                let r = unsafe { libc::fchmodat(dir, name.as_ptr(), mode as libc::mode_t, 0) };
-                if r < 0 {
-                    return Err(ioerr("chmod", &path, io::Error::last_os_error()));
-                }
+                sys::chmod_at(dir, &name, mode).map_err(|e| ioerr("chmod", &path, e))?;
             }
             other => {
                 tracing::debug!(?other, path = %String::from_utf8_lossy(&path), "tar entry type skipped");
                 return Ok(0);
             }
         }
-        let dir = self.parent(&parent_refs)?;
+        let dir_fd = self.parent(&parent_refs)?;
+        let dir = dir_fd.as_fd();
         if !xattrs.is_empty() && kind != T::Symlink {
             let p = sys::fd_path(dir, &last);
             for (k, v) in &xattrs {
@@ -345,9 +351,9 @@ impl Unpacker {
         for (path, mtime) in times.iter().rev() {
             let comps = clean_path(path);
             if let Some((last, parent)) = comps.split_last() {
-                if let Ok(dir) = sys::open_dir_in_root(self.root.as_raw_fd(), &join(parent)) {
+                if let Ok(dir) = sys::open_dir_in_root(self.root.as_fd(), &join(parent)) {
                     let name = sys::cstr(last)?;
-                    let _ = sys::utimes_at(dir.as_raw_fd(), &name, *mtime);
+                    let _ = sys::utimes_at(dir.as_fd(), &name, *mtime);
                 }
             }
         }

@@ -110,8 +110,10 @@ pub mod cgroups;
 #[cfg(feature = "cli")]
 pub mod cli;
 pub mod linux;
+mod linux_runtime;
 pub mod oci;
 pub mod sealed;
 pub mod seccomp;
 
-pub use oci::{LinuxRuntime, OciRuntime};
+pub use linux_runtime::LinuxRuntime;
+pub use oci::OciRuntime;

@@ -24,7 +24,7 @@
 
 use engine_core::{Error, Result};
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 /// Set in the environment of the re-executed process, so that a failed
@@ -59,31 +59,27 @@ pub enum Sealing {
 /// `None` when it is a writable host file.
 pub fn current_sealing() -> Result<Option<Sealing>> {
     let fd = open_self_exe()?;
-    // SAFETY: statvfs into a zeroed struct from a descriptor we own.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: fstatvfs writes into the struct we pass, from a descriptor we own.
-    if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(Error::io("fstatvfs /proc/self/exe", std::io::Error::last_os_error()));
-    }
-    if st.f_flag & libc::ST_RDONLY != 0 {
+    let st = nix::sys::statvfs::fstatvfs(&fd).map_err(|e| Error::io("fstatvfs /proc/self/exe", e.into()))?;
+    if st.flags().contains(nix::sys::statvfs::FsFlags::ST_RDONLY) {
         return Ok(Some(Sealing::ReadOnlyMount));
     }
-    // SAFETY: F_GET_SEALS on a descriptor we own (EINVAL for files without seals).
-    let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+    // EINVAL for files without seals.
+    let seals = get_seals(&fd);
     if seals >= 0 && seals & libc::F_SEAL_WRITE != 0 {
         return Ok(Some(Sealing::SealedMemfd));
     }
     Ok(None)
 }
 
+/// `F_GET_SEALS`: the seals of `fd`, or -1 (a file that cannot be sealed).
+fn get_seals(fd: &impl AsFd) -> libc::c_int {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GET_SEALS).unwrap_or(-1)
+}
+
 fn open_self_exe() -> Result<OwnedFd> {
-    // SAFETY: open with a NUL-terminated path; the result is a fresh fd we own.
-    let fd = unsafe { libc::open(c"/proc/self/exe".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::io("open /proc/self/exe", std::io::Error::last_os_error()));
-    }
-    // SAFETY: as above.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    // std opens with O_CLOEXEC.
+    let f = std::fs::File::open("/proc/self/exe").map_err(|e| Error::io("open /proc/self/exe", e))?;
+    Ok(f.into())
 }
 
 /// Make sure this process runs from a binary nothing can write: return at
@@ -163,21 +159,16 @@ fn read_only_mount_of_self() -> Result<OwnedFd> {
 
 /// A `memfd` copy of `/proc/self/exe`, sealed against any change.
 fn sealed_memfd_of_self() -> Result<OwnedFd> {
-    // SAFETY: memfd_create with a NUL-terminated name; the result is a fresh fd we own.
-    let fd = unsafe { libc::memfd_create(c"engine-runtime".as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
-    if fd < 0 {
-        return Err(Error::io("memfd_create for a sealed copy of the runtime binary", std::io::Error::last_os_error()));
-    }
-    // SAFETY: as above.
-    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let memfd = memfd_create(c"engine-runtime", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
+        .map_err(|e| Error::io("memfd_create for a sealed copy of the runtime binary", e.into()))?;
     let mut src = std::fs::File::from(open_self_exe()?);
     let mut dst = std::fs::File::from(memfd);
     std::io::copy(&mut src, &mut dst).map_err(|e| Error::io("copy the runtime binary into a memfd", e))?;
-    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
-    // SAFETY: F_ADD_SEALS on our memfd.
-    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
-        return Err(Error::io("seal the runtime binary's memfd copy", std::io::Error::last_os_error()));
-    }
+    use nix::fcntl::{fcntl, FcntlArg, SealFlag};
+    let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
+    fcntl(&dst, FcntlArg::F_ADD_SEALS(seals))
+        .map_err(|e| Error::io("seal the runtime binary's memfd copy", e.into()))?;
     Ok(OwnedFd::from(dst))
 }
 
@@ -221,8 +212,7 @@ mod tests {
     #[test]
     fn memfd_fallback_is_an_exact_sealed_copy() {
         let fd = sealed_memfd_of_self().unwrap();
-        // SAFETY: F_GET_SEALS on our memfd.
-        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        let seals = get_seals(&fd);
         let want = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
         assert_eq!(seals & want, want);
         let mut copy = Vec::new();

@@ -8,9 +8,9 @@ use crate::convert;
 use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::Bytes;
+use engine_api::models::ProgressMessage;
 use engine_archive::{ContainerRoot, ExtractOptions};
 use engine_build::{BuildEvent, BuildOptions, Builder};
-use engine_client::models::ProgressMessage;
 use engine_core::{Error, NetworkMode, Result};
 use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
@@ -87,7 +87,7 @@ fn options(st: &State, q: &Query) -> Result<BuildOptions> {
     let mut tags = Vec::new();
     for t in q.all("t").iter().filter(|t| !t.is_empty()) {
         let full =
-            if engine_client::split_tag(t).1.is_some() || t.contains('@') { t.clone() } else { format!("{t}:latest") };
+            if engine_api::split_tag(t).1.is_some() || t.contains('@') { t.clone() } else { format!("{t}:latest") };
         convert::validate_reference(&full)?;
         tags.push(full);
     }

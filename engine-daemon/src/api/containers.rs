@@ -6,8 +6,8 @@ use crate::convert;
 use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::{Bytes, BytesMut};
-use engine_client::frames::{encode_into, FrameStream};
-use engine_client::models::*;
+use engine_api::frames::{encode_into, FrameStream};
+use engine_api::models::*;
 use engine_core::{
     ConsoleSize, ContainerInfo, ContainerState, Error, ListFilter, LogOptions, Result, Signal, WaitCondition,
 };
@@ -22,7 +22,7 @@ fn is_running(i: &ContainerInfo) -> bool {
 
 /// The image reference as Docker names it in "No such image" (a tag added when missing).
 fn with_default_tag(r: &str) -> String {
-    let (_, tag) = engine_client::split_tag(r);
+    let (_, tag) = engine_api::split_tag(r);
     if tag.is_none() && !r.contains('@') && !r.starts_with("sha256:") {
         format!("{r}:latest")
     } else {
@@ -491,12 +491,10 @@ pub(crate) async fn logs(st: &State, id: &str, q: &Query) -> Result<Resp> {
 }
 
 fn clock_ticks() -> u64 {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as u64
-    } else {
-        100
+    use nix::unistd::{sysconf, SysconfVar};
+    match sysconf(SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as u64,
+        _ => 100,
     }
 }
 

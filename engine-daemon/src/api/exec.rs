@@ -4,7 +4,7 @@ use super::{ExecEntry, State};
 use crate::convert;
 use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
-use engine_client::models::*;
+use engine_api::models::*;
 use engine_core::{AttachOptions, ConsoleSize, ContainerState, Error, ExecConfig, Result};
 use http::{Request, StatusCode};
 use std::time::{Duration, Instant};

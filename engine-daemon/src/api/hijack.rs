@@ -13,7 +13,7 @@ use super::State;
 use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::BytesMut;
-use engine_client::frames::{encode_into, FrameStream};
+use engine_api::frames::{encode_into, FrameStream};
 use engine_core::{Attach, AttachOptions, Error, LogOptions, Result};
 use futures::StreamExt;
 use http::{header, HeaderValue, Request, StatusCode};

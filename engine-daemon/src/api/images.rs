@@ -6,7 +6,7 @@ use crate::convert;
 use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
 use bytes::Bytes;
-use engine_client::models::*;
+use engine_api::models::*;
 use engine_core::{ArchiveFormat, Error, Progress, RegistryAuth, Removed, Result};
 use futures::StreamExt;
 use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
@@ -97,7 +97,7 @@ async fn list(st: &State, q: &Query) -> Result<Resp> {
             refs.iter().any(|r| {
                 i.repo_tags.iter().any(|t| {
                     let f = convert::familiar(t);
-                    f == *r || engine_client::split_tag(&f).0 == r || t == r
+                    f == *r || engine_api::split_tag(&f).0 == r || t == r
                 })
             })
         });
@@ -455,7 +455,7 @@ async fn create(st: &State, q: &Query, req: Request<Incoming>) -> Result<Resp> {
         match tag {
             Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
             Some(t) => format!("{from}:{t}"),
-            None if engine_client::split_tag(from).1.is_some() => from.to_string(),
+            None if engine_api::split_tag(from).1.is_some() => from.to_string(),
             None => format!("{from}:latest"),
         }
     };
@@ -463,12 +463,10 @@ async fn create(st: &State, q: &Query, req: Request<Incoming>) -> Result<Resp> {
     let auth = registry_auth(req.headers())?;
     let images = st.images.clone();
     let events = st.events_handle();
-    let short = engine_client::split_tag(&reference).1.unwrap_or("latest").to_string();
+    let short = engine_api::split_tag(&reference).1.unwrap_or("latest").to_string();
     let r2 = reference.clone();
     progress_response(
-        vec![
-            ProgressMessage::status(format!("Pulling from {}", engine_client::split_tag(&reference).0)).with_id(&short)
-        ],
+        vec![ProgressMessage::status(format!("Pulling from {}", engine_api::split_tag(&reference).0)).with_id(&short)],
         false,
         true,
         move |ptx| async move {
@@ -491,7 +489,7 @@ async fn push(st: &State, name: &str, q: &Query, auth: Option<RegistryAuth>) -> 
     let tag = q.get("tag").filter(|t| !t.is_empty());
     let reference = match tag {
         Some(t) => format!("{name}:{t}"),
-        None if engine_client::split_tag(name).1.is_some() => name.to_string(),
+        None if engine_api::split_tag(name).1.is_some() => name.to_string(),
         None => format!("{name}:latest"),
     };
     convert::validate_reference(&reference)?;
@@ -503,7 +501,7 @@ async fn push(st: &State, name: &str, q: &Query, auth: Option<RegistryAuth>) -> 
     }
     let images = st.images.clone();
     let events = st.events_handle();
-    let (repo, t) = engine_client::split_tag(&reference);
+    let (repo, t) = engine_api::split_tag(&reference);
     let (repo, t) = (repo.to_string(), t.unwrap_or("latest").to_string());
     let r2 = reference.clone();
     progress_response(

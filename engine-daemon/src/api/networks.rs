@@ -7,7 +7,7 @@ use super::State;
 use crate::convert;
 use crate::http::ReqBody as Incoming;
 use crate::http::{self as h, Query, Resp};
-use engine_client::models::NetworkBody;
+use engine_api::models::NetworkBody;
 use engine_core::network::{IpPrefix, NetworkInfo, NetworkSpec};
 use engine_core::{Error, ListFilter, NetworkDriver, Result};
 use http::StatusCode;

@@ -100,7 +100,7 @@ pub(crate) async fn inspect(st: &State, name: &str) -> Result<Resp> {
 /// volumes made, for `forget_created` if the create fails.
 pub(crate) async fn volume_driver_mounts(
     st: &State,
-    host_config: Option<&engine_client::models::HostConfig>,
+    host_config: Option<&engine_api::models::HostConfig>,
     config: &mut ContainerConfig,
 ) -> Result<Vec<String>> {
     let Some(drv) = host_config.and_then(|h| h.volume_driver.as_deref()).filter(|d| !d.is_empty()) else {

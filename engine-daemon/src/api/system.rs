@@ -4,7 +4,7 @@ use super::State;
 use crate::convert;
 use crate::http::{self as h, Query, Resp};
 use bytes::Bytes;
-use engine_client::models::*;
+use engine_api::models::*;
 use engine_core::{ContainerState, ListFilter, Result};
 use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};

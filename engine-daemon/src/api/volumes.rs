@@ -263,7 +263,7 @@ pub(crate) async fn volumes_from(
 /// Returns the volumes made, for [`forget_created`] if the create fails.
 pub(crate) async fn create_with_options(
     st: &State,
-    host_config: Option<&engine_client::models::HostConfig>,
+    host_config: Option<&engine_api::models::HostConfig>,
 ) -> Result<Vec<String>> {
     let mut made = Vec::new();
     let mounts = host_config.and_then(|h| h.mounts.as_ref());
@@ -320,7 +320,7 @@ pub(crate) async fn forget_created(st: &State, names: &[String]) {
 }
 
 /// Fill in the host paths of volume mounts in a container's inspect.
-pub(crate) async fn fill_sources(st: &State, mounts: &mut [engine_client::models::MountPoint]) {
+pub(crate) async fn fill_sources(st: &State, mounts: &mut [engine_api::models::MountPoint]) {
     let Some(d) = &st.volumes else { return };
     for m in mounts.iter_mut().filter(|m| m.r#type == "volume") {
         if let Ok(v) = d.get(&m.name).await {

@@ -2,7 +2,7 @@
 //! `--console-socket` (SCM_RIGHTS) as runc does, its slave made the stdio.
 
 use engine_core::{Error, Result};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 /// Connect to the console socket (in the parent, before clone).
@@ -33,9 +33,8 @@ pub fn create_pty(sock: RawFd, size: Option<(u16, u16)>) -> Result<(OwnedFd, Pat
     nix::pty::unlockpt(&master).map_err(|e| Error::io("unlockpt", e.into()))?;
     let name = nix::pty::ptsname_r(&master).map_err(|e| Error::io("ptsname", e.into()))?;
     if let Some((rows, cols)) = size {
-        let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCSWINSZ with a valid winsize.
-        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+        let ws = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        let _ = rustix::termios::tcsetwinsize(&master, ws);
     }
     let slave = std::fs::OpenOptions::new()
         .read(true)
@@ -44,9 +43,8 @@ pub fn create_pty(sock: RawFd, size: Option<(u16, u16)>) -> Result<(OwnedFd, Pat
         .open(&name)
         .map_err(|e| Error::io(format!("open pty slave {name}"), e))?;
     send_fd(sock, master.as_raw_fd(), "/dev/ptmx")?;
-    let master_fd = master.into_raw_fd();
-    // SAFETY: we own master_fd; closing our copy (the receiver has its own).
-    drop(unsafe { OwnedFd::from_raw_fd(master_fd) });
+    // Close our copy (the receiver has its own).
+    drop(master);
     Ok((slave.into(), PathBuf::from(name)))
 }
 
@@ -54,17 +52,13 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// Make `slave` the stdio and controlling terminal of the calling process (after setsid).
 pub fn make_stdio(slave: &OwnedFd) -> Result<()> {
-    let fd = slave.as_raw_fd();
-    for target in 0..3 {
-        // SAFETY: dup2 on valid fds.
-        if unsafe { libc::dup2(fd, target) } < 0 {
-            return Err(Error::io("dup2 the pty slave", std::io::Error::last_os_error()));
-        }
-    }
-    // SAFETY: TIOCSCTTY on a tty fd.
-    if unsafe { libc::ioctl(0, libc::TIOCSCTTY, 0) } < 0 {
-        return Err(Error::io("set the controlling terminal", std::io::Error::last_os_error()));
-    }
+    use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+    dup2_stdin(slave)
+        .and_then(|()| dup2_stdout(slave))
+        .and_then(|()| dup2_stderr(slave))
+        .map_err(|e| Error::io("dup2 the pty slave", e.into()))?;
+    rustix::process::ioctl_tiocsctty(std::io::stdin())
+        .map_err(|e| Error::io("set the controlling terminal", e.into()))?;
     Ok(())
 }
 
@@ -115,20 +109,16 @@ impl Proxy {
             termios::cfmakeraw(&mut raw);
             let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
         }
-        // SAFETY: F_SETFL on a valid fd.
-        unsafe { libc::fcntl(master.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK | libc::O_RDWR) };
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let _ = fcntl(&master, FcntlArg::F_SETFL(OFlag::O_NONBLOCK | OFlag::O_RDWR));
         let p = Proxy { master: master.into(), saved, stdin_open: true, master_open: true };
         p.resize();
         p
     }
     /// Copy our terminal's window size to the pty.
     pub fn resize(&self) {
-        let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
-        // SAFETY: TIOCGWINSZ/TIOCSWINSZ with a valid winsize.
-        unsafe {
-            if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-                libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-            }
+        if let Ok(ws) = rustix::termios::tcgetwinsize(std::io::stdin()) {
+            let _ = rustix::termios::tcsetwinsize(&self.master, ws);
         }
     }
     /// The master, for polling.

@@ -12,7 +12,7 @@ use engine_core::{ContainerId, ContainerStatus, Error, Result, RuntimeState};
 use nix::sched::CloneFlags;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::Serialize;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 /// Options of `create` and `run`.
@@ -253,10 +253,7 @@ pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
 
 /// A pidfd for `pid` (None if the kernel refuses).
 pub(crate) fn pidfd(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a fresh fd we own.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    rustix::process::pidfd_open(rustix::process::Pid::from_raw(pid)?, rustix::process::PidfdFlags::empty()).ok()
 }
 
 /// Wait up to `ms` for `pid` to exit; true when it did.
@@ -387,7 +384,7 @@ impl Runc {
     /// Returns the init's host pid. On error nothing is left behind. Refused
     /// (`Unavailable`, naming the thread count) in a multi-threaded process.
     pub fn create(&self, id: &ContainerId, opts: &CreateOpts) -> Result<i32> {
-        let l = self.create_inner(id, opts, true, false)?;
+        let l = self.create_inner(id, opts, Launch::Create)?;
         Ok(l.pid)
     }
 
@@ -405,7 +402,7 @@ impl Runc {
                 None,
             );
         }
-        let l = self.create_inner(id, opts, false, !detach)?;
+        let l = self.create_inner(id, opts, Launch::Run { foreground: !detach })?;
         let dir = self.dir(id.as_str());
         if let Err(e) = l.sync.send(&Msg::Start) {
             let _ = self.destroy(&l.state, &dir);
@@ -421,9 +418,59 @@ impl Runc {
         Ok(code)
     }
 
-    /// `proxy`: with a terminal and no console socket, keep the pty here (foreground `run`).
-    fn create_inner(&self, id: &ContainerId, opts: &CreateOpts, fifo: bool, proxy: bool) -> Result<Launched> {
+    /// Create in two stages: [`CreatePlan::new`] reads and checks the bundle
+    /// (nothing is made), then [`Runc::launch`] makes the container (each step
+    /// undone on failure).
+    fn create_inner(&self, id: &ContainerId, opts: &CreateOpts, launch: Launch) -> Result<Launched> {
         ensure_single_threaded("create")?;
+        let plan = CreatePlan::new(&self.root, opts, launch)?;
+        self.launch(id, opts, launch, plan)
+    }
+}
+
+/// How a container is launched, the difference between `create` and `run`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Launch {
+    /// `create`: the init waits on the exec fifo for `start`, which any
+    /// process may send later; a terminal goes to the console socket.
+    Create,
+    /// `run`: this process releases the init over the sync socket.
+    /// `foreground`: a terminal with no console socket stays here (proxied).
+    Run {
+        /// `run` without `--detach`.
+        foreground: bool,
+    },
+}
+
+/// Where the container's terminal goes, decided before anything is made.
+struct Terminal {
+    /// The socket end the init receives (its pty master is sent over it).
+    theirs: Option<OwnedFd>,
+    /// Our end of a local pair when the pty is kept here (foreground `run`).
+    ours: Option<OwnedFd>,
+}
+
+/// Stage one of create: the bundle read and checked, and everything derived
+/// from it. Nothing on disk, no cgroup, no process exists yet.
+struct CreatePlan {
+    bundle: PathBuf,
+    spec: Spec,
+    process: oci_spec::runtime::Process,
+    proc: ProcPlan,
+    ns: NsPlan,
+    rootfs: RootfsPlan,
+    /// The id maps to write for a new user namespace.
+    id_maps: Option<(Vec<oci_spec::runtime::LinuxIdMapping>, Vec<oci_spec::runtime::LinuxIdMapping>)>,
+    seccomp: Option<crate::seccomp::Filter>,
+    sysctl: Vec<(String, String)>,
+    personality: Option<libc::c_ulong>,
+    /// Hooks the runtime runs before pivot_root (prestart, createRuntime...).
+    runtime_hooks: bool,
+    terminal: Terminal,
+}
+
+impl CreatePlan {
+    fn new(root: &Path, opts: &CreateOpts, launch: Launch) -> Result<CreatePlan> {
         let bundle = std::fs::canonicalize(&opts.bundle)
             .map_err(|e| Error::io(format!("bundle {}", opts.bundle.display()), e))?;
         let spec = load_spec(&bundle)?;
@@ -457,8 +504,9 @@ impl Runc {
         if userns && (uid_maps.is_empty() || gid_maps.is_empty()) {
             return Err(Error::invalid("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings"));
         }
+        let id_maps = userns.then_some((uid_maps, gid_maps));
         let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-            Some(s) => Some(compile_seccomp(s, Some(&self.root.join(crate::seccomp::CACHE_DIR)))?),
+            Some(s) => Some(compile_seccomp(s, Some(&root.join(crate::seccomp::CACHE_DIR)))?),
             None => None,
         };
         let mut sysctl: Vec<(String, String)> =
@@ -479,13 +527,11 @@ impl Runc {
                 .iter()
                 .any(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
         });
-        let mut local_console = None;
-        let console = match (proc.terminal, &opts.console_socket) {
-            (true, Some(p)) => Some(super::console::connect(p)?),
-            (true, None) if proxy => {
+        let terminal = match (proc.terminal, &opts.console_socket) {
+            (true, Some(p)) => Terminal { theirs: Some(super::console::connect(p)?), ours: None },
+            (true, None) if launch == (Launch::Run { foreground: true }) => {
                 let (ours, theirs) = super::console::local_pair()?;
-                local_console = Some(ours);
-                Some(theirs)
+                Terminal { theirs: Some(theirs), ours: Some(ours) }
             }
             (true, None) => {
                 return Err(Error::invalid(
@@ -493,10 +539,49 @@ impl Runc {
                     "a terminal needs --console-socket (where to send the pty master)",
                 ))
             }
-            (false, _) => None,
+            (false, _) => Terminal { theirs: None, ours: None },
         };
+        let process = process.clone();
+        Ok(CreatePlan {
+            bundle,
+            process,
+            proc,
+            ns,
+            rootfs,
+            id_maps,
+            seccomp,
+            sysctl,
+            personality,
+            runtime_hooks,
+            terminal,
+            spec,
+        })
+    }
+}
 
-        // Now make things, each undone by the guard on failure.
+impl Runc {
+    /// Stage two of create: the state dir, the exec fifo (`Launch::Create`),
+    /// the cgroup, the init; on error the guard removes what was made.
+    fn launch(&self, id: &ContainerId, opts: &CreateOpts, launch: Launch, plan: CreatePlan) -> Result<Launched> {
+        let CreatePlan {
+            bundle,
+            spec,
+            process,
+            proc,
+            ns,
+            rootfs,
+            id_maps,
+            seccomp,
+            sysctl,
+            personality,
+            runtime_hooks,
+            terminal,
+        } = plan;
+        let linux = spec.linux().as_ref();
+        let hooks = spec.hooks().as_ref();
+        let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());
+        let domainname = spec.domainname().as_deref().filter(|h| !h.is_empty());
+        let Terminal { theirs: console, ours: local_console } = terminal;
         if !self.root.exists() {
             std::fs::create_dir_all(&self.root).map_err(|e| Error::io(format!("create {}", self.root.display()), e))?;
             let _ = std::fs::set_permissions(&self.root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
@@ -510,7 +595,7 @@ impl Runc {
             Err(e) => return Err(Error::io(format!("create state dir {}", dir.dir.display()), e)),
         }
         let mut guard = Cleanup { dir: Some(&dir), cgroup: None, child: None };
-        let fifo_fd = if fifo {
+        let fifo_fd = if launch == Launch::Create {
             let p = dir.fifo();
             nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o622))
                 .map_err(|e| Error::io(format!("mkfifo {}", p.display()), e.into()))?;
@@ -610,13 +695,13 @@ impl Runc {
         guard.child = Some(pid);
         drop(child_sock);
         drop(console);
-        if userns {
+        if let Some((uid_maps, gid_maps)) = &id_maps {
             let fmt = |m: &[oci_spec::runtime::LinuxIdMapping]| {
                 m.iter().map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size())).collect::<String>()
             };
-            std::fs::write(format!("/proc/{pid}/uid_map"), fmt(&uid_maps))
+            std::fs::write(format!("/proc/{pid}/uid_map"), fmt(uid_maps))
                 .map_err(|e| Error::io(format!("write uid_map of the init {pid}"), e))?;
-            std::fs::write(format!("/proc/{pid}/gid_map"), fmt(&gid_maps))
+            std::fs::write(format!("/proc/{pid}/gid_map"), fmt(gid_maps))
                 .map_err(|e| Error::io(format!("write gid_map of the init {pid}"), e))?;
         }
         parent_sock.send(&Msg::Go)?;
@@ -684,7 +769,7 @@ impl Runc {
         if let Some(p) = &opts.pid_file {
             write_pid_file(p, pid)?;
         }
-        if fifo {
+        if launch == Launch::Create {
             // The state is on disk: the init may now wait for start. Until this
             // message it exits if we die (its end of the socket reads EOF), so a
             // killed create leaves no init behind. It may have died already:

@@ -84,11 +84,10 @@ pub fn plan(spec_devices: Option<&Vec<LinuxDevice>>) -> Result<Vec<Device>> {
 /// Create the device nodes under `rootfs`. In a user namespace, where mknod is
 /// not allowed, bind-mount the host's node instead.
 pub fn create(sys: &dyn Syscall, rootfs: &Path, devices: &[Device], userns: bool) -> Result<()> {
-    // SAFETY: umask is always safe; restored below.
-    let old = unsafe { libc::umask(0) };
+    use nix::sys::stat::{umask, Mode};
+    let old = umask(Mode::empty());
     let r = devices.iter().try_for_each(|d| create_one(sys, rootfs, d, userns));
-    // SAFETY: restoring the previous umask.
-    unsafe { libc::umask(old) };
+    umask(old);
     r
 }
 

@@ -4,7 +4,7 @@
 use engine_core::{Error, Result};
 use oci_spec::runtime::Hook;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
@@ -29,13 +29,10 @@ pub fn run_with_default_env(
 }
 
 fn memfd() -> Result<std::fs::File> {
-    // SAFETY: a valid NUL-terminated name.
-    let fd = unsafe { libc::memfd_create(c"hook-output".as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::io("memfd for hook output", std::io::Error::last_os_error()));
-    }
-    // SAFETY: fd is a fresh fd we own.
-    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+    use nix::sys::memfd::{memfd_create, MFdFlags};
+    let fd = memfd_create(c"hook-output", MFdFlags::MFD_CLOEXEC)
+        .map_err(|e| Error::io("memfd for hook output", e.into()))?;
+    Ok(fd.into())
 }
 
 fn run_one(kind: &str, h: &Hook, state_json: &str, default_env: Option<&[String]>) -> Result<()> {
@@ -85,11 +82,9 @@ fn run_one(kind: &str, h: &Hook, state_json: &str, default_env: Option<&[String]
             let _ = child.wait();
             return Err(Error::invalid(what, format!("timeout {t} must be positive")));
         }
-        // SAFETY: pidfd_open on our own child.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::c_int, 0) };
-        if pidfd >= 0 {
-            // SAFETY: fresh fd.
-            let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as i32) };
+        let pidfd =
+            rustix::process::pidfd_open(rustix::process::Pid::from_child(&child), rustix::process::PidfdFlags::empty());
+        if let Ok(pidfd) = pidfd {
             let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
             let ms = (t as u64 * 1000).min(i32::MAX as u64) as i32;
             let n =

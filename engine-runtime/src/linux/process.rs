@@ -3,7 +3,6 @@
 use super::capabilities::CapPlan;
 use engine_core::{Error, Result};
 use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 /// The PATH used when `process.env` has none.
@@ -114,14 +113,12 @@ impl ProcPlan {
         let g = nix::unistd::Gid::from_raw(self.gid);
         nix::unistd::setresgid(g, g, g).map_err(|e| Error::io(format!("setgid {}", self.gid), e.into()))?;
         if self.uid != 0 {
-            // SAFETY: prctl with integer arguments.
-            unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+            let _ = nix::sys::prctl::set_keepcaps(true);
         }
         let u = nix::unistd::Uid::from_raw(self.uid);
         nix::unistd::setresuid(u, u, u).map_err(|e| Error::io(format!("setuid {}", self.uid), e.into()))?;
         if self.uid != 0 {
-            // SAFETY: as above.
-            unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
+            let _ = nix::sys::prctl::set_keepcaps(false);
         }
         Ok(())
     }
@@ -160,9 +157,7 @@ impl ProcPlan {
 }
 
 fn is_executable(p: &Path) -> bool {
-    let Ok(c) = CString::new(p.as_os_str().as_bytes()) else { return false };
-    // SAFETY: c is NUL-terminated.
-    let ok = unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0;
+    let ok = nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok();
     ok && std::fs::metadata(p).map(|m| m.is_file()).unwrap_or(false)
 }
 

@@ -82,12 +82,10 @@ impl SyncSocket {
     pub fn send(&self, m: &Msg) -> Result<()> {
         let buf = m.encode();
         loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::send(self.0.as_raw_fd(), buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
-            if n >= 0 {
-                return Ok(());
-            }
-            let e = std::io::Error::last_os_error();
+            let e = match nix::sys::socket::send(self.0.as_raw_fd(), &buf, nix::sys::socket::MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(e) => std::io::Error::from(e),
+            };
             if e.kind() != std::io::ErrorKind::Interrupted {
                 return Err(Error::io("sync: send to the init", e));
             }

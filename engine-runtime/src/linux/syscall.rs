@@ -65,15 +65,12 @@ impl Syscall for LinuxSyscall {
         nix::mount::umount2(target, flags).map_err(|e| errno_err(format!("umount {}", target.display()), e))
     }
     fn mknod(&self, path: &Path, mode: u32, dev: u64) -> Result<()> {
-        use std::os::unix::ffi::OsStrExt;
-        let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Error::invalid("device path", format!("{} contains NUL", path.display())))?;
-        // SAFETY: c is a valid NUL-terminated path.
-        let r = unsafe { libc::mknod(c.as_ptr(), mode as libc::mode_t, dev as libc::dev_t) };
-        if r != 0 {
-            return Err(Error::io(format!("mknod {}", path.display()), std::io::Error::last_os_error()));
+        use nix::sys::stat::{mknod, Mode, SFlag};
+        if path.as_os_str().as_encoded_bytes().contains(&0) {
+            return Err(Error::invalid("device path", format!("{} contains NUL", path.display())));
         }
-        Ok(())
+        let (kind, perm) = (SFlag::from_bits_truncate(mode & libc::S_IFMT), Mode::from_bits_truncate(mode & 0o7777));
+        mknod(path, kind, perm, dev).map_err(|e| Error::io(format!("mknod {}", path.display()), e.into()))
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
         std::os::unix::fs::symlink(target, link)

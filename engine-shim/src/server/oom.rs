@@ -2,7 +2,7 @@
 //! with an eventfd on cgroup v1, inotify on `memory.events` on cgroup v2.
 
 use engine_core::Pid;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use tokio::io::unix::AsyncFd;
 
@@ -51,13 +51,8 @@ pub(crate) async fn watch(pid: Pid, on_oom: impl Fn()) {
 
 async fn watch_v1(dir: &Path, on_oom: &impl Fn()) -> std::io::Result<()> {
     let control = std::fs::File::open(dir.join("memory.oom_control"))?;
-    // SAFETY: eventfd returns a new fd we own, or -1.
-    let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-    if raw < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is the valid fd eventfd just returned, owned by nobody else.
-    let efd = unsafe { OwnedFd::from_raw_fd(raw) };
+    use nix::sys::eventfd::{EfdFlags, EventFd};
+    let efd: OwnedFd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?.into();
     std::fs::write(dir.join("cgroup.event_control"), format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()))?;
     // SAFETY: the AsyncFd owns the eventfd from here on.
     let afd = unsafe { AsyncFd::register(efd) }?;

@@ -2,7 +2,7 @@
 //! sockets (SCM_RIGHTS) and terminal size.
 
 use engine_core::{ConsoleSize, Error, Pid, Result};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// Exit code of a `siginfo` from `waitid`: the code, or 128 + signal.
@@ -44,24 +44,14 @@ pub(crate) fn reap(pid: Pid) -> Option<i32> {
 
 /// A pidfd for `pid` (readable once the process has exited).
 pub(crate) fn pidfd_open(pid: Pid) -> std::io::Result<OwnedFd> {
-    // SAFETY: plain syscall; on success it returns a new fd we own.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is the valid pidfd the syscall just returned, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let pid = rustix::process::Pid::from_raw(pid).ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?)
 }
 
 /// Set a terminal's size.
-pub(crate) fn set_winsize(fd: &impl AsRawFd, size: ConsoleSize) -> std::io::Result<()> {
-    let ws = libc::winsize { ws_row: size.height, ws_col: size.width, ws_xpixel: 0, ws_ypixel: 0 };
-    // SAFETY: TIOCSWINSZ reads a winsize from the pointer.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+pub(crate) fn set_winsize(fd: &impl AsFd, size: ConsoleSize) -> std::io::Result<()> {
+    let ws = rustix::termios::Winsize { ws_row: size.height, ws_col: size.width, ws_xpixel: 0, ws_ypixel: 0 };
+    Ok(rustix::termios::tcsetwinsize(fd, ws)?)
 }
 
 /// Receive the fd a runtime sends over a console socket (SCM_RIGHTS).
@@ -100,11 +90,9 @@ fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
 }
 
 /// Put an fd in non-blocking mode.
-pub(crate) fn set_nonblocking(fd: &impl AsRawFd) -> std::io::Result<()> {
+pub(crate) fn set_nonblocking(fd: &impl AsFd) -> std::io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let raw = fd.as_raw_fd();
-    // SAFETY: the fd is valid for the duration of the call.
-    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+    let b = fd.as_fd();
     let fl = OFlag::from_bits_truncate(fcntl(b, FcntlArg::F_GETFL)?);
     fcntl(b, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
     Ok(())

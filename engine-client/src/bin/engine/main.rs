@@ -1,5 +1,5 @@
 //! `engine`: the engine's command line, with docker's verbs, over engined's socket.
-#![deny(clippy::undocumented_unsafe_blocks)]
+#![forbid(unsafe_code)]
 
 mod output;
 mod term;

@@ -29,11 +29,8 @@ impl Drop for RawMode {
 
 /// The terminal's (rows, columns), if stdout is a terminal.
 pub fn size() -> Option<(u16, u16)> {
-    // SAFETY: winsize is plain integers, for which all-zero bytes are a valid value.
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes a winsize into the pointed-to struct.
-    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
+    let ws = rustix::termios::tcgetwinsize(std::io::stdout()).ok()?;
+    (ws.ws_row > 0).then_some((ws.ws_row, ws.ws_col))
 }
 
 /// Is stdout a terminal?

@@ -7,7 +7,7 @@
 //! payload length as a big-endian `u32`, and the payload follows.
 //!
 //! ```
-//! use engine_client::frames::{encode, FrameDecoder, FrameStream};
+//! use engine_api::frames::{encode, FrameDecoder, FrameStream};
 //! use tokio_util::codec::Decoder;
 //!
 //! let wire = encode(FrameStream::Stdout, b"hi\n");

@@ -35,8 +35,6 @@ use engine_core::{
     ContainerId, CreateOptions, Error, ExecOptions, IoContext, Pid, Result, Runtime, RuntimeBinary, RuntimeState,
     Signal, Stats, StdioSpec,
 };
-use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,12 +45,20 @@ use std::time::Duration;
 pub struct OciRuntime {
     name: String,
     binary: PathBuf,
-    root: Option<PathBuf>,
-    args: Vec<String>,
+    pub(crate) root: Option<PathBuf>,
+    pub(crate) args: Vec<String>,
     timeout: Duration,
 }
 
 pub use engine_core::binary::find_in_path;
+
+mod stats;
+pub use stats::{
+    parse_stats_record, BlkioEntry, BlkioStats, CpuStats, CpuUsage, MemoryEntry, MemoryStats, PidsStats, StatsData,
+    StatsEvent,
+};
+// `LinuxRuntime` lives in its own module; this path stays for compatibility.
+pub use crate::linux_runtime::LinuxRuntime;
 
 impl OciRuntime {
     /// A runtime at `binary` (a path, or a bare name looked up in `PATH` when it runs).
@@ -393,20 +399,6 @@ impl OciRuntime {
     }
 }
 
-/// Parse one `events --stats` line: runc's record ([`StatsEvent`]), or a
-/// record whose `data` is the engine's own [`Stats`] (as older `engine-runc`
-/// builds printed it).
-pub fn parse_stats_record(line: &str) -> std::result::Result<Stats, serde_json::Error> {
-    let v: serde_json::Value = serde_json::from_str(line)?;
-    let flat = v.get("data").and_then(|d| d.as_object()).is_some_and(|d| {
-        d.contains_key("cpu_usage_ns") || d.contains_key("memory_usage") || d.contains_key("pids_current")
-    });
-    if flat {
-        return serde_json::from_value(v["data"].clone());
-    }
-    Ok(serde_json::from_value::<StatsEvent>(v)?.to_stats())
-}
-
 fn read_pid(pid_file: &Path, runtime: &str, id: &str) -> Result<Pid> {
     let text = std::fs::read_to_string(pid_file).map_err(|e| Error::Runtime {
         runtime: runtime.to_string(),
@@ -416,371 +408,6 @@ fn read_pid(pid_file: &Path, runtime: &str, id: &str) -> Result<Pid> {
         runtime: runtime.to_string(),
         message: format!("{id}: pid file {} holds {:?}", pid_file.display(), text.trim()),
     })
-}
-
-/// runc's `events --stats` record: `{"type":"stats","id":..,"data":{..}}`.
-/// `engine-runc` emits the same, so any runc-compatible consumer reads it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatsEvent {
-    /// `"stats"`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The container id.
-    pub id: String,
-    /// The figures.
-    #[serde(default)]
-    pub data: StatsData,
-}
-
-/// The `data` of a [`StatsEvent`] (the parts this engine uses; others are ignored).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct StatsData {
-    /// CPU usage.
-    #[serde(default)]
-    pub cpu: CpuStats,
-    /// Memory usage.
-    #[serde(default)]
-    pub memory: MemoryStats,
-    /// Process counts.
-    #[serde(default)]
-    pub pids: PidsStats,
-    /// Block I/O.
-    #[serde(default)]
-    pub blkio: BlkioStats,
-}
-
-/// `data.cpu`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CpuStats {
-    /// `data.cpu.usage`.
-    #[serde(default)]
-    pub usage: CpuUsage,
-}
-
-/// `data.cpu.usage`, in nanoseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct CpuUsage {
-    /// Total CPU time.
-    #[serde(default)]
-    pub total: u64,
-    /// In kernel mode.
-    #[serde(default)]
-    pub kernel: u64,
-    /// In user mode.
-    #[serde(default)]
-    pub user: u64,
-}
-
-/// `data.memory`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MemoryStats {
-    /// `data.memory.usage`.
-    #[serde(default)]
-    pub usage: MemoryEntry,
-    /// `data.memory.raw`: counters by name (memory.stat; `oom_kill` where known).
-    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
-    pub raw: HashMap<String, u64>,
-}
-
-/// One memory counter set, in bytes.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct MemoryEntry {
-    /// Limit (a huge value when unlimited).
-    #[serde(default)]
-    pub limit: u64,
-    /// Current usage.
-    #[serde(default)]
-    pub usage: u64,
-    /// Peak usage.
-    #[serde(default)]
-    pub max: u64,
-    /// Times the limit was hit.
-    #[serde(default)]
-    pub failcnt: u64,
-}
-
-/// `data.pids`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct PidsStats {
-    /// Tasks in the cgroup.
-    #[serde(default)]
-    pub current: u64,
-    /// Limit (0 when unlimited).
-    #[serde(default)]
-    pub limit: u64,
-}
-
-/// `data.blkio`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BlkioStats {
-    /// Bytes per device and operation.
-    #[serde(rename = "ioServiceBytesRecursive", default)]
-    pub io_service_bytes_recursive: Option<Vec<BlkioEntry>>,
-}
-
-/// One blkio counter.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BlkioEntry {
-    /// Device major.
-    #[serde(default)]
-    pub major: u64,
-    /// Device minor.
-    #[serde(default)]
-    pub minor: u64,
-    /// `Read`, `Write`, `Total`, ... (runc writes them capitalised).
-    #[serde(default)]
-    pub op: String,
-    /// The count.
-    #[serde(default)]
-    pub value: u64,
-}
-
-const UNLIMITED: u64 = 1 << 62;
-
-impl StatsEvent {
-    /// The record for `stats` of container `id` (what `engine-runc events --stats` prints).
-    pub fn from_stats(id: &str, s: &Stats) -> Self {
-        let mut raw = HashMap::new();
-        if let Some(k) = s.oom_kills {
-            raw.insert("oom_kill".to_string(), k);
-        }
-        let mut blk = Vec::new();
-        if let Some(r) = s.io_read_bytes {
-            blk.push(BlkioEntry { op: "Read".into(), value: r, ..Default::default() });
-        }
-        if let Some(w) = s.io_write_bytes {
-            blk.push(BlkioEntry { op: "Write".into(), value: w, ..Default::default() });
-        }
-        StatsEvent {
-            kind: "stats".into(),
-            id: id.into(),
-            data: StatsData {
-                cpu: CpuStats {
-                    usage: CpuUsage {
-                        total: s.cpu_usage_ns.unwrap_or(0),
-                        kernel: s.cpu_system_ns.unwrap_or(0),
-                        user: s.cpu_user_ns.unwrap_or(0),
-                    },
-                },
-                memory: MemoryStats {
-                    usage: MemoryEntry {
-                        limit: s.memory_limit.unwrap_or(u64::MAX),
-                        usage: s.memory_usage.unwrap_or(0),
-                        max: s.memory_max_usage.unwrap_or(0),
-                        failcnt: 0,
-                    },
-                    raw,
-                },
-                pids: PidsStats { current: s.pids_current.unwrap_or(0), limit: s.pids_limit.unwrap_or(0) },
-                blkio: BlkioStats { io_service_bytes_recursive: (!blk.is_empty()).then_some(blk) },
-            },
-        }
-    }
-
-    /// The engine's [`Stats`] from this record.
-    pub fn to_stats(&self) -> Stats {
-        let d = &self.data;
-        let nz = |v: u64| (v != 0).then_some(v);
-        let (mut r, mut w) = (None, None);
-        for e in d.blkio.io_service_bytes_recursive.iter().flatten() {
-            match e.op.to_ascii_lowercase().as_str() {
-                "read" => *r.get_or_insert(0) += e.value,
-                "write" => *w.get_or_insert(0) += e.value,
-                _ => {}
-            }
-        }
-        Stats {
-            cpu_usage_ns: Some(d.cpu.usage.total),
-            cpu_user_ns: Some(d.cpu.usage.user),
-            cpu_system_ns: Some(d.cpu.usage.kernel),
-            memory_usage: Some(d.memory.usage.usage),
-            memory_limit: (d.memory.usage.limit != 0 && d.memory.usage.limit < UNLIMITED)
-                .then_some(d.memory.usage.limit),
-            memory_max_usage: nz(d.memory.usage.max),
-            oom_kills: d.memory.raw.get("oom_kill").copied(),
-            pids_current: Some(d.pids.current),
-            pids_limit: nz(d.pids.limit),
-            io_read_bytes: r,
-            io_write_bytes: w,
-        }
-    }
-}
-
-/// The default runtime: this crate's `engine-runc`.
-///
-/// The container-building code (`create`, `exec`: clone into namespaces) runs
-/// in the single-threaded `engine-runc` process, never in a multi-threaded
-/// caller's. A single-threaded caller (a shim, which then becomes the init's
-/// parent directly) creates containers whose namespaces are all new
-/// in-process, which saves starting `engine-runc`. The other operations (`start`, `state`, `kill`, `delete`, `pause`,
-/// `resume`, `stats`, `ps`) only read the state directory, signal and touch
-/// cgroup files: they run in the caller's process, on a blocking thread,
-/// through [`Runc`](crate::linux::Runc), which saves a process start each. The binary is found, in order: set
-/// explicitly ([`LinuxRuntime::with_binary`]), `$ENGINE_BIN_DIR/engine-runc`,
-/// next to the current executable (or one directory up, for test binaries in
-/// `target/*/deps`), then `PATH`.
-#[derive(Clone, Debug)]
-pub struct LinuxRuntime {
-    inner: OciRuntime,
-}
-
-impl LinuxRuntime {
-    /// Find `engine-runc` and drive it.
-    pub fn new() -> Result<Self> {
-        Ok(Self::with_binary(Self::locate()?))
-    }
-
-    /// Drive the `engine-runc` at `binary`.
-    pub fn with_binary(binary: impl Into<PathBuf>) -> Self {
-        LinuxRuntime { inner: OciRuntime::new(binary).name("engine-runc") }
-    }
-
-    /// The `engine-runc` a shim was told to use (binary, name, root, global arguments).
-    pub fn from_binary(b: &RuntimeBinary) -> Self {
-        LinuxRuntime { inner: OciRuntime::from_binary(b) }
-    }
-
-    /// The in-process driver, unless global arguments (`--debug`, `--log`...)
-    /// ask for the binary's own handling.
-    fn lib(&self) -> Option<crate::linux::Runc> {
-        if !self.inner.args.is_empty() {
-            return None;
-        }
-        Some(crate::linux::Runc::new(
-            self.inner.root.clone().unwrap_or_else(|| PathBuf::from(crate::linux::DEFAULT_ROOT)),
-        ))
-    }
-
-    /// Create in this process when that is safe: the driver is in-process,
-    /// this process has one thread (clone without exec), and the config joins
-    /// no existing namespace (which would move this process into it).
-    fn create_here(&self, id: &ContainerId, bundle: &Path, opts: &CreateOptions) -> Option<Result<Pid>> {
-        let runc = self.lib()?;
-        if threads() != Some(1) || joins_namespaces(bundle) {
-            return None;
-        }
-        let fd = |f: &Option<std::os::fd::OwnedFd>| f.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        let copts = crate::linux::CreateOpts {
-            bundle: bundle.to_path_buf(),
-            pid_file: opts.pid_file.clone(),
-            console_socket: opts.stdio.console_socket.clone(),
-            no_pivot: opts.no_pivot,
-            stdio: Some([fd(&opts.stdio.stdin), fd(&opts.stdio.stdout), fd(&opts.stdio.stderr)]),
-            ..Default::default()
-        };
-        Some(runc.create(id, &copts).map_err(|e| {
-            if e.is_conflict() {
-                e
-            } else {
-                Error::Runtime { runtime: Runtime::name(self).to_string(), message: format!("create {id}: {e}") }
-            }
-        }))
-    }
-
-    /// Run `op` on the in-process driver on a blocking thread, or, when the
-    /// binary must be used, await `binary` (not started otherwise).
-    async fn lib_or<T: Send + 'static>(
-        &self,
-        id: &ContainerId,
-        op: impl FnOnce(&crate::linux::Runc, &ContainerId) -> Result<T> + Send + 'static,
-        binary: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let Some(runc) = self.lib() else { return binary.await };
-        let id = id.clone();
-        tokio::task::spawn_blocking(move || op(&runc, &id))
-            .await
-            .map_err(|e| Error::Other(format!("engine-runc operation panicked: {e}")))?
-    }
-
-    /// Where `engine-runc` would be found.
-    pub fn locate() -> Result<PathBuf> {
-        engine_core::binary::find_engine_binary("engine-runc").ok_or_else(|| {
-            Error::not_found(
-                "runtime binary",
-                "engine-runc (not in $ENGINE_BIN_DIR, next to the current executable, nor in PATH)",
-            )
-        })
-    }
-
-    /// Set the state root (`--root`); `engine-runc`'s default otherwise.
-    pub fn root(mut self, root: impl Into<PathBuf>) -> Self {
-        self.inner = self.inner.root(root);
-        self
-    }
-
-    /// How long one runtime command may take.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.inner = self.inner.timeout(timeout);
-        self
-    }
-
-    /// The underlying command-line driver.
-    pub fn oci(&self) -> &OciRuntime {
-        &self.inner
-    }
-}
-
-#[async_trait]
-impl Runtime for LinuxRuntime {
-    fn name(&self) -> &str {
-        Runtime::name(&self.inner)
-    }
-    async fn create(&self, id: &ContainerId, bundle: &Path, opts: CreateOptions) -> Result<Pid> {
-        if let Some(r) = self.create_here(id, bundle, &opts) {
-            return r;
-        }
-        self.inner.create(id, bundle, opts).await
-    }
-    async fn start(&self, id: &ContainerId) -> Result<()> {
-        self.lib_or(id, |r, id| r.start(id), self.inner.start(id)).await
-    }
-    async fn state(&self, id: &ContainerId) -> Result<RuntimeState> {
-        self.lib_or(id, |r, id| r.state(id), self.inner.state(id)).await
-    }
-    async fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<()> {
-        self.lib_or(id, move |r, id| r.kill(id, signal.number(), all), self.inner.kill(id, signal, all)).await
-    }
-    async fn delete(&self, id: &ContainerId, force: bool) -> Result<()> {
-        match self.lib_or(id, move |r, id| r.delete(id, force), self.inner.delete(id, force)).await {
-            Err(e) if force && e.is_not_found() => Ok(()),
-            res => res,
-        }
-    }
-    async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid> {
-        self.inner.exec(id, process, opts).await
-    }
-    async fn pause(&self, id: &ContainerId) -> Result<()> {
-        self.lib_or(id, |r, id| r.pause(id), self.inner.pause(id)).await
-    }
-    async fn resume(&self, id: &ContainerId) -> Result<()> {
-        self.lib_or(id, |r, id| r.resume(id), self.inner.resume(id)).await
-    }
-    async fn stats(&self, id: &ContainerId) -> Result<Stats> {
-        self.lib_or(id, |r, id| r.stats(id), self.inner.stats(id)).await
-    }
-    async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
-        self.lib_or(id, |r, id| r.ps(id), self.inner.ps(id)).await
-    }
-    async fn update(&self, id: &ContainerId, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
-        let res = resources.clone();
-        self.lib_or(id, move |r, id| r.update(id, &res), self.inner.update(id, resources)).await
-    }
-}
-
-/// The number of threads of this process.
-fn threads() -> Option<usize> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok())
-}
-
-/// Whether the bundle's config joins an existing namespace (by path). An
-/// unreadable config counts as joining: the binary then reports the problem.
-fn joins_namespaces(bundle: &Path) -> bool {
-    let Ok(data) = std::fs::read(bundle.join("config.json")) else { return true };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) else { return true };
-    v["linux"]["namespaces"]
-        .as_array()
-        .is_some_and(|a| a.iter().any(|n| n.get("path").and_then(|p| p.as_str()).is_some_and(|p| !p.is_empty())))
 }
 
 #[cfg(test)]
@@ -809,41 +436,6 @@ mod tests {
         let e = classify("runc", "create", "a", "exec: \"/nope\": stat /nope: no such file or directory".into());
         assert!(matches!(e, Error::Runtime { .. }), "{e}");
         assert!(e.to_string().contains("/nope") && e.to_string().contains("create a"), "{e}");
-    }
-
-    #[test]
-    fn runc_stats_record() {
-        let line = r#"{"type":"stats","id":"c1","data":{"cpu":{"usage":{"percpu":[1,2],"total":3000,"kernel":1000,"user":2000},"throttling":{}},
-            "memory":{"usage":{"limit":9223372036854771712,"usage":4096,"max":8192,"failcnt":0},"swap":{"limit":0,"failcnt":0},"raw":{"cache":0}},
-            "pids":{"current":2},"blkio":{"ioServiceBytesRecursive":[{"major":8,"op":"Read","value":10},{"major":8,"op":"Write","value":4},{"op":"Total","value":14}]},
-            "hugetlb":{"2MB":{"failcnt":0}}}}"#;
-        let ev: StatsEvent = serde_json::from_str(line).unwrap();
-        let s = ev.to_stats();
-        assert_eq!(s.cpu_usage_ns, Some(3000));
-        assert_eq!((s.cpu_user_ns, s.cpu_system_ns), (Some(2000), Some(1000)));
-        assert_eq!((s.memory_usage, s.memory_limit, s.memory_max_usage), (Some(4096), None, Some(8192)));
-        assert_eq!((s.pids_current, s.pids_limit), (Some(2), None));
-        assert_eq!((s.io_read_bytes, s.io_write_bytes), (Some(10), Some(4)));
-        assert_eq!(s.oom_kills, None);
-        // What engine-runc emits reads back to the same figures.
-        let mine = Stats {
-            memory_limit: Some(1 << 20),
-            oom_kills: Some(2),
-            pids_limit: Some(5),
-            io_read_bytes: Some(1),
-            io_write_bytes: Some(0),
-            ..s.clone()
-        };
-        let back = StatsEvent::from_stats("c1", &mine);
-        let json = serde_json::to_string(&back).unwrap();
-        assert!(json.starts_with(r#"{"type":"stats","id":"c1","data":"#), "{json}");
-        let again: StatsEvent = serde_json::from_str(&json).unwrap();
-        assert_eq!(again.to_stats(), mine);
-        assert_eq!(parse_stats_record(&json).unwrap(), mine);
-        // The engine's flat Stats as data is understood too.
-        let flat = serde_json::json!({"type": "stats", "id": "c1", "data": mine}).to_string();
-        assert_eq!(parse_stats_record(&flat).unwrap(), mine);
-        assert!(parse_stats_record("not json").is_err());
     }
 
     #[tokio::test]
