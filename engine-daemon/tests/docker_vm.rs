@@ -1,0 +1,134 @@
+//! The `vm` runtime (crate `engine-vm`) through the real docker CLI against
+//! engined: each container in its own QEMU micro-VM (TCG here, KVM where the
+//! host has it). The guest's kernel release and boot id are the VM's, exit
+//! codes, stdin, `docker logs`, `docker stop`, `docker exec` and `-t` behave as
+//! with engine-runc, a memory limit is the guest's memory, writes to the
+//! container's root stay in its own layer, and a VM container outlives a
+//! SIGKILL of engined and is recovered.
+//!
+//! Each VM boot takes seconds under emulation, so the checks share a few
+//! containers and run one after another in one test.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn has_vm_support() -> bool {
+    std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
+        && std::fs::read_dir("/boot").map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))).unwrap_or(false)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn vm_runtime_through_docker() {
+    if !has_vm_support() {
+        // install-deps.sh installs both; a machine without them cannot run VMs at all.
+        panic!("qemu-system-x86_64 or /boot/vmlinuz-* missing: run scripts/install-deps.sh");
+    }
+    let mut e = Engined::start();
+    e.load_busybox();
+
+    // The guest's kernel and boot id are the VM's own.
+    let out = e.ok(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "uname -r; cat /proc/sys/kernel/random/boot_id"]);
+    let mut lines = out.lines();
+    let release = lines.next().unwrap_or_default().to_string();
+    let boot_id = lines.next().unwrap_or_default().to_string();
+    let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string();
+    let host_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().to_string();
+    let boot_kernel = std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("vmlinuz-").map(str::to_string))
+        .collect::<Vec<_>>();
+    assert!(boot_kernel.contains(&release), "guest release {release:?} is not one of /boot's {boot_kernel:?}: {out}");
+    assert_eq!(boot_id.len(), 36, "{out}");
+    assert_ne!(boot_id, host_boot, "the guest must have booted its own kernel");
+    if release == host_release {
+        eprintln!("note: the host runs the same kernel release; the boot id tells them apart");
+    }
+
+    // Exit codes propagate; stdout and stderr are told apart.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+    assert_eq!(stdout(&o), "out\n", "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("err"), "{}", show(&o));
+
+    // stdin reaches the process, and its end is seen.
+    let o = e.docker_in(&["run", "--rm", "-i", "--runtime", "vm", "bb", "sh", "-c", "cat; echo done"], Some(b"hi\nthere\n"));
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(stdout(&o), "hi\nthere\ndone\n");
+
+    // A long-running container: logs, exec, the rootfs, memory, stop.
+    let id = e
+        .ok(&[
+            "run", "-d", "--name", "vm1", "--runtime", "vm", "-m", "200m", "bb", "sh", "-c",
+            "echo started; echo written > /etc/vm-marker; trap 'echo got-term; exit 3' TERM; while :; do sleep 1; done",
+        ])
+        .trim()
+        .to_string();
+    wait_until("the container's first line in docker logs", Duration::from_secs(120), || {
+        stdout(&e.docker(&["logs", "vm1"])).contains("started")
+    });
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["HostConfig"]["Runtime"], "vm", "{info}");
+    assert_eq!(info[0]["State"]["Running"], true, "{info}");
+
+    // docker exec runs in the same VM (same boot id, sees the init's file).
+    let o = e.docker(&["exec", "vm1", "sh", "-c", "cat /etc/vm-marker; cat /proc/sys/kernel/random/boot_id; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    let ex = stdout(&o);
+    assert!(ex.starts_with("written\n"), "{ex}");
+    assert_ne!(ex.lines().nth(1), Some(host_boot.as_str()), "{ex}");
+    let o = e.docker_in(&["exec", "-i", "vm1", "cat"], Some(b"through exec\n"));
+    assert_eq!(stdout(&o), "through exec\n", "{}", show(&o));
+
+    // -m is the VM's memory: the guest kernel sees that much less its own
+    // reservations (about 50 MiB for Debian's kernel), far below the host's.
+    let mem = e.ok(&["exec", "vm1", "sh", "-c", "grep MemTotal /proc/meminfo"]);
+    let kib: u64 = mem.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{mem}"));
+    assert!(kib > 120 * 1024 && kib <= 200 * 1024, "MemTotal {kib} kB for -m 200m");
+
+    // The write went to the container's own layer, not the host's /etc, and
+    // not the image: a fresh container does not see it.
+    assert!(!std::path::Path::new("/etc/vm-marker").exists());
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "cat /etc/vm-marker"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+
+    // Recovery: engined dies, the VM container runs on and is found again.
+    e.kill9();
+    let monitor_alive = std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&format!("/{id}\0")) && String::from_utf8_lossy(&c).contains("monitor"))
+            .unwrap_or(false)
+    });
+    assert!(monitor_alive, "the VM monitor of {id} must outlive engined");
+    e.spawn();
+    wait_until("engined to answer after the restart", Duration::from_secs(60), || e.docker(&["version"]).status.success());
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["State"]["Running"], true, "{info}");
+
+    // docker stop: SIGTERM reaches the process inside the VM (its trap runs).
+    e.ok(&["stop", "-t", "60", "vm1"]);
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["State"]["ExitCode"], 3, "{info}");
+    assert!(e.ok(&["logs", "vm1"]).contains("got-term"));
+    e.ok(&["rm", "vm1"]);
+
+    // A memory limit below what a VM needs is refused, and nothing is left.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "-m", "64m", "bb", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("minimum"), "{}", show(&o));
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
+}
