@@ -16,6 +16,7 @@ pkgs=(
   nftables          # the bridge network driver installs its rules with `nft -f -`
   python3           # the plugin tests run Docker plugins written in Python (engine-plugin/tests/fixtures)
   containernetworking-plugins iptables  # the CNI driver runs Debian's plugins (/usr/lib/cni); portmap and firewall use iptables
+  qemu-system-x86 linux-image-amd64 xz-utils  # the vm runtime (engine-vm): QEMU, the guest's kernel and modules, its xz payload
 )
 missing=()
 for p in "${pkgs[@]}"; do

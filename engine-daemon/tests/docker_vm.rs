@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 fn has_vm_support() -> bool {
     std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
-        && std::fs::read_dir("/boot").map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))).unwrap_or(false)
+        && std::fs::read_dir("/boot")
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")))
+            .unwrap_or(false)
 }
 
 fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
@@ -41,7 +43,8 @@ fn vm_runtime_through_docker() {
     e.load_busybox();
 
     // The guest's kernel and boot id are the VM's own.
-    let out = e.ok(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "uname -r; cat /proc/sys/kernel/random/boot_id"]);
+    let out =
+        e.ok(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "uname -r; cat /proc/sys/kernel/random/boot_id"]);
     let mut lines = out.lines();
     let release = lines.next().unwrap_or_default().to_string();
     let boot_id = lines.next().unwrap_or_default().to_string();
@@ -66,14 +69,40 @@ fn vm_runtime_through_docker() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("err"), "{}", show(&o));
 
     // stdin reaches the process, and its end is seen.
-    let o = e.docker_in(&["run", "--rm", "-i", "--runtime", "vm", "bb", "sh", "-c", "cat; echo done"], Some(b"hi\nthere\n"));
+    let o = e
+        .docker_in(&["run", "--rm", "-i", "--runtime", "vm", "bb", "sh", "-c", "cat; echo done"], Some(b"hi\nthere\n"));
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(stdout(&o), "hi\nthere\ndone\n");
+
+    // -t: the process runs on a terminal (the guest's pty, relayed to the shim's).
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        "vm",
+        "bb",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-tty",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(stdout(&o).contains("on-a-tty\r\n"), "{}", show(&o));
 
     // A long-running container: logs, exec, the rootfs, memory, stop.
     let id = e
         .ok(&[
-            "run", "-d", "--name", "vm1", "--runtime", "vm", "-m", "200m", "bb", "sh", "-c",
+            "run",
+            "-d",
+            "--name",
+            "vm1",
+            "--runtime",
+            "vm",
+            "-m",
+            "200m",
+            "bb",
+            "sh",
+            "-c",
             "echo started; echo written > /etc/vm-marker; trap 'echo got-term; exit 3' TERM; while :; do sleep 1; done",
         ])
         .trim()
@@ -110,12 +139,17 @@ fn vm_runtime_through_docker() {
     e.kill9();
     let monitor_alive = std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
         std::fs::read(p.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(&format!("/{id}\0")) && String::from_utf8_lossy(&c).contains("monitor"))
+            .map(|c| {
+                String::from_utf8_lossy(&c).contains(&format!("/{id}\0"))
+                    && String::from_utf8_lossy(&c).contains("monitor")
+            })
             .unwrap_or(false)
     });
     assert!(monitor_alive, "the VM monitor of {id} must outlive engined");
     e.spawn();
-    wait_until("engined to answer after the restart", Duration::from_secs(60), || e.docker(&["version"]).status.success());
+    wait_until("engined to answer after the restart", Duration::from_secs(60), || {
+        e.docker(&["version"]).status.success()
+    });
     let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
     assert_eq!(info[0]["State"]["Running"], true, "{info}");
 

@@ -65,6 +65,8 @@ fn boot() -> Result<(), String> {
     let _ = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), none);
     let _ = mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), none);
     let _ = mount(Some("devtmpfs"), "/dev", Some("devtmpfs"), MsFlags::empty(), none);
+    let _ = std::fs::create_dir_all("/dev/pts");
+    let _ = mount(Some("devpts"), "/dev/pts", Some("devpts"), MsFlags::empty(), Some("ptmxmode=0666,mode=620"));
     load_modules()?;
     let port = find_port(Duration::from_secs(30))?;
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&port).map_err(|e| format!("{port:?}: {e}"))?;
@@ -89,7 +91,8 @@ fn boot() -> Result<(), String> {
         };
         match f.kind {
             Kind::Setup => {
-                let r = serde_json::from_slice::<ContainerSpec>(&f.data).map_err(|e| e.to_string()).and_then(|s| setup(&s));
+                let r =
+                    serde_json::from_slice::<ContainerSpec>(&f.data).map_err(|e| e.to_string()).and_then(|s| setup(&s));
                 match r {
                     Ok(()) => send(&out, Frame::new(Kind::Ready, 0, Vec::new())),
                     Err(e) => send(&out, Frame::new(Kind::Error, 0, e.into_bytes())),
@@ -147,8 +150,11 @@ fn boot() -> Result<(), String> {
 }
 
 fn load_modules() -> Result<(), String> {
-    let mut mods: Vec<PathBuf> =
-        std::fs::read_dir("/lib/modules").map_err(|e| format!("/lib/modules: {e}"))?.flatten().map(|e| e.path()).collect();
+    let mut mods: Vec<PathBuf> = std::fs::read_dir("/lib/modules")
+        .map_err(|e| format!("/lib/modules: {e}"))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     mods.sort();
     for m in mods {
         let f = File::open(&m).map_err(|e| format!("{}: {e}", m.display()))?;
@@ -204,8 +210,14 @@ fn setup(spec: &ContainerSpec) -> Result<(), String> {
     for tag in &spec.shares {
         let dir = Path::new("/mnt").join(tag);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        mount(Some(tag.as_str()), &dir, Some("9p"), MsFlags::empty(), Some("trans=virtio,version=9p2000.L,msize=512000"))
-            .map_err(|e| format!("mounting share {tag}: {e}"))?;
+        mount(
+            Some(tag.as_str()),
+            &dir,
+            Some("9p"),
+            MsFlags::empty(),
+            Some("trans=virtio,version=9p2000.L,msize=512000"),
+        )
+        .map_err(|e| format!("mounting share {tag}: {e}"))?;
     }
     for m in &spec.mounts {
         mount_one(m).map_err(|e| format!("mount {} on {}: {e}", m.fstype, m.destination))?;
@@ -238,11 +250,16 @@ fn mount_one(m: &MountSpec) -> Result<(), String> {
         }
         mount(Some(src), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(|e| e.to_string())?;
         if flags.contains(MsFlags::MS_RDONLY) {
-            mount(none, &target, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, none).map_err(|e| e.to_string())?;
+            mount(none, &target, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, none)
+                .map_err(|e| e.to_string())?;
         }
         return Ok(());
     }
     std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
+    if m.fstype == "devpts" {
+        // The agent's own instance: the terminals it opens for processes are visible inside.
+        return mount(Some("/dev/pts"), &target, none, MsFlags::MS_BIND, none).map_err(|e| e.to_string());
+    }
     let fstype = if m.fstype == "cgroup" { "cgroup2" } else { m.fstype.as_str() };
     let data = if fstype == "cgroup2" { String::new() } else { data };
     mount(Some(fstype), &target, Some(fstype), flags, Some(data.as_str())).map_err(|e| e.to_string())?;
@@ -254,7 +271,9 @@ fn mount_one(m: &MountSpec) -> Result<(), String> {
 
 fn populate_dev(dev: &Path) -> Result<(), String> {
     use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-    for (name, major, minor) in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)] {
+    for (name, major, minor) in
+        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+    {
         mknod(&dev.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
             .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
     }
@@ -311,7 +330,9 @@ fn spawn(stream: u32, p: &ProcessSpec, out: &Out, procs: &Procs) -> Result<(), S
         cmd.stderr(slave);
         master = Some(pty.master);
     } else {
-        cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        cmd.stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
     }
     let groups: Vec<libc::gid_t> = groups.into_iter().collect();
     // SAFETY: only async-signal-safe calls between fork and exec.
@@ -344,7 +365,12 @@ fn spawn(stream: u32, p: &ProcessSpec, out: &Out, procs: &Procs) -> Result<(), S
         None => {
             if let Some(o) = child.stdout.take() {
                 // SAFETY: the fd is taken from the ChildStdout, which is forgotten.
-                readers.push(pump(unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(o)) }, Kind::Stdout, stream, out.clone()));
+                readers.push(pump(
+                    unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(o)) },
+                    Kind::Stdout,
+                    stream,
+                    out.clone(),
+                ));
             }
             if let Some(e) = child.stderr.take() {
                 readers.push(pump(File::from(OwnedFd::from(e)), Kind::Stderr, stream, out.clone()));
@@ -362,12 +388,6 @@ fn spawn(stream: u32, p: &ProcessSpec, out: &Out, procs: &Procs) -> Result<(), S
             Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
             Err(_) => 255,
         };
-        // With a terminal the master only reads EOF once every holder of the slave is gone.
-        if terminal {
-            if let Some(p) = procs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&stream) {
-                p.pid = 0;
-            }
-        }
         for r in readers {
             let _ = r.join();
         }

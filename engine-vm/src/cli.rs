@@ -95,7 +95,8 @@ fn dispatch(root: PathBuf, args: &mut Args) -> Result<i32> {
         _ => {}
     }
     let rt = VmRuntime::new(&root).binary(std::env::current_exe().map_err(|e| Error::io("current exe", e))?);
-    let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("event loop", e))?;
+    let tokio =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::io("event loop", e))?;
     tokio.block_on(async move {
         match cmd.as_str() {
             "create" | "run" => {

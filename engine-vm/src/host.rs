@@ -69,7 +69,10 @@ pub fn prepare(src: &Sources) -> Result<BootFiles> {
     if !modules.join("modules.dep").is_file() {
         return Err(Error::unavailable(
             "vm runtime",
-            format!("{}/modules.dep not found: the kernel's modules are missing (Debian package linux-image-{release})", modules.display()),
+            format!(
+                "{}/modules.dep not found: the kernel's modules are missing (Debian package linux-image-{release})",
+                modules.display()
+            ),
         ));
     }
     if !src.agent.is_file() {
@@ -138,7 +141,10 @@ fn extract_vmlinux(vmlinuz: &Path) -> Result<Vec<u8>> {
     let data = std::fs::read(vmlinuz).map_err(|e| Error::io(format!("reading {}", vmlinuz.display()), e))?;
     const XZ: &[u8] = b"\xfd7zXZ\x00";
     let start = data.windows(XZ.len()).position(|w| w == XZ).ok_or_else(|| {
-        Error::unavailable("vm runtime", format!("{}: no xz payload (only xz-compressed kernels are supported)", vmlinuz.display()))
+        Error::unavailable(
+            "vm runtime",
+            format!("{}: no xz payload (only xz-compressed kernels are supported)", vmlinuz.display()),
+        )
     })?;
     let mut child = std::process::Command::new("xz")
         .args(["-dc", "--single-stream"])
@@ -153,7 +159,10 @@ fn extract_vmlinux(vmlinuz: &Path) -> Result<Vec<u8>> {
     let out = child.wait_with_output().map_err(|e| Error::io("running xz", e))?;
     let _ = writer.join();
     if !out.stdout.starts_with(b"\x7fELF") {
-        return Err(Error::unavailable("vm runtime", format!("{}: the xz payload is not an ELF kernel", vmlinuz.display())));
+        return Err(Error::unavailable(
+            "vm runtime",
+            format!("{}: the xz payload is not an ELF kernel", vmlinuz.display()),
+        ));
     }
     Ok(out.stdout)
 }
@@ -165,7 +174,14 @@ fn module_order(dir: &Path, wanted: &[&str]) -> Result<Vec<PathBuf>> {
         .map_err(|e| Error::io(format!("reading {}/modules.dep", dir.display()), e))?;
     let builtin = std::fs::read_to_string(dir.join("modules.builtin")).unwrap_or_default();
     let name_of = |p: &str| {
-        Path::new(p).file_name().and_then(|n| n.to_str()).unwrap_or("").split('.').next().unwrap_or("").replace('-', "_")
+        Path::new(p)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("")
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .replace('-', "_")
     };
     let mut table = std::collections::HashMap::new();
     for line in dep.lines() {

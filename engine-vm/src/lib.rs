@@ -102,7 +102,13 @@ impl VmRuntime {
     /// `engine-vm-agent` binaries are found as this project's binaries are.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let find = |n: &str| engine_core::binary::find_engine_binary(n).unwrap_or_else(|| PathBuf::from(n));
-        VmRuntime { root: root.into(), binary: find("engine-vm"), agent: find("engine-vm-agent"), kernel: None, qemu: None }
+        VmRuntime {
+            root: root.into(),
+            binary: find("engine-vm"),
+            agent: find("engine-vm-agent"),
+            kernel: None,
+            qemu: None,
+        }
     }
 
     /// The `engine-vm` binary (runs the monitors and exec relays).
@@ -165,10 +171,15 @@ impl VmRuntime {
         let mut answer = String::new();
         tokio::time::timeout(std::time::Duration::from_secs(60), r.read_line(&mut answer))
             .await
-            .map_err(|_| Error::Timeout { what: format!("VM monitor of {id}"), after: std::time::Duration::from_secs(60) })?
+            .map_err(|_| Error::Timeout {
+                what: format!("VM monitor of {id}"),
+                after: std::time::Duration::from_secs(60),
+            })?
             .map_err(|e| Error::io("reading the VM monitor's reply", e))?;
-        let reply: Reply = serde_json::from_str(&answer)
-            .map_err(|e| Error::Runtime { runtime: RUNTIME_NAME.into(), message: format!("monitor reply {answer:?}: {e}") })?;
+        let reply: Reply = serde_json::from_str(&answer).map_err(|e| Error::Runtime {
+            runtime: RUNTIME_NAME.into(),
+            message: format!("monitor reply {answer:?}: {e}"),
+        })?;
         match reply.error {
             Some(e) => Err(Error::Runtime { runtime: RUNTIME_NAME.into(), message: format!("{id}: {e}") }),
             None => Ok(()),
@@ -194,7 +205,12 @@ struct StateFile {
 
 /// Spawn `binary args` with `stdio`, a ready pipe on fd 3; wait for its
 /// first line (`ok` or `error: ...`). Returns the child's pid.
-async fn spawn_with_ready(binary: &Path, args: &[&std::ffi::OsStr], stdio: engine_core::StdioSpec, env: Option<(&str, &Path)>) -> Result<Pid> {
+async fn spawn_with_ready(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    stdio: engine_core::StdioSpec,
+    env: Option<(&str, &Path)>,
+) -> Result<Pid> {
     let (r, w) = nix::unistd::pipe().map_err(|e| Error::io("pipe", e.into()))?;
     let mut cmd = std::process::Command::new(binary);
     cmd.args(args);
@@ -276,12 +292,18 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
             mounts.push(MountSpec { destination, fstype, source: String::new(), options });
             continue;
         }
-        let src = m.source().clone().ok_or_else(|| Error::invalid("mount", format!("bind mount on {destination} has no source")))?;
+        let src = m
+            .source()
+            .clone()
+            .ok_or_else(|| Error::invalid("mount", format!("bind mount on {destination} has no source")))?;
         let meta = std::fs::metadata(&src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
         let (dir, name) = if meta.is_dir() {
             (src.clone(), None)
         } else {
-            (src.parent().map(Path::to_path_buf).unwrap_or_default(), src.file_name().map(|n| n.to_string_lossy().into_owned()))
+            (
+                src.parent().map(Path::to_path_buf).unwrap_or_default(),
+                src.file_name().map(|n| n.to_string_lossy().into_owned()),
+            )
         };
         let tag = match shares.iter().find(|(_, d)| *d == dir) {
             Some((t, _)) => t.clone(),
@@ -298,7 +320,12 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         mounts.push(MountSpec { destination, fstype: "bind".into(), source, options });
     }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let memory_mib = match resources.as_ref().and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).filter(|l| *l > 0) {
+    let memory_mib = match resources
+        .as_ref()
+        .and_then(|r| r.memory().as_ref())
+        .and_then(|m| m.limit())
+        .filter(|l| *l > 0)
+    {
         Some(limit) => {
             let mib = (limit as u64).div_ceil(1 << 20);
             if mib < MIN_MEMORY_MIB {

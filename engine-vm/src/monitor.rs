@@ -121,7 +121,15 @@ pub fn qemu_args(plan: &Plan, state: &Path) -> Vec<String> {
 fn block_signals() -> nix::sys::signal::SigSet {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
-    for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGWINCH] {
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+        Signal::SIGUSR1,
+        Signal::SIGUSR2,
+        Signal::SIGWINCH,
+    ] {
         set.add(s);
     }
     let _ = set.thread_block();
@@ -200,7 +208,8 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
         let _ = qemu.wait();
         let log = std::fs::read_to_string(state.join("qemu.log")).unwrap_or_default();
         let console = std::fs::read_to_string(state.join(files::CONSOLE)).unwrap_or_default();
-        let tail = |s: &str| s.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+        let tail =
+            |s: &str| s.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
         format!("{what} (qemu: {}; console: {})", tail(&log), tail(&console))
     };
     // QEMU connects at its start; it may die first.
@@ -255,7 +264,10 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
             }
             Ok(Event::Frame(f)) if f.kind == Kind::Ready && setup_sent => break,
             Ok(Event::Frame(f)) if f.kind == Kind::Error => {
-                return Err(fail(&mut qemu, format!("setting up the container in the VM: {}", String::from_utf8_lossy(&f.data))))
+                return Err(fail(
+                    &mut qemu,
+                    format!("setting up the container in the VM: {}", String::from_utf8_lossy(&f.data)),
+                ))
             }
             Ok(Event::AgentGone) => return Err(fail(&mut qemu, "the VM stopped while booting".into())),
             Ok(_) => {}
@@ -291,13 +303,18 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
             }
         });
     }
+    // The terminal's master goes to the console socket before `create` returns (as runc's does).
+    let mut tty: Option<std::fs::File> = match (plan.process.terminal, plan.console_socket.as_deref()) {
+        (true, Some(sock)) => Some(host_pty(sock).map_err(|e| fail(&mut qemu, format!("console socket: {e}")))?),
+        (true, None) => return Err(fail(&mut qemu, "a terminal needs a console socket".into())),
+        _ => None,
+    };
     ready("ok");
     // SAFETY: the ready pipe is written; close our end so `create` sees EOF.
     unsafe { libc::close(3) };
 
     let mut stdout = std::io::stdout().lock();
     let mut stderr = std::io::stderr();
-    let mut tty: Option<std::fs::File> = None;
     let mut pending: HashMap<u32, mpsc::Sender<Reply>> = HashMap::new();
     let mut execs: HashMap<u32, UnixStream> = HashMap::new();
     let mut next_stream = 1u32;
@@ -311,19 +328,6 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
                     continue;
                 }
                 started = true;
-                if plan.process.terminal {
-                    match plan.console_socket.as_deref().map(host_pty) {
-                        Some(Ok(t)) => tty = Some(t),
-                        Some(Err(e)) => {
-                            let _ = reply.send(Reply { error: Some(format!("console socket: {e}")) });
-                            continue;
-                        }
-                        None => {
-                            let _ = reply.send(Reply { error: Some("a terminal needs a console socket".into()) });
-                            continue;
-                        }
-                    }
-                }
                 pending.insert(0, reply);
                 to_agent(Frame::new(Kind::Spawn, 0, serde_json::to_vec(&plan.process).unwrap_or_default()));
                 let input: Box<dyn Read + Send> = match &tty {
@@ -455,7 +459,8 @@ fn control_conn(conn: UnixStream, tx: mpsc::Sender<Event>, writer: Arc<Mutex<Uni
         Request::Kill { signal, all } => {
             let mut d = signal.to_le_bytes().to_vec();
             d.push(all as u8);
-            let sent = writer.lock().map(|mut w| Frame::new(Kind::Signal, 0, d).write_to(&mut *w).is_ok()).unwrap_or(false);
+            let sent =
+                writer.lock().map(|mut w| Frame::new(Kind::Signal, 0, d).write_to(&mut *w).is_ok()).unwrap_or(false);
             if !sent && signal == libc::SIGKILL {
                 // SAFETY: kill(2) of our own QEMU child: the VM is the container.
                 unsafe { libc::kill(qemu_pid, libc::SIGKILL) };
@@ -483,10 +488,12 @@ pub fn relay(state: &Path, process: &Path) -> i32 {
 }
 
 fn relay_inner(state: &Path, process: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
-    let spec: ProcessSpec = serde_json::from_slice(&std::fs::read(process).map_err(|e| format!("{}: {e}", process.display()))?)
-        .map_err(|e| format!("process: {e}"))?;
+    let spec: ProcessSpec =
+        serde_json::from_slice(&std::fs::read(process).map_err(|e| format!("{}: {e}", process.display()))?)
+            .map_err(|e| format!("process: {e}"))?;
     let console = std::env::var_os("ENGINE_VM_CONSOLE_SOCKET").map(PathBuf::from);
-    let mut conn = UnixStream::connect(state.join(files::CONTROL)).map_err(|e| format!("the container's monitor: {e}"))?;
+    let mut conn =
+        UnixStream::connect(state.join(files::CONTROL)).map_err(|e| format!("the container's monitor: {e}"))?;
     let terminal = spec.terminal;
     let mut line = serde_json::to_string(&Request::Exec(spec)).map_err(|e| e.to_string())?;
     line.push('\n');
