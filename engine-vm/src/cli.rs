@@ -5,7 +5,6 @@
 use crate::VmRuntime;
 use engine_core::{ContainerId, CreateOptions, Error, ExecOptions, Result, Runtime, Signal, StdioSpec};
 use std::io::Write;
-use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// Default state root when `--root` is not given.
@@ -46,7 +45,7 @@ impl Args {
 }
 
 fn own_stdio() -> StdioSpec {
-    let dup = |fd: i32| nix::unistd::dup(unsafe_borrow(fd)).ok().map(OwnedFd::from);
+    let dup = |fd: i32| nix::unistd::dup(unsafe_borrow(fd)).ok();
     StdioSpec { stdin: dup(0), stdout: dup(1), stderr: dup(2), console_socket: None }
 }
 

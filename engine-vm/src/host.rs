@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 pub const QEMU: &str = "qemu-system-x86_64";
 
 /// The kernel modules the guest needs (loaded with their dependencies, in
-/// order): 9p over virtio for the root, virtio-mmio devices, virtio-serial.
-const MODULES: &[&str] = &["virtio_mmio", "9pnet_virtio", "9p", "virtio_console"];
+/// order): 9p over virtio for the root, virtio-mmio devices, virtio-serial,
+/// and the balloon (free page reporting gives the guest's free memory back).
+const MODULES: &[&str] = &["virtio_mmio", "9pnet_virtio", "9p", "virtio_console", "virtio_balloon"];
 
 /// What a VM boots: the kernel, the initramfs and how to run QEMU.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
@@ -318,7 +319,7 @@ impl Cpio {
     }
 
     fn pad(&mut self) {
-        while self.out.len() % 4 != 0 {
+        while !self.out.len().is_multiple_of(4) {
             self.out.push(0);
         }
     }

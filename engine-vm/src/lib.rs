@@ -76,7 +76,7 @@ use engine_core::{
 use monitor::{files, Plan};
 use proto::{ContainerSpec, MountSpec, ProcessSpec, Reply, Request};
 use std::io::{BufRead, Read};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
@@ -160,8 +160,8 @@ impl VmRuntime {
 
     async fn request(&self, id: &ContainerId, req: &Request) -> Result<()> {
         use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-        let path = self.dir(id).join(files::CONTROL);
-        let mut s = tokio::net::UnixStream::connect(&path)
+        let dir = std::fs::File::open(self.dir(id)).map_err(|_| Error::not_found("container", id.as_str()))?;
+        let mut s = tokio::net::UnixStream::connect(monitor::short_path(&dir, files::CONTROL))
             .await
             .map_err(|e| Error::unavailable(format!("container {id}"), format!("its VM monitor: {e}")))?;
         let mut line = serde_json::to_string(req).map_err(|e| Error::Other(e.to_string()))?;
@@ -190,7 +190,7 @@ impl VmRuntime {
         // A zombie (exited, not yet reaped by the shim) counts as stopped.
         std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .ok()
-            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next() != Some('Z')))
+            .and_then(|s| s.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')))
             .unwrap_or(false)
     }
 }
@@ -238,7 +238,7 @@ async fn spawn_with_ready(
     let pid = child.id() as Pid;
     let line = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
-        let _ = std::io::BufReader::new(std::fs::File::from(OwnedFd::from(r))).read_line(&mut line);
+        let _ = std::io::BufReader::new(std::fs::File::from(r)).read_line(&mut line);
         line
     })
     .await
@@ -426,7 +426,7 @@ impl Runtime for VmRuntime {
             let r2 = host::write_atomic(pf, pid.to_string().as_bytes());
             if let Err(e) = r.and(r2) {
                 // SAFETY: kill(2) of the monitor we just started.
-                unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+                unsafe { libc::kill(pid, libc::SIGKILL) };
                 return Err(cleanup(e));
             }
         }
@@ -468,7 +468,7 @@ impl Runtime for VmRuntime {
             Err(_) if signal.number() == libc::SIGKILL => {
                 // The monitor does not answer: SIGKILL it (QEMU dies with it).
                 // SAFETY: kill(2) of the container's monitor.
-                unsafe { libc::kill(s.pid as i32, libc::SIGKILL) };
+                unsafe { libc::kill(s.pid, libc::SIGKILL) };
                 Ok(())
             }
             Err(e) => Err(e),
@@ -482,7 +482,7 @@ impl Runtime for VmRuntime {
                 return Err(Error::conflict("container", id.as_str(), "cannot delete a running container"));
             }
             // SAFETY: kill(2) of the container's monitor; QEMU dies with it (PDEATHSIG).
-            unsafe { libc::kill(s.pid as i32, libc::SIGKILL) };
+            unsafe { libc::kill(s.pid, libc::SIGKILL) };
         }
         let dir = self.dir(id);
         std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
