@@ -89,6 +89,30 @@ fn vm_runtime_through_docker() {
     assert!(o.status.success(), "{}", show(&o));
     assert!(stdout(&o).contains("on-a-tty\r\n"), "{}", show(&o));
 
+    // A terminal's resize reaches the guest's terminal.
+    e.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "vmtty",
+        "--runtime",
+        "vm",
+        "bb",
+        "sh",
+        "-c",
+        "while :; do stty size; sleep 0.2; done",
+    ]);
+    wait_until("the terminal container's output", Duration::from_secs(120), || {
+        !stdout(&e.docker(&["logs", "vmtty"])).is_empty()
+    });
+    let (status, body) = e.http("POST", "/containers/vmtty/resize?h=41&w=101", b"");
+    assert_eq!(status, 200, "{body}");
+    wait_until("the new size inside the VM", Duration::from_secs(60), || {
+        stdout(&e.docker(&["logs", "vmtty"])).contains("41 101")
+    });
+    e.ok(&["rm", "-f", "vmtty"]);
+
     // A long-running container: logs, exec, the rootfs, memory, stop.
     let id = e
         .ok(&[
@@ -122,6 +146,9 @@ fn vm_runtime_through_docker() {
     assert_ne!(ex.lines().nth(1), Some(host_boot.as_str()), "{ex}");
     let o = e.docker_in(&["exec", "-i", "vm1", "cat"], Some(b"through exec\n"));
     assert_eq!(stdout(&o), "through exec\n", "{}", show(&o));
+
+    let o = e.docker(&["exec", "-t", "vm1", "sh", "-c", "test -t 1 && echo exec-on-a-tty"]);
+    assert!(stdout(&o).contains("exec-on-a-tty\r\n"), "{}", show(&o));
 
     // -m is the VM's memory: the guest kernel sees that much less its own
     // reservations (about 50 MiB for Debian's kernel), far below the host's.

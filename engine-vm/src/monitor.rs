@@ -186,6 +186,13 @@ pub fn host_pty(socket: &Path) -> std::io::Result<std::fs::File> {
         nix::sys::termios::cfmakeraw(&mut t);
         let _ = nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &t);
     }
+    // The slave becomes our controlling terminal: the shim's resizes of the
+    // master reach us as SIGWINCH, to be forwarded to the guest's terminal.
+    // SAFETY: setsid and TIOCSCTTY on a terminal we own.
+    unsafe {
+        libc::setsid();
+        libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
+    }
     send_console(socket, &pty.master)?;
     Ok(slave)
 }
@@ -324,25 +331,14 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
             }
         });
     }
-    // Signals sent to the monitor itself go to the container's init.
-    {
-        let to_agent = to_agent.clone();
-        std::thread::spawn(move || loop {
-            if let Ok(sig) = sigs.wait() {
-                if sig != nix::sys::signal::Signal::SIGWINCH {
-                    let mut d = (sig as i32).to_le_bytes().to_vec();
-                    d.push(0);
-                    to_agent(Frame::new(Kind::Signal, 0, d));
-                }
-            }
-        });
-    }
     // The terminal's master goes to the console socket before `create` returns (as runc's does).
     let mut tty: Option<std::fs::File> = match (plan.process.terminal, plan.console_socket.as_deref()) {
         (true, Some(sock)) => Some(host_pty(sock).map_err(|e| fail(&mut qemu, format!("console socket: {e}")))?),
         (true, None) => return Err(fail(&mut qemu, "a terminal needs a console socket".into())),
         _ => None,
     };
+    // Signals sent to the monitor itself go to the container's init.
+    forward_signals(sigs, tty.as_ref().and_then(|t| t.try_clone().ok()), to_agent.clone());
     ready("ok");
     // SAFETY: the ready pipe is written; close our end so `create` sees EOF.
     unsafe { libc::close(3) };
@@ -402,6 +398,9 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
                             break 127;
                         }
                         let _ = crate::host::write_atomic(&state.join(files::RUNNING), b"");
+                        if let Some(f) = tty.as_ref().and_then(winsize_frame) {
+                            to_agent(f);
+                        }
                     } else if error.is_some() {
                         execs.remove(&s);
                     }
@@ -445,6 +444,39 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
 /// (through `/proc/self/fd`), whatever the directory's own path length.
 pub fn short_path(dir: &std::fs::File, name: &str) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}/{name}", dir.as_raw_fd()))
+}
+
+/// Forward the signals in `sigs` (blocked in every thread) to the process
+/// (stream 0 of `send`'s channel); a terminal's resize (SIGWINCH) goes as its size.
+fn forward_signals(
+    sigs: nix::sys::signal::SigSet,
+    tty: Option<std::fs::File>,
+    send: impl Fn(Frame) -> bool + Send + 'static,
+) {
+    std::thread::spawn(move || loop {
+        let Ok(sig) = sigs.wait() else { continue };
+        if sig == nix::sys::signal::Signal::SIGWINCH {
+            if let Some(f) = tty.as_ref().and_then(winsize_frame) {
+                send(f);
+            }
+            continue;
+        }
+        let mut d = (sig as i32).to_le_bytes().to_vec();
+        d.push(0);
+        send(Frame::new(Kind::Signal, 0, d));
+    });
+}
+
+/// The terminal's size as a [`Kind::Resize`] frame for stream 0.
+fn winsize_frame(tty: &std::fs::File) -> Option<Frame> {
+    let mut ws: libc::winsize = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ fills a winsize we own.
+    if unsafe { libc::ioctl(tty.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } != 0 || ws.ws_row == 0 {
+        return None;
+    }
+    let mut d = ws.ws_row.to_le_bytes().to_vec();
+    d.extend_from_slice(&ws.ws_col.to_le_bytes());
+    Some(Frame::new(Kind::Resize, 0, d))
 }
 
 fn reply_line(r: &Reply) -> String {
@@ -564,18 +596,10 @@ fn relay_inner(state: &Path, process: &Path, sigs: nix::sys::signal::SigSet) -> 
         None => Box::new(std::io::stdin()),
     };
     pump_to_agent(input, 0, to_monitor.clone());
-    {
-        let to_monitor = to_monitor.clone();
-        std::thread::spawn(move || loop {
-            if let Ok(sig) = sigs.wait() {
-                if sig != nix::sys::signal::Signal::SIGWINCH {
-                    let mut d = (sig as i32).to_le_bytes().to_vec();
-                    d.push(0);
-                    to_monitor(Frame::new(Kind::Signal, 0, d));
-                }
-            }
-        });
+    if let Some(f) = tty.as_ref().and_then(winsize_frame) {
+        to_monitor(f);
     }
+    forward_signals(sigs, tty.as_ref().and_then(|t| t.try_clone().ok()), to_monitor);
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
     let mut tty = tty;
