@@ -53,6 +53,12 @@ fn send(out: &Out, f: Frame) {
 
 /// The agent's whole life (the `engine-vm-agent` binary's `main`).
 pub fn main() -> ! {
+    // It mounts over /proc, /sys and /dev and powers the machine off: only
+    // ever as the init of the VM's initramfs.
+    if std::process::id() != 1 || !Path::new("/init").is_file() {
+        eprintln!("engine-vm-agent: this is the guest's init (PID 1 of the engine-vm initramfs); not starting");
+        std::process::exit(2);
+    }
     if let Err(e) = boot() {
         console(&e);
         power_off();
