@@ -2,7 +2,7 @@
 //! engined: each container in its own QEMU micro-VM (TCG here, KVM where the
 //! host has it). The guest's kernel release and boot id are the VM's, exit
 //! codes, stdin, `docker logs`, `docker stop`, `docker exec` and `-t` behave as
-//! with engine-runc, a memory limit is the guest's memory, writes to the
+//! with engine-runc, pause freezes the VM, a memory limit is the guest's memory, writes to the
 //! container's root stay in its own layer, and a VM container outlives a
 //! SIGKILL of engined and is recovered.
 //!
@@ -149,6 +149,13 @@ fn vm_runtime_through_docker() {
 
     let o = e.docker(&["exec", "-t", "vm1", "sh", "-c", "test -t 1 && echo exec-on-a-tty"]);
     assert!(stdout(&o).contains("exec-on-a-tty\r\n"), "{}", show(&o));
+
+    // pause freezes the whole VM; unpause lets it run on.
+    e.ok(&["pause", "vm1"]);
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["State"]["Paused"], true, "{info}");
+    e.ok(&["unpause", "vm1"]);
+    assert_eq!(e.ok(&["exec", "vm1", "echo", "thawed"]), "thawed\n");
 
     // -m is the VM's memory: the guest kernel sees that much less its own
     // reservations (about 50 MiB for Debian's kernel), far below the host's.

@@ -57,9 +57,13 @@
 //! # let _ = pid; Ok(()) }
 //! ```
 //!
-//! Not supported (refused with [`engine_core::Error::Unsupported`]): pause,
-//! resume, stats. Left: namespaces and cgroups inside the guest (the
-//! process is chrooted), networking, a spare booted VM.
+//! `pause` stops the whole VM (SIGSTOP to QEMU), `resume` lets it run on.
+//! Not supported (refused with [`engine_core::Error::Unsupported`]): stats.
+//! Left: namespaces and cgroups inside the guest (the process is chrooted
+//! with its user, groups, environment and working directory; the spec's
+//! masked paths, capabilities and seccomp filter are not applied inside the
+//! VM, whose kernel is the boundary), networking (the guest has none), a
+//! spare booted VM kept ready.
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -184,6 +188,21 @@ impl VmRuntime {
             Some(e) => Err(Error::Runtime { runtime: RUNTIME_NAME.into(), message: format!("{id}: {e}") }),
             None => Ok(()),
         }
+    }
+
+    /// A running container's QEMU pid and its pause marker.
+    fn vm(&self, id: &ContainerId) -> Result<(i32, PathBuf)> {
+        let s = self.read_state(id)?;
+        if !Self::alive(s.pid) {
+            return Err(Error::conflict("container", id.as_str(), "container not running"));
+        }
+        let dir = self.dir(id);
+        let qemu = std::fs::read_to_string(dir.join(files::QEMU_PID))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|p| *p > 0)
+            .ok_or_else(|| Error::Other(format!("container {id}: no QEMU pid recorded")))?;
+        Ok((qemu, dir.join(files::PAUSED)))
     }
 
     fn alive(pid: Pid) -> bool {
@@ -443,6 +462,8 @@ impl Runtime for VmRuntime {
         let dir = self.dir(id);
         let status = if !Self::alive(s.pid) {
             ContainerStatus::Stopped
+        } else if dir.join(files::PAUSED).exists() {
+            ContainerStatus::Paused
         } else if dir.join(files::RUNNING).exists() {
             ContainerStatus::Running
         } else {
@@ -462,6 +483,10 @@ impl Runtime for VmRuntime {
         let s = self.read_state(id)?;
         if !Self::alive(s.pid) {
             return Err(Error::conflict("container", id.as_str(), "container not running"));
+        }
+        if signal.number() == libc::SIGKILL && self.dir(id).join(files::PAUSED).exists() {
+            // A frozen VM cannot act on the signal: let it run to die.
+            self.resume(id).await?;
         }
         match self.request(id, &Request::Kill { signal: signal.number(), all }).await {
             Ok(()) => Ok(()),
@@ -520,12 +545,27 @@ impl Runtime for VmRuntime {
         Ok(pid)
     }
 
-    async fn pause(&self, _id: &ContainerId) -> Result<()> {
-        Err(unsupported("pause"))
+    /// Stops the whole VM (QEMU gets SIGSTOP): every process in it is frozen.
+    async fn pause(&self, id: &ContainerId) -> Result<()> {
+        let (qemu, paused) = self.vm(id)?;
+        if paused.exists() {
+            return Err(Error::conflict("container", id.as_str(), "already paused"));
+        }
+        host::write_atomic(&paused, b"")?;
+        // SAFETY: kill(2) of the container's QEMU.
+        unsafe { libc::kill(qemu, libc::SIGSTOP) };
+        Ok(())
     }
 
-    async fn resume(&self, _id: &ContainerId) -> Result<()> {
-        Err(unsupported("resume"))
+    /// Lets a paused VM run on (SIGCONT to QEMU).
+    async fn resume(&self, id: &ContainerId) -> Result<()> {
+        let (qemu, paused) = self.vm(id)?;
+        if !paused.exists() {
+            return Err(Error::conflict("container", id.as_str(), "not paused"));
+        }
+        // SAFETY: kill(2) of the container's QEMU.
+        unsafe { libc::kill(qemu, libc::SIGCONT) };
+        std::fs::remove_file(&paused).map_err(|e| Error::io(format!("removing {}", paused.display()), e))
     }
 
     async fn stats(&self, _id: &ContainerId) -> Result<Stats> {

@@ -53,6 +53,10 @@ pub mod files {
     pub const CONSOLE: &str = "console.log";
     /// Present once the init has started.
     pub const RUNNING: &str = "running";
+    /// QEMU's pid.
+    pub const QEMU_PID: &str = "qemu.pid";
+    /// Present while the VM is paused.
+    pub const PAUSED: &str = "paused";
 }
 
 enum Event {
@@ -252,6 +256,8 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
             |s: &str| s.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
         format!("{what} (qemu: {}; console: {})", tail(&log), tail(&console))
     };
+    crate::host::write_atomic(&state.join(files::QEMU_PID), qemu_pid.to_string().as_bytes())
+        .map_err(|e| fail(&mut qemu, e.to_string()))?;
     // QEMU connects at its start; it may die first.
     let (tx, rx) = mpsc::channel::<Event>();
     let conn = {
