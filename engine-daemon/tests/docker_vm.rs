@@ -150,6 +150,14 @@ fn vm_runtime_through_docker() {
     let o = e.docker(&["exec", "-t", "vm1", "sh", "-c", "test -t 1 && echo exec-on-a-tty"]);
     assert!(stdout(&o).contains("exec-on-a-tty\r\n"), "{}", show(&o));
 
+    // Stats are the VM's as the host sees it: QEMU's memory, the VM's size as the limit.
+    let (status, body) = e.http("GET", "/containers/vm1/stats?stream=false", b"");
+    assert_eq!(status, 200, "{body}");
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let usage = st["memory_stats"]["usage"].as_u64().unwrap_or(0);
+    assert!(usage > 16 << 20, "memory usage {usage}: {body}");
+    assert_eq!(st["memory_stats"]["limit"].as_u64(), Some(200 << 20), "{body}");
+
     // pause freezes the whole VM; unpause lets it run on.
     e.ok(&["pause", "vm1"]);
     let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();

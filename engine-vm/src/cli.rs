@@ -153,7 +153,18 @@ fn dispatch(root: PathBuf, args: &mut Args) -> Result<i32> {
                 println!("{}", serde_json::to_string(&pids).unwrap_or_default());
                 Ok(0)
             }
-            "events" => rt.stats(&ContainerId::new(args.rest.last().cloned().unwrap_or_default())?).await.map(|_| 0),
+            "events" => {
+                // `events --stats <id>`: one record in runc's shape, the figures flat.
+                if !args.flag("--stats") {
+                    return Err(Error::Unsupported(
+                        "events without --stats (the vm runtime reports no event stream)".into(),
+                    ));
+                }
+                let id = ContainerId::new(args.positional("container id")?)?;
+                let stats = rt.stats(&id).await?;
+                println!("{}", serde_json::json!({"type": "stats", "id": id.as_str(), "data": stats}));
+                Ok(0)
+            }
             "pause" => rt.pause(&ContainerId::new(args.positional("container id")?)?).await.map(|_| 0),
             "resume" => rt.resume(&ContainerId::new(args.positional("container id")?)?).await.map(|_| 0),
             other => Err(Error::invalid("command", format!("unknown command {other:?}"))),

@@ -57,8 +57,10 @@
 //! # let _ = pid; Ok(()) }
 //! ```
 //!
-//! `pause` stops the whole VM (SIGSTOP to QEMU), `resume` lets it run on.
-//! Not supported (refused with [`engine_core::Error::Unsupported`]): stats.
+//! `pause` stops the whole VM (SIGSTOP to QEMU), `resume` lets it run on;
+//! `stats` reports the VM as the host sees it (QEMU's CPU time and resident
+//! memory, the VM's memory as the limit).
+//!
 //! Left: namespaces and cgroups inside the guest (the process is chrooted
 //! with its user, groups, environment and working directory; the spec's
 //! masked paths, capabilities and seccomp filter are not applied inside the
@@ -401,10 +403,6 @@ fn cpuset_count(set: &str) -> Option<u32> {
     Some(n)
 }
 
-fn unsupported(what: &str) -> Error {
-    Error::Unsupported(format!("the vm runtime does not support {what} (the container runs in its own VM)"))
-}
-
 #[async_trait]
 impl Runtime for VmRuntime {
     fn name(&self) -> &str {
@@ -568,8 +566,38 @@ impl Runtime for VmRuntime {
         std::fs::remove_file(&paused).map_err(|e| Error::io(format!("removing {}", paused.display()), e))
     }
 
-    async fn stats(&self, _id: &ContainerId) -> Result<Stats> {
-        Err(unsupported("stats"))
+    /// The VM as the host sees it: QEMU's CPU time and resident memory
+    /// (what the container costs the host), the VM's memory as the limit.
+    async fn stats(&self, id: &ContainerId) -> Result<Stats> {
+        let (qemu, _) = self.vm(id)?;
+        let stat = std::fs::read_to_string(format!("/proc/{qemu}/stat"))
+            .map_err(|e| Error::io(format!("reading QEMU's stats of {id}"), e))?;
+        let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, r)| r.split_whitespace().collect()).unwrap_or_default();
+        // SAFETY: sysconf with a valid name.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).map(|t| t * 1_000_000_000 / hz);
+        // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command.
+        let (user, system) = (ticks(11), ticks(12));
+        let status = std::fs::read_to_string(format!("/proc/{qemu}/status")).unwrap_or_default();
+        let kib = |key: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+                .map(|k| k * 1024)
+        };
+        let plan: Option<Plan> =
+            std::fs::read(self.dir(id).join(files::PLAN)).ok().and_then(|d| serde_json::from_slice(&d).ok());
+        Ok(Stats {
+            cpu_usage_ns: user.zip(system).map(|(u, s)| u + s),
+            cpu_user_ns: user,
+            cpu_system_ns: system,
+            memory_usage: kib("VmRSS:"),
+            memory_max_usage: kib("VmHWM:"),
+            memory_limit: plan.map(|p| p.memory_mib << 20),
+            ..Default::default()
+        })
     }
 
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {
