@@ -207,4 +207,12 @@ fn vm_runtime_through_docker() {
     assert_ne!(o.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&o.stderr).contains("minimum"), "{}", show(&o));
     assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
+    // No VM state left: only the boot cache stays in the runtime's root.
+    let left: Vec<String> = std::fs::read_dir(e.data_root().join("runtime/vm"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".cache")
+        .collect();
+    assert!(left.is_empty(), "VM state left behind: {left:?}");
 }

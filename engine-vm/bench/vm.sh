@@ -82,8 +82,8 @@ for rt in engine-runc vm; do
     shim=$(awk '/^PPid:/ {print $2}' "/proc/$pid/status")
     total=$(pss_kib "$pid")
     for c in $(cat "/proc/$pid/task/"*/children 2>/dev/null); do total=$(( total + $(pss_kib "$c") )); done
-    echo $(( total / 1024 )) >> "$T/pss.$rt"
-    echo $(( $(pss_kib "$shim") / 1024 )) >> "$T/shim.$rt"
+    awk -v k="$total" 'BEGIN {printf "%.1f\n", k / 1024}' >> "$T/pss.$rt"
+    awk -v k="$(pss_kib "$shim")" 'BEGIN {printf "%.1f\n", k / 1024}' >> "$T/shim.$rt"
   done
   echo "$rt: PSS per running container median $(median < "$T/pss.$rt") MiB (container processes; vm: monitor + QEMU), shim $(median < "$T/shim.$rt") MiB ($K containers)"
   $D rm -f "${ids[@]}" >/dev/null
