@@ -4,13 +4,16 @@
 #    on its stdout, and to its exit; medians of RUNS runs per runtime;
 #  - memory per running container: K containers `sleep` in each runtime; PSS (smaps_rollup) of
 #    each container's processes (vm: its monitor and QEMU; engine-runc: the container's process),
-#    and of its shim; medians.
+#    and of its shim; medians;
+#  - with CONC=n: n vm containers started at once, time until every one has printed its line.
 #
 # Usage: engine-vm/bench/vm.sh            (as root, after `cargo build --workspace --bins`)
-# Env: RUNS (default 5), K (default 3), PROFILE (debug|release, default debug), SKIP_BUILD=1.
+# Env: RUNS (default 5), K (default 3), CONC (default 0: skipped), PROFILE (debug|release, default
+#      debug), SKIP_BUILD=1.
 set -euo pipefail
 RUNS=${RUNS:-5}
 K=${K:-3}
+CONC=${CONC:-0}
 PROFILE=${PROFILE:-debug}
 HERE=$(cd "$(dirname "$0")" && pwd)
 WS=$(cd "$HERE/../.." && pwd)
@@ -88,3 +91,15 @@ for rt in engine-runc vm; do
   echo "$rt: PSS per running container median $(median < "$T/pss.$rt") MiB (container processes; vm: monitor + QEMU), shim $(median < "$T/shim.$rt") MiB ($K containers)"
   $D rm -f "${ids[@]}" >/dev/null
 done
+
+if [ "$CONC" -gt 0 ]; then
+  t0=$(now_ns)
+  seq "$CONC" | xargs -P "$CONC" -I{} $D run -d --network none --runtime vm --name "conc-{}" bb sh -c 'echo up; exec sleep 100000' >/dev/null
+  for i in $(seq "$CONC"); do
+    for _ in $(seq 3000); do $D logs "conc-$i" 2>/dev/null | grep -q up && break; sleep 0.1; done
+  done
+  t1=$(now_ns)
+  up=0; for i in $(seq "$CONC"); do $D logs "conc-$i" 2>/dev/null | grep -q up && up=$((up + 1)); done
+  echo "vm: $CONC containers started at once: $up printed their line within $(( (t1 - t0) / 1000000 )) ms"
+  $D ps -aq | xargs -r $D rm -f >/dev/null
+fi
