@@ -158,6 +158,12 @@ fn vm_runtime_through_docker() {
     assert!(usage > 16 << 20, "memory usage {usage}: {body}");
     assert_eq!(st["memory_stats"]["limit"].as_u64(), Some(200 << 20), "{body}");
 
+    // A host namespace to join (here another container's network) cannot be
+    // entered from a VM: refused with the reason.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "--network", "container:vm1", "bb", "true"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot join"), "{}", show(&o));
+
     // pause freezes the whole VM; unpause lets it run on.
     e.ok(&["pause", "vm1"]);
     let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();

@@ -340,6 +340,20 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         };
         mounts.push(MountSpec { destination, fstype: "bind".into(), source, options });
     }
+    // Namespaces to join (a network the manager set up, another container's
+    // pid or ipc namespace) are the host's: a VM cannot enter them.
+    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
+        if let Some(path) = ns.path() {
+            return Err(Error::invalid(
+                "namespaces",
+                format!(
+                    "the vm runtime cannot join the host's {:?} namespace {} (the container runs in its own VM, which has no network yet: use --network none)",
+                    ns.typ(),
+                    path.display()
+                ),
+            ));
+        }
+    }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
     let memory_mib = match resources
         .as_ref()

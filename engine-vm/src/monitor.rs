@@ -392,6 +392,10 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
             Event::Frame(f) => match (f.kind, f.stream) {
                 (Kind::Started, s) | (Kind::Error, s) => {
                     let error = (f.kind == Kind::Error).then(|| String::from_utf8_lossy(&f.data).into_owned());
+                    if s == 0 && error.is_none() {
+                        // Recorded before `start` returns: a `state` right after it says running.
+                        let _ = crate::host::write_atomic(&state.join(files::RUNNING), b"");
+                    }
                     if let Some(p) = pending.remove(&s) {
                         let _ = p.send(Reply { error: error.clone() });
                     }
@@ -403,7 +407,6 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
                         if error.is_some() {
                             break 127;
                         }
-                        let _ = crate::host::write_atomic(&state.join(files::RUNNING), b"");
                         if let Some(f) = tty.as_ref().and_then(winsize_frame) {
                             to_agent(f);
                         }
