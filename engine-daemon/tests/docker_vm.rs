@@ -2,7 +2,7 @@
 //! engined: each container in its own QEMU micro-VM (TCG here, KVM where the
 //! host has it). The guest's kernel release and boot id are the VM's, exit
 //! codes, stdin, `docker logs`, `docker stop`, `docker exec` and `-t` behave as
-//! with engine-runc, pause freezes the VM, a memory limit is the guest's memory, writes to the
+//! with engine-runc, bind mounts (read-write and read-only) reach the guest, pause freezes the VM, a memory limit is the guest's memory, writes to the
 //! container's root stay in its own layer, and a VM container outlives a
 //! SIGKILL of engined and is recovered.
 //!
@@ -73,6 +73,20 @@ fn vm_runtime_through_docker() {
         .docker_in(&["run", "--rm", "-i", "--runtime", "vm", "bb", "sh", "-c", "cat; echo done"], Some(b"hi\nthere\n"));
     assert!(o.status.success(), "{}", show(&o));
     assert_eq!(stdout(&o), "hi\nthere\ndone\n");
+
+    // Bind mounts: a directory read-write, a file read-only (shared alone, not its directory).
+    let share = e.dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("in.txt"), "from-host\n").unwrap();
+    let single = e.dir.path().join("single.txt");
+    std::fs::write(&single, "one file\n").unwrap();
+    let v1 = format!("{}:/data", share.display());
+    let v2 = format!("{}:/etc/single.txt:ro", single.display());
+    let script = "cat /data/in.txt; echo from-vm > /data/out.txt; cat /etc/single.txt; echo x > /etc/single.txt && echo wrote-ro; true";
+    let out = e.ok(&["run", "--rm", "--runtime", "vm", "-v", &v1, "-v", &v2, "bb", "sh", "-c", script]);
+    assert_eq!(out, "from-host\none file\n");
+    assert_eq!(std::fs::read_to_string(share.join("out.txt")).unwrap(), "from-vm\n");
+    assert_eq!(std::fs::read_to_string(&single).unwrap(), "one file\n");
 
     // -t: the process runs on a terminal (the guest's pty, relayed to the shim's).
     let o = e.docker(&[

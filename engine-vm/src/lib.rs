@@ -37,7 +37,9 @@
 //! Virtio-fs (faster) needs `virtiofsd`, which this platform does not ship.
 //! The guest writes through the share with the host's own permission checks
 //! (`security_model=passthrough`), so a container writes only inside its
-//! rootfs and the bind mounts it was given (each shared by its own 9p tag).
+//! rootfs and the bind mounts it was given: each bind's source is shared by
+//! its own 9p tag (read-only ones with `readonly=on`), a file through a
+//! directory holding only that file, never its siblings.
 //!
 //! ## Registration
 //!
@@ -79,7 +81,7 @@ use async_trait::async_trait;
 use engine_core::{
     ContainerId, ContainerStatus, CreateOptions, Error, ExecOptions, Pid, Result, Runtime, RuntimeState, Signal, Stats,
 };
-use monitor::{files, Plan};
+use monitor::{files, Plan, Share};
 use proto::{ContainerSpec, MountSpec, ProcessSpec, Reply, Request};
 use std::io::{BufRead, Read};
 use std::os::fd::AsRawFd;
@@ -302,7 +304,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
     if !rootfs.is_dir() {
         return Err(Error::invalid("config.json", format!("root {} is not a directory", rootfs.display())));
     }
-    let mut shares: Vec<(String, PathBuf)> = Vec::new();
+    let mut shares: Vec<Share> = Vec::new();
     let mut mounts = Vec::new();
     for m in spec.mounts().iter().flatten() {
         let options = m.options().clone().unwrap_or_default();
@@ -318,25 +320,22 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
             .clone()
             .ok_or_else(|| Error::invalid("mount", format!("bind mount on {destination} has no source")))?;
         let meta = std::fs::metadata(&src).map_err(|e| Error::io(format!("bind mount source {}", src.display()), e))?;
-        let (dir, name) = if meta.is_dir() {
-            (src.clone(), None)
-        } else {
-            (
-                src.parent().map(Path::to_path_buf).unwrap_or_default(),
-                src.file_name().map(|n| n.to_string_lossy().into_owned()),
-            )
+        let share = Share {
+            tag: format!("share{}", shares.len()),
+            source: src.clone(),
+            file: !meta.is_dir(),
+            readonly: options.iter().any(|o| o == "ro"),
         };
-        let tag = match shares.iter().find(|(_, d)| *d == dir) {
-            Some((t, _)) => t.clone(),
+        let tag = match shares.iter().find(|s| s.source == share.source && s.readonly == share.readonly) {
+            Some(s) => s.tag.clone(),
             None => {
-                let t = format!("share{}", shares.len());
-                shares.push((t.clone(), dir));
-                t
+                shares.push(share.clone());
+                share.tag
             }
         };
-        let source = match name {
-            Some(n) => format!("/mnt/{tag}/{n}"),
-            None => format!("/mnt/{tag}"),
+        let source = match meta.is_dir() {
+            false => format!("/mnt/{tag}/{}", src.file_name().unwrap_or_default().to_string_lossy()),
+            true => format!("/mnt/{tag}"),
         };
         mounts.push(MountSpec { destination, fstype: "bind".into(), source, options });
     }
@@ -434,7 +433,7 @@ impl Runtime for VmRuntime {
             serde_json::from_slice(&data).map_err(|e| Error::invalid(config.display().to_string(), e.to_string()))?;
         let boot = self.prepare().await?;
         let mut plan = plan_from_spec(id.as_str(), bundle, &spec, boot)?;
-        plan.container.shares = plan.shares.iter().map(|(t, _)| t.clone()).collect();
+        plan.container.shares = plan.shares.iter().map(|s| s.tag.clone()).collect();
         plan.console_socket = opts.stdio.console_socket.clone();
         if plan.process.terminal && plan.console_socket.is_none() {
             return Err(Error::invalid("process.terminal", "a terminal needs a console socket"));

@@ -31,14 +31,41 @@ pub struct Plan {
     pub cpus: u32,
     /// The container's root on the host (shared as 9p tag `rootfs`).
     pub rootfs: PathBuf,
-    /// Further 9p shares: (tag, host directory).
-    pub shares: Vec<(String, PathBuf)>,
+    /// Further 9p shares: the sources of the spec's bind mounts.
+    pub shares: Vec<Share>,
     /// The container as the agent sets it up.
     pub container: ContainerSpec,
     /// The init process.
     pub process: ProcessSpec,
     /// Where to send the terminal's master (with `process.terminal`).
     pub console_socket: Option<PathBuf>,
+}
+
+/// A host directory or file shared into the guest by 9p (mounted on
+/// `/mnt/<tag>` there).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Share {
+    /// The 9p tag.
+    pub tag: String,
+    /// The host directory or file.
+    pub source: PathBuf,
+    /// `source` is a file: the monitor shares a directory of the state dir
+    /// holding only that file (bind-mounted in the monitor's own mount
+    /// namespace), never the file's own directory.
+    pub file: bool,
+    /// Shared read-only.
+    pub readonly: bool,
+}
+
+impl Share {
+    /// The host directory QEMU shares.
+    pub fn dir(&self, state: &Path) -> PathBuf {
+        if self.file {
+            state.join("binds").join(&self.tag)
+        } else {
+            self.source.clone()
+        }
+    }
 }
 
 /// The files of a container's state directory.
@@ -139,15 +166,16 @@ pub fn qemu_args(plan: &Plan, state: &Path) -> Vec<String> {
         "-device".into(),
         format!("virtserialport,chardev=agent,name={}", crate::agent::PORT_NAME),
     ];
-    let mut share = |tag: &str, path: &Path| {
+    let mut share = |tag: &str, path: &Path, readonly: bool| {
+        let ro = if readonly { ",readonly=on" } else { "" };
         a.push("-fsdev".into());
-        a.push(format!("local,id=fs_{tag},path={},security_model=passthrough", path.display()));
+        a.push(format!("local,id=fs_{tag},path={},security_model=passthrough{ro}", path.display()));
         a.push("-device".into());
         a.push(format!("virtio-9p-device,fsdev=fs_{tag},mount_tag={tag}"));
     };
-    share("rootfs", &plan.rootfs);
-    for (tag, path) in &plan.shares {
-        share(tag, path);
+    share("rootfs", &plan.rootfs, false);
+    for s in &plan.shares {
+        share(&s.tag, &s.dir(state), s.readonly);
     }
     a
 }
@@ -223,6 +251,7 @@ pub fn run(state: &Path) -> i32 {
 fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
     let plan: Plan = serde_json::from_slice(&std::fs::read(state.join(files::PLAN)).map_err(|e| format!("plan: {e}"))?)
         .map_err(|e| format!("plan: {e}"))?;
+    stage_files(&plan, state)?;
     let dir = std::fs::File::open(state).map_err(|e| format!("{}: {e}", state.display()))?;
     let agent_path = short_path(&dir, files::AGENT);
     let _ = std::fs::remove_file(&agent_path);
@@ -447,6 +476,34 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
     let _ = qemu.wait();
     let _ = std::fs::remove_file(&control);
     Ok(code)
+}
+
+/// Bind each shared file into a directory of its own under the state dir,
+/// in a mount namespace of the monitor's own (the mounts go with it and
+/// QEMU), so the guest sees that file and not its siblings. Runs before any
+/// thread exists.
+fn stage_files(plan: &Plan, state: &Path) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let files: Vec<&Share> = plan.shares.iter().filter(|s| s.file).collect();
+    if files.is_empty() {
+        return Ok(());
+    }
+    let none: Option<&str> = None;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none).map_err(|e| format!("mount namespace: {e}"))?;
+    for s in files {
+        let dir = s.dir(state);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let target = dir.join(s.source.file_name().unwrap_or_default());
+        std::fs::File::create(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        mount(Some(&s.source), &target, none, MsFlags::MS_BIND, none)
+            .map_err(|e| format!("binding {}: {e}", s.source.display()))?;
+        if s.readonly {
+            mount(none, &target, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none)
+                .map_err(|e| format!("binding {} read-only: {e}", s.source.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// `name` in the directory `dir` as a path short enough for a unix socket
