@@ -14,7 +14,7 @@ use nix::mount::{mount, MsFlags};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -360,32 +360,28 @@ fn spawn(stream: u32, p: &ProcessSpec, out: &Out, procs: &Procs) -> Result<(), S
     let mut child = cmd.spawn().map_err(|e| format!("exec {program}: {e}"))?;
     drop(cmd);
     let pid = child.id() as i32;
-    let mut readers = Vec::new();
+    let mut outputs: Vec<(File, Kind)> = Vec::new();
     let stdin = match master {
         Some(m) => {
             let m = File::from(m);
-            let r = m.try_clone().map_err(|e| e.to_string())?;
-            readers.push(pump(r, Kind::Stdout, stream, out.clone()));
+            outputs.push((m.try_clone().map_err(|e| e.to_string())?, Kind::Stdout));
             Some(m)
         }
         None => {
             if let Some(o) = child.stdout.take() {
-                // SAFETY: the fd is taken from the ChildStdout, which is forgotten.
-                readers.push(pump(
-                    unsafe { File::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(o)) },
-                    Kind::Stdout,
-                    stream,
-                    out.clone(),
-                ));
+                outputs.push((File::from(OwnedFd::from(o)), Kind::Stdout));
             }
             if let Some(e) = child.stderr.take() {
-                readers.push(pump(File::from(OwnedFd::from(e)), Kind::Stderr, stream, out.clone()));
+                outputs.push((File::from(OwnedFd::from(e)), Kind::Stderr));
             }
             child.stdin.take().map(|i| File::from(OwnedFd::from(i)))
         }
     };
     procs.lock().unwrap_or_else(|e| e.into_inner()).insert(stream, Proc { pid, stdin });
+    // Started goes out before any output: an exec's connection carries the
+    // monitor's reply (sent on Started) before the process's frames.
     send(out, Frame::new(Kind::Started, stream, pid.to_le_bytes().to_vec()));
+    let readers: Vec<_> = outputs.into_iter().map(|(f, kind)| pump(f, kind, stream, out.clone())).collect();
     let out = out.clone();
     let procs = procs.clone();
     std::thread::spawn(move || {
