@@ -6,6 +6,7 @@ pkgs=(
   busybox-static    # the rootfs of every test container and the demo image
   jq                # scripts read runtime state JSON
   runc crun         # peer runtimes: OciRuntime and the shim are tested against runc too
+  qemu-system-x86 linux-image-amd64 xz-utils  # the vm runtime (engine-vm): QEMU, the guest's kernel and modules, its xz payload
   podman conmon containerd  # interop: podman/conmon and containerd's runc shim drive engine-runc
   docker-registry   # a real registry server, started on loopback by the image tests
   apache2-utils     # htpasswd, for the registry's basic-auth tests
@@ -16,7 +17,6 @@ pkgs=(
   nftables          # the bridge network driver installs its rules with `nft -f -`
   python3           # the plugin tests run Docker plugins written in Python (engine-plugin/tests/fixtures)
   containernetworking-plugins iptables  # the CNI driver runs Debian's plugins (/usr/lib/cni); portmap and firewall use iptables
-  qemu-system-x86 linux-image-amd64 xz-utils  # the vm runtime (engine-vm): QEMU, the guest's kernel and modules, its xz payload
 )
 missing=()
 for p in "${pkgs[@]}"; do
