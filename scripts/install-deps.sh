@@ -6,6 +6,7 @@ pkgs=(
   busybox-static    # the rootfs of every test container and the demo image
   jq                # scripts read runtime state JSON
   runc crun         # peer runtimes: OciRuntime and the shim are tested against runc too
+  qemu-system-x86 linux-image-amd64 xz-utils  # the vm runtime (engine-vm): QEMU, the guest's kernel and modules, its xz payload
   podman conmon containerd  # interop: podman/conmon and containerd's runc shim drive engine-runc
   docker-registry   # a real registry server, started on loopback by the image tests
   apache2-utils     # htpasswd, for the registry's basic-auth tests

@@ -276,6 +276,13 @@ async fn runtime_scenario(runtime: &str) {
     c.kill(Signal::KILL).await.unwrap();
     assert_eq!(c.wait().await.unwrap().code, 137);
     c.start().await.unwrap();
+    // The restarted process's line first (under `vm`, a process in a freshly
+    // booted emulated VM takes a moment to get there).
+    let t = Instant::now();
+    while c.stdout().await.unwrap() != "up\nup\n" {
+        assert!(t.elapsed() < Duration::from_secs(120), "no second line: {:?}", c.stdout().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     c.stop(Some(Duration::from_millis(200))).await.unwrap();
     assert_eq!(c.stdout().await.unwrap(), "up\nup\n");
     c.remove().await.unwrap();
@@ -293,6 +300,13 @@ async fn runtime_swap_runc() {
         return;
     }
     runtime_scenario("runc").await;
+}
+
+/// The same scenario in a VM per container (crate `engine-vm`, the runtime
+/// `vm`): QEMU emulation where the host has no KVM, so boots take seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn runtime_swap_vm() {
+    runtime_scenario("vm").await;
 }
 
 /// The facade over `engine-lifecycled`: the same conveniences through the

@@ -11,6 +11,9 @@ use std::time::Duration;
 /// The name of the default runtime (this project's own `engine-runc`).
 pub const DEFAULT_RUNTIME: &str = "engine-runc";
 
+/// The name of the VM-isolated runtime (the `engine-vm` binary, crate `engine-vm`).
+pub const VM_RUNTIME: &str = "vm";
+
 /// Everything a [`crate::Manager`] needs.
 ///
 /// ```no_run
@@ -68,12 +71,16 @@ impl std::fmt::Debug for ManagerConfig {
 
 impl ManagerConfig {
     /// A configuration with the runtimes found on this host: `engine-runc`
-    /// (see [`find_engine_binary`]), and `runc`, `crun` and `youki` when they are
-    /// on `PATH`. The default runtime is `engine-runc`.
+    /// (see [`find_engine_binary`]), [`VM_RUNTIME`] (`engine-vm`, a VM per
+    /// container) when its binary is found the same way, and `runc`, `crun` and
+    /// `youki` when they are on `PATH`. The default runtime is `engine-runc`.
     pub fn new(root: impl Into<PathBuf>, images: Arc<dyn ImageStore>, shims: Arc<dyn ShimLauncher>) -> Self {
         let mut runtimes = BTreeMap::new();
         if let Some(p) = find_engine_binary(DEFAULT_RUNTIME) {
             runtimes.insert(DEFAULT_RUNTIME.to_string(), binary(DEFAULT_RUNTIME, p));
+        }
+        if let Some(p) = find_engine_binary("engine-vm") {
+            runtimes.insert(VM_RUNTIME.to_string(), binary(VM_RUNTIME, p));
         }
         for name in ["runc", "crun", "youki"] {
             if let Some(p) = find_in_path(name) {

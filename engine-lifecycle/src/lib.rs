@@ -107,7 +107,7 @@ mod store;
 mod top;
 mod volumes;
 
-pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIME};
+pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIME, VM_RUNTIME};
 pub use engine_core::LifecycleManager;
 pub use grpc::client::{RemoteManager, RemoteNetwork};
 pub use grpc::pb;

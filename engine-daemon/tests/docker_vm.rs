@@ -1,0 +1,238 @@
+//! The `vm` runtime (crate `engine-vm`) through the real docker CLI against
+//! engined: each container in its own QEMU micro-VM (TCG here, KVM where the
+//! host has it). The guest's kernel release and boot id are the VM's, exit
+//! codes, stdin, `docker logs`, `docker stop`, `docker exec` and `-t` behave as
+//! with engine-runc, bind mounts (read-write and read-only) reach the guest, pause freezes the VM, a memory limit is the guest's memory, writes to the
+//! container's root stay in its own layer, and a VM container outlives a
+//! SIGKILL of engined and is recovered.
+//!
+//! Each VM boot takes seconds under emulation, so the checks share a few
+//! containers and run one after another in one test.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn has_vm_support() -> bool {
+    std::path::Path::new("/usr/bin/qemu-system-x86_64").exists()
+        && std::fs::read_dir("/boot")
+            .map(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")))
+            .unwrap_or(false)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn stdout(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn vm_runtime_through_docker() {
+    if !has_vm_support() {
+        // install-deps.sh installs both; a machine without them cannot run VMs at all.
+        panic!("qemu-system-x86_64 or /boot/vmlinuz-* missing: run scripts/install-deps.sh");
+    }
+    let mut e = Engined::start();
+    e.load_busybox();
+
+    // The guest's kernel and boot id are the VM's own.
+    let out =
+        e.ok(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "uname -r; cat /proc/sys/kernel/random/boot_id"]);
+    let mut lines = out.lines();
+    let release = lines.next().unwrap_or_default().to_string();
+    let boot_id = lines.next().unwrap_or_default().to_string();
+    let host_release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().trim().to_string();
+    let host_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap().trim().to_string();
+    let boot_kernel = std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().strip_prefix("vmlinuz-").map(str::to_string))
+        .collect::<Vec<_>>();
+    assert!(boot_kernel.contains(&release), "guest release {release:?} is not one of /boot's {boot_kernel:?}: {out}");
+    assert_eq!(boot_id.len(), 36, "{out}");
+    assert_ne!(boot_id, host_boot, "the guest must have booted its own kernel");
+    if release == host_release {
+        eprintln!("note: the host runs the same kernel release; the boot id tells them apart");
+    }
+
+    // Exit codes propagate; stdout and stderr are told apart.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "echo out; echo err >&2; exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+    assert_eq!(stdout(&o), "out\n", "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("err"), "{}", show(&o));
+
+    // stdin reaches the process, and its end is seen.
+    let o = e
+        .docker_in(&["run", "--rm", "-i", "--runtime", "vm", "bb", "sh", "-c", "cat; echo done"], Some(b"hi\nthere\n"));
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(stdout(&o), "hi\nthere\ndone\n");
+
+    // Bind mounts: a directory read-write, a file read-only (shared alone, not its directory).
+    let share = e.dir.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    std::fs::write(share.join("in.txt"), "from-host\n").unwrap();
+    let single = e.dir.path().join("single.txt");
+    std::fs::write(&single, "one file\n").unwrap();
+    let v1 = format!("{}:/data", share.display());
+    let v2 = format!("{}:/etc/single.txt:ro", single.display());
+    let script = "cat /data/in.txt; echo from-vm > /data/out.txt; cat /etc/single.txt; echo x > /etc/single.txt && echo wrote-ro; true";
+    let out = e.ok(&["run", "--rm", "--runtime", "vm", "-v", &v1, "-v", &v2, "bb", "sh", "-c", script]);
+    assert_eq!(out, "from-host\none file\n");
+    assert_eq!(std::fs::read_to_string(share.join("out.txt")).unwrap(), "from-vm\n");
+    assert_eq!(std::fs::read_to_string(&single).unwrap(), "one file\n");
+
+    // -t: the process runs on a terminal (the guest's pty, relayed to the shim's).
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "-t",
+        "--runtime",
+        "vm",
+        "bb",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo on-a-tty",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert!(stdout(&o).contains("on-a-tty\r\n"), "{}", show(&o));
+
+    // A terminal's resize reaches the guest's terminal.
+    e.ok(&[
+        "run",
+        "-d",
+        "-t",
+        "--name",
+        "vmtty",
+        "--runtime",
+        "vm",
+        "bb",
+        "sh",
+        "-c",
+        "while :; do stty size; sleep 0.2; done",
+    ]);
+    wait_until("the terminal container's output", Duration::from_secs(120), || {
+        !stdout(&e.docker(&["logs", "vmtty"])).is_empty()
+    });
+    let (status, body) = e.http("POST", "/containers/vmtty/resize?h=41&w=101", b"");
+    assert_eq!(status, 200, "{body}");
+    wait_until("the new size inside the VM", Duration::from_secs(60), || {
+        stdout(&e.docker(&["logs", "vmtty"])).contains("41 101")
+    });
+    e.ok(&["rm", "-f", "vmtty"]);
+
+    // A long-running container: logs, exec, the rootfs, memory, stop.
+    let id = e
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "vm1",
+            "--runtime",
+            "vm",
+            "-m",
+            "200m",
+            "bb",
+            "sh",
+            "-c",
+            "echo started; echo written > /etc/vm-marker; trap 'echo got-term; exit 3' TERM; while :; do sleep 1; done",
+        ])
+        .trim()
+        .to_string();
+    wait_until("the container's first line in docker logs", Duration::from_secs(120), || {
+        stdout(&e.docker(&["logs", "vm1"])).contains("started")
+    });
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["HostConfig"]["Runtime"], "vm", "{info}");
+    assert_eq!(info[0]["State"]["Running"], true, "{info}");
+
+    // docker exec runs in the same VM (same boot id, sees the init's file).
+    let o = e.docker(&["exec", "vm1", "sh", "-c", "cat /etc/vm-marker; cat /proc/sys/kernel/random/boot_id; exit 4"]);
+    assert_eq!(o.status.code(), Some(4), "{}", show(&o));
+    let ex = stdout(&o);
+    assert!(ex.starts_with("written\n"), "{ex}");
+    assert_ne!(ex.lines().nth(1), Some(host_boot.as_str()), "{ex}");
+    let o = e.docker_in(&["exec", "-i", "vm1", "cat"], Some(b"through exec\n"));
+    assert_eq!(stdout(&o), "through exec\n", "{}", show(&o));
+
+    let o = e.docker(&["exec", "-t", "vm1", "sh", "-c", "test -t 1 && echo exec-on-a-tty"]);
+    assert!(stdout(&o).contains("exec-on-a-tty\r\n"), "{}", show(&o));
+
+    // Stats are the VM's as the host sees it: QEMU's memory, the VM's size as the limit.
+    let (status, body) = e.http("GET", "/containers/vm1/stats?stream=false", b"");
+    assert_eq!(status, 200, "{body}");
+    let st: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let usage = st["memory_stats"]["usage"].as_u64().unwrap_or(0);
+    assert!(usage > 16 << 20, "memory usage {usage}: {body}");
+    assert_eq!(st["memory_stats"]["limit"].as_u64(), Some(200 << 20), "{body}");
+
+    // A host namespace to join (here another container's network) cannot be
+    // entered from a VM: refused with the reason.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "--network", "container:vm1", "bb", "true"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot join"), "{}", show(&o));
+
+    // pause freezes the whole VM; unpause lets it run on.
+    e.ok(&["pause", "vm1"]);
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["State"]["Paused"], true, "{info}");
+    e.ok(&["unpause", "vm1"]);
+    assert_eq!(e.ok(&["exec", "vm1", "echo", "thawed"]), "thawed\n");
+
+    // -m is the VM's memory: the guest kernel sees that much less its own
+    // reservations (about 50 MiB for Debian's kernel), far below the host's.
+    let mem = e.ok(&["exec", "vm1", "sh", "-c", "grep MemTotal /proc/meminfo"]);
+    let kib: u64 = mem.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{mem}"));
+    assert!(kib > 120 * 1024 && kib <= 200 * 1024, "MemTotal {kib} kB for -m 200m");
+
+    // The write went to the container's own layer, not the host's /etc, and
+    // not the image: a fresh container does not see it.
+    assert!(!std::path::Path::new("/etc/vm-marker").exists());
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "bb", "sh", "-c", "cat /etc/vm-marker"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+
+    // Recovery: engined dies, the VM container runs on and is found again.
+    e.kill9();
+    let monitor_alive = std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+        std::fs::read(p.path().join("cmdline"))
+            .map(|c| {
+                String::from_utf8_lossy(&c).contains(&format!("/{id}\0"))
+                    && String::from_utf8_lossy(&c).contains("monitor")
+            })
+            .unwrap_or(false)
+    });
+    assert!(monitor_alive, "the VM monitor of {id} must outlive engined");
+    e.spawn();
+    wait_until("engined to answer after the restart", Duration::from_secs(60), || {
+        e.docker(&["version"]).status.success()
+    });
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["State"]["Running"], true, "{info}");
+
+    // docker stop: SIGTERM reaches the process inside the VM (its trap runs).
+    e.ok(&["stop", "-t", "60", "vm1"]);
+    let info: serde_json::Value = serde_json::from_str(&e.ok(&["inspect", "vm1"])).unwrap();
+    assert_eq!(info[0]["State"]["ExitCode"], 3, "{info}");
+    assert!(e.ok(&["logs", "vm1"]).contains("got-term"));
+    e.ok(&["rm", "vm1"]);
+
+    // A memory limit below what a VM needs is refused, and nothing is left.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "-m", "64m", "bb", "true"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("minimum"), "{}", show(&o));
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
+    // No VM state left: only the boot cache stays in the runtime's root.
+    let left: Vec<String> = std::fs::read_dir(e.data_root().join("runtime/vm"))
+        .unwrap()
+        .flatten()
+        .map(|d| d.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".cache")
+        .collect();
+    assert!(left.is_empty(), "VM state left behind: {left:?}");
+}
