@@ -62,6 +62,22 @@ struct Queue {
     writing: bool,
 }
 
+/// Held by the committing thread: if it unwinds, the committer's role is
+/// handed back and the queued writes fail (their callers get an error)
+/// rather than wait for ever.
+struct Release(Arc<Mutex<Queue>>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Ok(mut q) = self.0.lock() {
+                q.writing = false;
+                q.pending.clear();
+            }
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct Store {
     db: Arc<Database>,
@@ -151,25 +167,28 @@ impl Store {
         };
         if lead {
             let (db, queue) = (self.db.clone(), self.queue.clone());
-            tokio::task::spawn_blocking(move || loop {
-                let jobs = std::mem::take(&mut queue.lock().unwrap().pending);
-                let results = Self::commit_batch(&db, &jobs);
-                let more = {
-                    let mut q = queue.lock().unwrap();
-                    q.writing = !q.pending.is_empty();
-                    q.writing
-                };
-                if !more {
-                    // The database handle goes before the last answers, so a
-                    // caller that drops the store next finds the file free.
-                    drop(db);
+            tokio::task::spawn_blocking(move || {
+                let _release = Release(queue.clone());
+                loop {
+                    let jobs = std::mem::take(&mut queue.lock().unwrap().pending);
+                    let results = Self::commit_batch(&db, &jobs);
+                    let more = {
+                        let mut q = queue.lock().unwrap();
+                        q.writing = !q.pending.is_empty();
+                        q.writing
+                    };
+                    if !more {
+                        // The database handle goes before the last answers, so a
+                        // caller that drops the store next finds the file free.
+                        drop(db);
+                        for (j, r) in jobs.into_iter().zip(results) {
+                            let _ = j.done.send(r);
+                        }
+                        return;
+                    }
                     for (j, r) in jobs.into_iter().zip(results) {
                         let _ = j.done.send(r);
                     }
-                    return;
-                }
-                for (j, r) in jobs.into_iter().zip(results) {
-                    let _ = j.done.send(r);
                 }
             });
         }
