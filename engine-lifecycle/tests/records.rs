@@ -1,7 +1,8 @@
 //! A corrupt container record (garbage bytes in the redb table for one id):
 //! the manager opens, names the container in a warning and in the error of
 //! every operation on it, removes the record on request, and every other
-//! container still works.
+//! container still works. Records of concurrent creates, acknowledged
+//! together, all survive the end of the process that made them.
 
 mod common;
 use common::*;
@@ -105,6 +106,57 @@ async fn a_corrupt_record_is_named_and_the_others_still_work() {
     mgr.remove(&bad, false).await.unwrap();
     assert!(mgr.inspect(&bad).await.unwrap_err().is_not_found());
     assert!(!env.root().join("containers").join(&bad).exists(), "the corrupt container's bundle stayed");
+    assert!(mounts_under(&env.root()).is_empty(), "{:?}", mounts_under(&env.root()));
+    cleanup(&mgr).await;
+}
+
+/// Run as a child process by `concurrent_creates_are_all_durable`: create
+/// containers concurrently (their record writes share commits), write their
+/// ids once every create is acknowledged, and end the process at once, with
+/// no destructor run.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_concurrent_child() {
+    let Some(dir) = std::env::var_os("ENGINE_RECORDS_CONCURRENT_DIR") else { return };
+    let dir = PathBuf::from(dir);
+    let mgr = Manager::new(child_config(&dir)).await.unwrap();
+    let made = futures::future::try_join_all(
+        (0..16).map(|_| mgr.create(ContainerConfig { owner_pid: None, ..sh("exec sleep 600") })),
+    )
+    .await
+    .unwrap();
+    let ids: Vec<String> = made.into_iter().map(|c| c.id).collect();
+    std::fs::write(dir.join("ids.tmp"), ids.join(" ")).unwrap();
+    std::fs::rename(dir.join("ids.tmp"), dir.join("ids")).unwrap();
+    std::process::exit(0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_creates_are_all_durable() {
+    let env = Env::new().await;
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "records_concurrent_child", "--nocapture"])
+        .env("ENGINE_RECORDS_CONCURRENT_DIR", env.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "child: {}", String::from_utf8_lossy(&out.stderr));
+    let ids = std::fs::read_to_string(env.dir.path().join("ids")).unwrap();
+    let mut acknowledged: Vec<&str> = ids.split(' ').collect();
+    acknowledged.sort();
+    assert_eq!(acknowledged.len(), 16);
+
+    // A new manager on the same root finds every acknowledged container.
+    let mgr = env.manager("engine-runc").await;
+    let all = mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap();
+    let mut found: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    found.sort();
+    assert_eq!(found, acknowledged, "records of acknowledged creates were lost");
+    assert!(all.iter().all(|c| c.state == ContainerState::Created), "{all:?}");
+    for id in &acknowledged {
+        mgr.remove(id, true).await.unwrap();
+    }
+    assert!(mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap().is_empty());
     assert!(mounts_under(&env.root()).is_empty(), "{:?}", mounts_under(&env.root()));
     cleanup(&mgr).await;
 }

@@ -5,6 +5,11 @@
 # launch to a running container. Run as root from the workspace root:
 #   engine-shim/bench/memory.sh [N]          (default N=20)
 # Env: RUNTIME=/path/to/runtime for engine-shim (default runc; e.g. target/release/engine-runc)
+#      PROFILE=release|shim (default release: the build engined and the facade launch, as
+#        `cargo build --release` makes it)
+#      SHIM_BIN_DIR=<dir holding another engine-shim build to measure> (default: this build's)
+#      MODE=connected|idle (default connected: each shim keeps its client connection and a
+#        `Wait` call open, as the lifecycle manager does for every running container)
 set -euo pipefail
 N=${1:-20}
 cd "$(dirname "$0")/../.."
@@ -49,15 +54,16 @@ make_rootfs() {
   ln -sf busybox "$1/bin/sleep"; ln -sf busybox "$1/bin/sh"
 }
 
-# The shim is built with the size-oriented `shim` profile of the root Cargo.toml
-# (PROFILE=release measures the workspace's plain release profile instead).
-PROFILE=${PROFILE:-shim}
+# The shim as deployed: the release profile (PROFILE=shim measures the size-oriented
+# `shim` profile of the root Cargo.toml instead).
+PROFILE=${PROFILE:-release}
+MODE=${MODE:-connected}
 PROFILE_ARGS=(--profile "$PROFILE")
 echo "building engine-shim (profile $PROFILE)..." >&2
 cargo build -q "${PROFILE_ARGS[@]}" -p engine-shim --bin engine-shim --example shimbench >&2
 
 # 1. engine-shim
-ENGINE_BIN_DIR="$TARGET/$PROFILE" "$TARGET/$PROFILE/examples/shimbench" "$N" "$RUNTIME" "$WORK/ours" > "$WORK/ours.txt"
+ENGINE_BIN_DIR="${SHIM_BIN_DIR:-$TARGET/$PROFILE}" "$TARGET/$PROFILE/examples/shimbench" "$N" "$RUNTIME" "$WORK/ours" "$MODE" > "$WORK/ours.txt"
 get() { awk -F= -v k="$2" '$1==k {print $2}' "$1"; }
 
 # 2. conmon, driven the way podman drives it (runc, k8s-file log, exit dir)
@@ -110,6 +116,7 @@ n_ctrd=$(wc -l < "$WORK/ctrd/rss")
 kib_to_mib() { awk '{printf "%.2f", $1/1024}'; }
 printf '\n%d sleeping containers each, runc; medians per container (one shim/monitor process each)\n' "$N"
 printf 'private = Anonymous (memory only this process holds)\n\n'
+printf 'engine-shim: %s (client connection and a Wait call open: %s)\n\n' "$MODE" "$([ "$MODE" = connected ] && echo yes || echo no)"
 printf '%-28s %8s %8s %12s %16s\n' "shim" "RSS MiB" "PSS MiB" "private MiB" "launch->running"
 printf '%-28s %8s %8s %12s %13s ms\n' "engine-shim ($(get "$WORK/ours.txt" runtime), $PROFILE)" \
   "$(get "$WORK/ours.txt" rss_kib_median | kib_to_mib)" "$(get "$WORK/ours.txt" pss_kib_median | kib_to_mib)" \

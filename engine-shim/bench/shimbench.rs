@@ -2,7 +2,10 @@
 //! sleeping busybox containers through `engine-shim`, times launch-to-running,
 //! and reads each shim's RSS and PSS from `/proc/<pid>/smaps_rollup`.
 //!
-//! `shimbench <n> <runtime-binary> <work-dir>`; prints `key=value` lines.
+//! `shimbench <n> <runtime-binary> <work-dir> [connected|idle]`; prints
+//! `key=value` lines. `connected` (the default) keeps each shim's connection
+//! and a `Wait` call open while measuring, as the lifecycle manager does for
+//! every running container; `idle` drops the connections first.
 
 use engine_core::{ContainerId, LaunchRequest, ProcessRef, RuntimeBinary, Shim, ShimLauncher, Signal};
 use std::path::{Path, PathBuf};
@@ -72,12 +75,13 @@ async fn main() {
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(20);
     let runtime = PathBuf::from(args.get(2).cloned().unwrap_or_else(|| "/usr/sbin/runc".into()));
     let work = PathBuf::from(args.get(3).cloned().unwrap_or_else(|| "/tmp/shimbench".into()));
+    let connected = args.get(4).map(|m| m != "idle").unwrap_or(true);
     let launcher = engine_shim::Launcher::find().expect("engine-shim next to this binary");
     let rootfs = work.join("rootfs");
     make_rootfs(&rootfs);
     let name = runtime.file_name().unwrap().to_string_lossy().into_owned();
     let rt = RuntimeBinary { name: name.clone(), path: runtime.clone(), root: Some(work.join("rtroot")), args: vec![] };
-    let mut shims: Vec<Box<dyn Shim>> = Vec::new();
+    let mut shims: Vec<std::sync::Arc<dyn Shim>> = Vec::new();
     let mut launch_ms = Vec::new();
     let mut pids = Vec::new();
     for i in 0..n {
@@ -104,17 +108,27 @@ async fn main() {
         shim.start().await.expect("start");
         launch_ms.push(t.elapsed().as_secs_f64() * 1000.0);
         pids.push(shim.shim_pid().await.unwrap());
-        shims.push(shim);
+        shims.push(shim.into());
     }
-    // Drop the connections: a shim at rest has no client.
     let ids: Vec<ContainerId> = shims.iter().map(|s| s.id().clone()).collect();
-    drop(shims);
+    let mut waits = Vec::new();
+    if connected {
+        // As the manager: one connection per shim, a `Wait` on its init.
+        for s in &shims {
+            let s = s.clone();
+            waits.push(tokio::spawn(async move { s.wait(&ProcessRef::Init).await }));
+        }
+    } else {
+        // Drop the connections: a shim at rest has no client.
+        shims.clear();
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m: Vec<(f64, f64, f64)> = pids.iter().map(|p| rss_pss(*p)).collect();
     let rss: Vec<f64> = m.iter().map(|x| x.0).collect();
     let pss: Vec<f64> = m.iter().map(|x| x.1).collect();
     let anon: Vec<f64> = m.iter().map(|x| x.2).collect();
     println!("runtime={name}");
+    println!("mode={}", if connected { "connected" } else { "idle" });
     println!("containers={n}");
     println!("rss_kib_median={:.0}", median(rss.clone()));
     println!("pss_kib_median={:.0}", median(pss.clone()));
@@ -123,6 +137,10 @@ async fn main() {
     println!("pss_kib_total={:.0}", pss.iter().sum::<f64>());
     println!("launch_to_running_ms_median={:.1}", median(launch_ms.clone()));
     println!("launch_to_running_ms_max={:.1}", launch_ms.iter().cloned().fold(0.0, f64::max));
+    drop(shims);
+    for w in waits {
+        w.abort();
+    }
     for (i, id) in ids.iter().enumerate() {
         let shim = launcher.connect(id, &work.join(format!("s{i}"))).await.expect("reconnect");
         let _ = shim.kill(&ProcessRef::Init, Signal::KILL, true).await;

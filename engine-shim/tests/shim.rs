@@ -632,6 +632,59 @@ async fn a_stalled_attach_client_never_blocks_output(rt: Rt) {
     shim.delete().await.unwrap();
 }
 
+/// Resident pages of the shim binary's own code in process `pid`, KiB (the
+/// `Rss` of its executable mappings of that file, from `/proc/<pid>/smaps`).
+fn resident_code_kib(pid: i32) -> u64 {
+    let exe = std::fs::canonicalize(shim_binary()).unwrap();
+    let exe = exe.to_string_lossy();
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut ours, mut kib) = (false, 0);
+    for line in smaps.lines() {
+        let mut f = line.split_whitespace();
+        let first = f.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            let perms = f.next().unwrap_or("");
+            ours = perms.contains('x') && line.trim_end().ends_with(exe.as_ref());
+        } else if ours && first == "Rss:" {
+            kib += f.next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    kib
+}
+
+/// With a client connected and a `Wait` in flight (as the lifecycle manager
+/// keeps every running container's shim), a quiet shim still gives back its
+/// code pages, and serves the next request and the exit afterwards.
+async fn memory_given_back_while_a_client_waits(rt: Rt) {
+    let c = TestContainer::new(rt, "trim", &["sleep", "600"], false);
+    let l = launcher();
+    let shim: std::sync::Arc<dyn engine_core::Shim> = l.launch(c.request()).await.unwrap().into();
+    let pid = shim.shim_pid().await.unwrap();
+    c.shim_pid.set(Some(pid));
+    shim.start().await.unwrap();
+    let waiter = {
+        let s = shim.clone();
+        tokio::spawn(async move { s.wait(&ProcessRef::Init).await })
+    };
+    // Busy: requests every 20 ms (the shim trims only after 200 ms of quiet).
+    let mut busy = 0;
+    for _ in 0..20 {
+        shim.state(&ProcessRef::Init).await.unwrap();
+        busy = busy.max(resident_code_kib(pid));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Quiet, the connection and the `Wait` still open: most of it goes.
+    assert!(
+        eventually(Duration::from_secs(20), || resident_code_kib(pid) < busy / 2).await,
+        "the shim kept {} of {busy} KiB of its code resident while idle with a client connected",
+        resident_code_kib(pid)
+    );
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
+    shim.kill(&ProcessRef::Init, Signal::KILL, false).await.unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap().code, 137);
+    shim.delete().await.unwrap();
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -656,6 +709,7 @@ macro_rules! for_each_runtime {
 for_each_runtime!(
     output_logged_with_timestamps,
     exit_code_for_a_late_waiter,
+    memory_given_back_while_a_client_waits,
     kill_reports_128_plus_signal_and_events,
     exec_with_its_own_exit_code,
     attach_with_stdin,

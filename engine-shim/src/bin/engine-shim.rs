@@ -8,8 +8,9 @@
 //! Environment:
 //! - `ENGINE_SHIM_LOG=<file>`: the shim's own debug log (default: none).
 //! - `ENGINE_SHIM_NO_TRIM=1`: keep idle memory mapped (by default the shim,
-//!   once no client has been connected for a moment, drops the page-table
-//!   entries of clean read-only file mappings and trims its heap).
+//!   once its connections have been quiet for a moment, even with a client
+//!   still connected, drops the page-table entries of clean read-only file
+//!   mappings and trims its heap).
 
 fn main() {
     if std::env::args().any(|a| a == "--version" || a == "-V") {

@@ -1,44 +1,55 @@
-//! The gRPC server's connections: unix streams that count themselves, so
-//! the shim trims its memory when its last client leaves.
+//! The gRPC server's connections: unix streams that note their traffic, so
+//! the shim trims its memory once no byte has moved for a moment, whether or
+//! not a client stays connected (the lifecycle manager keeps a connection and
+//! a `Wait` call open for the whole life of the container).
 
 use super::sys;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 
-/// How long the shim must have had no client before it trims its memory
-/// (so the trim comes after the connection's teardown code ran).
+/// How long the shim's connections must have been quiet before it trims its
+/// memory (so the trim comes after the request's code ran).
 const TRIM_DELAY: Duration = Duration::from_millis(200);
 
-/// Counts open connections; trims memory once none is left for a while.
+/// Notes traffic; trims memory once there has been none for [`TRIM_DELAY`].
 #[derive(Clone)]
 pub(crate) struct Idle {
-    open: Arc<AtomicUsize>,
     generation: Arc<AtomicUsize>,
+    pending: Arc<AtomicBool>,
     enabled: bool,
 }
 
 impl Idle {
     pub(crate) fn new(enabled: bool) -> Self {
-        Idle { open: Arc::new(AtomicUsize::new(0)), generation: Arc::new(AtomicUsize::new(0)), enabled }
+        Idle { generation: Arc::new(AtomicUsize::new(0)), pending: Arc::new(AtomicBool::new(false)), enabled }
     }
 
-    /// Trim after [`TRIM_DELAY`] unless a client connects meanwhile.
-    pub(crate) fn schedule_trim(&self) {
+    /// Something happened: trim once [`TRIM_DELAY`] has passed with nothing
+    /// else happening. At most one timer runs at a time.
+    pub(crate) fn touch(&self) {
         if !self.enabled {
             return;
         }
-        let gen = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if self.pending.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(TRIM_DELAY).await;
-            if me.generation.load(Ordering::SeqCst) == gen && me.open.load(Ordering::SeqCst) == 0 {
-                sys::trim_memory();
+            loop {
+                let seen = me.generation.load(Ordering::SeqCst);
+                tokio::time::sleep(TRIM_DELAY).await;
+                if me.generation.load(Ordering::SeqCst) == seen {
+                    break;
+                }
             }
+            me.pending.store(false, Ordering::SeqCst);
+            sys::trim_memory();
         });
     }
 }
@@ -60,8 +71,7 @@ impl futures::Stream for Incoming {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         match self.listener.poll_accept(cx) {
             Poll::Ready(Ok((s, _))) => {
-                self.idle.open.fetch_add(1, Ordering::SeqCst);
-                self.idle.generation.fetch_add(1, Ordering::SeqCst);
+                self.idle.touch();
                 Poll::Ready(Some(Ok(Conn { inner: s, idle: self.idle.clone() })))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
@@ -78,10 +88,16 @@ pub(crate) struct Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if self.idle.open.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.idle.schedule_trim();
-        }
+        self.idle.touch();
     }
+}
+
+/// Notes traffic when a poll moved bytes.
+fn noted<T>(idle: &Idle, r: Poll<std::io::Result<T>>, moved: bool) -> Poll<std::io::Result<T>> {
+    if moved && matches!(r, Poll::Ready(Ok(_))) {
+        idle.touch();
+    }
+    r
 }
 
 impl tonic::transport::server::Connected for Conn {
@@ -91,13 +107,17 @@ impl tonic::transport::server::Connected for Conn {
 
 impl AsyncRead for Conn {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let moved = buf.filled().len() > before;
+        noted(&self.idle, r, moved)
     }
 }
 
 impl AsyncWrite for Conn {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        noted(&self.idle, r, true)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -110,7 +130,8 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        noted(&self.idle, r, true)
     }
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()

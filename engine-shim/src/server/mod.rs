@@ -484,7 +484,7 @@ pub async fn run_with_log_driver(
     });
     core.reap();
     report(Ok(addr));
-    idle.schedule_trim();
+    idle.touch();
     let mut q = core.quit.subscribe();
     let how = match q.wait_for(|q| q.is_some()).await {
         Ok(v) => v.expect("checked"),
