@@ -301,14 +301,34 @@ where
     let _ = tx.send(frame(ERROR, &status)).await;
     let _ = tx.send(Message::Close(None)).await;
     let _ = tx.flush().await;
-    reader.abort();
+    // Let the client answer the close before the socket goes: closing it with
+    // the client's last frames unread makes the kernel reset the connection,
+    // and the client may then lose the status it has not read yet.
+    let mut reader = reader;
+    if tokio::time::timeout(CLOSE_GRACE, &mut reader).await.is_err() {
+        reader.abort();
+    }
     res
 }
 
+/// How long a closing server waits for the client's close frame.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn refuse(ws: Ws, e: &Error) -> Result<()> {
-    let (mut tx, _) = ws.split();
+    let (mut tx, mut rx) = ws.split();
     let _ = tx.send(frame(ERROR, &status_json(None, Some(&e.to_string())))).await;
     let _ = tx.send(Message::Close(None)).await;
+    let _ = tx.flush().await;
+    // As in `pump`: read until the client's close (bounded), so its frames are
+    // not left unread when the socket closes.
+    let _ = tokio::time::timeout(CLOSE_GRACE, async {
+        while let Some(Ok(m)) = rx.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
     Ok(())
 }
 

@@ -506,11 +506,15 @@ mod tests {
                 "StopTimeout":3,"HostConfig":{"Binds":["/tmp:/host:ro","vol:/data"],"Tmpfs":{"/run":"size=64m"},
                 "Memory":67108864,"NanoCpus":1500000000,"PidsLimit":-1,"NetworkMode":"host","AutoRemove":true,
                 "RestartPolicy":{"Name":"no"},"ReadonlyRootfs":true,"Mounts":[{"Type":"tmpfs","Target":"/t"}],
-                "SomethingNew":{"x":1}}}"#,
+                "ShmSize":0,"Ulimits":null,"MemorySwappiness":-1}}"#,
         )
         .unwrap();
         let c = container_config(&body, Some("web".into())).unwrap();
         assert_eq!(c.cmd, Some(vec!["sleep".to_string(), "1".to_string()]));
+        // A key engined does not implement is refused unless it holds its zero value.
+        let other = parse_create_body(br#"{"Image":"bb","HostConfig":{"SomethingNew":{"x":1}}}"#).unwrap();
+        let e = container_config(&other, None).unwrap_err();
+        assert!(e.to_string().contains("HostConfig.SomethingNew"), "{e}");
         assert_eq!(c.network, NetworkMode::Host);
         assert_eq!(c.resources.memory, Some(64 << 20));
         assert_eq!(c.resources.cpus, Some(1.5));
