@@ -83,11 +83,18 @@ fn bad_create_requests_get_docker_errors_and_create_nothing() {
         assert!(m.contains(needle), "{path} {}: {m:?} lacks {needle:?}", String::from_utf8_lossy(&body));
         nothing_created(&e);
     }
-    // Unknown fields are ignored.
+    // A HostConfig key engined does not implement is refused unless it holds
+    // its zero value (the docker CLI sends every key, zeros included).
+    let (st, resp) =
+        e.http("POST", "/v1.41/containers/create", br#"{"Image":"bb","HostConfig":{"Also":1,"ShmSize":0}}"#);
+    assert_eq!(st, 400, "{resp}");
+    assert!(message(&resp).contains("HostConfig.Also"), "{resp}");
+    nothing_created(&e);
+    // Unknown top-level fields are ignored; zero-valued HostConfig keys too.
     let (st, resp) = e.http(
         "POST",
         "/v1.41/containers/create",
-        br#"{"Image":"bb","FutureField":{"x":[1]},"HostConfig":{"Also":1}}"#,
+        br#"{"Image":"bb","FutureField":{"x":[1]},"HostConfig":{"Also":0,"Ulimits":[],"MemorySwappiness":-1}}"#,
     );
     assert_eq!(st, 201, "{resp}");
     let id = serde_json::from_str::<serde_json::Value>(&resp).unwrap()["Id"].as_str().unwrap().to_string();
