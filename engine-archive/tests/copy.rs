@@ -226,8 +226,11 @@ fn a_tree_swapped_for_a_link_during_copies_never_reaches_the_host() {
     std::fs::create_dir(rp.join("swap")).unwrap();
     std::fs::write(rp.join("swap/secret"), "container-file").unwrap();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Swaps made so far: the copies go on until the swapper has really run
+    // (on a loaded machine 400 copies can end before it is first scheduled).
+    let swapped = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let swapper = {
-        let (rp, hp, stop) = (rp.clone(), host.path().to_path_buf(), stop.clone());
+        let (rp, hp, stop, swapped) = (rp.clone(), host.path().to_path_buf(), stop.clone(), swapped.clone());
         std::thread::spawn(move || {
             let mut n = 0u64;
             while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 2_000_000 {
@@ -236,14 +239,17 @@ fn a_tree_swapped_for_a_link_during_copies_never_reaches_the_host() {
                 let _ = std::fs::remove_file(rp.join("swap"));
                 let _ = std::fs::rename(rp.join("swap.dir"), rp.join("swap"));
                 n += 1;
+                swapped.store(n, std::sync::atomic::Ordering::Relaxed);
             }
             n
         })
     };
     let root = ContainerRoot::open_dir(&rp).unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let mut copies = 0;
-    while copies < 400 && std::time::Instant::now() < deadline {
+    while (copies < 400 || swapped.load(std::sync::atomic::Ordering::Relaxed) < 200)
+        && std::time::Instant::now() < deadline
+    {
         let mut tar = Vec::new();
         if root.write_tar("/swap", &mut tar).is_ok() {
             for (n, _, data) in entries(&tar) {
