@@ -90,11 +90,16 @@ fn bad_create_requests_get_docker_errors_and_create_nothing() {
     assert_eq!(st, 400, "{resp}");
     assert!(message(&resp).contains("HostConfig.Also"), "{resp}");
     nothing_created(&e);
-    // Unknown top-level fields are ignored; zero-valued HostConfig keys too.
+    // The same for a top-level key (a field of a newer API, a health check).
+    let (st, resp) = e.http("POST", "/v1.41/containers/create", br#"{"Image":"bb","FutureField":{"x":[1]}}"#);
+    assert_eq!(st, 400, "{resp}");
+    assert!(message(&resp).contains("field FutureField"), "{resp}");
+    nothing_created(&e);
+    // Zero-valued unknown keys are accepted, at the top level and in HostConfig.
     let (st, resp) = e.http(
         "POST",
         "/v1.41/containers/create",
-        br#"{"Image":"bb","FutureField":{"x":[1]},"HostConfig":{"Also":0,"Ulimits":[],"MemorySwappiness":-1}}"#,
+        br#"{"Image":"bb","FutureField":{"x":[]},"Healthcheck":null,"HostConfig":{"Also":0,"Ulimits":[],"MemorySwappiness":-1}}"#,
     );
     assert_eq!(st, 201, "{resp}");
     let id = serde_json::from_str::<serde_json::Value>(&resp).unwrap()["Id"].as_str().unwrap().to_string();

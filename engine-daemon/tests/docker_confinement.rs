@@ -437,6 +437,9 @@ fn host_config_settings_the_engine_cannot_honour_are_refused() {
         (vec!["--pid", "host"], "HostConfig.PidMode"),
         (vec!["--cpu-quota", "50000"], "HostConfig.CpuQuota"),
         (vec!["--memory-reservation", "10m"], "HostConfig.MemoryReservation"),
+        // Top-level keys of the create body, outside HostConfig.
+        (vec!["--health-cmd", "true"], "Healthcheck"),
+        (vec!["--domainname", "example.test"], "Domainname"),
     ] {
         let mut args = vec!["run", "--rm", "--name", "bad"];
         args.extend_from_slice(&flags);

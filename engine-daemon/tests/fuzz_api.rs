@@ -170,10 +170,11 @@ const STRINGS: &[&str] = &[
 fn seed() -> Value {
     json!({
         "Image": "busybox", "Cmd": ["sh", "-c", "true"], "Entrypoint": ["/bin/sh"], "Env": ["A=1", "B"],
-        "User": "1000:1000", "WorkingDir": "/srv", "Hostname": "h", "Domainname": "d", "Tty": true, "OpenStdin": true,
+        "User": "1000:1000", "WorkingDir": "/srv", "Hostname": "h", "Domainname": "", "Tty": true, "OpenStdin": true,
         "StdinOnce": false, "Labels": {"a": "b"}, "StopSignal": "SIGTERM", "StopTimeout": 3,
         "ExposedPorts": {"80/tcp": {}}, "Volumes": {"/data": {}},
-        "Healthcheck": {"Test": ["CMD", "true"], "Interval": 1000000000, "Retries": 2},
+        // Health checks are not run by this engine: only a null one converts.
+        "Healthcheck": null,
         "HostConfig": {
             "Binds": ["/tmp:/data:ro"],
             "Mounts": [{"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": 4096, "Mode": 448}},

@@ -74,6 +74,11 @@ pub struct ContainerConfigBody {
     /// with `Aliases` and `IPAMConfig.IPv4Address`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub networking_config: Option<Value>,
+    /// Every other top-level key, as sent (`Healthcheck`, `MacAddress`,
+    /// `NetworkDisabled`, `Shell`...). engined refuses a create that gives one of
+    /// them a value other than its zero value, as it does for `HostConfig`.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, Value>,
 }
 
 /// A mount in `HostConfig.Mounts`.

@@ -397,6 +397,7 @@ pub fn inspect(info: &ContainerInfo, exec_ids: Vec<String>, image_env: Vec<Strin
         stop_timeout: c.stop_timeout.map(|d| d.as_secs() as i64),
         host_config: None,
         networking_config: None,
+        other: Default::default(),
     };
     let rootfs = info.bundle.join("rootfs");
     ContainerInspect {

@@ -25,7 +25,11 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
     }
     validate_reference(&image)?;
     let hc = body.host_config.clone().unwrap_or_default();
-    refuse_unsupported_host_config(&hc.other)?;
+    refuse_unsupported(&hc.other, "HostConfig.")?;
+    refuse_unsupported(&body.other, "")?;
+    if let Some(d) = body.domainname.as_deref().filter(|d| !d.is_empty()) {
+        return Err(Error::invalid("field Domainname", format!("{d:?} is not supported by this engine")));
+    }
     for e in body.env.iter().flatten() {
         if e.is_empty() || e.starts_with('=') {
             return Err(Error::invalid("field Env", format!("invalid environment variable: {e:?}")));
@@ -183,7 +187,11 @@ fn oom_score_adj(v: Option<i64>) -> Result<Option<i32>> {
 /// docker CLI sends every key (zeros, nulls and `MemorySwappiness: -1`), but
 /// a value someone chose (`--shm-size`, `--ulimit`, `--pid host`...) is a
 /// setting this engine cannot honour, so the create is refused naming it.
-fn refuse_unsupported_host_config(other: &serde_json::Map<String, Value>) -> Result<()> {
+/// Refuses any key of `other` (the create body's keys this engine does not
+/// implement, under `prefix`) that holds a value other than its zero value.
+/// `ArgsEscaped` (Windows only) and `OnBuild` (used only when an image is made)
+/// change nothing for a container and are accepted.
+fn refuse_unsupported(other: &serde_json::Map<String, Value>, prefix: &str) -> Result<()> {
     fn zero(v: &Value) -> bool {
         match v {
             Value::Null => true,
@@ -195,11 +203,15 @@ fn refuse_unsupported_host_config(other: &serde_json::Map<String, Value>) -> Res
         }
     }
     for (key, v) in other {
-        if zero(v) || (key == "MemorySwappiness" && v.as_i64() == Some(-1)) {
+        let harmless = match prefix {
+            "" => matches!(key.as_str(), "ArgsEscaped" | "OnBuild"),
+            _ => key == "MemorySwappiness" && v.as_i64() == Some(-1),
+        };
+        if zero(v) || harmless {
             continue;
         }
         return Err(Error::invalid(
-            format!("field HostConfig.{key}"),
+            format!("field {prefix}{key}"),
             format!("{v} is not supported by this engine (only its zero value is accepted)"),
         ));
     }
