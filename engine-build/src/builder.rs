@@ -209,7 +209,7 @@ impl Builder {
     /// steps (named by the directories under `<root>/work`). Call it once,
     /// before any build runs.
     pub async fn recover(&self) -> Result<()> {
-        let filter = ListFilter { all: true, labels: vec![BUILD_LABEL.to_string()], ..Default::default() };
+        let filter = ListFilter::default().all(true).labels(vec![BUILD_LABEL.to_string()]);
         for c in self.manager.list(filter).await? {
             tracing::info!(id = %c.id, "removing the container of an interrupted build step");
             self.manager.remove(&c.id, true).await?;
@@ -477,7 +477,7 @@ impl Run<'_> {
         let img = self
             .b
             .images
-            .commit(CommitRequest { created_by: "FROM scratch".into(), config: Some(json!({})), ..Default::default() })
+            .commit(CommitRequest::default().created_by("FROM scratch".into()).config(Some(json!({}))))
             .await?;
         self.b.cache_put(key, &img.id).await?;
         Ok(img.id)
@@ -521,13 +521,13 @@ impl Run<'_> {
         let img = self
             .b
             .images
-            .commit(CommitRequest {
-                rootfs,
-                parent,
-                config: Some(Value::Object(st.config.clone())),
-                created_by,
-                ..Default::default()
-            })
+            .commit(
+                CommitRequest::default()
+                    .rootfs(rootfs)
+                    .parent(parent)
+                    .config(Some(Value::Object(st.config.clone())))
+                    .created_by(created_by),
+            )
             .await?;
         self.b.cache_put(key, &img.id).await?;
         st.image = Some(img.id);
@@ -792,16 +792,14 @@ impl Run<'_> {
             .and_then(Value::as_object)
             .map(|m| m.keys().map(|t| MountSpec::Tmpfs { target: t.clone(), size: None }).collect())
             .unwrap_or_default();
-        let config = ContainerConfig {
-            image: st.image.clone().expect("image"),
-            cmd: Some(cmd),
-            entrypoint: Some(Vec::new()),
-            env: arg_env,
-            network,
-            mounts,
-            labels: [(BUILD_LABEL.to_string(), "run".to_string())].into(),
-            ..Default::default()
-        };
+        let config = ContainerConfig::default()
+            .image(st.image.clone().expect("image"))
+            .cmd(Some(cmd))
+            .entrypoint(Some(Vec::new()))
+            .env(arg_env)
+            .network(network)
+            .mounts(mounts)
+            .labels([(BUILD_LABEL.to_string(), "run".to_string())].into());
         let info = self.b.manager.create(config).await?;
         self.info(format!(" ---> Running in {}", short(&info.id)));
         let ran = self.run_container(&info.id).await;
@@ -827,7 +825,7 @@ impl Run<'_> {
 
     /// Start, stream output, wait; the exit code.
     async fn run_container(&self, id: &str) -> Result<i32> {
-        let mut logs = self.b.manager.logs(id, LogOptions { follow: true, ..Default::default() }).await?;
+        let mut logs = self.b.manager.logs(id, LogOptions::default().follow(true)).await?;
         self.b.manager.start(id).await?;
         while let Some(e) = logs.next().await {
             let e = e?;
@@ -1147,15 +1145,15 @@ pub async fn commit_container(
         manager.pause(&info.id).await?;
     }
     let made = images
-        .commit(CommitRequest {
-            rootfs: Some(info.id.clone()),
-            config: Some(config),
-            created_by: info.args.join(" "),
-            comment: options.comment,
-            author: options.author,
-            tag: options.tag,
-            ..Default::default()
-        })
+        .commit(
+            CommitRequest::default()
+                .rootfs(Some(info.id.clone()))
+                .config(Some(config))
+                .created_by(info.args.join(" "))
+                .comment(options.comment)
+                .author(options.author)
+                .tag(options.tag),
+        )
         .await;
     if paused {
         if let Err(e) = manager.resume(&info.id).await {

@@ -11,6 +11,7 @@ use std::time::SystemTime;
 /// Credentials for a registry, as docker sends them in `X-Registry-Auth`
 /// or keeps them in `~/.docker/config.json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RegistryAuth {
     /// User name.
     #[serde(default)]
@@ -25,10 +26,12 @@ pub struct RegistryAuth {
     #[serde(default)]
     pub registry_token: Option<String>,
 }
+crate::setters::setters!(RegistryAuth { username: Option<String>, password: Option<String>, identity_token: Option<String>, registry_token: Option<String> });
 
 /// One progress event from pull, push or load, fit to draw a progress bar
 /// per layer (Docker's JSON progress stream has the same fields).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// What is being worked on (a short layer digest, or empty for the image).
     pub id: String,
@@ -39,6 +42,7 @@ pub struct Progress {
     /// Bytes in all, if known.
     pub total: Option<u64>,
 }
+crate::setters::setters!(Progress { id: String, status: String, current: Option<u64>, total: Option<u64> });
 
 /// Where progress events go. Cheap to clone; sending never blocks.
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
@@ -63,6 +67,7 @@ pub struct ImageInfo {
 
 /// Archive formats for import and export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ArchiveFormat {
     /// What `docker save` writes (legacy and Docker 25+ layouts on import).
     DockerArchive,
@@ -96,6 +101,7 @@ pub enum Removed {
 /// optionally, the changes in a prepared root filesystem (its upper dir)
 /// as one more layer. `docker commit` and every step of an image build use it.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CommitRequest {
     /// The root filesystem (its snapshot key; a container's is its id) whose
     /// changes become the new layer. `None` adds no layer (a metadata-only
@@ -118,6 +124,7 @@ pub struct CommitRequest {
     /// Tag the new image with this reference.
     pub tag: Option<String>,
 }
+crate::setters::setters!(CommitRequest { rootfs: Option<String>, parent: Option<String>, config: Option<serde_json::Value>, created_by: String, comment: Option<String>, author: Option<String>, tag: Option<String> });
 
 /// An image store (containerd's content + images + snapshots services in one).
 #[async_trait]

@@ -37,6 +37,7 @@ pub fn validate_container_name(name: &str) -> Result<String> {
 /// A mount into the container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum MountSpec {
     /// A host path bind-mounted in.
     Bind {
@@ -74,8 +75,20 @@ pub enum MountSpec {
     },
 }
 
+impl MountSpec {
+    /// The path in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } | MountSpec::Volume { target, .. } => {
+                target
+            }
+        }
+    }
+}
+
 /// Resource limits. `None` leaves a resource unlimited.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Resources {
     /// Memory limit in bytes.
     pub memory: Option<i64>,
@@ -90,6 +103,7 @@ pub struct Resources {
     /// Maximum number of processes.
     pub pids_limit: Option<i64>,
 }
+crate::setters::setters!(Resources { memory: Option<i64>, memory_swap: Option<i64>, cpus: Option<f64>, cpu_shares: Option<u64>, cpuset_cpus: Option<String>, pids_limit: Option<i64> });
 
 /// When to restart a container that exited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +127,7 @@ pub enum RestartPolicy {
 /// Network mode of a container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum NetworkMode {
     /// Its own network namespace with loopback only.
     #[default]
@@ -134,6 +149,7 @@ pub enum NetworkMode {
 /// Everything needed to create a container. Built by the facade's builder or
 /// decoded from Docker's create JSON by the daemon.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContainerConfig {
     /// Image reference or id.
     pub image: String,
@@ -227,10 +243,18 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_parent: Option<String>,
 }
+impl ContainerConfig {
+    /// A container of `image` (a reference or id), everything else default.
+    pub fn new(image: impl Into<String>) -> Self {
+        ContainerConfig { image: image.into(), ..Default::default() }
+    }
+}
+crate::setters::setters!(ContainerConfig { image: String, name: Option<String>, cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, hostname: Option<String>, tty: bool, open_stdin: bool, labels: HashMap<String, String>, mounts: Vec<MountSpec>, resources: Resources, network: NetworkMode, restart: RestartPolicy, auto_remove: bool, runtime: Option<String>, stop_signal: Option<Signal>, stop_timeout: Option<Duration>, read_only_rootfs: bool, owner_pid: Option<Pid>, log: crate::logs::LogSpec, security: crate::security::SecurityOptions, init: bool, oom_score_adj: Option<i32>, ports: Vec<crate::network::PortBinding>, network_aliases: Vec<String>, ipv4: Option<std::net::Ipv4Addr>, dns: Vec<std::net::IpAddr>, dns_search: Vec<String>, dns_options: Vec<String>, extra_hosts: Vec<(String, std::net::IpAddr)>, cgroup_parent: Option<String> });
 
 /// The state of a container as the manager tracks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ContainerState {
     /// Created, not started.
     Created,
@@ -294,6 +318,7 @@ pub struct ContainerInfo {
 
 /// A process to run in a running container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExecConfig {
     /// Args (required).
     pub cmd: Vec<String>,
@@ -314,6 +339,13 @@ pub struct ExecConfig {
     #[serde(default)]
     pub privileged: bool,
 }
+impl ExecConfig {
+    /// A process running `cmd` (program and args), everything else default.
+    pub fn new(cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }
+    }
+}
+crate::setters::setters!(ExecConfig { cmd: Vec<String>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, tty: bool, open_stdin: bool, privileged: bool });
 
 /// An exec'd process's state.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +379,7 @@ pub enum WaitCondition {
 
 /// Options for `logs`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogOptions {
     /// Include stdout.
     pub stdout: bool,
@@ -363,6 +396,7 @@ pub struct LogOptions {
     /// Only the last N lines (`None`: all).
     pub tail: Option<usize>,
 }
+crate::setters::setters!(LogOptions { stdout: bool, stderr: bool, follow: bool, since: Option<SystemTime>, until: Option<SystemTime>, tail: Option<usize> });
 
 impl Default for LogOptions {
     fn default() -> Self {
@@ -372,6 +406,7 @@ impl Default for LogOptions {
 
 /// Filters for `list`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Include exited and created containers (`docker ps -a`).
     pub all: bool,
@@ -382,6 +417,7 @@ pub struct ListFilter {
     /// Id prefixes; any may match.
     pub ids: Vec<String>,
 }
+crate::setters::setters!(ListFilter { all: bool, labels: Vec<String>, names: Vec<String>, ids: Vec<String> });
 
 /// Something that happened to a container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -403,6 +439,7 @@ pub struct Event {
 /// Kinds of [`Event`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// Created.
     Created,

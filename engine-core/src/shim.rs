@@ -109,6 +109,7 @@ pub struct Output {
 
 /// What to attach to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AttachOptions {
     /// Forward the client's input to the process's stdin.
     pub stdin: bool,
@@ -117,6 +118,7 @@ pub struct AttachOptions {
     /// Receive stderr.
     pub stderr: bool,
 }
+crate::setters::setters!(AttachOptions { stdin: bool, stdout: bool, stderr: bool });
 
 /// A live attachment: input toward the process, output from it. Several
 /// clients may be attached at once; dropping this detaches without
@@ -137,6 +139,7 @@ impl std::fmt::Debug for Attach {
 
 /// What a shim reports as it happens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ShimEvent {
     /// The init was started.
     Started {

@@ -611,13 +611,13 @@ impl Store {
             Some(c) => Some(serde_json::to_value(c).map_err(|e| Error::Other(e.to_string()))?),
             None => None,
         };
-        self.commit_image(engine_core::CommitRequest {
-            rootfs: Some(key.to_string()),
-            config,
-            created_by: comment.to_string(),
-            tag: tag.map(str::to_string),
-            ..Default::default()
-        })
+        self.commit_image(
+            engine_core::CommitRequest::default()
+                .rootfs(Some(key.to_string()))
+                .config(config)
+                .created_by(comment.to_string())
+                .tag(tag.map(str::to_string)),
+        )
         .await
     }
 

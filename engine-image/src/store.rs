@@ -211,7 +211,8 @@ impl std::fmt::Debug for Store {
 
 pub(crate) fn progress(p: &Option<ProgressSender>, id: &str, status: &str, current: Option<u64>, total: Option<u64>) {
     if let Some(tx) = p {
-        let _ = tx.send(Progress { id: id.to_string(), status: status.to_string(), current, total });
+        let _ =
+            tx.send(Progress::default().id(id.to_string()).status(status.to_string()).current(current).total(total));
     }
 }
 

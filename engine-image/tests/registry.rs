@@ -147,10 +147,10 @@ async fn basic_auth_and_docker_config() {
     let img = store.import_dir(bb.path(), &name).await.unwrap();
     let e = store.push(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("401") && e.to_string().contains(&name), "{e}");
-    let wrong = RegistryAuth { username: Some("alice".into()), password: Some("nope".into()), ..Default::default() };
+    let wrong = RegistryAuth::default().username(Some("alice".into())).password(Some("nope".into()));
     let e = store.push(&name, Some(&wrong), None).await.unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
-    let good = RegistryAuth { username: Some("alice".into()), password: Some("s3cret".into()), ..Default::default() };
+    let good = RegistryAuth::default().username(Some("alice".into())).password(Some("s3cret".into()));
     store.push(&name, Some(&good), None).await.unwrap();
     // pull with credentials from a docker config file
     let cfgdir = tempfile::tempdir().unwrap();
@@ -190,7 +190,7 @@ async fn bearer_token_auth_with_registry_token_config() {
     let img = store.import_dir(bb.path(), &name).await.unwrap();
     let e = store.push(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("token server") && e.to_string().contains("401"), "{e}");
-    let good = RegistryAuth { username: Some("alice".into()), password: Some("s3cret".into()), ..Default::default() };
+    let good = RegistryAuth::default().username(Some("alice".into())).password(Some("s3cret".into()));
     store.push(&name, Some(&good), None).await.unwrap();
     assert!(ts.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     let root2 = tempfile::tempdir().unwrap();
@@ -200,11 +200,11 @@ async fn bearer_token_auth_with_registry_token_config() {
     // an identity token (OAuth2 refresh token), as `docker login` stores for some registries
     let root3 = tempfile::tempdir().unwrap();
     let s3 = Store::open_with(root3.path(), quick()).unwrap();
-    let idt = RegistryAuth { identity_token: Some("alice-refresh-token".into()), ..Default::default() };
+    let idt = RegistryAuth::default().identity_token(Some("alice-refresh-token".into()));
     assert_eq!(s3.pull(&name, Some(&idt), None).await.unwrap().id, img.id);
     let root4 = tempfile::tempdir().unwrap();
     let s4 = Store::open_with(root4.path(), quick()).unwrap();
-    let bad = RegistryAuth { identity_token: Some("stolen".into()), ..Default::default() };
+    let bad = RegistryAuth::default().identity_token(Some("stolen".into()));
     let e = s4.pull(&name, Some(&bad), None).await.unwrap_err();
     assert!(e.to_string().contains("refused the identity token"), "{e}");
 }
@@ -432,7 +432,7 @@ async fn pulled_image_runs_under_runc() {
     s2.prepare_rootfs(&name, &id, &rootfs).await.unwrap();
     let _g = Unmount(rootfs.clone());
     let mut spec = oci_spec::runtime::Spec::default();
-    let config = engine_core::ContainerConfig { image: name.clone(), ..Default::default() };
+    let config = engine_core::ContainerConfig::default().image(name.clone());
     engine_image::spec::apply_image_config(&mut spec, &img.config, &rootfs, &config).unwrap();
     let mut r = spec.root().clone().unwrap();
     r.set_path("rootfs".into());

@@ -96,7 +96,7 @@
 //! let id = ContainerId::new("hello")?;
 //! let (out_r, out_w) = nix::unistd::pipe().map_err(|e| engine_core::Error::io("pipe", e.into()))?;
 //! let stdio = StdioSpec { stdout: Some(out_w), ..StdioSpec::null() };
-//! let pid = rt.create(&id, "/srv/bundles/hello".as_ref(), CreateOptions { stdio, ..Default::default() }).await?;
+//! let pid = rt.create(&id, "/srv/bundles/hello".as_ref(), CreateOptions::default().stdio(stdio)).await?;
 //! assert_eq!(rt.state(&id).await?.status, ContainerStatus::Created); // the init waits for start
 //! rt.start(&id).await?; // the user process execs; its output arrives on out_r
 //! rt.kill(&id, Signal::TERM, false).await?;

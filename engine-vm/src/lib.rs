@@ -602,15 +602,13 @@ impl Runtime for VmRuntime {
         };
         let plan: Option<Plan> =
             std::fs::read(self.dir(id).join(files::PLAN)).ok().and_then(|d| serde_json::from_slice(&d).ok());
-        Ok(Stats {
-            cpu_usage_ns: user.zip(system).map(|(u, s)| u + s),
-            cpu_user_ns: user,
-            cpu_system_ns: system,
-            memory_usage: kib("VmRSS:"),
-            memory_max_usage: kib("VmHWM:"),
-            memory_limit: plan.map(|p| p.memory_mib << 20),
-            ..Default::default()
-        })
+        Ok(Stats::default()
+            .cpu_usage_ns(user.zip(system).map(|(u, s)| u + s))
+            .cpu_user_ns(user)
+            .cpu_system_ns(system)
+            .memory_usage(kib("VmRSS:"))
+            .memory_max_usage(kib("VmHWM:"))
+            .memory_limit(plan.map(|p| p.memory_mib << 20)))
     }
 
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {

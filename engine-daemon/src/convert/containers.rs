@@ -56,6 +56,7 @@ pub fn state_word(s: ContainerState) -> &'static str {
         ContainerState::Exited => "exited",
         ContainerState::Removing => "removing",
         ContainerState::Dead => "dead",
+        _ => "unknown",
     }
 }
 
@@ -77,6 +78,7 @@ pub fn status_text(info: &ContainerInfo) -> String {
         }
         ContainerState::Removing => "Removal In Progress".into(),
         ContainerState::Dead => "Dead".into(),
+        other => state_word(other).into(),
     }
 }
 
@@ -97,6 +99,7 @@ pub fn network_name(n: &NetworkMode) -> String {
         NetworkMode::Bridge => "bridge".into(),
         NetworkMode::Network(n) => n.clone(),
         NetworkMode::Container(c) => format!("container:{c}"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -213,6 +216,7 @@ pub fn mount_points(c: &ContainerConfig) -> Vec<MountPoint> {
                 rw: !read_only,
                 ..Default::default()
             },
+            other => MountPoint { destination: other.target().to_string(), ..Default::default() },
         })
         .collect()
 }
@@ -447,7 +451,7 @@ mod shape_tests {
         ContainerInfo {
             id: "a".repeat(64),
             name: "s1".into(),
-            config: ContainerConfig { image: "bb".into(), ..Default::default() },
+            config: ContainerConfig::default().image("bb".into()),
             image_id: "sha256:abc".into(),
             state,
             pid: Some(42),

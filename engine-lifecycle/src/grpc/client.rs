@@ -27,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 /// # async fn demo() -> engine_core::Result<()> {
 /// use engine_core::{LifecycleManager, ListFilter};
 /// let mgr = engine_lifecycle::RemoteManager::connect("/run/engine/lifecycle.sock").await?;
-/// for c in mgr.list(ListFilter { all: true, ..Default::default() }).await? {
+/// for c in mgr.list(ListFilter::default().all(true)).await? {
 ///     println!("{} {} {:?}", &c.id[..12], c.name, c.state);
 /// }
 /// # Ok(()) }

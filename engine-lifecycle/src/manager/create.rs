@@ -126,11 +126,10 @@ impl Inner {
             let ep = driver.attach(&net, req).await?;
             undo.endpoint = Some((driver, net));
             networks.insert(ep.network.clone(), ep);
-            spec_config = Some(ContainerConfig { network: NetworkMode::Path(ns), ..config.clone() });
+            spec_config = Some(config.clone().network(NetworkMode::Path(ns)));
         }
         if let NetworkMode::Container(other) = &config.network {
-            spec_config =
-                Some(ContainerConfig { network: NetworkMode::Path(self.shared_netns(other).await?), ..config.clone() });
+            spec_config = Some(config.clone().network(NetworkMode::Path(self.shared_netns(other).await?)));
         }
         let spec_config = spec_config.as_ref().unwrap_or(config);
         let etc_files = self.write_etc_files(id, config, &networks, &bundle).await?;
