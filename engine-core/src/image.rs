@@ -48,7 +48,8 @@ crate::setters::setters!(Progress { id: String, status: String, current: Option<
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
 
 /// What an image store knows of one image.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageInfo {
     /// The image id: the digest of its config (`sha256:...`).
     pub id: String,
@@ -64,6 +65,7 @@ pub struct ImageInfo {
     /// Its config (entrypoint, cmd, env, ...), as the OCI image spec defines it.
     pub config: oci_spec::image::ImageConfiguration,
 }
+crate::setters::setters!(ImageInfo { id: String, repo_tags: Vec<String>, repo_digests: Vec<String>, created: Option<SystemTime>, size: u64, config: oci_spec::image::ImageConfiguration });
 
 /// Archive formats for import and export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -78,7 +80,8 @@ pub enum ArchiveFormat {
 }
 
 /// A prepared root filesystem for one container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Rootfs {
     /// The snapshot key it was prepared under.
     pub key: String,
@@ -87,6 +90,7 @@ pub struct Rootfs {
     /// The writable layer (an overlay upper dir, or the copy).
     pub upper: PathBuf,
 }
+crate::setters::setters!(Rootfs { key: String, path: PathBuf, upper: PathBuf });
 
 /// One entry of what a removal did (`docker rmi` prints these).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

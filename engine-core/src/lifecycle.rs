@@ -274,6 +274,7 @@ pub enum ContainerState {
 
 /// What the manager knows of one container (`docker inspect`'s core).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContainerInfo {
     /// 64-hex id.
     pub id: String,
@@ -315,6 +316,32 @@ pub struct ContainerInfo {
     #[serde(default)]
     pub networks: std::collections::BTreeMap<String, crate::network::EndpointInfo>,
 }
+impl Default for ContainerInfo {
+    /// An empty report (times at the epoch, state [`ContainerState::Created`]),
+    /// for filling in with the setters.
+    fn default() -> Self {
+        ContainerInfo {
+            id: String::new(),
+            name: String::new(),
+            config: ContainerConfig::default(),
+            image_id: String::new(),
+            state: ContainerState::Created,
+            pid: None,
+            exit_code: None,
+            oom_killed: false,
+            created: SystemTime::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            args: Vec::new(),
+            bundle: PathBuf::new(),
+            log_path: PathBuf::new(),
+            runtime: String::new(),
+            networks: Default::default(),
+        }
+    }
+}
+crate::setters::setters!(ContainerInfo { id: String, name: String, config: ContainerConfig, image_id: String, state: ContainerState, pid: Option<Pid>, exit_code: Option<i32>, oom_killed: bool, created: SystemTime, started_at: Option<SystemTime>, finished_at: Option<SystemTime>, restart_count: u32, args: Vec<String>, bundle: PathBuf, log_path: PathBuf, runtime: String, networks: std::collections::BTreeMap<String, crate::network::EndpointInfo> });
 
 /// A process to run in a running container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -348,7 +375,8 @@ impl ExecConfig {
 crate::setters::setters!(ExecConfig { cmd: Vec<String>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, tty: bool, open_stdin: bool, privileged: bool });
 
 /// An exec'd process's state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExecInfo {
     /// Exec id.
     pub id: String,
@@ -363,6 +391,7 @@ pub struct ExecInfo {
     /// Exit code once exited.
     pub exit_code: Option<i32>,
 }
+crate::setters::setters!(ExecInfo { id: String, container_id: String, config: ExecConfig, pid: Option<Pid>, running: bool, exit_code: Option<i32> });
 
 /// Which condition `wait` waits for (Docker's `condition=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -421,6 +450,7 @@ crate::setters::setters!(ListFilter { all: bool, labels: Vec<String>, names: Vec
 
 /// Something that happened to a container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Container id.
     pub id: String,
@@ -435,6 +465,14 @@ pub struct Event {
     #[serde(default)]
     pub labels: HashMap<String, String>,
 }
+impl Event {
+    /// An event of `kind` for container `id` named `name`, happening now,
+    /// without labels.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, kind: EventKind) -> Self {
+        Event { id: id.into(), name: name.into(), kind, time: SystemTime::now(), labels: HashMap::new() }
+    }
+}
+crate::setters::setters!(Event { id: String, name: String, kind: EventKind, time: SystemTime, labels: HashMap<String, String> });
 
 /// Kinds of [`Event`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -482,7 +520,15 @@ pub enum EventKind {
 /// A container manager. The default is `engine-lifecycle`'s; a gRPC client
 /// for `engine-lifecycled` implements it too, so the daemon uses either.
 ///
-/// Containers are named by id, id prefix or name wherever `id` appears.
+/// Containers are named by id, id prefix or name wherever `id` appears, as
+/// docker's references are: that is why these methods take `&str` and not
+/// [`ContainerId`](crate::ContainerId), which is an exact id (the tiers below,
+/// [`Runtime`](crate::Runtime) and [`Shim`](crate::Shim), take exact ids and
+/// take `&ContainerId`). A `ContainerId` is passed with
+/// [`as_str`](crate::ContainerId::as_str). An ambiguous prefix is refused
+/// ([`Error::InvalidInput`](crate::Error::InvalidInput)), an unknown one is
+/// [`Error::NotFound`](crate::Error::NotFound); the returned
+/// [`ContainerInfo::id`] is the full id. Exec ids (`exec_*`) are exact.
 #[async_trait]
 pub trait LifecycleManager: Send + Sync {
     /// Resolve the image, derive the spec, prepare the rootfs, write the

@@ -75,7 +75,10 @@ pub struct RootfsRecord {
 impl RootfsRecord {
     /// What the snapshotter made, as [`engine_core::Snapshotter::remove`] takes it.
     pub fn snapshot(&self) -> engine_core::PreparedSnapshot {
-        engine_core::PreparedSnapshot { target: self.target.clone(), upper: self.upper.clone(), mounted: self.overlay }
+        engine_core::PreparedSnapshot::default()
+            .target(self.target.clone())
+            .upper(self.upper.clone())
+            .mounted(self.overlay)
     }
 }
 
@@ -460,14 +463,13 @@ impl Store {
 
     pub(crate) fn info(&self, s: &State, rec: &ImageRecord) -> Result<ImageInfo> {
         let (config, _) = self.read_config(&rec.id)?;
-        Ok(ImageInfo {
-            id: rec.id.clone(),
-            repo_tags: s.tags_of(&rec.id),
-            repo_digests: rec.repo_digests.clone(),
-            created: config.created().as_deref().and_then(engine_core::time::parse_rfc3339),
-            size: rec.size,
-            config,
-        })
+        Ok(ImageInfo::default()
+            .id(rec.id.clone())
+            .repo_tags(s.tags_of(&rec.id))
+            .repo_digests(rec.repo_digests.clone())
+            .created(config.created().as_deref().and_then(engine_core::time::parse_rfc3339))
+            .size(rec.size)
+            .config(config))
     }
 
     /// The config of an image (by reference or id).

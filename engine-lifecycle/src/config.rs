@@ -159,7 +159,7 @@ impl ManagerConfig {
 }
 
 fn binary(name: &str, path: PathBuf) -> RuntimeBinary {
-    RuntimeBinary { name: name.to_string(), path, root: None, args: Vec::new() }
+    RuntimeBinary::new(name, path)
 }
 
 use engine_core::binary::is_executable;

@@ -480,14 +480,7 @@ impl Runtime for VmRuntime {
         } else {
             ContainerStatus::Created
         };
-        Ok(RuntimeState {
-            oci_version: "1.2.0".into(),
-            id: id.to_string(),
-            status,
-            pid: s.pid,
-            bundle: s.bundle,
-            annotations: s.annotations,
-        })
+        Ok(RuntimeState::new(id.to_string(), status, s.pid, s.bundle).annotations(s.annotations))
     }
 
     async fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<()> {

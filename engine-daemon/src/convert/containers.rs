@@ -448,25 +448,24 @@ mod shape_tests {
 
     fn info(state: ContainerState, exit: Option<i32>, ago: u64) -> ContainerInfo {
         let now = SystemTime::now();
-        ContainerInfo {
-            id: "a".repeat(64),
-            name: "s1".into(),
-            config: ContainerConfig::default().image("bb".into()),
-            image_id: "sha256:abc".into(),
-            state,
-            pid: Some(42),
-            exit_code: exit,
-            oom_killed: false,
-            created: now - Duration::from_secs(ago + 10),
-            started_at: Some(now - Duration::from_secs(ago + 2)),
-            finished_at: exit.map(|_| now - Duration::from_secs(ago)),
-            restart_count: 0,
-            args: vec!["sleep".into(), "100".into()],
-            bundle: "/b".into(),
-            log_path: "/b/log".into(),
-            runtime: "engine-runc".into(),
-            networks: Default::default(),
-        }
+        ContainerInfo::default()
+            .id("a".repeat(64))
+            .name("s1".into())
+            .config(ContainerConfig::default().image("bb".into()))
+            .image_id("sha256:abc".into())
+            .state(state)
+            .pid(Some(42))
+            .exit_code(exit)
+            .oom_killed(false)
+            .created(now - Duration::from_secs(ago + 10))
+            .started_at(Some(now - Duration::from_secs(ago + 2)))
+            .finished_at(exit.map(|_| now - Duration::from_secs(ago)))
+            .restart_count(0)
+            .args(vec!["sleep".into(), "100".into()])
+            .bundle("/b".into())
+            .log_path("/b/log".into())
+            .runtime("engine-runc".into())
+            .networks(Default::default())
     }
 
     #[test]

@@ -173,25 +173,18 @@ impl Inner {
         if config.stop_signal.is_none() {
             config.stop_signal = engine_image::spec::stop_signal(&image.config).ok().flatten();
         }
-        let info = ContainerInfo {
-            id: id.to_string(),
-            name: name.to_string(),
-            config,
-            image_id: image.id.clone(),
-            state: ContainerState::Created,
-            pid: None,
-            exit_code: None,
-            oom_killed: false,
-            created: SystemTime::now(),
-            started_at: None,
-            finished_at: None,
-            restart_count: 0,
-            args,
-            bundle: bundle.clone(),
-            log_path,
-            runtime: runtime.name.clone(),
-            networks,
-        };
+        let info = ContainerInfo::default()
+            .id(id.to_string())
+            .name(name.to_string())
+            .config(config)
+            .image_id(image.id.clone())
+            .state(ContainerState::Created)
+            .created(SystemTime::now())
+            .args(args)
+            .bundle(bundle.clone())
+            .log_path(log_path)
+            .runtime(runtime.name.clone())
+            .networks(networks);
         let rec = Record {
             info: info.clone(),
             runtime: runtime.clone(),

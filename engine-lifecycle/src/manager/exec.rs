@@ -14,16 +14,18 @@ impl Inner {
         let rec = entry.rec.lock().unwrap().clone();
         let process = crate::image_config::exec_process(&rec.info.bundle, &config)?;
         let exec_id = engine_core::random_hex64();
-        let pid = shim.exec(ExecRequest { exec_id: exec_id.clone(), process, open_stdin: config.open_stdin }).await?;
+        let pid = shim
+            .exec(ExecRequest::default().exec_id(exec_id.clone()).process(process).open_stdin(config.open_stdin))
+            .await?;
         let x = Arc::new(ExecEntry {
-            info: Mutex::new(ExecInfo {
-                id: exec_id.clone(),
-                container_id: entry.id.clone(),
-                config,
-                pid: Some(pid),
-                running: true,
-                exit_code: None,
-            }),
+            info: Mutex::new(
+                ExecInfo::default()
+                    .id(exec_id.clone())
+                    .container_id(entry.id.clone())
+                    .config(config)
+                    .pid(Some(pid))
+                    .running(true),
+            ),
             shim: shim.clone(),
             done: watch::Sender::new(None),
         });

@@ -163,7 +163,7 @@ impl Inner {
             let r = entry.rec.lock().unwrap();
             (r.info.id.clone(), r.info.name.clone(), r.info.config.labels.clone())
         };
-        let _ = self.events.send(Event { id, name, kind, time: SystemTime::now(), labels });
+        let _ = self.events.send(Event::new(id, name, kind).labels(labels));
     }
 
     fn lookup(&self, key: &str) -> Result<Arc<Entry>> {
@@ -466,7 +466,12 @@ fn log_fifo(bundle: &Path) -> PathBuf {
 
 /// The shim's log settings for a log file.
 fn file_log(path: &Path, f: &FileLog, fifo: Option<PathBuf>) -> LogConfig {
-    LogConfig { path: path.to_path_buf(), max_size: f.max_size, max_files: f.rotated_files(), format: f.format, fifo }
+    LogConfig::default()
+        .path(path.to_path_buf())
+        .max_size(f.max_size)
+        .max_files(f.rotated_files())
+        .format(f.format)
+        .fifo(fifo)
 }
 
 /// Is the container's owner (`ContainerConfig::owner_pid`) a process that no

@@ -117,8 +117,7 @@ impl Inner {
             ));
         };
         // Neighbours forget it first (as on removal), then it goes.
-        let only: ContainerInfo =
-            ContainerInfo { networks: std::iter::once((ep.network.clone(), ep.clone())).collect(), ..info.clone() };
+        let only: ContainerInfo = info.clone().networks(std::iter::once((ep.network.clone(), ep.clone())).collect());
         driver.detach(&net.id, &info.id).await?;
         entry.rec.lock().unwrap().info.networks.remove(&ep.network);
         self.persist(&entry).await?;

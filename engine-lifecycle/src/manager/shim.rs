@@ -19,21 +19,21 @@ impl Inner {
     }
 
     fn launch_request(&self, rec: &Record) -> Result<LaunchRequest> {
-        Ok(LaunchRequest {
-            id: ContainerId::new(rec.info.id.clone())?,
-            bundle: rec.info.bundle.clone(),
-            state_dir: rec.shim_dir.clone(),
-            runtime: rec.runtime.clone(),
-            log: match rec.info.config.log.resolve()? {
-                LogTarget::None => None,
-                LogTarget::File(f) => Some(file_log(&rec.info.log_path, &f, None)),
-                LogTarget::Plugin { cache, .. } => {
-                    Some(file_log(&rec.info.log_path, &cache, Some(log_fifo(&rec.info.bundle))))
-                }
-            },
-            open_stdin: rec.info.config.open_stdin,
-            owner_pid: rec.info.config.owner_pid,
+        Ok(LaunchRequest::new(
+            ContainerId::new(rec.info.id.clone())?,
+            rec.info.bundle.clone(),
+            rec.shim_dir.clone(),
+            rec.runtime.clone(),
+        )
+        .log(match rec.info.config.log.resolve()? {
+            LogTarget::None => None,
+            LogTarget::File(f) => Some(file_log(&rec.info.log_path, &f, None)),
+            LogTarget::Plugin { cache, .. } => {
+                Some(file_log(&rec.info.log_path, &cache, Some(log_fifo(&rec.info.bundle))))
+            }
         })
+        .open_stdin(rec.info.config.open_stdin)
+        .owner_pid(rec.info.config.owner_pid))
     }
 
     /// Tell a container's log plugin (if its driver is one) to start reading

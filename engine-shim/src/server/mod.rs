@@ -57,7 +57,7 @@ impl Proc {
     fn state(&self) -> ProcessState {
         let exit = self.exited();
         let status = if exit.is_some() { ContainerStatus::Stopped } else { *self.status.lock().unwrap() };
-        ProcessState { status, pid: self.pid.load(Ordering::Relaxed), exit }
+        ProcessState::new(status, self.pid.load(Ordering::Relaxed)).exit(exit)
     }
     fn set_status(&self, s: ContainerStatus) {
         *self.status.lock().unwrap() = s;

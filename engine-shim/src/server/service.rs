@@ -72,7 +72,7 @@ impl ShimRpc for ShimService {
         let r = r.into_inner();
         let process: oci_spec::runtime::Process = serde_json::from_slice(&r.process_json)
             .map_err(|e| st(Error::invalid(format!("process of exec {}", r.exec_id), e.to_string())))?;
-        let req = engine_core::ExecRequest { exec_id: r.exec_id, process, open_stdin: r.open_stdin };
+        let req = engine_core::ExecRequest::default().exec_id(r.exec_id).process(process).open_stdin(r.open_stdin);
         let pid = self.core.exec(req).await.map_err(st)?;
         Ok(Response::new(proto::PidReply { pid }))
     }
