@@ -273,6 +273,7 @@ impl ContainerBuilder {
 
 /// What an exec printed and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecOutput {
     /// Its exit code (a value, not an error).
     pub exit_code: i32,

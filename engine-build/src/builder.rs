@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// What to build.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BuildOptions {
     /// The Dockerfile's path in the context (default `Dockerfile`).
     pub dockerfile: String,
@@ -41,6 +42,7 @@ pub struct BuildOptions {
     /// a failed step's container is always removed).
     pub remove_intermediate: bool,
 }
+engine_core::__setters!(BuildOptions { dockerfile: String, tags: Vec<String>, build_args: BTreeMap<String, String>, target: Option<String>, no_cache: bool, pull: bool, labels: BTreeMap<String, String>, network: NetworkMode, remove_intermediate: bool });
 
 impl Default for BuildOptions {
     fn default() -> Self {
@@ -60,6 +62,7 @@ impl Default for BuildOptions {
 
 /// Progress of a build, as the classic builder prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BuildEvent {
     /// A step begins (`Step 2/7 : RUN make`).
     Step {
@@ -88,7 +91,8 @@ impl BuildEvent {
 }
 
 /// What a build made.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct BuildOutput {
     /// The image.
     pub image: ImageInfo,
@@ -97,6 +101,7 @@ pub struct BuildOutput {
     /// Steps run.
     pub steps: usize,
 }
+engine_core::__setters!(BuildOutput { image: ImageInfo, cached_steps: usize, steps: usize });
 
 /// The builder. Cheap to share; builds may run concurrently.
 pub struct Builder {
@@ -1102,6 +1107,7 @@ pub fn container_run_config(image: &Value, c: &engine_core::ContainerConfig) -> 
 
 /// What [`commit_container`] records besides the container's changes.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CommitOptions {
     /// Tag the image.
     pub tag: Option<String>,
@@ -1119,6 +1125,7 @@ pub struct CommitOptions {
     /// Freeze a running container while its changes are read.
     pub pause: bool,
 }
+engine_core::__setters!(CommitOptions { tag: Option<String>, changes: Vec<String>, config: Option<Map<String, Value>>, comment: Option<String>, author: Option<String>, pause: bool });
 
 /// `docker commit`: an image of container `id`'s changes (its root
 /// filesystem's upper dir as one layer) on top of its image, with its run

@@ -1,9 +1,13 @@
 //! The chained setters of the option structs (see the crate docs, "Building
 //! option structs").
 
-/// `setters!(Type { field: FieldType, ... })`: one `pub fn field(self, value:
-/// FieldType) -> Self` per field, documented with the field's name.
-macro_rules! setters {
+/// `__setters!(Type { field: FieldType, ... })`: one `pub fn field(self,
+/// value: FieldType) -> Self` per field, documented with the field's name.
+/// The engine's crates use it for their own option structs; not part of the
+/// public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __setters {
     ($ty:ident { $($field:ident: $t:ty),* $(,)? }) => {
         impl $ty {
             $(
@@ -17,4 +21,4 @@ macro_rules! setters {
         }
     };
 }
-pub(crate) use setters;
+pub(crate) use crate::__setters as setters;

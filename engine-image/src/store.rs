@@ -148,6 +148,7 @@ pub(crate) struct Inner {
 
 /// How a [`Store`] works: registry options, unpack policy, snapshotter.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// Registry client options.
     pub registry: crate::RegistryOptions,
@@ -156,10 +157,16 @@ pub struct StoreOptions {
     /// The storage driver that makes containers' root filesystems.
     pub storage_driver: StorageDriver,
 }
+engine_core::__setters!(StoreOptions {
+    registry: crate::RegistryOptions,
+    unpack: UnpackOptions,
+    storage_driver: StorageDriver
+});
 
 /// Which [`engine_core::Snapshotter`] a [`Store`] makes containers' root
 /// filesystems with (`engined --storage-driver`, docker's names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageDriver {
     /// `overlay2`: overlay mounts ([`crate::OverlaySnapshotter`]), the default.
     #[default]

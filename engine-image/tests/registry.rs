@@ -12,7 +12,7 @@ use engine_image::{RegistryOptions, Store};
 use std::path::Path;
 
 fn quick() -> RegistryOptions {
-    RegistryOptions { retry_delay: std::time::Duration::from_millis(20), ..Default::default() }
+    RegistryOptions::default().retry_delay(std::time::Duration::from_millis(20))
 }
 
 fn count(dir: &Path) -> usize {
@@ -121,7 +121,7 @@ async fn gzip_and_zstd_layers_and_concurrent_pulls() {
     let bb = busybox_dir();
     for (comp, tag) in [(Compression::Gzip, "gz"), (Compression::Zstd, "zst"), (Compression::None, "plain")] {
         let name = format!("{}/comp/bb:{tag}", reg.host());
-        let opts = ImageOptions { compression: comp, ..Default::default() };
+        let opts = ImageOptions::default().compression(comp);
         store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
         store.push(&name, None, None).await.unwrap();
         let root2 = tempfile::tempdir().unwrap();
@@ -139,9 +139,7 @@ async fn gzip_and_zstd_layers_and_concurrent_pulls() {
 async fn basic_auth_and_docker_config() {
     let reg = Registry::start(RegAuth::Htpasswd { user: "alice".into(), password: "s3cret".into() }).await;
     let root = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
-            .unwrap();
+    let store = Store::open_with(root.path(), quick().docker_config(Some("/nonexistent".into()))).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/auth/bb:1", reg.host());
     let img = store.import_dir(bb.path(), &name).await.unwrap();
@@ -162,16 +160,11 @@ async fn basic_auth_and_docker_config() {
     )
     .unwrap();
     let root2 = tempfile::tempdir().unwrap();
-    let s2 = Store::open_with(
-        root2.path(),
-        RegistryOptions { docker_config: Some(cfgdir.path().join("config.json")), ..quick() },
-    )
-    .unwrap();
+    let s2 = Store::open_with(root2.path(), quick().docker_config(Some(cfgdir.path().join("config.json")))).unwrap();
     assert_eq!(s2.pull(&name, None, None).await.unwrap().id, img.id);
     // anonymous pull is refused, and leaves nothing
     let root3 = tempfile::tempdir().unwrap();
-    let s3 = Store::open_with(root3.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
-        .unwrap();
+    let s3 = Store::open_with(root3.path(), quick().docker_config(Some("/nonexistent".into()))).unwrap();
     let e = s3.pull(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
     assert_clean(root3.path());
@@ -182,9 +175,7 @@ async fn bearer_token_auth_with_registry_token_config() {
     let ts = token::TokenServer::start("alice", "s3cret").await;
     let reg = Registry::start(RegAuth::Token { realm: ts.realm(), cert: ts.cert.clone() }).await;
     let root = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
-            .unwrap();
+    let store = Store::open_with(root.path(), quick().docker_config(Some("/nonexistent".into()))).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/tok/bb:1", reg.host());
     let img = store.import_dir(bb.path(), &name).await.unwrap();
@@ -216,7 +207,7 @@ async fn bad_registry_input_leaves_store_as_it_was() {
     let store = Store::open_with(root.path(), quick()).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/bad/bb:1", reg.host());
-    let opts = ImageOptions { compression: Compression::Gzip, ..Default::default() };
+    let opts = ImageOptions::default().compression(Compression::Gzip);
     let img = store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
     let rec = store.record(&name).await.unwrap();
     let layer = rec.layers[0].digest.clone();
@@ -413,14 +404,12 @@ async fn pulled_image_runs_under_runc() {
     let store = Store::open_with(root.path(), quick()).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/run/bb:1", reg.host());
-    let opts = ImageOptions {
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-        cmd: Some(vec!["echo \"$GREETING from $(id -u):$(id -g) in $(pwd)\"".into()]),
-        env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
-        working_dir: Some("/tmp".into()),
-        user: Some("nobody".into()),
-        ..Default::default()
-    };
+    let opts = ImageOptions::default()
+        .entrypoint(Some(vec!["/bin/sh".into(), "-c".into()]))
+        .cmd(Some(vec!["echo \"$GREETING from $(id -u):$(id -g) in $(pwd)\"".into()]))
+        .env(vec!["PATH=/bin".into(), "GREETING=hello".into()])
+        .working_dir(Some("/tmp".into()))
+        .user(Some("nobody".into()));
     store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
     store.push(&name, None, None).await.unwrap();
     let root2 = tempfile::tempdir().unwrap();
