@@ -42,6 +42,7 @@ pub struct BuildOptions {
     /// a failed step's container is always removed).
     pub remove_intermediate: bool,
 }
+
 engine_core::__setters!(BuildOptions { dockerfile: String, tags: Vec<String>, build_args: BTreeMap<String, String>, target: Option<String>, no_cache: bool, pull: bool, labels: BTreeMap<String, String>, network: NetworkMode, remove_intermediate: bool });
 
 impl Default for BuildOptions {
@@ -101,6 +102,7 @@ pub struct BuildOutput {
     /// Steps run.
     pub steps: usize,
 }
+
 engine_core::__setters!(BuildOutput { image: ImageInfo, cached_steps: usize, steps: usize });
 
 /// The builder. Cheap to share; builds may run concurrently.
@@ -1125,6 +1127,7 @@ pub struct CommitOptions {
     /// Freeze a running container while its changes are read.
     pub pause: bool,
 }
+
 engine_core::__setters!(CommitOptions { tag: Option<String>, changes: Vec<String>, config: Option<Map<String, Value>>, comment: Option<String>, author: Option<String>, pause: bool });
 
 /// `docker commit`: an image of container `id`'s changes (its root

@@ -26,6 +26,7 @@ pub struct RegistryAuth {
     #[serde(default)]
     pub registry_token: Option<String>,
 }
+
 crate::setters::setters!(RegistryAuth { username: Option<String>, password: Option<String>, identity_token: Option<String>, registry_token: Option<String> });
 
 /// One progress event from pull, push or load, fit to draw a progress bar
@@ -42,6 +43,7 @@ pub struct Progress {
     /// Bytes in all, if known.
     pub total: Option<u64>,
 }
+
 crate::setters::setters!(Progress { id: String, status: String, current: Option<u64>, total: Option<u64> });
 
 /// Where progress events go. Cheap to clone; sending never blocks.
@@ -65,6 +67,7 @@ pub struct ImageInfo {
     /// Its config (entrypoint, cmd, env, ...), as the OCI image spec defines it.
     pub config: oci_spec::image::ImageConfiguration,
 }
+
 crate::setters::setters!(ImageInfo { id: String, repo_tags: Vec<String>, repo_digests: Vec<String>, created: Option<SystemTime>, size: u64, config: oci_spec::image::ImageConfiguration });
 
 /// Archive formats for import and export.
@@ -90,6 +93,7 @@ pub struct Rootfs {
     /// The writable layer (an overlay upper dir, or the copy).
     pub upper: PathBuf,
 }
+
 crate::setters::setters!(Rootfs { key: String, path: PathBuf, upper: PathBuf });
 
 /// One entry of what a removal did (`docker rmi` prints these).
@@ -128,6 +132,7 @@ pub struct CommitRequest {
     /// Tag the new image with this reference.
     pub tag: Option<String>,
 }
+
 crate::setters::setters!(CommitRequest { rootfs: Option<String>, parent: Option<String>, config: Option<serde_json::Value>, created_by: String, comment: Option<String>, author: Option<String>, tag: Option<String> });
 
 /// An image store (containerd's content + images + snapshots services in one).

@@ -103,6 +103,7 @@ pub struct Resources {
     /// Maximum number of processes.
     pub pids_limit: Option<i64>,
 }
+
 crate::setters::setters!(Resources { memory: Option<i64>, memory_swap: Option<i64>, cpus: Option<f64>, cpu_shares: Option<u64>, cpuset_cpus: Option<String>, pids_limit: Option<i64> });
 
 /// When to restart a container that exited.
@@ -249,6 +250,7 @@ impl ContainerConfig {
         ContainerConfig { image: image.into(), ..Default::default() }
     }
 }
+
 crate::setters::setters!(ContainerConfig { image: String, name: Option<String>, cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, hostname: Option<String>, tty: bool, open_stdin: bool, labels: HashMap<String, String>, mounts: Vec<MountSpec>, resources: Resources, network: NetworkMode, restart: RestartPolicy, auto_remove: bool, runtime: Option<String>, stop_signal: Option<Signal>, stop_timeout: Option<Duration>, read_only_rootfs: bool, owner_pid: Option<Pid>, log: crate::logs::LogSpec, security: crate::security::SecurityOptions, init: bool, oom_score_adj: Option<i32>, ports: Vec<crate::network::PortBinding>, network_aliases: Vec<String>, ipv4: Option<std::net::Ipv4Addr>, dns: Vec<std::net::IpAddr>, dns_search: Vec<String>, dns_options: Vec<String>, extra_hosts: Vec<(String, std::net::IpAddr)>, cgroup_parent: Option<String> });
 
 /// The state of a container as the manager tracks it.
@@ -341,6 +343,7 @@ impl Default for ContainerInfo {
         }
     }
 }
+
 crate::setters::setters!(ContainerInfo { id: String, name: String, config: ContainerConfig, image_id: String, state: ContainerState, pid: Option<Pid>, exit_code: Option<i32>, oom_killed: bool, created: SystemTime, started_at: Option<SystemTime>, finished_at: Option<SystemTime>, restart_count: u32, args: Vec<String>, bundle: PathBuf, log_path: PathBuf, runtime: String, networks: std::collections::BTreeMap<String, crate::network::EndpointInfo> });
 
 /// A process to run in a running container.
@@ -372,6 +375,7 @@ impl ExecConfig {
         ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }
     }
 }
+
 crate::setters::setters!(ExecConfig { cmd: Vec<String>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, tty: bool, open_stdin: bool, privileged: bool });
 
 /// An exec'd process's state.
@@ -391,6 +395,7 @@ pub struct ExecInfo {
     /// Exit code once exited.
     pub exit_code: Option<i32>,
 }
+
 crate::setters::setters!(ExecInfo { id: String, container_id: String, config: ExecConfig, pid: Option<Pid>, running: bool, exit_code: Option<i32> });
 
 /// Which condition `wait` waits for (Docker's `condition=`).
@@ -425,6 +430,7 @@ pub struct LogOptions {
     /// Only the last N lines (`None`: all).
     pub tail: Option<usize>,
 }
+
 crate::setters::setters!(LogOptions { stdout: bool, stderr: bool, follow: bool, since: Option<SystemTime>, until: Option<SystemTime>, tail: Option<usize> });
 
 impl Default for LogOptions {
@@ -446,6 +452,7 @@ pub struct ListFilter {
     /// Id prefixes; any may match.
     pub ids: Vec<String>,
 }
+
 crate::setters::setters!(ListFilter { all: bool, labels: Vec<String>, names: Vec<String>, ids: Vec<String> });
 
 /// Something that happened to a container.
@@ -472,6 +479,7 @@ impl Event {
         Event { id: id.into(), name: name.into(), kind, time: SystemTime::now(), labels: HashMap::new() }
     }
 }
+
 crate::setters::setters!(Event { id: String, name: String, kind: EventKind, time: SystemTime, labels: HashMap<String, String> });
 
 /// Kinds of [`Event`].

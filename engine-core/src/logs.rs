@@ -74,6 +74,7 @@ pub struct LogSpec {
     #[serde(default)]
     pub opts: BTreeMap<String, String>,
 }
+
 crate::setters::setters!(LogSpec { driver: String, opts: BTreeMap<String, String> });
 
 impl LogSpec {

@@ -16,6 +16,7 @@ pub struct CreateOptions {
     /// Where the runtime writes the init's pid, if anywhere.
     pub pid_file: Option<PathBuf>,
 }
+
 crate::setters::setters!(CreateOptions { stdio: StdioSpec, no_pivot: bool, pid_file: Option<PathBuf> });
 
 /// Options for [`Runtime::exec`].
@@ -27,6 +28,7 @@ pub struct ExecOptions {
     /// Where the runtime writes the process's pid, if anywhere.
     pub pid_file: Option<PathBuf>,
 }
+
 crate::setters::setters!(ExecOptions { stdio: StdioSpec, pid_file: Option<PathBuf> });
 
 /// An OCI runtime: the lowest tier. Implementations: `LinuxRuntime` (this

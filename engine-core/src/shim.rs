@@ -29,6 +29,7 @@ impl RuntimeBinary {
         RuntimeBinary { name: name.into(), path: path.into(), root: None, args: Vec::new() }
     }
 }
+
 crate::setters::setters!(RuntimeBinary { name: String, path: PathBuf, root: Option<PathBuf>, args: Vec<String> });
 
 /// Log settings for the shim's log writer.
@@ -49,6 +50,7 @@ pub struct LogConfig {
     #[serde(default)]
     pub fifo: Option<PathBuf>,
 }
+
 crate::setters::setters!(LogConfig { path: PathBuf, max_size: Option<u64>, max_files: u32, format: crate::logs::LogFormat, fifo: Option<PathBuf> });
 
 impl LogConfig {
@@ -98,6 +100,7 @@ impl LaunchRequest {
         }
     }
 }
+
 crate::setters::setters!(LaunchRequest { id: ContainerId, bundle: PathBuf, state_dir: PathBuf, runtime: RuntimeBinary, log: Option<LogConfig>, open_stdin: bool, owner_pid: Option<Pid> });
 
 /// Which process of the container an operation is about.
@@ -136,6 +139,7 @@ impl ProcessState {
         ProcessState { status, pid, exit: None }
     }
 }
+
 crate::setters::setters!(ProcessState { status: ContainerStatus, pid: Pid, exit: Option<ExitStatus> });
 
 /// A chunk of output from an attached process.
@@ -158,6 +162,7 @@ pub struct AttachOptions {
     /// Receive stderr.
     pub stderr: bool,
 }
+
 crate::setters::setters!(AttachOptions { stdin: bool, stdout: bool, stderr: bool });
 
 /// A live attachment: input toward the process, output from it. Several
@@ -219,6 +224,7 @@ pub struct ExecRequest {
     /// Keep stdin open for attach.
     pub open_stdin: bool,
 }
+
 crate::setters::setters!(ExecRequest { exec_id: String, process: oci_spec::runtime::Process, open_stdin: bool });
 
 /// One running shim, as its launcher sees it. Implemented by the gRPC client

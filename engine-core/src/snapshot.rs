@@ -27,6 +27,7 @@ pub struct PreparedSnapshot {
     /// True when `target` is a mount point that removal unmounts.
     pub mounted: bool,
 }
+
 crate::setters::setters!(PreparedSnapshot { target: PathBuf, upper: PathBuf, mounted: bool });
 
 /// Makes container root filesystems from unpacked image layers.

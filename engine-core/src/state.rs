@@ -72,6 +72,7 @@ impl RuntimeState {
         }
     }
 }
+
 crate::setters::setters!(RuntimeState { oci_version: String, id: String, status: ContainerStatus, pid: Pid, bundle: PathBuf, annotations: HashMap<String, String> });
 
 /// How a process ended: an exit code, or a signal reported as `128 + signal`

@@ -46,6 +46,7 @@ pub struct ImageOptions {
     /// Layer compression in the store (archives always hold plain tars).
     pub compression: Compression,
 }
+
 engine_core::__setters!(ImageOptions { cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, working_dir: Option<String>, user: Option<String>, labels: BTreeMap<String, String>, exposed_ports: Vec<String>, volumes: Vec<String>, stop_signal: Option<String>, compression: Compression });
 
 impl Default for ImageOptions {

@@ -157,6 +157,7 @@ pub struct StoreOptions {
     /// The storage driver that makes containers' root filesystems.
     pub storage_driver: StorageDriver,
 }
+
 engine_core::__setters!(StoreOptions {
     registry: crate::RegistryOptions,
     unpack: UnpackOptions,

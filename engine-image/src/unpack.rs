@@ -35,6 +35,7 @@ pub struct UnpackOptions {
     /// The expected digest of the uncompressed tar (the layer's diff id).
     pub expected_diff_id: Option<String>,
 }
+
 engine_core::__setters!(UnpackOptions { allow_devices: bool, chown: bool, expected_diff_id: Option<String> });
 
 impl Default for UnpackOptions {
@@ -55,6 +56,7 @@ pub struct UnpackStats {
     /// Entries unpacked.
     pub entries: u64,
 }
+
 engine_core::__setters!(UnpackStats { diff_id: String, size: u64, entries: u64 });
 
 /// Compression of a layer blob, detected from its first bytes.

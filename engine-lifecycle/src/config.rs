@@ -26,6 +26,7 @@ pub const VM_RUNTIME: &str = "vm";
 /// # }
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ManagerConfig {
     /// State root: the database, bundles, shim state dirs, volumes and
     /// runtime state live under it.

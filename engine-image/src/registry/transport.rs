@@ -32,6 +32,7 @@ pub struct RegistryOptions {
     /// Registries (`host[:port]`) spoken to in plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
 }
+
 engine_core::__setters!(RegistryOptions { concurrency: usize, retries: u32, retry_delay: Duration, docker_config: Option<PathBuf>, insecure_registries: Vec<String> });
 
 impl Default for RegistryOptions {

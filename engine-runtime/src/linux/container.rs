@@ -40,6 +40,7 @@ pub struct CreateOpts {
     /// in-process, such as a shim).
     pub stdio: Option<[Option<RawFd>; 3]>,
 }
+
 engine_core::__setters!(CreateOpts { bundle: PathBuf, pid_file: Option<PathBuf>, console_socket: Option<PathBuf>, no_pivot: bool, no_new_keyring: bool, preserve_fds: u32, listen_fds: u32, stdio: Option<[Option<RawFd>; 3]> });
 
 impl CreateOpts {
@@ -64,6 +65,7 @@ pub struct ExecOpts {
     /// Allow exec in a paused container (`--ignore-paused`).
     pub ignore_paused: bool,
 }
+
 engine_core::__setters!(ExecOpts { pid_file: Option<PathBuf>, console_socket: Option<PathBuf>, detach: bool, preserve_fds: u32, ignore_paused: bool });
 
 /// One row of `list`, in runc's JSON shape.
