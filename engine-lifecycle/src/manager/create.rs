@@ -307,7 +307,7 @@ impl Undo {
             }
         }
         if let Some((driver, net)) = &self.endpoint {
-            if let Err(e) = driver.detach(net, &self.id).await {
+            if let Err(e) = detach(&**driver, net, &self.id).await {
                 tracing::warn!(id = %self.id, "detaching after failed create: {e}");
             }
         }

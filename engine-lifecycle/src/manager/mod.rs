@@ -487,3 +487,9 @@ fn owner_gone(owner: Option<Pid>) -> bool {
         Err(_) => true,
     }
 }
+
+/// Detach container `id` (as recorded: a full id) from `network`; an `id`
+/// that is no container id (a stray file name found by recovery) is refused.
+async fn detach(driver: &dyn NetworkDriver, network: &str, id: &str) -> Result<()> {
+    driver.detach(network, &ContainerId::new(id)?).await
+}

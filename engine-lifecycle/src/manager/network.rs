@@ -90,7 +90,7 @@ impl Inner {
         entry.rec.lock().unwrap().info.networks.insert(ep.network.clone(), ep.clone());
         if let Err(e) = self.persist(&entry).await {
             entry.rec.lock().unwrap().info.networks.remove(&ep.network);
-            let _ = driver.detach(&net.id, &info.id).await;
+            let _ = detach(&*driver, &net.id, &info.id).await;
             return Err(e);
         }
         let info = entry.info();
@@ -118,7 +118,7 @@ impl Inner {
         };
         // Neighbours forget it first (as on removal), then it goes.
         let only: ContainerInfo = info.clone().networks(std::iter::once((ep.network.clone(), ep.clone())).collect());
-        driver.detach(&net.id, &info.id).await?;
+        detach(&*driver, &net.id, &info.id).await?;
         entry.rec.lock().unwrap().info.networks.remove(&ep.network);
         self.persist(&entry).await?;
         self.refresh_hosts(&only, None).await;
@@ -158,7 +158,7 @@ impl Inner {
         self.refresh_hosts(info, Some(&info.id)).await;
         if let Some(driver) = &self.cfg.network {
             for ep in info.networks.values() {
-                match driver.detach(&ep.network_id, &info.id).await {
+                match detach(&**driver, &ep.network_id, &info.id).await {
                     Err(e) if !e.is_not_found() => return Err(e),
                     _ => {}
                 }

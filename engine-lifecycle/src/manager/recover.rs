@@ -159,7 +159,7 @@ impl Inner {
                 tracing::info!(id = %id, "releasing the network of an interrupted create");
                 if let Some(driver) = &self.cfg.network {
                     for n in nets.iter().filter(|n| n.endpoints.contains_key(&id)) {
-                        if let Err(e) = driver.detach(&n.id, &id).await {
+                        if let Err(e) = detach(&**driver, &n.id, &id).await {
                             tracing::warn!(id = %id, network = %n.name, "detaching a leftover endpoint: {e}");
                         }
                     }
