@@ -287,11 +287,7 @@ async fn remote_memory(socket: &Path, dpid: i32, n: usize) -> engine::Result<()>
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     println!("  idle: RSS {:.1} MiB", status_kib(dpid, "VmRSS:") as f64 / 1024.0);
-    let cfg = ContainerConfig {
-        image: "busybox:bench".into(),
-        cmd: Some(vec!["sleep".into(), "3600".into()]),
-        ..Default::default()
-    };
+    let cfg = ContainerConfig::default().image("busybox:bench".into()).cmd(Some(vec!["sleep".into(), "3600".into()]));
     let t = Instant::now();
     let made = futures::future::try_join_all((0..n).map(|_| {
         let r = remote.clone();

@@ -39,11 +39,11 @@ async fn main() -> engine::Result<()> {
     let client = RemoteManager::connect(&socket).await?;
     let mut events = client.events().await?;
     let c = client
-        .create(ContainerConfig {
-            image: "busybox:compose".into(),
-            cmd: Some(vec!["sh".into(), "-c".into(), "echo served over gRPC; exit 3".into()]),
-            ..Default::default()
-        })
+        .create(ContainerConfig::default().image("busybox:compose".into()).cmd(Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo served over gRPC; exit 3".into(),
+        ])))
         .await?;
     client.start(&c.id).await?;
     let exit = client.wait(&c.id, WaitCondition::NotRunning).await?;
@@ -52,7 +52,7 @@ async fn main() -> engine::Result<()> {
         print!("log: {}", String::from_utf8_lossy(&line?.line));
     }
     println!("exit code {} (a value, not an error)", exit.code);
-    println!("listed: {}", client.list(ListFilter { all: true, ..Default::default() }).await?.len());
+    println!("listed: {}", client.list(ListFilter::default().all(true)).await?.len());
     client.remove(&c.id, false).await?;
     for _ in 0..4 {
         if let Ok(Some(Ok(e))) = tokio::time::timeout(std::time::Duration::from_millis(200), events.next()).await {

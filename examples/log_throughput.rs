@@ -48,7 +48,7 @@ async fn main() -> engine::core::Result<()> {
         let c = engine.run(b).await?;
         let write = t0.elapsed();
         let t1 = Instant::now();
-        let mut logs = c.logs(LogOptions { stdout: true, stderr: true, ..Default::default() }).await?;
+        let mut logs = c.logs(LogOptions::default().stdout(true).stderr(true)).await?;
         let mut got = 0usize;
         while let Some(e) = logs.next().await {
             e?;

@@ -12,12 +12,10 @@ async fn main() -> engine::Result<()> {
     let m = engine.containers();
     let mut t = vec![Vec::new(); 4];
     for _ in 0..15 {
-        let cfg = ContainerConfig {
-            image: "busybox:phases".into(),
-            cmd: Some(vec!["/bin/true".into()]),
-            runtime: Some(rt.clone()),
-            ..Default::default()
-        };
+        let cfg = ContainerConfig::default()
+            .image("busybox:phases".into())
+            .cmd(Some(vec!["/bin/true".into()]))
+            .runtime(Some(rt.clone()));
         let a = Instant::now();
         let c = m.create(cfg).await?;
         let b = Instant::now();

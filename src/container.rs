@@ -40,7 +40,7 @@ impl ContainerBuilder {
     /// A container of `image` (reference or id) with the image's defaults.
     pub fn new(image: impl Into<String>) -> Self {
         ContainerBuilder {
-            config: ContainerConfig { image: image.into(), ..Default::default() },
+            config: ContainerConfig::default().image(image.into()),
             waits: Vec::new(),
             startup_timeout: None,
             keep: false,
@@ -273,6 +273,7 @@ impl ContainerBuilder {
 
 /// What an exec printed and how it ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecOutput {
     /// Its exit code (a value, not an error).
     pub exit_code: i32,
@@ -402,7 +403,7 @@ impl Container {
         self.log_text(false).await
     }
     async fn log_text(&self, stdout: bool) -> Result<String> {
-        let mut s = self.logs(LogOptions { stdout, stderr: !stdout, ..Default::default() }).await?;
+        let mut s = self.logs(LogOptions::default().stdout(stdout).stderr(!stdout)).await?;
         let mut out = String::new();
         while let Some(e) = s.next().await {
             out.push_str(&String::from_utf8_lossy(&e?.line));
@@ -412,7 +413,7 @@ impl Container {
 
     /// Run a command in the container; its output and exit code.
     pub async fn exec<I: IntoIterator<Item = S>, S: Into<String>>(&self, cmd: I) -> Result<ExecOutput> {
-        self.exec_with(ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }, None).await
+        self.exec_with(ExecConfig::default().cmd(cmd.into_iter().map(Into::into).collect()), None).await
     }
 
     /// Run a process with full control and, optionally, bytes for its stdin.
@@ -421,7 +422,7 @@ impl Container {
         let exec_id = self.mgr.exec(&self.info.id, config).await?;
         let att = self
             .mgr
-            .exec_attach(&exec_id, AttachOptions { stdin: stdin.is_some(), stdout: true, stderr: true })
+            .exec_attach(&exec_id, AttachOptions::default().stdin(stdin.is_some()).stdout(true).stderr(true))
             .await?;
         let feeder = match (att.stdin, stdin) {
             (Some(mut w), Some(data)) => Some(tokio::spawn(async move {

@@ -256,7 +256,7 @@ impl EngineBuilder {
             (Some(i), None) => i,
             (None, driver) => Arc::new(engine_image::Store::open_with(
                 root.join("images"),
-                engine_image::StoreOptions { storage_driver: driver.unwrap_or_default(), ..Default::default() },
+                engine_image::StoreOptions::default().storage_driver(driver.unwrap_or_default()),
             )?),
         };
         let volumes: Arc<dyn engine_core::VolumeDriver> = match self.volumes {
@@ -427,7 +427,7 @@ impl Engine {
     /// ```no_run
     /// # async fn demo(engine: engine::Engine) -> engine::Result<()> {
     /// use futures::StreamExt;
-    /// let opts = engine::BuildOptions { tags: vec!["app:1".into()], ..Default::default() };
+    /// let opts = engine::BuildOptions::default().tags(vec!["app:1".into()]);
     /// let mut b = engine.build("/src/app", opts).await?;
     /// while let Some(e) = b.events.next().await {
     ///     print!("{}", e.text());

@@ -187,12 +187,10 @@ impl WaitFor {
         match self {
             WaitFor::StdoutLine(t) | WaitFor::StderrLine(t) => {
                 let want = if matches!(self, WaitFor::StdoutLine(_)) { StdStream::Stdout } else { StdStream::Stderr };
-                let opts = LogOptions {
-                    stdout: want == StdStream::Stdout,
-                    stderr: want == StdStream::Stderr,
-                    follow: true,
-                    ..Default::default()
-                };
+                let opts = LogOptions::default()
+                    .stdout(want == StdStream::Stdout)
+                    .stderr(want == StdStream::Stderr)
+                    .follow(true);
                 let mut logs = c.manager().logs(c.id(), opts).await?;
                 while let Some(e) = logs.next().await {
                     if String::from_utf8_lossy(&e?.line).contains(t.as_str()) {

@@ -41,7 +41,7 @@ fn mounts_under(p: &std::path::Path) -> usize {
 }
 
 async fn all(engine: &Engine) -> usize {
-    engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap().len()
+    engine.containers().list(ListFilter::default().all(true)).await.unwrap().len()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -256,7 +256,7 @@ async fn a_killed_owner_leaks_no_process() {
     assert_eq!(mounts_under(dir.path()), 0);
     // A new engine on the root finds nothing of it: no record, no bundle.
     let engine = engine_in(dir.path(), "engine-runc").await;
-    let left = engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap();
+    let left = engine.containers().list(ListFilter::default().all(true)).await.unwrap();
     assert!(left.is_empty(), "records outlived their owner: {left:?}");
     let bundles = dir.path().join("containers");
     let n = std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0);

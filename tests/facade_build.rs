@@ -49,7 +49,7 @@ async fn build_and_commit(runtime: &str, runtime_path: PathBuf) {
         ),
     )
     .unwrap();
-    let opts = BuildOptions { tags: vec![format!("built-{runtime}:1")], ..Default::default() };
+    let opts = BuildOptions::default().tags(vec![format!("built-{runtime}:1")]);
     let mut b = engine.build(&ctx, opts.clone()).await.unwrap();
     let mut events = Vec::new();
     while let Some(e) = b.events.next().await {
@@ -86,11 +86,11 @@ async fn build_and_commit(runtime: &str, runtime_path: PathBuf) {
         .await
         .unwrap();
     let img = c
-        .commit(CommitOptions {
-            tag: Some(format!("mine-{runtime}:1")),
-            changes: vec!["CMD [\"cat\", \"/mine\"]".into()],
-            ..Default::default()
-        })
+        .commit(
+            CommitOptions::default()
+                .tag(Some(format!("mine-{runtime}:1")))
+                .changes(vec!["CMD [\"cat\", \"/mine\"]".into()]),
+        )
         .await
         .unwrap();
     c.remove().await.unwrap();

@@ -101,7 +101,7 @@ async fn builder_confinement_matches_dockerd() {
     assert_eq!(output(&engine, b).await, "/dev/mynull\n999\n0 4321\n/sbin/engine-init");
 
     // Bad input: a clear error, and nothing is left.
-    let before = engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap().len();
+    let before = engine.containers().list(ListFilter::default().all(true)).await.unwrap().len();
     let e = engine.create(ContainerBuilder::new(IMAGE).cap_add("FOO")).await.unwrap_err();
     assert!(e.is_invalid_input() && e.to_string().contains(r#"unknown capability: "CAP_FOO""#), "{e}");
     let e = engine.create(ContainerBuilder::new(IMAGE).sysctl("kernel.hostname", "x")).await.unwrap_err();
@@ -113,7 +113,7 @@ async fn builder_confinement_matches_dockerd() {
         .await
         .unwrap_err();
     assert!(e.is_invalid_input() && e.to_string().contains("seccomp profile"), "{e}");
-    let after = engine.containers().list(ListFilter { all: true, ..Default::default() }).await.unwrap().len();
+    let after = engine.containers().list(ListFilter::default().all(true)).await.unwrap().len();
     assert_eq!(before, after);
     assert_eq!(std::fs::read_dir(dir.path().join("containers")).map(|d| d.count()).unwrap_or(0), 0);
 }

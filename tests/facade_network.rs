@@ -143,7 +143,7 @@ async fn wait_for_port_and_http_on_a_published_service() {
         .unwrap_err();
     assert!(matches!(e, engine::core::Error::UnexpectedExit { .. }), "{e}");
     engine.settle().await;
-    let left = engine.containers().list(engine::core::ListFilter { all: true, ..Default::default() }).await.unwrap();
+    let left = engine.containers().list(engine::core::ListFilter::default().all(true)).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 }
 

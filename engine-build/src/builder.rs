@@ -18,6 +18,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 /// What to build.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct BuildOptions {
     /// The Dockerfile's path in the context (default `Dockerfile`).
     pub dockerfile: String,
@@ -42,6 +43,8 @@ pub struct BuildOptions {
     pub remove_intermediate: bool,
 }
 
+engine_core::__setters!(BuildOptions { dockerfile: String, tags: Vec<String>, build_args: BTreeMap<String, String>, target: Option<String>, no_cache: bool, pull: bool, labels: BTreeMap<String, String>, network: NetworkMode, remove_intermediate: bool });
+
 impl Default for BuildOptions {
     fn default() -> Self {
         BuildOptions {
@@ -60,6 +63,7 @@ impl Default for BuildOptions {
 
 /// Progress of a build, as the classic builder prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum BuildEvent {
     /// A step begins (`Step 2/7 : RUN make`).
     Step {
@@ -88,7 +92,8 @@ impl BuildEvent {
 }
 
 /// What a build made.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct BuildOutput {
     /// The image.
     pub image: ImageInfo,
@@ -97,6 +102,8 @@ pub struct BuildOutput {
     /// Steps run.
     pub steps: usize,
 }
+
+engine_core::__setters!(BuildOutput { image: ImageInfo, cached_steps: usize, steps: usize });
 
 /// The builder. Cheap to share; builds may run concurrently.
 pub struct Builder {
@@ -209,7 +216,7 @@ impl Builder {
     /// steps (named by the directories under `<root>/work`). Call it once,
     /// before any build runs.
     pub async fn recover(&self) -> Result<()> {
-        let filter = ListFilter { all: true, labels: vec![BUILD_LABEL.to_string()], ..Default::default() };
+        let filter = ListFilter::default().all(true).labels(vec![BUILD_LABEL.to_string()]);
         for c in self.manager.list(filter).await? {
             tracing::info!(id = %c.id, "removing the container of an interrupted build step");
             self.manager.remove(&c.id, true).await?;
@@ -477,7 +484,7 @@ impl Run<'_> {
         let img = self
             .b
             .images
-            .commit(CommitRequest { created_by: "FROM scratch".into(), config: Some(json!({})), ..Default::default() })
+            .commit(CommitRequest::default().created_by("FROM scratch".into()).config(Some(json!({}))))
             .await?;
         self.b.cache_put(key, &img.id).await?;
         Ok(img.id)
@@ -521,13 +528,13 @@ impl Run<'_> {
         let img = self
             .b
             .images
-            .commit(CommitRequest {
-                rootfs,
-                parent,
-                config: Some(Value::Object(st.config.clone())),
-                created_by,
-                ..Default::default()
-            })
+            .commit(
+                CommitRequest::default()
+                    .rootfs(rootfs)
+                    .parent(parent)
+                    .config(Some(Value::Object(st.config.clone())))
+                    .created_by(created_by),
+            )
             .await?;
         self.b.cache_put(key, &img.id).await?;
         st.image = Some(img.id);
@@ -792,16 +799,14 @@ impl Run<'_> {
             .and_then(Value::as_object)
             .map(|m| m.keys().map(|t| MountSpec::Tmpfs { target: t.clone(), size: None }).collect())
             .unwrap_or_default();
-        let config = ContainerConfig {
-            image: st.image.clone().expect("image"),
-            cmd: Some(cmd),
-            entrypoint: Some(Vec::new()),
-            env: arg_env,
-            network,
-            mounts,
-            labels: [(BUILD_LABEL.to_string(), "run".to_string())].into(),
-            ..Default::default()
-        };
+        let config = ContainerConfig::default()
+            .image(st.image.clone().expect("image"))
+            .cmd(Some(cmd))
+            .entrypoint(Some(Vec::new()))
+            .env(arg_env)
+            .network(network)
+            .mounts(mounts)
+            .labels([(BUILD_LABEL.to_string(), "run".to_string())].into());
         let info = self.b.manager.create(config).await?;
         self.info(format!(" ---> Running in {}", short(&info.id)));
         let ran = self.run_container(&info.id).await;
@@ -827,7 +832,7 @@ impl Run<'_> {
 
     /// Start, stream output, wait; the exit code.
     async fn run_container(&self, id: &str) -> Result<i32> {
-        let mut logs = self.b.manager.logs(id, LogOptions { follow: true, ..Default::default() }).await?;
+        let mut logs = self.b.manager.logs(id, LogOptions::default().follow(true)).await?;
         self.b.manager.start(id).await?;
         while let Some(e) = logs.next().await {
             let e = e?;
@@ -1104,6 +1109,7 @@ pub fn container_run_config(image: &Value, c: &engine_core::ContainerConfig) -> 
 
 /// What [`commit_container`] records besides the container's changes.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CommitOptions {
     /// Tag the image.
     pub tag: Option<String>,
@@ -1121,6 +1127,8 @@ pub struct CommitOptions {
     /// Freeze a running container while its changes are read.
     pub pause: bool,
 }
+
+engine_core::__setters!(CommitOptions { tag: Option<String>, changes: Vec<String>, config: Option<Map<String, Value>>, comment: Option<String>, author: Option<String>, pause: bool });
 
 /// `docker commit`: an image of container `id`'s changes (its root
 /// filesystem's upper dir as one layer) on top of its image, with its run
@@ -1147,15 +1155,15 @@ pub async fn commit_container(
         manager.pause(&info.id).await?;
     }
     let made = images
-        .commit(CommitRequest {
-            rootfs: Some(info.id.clone()),
-            config: Some(config),
-            created_by: info.args.join(" "),
-            comment: options.comment,
-            author: options.author,
-            tag: options.tag,
-            ..Default::default()
-        })
+        .commit(
+            CommitRequest::default()
+                .rootfs(Some(info.id.clone()))
+                .config(Some(config))
+                .created_by(info.args.join(" "))
+                .comment(options.comment)
+                .author(options.author)
+                .tag(options.tag),
+        )
         .await;
     if paused {
         if let Err(e) = manager.resume(&info.id).await {

@@ -38,7 +38,7 @@
 //! #               images: std::sync::Arc<dyn engine_core::ImageStore>) -> engine_core::Result<()> {
 //! use engine_build::{BuildOptions, Builder};
 //! let builder = Builder::new(manager, images, "/var/lib/engine/build")?;
-//! let opts = BuildOptions { tags: vec!["app:1".into()], ..Default::default() };
+//! let opts = BuildOptions::default().tags(vec!["app:1".into()]);
 //! let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
 //! tokio::spawn(async move { while let Some(e) = rx.recv().await { print!("{}", engine_build::BuildEvent::text(&e)) } });
 //! let out = builder.build("/src/app".as_ref(), &opts, Some(tx)).await?;

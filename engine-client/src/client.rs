@@ -961,7 +961,7 @@ mod tests {
     #[test]
     fn registry_auth_is_base64url_json() {
         use base64::Engine as _;
-        let a = RegistryAuth { username: Some("u".into()), password: Some("p?>".into()), ..Default::default() };
+        let a = RegistryAuth::default().username(Some("u".into())).password(Some("p?>".into()));
         let enc = encode_registry_auth(Some(&a), "127.0.0.1:5000");
         let raw = base64::engine::general_purpose::URL_SAFE.decode(enc).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();

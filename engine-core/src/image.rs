@@ -11,6 +11,7 @@ use std::time::SystemTime;
 /// Credentials for a registry, as docker sends them in `X-Registry-Auth`
 /// or keeps them in `~/.docker/config.json`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RegistryAuth {
     /// User name.
     #[serde(default)]
@@ -26,9 +27,12 @@ pub struct RegistryAuth {
     pub registry_token: Option<String>,
 }
 
+crate::setters::setters!(RegistryAuth { username: Option<String>, password: Option<String>, identity_token: Option<String>, registry_token: Option<String> });
+
 /// One progress event from pull, push or load, fit to draw a progress bar
 /// per layer (Docker's JSON progress stream has the same fields).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Progress {
     /// What is being worked on (a short layer digest, or empty for the image).
     pub id: String,
@@ -40,11 +44,14 @@ pub struct Progress {
     pub total: Option<u64>,
 }
 
+crate::setters::setters!(Progress { id: String, status: String, current: Option<u64>, total: Option<u64> });
+
 /// Where progress events go. Cheap to clone; sending never blocks.
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
 
 /// What an image store knows of one image.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ImageInfo {
     /// The image id: the digest of its config (`sha256:...`).
     pub id: String,
@@ -61,8 +68,11 @@ pub struct ImageInfo {
     pub config: oci_spec::image::ImageConfiguration,
 }
 
+crate::setters::setters!(ImageInfo { id: String, repo_tags: Vec<String>, repo_digests: Vec<String>, created: Option<SystemTime>, size: u64, config: oci_spec::image::ImageConfiguration });
+
 /// Archive formats for import and export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ArchiveFormat {
     /// What `docker save` writes (legacy and Docker 25+ layouts on import).
     DockerArchive,
@@ -73,7 +83,8 @@ pub enum ArchiveFormat {
 }
 
 /// A prepared root filesystem for one container.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Rootfs {
     /// The snapshot key it was prepared under.
     pub key: String,
@@ -82,6 +93,8 @@ pub struct Rootfs {
     /// The writable layer (an overlay upper dir, or the copy).
     pub upper: PathBuf,
 }
+
+crate::setters::setters!(Rootfs { key: String, path: PathBuf, upper: PathBuf });
 
 /// One entry of what a removal did (`docker rmi` prints these).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +109,7 @@ pub enum Removed {
 /// optionally, the changes in a prepared root filesystem (its upper dir)
 /// as one more layer. `docker commit` and every step of an image build use it.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct CommitRequest {
     /// The root filesystem (its snapshot key; a container's is its id) whose
     /// changes become the new layer. `None` adds no layer (a metadata-only
@@ -118,6 +132,8 @@ pub struct CommitRequest {
     /// Tag the new image with this reference.
     pub tag: Option<String>,
 }
+
+crate::setters::setters!(CommitRequest { rootfs: Option<String>, parent: Option<String>, config: Option<serde_json::Value>, created_by: String, comment: Option<String>, author: Option<String>, tag: Option<String> });
 
 /// An image store (containerd's content + images + snapshots services in one).
 #[async_trait]

@@ -29,6 +29,30 @@
 //! assert!(spec.process().is_some());
 //! # Ok::<(), Error>(())
 //! ```
+//!
+//! ## Building option structs (semver)
+//!
+//! Option, config and report structs that will grow (new fields for new
+//! docker options) are `#[non_exhaustive]`, as are the enums of kinds,
+//! states and events: outside this crate they cannot be built with a struct
+//! literal (not even with `..Default::default()`), and a `match` on them
+//! needs a `_` arm. One convention builds them instead: `T::default()` or
+//! `T::new(required...)`, then one chained setter per field, named like the
+//! field and taking the field's type; fields stay public for reading and
+//! for changing in place. Serialized forms are unaffected.
+//!
+//! ```
+//! use engine_core::{ContainerConfig, Resources, RestartPolicy};
+//!
+//! let config = ContainerConfig::new("busybox")
+//!     .cmd(Some(vec!["sleep".into(), "60".into()]))
+//!     .resources(Resources::default().memory(Some(64 << 20)))
+//!     .restart(RestartPolicy::OnFailure { max_retries: 3 });
+//! assert_eq!(config.image, "busybox");
+//! ```
+//!
+//! Plain ids and values ([`ContainerId`], [`Signal`], [`ConsoleSize`],
+//! [`ExitStatus`]) stay closed.
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -43,6 +67,7 @@ pub mod logs;
 pub mod network;
 mod runtime;
 pub mod security;
+mod setters;
 pub mod shim;
 mod signal;
 pub mod snapshot;

@@ -37,6 +37,7 @@ pub fn validate_container_name(name: &str) -> Result<String> {
 /// A mount into the container.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum MountSpec {
     /// A host path bind-mounted in.
     Bind {
@@ -74,8 +75,20 @@ pub enum MountSpec {
     },
 }
 
+impl MountSpec {
+    /// The path in the container.
+    pub fn target(&self) -> &str {
+        match self {
+            MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } | MountSpec::Volume { target, .. } => {
+                target
+            }
+        }
+    }
+}
+
 /// Resource limits. `None` leaves a resource unlimited.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Resources {
     /// Memory limit in bytes.
     pub memory: Option<i64>,
@@ -90,6 +103,8 @@ pub struct Resources {
     /// Maximum number of processes.
     pub pids_limit: Option<i64>,
 }
+
+crate::setters::setters!(Resources { memory: Option<i64>, memory_swap: Option<i64>, cpus: Option<f64>, cpu_shares: Option<u64>, cpuset_cpus: Option<String>, pids_limit: Option<i64> });
 
 /// When to restart a container that exited.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +128,7 @@ pub enum RestartPolicy {
 /// Network mode of a container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum NetworkMode {
     /// Its own network namespace with loopback only.
     #[default]
@@ -134,6 +150,7 @@ pub enum NetworkMode {
 /// Everything needed to create a container. Built by the facade's builder or
 /// decoded from Docker's create JSON by the daemon.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContainerConfig {
     /// Image reference or id.
     pub image: String,
@@ -227,10 +244,19 @@ pub struct ContainerConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_parent: Option<String>,
 }
+impl ContainerConfig {
+    /// A container of `image` (a reference or id), everything else default.
+    pub fn new(image: impl Into<String>) -> Self {
+        ContainerConfig { image: image.into(), ..Default::default() }
+    }
+}
+
+crate::setters::setters!(ContainerConfig { image: String, name: Option<String>, cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, hostname: Option<String>, tty: bool, open_stdin: bool, labels: HashMap<String, String>, mounts: Vec<MountSpec>, resources: Resources, network: NetworkMode, restart: RestartPolicy, auto_remove: bool, runtime: Option<String>, stop_signal: Option<Signal>, stop_timeout: Option<Duration>, read_only_rootfs: bool, owner_pid: Option<Pid>, log: crate::logs::LogSpec, security: crate::security::SecurityOptions, init: bool, oom_score_adj: Option<i32>, ports: Vec<crate::network::PortBinding>, network_aliases: Vec<String>, ipv4: Option<std::net::Ipv4Addr>, dns: Vec<std::net::IpAddr>, dns_search: Vec<String>, dns_options: Vec<String>, extra_hosts: Vec<(String, std::net::IpAddr)>, cgroup_parent: Option<String> });
 
 /// The state of a container as the manager tracks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ContainerState {
     /// Created, not started.
     Created,
@@ -250,6 +276,7 @@ pub enum ContainerState {
 
 /// What the manager knows of one container (`docker inspect`'s core).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ContainerInfo {
     /// 64-hex id.
     pub id: String,
@@ -291,9 +318,37 @@ pub struct ContainerInfo {
     #[serde(default)]
     pub networks: std::collections::BTreeMap<String, crate::network::EndpointInfo>,
 }
+impl Default for ContainerInfo {
+    /// An empty report (times at the epoch, state [`ContainerState::Created`]),
+    /// for filling in with the setters.
+    fn default() -> Self {
+        ContainerInfo {
+            id: String::new(),
+            name: String::new(),
+            config: ContainerConfig::default(),
+            image_id: String::new(),
+            state: ContainerState::Created,
+            pid: None,
+            exit_code: None,
+            oom_killed: false,
+            created: SystemTime::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+            restart_count: 0,
+            args: Vec::new(),
+            bundle: PathBuf::new(),
+            log_path: PathBuf::new(),
+            runtime: String::new(),
+            networks: Default::default(),
+        }
+    }
+}
+
+crate::setters::setters!(ContainerInfo { id: String, name: String, config: ContainerConfig, image_id: String, state: ContainerState, pid: Option<Pid>, exit_code: Option<i32>, oom_killed: bool, created: SystemTime, started_at: Option<SystemTime>, finished_at: Option<SystemTime>, restart_count: u32, args: Vec<String>, bundle: PathBuf, log_path: PathBuf, runtime: String, networks: std::collections::BTreeMap<String, crate::network::EndpointInfo> });
 
 /// A process to run in a running container.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExecConfig {
     /// Args (required).
     pub cmd: Vec<String>,
@@ -314,9 +369,18 @@ pub struct ExecConfig {
     #[serde(default)]
     pub privileged: bool,
 }
+impl ExecConfig {
+    /// A process running `cmd` (program and args), everything else default.
+    pub fn new(cmd: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        ExecConfig { cmd: cmd.into_iter().map(Into::into).collect(), ..Default::default() }
+    }
+}
+
+crate::setters::setters!(ExecConfig { cmd: Vec<String>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, tty: bool, open_stdin: bool, privileged: bool });
 
 /// An exec'd process's state.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExecInfo {
     /// Exec id.
     pub id: String,
@@ -331,6 +395,8 @@ pub struct ExecInfo {
     /// Exit code once exited.
     pub exit_code: Option<i32>,
 }
+
+crate::setters::setters!(ExecInfo { id: String, container_id: String, config: ExecConfig, pid: Option<Pid>, running: bool, exit_code: Option<i32> });
 
 /// Which condition `wait` waits for (Docker's `condition=`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +413,7 @@ pub enum WaitCondition {
 
 /// Options for `logs`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogOptions {
     /// Include stdout.
     pub stdout: bool,
@@ -364,6 +431,8 @@ pub struct LogOptions {
     pub tail: Option<usize>,
 }
 
+crate::setters::setters!(LogOptions { stdout: bool, stderr: bool, follow: bool, since: Option<SystemTime>, until: Option<SystemTime>, tail: Option<usize> });
+
 impl Default for LogOptions {
     fn default() -> Self {
         LogOptions { stdout: true, stderr: true, follow: false, since: None, until: None, tail: None }
@@ -372,6 +441,7 @@ impl Default for LogOptions {
 
 /// Filters for `list`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Include exited and created containers (`docker ps -a`).
     pub all: bool,
@@ -383,8 +453,11 @@ pub struct ListFilter {
     pub ids: Vec<String>,
 }
 
+crate::setters::setters!(ListFilter { all: bool, labels: Vec<String>, names: Vec<String>, ids: Vec<String> });
+
 /// Something that happened to a container.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// Container id.
     pub id: String,
@@ -399,10 +472,20 @@ pub struct Event {
     #[serde(default)]
     pub labels: HashMap<String, String>,
 }
+impl Event {
+    /// An event of `kind` for container `id` named `name`, happening now,
+    /// without labels.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, kind: EventKind) -> Self {
+        Event { id: id.into(), name: name.into(), kind, time: SystemTime::now(), labels: HashMap::new() }
+    }
+}
+
+crate::setters::setters!(Event { id: String, name: String, kind: EventKind, time: SystemTime, labels: HashMap<String, String> });
 
 /// Kinds of [`Event`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum EventKind {
     /// Created.
     Created,
@@ -445,7 +528,15 @@ pub enum EventKind {
 /// A container manager. The default is `engine-lifecycle`'s; a gRPC client
 /// for `engine-lifecycled` implements it too, so the daemon uses either.
 ///
-/// Containers are named by id, id prefix or name wherever `id` appears.
+/// Containers are named by id, id prefix or name wherever `id` appears, as
+/// docker's references are: that is why these methods take `&str` and not
+/// [`ContainerId`](crate::ContainerId), which is an exact id (the tiers below,
+/// [`Runtime`](crate::Runtime) and [`Shim`](crate::Shim), take exact ids and
+/// take `&ContainerId`). A `ContainerId` is passed with
+/// [`as_str`](crate::ContainerId::as_str). An ambiguous prefix is refused
+/// ([`Error::InvalidInput`](crate::Error::InvalidInput)), an unknown one is
+/// [`Error::NotFound`](crate::Error::NotFound); the returned
+/// [`ContainerInfo::id`] is the full id. Exec ids (`exec_*`) are exact.
 #[async_trait]
 pub trait LifecycleManager: Send + Sync {
     /// Resolve the image, derive the spec, prepare the rootfs, write the

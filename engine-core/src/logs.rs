@@ -65,6 +65,7 @@ pub const LOCAL_MAX_FILE: u32 = 5;
 /// driver and its options. An empty driver means "the engine's default"
 /// (see [`LogSpec::with_default`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogSpec {
     /// `json-file`, `local`, `none`, or a log plugin's name; empty: the default.
     #[serde(default)]
@@ -73,6 +74,8 @@ pub struct LogSpec {
     #[serde(default)]
     pub opts: BTreeMap<String, String>,
 }
+
+crate::setters::setters!(LogSpec { driver: String, opts: BTreeMap<String, String> });
 
 impl LogSpec {
     /// A spec for `driver` with no options.

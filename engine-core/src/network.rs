@@ -29,7 +29,7 @@
 //! # Ok::<(), engine_core::Error>(())
 //! ```
 
-use crate::{Error, Result};
+use crate::{ContainerId, Error, Result};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -702,8 +702,9 @@ pub trait NetworkDriver: Send + Sync {
     /// Plug a container's network namespace into a network and publish
     /// its ports. Persisted before it returns: survives a restart of every tier.
     async fn attach(&self, network: &str, request: AttachRequest) -> Result<EndpointInfo>;
-    /// Unplug a container: its interface, published ports and lease go.
-    async fn detach(&self, network: &str, container_id: &str) -> Result<()>;
+    /// Unplug a container (the exact id it was attached with): its
+    /// interface, published ports and lease go.
+    async fn detach(&self, network: &str, container_id: &ContainerId) -> Result<()>;
     /// The network namespace (a file) the driver treats as the host's when
     /// it is not the caller's own: published ports are reachable there.
     /// `None` (the default): the caller's namespace.

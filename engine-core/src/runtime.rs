@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Options for [`Runtime::create`].
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct CreateOptions {
     /// The init's stdio, or the console socket when `process.terminal` is set.
     pub stdio: StdioSpec,
@@ -16,14 +17,19 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
 }
 
+crate::setters::setters!(CreateOptions { stdio: StdioSpec, no_pivot: bool, pid_file: Option<PathBuf> });
+
 /// Options for [`Runtime::exec`].
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct ExecOptions {
     /// The process's stdio, or the console socket when `process.terminal` is set.
     pub stdio: StdioSpec,
     /// Where the runtime writes the process's pid, if anywhere.
     pub pid_file: Option<PathBuf>,
 }
+
+crate::setters::setters!(ExecOptions { stdio: StdioSpec, pid_file: Option<PathBuf> });
 
 /// An OCI runtime: the lowest tier. Implementations: `LinuxRuntime` (this
 /// project's runtime: the operations that clone nothing run in the caller's

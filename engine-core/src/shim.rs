@@ -10,7 +10,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 
 /// Which OCI runtime binary a shim drives, and how.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RuntimeBinary {
     /// Name for messages (`"engine-runc"`, `"runc"`, `"crun"`).
     pub name: String,
@@ -22,9 +23,18 @@ pub struct RuntimeBinary {
     #[serde(default)]
     pub args: Vec<String>,
 }
+impl RuntimeBinary {
+    /// The runtime `name` at `path`, default root, no extra args.
+    pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
+        RuntimeBinary { name: name.into(), path: path.into(), root: None, args: Vec::new() }
+    }
+}
+
+crate::setters::setters!(RuntimeBinary { name: String, path: PathBuf, root: Option<PathBuf>, args: Vec<String> });
 
 /// Log settings for the shim's log writer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LogConfig {
     /// The log file (`<id>-json.log`).
     pub path: PathBuf,
@@ -41,6 +51,8 @@ pub struct LogConfig {
     pub fifo: Option<PathBuf>,
 }
 
+crate::setters::setters!(LogConfig { path: PathBuf, max_size: Option<u64>, max_files: u32, format: crate::logs::LogFormat, fifo: Option<PathBuf> });
+
 impl LogConfig {
     /// A json-file log at `path`, never rotated.
     pub fn json_file(path: impl Into<PathBuf>) -> Self {
@@ -50,6 +62,7 @@ impl LogConfig {
 
 /// Everything a launcher tells a new shim.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LaunchRequest {
     /// The container id.
     pub id: ContainerId,
@@ -67,6 +80,28 @@ pub struct LaunchRequest {
     /// dies (a test binary killed by SIGKILL leaks nothing).
     pub owner_pid: Option<Pid>,
 }
+impl LaunchRequest {
+    /// Launch a shim for container `id` from `bundle`, keeping its state in
+    /// `state_dir` and running `runtime`; no log, stdin closed, no owner.
+    pub fn new(
+        id: ContainerId,
+        bundle: impl Into<PathBuf>,
+        state_dir: impl Into<PathBuf>,
+        runtime: RuntimeBinary,
+    ) -> Self {
+        LaunchRequest {
+            id,
+            bundle: bundle.into(),
+            state_dir: state_dir.into(),
+            runtime,
+            log: None,
+            open_stdin: false,
+            owner_pid: None,
+        }
+    }
+}
+
+crate::setters::setters!(LaunchRequest { id: ContainerId, bundle: PathBuf, state_dir: PathBuf, runtime: RuntimeBinary, log: Option<LogConfig>, open_stdin: bool, owner_pid: Option<Pid> });
 
 /// Which process of the container an operation is about.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -89,6 +124,7 @@ impl ProcessRef {
 
 /// A process's state as the shim sees it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ProcessState {
     /// Status (`Created` until started, `Stopped` after exit).
     pub status: ContainerStatus,
@@ -97,6 +133,14 @@ pub struct ProcessState {
     /// Exit status once it exited.
     pub exit: Option<ExitStatus>,
 }
+impl ProcessState {
+    /// A process with `status` and host `pid`, no exit yet.
+    pub fn new(status: ContainerStatus, pid: Pid) -> Self {
+        ProcessState { status, pid, exit: None }
+    }
+}
+
+crate::setters::setters!(ProcessState { status: ContainerStatus, pid: Pid, exit: Option<ExitStatus> });
 
 /// A chunk of output from an attached process.
 #[derive(Clone, Debug, PartialEq)]
@@ -109,6 +153,7 @@ pub struct Output {
 
 /// What to attach to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct AttachOptions {
     /// Forward the client's input to the process's stdin.
     pub stdin: bool,
@@ -117,6 +162,8 @@ pub struct AttachOptions {
     /// Receive stderr.
     pub stderr: bool,
 }
+
+crate::setters::setters!(AttachOptions { stdin: bool, stdout: bool, stderr: bool });
 
 /// A live attachment: input toward the process, output from it. Several
 /// clients may be attached at once; dropping this detaches without
@@ -137,6 +184,7 @@ impl std::fmt::Debug for Attach {
 
 /// What a shim reports as it happens.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum ShimEvent {
     /// The init was started.
     Started {
@@ -166,7 +214,8 @@ pub enum ShimEvent {
 }
 
 /// Specification of an extra process for [`Shim::exec`].
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ExecRequest {
     /// A caller-chosen id, unique within the container.
     pub exec_id: String,
@@ -175,6 +224,8 @@ pub struct ExecRequest {
     /// Keep stdin open for attach.
     pub open_stdin: bool,
 }
+
+crate::setters::setters!(ExecRequest { exec_id: String, process: oci_spec::runtime::Process, open_stdin: bool });
 
 /// One running shim, as its launcher sees it. Implemented by the gRPC client
 /// in `engine-shim`; any other transport can implement it too.

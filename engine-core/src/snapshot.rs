@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// A root filesystem a [`Snapshotter`] made.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PreparedSnapshot {
     /// The container's root filesystem (the bundle's `rootfs`).
     pub target: PathBuf,
@@ -26,6 +27,8 @@ pub struct PreparedSnapshot {
     /// True when `target` is a mount point that removal unmounts.
     pub mounted: bool,
 }
+
+crate::setters::setters!(PreparedSnapshot { target: PathBuf, upper: PathBuf, mounted: bool });
 
 /// Makes container root filesystems from unpacked image layers.
 ///

@@ -39,6 +39,7 @@ impl std::fmt::Display for ContainerStatus {
 /// The state JSON a runtime reports (`runc state`), per the OCI runtime spec.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct RuntimeState {
     /// The runtime-spec version the container was created with.
     pub oci_version: String,
@@ -55,6 +56,24 @@ pub struct RuntimeState {
     #[serde(default, skip_serializing_if = "HashMap::is_empty")]
     pub annotations: HashMap<String, String>,
 }
+impl RuntimeState {
+    /// The runtime-spec version this crate's runtimes report.
+    pub const OCI_VERSION: &'static str = "1.2.0";
+    /// The state of container `id` in `bundle`: `status`, init `pid`, no
+    /// annotations, written for runtime-spec [`OCI_VERSION`](Self::OCI_VERSION).
+    pub fn new(id: impl Into<String>, status: ContainerStatus, pid: Pid, bundle: impl Into<PathBuf>) -> Self {
+        RuntimeState {
+            oci_version: Self::OCI_VERSION.to_string(),
+            id: id.into(),
+            status,
+            pid,
+            bundle: bundle.into(),
+            annotations: HashMap::new(),
+        }
+    }
+}
+
+crate::setters::setters!(RuntimeState { oci_version: String, id: String, status: ContainerStatus, pid: Pid, bundle: PathBuf, annotations: HashMap<String, String> });
 
 /// How a process ended: an exit code, or a signal reported as `128 + signal`
 /// the way shells and Docker do. An exit code is a value, never an error.

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// A snapshot of a container's resource usage. Fields a host cannot report
 /// are `None` rather than zero.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Stats {
     /// Total CPU time, in nanoseconds.
     pub cpu_usage_ns: Option<u64>,
@@ -29,3 +30,5 @@ pub struct Stats {
     /// Bytes written to block devices.
     pub io_write_bytes: Option<u64>,
 }
+
+crate::setters::setters!(Stats { cpu_usage_ns: Option<u64>, cpu_user_ns: Option<u64>, cpu_system_ns: Option<u64>, memory_usage: Option<u64>, memory_limit: Option<u64>, memory_max_usage: Option<u64>, oom_kills: Option<u64>, pids_current: Option<u64>, pids_limit: Option<u64>, io_read_bytes: Option<u64>, io_write_bytes: Option<u64> });

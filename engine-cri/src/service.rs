@@ -93,6 +93,7 @@ fn container_state(info: &ContainerInfo) -> pb::ContainerState {
         }
         ContainerState::Exited | ContainerState::Dead => pb::ContainerState::ContainerExited,
         ContainerState::Removing => pb::ContainerState::ContainerUnknown,
+        _ => pb::ContainerState::ContainerUnknown,
     }
 }
 
@@ -255,10 +256,7 @@ impl CriServer {
     }
 
     async fn all(&self) -> Result<Vec<ContainerInfo>, Status> {
-        self.mgr
-            .list(ListFilter { all: true, labels: vec![KIND.to_string()], ..Default::default() })
-            .await
-            .map_err(status)
+        self.mgr.list(ListFilter::default().all(true).labels(vec![KIND.to_string()])).await.map_err(status)
     }
 
     /// The sandbox with exactly this id (or a unique prefix, as crictl allows).
@@ -424,27 +422,25 @@ impl CriServer {
         let mut labels = HashMap::new();
         labels.insert(KIND.to_string(), "sandbox".to_string());
         labels.insert(CONFIG.to_string(), encode(req));
-        Ok(ContainerConfig {
-            image: PAUSE_IMAGE.into(),
-            name: Some(format!("k8s_POD_{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt)),
-            cmd: Some(vec!["sleep".into(), "2147483647".into()]),
-            hostname: (!req.hostname.is_empty() && !host_network).then(|| req.hostname.clone()),
-            labels,
-            network: match (host_network, self.networked) {
+        Ok(ContainerConfig::default()
+            .image(PAUSE_IMAGE.into())
+            .name(Some(format!("k8s_POD_{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt)))
+            .cmd(Some(vec!["sleep".into(), "2147483647".into()]))
+            .hostname((!req.hostname.is_empty() && !host_network).then(|| req.hostname.clone()))
+            .labels(labels)
+            .network(match (host_network, self.networked) {
                 (true, _) => NetworkMode::Host,
                 (false, true) => NetworkMode::Bridge,
                 (false, false) => NetworkMode::None,
-            },
-            ports,
-            init: true,
-            cgroup_parent,
-            stop_timeout: Some(Duration::from_secs(2)),
-            dns: servers,
-            dns_search: dns.searches,
-            dns_options: dns.options,
-            log: LogSpec::new("none"),
-            ..Default::default()
-        })
+            })
+            .ports(ports)
+            .init(true)
+            .cgroup_parent(cgroup_parent)
+            .stop_timeout(Some(Duration::from_secs(2)))
+            .dns(servers)
+            .dns_search(dns.searches)
+            .dns_options(dns.options)
+            .log(LogSpec::new("none")))
     }
 
     fn container_config(
@@ -524,33 +520,32 @@ impl CriServer {
         labels.insert(CONFIG.to_string(), encode(req));
         labels.insert(IMAGE.to_string(), image.clone());
         let pod = sandbox_cfg.metadata.clone().unwrap_or_default();
-        Ok(ContainerConfig {
-            image,
-            name: Some(format!("k8s_{}_{}_{}_{}_{}", md.name, pod.name, pod.namespace, pod.uid, md.attempt)),
-            entrypoint: (!req.command.is_empty()).then(|| req.command.clone()),
-            cmd: (!req.args.is_empty()).then(|| req.args.clone()),
-            env,
-            user,
-            working_dir: (!req.working_dir.is_empty()).then(|| req.working_dir.clone()),
+        Ok(ContainerConfig::default()
+            .image(image)
+            .name(Some(format!("k8s_{}_{}_{}_{}_{}", md.name, pod.name, pod.namespace, pod.uid, md.attempt)))
+            .entrypoint((!req.command.is_empty()).then(|| req.command.clone()))
+            .cmd((!req.args.is_empty()).then(|| req.args.clone()))
+            .env(env)
+            .user(user)
+            .working_dir((!req.working_dir.is_empty()).then(|| req.working_dir.clone()))
             // The pod's hostname (the UTS namespace is not shared: each
             // container gets the same name instead).
-            hostname: (!sandbox_cfg.hostname.is_empty()
-                && namespaces(sandbox_cfg).network != pb::NamespaceMode::Node as i32)
-                .then(|| sandbox_cfg.hostname.clone()),
-            tty: req.tty,
-            open_stdin: req.stdin,
-            labels,
-            mounts,
-            network: NetworkMode::Container(sandbox.id.clone()),
-            read_only_rootfs,
-            log,
-            resources,
-            oom_score_adj,
-            security,
-            cgroup_parent: cgroup_parent(sandbox_cfg)?,
-            runtime: sandbox.config.runtime.clone(),
-            ..Default::default()
-        })
+            .hostname(
+                (!sandbox_cfg.hostname.is_empty() && namespaces(sandbox_cfg).network != pb::NamespaceMode::Node as i32)
+                    .then(|| sandbox_cfg.hostname.clone()),
+            )
+            .tty(req.tty)
+            .open_stdin(req.stdin)
+            .labels(labels)
+            .mounts(mounts)
+            .network(NetworkMode::Container(sandbox.id.clone()))
+            .read_only_rootfs(read_only_rootfs)
+            .log(log)
+            .resources(resources)
+            .oom_score_adj(oom_score_adj)
+            .security(security)
+            .cgroup_parent(cgroup_parent(sandbox_cfg)?)
+            .runtime(sandbox.config.runtime.clone()))
     }
 
     /// The engine's resources for CRI's, and the OOM score adjustment
@@ -578,14 +573,13 @@ impl CriServer {
             (q, _) if q > 0 => Some(q as f64 / 100_000.0),
             _ => None,
         };
-        let res = engine_core::Resources {
-            memory: pos(r.memory_limit_in_bytes),
-            memory_swap: pos(r.memory_swap_limit_in_bytes),
-            cpus,
-            cpu_shares: pos(r.cpu_shares).map(|v| v as u64),
-            cpuset_cpus: (!r.cpuset_cpus.is_empty()).then(|| r.cpuset_cpus.clone()),
-            pids_limit: None,
-        };
+        let res = engine_core::Resources::default()
+            .memory(pos(r.memory_limit_in_bytes))
+            .memory_swap(pos(r.memory_swap_limit_in_bytes))
+            .cpus(cpus)
+            .cpu_shares(pos(r.cpu_shares).map(|v| v as u64))
+            .cpuset_cpus((!r.cpuset_cpus.is_empty()).then(|| r.cpuset_cpus.clone()))
+            .pids_limit(None);
         let mut adj = None;
         if r.oom_score_adj != 0 {
             let mut v =
@@ -1128,12 +1122,11 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
         if container_state(&c) != pb::ContainerState::ContainerRunning {
             return Err(Status::failed_precondition(format!("container {} is not running", c.id)));
         }
-        let exec_id =
-            self.mgr.exec(&c.id, ExecConfig { cmd: req.cmd.clone(), ..Default::default() }).await.map_err(status)?;
+        let exec_id = self.mgr.exec(&c.id, ExecConfig::default().cmd(req.cmd.clone())).await.map_err(status)?;
         let run = async {
             let att = self
                 .mgr
-                .exec_attach(&exec_id, engine_core::AttachOptions { stdin: false, stdout: true, stderr: true })
+                .exec_attach(&exec_id, engine_core::AttachOptions::default().stdin(false).stdout(true).stderr(true))
                 .await
                 .map_err(status)?;
             let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
@@ -1207,11 +1200,7 @@ impl pb::image_service_server::ImageService for CriServer {
                     let (u, p) = s.split_once(':').ok_or_else(|| invalid("auth.auth", "not user:password"))?;
                     (username, password) = (u.to_string(), p.to_string());
                 }
-                Some(engine_core::RegistryAuth {
-                    username: Some(username),
-                    password: Some(password),
-                    ..Default::default()
-                })
+                Some(engine_core::RegistryAuth::default().username(Some(username)).password(Some(password)))
             }
         };
         let info = self.images.pull(&image, auth.as_ref(), None).await.map_err(status)?;

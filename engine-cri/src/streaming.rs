@@ -171,10 +171,20 @@ impl Streaming {
         let Some((session, v5)) = picked.lock().unwrap().take() else { return Ok(()) };
         match session {
             Session::Exec { container, cmd, tty, stdin, stdout, stderr } => {
-                exec(mgr, ws, v5, container, cmd, tty, AttachOptions { stdin, stdout, stderr }).await
+                exec(
+                    mgr,
+                    ws,
+                    v5,
+                    container,
+                    cmd,
+                    tty,
+                    AttachOptions::default().stdin(stdin).stdout(stdout).stderr(stderr),
+                )
+                .await
             }
             Session::Attach { container, stdin, stdout, stderr } => {
-                attach(mgr, ws, v5, container, AttachOptions { stdin, stdout, stderr }).await
+                attach(mgr, ws, v5, container, AttachOptions::default().stdin(stdin).stdout(stdout).stderr(stderr))
+                    .await
             }
             Session::PortForward { sandbox, ports } => port_forward(mgr, ws, sandbox, ports).await,
         }
@@ -341,11 +351,10 @@ async fn exec(
     tty: bool,
     opts: AttachOptions,
 ) -> Result<()> {
-    let exec_id =
-        match mgr.exec(&container, ExecConfig { cmd, tty, open_stdin: opts.stdin, ..Default::default() }).await {
-            Ok(id) => id,
-            Err(e) => return refuse(ws, &e).await,
-        };
+    let exec_id = match mgr.exec(&container, ExecConfig::default().cmd(cmd).tty(tty).open_stdin(opts.stdin)).await {
+        Ok(id) => id,
+        Err(e) => return refuse(ws, &e).await,
+    };
     let att = match mgr.exec_attach(&exec_id, opts).await {
         Ok(a) => a,
         Err(e) => return refuse(ws, &e).await,

@@ -264,11 +264,8 @@ async fn push_busybox(reg: &Registry, dir: &Path, name: &str) -> String {
 
 /// [`push_busybox`] with registry credentials.
 async fn push_busybox_as(reg: &Registry, dir: &Path, name: &str, auth: Option<(&str, &str)>) -> String {
-    let auth = auth.map(|(u, p)| engine_core::RegistryAuth {
-        username: Some(u.into()),
-        password: Some(p.into()),
-        ..Default::default()
-    });
+    let auth =
+        auth.map(|(u, p)| engine_core::RegistryAuth::default().username(Some(u.into())).password(Some(p.into())));
     let reference = format!("{}/{name}", reg.addr);
     let rootfs = dir.join("bb-rootfs");
     let tar = dir.join("bb.tar");

@@ -108,6 +108,7 @@ pub(crate) fn container_message(e: &Event, image: Option<&str>) -> EventMessage 
             "exec_die".to_string()
         }
         EventKind::Removed => "destroy".to_string(),
+        other => format!("{other:?}").to_lowercase(),
     };
     message("container", &action, &e.id, attrs, e.time)
 }

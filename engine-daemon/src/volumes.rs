@@ -11,14 +11,7 @@ pub(crate) fn anonymous_mounts(volumes: Option<&HashMap<String, Value>>, mounts:
     paths.sort();
     for p in paths {
         let t = p.trim_end_matches('/');
-        let covered = mounts.iter().any(|m| {
-            let target = match m {
-                MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } | MountSpec::Volume { target, .. } => {
-                    target
-                }
-            };
-            target.trim_end_matches('/') == t
-        });
+        let covered = mounts.iter().any(|m| m.target().trim_end_matches('/') == t);
         if !covered && !t.is_empty() {
             mounts.push(MountSpec::Volume {
                 name: String::new(),

@@ -184,11 +184,9 @@ fn published_ports_tcp_udp_and_publish_all() {
     let rootfs = e.dir.path().join("svc-rootfs");
     engine_image::build::busybox_rootfs(&rootfs).unwrap();
     let tar = e.dir.path().join("svc.tar");
-    let opts = engine_image::build::ImageOptions {
-        exposed_ports: vec!["8081/tcp".into(), "9999/udp".into()],
-        cmd: Some(vec!["sh".into(), "-c".into(), httpd(8081, "exposed")]),
-        ..Default::default()
-    };
+    let opts = engine_image::build::ImageOptions::default()
+        .exposed_ports(vec!["8081/tcp".into(), "9999/udp".into()])
+        .cmd(Some(vec!["sh".into(), "-c".into(), httpd(8081, "exposed")]));
     engine_image::build::image_from_dir(&rootfs, "svc:1", &tar, &opts).unwrap();
     e.ok(&["load", "-i", tar.to_str().unwrap()]);
     e.ok(&["run", "-d", "--name", "svc", "-P", "svc:1"]);

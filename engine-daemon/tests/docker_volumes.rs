@@ -13,7 +13,7 @@ fn load_volume_image(e: &Engined) {
     std::fs::create_dir_all(rootfs.join("data/sub")).unwrap();
     std::fs::write(rootfs.join("data/seed.txt"), "from the image\n").unwrap();
     std::fs::write(rootfs.join("data/sub/deep"), "deep\n").unwrap();
-    let opts = engine_image::build::ImageOptions { volumes: vec!["/data".into()], ..Default::default() };
+    let opts = engine_image::build::ImageOptions::default().volumes(vec!["/data".into()]);
     let tar = e.dir.path().join("volimg.tar");
     engine_image::build::image_from_dir(&rootfs, "volimg:latest", &tar, &opts).expect("image archive");
     e.ok(&["load", "-i", tar.to_str().unwrap()]);

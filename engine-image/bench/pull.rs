@@ -145,7 +145,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (multi_bytes, big_bytes) = rt.block_on(async {
         let s = Store::open(w.join("source-store")).unwrap();
-        let opts = ImageOptions { compression: Compression::Gzip, ..Default::default() };
+        let opts = ImageOptions::default().compression(Compression::Gzip);
         let refs: Vec<&Path> = layers.iter().map(|p| p.as_path()).collect();
         s.import_dirs_with(&refs, &multi, &opts).await.unwrap();
         s.import_dirs_with(&[&bigdir], &big, &opts).await.unwrap();

@@ -23,6 +23,7 @@ use std::path::Path;
 
 /// The config of an image made from a directory.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ImageOptions {
     /// Cmd (default `["/bin/sh"]`).
     pub cmd: Option<Vec<String>>,
@@ -45,6 +46,8 @@ pub struct ImageOptions {
     /// Layer compression in the store (archives always hold plain tars).
     pub compression: Compression,
 }
+
+engine_core::__setters!(ImageOptions { cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, working_dir: Option<String>, user: Option<String>, labels: BTreeMap<String, String>, exposed_ports: Vec<String>, volumes: Vec<String>, stop_signal: Option<String>, compression: Compression });
 
 impl Default for ImageOptions {
     fn default() -> Self {

@@ -117,11 +117,13 @@ pub(crate) async fn prepare(store: &Store, image: &str, key: &str, target: &Path
         let _ = teardown(&record, &dir);
         return Err(e);
     }
-    Ok(Rootfs { key: key.to_string(), path: target, upper })
+    Ok(Rootfs::default().key(key.to_string()).path(target).upper(upper))
 }
 
 fn teardown(rec: &RootfsRecord, dir: &Path) -> Result<()> {
-    unmount_or_clear(&PreparedSnapshot { target: rec.target.clone(), upper: rec.upper.clone(), mounted: rec.overlay })?;
+    unmount_or_clear(
+        &PreparedSnapshot::default().target(rec.target.clone()).upper(rec.upper.clone()).mounted(rec.overlay),
+    )?;
     // The record goes last: until then a retry knows what to undo.
     let gone = |r: std::io::Result<()>| match r {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -190,7 +192,7 @@ fn unmount_or_clear(snap: &PreparedSnapshot) -> Result<()> {
 fn prepare_copy(layers: &[PathBuf], target: &Path) -> Result<PreparedSnapshot> {
     let created_target = !target.exists();
     std::fs::create_dir_all(target).context(|| format!("create {}", target.display()))?;
-    let snap = PreparedSnapshot { target: target.to_path_buf(), upper: target.to_path_buf(), mounted: false };
+    let snap = PreparedSnapshot::default().target(target.to_path_buf()).upper(target.to_path_buf()).mounted(false);
     if let Err(e) = copy_layers(layers, target) {
         let _ = unmount_or_clear(&snap);
         if created_target {
@@ -272,7 +274,7 @@ impl Snapshotter for OverlaySnapshotter {
         std::fs::create_dir_all(target).context(|| format!("create {}", target.display()))?;
         let lowers = if lowers.is_empty() { vec![empty] } else { lowers };
         match mount_overlay(&lowers, &upper, &work, target) {
-            Ok(()) => Ok(PreparedSnapshot { target: target.to_path_buf(), upper, mounted: true }),
+            Ok(()) => Ok(PreparedSnapshot::default().target(target.to_path_buf()).upper(upper).mounted(true)),
             Err(e) => {
                 tracing::warn!(target = %target.display(), "overlay mount failed ({e}); copying the layers instead");
                 if created_target {
@@ -611,13 +613,13 @@ impl Store {
             Some(c) => Some(serde_json::to_value(c).map_err(|e| Error::Other(e.to_string()))?),
             None => None,
         };
-        self.commit_image(engine_core::CommitRequest {
-            rootfs: Some(key.to_string()),
-            config,
-            created_by: comment.to_string(),
-            tag: tag.map(str::to_string),
-            ..Default::default()
-        })
+        self.commit_image(
+            engine_core::CommitRequest::default()
+                .rootfs(Some(key.to_string()))
+                .config(config)
+                .created_by(comment.to_string())
+                .tag(tag.map(str::to_string)),
+        )
         .await
     }
 

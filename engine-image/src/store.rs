@@ -75,7 +75,10 @@ pub struct RootfsRecord {
 impl RootfsRecord {
     /// What the snapshotter made, as [`engine_core::Snapshotter::remove`] takes it.
     pub fn snapshot(&self) -> engine_core::PreparedSnapshot {
-        engine_core::PreparedSnapshot { target: self.target.clone(), upper: self.upper.clone(), mounted: self.overlay }
+        engine_core::PreparedSnapshot::default()
+            .target(self.target.clone())
+            .upper(self.upper.clone())
+            .mounted(self.overlay)
     }
 }
 
@@ -145,6 +148,7 @@ pub(crate) struct Inner {
 
 /// How a [`Store`] works: registry options, unpack policy, snapshotter.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct StoreOptions {
     /// Registry client options.
     pub registry: crate::RegistryOptions,
@@ -154,9 +158,16 @@ pub struct StoreOptions {
     pub storage_driver: StorageDriver,
 }
 
+engine_core::__setters!(StoreOptions {
+    registry: crate::RegistryOptions,
+    unpack: UnpackOptions,
+    storage_driver: StorageDriver
+});
+
 /// Which [`engine_core::Snapshotter`] a [`Store`] makes containers' root
 /// filesystems with (`engined --storage-driver`, docker's names).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageDriver {
     /// `overlay2`: overlay mounts ([`crate::OverlaySnapshotter`]), the default.
     #[default]
@@ -211,7 +222,8 @@ impl std::fmt::Debug for Store {
 
 pub(crate) fn progress(p: &Option<ProgressSender>, id: &str, status: &str, current: Option<u64>, total: Option<u64>) {
     if let Some(tx) = p {
-        let _ = tx.send(Progress { id: id.to_string(), status: status.to_string(), current, total });
+        let _ =
+            tx.send(Progress::default().id(id.to_string()).status(status.to_string()).current(current).total(total));
     }
 }
 
@@ -459,14 +471,13 @@ impl Store {
 
     pub(crate) fn info(&self, s: &State, rec: &ImageRecord) -> Result<ImageInfo> {
         let (config, _) = self.read_config(&rec.id)?;
-        Ok(ImageInfo {
-            id: rec.id.clone(),
-            repo_tags: s.tags_of(&rec.id),
-            repo_digests: rec.repo_digests.clone(),
-            created: config.created().as_deref().and_then(engine_core::time::parse_rfc3339),
-            size: rec.size,
-            config,
-        })
+        Ok(ImageInfo::default()
+            .id(rec.id.clone())
+            .repo_tags(s.tags_of(&rec.id))
+            .repo_digests(rec.repo_digests.clone())
+            .created(config.created().as_deref().and_then(engine_core::time::parse_rfc3339))
+            .size(rec.size)
+            .config(config))
     }
 
     /// The config of an image (by reference or id).

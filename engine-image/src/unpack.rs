@@ -25,6 +25,7 @@ pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
 /// How to unpack.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct UnpackOptions {
     /// Create character and block device nodes (else they are skipped with a
     /// warning). Default: true when running as root.
@@ -35,6 +36,8 @@ pub struct UnpackOptions {
     pub expected_diff_id: Option<String>,
 }
 
+engine_core::__setters!(UnpackOptions { allow_devices: bool, chown: bool, expected_diff_id: Option<String> });
+
 impl Default for UnpackOptions {
     fn default() -> Self {
         let root = rustix::process::geteuid().is_root();
@@ -43,7 +46,8 @@ impl Default for UnpackOptions {
 }
 
 /// What an unpack found.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct UnpackStats {
     /// sha256 of the uncompressed tar.
     pub diff_id: String,
@@ -52,6 +56,8 @@ pub struct UnpackStats {
     /// Entries unpacked.
     pub entries: u64,
 }
+
+engine_core::__setters!(UnpackStats { diff_id: String, size: u64, entries: u64 });
 
 /// Compression of a layer blob, detected from its first bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

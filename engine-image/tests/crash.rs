@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 fn quick() -> RegistryOptions {
-    RegistryOptions { retry_delay: Duration::from_millis(20), ..Default::default() }
+    RegistryOptions::default().retry_delay(Duration::from_millis(20))
 }
 
 /// Run as a child process by the tests below: one store operation, named by

@@ -158,7 +158,7 @@ fn file_over_symlink_replaces_the_link() {
 #[test]
 fn devices_only_where_allowed_and_only_inside() {
     let c = Case::new();
-    let no = UnpackOptions { allow_devices: false, ..Default::default() };
+    let no = UnpackOptions::default().allow_devices(false);
     let t = Tar::new()
         .raw("dev/sda", T::Block, "", b"", Some((8, 0)))
         .raw("../../dev/null2", T::Char, "", b"", Some((1, 3)))
@@ -171,7 +171,7 @@ fn devices_only_where_allowed_and_only_inside() {
     c.check_outside();
     // allowed: created, inside
     let c = Case::new();
-    c.unpack(t, &UnpackOptions { allow_devices: true, ..Default::default() }).unwrap();
+    c.unpack(t, &UnpackOptions::default().allow_devices(true)).unwrap();
     let m = std::fs::symlink_metadata(c.snap().join("dev/null2")).unwrap();
     assert!(m.file_type().is_char_device());
     assert_eq!(m.rdev(), libc::makedev(1, 3));
@@ -240,7 +240,7 @@ fn corrupt_and_mismatched_layers_fail_clearly() {
     let t = Tar::new().file("a", &vec![1u8; 10_000]).file("b", b"x").bytes();
     let e = c.unpack(t[..3000].to_vec(), &Default::default()).unwrap_err();
     assert!(e.to_string().contains("corrupt or truncated"), "{e}");
-    let opts = UnpackOptions { expected_diff_id: Some(engine_image::digest::sha256(b"other")), ..Default::default() };
+    let opts = UnpackOptions::default().expected_diff_id(Some(engine_image::digest::sha256(b"other")));
     let e = c.unpack(t, &opts).unwrap_err();
     assert!(e.to_string().contains("does not match"), "{e}");
     c.check_outside();

@@ -82,11 +82,9 @@ async fn docker_archive_and_oci_round_trips() {
     std::os::unix::fs::chown(bb.path().join("data/f"), Some(1234), Some(5678)).unwrap();
     let work = tempfile::tempdir().unwrap();
     let legacy = work.path().join("legacy.tar");
-    let opts = ImageOptions {
-        entrypoint: Some(vec!["/bin/sh".into()]),
-        labels: [("k".to_string(), "v".to_string())].into(),
-        ..Default::default()
-    };
+    let opts = ImageOptions::default()
+        .entrypoint(Some(vec!["/bin/sh".into()]))
+        .labels([("k".to_string(), "v".to_string())].into());
     build::image_from_dir(bb.path(), "rt/app:1", &legacy, &opts).unwrap();
     let imgs = store.import(&legacy, ArchiveFormat::DockerArchive, None, None).await.unwrap();
     assert_eq!(imgs.len(), 1);
@@ -253,7 +251,7 @@ async fn archives_interoperate_with_skopeo() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let bb = busybox_dir();
-    let opts = ImageOptions { compression: engine_image::unpack::Compression::Zstd, ..Default::default() };
+    let opts = ImageOptions::default().compression(engine_image::unpack::Compression::Zstd);
     store.import_dir_with(bb.path(), "interop/bb:1", &opts).await.unwrap();
     let work = tempfile::tempdir().unwrap();
     // our docker-archive, read by skopeo
@@ -289,7 +287,7 @@ async fn copying_fallback_rootfs() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open_with(
         root.path(),
-        engine_image::StoreOptions { storage_driver: engine_image::StorageDriver::Vfs, ..Default::default() },
+        engine_image::StoreOptions::default().storage_driver(engine_image::StorageDriver::Vfs),
     )
     .unwrap();
     let bb = busybox_dir();

@@ -12,7 +12,7 @@ use engine_image::{RegistryOptions, Store};
 use std::path::Path;
 
 fn quick() -> RegistryOptions {
-    RegistryOptions { retry_delay: std::time::Duration::from_millis(20), ..Default::default() }
+    RegistryOptions::default().retry_delay(std::time::Duration::from_millis(20))
 }
 
 fn count(dir: &Path) -> usize {
@@ -121,7 +121,7 @@ async fn gzip_and_zstd_layers_and_concurrent_pulls() {
     let bb = busybox_dir();
     for (comp, tag) in [(Compression::Gzip, "gz"), (Compression::Zstd, "zst"), (Compression::None, "plain")] {
         let name = format!("{}/comp/bb:{tag}", reg.host());
-        let opts = ImageOptions { compression: comp, ..Default::default() };
+        let opts = ImageOptions::default().compression(comp);
         store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
         store.push(&name, None, None).await.unwrap();
         let root2 = tempfile::tempdir().unwrap();
@@ -139,18 +139,16 @@ async fn gzip_and_zstd_layers_and_concurrent_pulls() {
 async fn basic_auth_and_docker_config() {
     let reg = Registry::start(RegAuth::Htpasswd { user: "alice".into(), password: "s3cret".into() }).await;
     let root = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
-            .unwrap();
+    let store = Store::open_with(root.path(), quick().docker_config(Some("/nonexistent".into()))).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/auth/bb:1", reg.host());
     let img = store.import_dir(bb.path(), &name).await.unwrap();
     let e = store.push(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("401") && e.to_string().contains(&name), "{e}");
-    let wrong = RegistryAuth { username: Some("alice".into()), password: Some("nope".into()), ..Default::default() };
+    let wrong = RegistryAuth::default().username(Some("alice".into())).password(Some("nope".into()));
     let e = store.push(&name, Some(&wrong), None).await.unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
-    let good = RegistryAuth { username: Some("alice".into()), password: Some("s3cret".into()), ..Default::default() };
+    let good = RegistryAuth::default().username(Some("alice".into())).password(Some("s3cret".into()));
     store.push(&name, Some(&good), None).await.unwrap();
     // pull with credentials from a docker config file
     let cfgdir = tempfile::tempdir().unwrap();
@@ -162,16 +160,11 @@ async fn basic_auth_and_docker_config() {
     )
     .unwrap();
     let root2 = tempfile::tempdir().unwrap();
-    let s2 = Store::open_with(
-        root2.path(),
-        RegistryOptions { docker_config: Some(cfgdir.path().join("config.json")), ..quick() },
-    )
-    .unwrap();
+    let s2 = Store::open_with(root2.path(), quick().docker_config(Some(cfgdir.path().join("config.json")))).unwrap();
     assert_eq!(s2.pull(&name, None, None).await.unwrap().id, img.id);
     // anonymous pull is refused, and leaves nothing
     let root3 = tempfile::tempdir().unwrap();
-    let s3 = Store::open_with(root3.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
-        .unwrap();
+    let s3 = Store::open_with(root3.path(), quick().docker_config(Some("/nonexistent".into()))).unwrap();
     let e = s3.pull(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("401"), "{e}");
     assert_clean(root3.path());
@@ -182,15 +175,13 @@ async fn bearer_token_auth_with_registry_token_config() {
     let ts = token::TokenServer::start("alice", "s3cret").await;
     let reg = Registry::start(RegAuth::Token { realm: ts.realm(), cert: ts.cert.clone() }).await;
     let root = tempfile::tempdir().unwrap();
-    let store =
-        Store::open_with(root.path(), RegistryOptions { docker_config: Some("/nonexistent".into()), ..quick() })
-            .unwrap();
+    let store = Store::open_with(root.path(), quick().docker_config(Some("/nonexistent".into()))).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/tok/bb:1", reg.host());
     let img = store.import_dir(bb.path(), &name).await.unwrap();
     let e = store.push(&name, None, None).await.unwrap_err();
     assert!(e.to_string().contains("token server") && e.to_string().contains("401"), "{e}");
-    let good = RegistryAuth { username: Some("alice".into()), password: Some("s3cret".into()), ..Default::default() };
+    let good = RegistryAuth::default().username(Some("alice".into())).password(Some("s3cret".into()));
     store.push(&name, Some(&good), None).await.unwrap();
     assert!(ts.requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     let root2 = tempfile::tempdir().unwrap();
@@ -200,11 +191,11 @@ async fn bearer_token_auth_with_registry_token_config() {
     // an identity token (OAuth2 refresh token), as `docker login` stores for some registries
     let root3 = tempfile::tempdir().unwrap();
     let s3 = Store::open_with(root3.path(), quick()).unwrap();
-    let idt = RegistryAuth { identity_token: Some("alice-refresh-token".into()), ..Default::default() };
+    let idt = RegistryAuth::default().identity_token(Some("alice-refresh-token".into()));
     assert_eq!(s3.pull(&name, Some(&idt), None).await.unwrap().id, img.id);
     let root4 = tempfile::tempdir().unwrap();
     let s4 = Store::open_with(root4.path(), quick()).unwrap();
-    let bad = RegistryAuth { identity_token: Some("stolen".into()), ..Default::default() };
+    let bad = RegistryAuth::default().identity_token(Some("stolen".into()));
     let e = s4.pull(&name, Some(&bad), None).await.unwrap_err();
     assert!(e.to_string().contains("refused the identity token"), "{e}");
 }
@@ -216,7 +207,7 @@ async fn bad_registry_input_leaves_store_as_it_was() {
     let store = Store::open_with(root.path(), quick()).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/bad/bb:1", reg.host());
-    let opts = ImageOptions { compression: Compression::Gzip, ..Default::default() };
+    let opts = ImageOptions::default().compression(Compression::Gzip);
     let img = store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
     let rec = store.record(&name).await.unwrap();
     let layer = rec.layers[0].digest.clone();
@@ -413,14 +404,12 @@ async fn pulled_image_runs_under_runc() {
     let store = Store::open_with(root.path(), quick()).unwrap();
     let bb = busybox_dir();
     let name = format!("{}/run/bb:1", reg.host());
-    let opts = ImageOptions {
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-        cmd: Some(vec!["echo \"$GREETING from $(id -u):$(id -g) in $(pwd)\"".into()]),
-        env: vec!["PATH=/bin".into(), "GREETING=hello".into()],
-        working_dir: Some("/tmp".into()),
-        user: Some("nobody".into()),
-        ..Default::default()
-    };
+    let opts = ImageOptions::default()
+        .entrypoint(Some(vec!["/bin/sh".into(), "-c".into()]))
+        .cmd(Some(vec!["echo \"$GREETING from $(id -u):$(id -g) in $(pwd)\"".into()]))
+        .env(vec!["PATH=/bin".into(), "GREETING=hello".into()])
+        .working_dir(Some("/tmp".into()))
+        .user(Some("nobody".into()));
     store.import_dir_with(bb.path(), &name, &opts).await.unwrap();
     store.push(&name, None, None).await.unwrap();
     let root2 = tempfile::tempdir().unwrap();
@@ -432,7 +421,7 @@ async fn pulled_image_runs_under_runc() {
     s2.prepare_rootfs(&name, &id, &rootfs).await.unwrap();
     let _g = Unmount(rootfs.clone());
     let mut spec = oci_spec::runtime::Spec::default();
-    let config = engine_core::ContainerConfig { image: name.clone(), ..Default::default() };
+    let config = engine_core::ContainerConfig::default().image(name.clone());
     engine_image::spec::apply_image_config(&mut spec, &img.config, &rootfs, &config).unwrap();
     let mut r = spec.root().clone().unwrap();
     r.set_path("rootfs".into());

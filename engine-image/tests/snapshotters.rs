@@ -10,7 +10,7 @@ use engine_image::{StorageDriver, Store, StoreOptions};
 use std::path::Path;
 
 fn open(root: &Path, driver: StorageDriver) -> Store {
-    Store::open_with(root, StoreOptions { storage_driver: driver, ..Default::default() }).unwrap()
+    Store::open_with(root, StoreOptions::default().storage_driver(driver)).unwrap()
 }
 
 /// The entries of a layer tar, as `tar` lists them.

@@ -73,19 +73,17 @@ fn entrypoint_cmd_env_workdir_rules() {
     assert_eq!(p.cwd().to_str(), Some("/work"));
     assert_eq!((p.user().uid(), p.user().gid()), (1000, 1000));
     // cmd override keeps the entrypoint
-    let p = run(ContainerConfig { cmd: Some(vec!["x".into()]), ..Default::default() });
+    let p = run(ContainerConfig::default().cmd(Some(vec!["x".into()])));
     assert_eq!(p.args().clone().unwrap(), vec!["/bin/ep", "x"]);
     // entrypoint override drops the image cmd
-    let p = run(ContainerConfig { entrypoint: Some(vec!["/bin/sh".into()]), ..Default::default() });
+    let p = run(ContainerConfig::default().entrypoint(Some(vec!["/bin/sh".into()])));
     assert_eq!(p.args().clone().unwrap(), vec!["/bin/sh"]);
-    let p = run(ContainerConfig {
-        entrypoint: Some(vec!["/bin/sh".into()]),
-        cmd: Some(vec!["-c".into(), "true".into()]),
-        env: vec!["A=2".into(), "B=3".into()],
-        user: Some("1001:10".into()),
-        working_dir: Some("/tmp".into()),
-        ..Default::default()
-    });
+    let p = run(ContainerConfig::default()
+        .entrypoint(Some(vec!["/bin/sh".into()]))
+        .cmd(Some(vec!["-c".into(), "true".into()]))
+        .env(vec!["A=2".into(), "B=3".into()])
+        .user(Some("1001:10".into()))
+        .working_dir(Some("/tmp".into())));
     assert_eq!(p.args().clone().unwrap(), vec!["/bin/sh", "-c", "true"]);
     assert_eq!(p.env().clone().unwrap(), vec!["PATH=/img/bin", "A=2", "B=3"]);
     assert_eq!((p.user().uid(), p.user().gid()), (1001, 10));
@@ -97,11 +95,9 @@ fn entrypoint_cmd_env_workdir_rules() {
     // no command at all is an error; no PATH gets the default
     let bare = image(serde_json::json!({}));
     let mut s = oci_spec::runtime::Spec::default();
-    let e =
-        apply_image_config(&mut s, &bare, r.path(), &ContainerConfig { image: "bare".into(), ..Default::default() })
-            .unwrap_err();
+    let e = apply_image_config(&mut s, &bare, r.path(), &ContainerConfig::default().image("bare".into())).unwrap_err();
     assert!(e.to_string().contains("no command") && e.to_string().contains("bare"), "{e}");
-    let c = ContainerConfig { cmd: Some(vec!["/bin/true".into()]), ..Default::default() };
+    let c = ContainerConfig::default().cmd(Some(vec!["/bin/true".into()]));
     apply_image_config(&mut s, &bare, r.path(), &c).unwrap();
     assert_eq!(s.process().clone().unwrap().env().clone().unwrap(), vec![spec::DEFAULT_PATH.to_string()]);
 }

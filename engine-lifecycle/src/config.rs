@@ -26,6 +26,7 @@ pub const VM_RUNTIME: &str = "vm";
 /// # }
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct ManagerConfig {
     /// State root: the database, bundles, shim state dirs, volumes and
     /// runtime state live under it.
@@ -159,7 +160,7 @@ impl ManagerConfig {
 }
 
 fn binary(name: &str, path: PathBuf) -> RuntimeBinary {
-    RuntimeBinary { name: name.to_string(), path, root: None, args: Vec::new() }
+    RuntimeBinary::new(name, path)
 }
 
 use engine_core::binary::is_executable;

@@ -25,17 +25,7 @@ pub(crate) fn hostname(id: &str, config: &ContainerConfig) -> String {
 
 /// The files the user did not mount over themselves (a `-v x:/etc/hosts` wins).
 pub(crate) fn wanted(config: &ContainerConfig) -> Vec<&'static str> {
-    FILES
-        .iter()
-        .copied()
-        .filter(|f| {
-            !config.mounts.iter().any(|m| match m {
-                engine_core::MountSpec::Bind { target, .. }
-                | engine_core::MountSpec::Volume { target, .. }
-                | engine_core::MountSpec::Tmpfs { target, .. } => target.trim_end_matches('/') == *f,
-            })
-        })
-        .collect()
+    FILES.iter().copied().filter(|f| !config.mounts.iter().any(|m| m.target().trim_end_matches('/') == *f)).collect()
 }
 
 const LOCAL: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
@@ -165,7 +155,7 @@ mod tests {
         let c = ContainerConfig::default();
         assert_eq!(resolv_conf(&c, host), "nameserver 10.0.0.2\nsearch lan\noptions edns0\n");
         assert_eq!(resolv_conf(&c, "nameserver 127.0.0.53\n"), "nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-        let c = ContainerConfig { dns: vec!["10.9.9.9".parse().unwrap()], dns_search: vec!["corp".into()], ..c };
+        let c = c.dns(vec!["10.9.9.9".parse().unwrap()]).dns_search(vec!["corp".into()]);
         assert_eq!(resolv_conf(&c, host), "nameserver 10.9.9.9\nsearch corp\noptions edns0\n");
     }
 }

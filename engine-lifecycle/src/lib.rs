@@ -30,11 +30,7 @@
 //! let shims = Arc::new(engine_shim::Launcher::default());
 //! let mgr = engine_lifecycle::Manager::new(
 //!     engine_lifecycle::ManagerConfig::new("/var/lib/engine", images, shims)).await?;
-//! let c = mgr.create(ContainerConfig {
-//!     image: "busybox".into(),
-//!     cmd: Some(vec!["echo".into(), "hi".into()]),
-//!     ..Default::default()
-//! }).await?;
+//! let c = mgr.create(ContainerConfig::new("busybox").cmd(Some(vec!["echo".into(), "hi".into()]))).await?;
 //! mgr.start(&c.id).await?;
 //! let exit = mgr.wait(&c.id, WaitCondition::NotRunning).await?;
 //! assert_eq!(exit.code, 0);

@@ -101,6 +101,7 @@ pub(crate) fn validate(config: &ContainerConfig) -> Result<()> {
                 }
                 target
             }
+            other => return Err(Error::Unsupported(format!("mount {other:?}"))),
         };
         if !target.starts_with('/') || target.split('/').any(|c| c == "..") {
             return Err(Error::invalid("mount target", format!("{target:?} is not an absolute path without '..'")));
@@ -398,6 +399,7 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
                 let source = cx.volume_paths.get(name).cloned().unwrap_or_else(|| cx.volumes.join(name));
                 json!({"destination": target, "type": "bind", "source": source, "options": opts})
             }
+            other => return Err(Error::Unsupported(format!("mount {other:?}"))),
         };
         // A user mount replaces a default one at the same place (e.g. /dev/shm).
         let dest = entry["destination"].clone();
@@ -473,6 +475,7 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
             NetworkMode::Bridge | NetworkMode::Network(_) | NetworkMode::Container(_) => {
                 ns.push(json!({"type": "network"}))
             }
+            other => return Err(Error::Unsupported(format!("network mode {other:?}"))),
         }
     }
     // Owner binding: when the owner dies its shim kills and deletes the
@@ -548,13 +551,13 @@ mod tests {
     use engine_core::Resources;
 
     fn cfg() -> ContainerConfig {
-        ContainerConfig { image: "busybox".into(), ..Default::default() }
+        ContainerConfig::default().image("busybox".into())
     }
 
     #[test]
     fn bad_inputs_are_invalid() {
         let mut c = cfg();
-        c.resources = Resources { memory: Some(-1), ..Default::default() };
+        c.resources = Resources::default().memory(Some(-1));
         assert!(validate(&c).unwrap_err().is_invalid_input());
         let mut c = cfg();
         c.mounts.push(MountSpec::Bind { source: "/nonexistent/xyz".into(), target: "/x".into(), read_only: false });
@@ -574,7 +577,7 @@ mod tests {
         c.tty = true;
         c.read_only_rootfs = true;
         c.network = NetworkMode::Host;
-        c.resources = Resources { memory: Some(64 << 20), cpus: Some(0.5), pids_limit: Some(10), ..Default::default() };
+        c.resources = Resources::default().memory(Some(64 << 20)).cpus(Some(0.5)).pids_limit(Some(10));
         c.mounts.push(MountSpec::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) });
         let cx = SpecContext {
             id: "0123456789abcdef",

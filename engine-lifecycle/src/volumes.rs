@@ -42,14 +42,7 @@ pub(crate) fn add_image_volumes(config: &mut ContainerConfig, image_volumes: &[S
         if t.is_empty() {
             continue;
         }
-        let covered = config.mounts.iter().any(|m| {
-            let target = match m {
-                MountSpec::Bind { target, .. } | MountSpec::Tmpfs { target, .. } | MountSpec::Volume { target, .. } => {
-                    target
-                }
-            };
-            target.trim_end_matches('/') == t
-        });
+        let covered = config.mounts.iter().any(|m| m.target().trim_end_matches('/') == t);
         if !covered {
             config.mounts.push(MountSpec::Volume {
                 name: String::new(),

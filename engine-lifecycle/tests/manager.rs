@@ -4,8 +4,8 @@
 mod common;
 use common::*;
 use engine_core::{
-    AttachOptions, ContainerConfig, ContainerState, EventKind, ExecConfig, LifecycleManager, ListFilter, LogOptions,
-    MountSpec, Resources, RestartPolicy, WaitCondition,
+    AttachOptions, ContainerState, EventKind, ExecConfig, LifecycleManager, ListFilter, LogOptions, MountSpec,
+    Resources, RestartPolicy, WaitCondition,
 };
 use futures::StreamExt;
 use std::time::{Duration, Instant};
@@ -33,12 +33,12 @@ async fn whole_lifecycle(runtime: &str) {
     assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
     let top = mgr.top(&info.id).await.unwrap();
     assert!(top.contains(&pid), "top {top:?} lacks init {pid}");
-    let listed = mgr.list(ListFilter { labels: vec!["app=web".into()], ..Default::default() }).await.unwrap();
+    let listed = mgr.list(ListFilter::default().labels(vec!["app=web".into()])).await.unwrap();
     assert_eq!(listed.len(), 1);
-    assert!(mgr.list(ListFilter { labels: vec!["app=db".into()], ..Default::default() }).await.unwrap().is_empty());
+    assert!(mgr.list(ListFilter::default().labels(vec!["app=db".into()])).await.unwrap().is_empty());
 
     // Logs, following until the line shows up.
-    let mut logs = mgr.logs(&info.id, LogOptions { follow: true, ..Default::default() }).await.unwrap();
+    let mut logs = mgr.logs(&info.id, LogOptions::default().follow(true)).await.unwrap();
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let e = tokio::time::timeout(Duration::from_secs(10), logs.next()).await.unwrap().unwrap().unwrap();
@@ -47,34 +47,28 @@ async fn whole_lifecycle(runtime: &str) {
     drop(logs);
     assert!(seen.iter().any(|(s, l)| *s == engine_core::StdStream::Stdout && l == "hello\n"), "{seen:?}");
     assert!(seen.iter().any(|(s, l)| *s == engine_core::StdStream::Stderr && l == "oops\n"), "{seen:?}");
-    let only_err = mgr.logs(&info.id, LogOptions { stdout: false, ..Default::default() }).await.unwrap();
+    let only_err = mgr.logs(&info.id, LogOptions::default().stdout(false)).await.unwrap();
     let only_err: Vec<_> = only_err.collect().await;
     assert_eq!(only_err.len(), 1);
     // since / until select by the time the shim read each line.
     let all: Vec<_> = mgr.logs(&info.id, LogOptions::default()).await.unwrap().map(|e| e.unwrap()).collect().await;
     let latest = all.iter().map(|e| e.time).max().unwrap();
-    let since: Vec<_> =
-        mgr.logs(&info.id, LogOptions { since: Some(latest), ..Default::default() }).await.unwrap().collect().await;
+    let since: Vec<_> = mgr.logs(&info.id, LogOptions::default().since(Some(latest))).await.unwrap().collect().await;
     assert!(!since.is_empty() && since.len() <= all.len());
-    let until: Vec<_> =
-        mgr.logs(&info.id, LogOptions { until: Some(latest), ..Default::default() }).await.unwrap().collect().await;
+    let until: Vec<_> = mgr.logs(&info.id, LogOptions::default().until(Some(latest))).await.unwrap().collect().await;
     assert_eq!(since.len() + until.len(), all.len());
-    let tail: Vec<_> =
-        mgr.logs(&info.id, LogOptions { tail: Some(1), ..Default::default() }).await.unwrap().collect().await;
+    let tail: Vec<_> = mgr.logs(&info.id, LogOptions::default().tail(Some(1))).await.unwrap().collect().await;
     assert_eq!(tail.len(), 1);
 
     // Exec with its own output and exit code.
     let exec = mgr
         .exec(
             &info.id,
-            ExecConfig {
-                cmd: vec!["sh".into(), "-c".into(), "echo in-exec $HOSTNAME; exit 3".into()],
-                ..Default::default()
-            },
+            ExecConfig::default().cmd(vec!["sh".into(), "-c".into(), "echo in-exec $HOSTNAME; exit 3".into()]),
         )
         .await
         .unwrap();
-    let att = mgr.exec_attach(&exec, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
+    let att = mgr.exec_attach(&exec, AttachOptions::default().stdin(false).stdout(true).stderr(true)).await.unwrap();
     let out: Vec<_> = att.output.collect().await;
     let text: String = out.into_iter().map(|o| String::from_utf8_lossy(&o.unwrap().data).to_string()).collect();
     assert_eq!(text, format!("in-exec {}\n", &info.id[..12]));
@@ -145,7 +139,7 @@ async fn whole_lifecycle(runtime: &str) {
     // A new manager on the same root has no record of it.
     drop(mgr);
     let again = env.manager(runtime).await;
-    assert!(again.list(ListFilter { all: true, ..Default::default() }).await.unwrap().is_empty());
+    assert!(again.list(ListFilter::default().all(true)).await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -166,27 +160,24 @@ async fn whole_lifecycle_runc() {
 async fn bad_input_is_typed_and_leaves_nothing() {
     let env = Env::new().await;
     let mgr = env.manager("engine-runc").await;
-    let taken = mgr.create(ContainerConfig { name: Some("taken".into()), ..sh("true") }).await.unwrap();
+    let taken = mgr.create(sh("true").name(Some("taken".into()))).await.unwrap();
 
-    let e = mgr.create(ContainerConfig { image: "nosuch:image".into(), ..sh("true") }).await.unwrap_err();
+    let e = mgr.create(sh("true").image("nosuch:image".into())).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
-    let e = mgr
-        .create(ContainerConfig { resources: Resources { memory: Some(-5), ..Default::default() }, ..sh("true") })
-        .await
-        .unwrap_err();
+    let e = mgr.create(sh("true").resources(Resources::default().memory(Some(-5)))).await.unwrap_err();
     assert!(e.is_invalid_input() && e.to_string().contains("memory"), "{e}");
-    let e = mgr.create(ContainerConfig { runtime: Some("nosuch-rt".into()), ..sh("true") }).await.unwrap_err();
+    let e = mgr.create(sh("true").runtime(Some("nosuch-rt".into()))).await.unwrap_err();
     assert!(e.is_invalid_input() && e.to_string().contains("nosuch-rt"), "{e}");
-    let e = mgr.create(ContainerConfig { name: Some("taken".into()), ..sh("true") }).await.unwrap_err();
+    let e = mgr.create(sh("true").name(Some("taken".into()))).await.unwrap_err();
     assert!(e.is_conflict(), "{e}");
     let bad_mount = MountSpec::Bind { source: "/no/such/dir".into(), target: "/data".into(), read_only: false };
-    let e = mgr.create(ContainerConfig { mounts: vec![bad_mount], ..sh("true") }).await.unwrap_err();
+    let e = mgr.create(sh("true").mounts(vec![bad_mount])).await.unwrap_err();
     assert!(e.is_invalid_input() && e.to_string().contains("/no/such/dir"), "{e}");
-    let e = mgr.create(ContainerConfig { cmd: None, entrypoint: Some(vec![]), ..sh("true") }).await.unwrap_err();
+    let e = mgr.create(sh("true").cmd(None).entrypoint(Some(vec![]))).await.unwrap_err();
     assert!(e.is_invalid_input(), "{e}");
 
     // Only the one good container exists, on disk and in the database.
-    let all = mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap();
+    let all = mgr.list(ListFilter::default().all(true)).await.unwrap();
     assert_eq!(all.len(), 1);
     let bundles: Vec<_> = std::fs::read_dir(env.root().join("containers")).unwrap().collect();
     assert_eq!(bundles.len(), 1);
@@ -195,7 +186,7 @@ async fn bad_input_is_typed_and_leaves_nothing() {
     assert!(mounts_under(&env.root()).is_empty());
     assert!(std::fs::read_dir(env.root().join("containers")).unwrap().next().is_none());
     // The name is free again.
-    let again = mgr.create(ContainerConfig { name: Some("taken".into()), ..sh("true") }).await.unwrap();
+    let again = mgr.create(sh("true").name(Some("taken".into()))).await.unwrap();
     mgr.remove(&again.id, true).await.unwrap();
     // Unknown containers.
     assert!(mgr.start("nosuch").await.unwrap_err().is_not_found());
@@ -220,10 +211,7 @@ async fn exit_codes_restart_policies_and_auto_remove() {
     mgr.remove(&r.id, true).await.unwrap();
 
     // on-failure:2 restarts twice, then stays exited.
-    let f = mgr
-        .create(ContainerConfig { restart: RestartPolicy::OnFailure { max_retries: 2 }, ..sh("echo run; exit 1") })
-        .await
-        .unwrap();
+    let f = mgr.create(sh("echo run; exit 1").restart(RestartPolicy::OnFailure { max_retries: 2 })).await.unwrap();
     mgr.start(&f.id).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -240,7 +228,7 @@ async fn exit_codes_restart_policies_and_auto_remove() {
     assert_eq!(log_text(&mgr, &f.id).await.unwrap(), "run\nrun\nrun\n");
 
     // always: restarted after exit 0, but not after a user stop.
-    let a = mgr.create(ContainerConfig { restart: RestartPolicy::Always, ..sh("sleep 0.2") }).await.unwrap();
+    let a = mgr.create(sh("sleep 0.2").restart(RestartPolicy::Always)).await.unwrap();
     mgr.start(&a.id).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while mgr.inspect(&a.id).await.unwrap().restart_count < 2 {
@@ -252,7 +240,7 @@ async fn exit_codes_restart_policies_and_auto_remove() {
     assert_eq!(mgr.inspect(&a.id).await.unwrap().state, ContainerState::Exited);
 
     // auto-remove: gone after exit.
-    let ar = mgr.create(ContainerConfig { auto_remove: true, ..sh("exit 0") }).await.unwrap();
+    let ar = mgr.create(sh("exit 0").auto_remove(true)).await.unwrap();
     mgr.start(&ar.id).await.unwrap();
     let st = mgr.wait(&ar.id, WaitCondition::Removed).await.unwrap();
     assert_eq!(st.code, 0);
@@ -269,22 +257,20 @@ async fn config_reaches_the_container() {
     let host_dir = env.dir.path().join("shared");
     std::fs::create_dir_all(&host_dir).unwrap();
     std::fs::write(host_dir.join("in.txt"), "from-host").unwrap();
-    let cfg = ContainerConfig {
-        env: vec!["GREETING=hi there".into()],
-        working_dir: Some("/tmp".into()),
-        user: Some("nobody".into()),
-        hostname: Some("box1".into()),
-        mounts: vec![
-            MountSpec::Bind { source: host_dir.clone(), target: "/shared".into(), read_only: true },
-            MountSpec::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) },
-            MountSpec::Volume { name: "vol1".into(), target: "/vol".into(), read_only: false, no_copy: false },
-        ],
-        resources: Resources { memory: Some(64 << 20), pids_limit: Some(50), ..Default::default() },
-        ..sh("echo \"$GREETING|$(pwd)|$(id -u)|$(hostname)|$(cat /shared/in.txt)\"; \
+    let cfg = sh("echo \"$GREETING|$(pwd)|$(id -u)|$(hostname)|$(cat /shared/in.txt)\"; \
               touch /shared/x 2>/dev/null && echo rw || echo ro; \
               grep -q ' /scratch tmpfs' /proc/mounts && echo tmpfs; echo data > /vol/f 2>/dev/null; true")
-    };
-    let c = mgr.create(ContainerConfig { user: None, ..cfg.clone() }).await.unwrap();
+    .env(vec!["GREETING=hi there".into()])
+    .working_dir(Some("/tmp".into()))
+    .user(Some("nobody".into()))
+    .hostname(Some("box1".into()))
+    .mounts(vec![
+        MountSpec::Bind { source: host_dir.clone(), target: "/shared".into(), read_only: true },
+        MountSpec::Tmpfs { target: "/scratch".into(), size: Some(1 << 20) },
+        MountSpec::Volume { name: "vol1".into(), target: "/vol".into(), read_only: false, no_copy: false },
+    ])
+    .resources(Resources::default().memory(Some(64 << 20)).pids_limit(Some(50)));
+    let c = mgr.create(cfg.clone().user(None)).await.unwrap();
     mgr.start(&c.id).await.unwrap();
     assert_eq!(mgr.wait(&c.id, WaitCondition::NotRunning).await.unwrap().code, 0);
     let out = log_text(&mgr, &c.id).await.unwrap();
@@ -292,7 +278,7 @@ async fn config_reaches_the_container() {
     assert_eq!(std::fs::read_to_string(env.root().join("volumes/vol1/f")).unwrap(), "data\n");
     mgr.remove(&c.id, false).await.unwrap();
     // The user is resolved in the image's /etc/passwd.
-    let c = mgr.create(ContainerConfig { mounts: vec![], ..cfg }).await.unwrap();
+    let c = mgr.create(cfg.mounts(vec![])).await.unwrap();
     mgr.start(&c.id).await.unwrap();
     mgr.wait(&c.id, WaitCondition::NotRunning).await.unwrap();
     let out = stdout_text(&mgr, &c.id).await.unwrap();
@@ -305,12 +291,12 @@ async fn tty_resize_and_exec_in_a_terminal() {
     let env = Env::new().await;
     let mgr = env.manager("engine-runc").await;
     let c = mgr
-        .create(ContainerConfig { tty: true, ..sh("for i in $(seq 100); do [ \"$(stty size 2>/dev/null)\" = \"40 100\" ] && break; sleep 0.1; done; stty size; tty; exec sleep 60") })
+        .create(sh("for i in $(seq 100); do [ \"$(stty size 2>/dev/null)\" = \"40 100\" ] && break; sleep 0.1; done; stty size; tty; exec sleep 60").tty(true))
         .await
         .unwrap();
     mgr.start(&c.id).await.unwrap();
     mgr.resize(&c.id, engine_core::ConsoleSize { height: 40, width: 100 }).await.unwrap();
-    let mut logs = mgr.logs(&c.id, LogOptions { follow: true, ..Default::default() }).await.unwrap();
+    let mut logs = mgr.logs(&c.id, LogOptions::default().follow(true)).await.unwrap();
     let mut text = String::new();
     while !text.contains("/dev/") {
         let e = tokio::time::timeout(Duration::from_secs(10), logs.next()).await.unwrap().unwrap().unwrap();
@@ -318,8 +304,8 @@ async fn tty_resize_and_exec_in_a_terminal() {
     }
     assert!(text.contains("40 100\r\n"), "{text:?}");
     assert!(text.contains("/dev/pts/") || text.contains("/dev/console"), "{text:?}");
-    let x = mgr.exec(&c.id, ExecConfig { cmd: vec!["tty".into()], tty: true, ..Default::default() }).await.unwrap();
-    let att = mgr.exec_attach(&x, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
+    let x = mgr.exec(&c.id, ExecConfig::default().cmd(vec!["tty".into()]).tty(true)).await.unwrap();
+    let att = mgr.exec_attach(&x, AttachOptions::default().stdin(false).stdout(true).stderr(true)).await.unwrap();
     let out: String = att.output.map(|o| String::from_utf8_lossy(&o.unwrap().data).to_string()).collect().await;
     assert!(out.contains("/dev/pts/"), "{out:?}");
     assert_eq!(mgr.exec_wait(&x).await.unwrap().code, 0);
@@ -392,11 +378,11 @@ async fn update_resources(runtime: &str) {
     let env = Env::new().await;
     let mgr = env.manager(runtime).await;
     let mut cfg = sh("exec sleep 60");
-    cfg.resources = Resources { memory: Some(64 << 20), ..Default::default() };
+    cfg.resources = Resources::default().memory(Some(64 << 20));
     let info = mgr.create(cfg).await.unwrap();
     mgr.start(&info.id).await.unwrap();
     assert_eq!(mgr.stats(&info.id).await.unwrap().memory_limit, Some(64 << 20), "{runtime}");
-    mgr.update(&info.id, Resources { memory: Some(96 << 20), cpus: Some(0.5), ..Default::default() }).await.unwrap();
+    mgr.update(&info.id, Resources::default().memory(Some(96 << 20)).cpus(Some(0.5))).await.unwrap();
     assert_eq!(mgr.stats(&info.id).await.unwrap().memory_limit, Some(96 << 20), "{runtime}");
     let r = mgr.inspect(&info.id).await.unwrap().config.resources;
     assert_eq!((r.memory, r.cpus), (Some(96 << 20), Some(0.5)));
@@ -404,7 +390,7 @@ async fn update_resources(runtime: &str) {
         serde_json::from_slice(&std::fs::read(info.bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["linux"]["resources"]["memory"]["limit"], 96 << 20);
     assert_eq!(spec["linux"]["resources"]["cpu"]["quota"], 50_000);
-    let e = mgr.update(&info.id, Resources { memory: Some(1), ..Default::default() }).await.unwrap_err();
+    let e = mgr.update(&info.id, Resources::default().memory(Some(1))).await.unwrap_err();
     assert!(e.is_invalid_input(), "{e}");
     assert_eq!(mgr.stats(&info.id).await.unwrap().memory_limit, Some(96 << 20));
     assert!(mgr.update("no-such-container", Resources::default()).await.unwrap_err().is_not_found());

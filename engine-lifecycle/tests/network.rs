@@ -140,7 +140,7 @@ async fn network_settings_that_cannot_be_honoured_fail_create_and_leave_nothing(
     let e = mgr.create(cfg).await.unwrap_err();
     assert!(!e.is_not_found() && !e.is_invalid_input(), "failed in the runtime, not before: {e}");
 
-    assert!(mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap().is_empty());
+    assert!(mgr.list(ListFilter::default().all(true)).await.unwrap().is_empty());
     assert!(h.driver.inspect_network("appnet").await.unwrap().endpoints.is_empty(), "no lease left");
     assert_eq!(links(&hns).await, before, "no veth left");
     assert_eq!(ruleset(&hns).await, rules, "no rule left");

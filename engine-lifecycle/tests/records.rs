@@ -6,7 +6,7 @@
 
 mod common;
 use common::*;
-use engine_core::{ContainerConfig, ContainerState, LifecycleManager, ListFilter, WaitCondition};
+use engine_core::{ContainerState, LifecycleManager, ListFilter, WaitCondition};
 use engine_lifecycle::{Manager, ManagerConfig};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,7 +30,7 @@ async fn records_child() {
     let Some(dir) = std::env::var_os("ENGINE_RECORDS_CHILD_DIR") else { return };
     let dir = PathBuf::from(dir);
     let mgr = Manager::new(child_config(&dir)).await.unwrap();
-    let good = mgr.create(ContainerConfig { owner_pid: None, ..sh("exec sleep 600") }).await.unwrap();
+    let good = mgr.create(sh("exec sleep 600").owner_pid(None)).await.unwrap();
     mgr.start(&good.id).await.unwrap();
     let bad = mgr.create(sh("exec sleep 600")).await.unwrap();
     mgr.start(&bad.id).await.unwrap();
@@ -87,7 +87,7 @@ async fn a_corrupt_record_is_named_and_the_others_still_work() {
     assert!(msg.contains(&bad) && msg.contains("corrupt"), "the error does not name the corrupt record: {msg}");
     let err = mgr.start(&bad).await.expect_err("started a container with a corrupt record");
     assert!(err.to_string().contains(&bad), "{err}");
-    let all = mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap();
+    let all = mgr.list(ListFilter::default().all(true)).await.unwrap();
     assert_eq!(all.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec![good.as_str()], "{all:?}");
 
     // The other container still works: running, stoppable, removable; new ones run.
@@ -119,11 +119,8 @@ async fn records_concurrent_child() {
     let Some(dir) = std::env::var_os("ENGINE_RECORDS_CONCURRENT_DIR") else { return };
     let dir = PathBuf::from(dir);
     let mgr = Manager::new(child_config(&dir)).await.unwrap();
-    let made = futures::future::try_join_all(
-        (0..16).map(|_| mgr.create(ContainerConfig { owner_pid: None, ..sh("exec sleep 600") })),
-    )
-    .await
-    .unwrap();
+    let made =
+        futures::future::try_join_all((0..16).map(|_| mgr.create(sh("exec sleep 600").owner_pid(None)))).await.unwrap();
     let ids: Vec<String> = made.into_iter().map(|c| c.id).collect();
     std::fs::write(dir.join("ids.tmp"), ids.join(" ")).unwrap();
     std::fs::rename(dir.join("ids.tmp"), dir.join("ids")).unwrap();
@@ -148,7 +145,7 @@ async fn concurrent_creates_are_all_durable() {
 
     // A new manager on the same root finds every acknowledged container.
     let mgr = env.manager("engine-runc").await;
-    let all = mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap();
+    let all = mgr.list(ListFilter::default().all(true)).await.unwrap();
     let mut found: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
     found.sort();
     assert_eq!(found, acknowledged, "records of acknowledged creates were lost");
@@ -156,7 +153,7 @@ async fn concurrent_creates_are_all_durable() {
     for id in &acknowledged {
         mgr.remove(id, true).await.unwrap();
     }
-    assert!(mgr.list(ListFilter { all: true, ..Default::default() }).await.unwrap().is_empty());
+    assert!(mgr.list(ListFilter::default().all(true)).await.unwrap().is_empty());
     assert!(mounts_under(&env.root()).is_empty(), "{:?}", mounts_under(&env.root()));
     cleanup(&mgr).await;
 }

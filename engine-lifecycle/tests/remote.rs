@@ -5,8 +5,8 @@
 mod common;
 use common::*;
 use engine_core::{
-    AttachOptions, ContainerConfig, ContainerState, EventKind, ExecConfig, LifecycleManager, ListFilter, LogOptions,
-    Resources, WaitCondition,
+    AttachOptions, ContainerState, EventKind, ExecConfig, LifecycleManager, ListFilter, LogOptions, Resources,
+    WaitCondition,
 };
 use engine_lifecycle::RemoteManager;
 use futures::StreamExt;
@@ -85,11 +85,9 @@ async fn remote_manager_with_bridge_networking() {
     let _daemon = Daemon::spawn_with(env.dir.path(), &["--network-driver", "bridge", "--network-host-netns", &ns]);
     let mgr = _daemon.client().await;
     let c = mgr
-        .create(ContainerConfig {
-            network: engine_core::NetworkMode::Bridge,
-            ports: PortBinding::parse("127.0.0.1:0:80").unwrap(),
-            ..sh("true")
-        })
+        .create(
+            sh("true").network(engine_core::NetworkMode::Bridge).ports(PortBinding::parse("127.0.0.1:0:80").unwrap()),
+        )
         .await
         .unwrap();
     let ep = &c.networks["bridge"];
@@ -106,25 +104,18 @@ async fn remote_lifecycle_and_typed_errors() {
     let mgr = daemon.client().await;
     let mut events = mgr.events().await.unwrap();
 
-    let e = mgr.create(ContainerConfig { image: "nosuch:img".into(), ..sh("true") }).await.unwrap_err();
+    let e = mgr.create(sh("true").image("nosuch:img".into())).await.unwrap_err();
     assert!(e.is_not_found(), "{e}");
-    let e = mgr
-        .create(ContainerConfig { resources: Resources { memory: Some(-1), ..Default::default() }, ..sh("true") })
-        .await
-        .unwrap_err();
+    let e = mgr.create(sh("true").resources(Resources::default().memory(Some(-1)))).await.unwrap_err();
     assert!(e.is_invalid_input(), "{e}");
     assert!(mgr.inspect("nosuch").await.unwrap_err().is_not_found());
 
-    let c = mgr
-        .create(ContainerConfig { name: Some("remote1".into()), ..sh("echo one; read x; echo got $x; exit 2") })
-        .await
-        .unwrap();
-    let e = mgr.create(ContainerConfig { name: Some("remote1".into()), ..sh("true") }).await.unwrap_err();
+    let c = mgr.create(sh("echo one; read x; echo got $x; exit 2").name(Some("remote1".into()))).await.unwrap();
+    let e = mgr.create(sh("true").name(Some("remote1".into()))).await.unwrap_err();
     assert!(e.is_conflict(), "{e}");
-    let c2 =
-        mgr.create(ContainerConfig { open_stdin: true, ..sh("echo one; read x; echo got $x; exit 2") }).await.unwrap();
+    let c2 = mgr.create(sh("echo one; read x; echo got $x; exit 2").open_stdin(true)).await.unwrap();
     // Attach with stdin through the service.
-    let mut att = mgr.attach(&c2.id, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    let mut att = mgr.attach(&c2.id, AttachOptions::default().stdin(true).stdout(true).stderr(true)).await.unwrap();
     mgr.start(&c2.id).await.unwrap();
     use tokio::io::AsyncWriteExt;
     let mut stdin = att.stdin.take().unwrap();
@@ -142,12 +133,9 @@ async fn remote_lifecycle_and_typed_errors() {
     mgr.remove(&c.id, false).await.unwrap();
     let s = mgr.create(sh("i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done")).await.unwrap();
     mgr.start(&s.id).await.unwrap();
-    let x = mgr
-        .exec(&s.id, ExecConfig { cmd: vec!["sh".into(), "-c".into(), "exit 9".into()], ..Default::default() })
-        .await
-        .unwrap();
+    let x = mgr.exec(&s.id, ExecConfig::default().cmd(vec!["sh".into(), "-c".into(), "exit 9".into()])).await.unwrap();
     assert_eq!(mgr.exec_wait(&x).await.unwrap().code, 9);
-    let mut logs = mgr.logs(&s.id, LogOptions { follow: true, tail: Some(1), ..Default::default() }).await.unwrap();
+    let mut logs = mgr.logs(&s.id, LogOptions::default().follow(true).tail(Some(1))).await.unwrap();
     let first = logs.next().await.unwrap().unwrap();
     let second = logs.next().await.unwrap().unwrap();
     assert!(first.time <= second.time);
@@ -181,10 +169,7 @@ async fn recovery_after_sigkill_of_the_daemon() {
     let exits = mgr.create(sh("sleep 1; exit 7")).await.unwrap();
     mgr.start(&exits.id).await.unwrap();
     let created = mgr.create(sh("echo late start")).await.unwrap();
-    let always = mgr
-        .create(ContainerConfig { restart: engine_core::RestartPolicy::Always, ..sh("sleep 1.2; exit 1") })
-        .await
-        .unwrap();
+    let always = mgr.create(sh("sleep 1.2; exit 1").restart(engine_core::RestartPolicy::Always)).await.unwrap();
     mgr.start(&always.id).await.unwrap();
     let pid = mgr.inspect(&ticker.id).await.unwrap().pid.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

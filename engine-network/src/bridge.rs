@@ -9,7 +9,7 @@ use engine_core::network::{
     AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec, PortBinding,
     PublishedPort,
 };
-use engine_core::{random_hex64, Error, IoContext, Result};
+use engine_core::{random_hex64, ContainerId, Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -788,8 +788,8 @@ impl NetworkDriver for BridgeDriver {
     async fn attach(&self, network: &str, request: AttachRequest) -> Result<EndpointInfo> {
         self.do_attach(network, request).await
     }
-    async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
-        self.do_detach(network, container_id).await
+    async fn detach(&self, network: &str, container_id: &ContainerId) -> Result<()> {
+        self.do_detach(network, container_id.as_str()).await
     }
 }
 

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use engine_core::network::{
     AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec,
 };
-use engine_core::{random_hex64, Error, IoContext, Result};
+use engine_core::{random_hex64, ContainerId, Error, IoContext, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::Digest;
@@ -1073,8 +1073,8 @@ impl NetworkDriver for CniDriver {
     async fn attach(&self, network: &str, request: AttachRequest) -> Result<EndpointInfo> {
         self.do_attach(network, request).await
     }
-    async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
-        self.do_detach(network, container_id).await
+    async fn detach(&self, network: &str, container_id: &ContainerId) -> Result<()> {
+        self.do_detach(network, container_id.as_str()).await
     }
 }
 

@@ -20,7 +20,7 @@
 //!     .attach(&net.id, AttachRequest::new("web1", ns.path()).publish(PortBinding::parse("0:80")?.remove(0)))
 //!     .await?;
 //! println!("{} on {} via host port {}", ep.ipv4.unwrap(), ep.interface, ep.ports[0].host_port);
-//! driver.detach(&net.id, "web1").await?;
+//! driver.detach(&net.id, &engine_core::ContainerId::new("web1")?).await?;
 //! # Ok(()) }
 //! ```
 //!

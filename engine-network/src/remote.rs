@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use engine_core::network::{
     AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec,
 };
-use engine_core::{random_hex64, Error, Result};
+use engine_core::{random_hex64, ContainerId, Error, Result};
 use engine_plugin::{PluginError, Plugins};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -877,9 +877,9 @@ impl NetworkDriver for NetworkRouter {
             None => self.default.attach(network, request).await,
         }
     }
-    async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
+    async fn detach(&self, network: &str, container_id: &ContainerId) -> Result<()> {
         match self.remote.find(network).await {
-            Some(id) => self.remote.detach(&id, container_id).await,
+            Some(id) => self.remote.detach(&id, container_id.as_str()).await,
             None => self.default.detach(network, container_id).await,
         }
     }

@@ -38,9 +38,9 @@ async fn two_endpoints_on_one_network_talk_and_leave_nothing() {
     let info = d.inspect_network("appnet").await.unwrap();
     assert_eq!(info.endpoints.len(), 2);
     assert_eq!(info.endpoints["c2"], e2);
-    d.detach("appnet", "c1").await.unwrap();
-    d.detach("appnet", "c2").await.unwrap();
-    assert!(d.detach("appnet", "c2").await.unwrap_err().is_not_found());
+    d.detach("appnet", &cid("c1")).await.unwrap();
+    d.detach("appnet", &cid("c2")).await.unwrap();
+    assert!(d.detach("appnet", &cid("c2")).await.unwrap_err().is_not_found());
     d.remove_network("appnet").await.unwrap();
     assert_eq!(lab.snapshot().await, before, "links, rules and records as before");
     assert!(!nft_ruleset(&lab.host_ns()).await.contains("engine"));
@@ -127,7 +127,7 @@ async fn published_ports_reach_the_container_from_everywhere() {
     assert_eq!(tcp_get(&ns1, sa(HOST_ADDR, hp), OK_TIMEOUT).await.unwrap(), format!("web {gw}"));
     let _ = cli;
     // Unpublished on detach: the port is free again and DNAT is gone.
-    d.detach("bridge", "web").await.unwrap();
+    d.detach("bridge", &cid("web")).await.unwrap();
     assert!(tcp_get(&host, sa(Ipv4Addr::LOCALHOST, hp), FAIL_TIMEOUT).await.is_err());
     assert!(tcp_get(&host, v6, FAIL_TIMEOUT).await.is_err(), "the IPv6 proxy outlived the endpoint");
     assert!(udp_get(&host, udp6, FAIL_TIMEOUT).await.is_err(), "the IPv6 udp proxy outlived the endpoint");
@@ -191,7 +191,7 @@ async fn leases_survive_a_restart_and_are_freed_on_detach() {
     assert_ne!(e4.ipv4, e1.ipv4);
     assert_ne!(e4.ipv4, e3.ipv4);
     // Detach frees: the next attach takes a's address.
-    d.detach("keep", "a").await.unwrap();
+    d.detach("keep", &cid("a")).await.unwrap();
     let e5 = d.attach("keep", AttachRequest::new("e", &p5)).await.unwrap();
     assert_eq!(e5.ipv4, e1.ipv4);
 }
@@ -384,7 +384,7 @@ async fn many_attach_detach_cycles_leave_nothing_behind() {
             .await
             .unwrap();
         assert_eq!(ep.ipv4.unwrap().to_string(), "172.18.0.2/16", "the lease is reused, not leaked");
-        lab.driver().detach("cycle", &format!("c{i}")).await.unwrap();
+        lab.driver().detach("cycle", &cid(&format!("c{i}"))).await.unwrap();
     }
     assert_eq!(lab.snapshot().await, before);
     assert_eq!(links_in(ns).await, in_container);
@@ -432,7 +432,7 @@ async fn a_udp_flow_follows_its_port_to_the_next_container() {
         String::from_utf8_lossy(&b[..n]).split(' ').next().unwrap().to_string()
     };
     assert_eq!(tokio::task::block_in_place(|| ask(&client)), "first");
-    d.detach("udp", "u1").await.unwrap();
+    d.detach("udp", &cid("u1")).await.unwrap();
     // Another container, another address, the same published port.
     d.attach("udp", AttachRequest::new("u2", &p2).ipv4(Ipv4Addr::new(172, 18, 0, 9)).publish(publish())).await.unwrap();
     assert_eq!(tokio::task::block_in_place(|| ask(&client)), "second", "the old flow was forgotten");
@@ -545,8 +545,13 @@ async fn a_dual_stack_network_routes_nats_and_publishes_ipv6() {
     assert!(e.is_conflict() && e.to_string().contains("overlaps"), "{e}");
     let e = d.create_network(NetworkSpec::new("v6bad").subnet("fd43::/32".parse().unwrap())).await.unwrap_err();
     assert!(e.is_invalid_input(), "{e}");
-    d.detach("dual", "a").await.unwrap();
-    d.detach("dual", "b").await.unwrap();
+    d.detach("dual", &cid("a")).await.unwrap();
+    d.detach("dual", &cid("b")).await.unwrap();
     d.remove_network("dual").await.unwrap();
     assert!(!nft_ruleset(&lab.host_ns()).await.contains("engine"));
+}
+
+/// A container id for detach.
+fn cid(id: &str) -> engine_core::ContainerId {
+    engine_core::ContainerId::new(id).unwrap()
 }

@@ -137,7 +137,7 @@ async fn cni_network_with_debian_plugins_end_to_end() {
     // CNI keeps for the next container; what one container adds must go.
     let warm = AttachRequest::new("warm", &pw).publish(PortBinding::parse("0:7000").unwrap().remove(0));
     d.attach("cninet", warm).await.unwrap();
-    d.detach("cninet", "warm").await.unwrap();
+    d.detach("cninet", &cid("warm")).await.unwrap();
     let before = state(&lab, &ipam_dir).await;
     assert!(leases(&before).is_empty(), "{before:?}");
     assert!(before.links.contains(&"cnibr0".to_string()), "{before:?}");
@@ -185,7 +185,7 @@ async fn cni_network_with_debian_plugins_end_to_end() {
     let (p3, _ns3) = lab.container("three").await;
     let e3 = d.attach("cninet", AttachRequest::new("c3", &p3).ipv4(Ipv4Addr::new(10, 230, 0, 77))).await.unwrap();
     assert_eq!(e3.ipv4.unwrap().to_string(), "10.230.0.77/24");
-    d.detach("cninet", "c3").await.unwrap();
+    d.detach("cninet", &cid("c3")).await.unwrap();
     let e = d.attach("cninet", AttachRequest::new("c3", &p3).ipv4(Ipv4Addr::new(10, 9, 9, 9))).await.unwrap_err();
     assert!(e.to_string().contains("10.9.9.9"), "{e}");
     assert_eq!(leases(&state(&lab, &ipam_dir).await).len(), 2, "only c1's and c2's leases");
@@ -199,9 +199,9 @@ async fn cni_network_with_debian_plugins_end_to_end() {
     assert_eq!(d.inspect_network("cninet").await.unwrap().endpoints["c1"], e1);
     let taken = lab.host_ns().run(move || Ok(std::net::TcpListener::bind(("0.0.0.0", host_port)).is_err())).await;
     assert!(taken.unwrap(), "the published port is held again");
-    d.detach("cninet", "c1").await.unwrap();
-    d.detach("cninet", "c2").await.unwrap();
-    assert!(d.detach("cninet", "c2").await.unwrap_err().is_not_found());
+    d.detach("cninet", &cid("c1")).await.unwrap();
+    d.detach("cninet", &cid("c2")).await.unwrap();
+    assert!(d.detach("cninet", &cid("c2")).await.unwrap_err().is_not_found());
     assert!(d.check("cninet", "c1").await.unwrap_err().is_not_found());
     let after = state(&lab, &ipam_dir).await;
     assert_eq!(after, before, "DEL left something (links, rules, leases or cached results)");
@@ -228,7 +228,7 @@ async fn cni_failed_add_dead_namespace_and_made_networks_leave_nothing() {
     let d = open(&lab, &conf).await;
     // A warm-up, so the bridge exists before the baseline.
     d.attach("plain", AttachRequest::new("warm", &p1)).await.unwrap();
-    d.detach("plain", "warm").await.unwrap();
+    d.detach("plain", &cid("warm")).await.unwrap();
     let e = d.attach("broken", AttachRequest::new("c1", &p1)).await.unwrap_err();
     assert!(e.to_string().contains("tuning") && e.to_string().contains("ADD"), "{e}");
     let before = state(&lab, &ipam_dir).await;
@@ -279,7 +279,7 @@ async fn cni_failed_add_dead_namespace_and_made_networks_leave_nothing() {
     let _s = serve_tcp(&ns3, 7100, "three").await;
     let got = tcp_get(&lab.host_ns(), sa(Ipv4Addr::LOCALHOST, e3.ports[0].host_port), OK_TIMEOUT).await.unwrap();
     assert!(got.starts_with("three "), "{got}");
-    d.detach("made", "c3").await.unwrap();
+    d.detach("made", &cid("c3")).await.unwrap();
     d.remove_network("made").await.unwrap();
     assert!(!conf.join("engine-made.conflist").exists());
     let bridge = n.interface.unwrap();
@@ -293,7 +293,12 @@ async fn cni_failed_add_dead_namespace_and_made_networks_leave_nothing() {
     assert!(o.unwrap().unwrap().status.success());
     let e = d.check("plain", "c5").await.unwrap_err();
     assert!(e.to_string().contains("CHECK"), "{e}");
-    d.detach("plain", "c5").await.unwrap();
+    d.detach("plain", &cid("c5")).await.unwrap();
     // A configuration the engine did not write is not removed by it.
     assert!(d.remove_network("plain").await.unwrap_err().is_conflict());
+}
+
+/// A container id for detach.
+fn cid(id: &str) -> engine_core::ContainerId {
+    engine_core::ContainerId::new(id).unwrap()
 }

@@ -16,9 +16,10 @@
 //! single-threaded process. [`LinuxRuntime`] therefore splits the work:
 //!
 //! - the operations that clone nothing (`start`, `state`, `kill`, `delete`,
-//!   `pause`, `resume`, `stats`, `ps`) only read the state directory, signal
-//!   and touch cgroup files: they run in the caller's process, on a blocking
-//!   thread, through [`linux::Runc`], and start no process;
+//!   `pause`, `resume`, `stats`, `ps`, `update`) only read the state
+//!   directory, signal and touch cgroup files: they run in the caller's
+//!   process, on a blocking thread, through [`linux::Runc`], and start no
+//!   process;
 //! - `create` runs in the caller's process too when the caller has a single
 //!   thread (the shim, which then is the init's parent directly) and the
 //!   config joins no existing namespace;
@@ -26,6 +27,10 @@
 //!   manager, an application embedding the engine) or into existing
 //!   namespaces, run the single-threaded `engine-runc` command line, one
 //!   short-lived process per call (with `tokio::process`).
+//!
+//! A [`LinuxRuntime`] given global arguments (`--debug`, `--log`, ...,
+//! through [`engine_core::RuntimeBinary::args`]) runs `engine-runc` for every
+//! operation, so the binary handles them.
 //!
 //! [`OciRuntime`] runs its binary (runc, crun, ...) for every operation. The
 //! command line is [`cli::main`] (feature `cli`), which an application can
@@ -96,7 +101,7 @@
 //! let id = ContainerId::new("hello")?;
 //! let (out_r, out_w) = nix::unistd::pipe().map_err(|e| engine_core::Error::io("pipe", e.into()))?;
 //! let stdio = StdioSpec { stdout: Some(out_w), ..StdioSpec::null() };
-//! let pid = rt.create(&id, "/srv/bundles/hello".as_ref(), CreateOptions { stdio, ..Default::default() }).await?;
+//! let pid = rt.create(&id, "/srv/bundles/hello".as_ref(), CreateOptions::default().stdio(stdio)).await?;
 //! assert_eq!(rt.state(&id).await?.status, ContainerStatus::Created); // the init waits for start
 //! rt.start(&id).await?; // the user process execs; its output arrives on out_r
 //! rt.kill(&id, Signal::TERM, false).await?;

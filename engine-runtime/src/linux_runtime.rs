@@ -16,10 +16,13 @@ use std::time::Duration;
 /// in the single-threaded `engine-runc` process, never in a multi-threaded
 /// caller's. A single-threaded caller (a shim, which then becomes the init's
 /// parent directly) creates containers whose namespaces are all new
-/// in-process, which saves starting `engine-runc`. The other operations (`start`, `state`, `kill`, `delete`, `pause`,
-/// `resume`, `stats`, `ps`) only read the state directory, signal and touch
-/// cgroup files: they run in the caller's process, on a blocking thread,
-/// through [`Runc`](crate::linux::Runc), which saves a process start each. The binary is found, in order: set
+/// in-process, which saves starting `engine-runc`. The other operations
+/// (`start`, `state`, `kill`, `delete`, `pause`, `resume`, `stats`, `ps`,
+/// `update`) only read the state directory, signal and touch cgroup files:
+/// they run in the caller's process, on a blocking thread, through
+/// [`Runc`](crate::linux::Runc), which saves a process start each. With
+/// global arguments (`RuntimeBinary::args`) every operation runs the binary.
+/// The binary is found, in order: set
 /// explicitly ([`LinuxRuntime::with_binary`]), `$ENGINE_BIN_DIR/engine-runc`,
 /// next to the current executable (or one directory up, for test binaries in
 /// `target/*/deps`), then `PATH`.

@@ -32,8 +32,7 @@ async fn in_process_create_keeps_fds_and_brings_lo_up() {
     let (mut out_r, out_w) = std::io::pipe().unwrap();
     let runtime = engine_runtime::LinuxRuntime::with_binary(bin()).root(runc.root.path());
     let cid = ContainerId::new(&id).unwrap();
-    let opts =
-        CreateOptions { stdio: StdioSpec { stdout: Some(out_w.into()), ..Default::default() }, ..Default::default() };
+    let opts = CreateOptions::default().stdio(StdioSpec { stdout: Some(out_w.into()), ..Default::default() });
     let pid = runtime.create(&cid, b.path(), opts).await.unwrap();
     // In-process: the init is this process's child, not a (gone) engine-runc's.
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();

@@ -198,7 +198,7 @@ fn alive(pid: i32) -> bool {
 async fn lifecycle(kind: Kind) {
     let fx = Fixture::new(kind, "life", &["sh", "-c", "echo hello from $(hostname); exec sleep 60"]);
     let (r, w) = pipe();
-    let opts = CreateOptions { stdio: StdioSpec { stdout: Some(w), ..Default::default() }, ..Default::default() };
+    let opts = CreateOptions::default().stdio(StdioSpec { stdout: Some(w), ..Default::default() });
     let pid = fx.rt.create(&fx.id, fx.bundle(), opts).await.unwrap();
 
     let st = fx.rt.state(&fx.id).await.unwrap();
@@ -247,7 +247,7 @@ async fn exec_exit_code(kind: Kind) {
     process.set_args(Some(vec!["sh".into(), "-c".into(), "echo exec in $(hostname); exit 3".into()]));
     process.set_terminal(Some(false));
     let (r, w) = pipe();
-    let opts = ExecOptions { stdio: StdioSpec { stdout: Some(w), ..Default::default() }, ..Default::default() };
+    let opts = ExecOptions::default().stdio(StdioSpec { stdout: Some(w), ..Default::default() });
     let pid = fx.rt.exec(&fx.id, &process, opts).await.unwrap();
     assert_ne!(pid, init);
     assert_eq!(reap(pid).await, 3);
@@ -340,8 +340,7 @@ async fn terminal_console_socket(kind: Kind) {
     let sock = fx.bundle().join("console.sock");
     let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let receiver = std::thread::spawn(move || receive_pty(listener));
-    let opts =
-        CreateOptions { stdio: StdioSpec { console_socket: Some(sock), ..Default::default() }, ..Default::default() };
+    let opts = CreateOptions::default().stdio(StdioSpec { console_socket: Some(sock), ..Default::default() });
     let pid = fx.rt.create(&fx.id, fx.bundle(), opts).await.unwrap();
     let master = receiver.join().unwrap();
     fx.rt.start(&fx.id).await.unwrap();

@@ -30,7 +30,7 @@ fn in_process_create_and_exec_refuse_a_multi_threaded_process() {
     let root = tempfile::tempdir().unwrap();
     let lib = Lib::new(root.path());
     let id = ContainerId::new(unique_id("threads")).unwrap();
-    let opts = CreateOpts { bundle: b.path().to_path_buf(), ..Default::default() };
+    let opts = CreateOpts::default().bundle(b.path().to_path_buf());
     let err = with_extra_thread(|| lib.create(&id, &opts)).expect_err("create ran in a multi-threaded process");
     let msg = err.to_string();
     assert!(msg.contains("threads") && msg.contains("single-threaded"), "unclear error: {msg}");

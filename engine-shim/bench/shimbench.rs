@@ -80,7 +80,8 @@ async fn main() {
     let rootfs = work.join("rootfs");
     make_rootfs(&rootfs);
     let name = runtime.file_name().unwrap().to_string_lossy().into_owned();
-    let rt = RuntimeBinary { name: name.clone(), path: runtime.clone(), root: Some(work.join("rtroot")), args: vec![] };
+    let rt =
+        RuntimeBinary::default().name(name.clone()).path(runtime.clone()).root(Some(work.join("rtroot"))).args(vec![]);
     let mut shims: Vec<std::sync::Arc<dyn Shim>> = Vec::new();
     let mut launch_ms = Vec::new();
     let mut pids = Vec::new();
@@ -88,21 +89,17 @@ async fn main() {
         let id = ContainerId::new(format!("shimbench-{}-{i}", std::process::id())).unwrap();
         let bundle = work.join(format!("b{i}"));
         write_config(&bundle, &rootfs);
-        let req = LaunchRequest {
-            id,
-            bundle,
-            state_dir: work.join(format!("s{i}")),
-            runtime: rt.clone(),
-            log: Some(engine_core::LogConfig {
-                path: work.join(format!("c{i}.log")),
-                max_size: None,
-                max_files: 1,
-                format: Default::default(),
-                fifo: None,
-            }),
-            open_stdin: false,
-            owner_pid: None,
-        };
+        let req = LaunchRequest::new(id, bundle, work.join(format!("s{i}")), rt.clone())
+            .log(Some(
+                engine_core::LogConfig::default()
+                    .path(work.join(format!("c{i}.log")))
+                    .max_size(None)
+                    .max_files(1)
+                    .format(Default::default())
+                    .fifo(None),
+            ))
+            .open_stdin(false)
+            .owner_pid(None);
         let t = Instant::now();
         let shim = launcher.launch(req).await.expect("launch");
         shim.start().await.expect("start");

@@ -181,7 +181,7 @@ impl Shim for Client {
 
     async fn state(&self, process: &ProcessRef) -> Result<ProcessState> {
         let r = self.rpc().state(Self::preq(process)).await.map_err(|s| self.err(s))?.into_inner();
-        Ok(ProcessState { status: parse_status(&r.status), pid: r.pid, exit: r.exit.as_ref().map(exit_from_msg) })
+        Ok(ProcessState::new(parse_status(&r.status), r.pid).exit(r.exit.as_ref().map(exit_from_msg)))
     }
 
     async fn kill(&self, process: &ProcessRef, signal: Signal, all: bool) -> Result<()> {

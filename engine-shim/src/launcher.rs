@@ -48,15 +48,12 @@ impl LaunchReply {
 /// # async fn demo() -> engine_core::Result<()> {
 /// use engine_core::{ContainerId, LaunchRequest, RuntimeBinary, Shim, ShimLauncher};
 /// let launcher = engine_shim::Launcher::find()?;
-/// let req = LaunchRequest {
-///     id: ContainerId::new("web")?,
-///     bundle: "/var/lib/engine/bundles/web".into(),
-///     state_dir: "/run/engine/web".into(),
-///     runtime: RuntimeBinary { name: "runc".into(), path: "/usr/sbin/runc".into(), root: None, args: vec![] },
-///     log: None,
-///     open_stdin: false,
-///     owner_pid: None,
-/// };
+/// let req = LaunchRequest::new(
+///     ContainerId::new("web")?,
+///     "/var/lib/engine/bundles/web",
+///     "/run/engine/web",
+///     RuntimeBinary::new("runc", "/usr/sbin/runc"),
+/// );
 /// let shim = launcher.launch(req).await?; // the container is created
 /// shim.start().await?;
 /// # Ok(()) }

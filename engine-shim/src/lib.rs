@@ -19,15 +19,16 @@
 //! let launcher = engine_shim::Launcher::find()?;
 //! let id = ContainerId::new("hello")?;
 //! let shim = launcher
-//!     .launch(LaunchRequest {
-//!         id: id.clone(),
-//!         bundle: "/tmp/hello/bundle".into(),
-//!         state_dir: "/run/engine-shim/hello".into(),
-//!         runtime: RuntimeBinary { name: "runc".into(), path: "/usr/sbin/runc".into(), root: None, args: vec![] },
-//!         log: Some(LogConfig { path: "/tmp/hello/hello-json.log".into(), max_size: Some(10 << 20), max_files: 3, format: Default::default(), fifo: None }),
-//!         open_stdin: false,
-//!         owner_pid: Some(std::process::id() as i32),
-//!     })
+//!     .launch(
+//!         LaunchRequest::new(
+//!             id.clone(),
+//!             "/tmp/hello/bundle",
+//!             "/run/engine-shim/hello",
+//!             RuntimeBinary::new("runc", "/usr/sbin/runc"),
+//!         )
+//!         .log(Some(LogConfig::json_file("/tmp/hello/hello-json.log").max_size(Some(10 << 20)).max_files(3)))
+//!         .owner_pid(Some(std::process::id() as i32)),
+//!     )
 //!     .await?;
 //! shim.start().await?;
 //! let exit = shim.wait(&ProcessRef::Init).await?;

@@ -26,7 +26,7 @@ pub const MAX_LINE: usize = 16 * 1024;
 /// use engine_core::{LogConfig, LogDriver, LogEntry, StdStream};
 /// let dir = tempfile::tempdir().unwrap();
 /// let path = dir.path().join("c-json.log");
-/// let mut log = engine_shim::FileLogDriver::open(&LogConfig { path: path.clone(), max_size: None, max_files: 1, format: Default::default(), fifo: None })?;
+/// let mut log = engine_shim::FileLogDriver::open(&LogConfig::json_file(&path).max_files(1))?;
 /// log.write(&LogEntry { time: std::time::SystemTime::now(), stream: StdStream::Stdout, line: "hi\n".into(), partial: false })?;
 /// log.flush()?;
 /// let text = std::fs::read_to_string(&path).unwrap();
@@ -395,13 +395,14 @@ mod tests {
     fn rotates_by_size_and_keeps_max_files() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c-json.log");
-        let mut d = FileLogDriver::open(&LogConfig {
-            path: path.clone(),
-            max_size: Some(200),
-            max_files: 2,
-            format: Default::default(),
-            fifo: None,
-        })
+        let mut d = FileLogDriver::open(
+            &LogConfig::default()
+                .path(path.clone())
+                .max_size(Some(200))
+                .max_files(2)
+                .format(Default::default())
+                .fifo(None),
+        )
         .unwrap();
         for i in 0..40 {
             let e = LogEntry {

@@ -74,17 +74,16 @@ pub(crate) fn stats_to_msg(s: &Stats) -> proto::StatsReply {
 }
 
 pub(crate) fn stats_from_msg(s: proto::StatsReply) -> Stats {
-    Stats {
-        cpu_usage_ns: s.cpu_usage_ns,
-        cpu_user_ns: s.cpu_user_ns,
-        cpu_system_ns: s.cpu_system_ns,
-        memory_usage: s.memory_usage,
-        memory_limit: s.memory_limit,
-        memory_max_usage: s.memory_max_usage,
-        oom_kills: s.oom_kills,
-        pids_current: s.pids_current,
-        pids_limit: s.pids_limit,
-        io_read_bytes: s.io_read_bytes,
-        io_write_bytes: s.io_write_bytes,
-    }
+    Stats::default()
+        .cpu_usage_ns(s.cpu_usage_ns)
+        .cpu_user_ns(s.cpu_user_ns)
+        .cpu_system_ns(s.cpu_system_ns)
+        .memory_usage(s.memory_usage)
+        .memory_limit(s.memory_limit)
+        .memory_max_usage(s.memory_max_usage)
+        .oom_kills(s.oom_kills)
+        .pids_current(s.pids_current)
+        .pids_limit(s.pids_limit)
+        .io_read_bytes(s.io_read_bytes)
+        .io_write_bytes(s.io_write_bytes)
 }

@@ -142,11 +142,13 @@ async fn exec_with_its_own_exit_code(rt: Rt) {
     process.set_args(Some(vec!["sh".into(), "-c".into(), "echo from-exec; echo exec-err >&2; exit 3".into()]));
     process.set_env(Some(vec!["PATH=/bin".into()]));
     process.set_terminal(Some(false));
-    let pid =
-        shim.exec(ExecRequest { exec_id: "e1".into(), process: process.clone(), open_stdin: false }).await.unwrap();
+    let pid = shim
+        .exec(ExecRequest::default().exec_id("e1".into()).process(process.clone()).open_stdin(false))
+        .await
+        .unwrap();
     assert!(pid > 0);
     let a = shim
-        .attach(&ProcessRef::Exec("e1".into()), AttachOptions { stdin: false, stdout: true, stderr: true })
+        .attach(&ProcessRef::Exec("e1".into()), AttachOptions::default().stdin(false).stdout(true).stderr(true))
         .await
         .unwrap();
     let out = collect_output(a.output).await;
@@ -154,12 +156,12 @@ async fn exec_with_its_own_exit_code(rt: Rt) {
     let e = shim.wait(&ProcessRef::Exec("e1".into())).await.unwrap();
     assert_eq!(e.code, 3);
     // The same id again is refused; an unknown one is not found.
-    let dup = shim.exec(ExecRequest { exec_id: "e1".into(), process: process.clone(), open_stdin: false }).await;
+    let dup = shim.exec(ExecRequest::default().exec_id("e1".into()).process(process.clone()).open_stdin(false)).await;
     assert!(dup.unwrap_err().is_conflict());
     assert!(shim.wait(&ProcessRef::Exec("nope".into())).await.unwrap_err().is_not_found());
     // An exec killed by a signal; the init is untouched.
     process.set_args(Some(vec!["sleep".into(), "1000".into()]));
-    shim.exec(ExecRequest { exec_id: "e2".into(), process, open_stdin: false }).await.unwrap();
+    shim.exec(ExecRequest::default().exec_id("e2".into()).process(process).open_stdin(false)).await.unwrap();
     shim.kill(&ProcessRef::Exec("e2".into()), Signal::TERM, false).await.unwrap();
     assert_eq!(shim.wait(&ProcessRef::Exec("e2".into())).await.unwrap().code, 143);
     assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
@@ -176,10 +178,10 @@ async fn attach_with_stdin(rt: Rt) {
     req.open_stdin = true;
     let shim = launcher().launch(req).await.unwrap();
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
-    let both = AttachOptions { stdin: true, stdout: true, stderr: true };
+    let both = AttachOptions::default().stdin(true).stdout(true).stderr(true);
     let mut a = shim.attach(&ProcessRef::Init, both).await.unwrap();
     let mut watcher =
-        shim.attach(&ProcessRef::Init, AttachOptions { stdin: false, stdout: true, stderr: false }).await.unwrap();
+        shim.attach(&ProcessRef::Init, AttachOptions::default().stdin(false).stdout(true).stderr(false)).await.unwrap();
     shim.start().await.unwrap();
     // Resizing a process without a terminal is refused.
     let err = shim.resize(&ProcessRef::Init, ConsoleSize { height: 10, width: 10 }).await.unwrap_err();
@@ -213,7 +215,7 @@ async fn tty_mode(rt: Rt) {
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
     shim.resize(&ProcessRef::Init, ConsoleSize { height: 33, width: 101 }).await.unwrap();
     let mut a =
-        shim.attach(&ProcessRef::Init, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+        shim.attach(&ProcessRef::Init, AttachOptions::default().stdin(true).stdout(true).stderr(true)).await.unwrap();
     shim.start().await.unwrap();
     let first = read_until(&mut a.output, "33 101").await;
     assert!(first.contains("33 101"), "stty size on the pty: {first:?}");
@@ -518,9 +520,9 @@ async fn exec_with_a_terminal(rt: Rt) {
     process.set_env(Some(vec!["PATH=/bin".into(), "TERM=xterm".into()]));
     process.set_terminal(Some(true));
     let p = ProcessRef::Exec("t1".into());
-    shim.exec(ExecRequest { exec_id: "t1".into(), process, open_stdin: true }).await.unwrap();
+    shim.exec(ExecRequest::default().exec_id("t1".into()).process(process).open_stdin(true)).await.unwrap();
     shim.resize(&p, ConsoleSize { height: 20, width: 70 }).await.unwrap();
-    let mut a = shim.attach(&p, AttachOptions { stdin: true, stdout: true, stderr: true }).await.unwrap();
+    let mut a = shim.attach(&p, AttachOptions::default().stdin(true).stdout(true).stderr(true)).await.unwrap();
     let first = read_until(&mut a.output, "/dev/pts/").await;
     assert!(first.contains("/dev/pts/"), "the exec has a terminal: {first:?}");
     a.stdin.as_mut().unwrap().write_all(b"yes\n").await.unwrap();
@@ -540,13 +542,14 @@ async fn log_rotation_by_size(rt: Rt) {
         false,
     );
     let mut req = c.request();
-    req.log = Some(engine_core::LogConfig {
-        path: c.log_path(),
-        max_size: Some(4096),
-        max_files: 2,
-        format: Default::default(),
-        fifo: None,
-    });
+    req.log = Some(
+        engine_core::LogConfig::default()
+            .path(c.log_path())
+            .max_size(Some(4096))
+            .max_files(2)
+            .format(Default::default())
+            .fifo(None),
+    );
     let shim = launcher().launch(req).await.unwrap();
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
     shim.start().await.unwrap();
@@ -621,7 +624,7 @@ async fn a_stalled_attach_client_never_blocks_output(rt: Rt) {
     c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
     // Attached, but never reads its output.
     let stalled =
-        shim.attach(&ProcessRef::Init, AttachOptions { stdin: false, stdout: true, stderr: true }).await.unwrap();
+        shim.attach(&ProcessRef::Init, AttachOptions::default().stdin(false).stdout(true).stderr(true)).await.unwrap();
     shim.start().await.unwrap();
     let exit = tokio::time::timeout(Duration::from_secs(30), shim.wait(&ProcessRef::Init)).await;
     assert_eq!(exit.expect("the container is not blocked by a stalled client").unwrap().code, 0);

@@ -106,7 +106,8 @@ fn dispatch(root: PathBuf, args: &mut Args) -> Result<i32> {
                 let id = ContainerId::new(args.positional("container id")?)?;
                 let mut stdio = own_stdio();
                 stdio.console_socket = console;
-                rt.create(&id, &bundle, CreateOptions { stdio, no_pivot: false, pid_file }).await?;
+                rt.create(&id, &bundle, CreateOptions::default().stdio(stdio).no_pivot(false).pid_file(pid_file))
+                    .await?;
                 if cmd == "run" {
                     rt.start(&id).await?;
                 }
@@ -145,7 +146,7 @@ fn dispatch(root: PathBuf, args: &mut Args) -> Result<i32> {
                     serde_json::from_slice(&data).map_err(|e| Error::invalid(process.clone(), e.to_string()))?;
                 let mut stdio = own_stdio();
                 stdio.console_socket = console;
-                rt.exec(&id, &p, ExecOptions { stdio, pid_file }).await.map(|_| 0)
+                rt.exec(&id, &p, ExecOptions::default().stdio(stdio).pid_file(pid_file)).await.map(|_| 0)
             }
             "ps" => {
                 args.value("--format");

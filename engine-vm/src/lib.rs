@@ -480,14 +480,7 @@ impl Runtime for VmRuntime {
         } else {
             ContainerStatus::Created
         };
-        Ok(RuntimeState {
-            oci_version: "1.2.0".into(),
-            id: id.to_string(),
-            status,
-            pid: s.pid,
-            bundle: s.bundle,
-            annotations: s.annotations,
-        })
+        Ok(RuntimeState::new(id.to_string(), status, s.pid, s.bundle).annotations(s.annotations))
     }
 
     async fn kill(&self, id: &ContainerId, signal: Signal, all: bool) -> Result<()> {
@@ -602,15 +595,13 @@ impl Runtime for VmRuntime {
         };
         let plan: Option<Plan> =
             std::fs::read(self.dir(id).join(files::PLAN)).ok().and_then(|d| serde_json::from_slice(&d).ok());
-        Ok(Stats {
-            cpu_usage_ns: user.zip(system).map(|(u, s)| u + s),
-            cpu_user_ns: user,
-            cpu_system_ns: system,
-            memory_usage: kib("VmRSS:"),
-            memory_max_usage: kib("VmHWM:"),
-            memory_limit: plan.map(|p| p.memory_mib << 20),
-            ..Default::default()
-        })
+        Ok(Stats::default()
+            .cpu_usage_ns(user.zip(system).map(|(u, s)| u + s))
+            .cpu_user_ns(user)
+            .cpu_system_ns(system)
+            .memory_usage(kib("VmRSS:"))
+            .memory_max_usage(kib("VmHWM:"))
+            .memory_limit(plan.map(|p| p.memory_mib << 20)))
     }
 
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {

@@ -104,17 +104,16 @@ fn options(st: &State, q: &Query) -> Result<BuildOptions> {
         None | Some("") => default,
         Some(v) => matches!(v, "1" | "true" | "True"),
     };
-    Ok(BuildOptions {
-        dockerfile: q.get("dockerfile").filter(|s| !s.is_empty()).unwrap_or("Dockerfile").to_string(),
-        tags,
-        build_args: json_map(q, "buildargs")?,
-        target: q.get("target").filter(|s| !s.is_empty()).map(str::to_string),
-        no_cache: flag("nocache", false),
-        pull: flag("pull", false),
-        labels: json_map(q, "labels")?,
-        network,
-        remove_intermediate: flag("rm", true) || flag("forcerm", false),
-    })
+    Ok(BuildOptions::default()
+        .dockerfile(q.get("dockerfile").filter(|s| !s.is_empty()).unwrap_or("Dockerfile").to_string())
+        .tags(tags)
+        .build_args(json_map(q, "buildargs")?)
+        .target(q.get("target").filter(|s| !s.is_empty()).map(str::to_string))
+        .no_cache(flag("nocache", false))
+        .pull(flag("pull", false))
+        .labels(json_map(q, "labels")?)
+        .network(network)
+        .remove_intermediate(flag("rm", true) || flag("forcerm", false)))
 }
 
 fn line(m: &ProgressMessage) -> Result<Bytes, std::io::Error> {

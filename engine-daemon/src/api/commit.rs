@@ -32,14 +32,13 @@ pub(crate) async fn commit(st: &State, q: &Query, body: Incoming) -> Result<Resp
         Ok(Value::Object(b)) => Some(b),
         _ => None,
     };
-    let options = engine_build::CommitOptions {
-        tag: tag.clone(),
-        changes: q.all("changes").to_vec(),
-        config,
-        comment: q.get("comment").filter(|c| !c.is_empty()).map(str::to_string),
-        author: q.get("author").filter(|a| !a.is_empty()).map(str::to_string),
-        pause: q.get("pause").is_none_or(|p| !matches!(p, "0" | "false" | "False")),
-    };
+    let options = engine_build::CommitOptions::default()
+        .tag(tag.clone())
+        .changes(q.all("changes").to_vec())
+        .config(config)
+        .comment(q.get("comment").filter(|c| !c.is_empty()).map(str::to_string))
+        .author(q.get("author").filter(|a| !a.is_empty()).map(str::to_string))
+        .pause(q.get("pause").is_none_or(|p| !matches!(p, "0" | "false" | "False")));
     let img = engine_build::commit_container(st.manager.as_ref(), st.images.as_ref(), container, options).await?;
     if let Some(t) = &tag {
         st.events.image("tag", &img.id, Some(&convert::familiar(t)));

@@ -167,7 +167,7 @@ async fn resolve_network(
 
 pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
     let filters = q.filters()?;
-    let mut f = ListFilter { all: q.bool("all"), ..Default::default() };
+    let mut f = ListFilter::default().all(q.bool("all"));
     f.labels = filters.get("label").cloned().unwrap_or_default();
     f.names = filters
         .get("name")
@@ -308,7 +308,7 @@ pub(crate) async fn remove(st: &State, id: &str, q: &Query) -> Result<Resp> {
 
 /// `POST /containers/prune`: remove every stopped container.
 pub(crate) async fn prune(st: &State) -> Result<Resp> {
-    let all = st.manager.list(ListFilter { all: true, ..Default::default() }).await?;
+    let all = st.manager.list(ListFilter::default().all(true)).await?;
     let mut deleted = Vec::new();
     for c in all
         .iter()
@@ -455,14 +455,13 @@ pub(crate) async fn logs(st: &State, id: &str, q: &Query) -> Result<Resp> {
             Some(n.parse::<i64>().map_err(|_| Error::invalid("query parameter tail", format!("{n:?}")))?.max(0) as usize)
         }
     };
-    let opts = LogOptions {
-        stdout,
-        stderr,
-        follow: q.bool("follow"),
-        since: parse_since(q.get("since"))?,
-        until: parse_since(q.get("until"))?,
-        tail,
-    };
+    let opts = LogOptions::default()
+        .stdout(stdout)
+        .stderr(stderr)
+        .follow(q.bool("follow"))
+        .since(parse_since(q.get("since"))?)
+        .until(parse_since(q.get("until"))?)
+        .tail(tail);
     let timestamps = q.bool("timestamps");
     let info = st.manager.inspect(id).await?;
     let tty = info.config.tty;

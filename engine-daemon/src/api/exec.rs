@@ -40,15 +40,14 @@ pub(crate) async fn create(st: &State, id: &str, body: Incoming) -> Result<Resp>
         };
         return Err(Error::conflict("container", id, format!("Container {} {why}", info.id)));
     }
-    let config = ExecConfig {
-        cmd,
-        env: b.env.clone().unwrap_or_default(),
-        user: b.user.clone().filter(|u| !u.is_empty()),
-        working_dir: b.working_dir.clone().filter(|w| !w.is_empty()),
-        tty: b.tty.unwrap_or(false),
-        open_stdin: b.attach_stdin.unwrap_or(false),
-        privileged: b.privileged.unwrap_or(false),
-    };
+    let config = ExecConfig::default()
+        .cmd(cmd)
+        .env(b.env.clone().unwrap_or_default())
+        .user(b.user.clone().filter(|u| !u.is_empty()))
+        .working_dir(b.working_dir.clone().filter(|w| !w.is_empty()))
+        .tty(b.tty.unwrap_or(false))
+        .open_stdin(b.attach_stdin.unwrap_or(false))
+        .privileged(b.privileged.unwrap_or(false));
     super::hijack::DetachKeys::parse(b.detach_keys.as_deref().unwrap_or(""))?;
     let exec_id = engine_core::random_hex64();
     let entry = ExecEntry {
@@ -104,7 +103,7 @@ pub(crate) async fn start(st: &State, id: &str, mut req: Request<Incoming>) -> R
         config.open_stdin = false;
     }
     let tty = config.tty;
-    let opts = AttachOptions { stdin: config.open_stdin, stdout: e.attach_stdout, stderr: e.attach_stderr };
+    let opts = AttachOptions::default().stdin(config.open_stdin).stdout(e.attach_stdout).stderr(e.attach_stderr);
     let real = st.manager.exec(&e.container_id, config).await?;
     if let Some(x) = st.execs.lock().unwrap_or_else(|p| p.into_inner()).get_mut(id) {
         x.started = Some(real.clone());

@@ -177,17 +177,13 @@ pub(crate) fn spawn_pump(
 pub(crate) async fn attach(st: &State, id: &str, q: &Query, req: &mut Request<Incoming>) -> Result<Resp> {
     let keys = DetachKeys::parse(q.get("detachKeys").unwrap_or(""))?;
     let info = st.manager.inspect(id).await?;
-    let opts = AttachOptions { stdin: q.bool("stdin"), stdout: q.bool("stdout"), stderr: q.bool("stderr") };
+    let opts = AttachOptions::default().stdin(q.bool("stdin")).stdout(q.bool("stdout")).stderr(q.bool("stderr"));
     let tty = info.config.tty;
     if !wants_upgrade(req) {
         return Err(Error::invalid("attach", "the request must ask for a connection upgrade (Upgrade: tcp)"));
     }
     let replay = if q.bool("logs") {
-        Some(
-            st.manager
-                .logs(&info.id, LogOptions { stdout: opts.stdout, stderr: opts.stderr, ..Default::default() })
-                .await?,
-        )
+        Some(st.manager.logs(&info.id, LogOptions::default().stdout(opts.stdout).stderr(opts.stderr)).await?)
     } else {
         None
     };
@@ -229,7 +225,9 @@ fn deferred(st: &State, id: &str, opts: AttachOptions) -> Attach {
                 }
             }
             if opts.stdin {
-                if let Ok(a) = manager.attach(&id, AttachOptions { stdin: true, stdout: false, stderr: false }).await {
+                if let Ok(a) =
+                    manager.attach(&id, AttachOptions::default().stdin(true).stdout(false).stderr(false)).await
+                {
                     if let Some(mut w) = a.stdin {
                         tokio::spawn(async move {
                             let _ = tokio::io::copy(&mut stdin_r, &mut w).await;
@@ -238,13 +236,7 @@ fn deferred(st: &State, id: &str, opts: AttachOptions) -> Attach {
                     }
                 }
             }
-            let lo = LogOptions {
-                stdout: opts.stdout,
-                stderr: opts.stderr,
-                follow: true,
-                since: Some(t0),
-                ..Default::default()
-            };
+            let lo = LogOptions::default().stdout(opts.stdout).stderr(opts.stderr).follow(true).since(Some(t0));
             match manager.logs(&id, lo).await {
                 Ok(mut logs) => {
                     while let Some(e) = logs.next().await {

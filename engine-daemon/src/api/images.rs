@@ -80,12 +80,11 @@ pub(crate) fn registry_auth(headers: &HeaderMap) -> Result<Option<RegistryAuth>>
     let w: Wire = serde_json::from_slice(&raw)
         .map_err(|e| Error::invalid("X-Registry-Auth header", format!("not the expected JSON: {e}")))?;
     let ne = |s: Option<String>| s.filter(|s| !s.is_empty());
-    let a = RegistryAuth {
-        username: ne(w.username),
-        password: ne(w.password),
-        identity_token: ne(w.identity_token),
-        registry_token: ne(w.registry_token),
-    };
+    let a = RegistryAuth::default()
+        .username(ne(w.username))
+        .password(ne(w.password))
+        .identity_token(ne(w.identity_token))
+        .registry_token(ne(w.registry_token));
     Ok((a != RegistryAuth::default()).then_some(a))
 }
 
@@ -563,12 +562,9 @@ mod tests {
 
     #[test]
     fn progress_bars() {
-        let m = progress_message(&Progress {
-            id: "abc".into(),
-            status: "Downloading".into(),
-            current: Some(500),
-            total: Some(1000),
-        });
+        let m = progress_message(
+            &Progress::default().id("abc".into()).status("Downloading".into()).current(Some(500)).total(Some(1000)),
+        );
         assert_eq!(m.id.as_deref(), Some("abc"));
         let bar = m.progress.unwrap();
         assert!(bar.starts_with("[=") && bar.ends_with("500B/1.00kB"), "{bar}");

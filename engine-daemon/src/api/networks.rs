@@ -150,7 +150,7 @@ pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
     let used: Option<Vec<String>> = match f.get("dangling") {
         Some(_) => Some(
             st.manager
-                .list(ListFilter { all: true, ..Default::default() })
+                .list(ListFilter::default().all(true))
                 .await?
                 .into_iter()
                 .flat_map(|c| c.networks.into_values().map(|e| e.network_id))
@@ -180,13 +180,7 @@ pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
 }
 
 async fn container_names(st: &State) -> Result<HashMap<String, String>> {
-    Ok(st
-        .manager
-        .list(ListFilter { all: true, ..Default::default() })
-        .await?
-        .into_iter()
-        .map(|c| (c.id, c.name))
-        .collect())
+    Ok(st.manager.list(ListFilter::default().all(true)).await?.into_iter().map(|c| (c.id, c.name)).collect())
 }
 
 pub(crate) async fn inspect(st: &State, name: &str) -> Result<Resp> {

@@ -102,7 +102,7 @@ fn os_name() -> String {
 }
 
 pub(crate) async fn info(st: &State) -> Result<Resp> {
-    let all = st.manager.list(ListFilter { all: true, ..Default::default() }).await?;
+    let all = st.manager.list(ListFilter::default().all(true)).await?;
     let count = |s: ContainerState| all.iter().filter(|c| c.state == s).count();
     let images = st.images.list().await?.len();
     let (kernel, machine, host) = uname();
@@ -183,7 +183,7 @@ pub(crate) async fn info(st: &State) -> Result<Resp> {
 
 pub(crate) async fn df(st: &State) -> Result<Resp> {
     let images = st.images.list().await?;
-    let containers = st.manager.list(ListFilter { all: true, ..Default::default() }).await?;
+    let containers = st.manager.list(ListFilter::default().all(true)).await?;
     let layers: u64 = images.iter().map(|i| i.size).sum();
     let v = json!({
         "LayersSize": layers,

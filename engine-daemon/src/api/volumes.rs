@@ -36,7 +36,7 @@ fn volume_json(v: &Volume, usage: Option<(u64, usize)>) -> Value {
 
 /// Container ids (of all containers, any state) using each volume.
 async fn users(st: &State) -> Result<HashMap<String, Vec<String>>> {
-    let all = st.manager.list(ListFilter { all: true, ..Default::default() }).await?;
+    let all = st.manager.list(ListFilter::default().all(true)).await?;
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for c in &all {
         for m in &c.config.mounts {
@@ -240,15 +240,8 @@ pub(crate) async fn volumes_from(
                 }
                 _ => continue,
             };
-            let target = match &m {
-                MountSpec::Volume { target, .. } | MountSpec::Bind { target, .. } => target.clone(),
-                MountSpec::Tmpfs { target, .. } => target.clone(),
-            };
-            let taken = config.mounts.iter().any(|x| match x {
-                MountSpec::Volume { target: t, .. }
-                | MountSpec::Bind { target: t, .. }
-                | MountSpec::Tmpfs { target: t, .. } => t.trim_end_matches('/') == target.trim_end_matches('/'),
-            });
+            let target = m.target().to_string();
+            let taken = config.mounts.iter().any(|x| x.target().trim_end_matches('/') == target.trim_end_matches('/'));
             if !taken {
                 config.mounts.push(m);
             }

@@ -385,7 +385,7 @@ async fn run(args: Args) -> Result<()> {
     let images_root = args.data_root.join("images");
     let store = engine_image::Store::open_with(
         &images_root,
-        engine_image::StoreOptions { storage_driver, ..Default::default() },
+        engine_image::StoreOptions::default().storage_driver(storage_driver),
     )?;
     let images: Arc<dyn ImageStore> = Arc::new(store);
     let local: Arc<dyn engine_core::VolumeDriver> =

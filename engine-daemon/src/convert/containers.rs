@@ -56,6 +56,7 @@ pub fn state_word(s: ContainerState) -> &'static str {
         ContainerState::Exited => "exited",
         ContainerState::Removing => "removing",
         ContainerState::Dead => "dead",
+        _ => "unknown",
     }
 }
 
@@ -77,6 +78,7 @@ pub fn status_text(info: &ContainerInfo) -> String {
         }
         ContainerState::Removing => "Removal In Progress".into(),
         ContainerState::Dead => "Dead".into(),
+        other => state_word(other).into(),
     }
 }
 
@@ -97,6 +99,7 @@ pub fn network_name(n: &NetworkMode) -> String {
         NetworkMode::Bridge => "bridge".into(),
         NetworkMode::Network(n) => n.clone(),
         NetworkMode::Container(c) => format!("container:{c}"),
+        other => format!("{other:?}"),
     }
 }
 
@@ -213,6 +216,7 @@ pub fn mount_points(c: &ContainerConfig) -> Vec<MountPoint> {
                 rw: !read_only,
                 ..Default::default()
             },
+            other => MountPoint { destination: other.target().to_string(), ..Default::default() },
         })
         .collect()
 }
@@ -445,25 +449,24 @@ mod shape_tests {
 
     fn info(state: ContainerState, exit: Option<i32>, ago: u64) -> ContainerInfo {
         let now = SystemTime::now();
-        ContainerInfo {
-            id: "a".repeat(64),
-            name: "s1".into(),
-            config: ContainerConfig { image: "bb".into(), ..Default::default() },
-            image_id: "sha256:abc".into(),
-            state,
-            pid: Some(42),
-            exit_code: exit,
-            oom_killed: false,
-            created: now - Duration::from_secs(ago + 10),
-            started_at: Some(now - Duration::from_secs(ago + 2)),
-            finished_at: exit.map(|_| now - Duration::from_secs(ago)),
-            restart_count: 0,
-            args: vec!["sleep".into(), "100".into()],
-            bundle: "/b".into(),
-            log_path: "/b/log".into(),
-            runtime: "engine-runc".into(),
-            networks: Default::default(),
-        }
+        ContainerInfo::default()
+            .id("a".repeat(64))
+            .name("s1".into())
+            .config(ContainerConfig::default().image("bb".into()))
+            .image_id("sha256:abc".into())
+            .state(state)
+            .pid(Some(42))
+            .exit_code(exit)
+            .oom_killed(false)
+            .created(now - Duration::from_secs(ago + 10))
+            .started_at(Some(now - Duration::from_secs(ago + 2)))
+            .finished_at(exit.map(|_| now - Duration::from_secs(ago)))
+            .restart_count(0)
+            .args(vec!["sleep".into(), "100".into()])
+            .bundle("/b".into())
+            .log_path("/b/log".into())
+            .runtime("engine-runc".into())
+            .networks(Default::default())
     }
 
     #[test]

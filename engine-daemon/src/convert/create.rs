@@ -75,14 +75,13 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
     }
     let nano = positive(hc.nano_cpus, "NanoCpus")?;
     let shares = positive(hc.cpu_shares, "CpuShares")?;
-    let resources = Resources {
-        memory,
-        memory_swap: hc.memory_swap.filter(|v| *v != 0),
-        cpus: nano.map(|n| n as f64 / 1e9),
-        cpu_shares: shares.map(|s| s as u64),
-        cpuset_cpus: hc.cpuset_cpus.clone().filter(|s| !s.is_empty()),
-        pids_limit: hc.pids_limit.filter(|p| *p > 0),
-    };
+    let resources = Resources::default()
+        .memory(memory)
+        .memory_swap(hc.memory_swap.filter(|v| *v != 0))
+        .cpus(nano.map(|n| n as f64 / 1e9))
+        .cpu_shares(shares.map(|s| s as u64))
+        .cpuset_cpus(hc.cpuset_cpus.clone().filter(|s| !s.is_empty()))
+        .pids_limit(hc.pids_limit.filter(|p| *p > 0));
     let network = network_mode(hc.network_mode.as_deref().unwrap_or(""))?;
     let endpoint = endpoint_config(body.networking_config.as_ref(), &network)?;
     let ports = port_bindings(hc.port_bindings.as_ref())?;
@@ -136,41 +135,40 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
     };
     let entrypoint =
         body.entrypoint.as_ref().map(|e| if e.0.len() == 1 && e.0[0].is_empty() { Vec::new() } else { e.0.clone() });
-    Ok(ContainerConfig {
-        image,
-        name,
-        cmd: body.cmd.as_ref().map(|c| c.0.clone()).filter(|c| !c.is_empty()),
-        entrypoint,
-        env: body.env.clone().unwrap_or_default(),
-        user: body.user.clone().filter(|u| !u.is_empty()),
-        working_dir: body.working_dir.clone().filter(|w| !w.is_empty()),
-        hostname: body.hostname.clone().filter(|h| !h.is_empty()),
-        tty: body.tty.unwrap_or(false),
-        open_stdin: body.open_stdin.unwrap_or(false),
-        labels: body.labels.clone().unwrap_or_default(),
-        mounts,
-        resources,
-        network,
-        restart,
-        auto_remove,
-        runtime: hc.runtime.clone().filter(|r| !r.is_empty()),
-        stop_signal,
-        stop_timeout: body.stop_timeout.filter(|t| *t >= 0).map(|t| Duration::from_secs(t as u64)),
-        read_only_rootfs: hc.readonly_rootfs.unwrap_or(false),
-        owner_pid: None,
-        log: log_spec(hc.log_config.as_ref())?,
-        security,
-        init,
-        oom_score_adj: oom_score_adj(hc.oom_score_adj)?,
-        ports,
-        network_aliases: endpoint.0,
-        ipv4: endpoint.1,
-        dns,
-        dns_search: hc.dns_search.clone().unwrap_or_default(),
-        dns_options: hc.dns_options.clone().unwrap_or_default(),
-        extra_hosts,
-        cgroup_parent: hc.cgroup_parent.clone().filter(|p| !p.is_empty()),
-    })
+    Ok(ContainerConfig::default()
+        .image(image)
+        .name(name)
+        .cmd(body.cmd.as_ref().map(|c| c.0.clone()).filter(|c| !c.is_empty()))
+        .entrypoint(entrypoint)
+        .env(body.env.clone().unwrap_or_default())
+        .user(body.user.clone().filter(|u| !u.is_empty()))
+        .working_dir(body.working_dir.clone().filter(|w| !w.is_empty()))
+        .hostname(body.hostname.clone().filter(|h| !h.is_empty()))
+        .tty(body.tty.unwrap_or(false))
+        .open_stdin(body.open_stdin.unwrap_or(false))
+        .labels(body.labels.clone().unwrap_or_default())
+        .mounts(mounts)
+        .resources(resources)
+        .network(network)
+        .restart(restart)
+        .auto_remove(auto_remove)
+        .runtime(hc.runtime.clone().filter(|r| !r.is_empty()))
+        .stop_signal(stop_signal)
+        .stop_timeout(body.stop_timeout.filter(|t| *t >= 0).map(|t| Duration::from_secs(t as u64)))
+        .read_only_rootfs(hc.readonly_rootfs.unwrap_or(false))
+        .owner_pid(None)
+        .log(log_spec(hc.log_config.as_ref())?)
+        .security(security)
+        .init(init)
+        .oom_score_adj(oom_score_adj(hc.oom_score_adj)?)
+        .ports(ports)
+        .network_aliases(endpoint.0)
+        .ipv4(endpoint.1)
+        .dns(dns)
+        .dns_search(hc.dns_search.clone().unwrap_or_default())
+        .dns_options(hc.dns_options.clone().unwrap_or_default())
+        .extra_hosts(extra_hosts)
+        .cgroup_parent(hc.cgroup_parent.clone().filter(|p| !p.is_empty())))
 }
 
 /// `HostConfig.OomScoreAdj`: 0 (what the docker CLI sends by default) means

@@ -18,6 +18,7 @@ const MAX_MANIFEST: usize = 8 << 20;
 
 /// Options for talking to registries.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RegistryOptions {
     /// Layers fetched or pushed at once (default 4).
     pub concurrency: usize,
@@ -31,6 +32,8 @@ pub struct RegistryOptions {
     /// Registries (`host[:port]`) spoken to in plain HTTP besides loopback ones.
     pub insecure_registries: Vec<String>,
 }
+
+engine_core::__setters!(RegistryOptions { concurrency: usize, retries: u32, retry_delay: Duration, docker_config: Option<PathBuf>, insecure_registries: Vec<String> });
 
 impl Default for RegistryOptions {
     fn default() -> Self {

@@ -147,7 +147,7 @@ async fn run(args: Args) -> engine_core::Result<()> {
         .map_err(|e: engine_core::Error| engine_core::Error::invalid("--storage-driver", e.to_string()))?;
     let images = Arc::new(engine_image::Store::open_with(
         &images_root,
-        engine_image::StoreOptions { storage_driver, ..Default::default() },
+        engine_image::StoreOptions::default().storage_driver(storage_driver),
     )?);
     let shims = Arc::new(match &args.shim {
         Some(p) => engine_shim::Launcher::new(p),

@@ -8,9 +8,9 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use engine_core::network::{AttachRequest, ConnectOptions, EndpointInfo, NetworkInfo, NetworkSpec};
 use engine_core::{
-    Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerInfo, Error, Event, ExecConfig, ExecInfo, ExitStatus,
-    LifecycleManager, ListFilter, LogEntry, LogOptions, NetworkDriver, Output, Pid, Result, Signal, Stats, StdStream,
-    WaitCondition,
+    Attach, AttachOptions, ConsoleSize, ContainerConfig, ContainerId, ContainerInfo, Error, Event, ExecConfig,
+    ExecInfo, ExitStatus, LifecycleManager, ListFilter, LogEntry, LogOptions, NetworkDriver, Output, Pid, Result,
+    Signal, Stats, StdStream, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -27,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 /// # async fn demo() -> engine_core::Result<()> {
 /// use engine_core::{LifecycleManager, ListFilter};
 /// let mgr = engine_lifecycle::RemoteManager::connect("/run/engine/lifecycle.sock").await?;
-/// for c in mgr.list(ListFilter { all: true, ..Default::default() }).await? {
+/// for c in mgr.list(ListFilter::default().all(true)).await? {
 ///     println!("{} {} {:?}", &c.id[..12], c.name, c.state);
 /// }
 /// # Ok(()) }
@@ -296,7 +296,7 @@ impl NetworkDriver for RemoteNetwork {
             request.container_id
         )))
     }
-    async fn detach(&self, network: &str, container_id: &str) -> Result<()> {
+    async fn detach(&self, network: &str, container_id: &ContainerId) -> Result<()> {
         Err(Error::Unsupported(format!(
             "detaching {container_id} from network {network} from outside engine-lifecycled (its manager detaches containers)"
         )))

@@ -147,7 +147,7 @@ impl Lifecycle for Service {
             .message()
             .await?
             .ok_or_else(|| Status::invalid_argument("attach: the first message must name the target"))?;
-        let opts = AttachOptions { stdin: head.stdin, stdout: head.stdout, stderr: head.stderr };
+        let opts = AttachOptions::default().stdin(head.stdin).stdout(head.stdout).stderr(head.stderr);
         let att =
             if head.exec { self.mgr.exec_attach(&head.id, opts).await } else { self.mgr.attach(&head.id, opts).await }
                 .map_err(to_status)?;

@@ -63,17 +63,15 @@ fn tracing_subscriber_init() -> Option<()> {
 /// process: if a test fails and leaves it, its shim kills and deletes it (and
 /// unmounts its rootfs) when the test binary exits.
 pub fn sh(script: &str) -> ContainerConfig {
-    ContainerConfig {
-        image: IMAGE.into(),
-        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        owner_pid: Some(std::process::id() as i32),
-        ..Default::default()
-    }
+    ContainerConfig::default()
+        .image(IMAGE.into())
+        .cmd(Some(vec!["sh".into(), "-c".into(), script.into()]))
+        .owner_pid(Some(std::process::id() as i32))
 }
 
 /// Remove every container (force), so a failed test leaks nothing.
 pub async fn cleanup(mgr: &dyn LifecycleManager) {
-    if let Ok(all) = mgr.list(ListFilter { all: true, ..Default::default() }).await {
+    if let Ok(all) = mgr.list(ListFilter::default().all(true)).await {
         for c in all {
             let _ = mgr.remove(&c.id, true).await;
         }
@@ -108,7 +106,7 @@ pub fn runtimes() -> Vec<&'static str> {
 /// Collected stdout only.
 pub async fn stdout_text(mgr: &dyn LifecycleManager, id: &str) -> Result<String> {
     use futures::StreamExt;
-    let mut s = mgr.logs(id, engine_core::LogOptions { stderr: false, ..Default::default() }).await?;
+    let mut s = mgr.logs(id, engine_core::LogOptions::default().stderr(false)).await?;
     let mut out = String::new();
     while let Some(e) = s.next().await {
         out.push_str(&String::from_utf8_lossy(&e?.line));

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 /// Options of `create` and `run`.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct CreateOpts {
     /// The bundle directory (holds `config.json`).
     pub bundle: PathBuf,
@@ -40,6 +41,8 @@ pub struct CreateOpts {
     pub stdio: Option<[Option<RawFd>; 3]>,
 }
 
+engine_core::__setters!(CreateOpts { bundle: PathBuf, pid_file: Option<PathBuf>, console_socket: Option<PathBuf>, no_pivot: bool, no_new_keyring: bool, preserve_fds: u32, listen_fds: u32, stdio: Option<[Option<RawFd>; 3]> });
+
 impl CreateOpts {
     /// Options with only the bundle set.
     pub fn new(bundle: impl Into<PathBuf>) -> Self {
@@ -49,6 +52,7 @@ impl CreateOpts {
 
 /// Options of `exec`.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ExecOpts {
     /// Where to write the process's pid.
     pub pid_file: Option<PathBuf>,
@@ -62,9 +66,12 @@ pub struct ExecOpts {
     pub ignore_paused: bool,
 }
 
+engine_core::__setters!(ExecOpts { pid_file: Option<PathBuf>, console_socket: Option<PathBuf>, detach: bool, preserve_fds: u32, ignore_paused: bool });
+
 /// One row of `list`, in runc's JSON shape.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ListEntry {
     /// Runtime-spec version.
     pub oci_version: String,

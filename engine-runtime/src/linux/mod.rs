@@ -5,7 +5,7 @@
 //! `create`, `run` and `exec` clone without exec, so they must run in a
 //! **single-threaded** process (the `engine-runc` binary, or a single-threaded
 //! shim); they refuse in a multi-threaded one. The other operations (`start`,
-//! `state`, `kill`, `delete`, `pause`, `resume`, `stats`, `ps`) clone nothing
+//! `state`, `kill`, `delete`, `pause`, `resume`, `stats`, `ps`, `update`) clone nothing
 //! and are safe from any thread: [`crate::LinuxRuntime`] calls [`Runc`] for
 //! them in the caller's process (on a blocking thread), calls
 //! [`Runc::create`] in-process from a single-threaded caller whose config

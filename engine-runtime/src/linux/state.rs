@@ -48,14 +48,10 @@ pub struct State {
 impl State {
     /// The OCI state with a freshly computed status.
     pub fn oci(&self, status: ContainerStatus) -> RuntimeState {
-        RuntimeState {
-            oci_version: self.oci_version.clone(),
-            id: self.id.clone(),
-            status,
-            pid: if status == ContainerStatus::Stopped { 0 } else { self.pid },
-            bundle: self.bundle.clone(),
-            annotations: self.annotations.clone(),
-        }
+        let pid = if status == ContainerStatus::Stopped { 0 } else { self.pid };
+        RuntimeState::new(self.id.clone(), status, pid, self.bundle.clone())
+            .oci_version(self.oci_version.clone())
+            .annotations(self.annotations.clone())
     }
 }
 

@@ -131,12 +131,11 @@ impl OciRuntime {
 
     /// As a [`RuntimeBinary`] (what a shim is told).
     pub fn to_binary(&self) -> RuntimeBinary {
-        RuntimeBinary {
-            name: self.name.clone(),
-            path: self.binary.clone(),
-            root: self.root.clone(),
-            args: self.args.clone(),
-        }
+        RuntimeBinary::default()
+            .name(self.name.clone())
+            .path(self.binary.clone())
+            .root(self.root.clone())
+            .args(self.args.clone())
     }
 
     /// Run one command. With `stdio`, the runtime (and the container process

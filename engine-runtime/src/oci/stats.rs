@@ -191,20 +191,20 @@ impl StatsEvent {
                 _ => {}
             }
         }
-        Stats {
-            cpu_usage_ns: Some(d.cpu.usage.total),
-            cpu_user_ns: Some(d.cpu.usage.user),
-            cpu_system_ns: Some(d.cpu.usage.kernel),
-            memory_usage: Some(d.memory.usage.usage),
-            memory_limit: (d.memory.usage.limit != 0 && d.memory.usage.limit < UNLIMITED)
-                .then_some(d.memory.usage.limit),
-            memory_max_usage: nz(d.memory.usage.max),
-            oom_kills: d.memory.raw.get("oom_kill").copied(),
-            pids_current: Some(d.pids.current),
-            pids_limit: nz(d.pids.limit),
-            io_read_bytes: r,
-            io_write_bytes: w,
-        }
+        Stats::default()
+            .cpu_usage_ns(Some(d.cpu.usage.total))
+            .cpu_user_ns(Some(d.cpu.usage.user))
+            .cpu_system_ns(Some(d.cpu.usage.kernel))
+            .memory_usage(Some(d.memory.usage.usage))
+            .memory_limit(
+                (d.memory.usage.limit != 0 && d.memory.usage.limit < UNLIMITED).then_some(d.memory.usage.limit),
+            )
+            .memory_max_usage(nz(d.memory.usage.max))
+            .oom_kills(d.memory.raw.get("oom_kill").copied())
+            .pids_current(Some(d.pids.current))
+            .pids_limit(nz(d.pids.limit))
+            .io_read_bytes(r)
+            .io_write_bytes(w)
     }
 }
 
@@ -227,14 +227,13 @@ mod tests {
         assert_eq!((s.io_read_bytes, s.io_write_bytes), (Some(10), Some(4)));
         assert_eq!(s.oom_kills, None);
         // What engine-runc emits reads back to the same figures.
-        let mine = Stats {
-            memory_limit: Some(1 << 20),
-            oom_kills: Some(2),
-            pids_limit: Some(5),
-            io_read_bytes: Some(1),
-            io_write_bytes: Some(0),
-            ..s.clone()
-        };
+        let mine = s
+            .clone()
+            .memory_limit(Some(1 << 20))
+            .oom_kills(Some(2))
+            .pids_limit(Some(5))
+            .io_read_bytes(Some(1))
+            .io_write_bytes(Some(0));
         let back = StatsEvent::from_stats("c1", &mine);
         let json = serde_json::to_string(&back).unwrap();
         assert!(json.starts_with(r#"{"type":"stats","id":"c1","data":"#), "{json}");

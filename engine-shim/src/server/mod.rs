@@ -57,7 +57,7 @@ impl Proc {
     fn state(&self) -> ProcessState {
         let exit = self.exited();
         let status = if exit.is_some() { ContainerStatus::Stopped } else { *self.status.lock().unwrap() };
-        ProcessState { status, pid: self.pid.load(Ordering::Relaxed), exit }
+        ProcessState::new(status, self.pid.load(Ordering::Relaxed)).exit(exit)
     }
     fn set_status(&self, s: ContainerStatus) {
         *self.status.lock().unwrap() = s;
@@ -304,7 +304,7 @@ impl Core {
             .spawn_proc(&p, terminal, req.open_stdin, None, |stdio| {
                 let pid_file = pid_file.clone();
                 async move {
-                    let opts = engine_core::ExecOptions { stdio, pid_file: Some(pid_file) };
+                    let opts = engine_core::ExecOptions::default().stdio(stdio).pid_file(Some(pid_file));
                     rt.exec(&id, &process, opts).await
                 }
             })
@@ -574,7 +574,7 @@ async fn setup(
         .spawn_proc(&init, terminal, core.req.open_stdin, log, |stdio| {
             let id = id.clone();
             async move {
-                let opts = CreateOptions { stdio, no_pivot: false, pid_file: Some(pid_file) };
+                let opts = CreateOptions::default().stdio(stdio).no_pivot(false).pid_file(Some(pid_file));
                 rt.create(&id, &bundle, opts).await
             }
         })

@@ -72,7 +72,7 @@ impl ShimRpc for ShimService {
         let r = r.into_inner();
         let process: oci_spec::runtime::Process = serde_json::from_slice(&r.process_json)
             .map_err(|e| st(Error::invalid(format!("process of exec {}", r.exec_id), e.to_string())))?;
-        let req = engine_core::ExecRequest { exec_id: r.exec_id, process, open_stdin: r.open_stdin };
+        let req = engine_core::ExecRequest::default().exec_id(r.exec_id).process(process).open_stdin(r.open_stdin);
         let pid = self.core.exec(req).await.map_err(st)?;
         Ok(Response::new(proto::PidReply { pid }))
     }
@@ -85,7 +85,7 @@ impl ShimRpc for ShimService {
             Some(proto::AttachIn { msg: Some(attach_in::Msg::Open(o)) }) => o,
             _ => return Err(Status::invalid_argument("attach: the first message must be `open`")),
         };
-        let opts = AttachOptions { stdin: open.stdin, stdout: open.stdout, stderr: open.stderr };
+        let opts = AttachOptions::default().stdin(open.stdin).stdout(open.stdout).stderr(open.stderr);
         let p = self.core.proc(&process_ref(&open.exec_id)).map_err(st)?;
         let io = p.io().ok_or_else(|| Status::failed_precondition("the process has no stdio yet"))?;
         if opts.stdin {
@@ -184,10 +184,9 @@ impl ShimRpc for ShimService {
     async fn events(&self, _: Request<proto::Empty>) -> RpcResult<Self::EventsStream> {
         let rx = self.core.events.subscribe();
         let s = BroadcastStream::new(rx)
-            .filter_map(|r| async move { r.ok() })
-            .map(|e| {
+            .filter_map(|r| async move {
                 use engine_core::ShimEvent as E;
-                let ev = match e {
+                let ev = match r.ok()? {
                     E::Started { pid } => event_msg::Event::Started(proto::PidReply { pid }),
                     E::Exited { process, status } => event_msg::Event::Exited(proto::ExitedEvent {
                         exec_id: wire::exec_id(&process),
@@ -199,8 +198,10 @@ impl ShimRpc for ShimService {
                     E::ExecStarted { exec_id, pid } => {
                         event_msg::Event::ExecStarted(proto::ExecStartedEvent { exec_id, pid })
                     }
+                    // A kind this wire protocol has no message for yet.
+                    _ => return None,
                 };
-                Ok(proto::EventMsg { event: Some(ev) })
+                Some(Ok(proto::EventMsg { event: Some(ev) }))
             })
             .boxed();
         Ok(Response::new(s))

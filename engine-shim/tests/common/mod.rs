@@ -26,16 +26,15 @@ pub fn bin_dir() -> PathBuf {
 impl Rt {
     pub fn binary(self, root: &Path) -> RuntimeBinary {
         match self {
-            Rt::Runc => RuntimeBinary {
-                name: "runc".into(),
-                path: which("runc").expect("runc is installed"),
-                root: Some(root.into()),
-                args: vec![],
-            },
+            Rt::Runc => RuntimeBinary::default()
+                .name("runc".into())
+                .path(which("runc").expect("runc is installed"))
+                .root(Some(root.into()))
+                .args(vec![]),
             Rt::EngineRunc => {
                 let path = bin_dir().join("engine-runc");
                 assert!(path.is_file(), "{} missing: run `cargo build --workspace --bins`", path.display());
-                RuntimeBinary { name: "engine-runc".into(), path, root: Some(root.into()), args: vec![] }
+                RuntimeBinary::default().name("engine-runc".into()).path(path).root(Some(root.into())).args(vec![])
             }
         }
     }
@@ -88,21 +87,17 @@ impl TestContainer {
     }
 
     pub fn request(&self) -> LaunchRequest {
-        LaunchRequest {
-            id: self.id.clone(),
-            bundle: self.bundle(),
-            state_dir: self.state_dir(),
-            runtime: self.runtime.clone(),
-            log: Some(LogConfig {
-                path: self.log_path(),
-                max_size: None,
-                max_files: 1,
-                format: Default::default(),
-                fifo: None,
-            }),
-            open_stdin: false,
-            owner_pid: None,
-        }
+        LaunchRequest::new(self.id.clone(), self.bundle(), self.state_dir(), self.runtime.clone())
+            .log(Some(
+                LogConfig::default()
+                    .path(self.log_path())
+                    .max_size(None)
+                    .max_files(1)
+                    .format(Default::default())
+                    .fifo(None),
+            ))
+            .open_stdin(false)
+            .owner_pid(None)
     }
 
     /// The log's entries.
