@@ -231,6 +231,35 @@ struct StateFile {
     pid: Pid,
     bundle: PathBuf,
     annotations: std::collections::HashMap<String, String>,
+    /// The spec's hooks, run on the host (poststop at delete).
+    #[serde(default)]
+    hooks: Option<oci_spec::runtime::Hooks>,
+}
+
+impl StateFile {
+    /// Run the hooks of `kind` on the host with the container's state JSON.
+    async fn run_hooks(&self, id: &ContainerId, kind: &'static str, status: ContainerStatus) -> Result<()> {
+        let hooks = match kind {
+            #[allow(deprecated)]
+            "prestart" => self.hooks.as_ref().and_then(|h| h.prestart().clone()),
+            "createRuntime" => self.hooks.as_ref().and_then(|h| h.create_runtime().clone()),
+            "poststart" => self.hooks.as_ref().and_then(|h| h.poststart().clone()),
+            _ => self.hooks.as_ref().and_then(|h| h.poststop().clone()),
+        };
+        let Some(hooks) = hooks.filter(|h| !h.is_empty()) else { return Ok(()) };
+        let state = RuntimeState {
+            oci_version: "1.2.0".into(),
+            id: id.to_string(),
+            status,
+            pid: self.pid,
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
+        };
+        let json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
+        tokio::task::spawn_blocking(move || engine_runtime::linux::hooks::run(kind, Some(&hooks), &json))
+            .await
+            .map_err(|e| Error::Other(format!("hook task: {e}")))?
+    }
 }
 
 /// Spawn `binary args` with `stdio`, a ready pipe on fd 3; wait for its
@@ -349,22 +378,18 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         gm.set_source(Some(PathBuf::from(source)));
         guest_mounts.push(gm);
     }
-    if spec.hooks().as_ref().is_some_and(|h| {
-        let n = |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().map_or(0, Vec::len);
-        #[allow(deprecated)]
-        let prestart = n(h.prestart());
-        prestart
-            + n(h.create_runtime())
-            + n(h.create_container())
-            + n(h.start_container())
-            + n(h.poststart())
-            + n(h.poststop())
-            > 0
-    }) {
-        return Err(Error::invalid(
-            "hooks",
-            "the vm runtime cannot run the host's OCI hooks inside the container's VM",
-        ));
+    // Hooks that run in the container's namespaces would need the host's
+    // binaries inside the VM: refused. The runtime-namespace ones
+    // (prestart, createRuntime, poststart, poststop) run on the host.
+    if let Some(h) = spec.hooks() {
+        if h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(Error::invalid(
+                "hooks",
+                "the vm runtime cannot run createContainer or startContainer hooks (host binaries) inside the container's VM",
+            ));
+        }
     }
     // Namespaces to join (a network the manager set up, another container's
     // pid or ipc namespace) are the host's: a VM cannot enter them.
@@ -415,6 +440,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
     groot.set_path(PathBuf::from(agent::GUEST_ROOTFS));
     guest.set_root(Some(groot));
     guest.set_mounts(Some(guest_mounts));
+    guest.set_hooks(None);
     let oci = serde_json::to_value(&guest).map_err(|e| Error::Other(format!("encoding the guest's spec: {e}")))?;
     Ok(Plan {
         id: id.to_string(),
@@ -477,24 +503,35 @@ impl Runtime for VmRuntime {
         let args: [&std::ffi::OsStr; 2] = ["monitor".as_ref(), dir.as_os_str()];
         let pid = spawn_with_ready(&self.binary, &args, opts.stdio, None).await.map_err(cleanup)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
-        let state = StateFile { pid, bundle: bundle.to_path_buf(), annotations };
-        let r = serde_json::to_vec(&state)
+        let state = StateFile { pid, bundle: bundle.to_path_buf(), annotations, hooks: spec.hooks().clone() };
+        let mut r = serde_json::to_vec(&state)
             .map_err(|e| Error::Other(e.to_string()))
             .and_then(|d| host::write_atomic(&dir.join("state.json"), &d));
         if let Some(pf) = &opts.pid_file {
-            let r2 = host::write_atomic(pf, pid.to_string().as_bytes());
-            if let Err(e) = r.and(r2) {
-                // SAFETY: kill(2) of the monitor we just started.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return Err(cleanup(e));
-            }
+            r = r.and(host::write_atomic(pf, pid.to_string().as_bytes()));
+        }
+        if r.is_ok() {
+            r = state.run_hooks(id, "prestart", ContainerStatus::Created).await;
+        }
+        if r.is_ok() {
+            r = state.run_hooks(id, "createRuntime", ContainerStatus::Created).await;
+        }
+        if let Err(e) = r {
+            // SAFETY: kill(2) of the monitor we just started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(cleanup(e));
         }
         Ok(pid)
     }
 
     async fn start(&self, id: &ContainerId) -> Result<()> {
-        self.read_state(id)?;
-        self.request(id, &Request::Start).await
+        let s = self.read_state(id)?;
+        self.request(id, &Request::Start).await?;
+        // As runc: a failing poststart hook is logged, the container runs on.
+        if let Err(e) = s.run_hooks(id, "poststart", ContainerStatus::Running).await {
+            tracing::warn!(%id, "poststart hook: {e}");
+        }
+        Ok(())
     }
 
     async fn state(&self, id: &ContainerId) -> Result<RuntimeState> {
@@ -550,7 +587,12 @@ impl Runtime for VmRuntime {
             unsafe { libc::kill(s.pid, libc::SIGKILL) };
         }
         let dir = self.dir(id);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+        // As runc: poststop hooks run once the container is gone; a failure is logged.
+        if let Err(e) = s.run_hooks(id, "poststop", ContainerStatus::Stopped).await {
+            tracing::warn!(%id, "poststop hook: {e}");
+        }
+        Ok(())
     }
 
     async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid> {
