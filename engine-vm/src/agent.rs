@@ -191,37 +191,30 @@ pub fn main() -> ! {
     power_off()
 }
 
-/// Copy the initramfs's files (the agent and its libraries; not the
-/// modules, loaded already) onto a tmpfs and make that the root, as
-/// `switch_root` does: `pivot_root` cannot leave the initramfs's own root.
+/// Make a tmpfs the root, as `switch_root` does (`pivot_root` cannot leave
+/// the initramfs's own root): the agent and its libraries are bind-mounted
+/// into it from the initramfs, not copied (the guest's memory is small).
+/// The runtime is run as `/init` of the new root, a bind mount it can clone
+/// read-only for its sealed re-exec (no copy of the binary per run).
 fn switch_root() -> Result<(), String> {
     let none: Option<&str> = None;
     let new = Path::new("/newroot");
     std::fs::create_dir_all(new).map_err(|e| format!("{}: {e}", new.display()))?;
     mount(Some("tmpfs"), new, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
         .map_err(|e| format!("tmpfs root: {e}"))?;
-    fn copy(from: &Path, to: &Path) -> Result<(), String> {
-        for e in std::fs::read_dir(from).map_err(|e| format!("{}: {e}", from.display()))?.flatten() {
-            let (src, dst) = (e.path(), to.join(e.file_name()));
-            let meta = std::fs::symlink_metadata(&src).map_err(|e| format!("{}: {e}", src.display()))?;
-            let r = if meta.is_dir() {
-                if src == Path::new("/newroot") || src == Path::new("/lib/modules") {
-                    std::fs::create_dir_all(&dst).map_err(|e| e.to_string())?;
-                    continue;
-                }
-                std::fs::create_dir_all(&dst).map_err(|e| e.to_string()).and_then(|_| copy(&src, &dst))
-            } else if meta.file_type().is_symlink() {
-                std::fs::read_link(&src).and_then(|t| std::os::unix::fs::symlink(t, &dst)).map_err(|e| e.to_string())
-            } else if meta.is_file() {
-                std::fs::copy(&src, &dst).map(|_| ()).map_err(|e| e.to_string())
-            } else {
-                Ok(())
-            };
-            r.map_err(|e| format!("copying {}: {e}", src.display()))?;
+    for entry in ["init", "lib", "lib64", "usr"] {
+        let (src, dst) = (Path::new("/").join(entry), new.join(entry));
+        if !src.exists() {
+            continue;
         }
-        Ok(())
+        if src.is_dir() {
+            std::fs::create_dir_all(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        } else {
+            File::create(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        }
+        mount(Some(&src), &dst, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+            .map_err(|e| format!("binding {} into the new root: {e}", src.display()))?;
     }
-    copy(Path::new("/"), new)?;
     nix::unistd::chdir(new).map_err(|e| e.to_string())?;
     mount(Some("."), "/", none, MsFlags::MS_MOVE, none).map_err(|e| format!("moving the tmpfs root: {e}"))?;
     nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
@@ -406,7 +399,7 @@ fn run_runtime(stream: u32, args: &[&str], terminal: bool, children: &Children) 
     let log = Path::new(WORK).join(format!("runtime-{stream}.log"));
     let _ = std::fs::remove_file(&pid_file);
     let _ = std::fs::remove_file(&log);
-    let mut cmd = Command::new("/proc/self/exe");
+    let mut cmd = Command::new("/init");
     {
         use std::os::unix::process::CommandExt;
         cmd.arg0(RUNC_NAME);
@@ -506,7 +499,7 @@ fn start(out: &Out, procs: &Procs, children: &Arc<Children>) -> Result<(), Strin
 /// `engine-runc <args> container` with no stdio of a process (`start`).
 fn run_runtime_plain(args: &[&str], children: &Children) -> Result<(), String> {
     let log = Path::new(WORK).join("runtime-start.log");
-    let mut cmd = Command::new("/proc/self/exe");
+    let mut cmd = Command::new("/init");
     {
         use std::os::unix::process::CommandExt;
         cmd.arg0(RUNC_NAME);

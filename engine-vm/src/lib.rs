@@ -96,7 +96,7 @@ use std::path::{Path, PathBuf};
 pub const MIN_MEMORY_LIMIT: u64 = 6 << 20;
 /// What a VM gets beyond its container's memory limit, in MiB (the guest
 /// kernel's reservations, the agent, the page cache of the 9p root).
-pub const GUEST_OVERHEAD_MIB: u64 = 128;
+pub const GUEST_OVERHEAD_MIB: u64 = 160;
 /// The VM memory when the container sets no limit, in MiB.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
 /// The runtime's name in the lifecycle manager's table.
