@@ -432,18 +432,20 @@ fn run_runtime(stream: u32, args: &[&str], terminal: bool, children: &Children) 
     // The terminal's master arrives while the runtime runs.
     let mut master = None;
     let deadline = Instant::now() + RUNC_TIMEOUT;
-    let code = loop {
-        if let Some((l, _)) = &console {
-            if master.is_none() {
-                if let Ok((conn, _)) = l.accept() {
-                    let _ = conn.set_nonblocking(false);
-                    master = Some(
-                        engine_runtime::linux::console::recv_fd(conn.as_raw_fd())
-                            .map_err(|e| format!("the terminal from the guest's runtime: {e}"))?,
-                    );
-                }
+    let take_master = |master: &mut Option<OwnedFd>| -> Result<(), String> {
+        if let (Some((l, _)), None) = (&console, &master) {
+            if let Ok((conn, _)) = l.accept() {
+                let _ = conn.set_nonblocking(false);
+                *master = Some(
+                    engine_runtime::linux::console::recv_fd(conn.as_raw_fd())
+                        .map_err(|e| format!("the terminal from the guest's runtime: {e}"))?,
+                );
             }
         }
+        Ok(())
+    };
+    let code = loop {
+        take_master(&mut master)?;
         let step = if console.is_some() && master.is_none() { Duration::from_millis(10) } else { RUNC_TIMEOUT };
         let left = deadline.saturating_duration_since(Instant::now()).min(step);
         if let Some(code) = children.wait(rpid, Some(left)) {
@@ -456,7 +458,8 @@ fn run_runtime(stream: u32, args: &[&str], terminal: bool, children: &Children) 
             return Err(format!("the guest's runtime did not finish `{}` within {RUNC_TIMEOUT:?}", args[0]));
         }
     };
-    // The process has the pipes now (or the runtime failed): ours go.
+    // A connection the runtime made just before it exited waits in the backlog.
+    take_master(&mut master)?;
     if let Some((_, sock)) = &console {
         let _ = std::fs::remove_file(sock);
     }
