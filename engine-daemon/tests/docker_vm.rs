@@ -33,8 +33,13 @@ fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The tests of this file boot VMs one test at a time (each VM is a
+/// QEMU under emulation here).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn vm_runtime_through_docker() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     if !has_vm_support() {
         // install-deps.sh installs both; a machine without them cannot run VMs at all.
         panic!("qemu-system-x86_64 or /boot/vmlinuz-* missing: run scripts/install-deps.sh");
@@ -185,11 +190,18 @@ fn vm_runtime_through_docker() {
     e.ok(&["unpause", "vm1"]);
     assert_eq!(e.ok(&["exec", "vm1", "echo", "thawed"]), "thawed\n");
 
-    // -m is the VM's memory: the guest kernel sees that much less its own
-    // reservations (about 50 MiB for Debian's kernel), far below the host's.
-    let mem = e.ok(&["exec", "vm1", "sh", "-c", "grep MemTotal /proc/meminfo"]);
-    let kib: u64 = mem.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{mem}"));
-    assert!(kib > 120 * 1024 && kib <= 200 * 1024, "MemTotal {kib} kB for -m 200m");
+    // -m is the container's cgroup inside the guest, and the VM gets that
+    // much plus room for its own kernel: MemTotal is above the limit and
+    // far below the host's.
+    let mem = e.ok(&["exec", "vm1", "sh", "-c", "cat /sys/fs/cgroup/memory.max; grep MemTotal /proc/meminfo"]);
+    let mut lines = mem.lines();
+    assert_eq!(lines.next(), Some("209715200"), "{mem}");
+    let kib: u64 = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{mem}"));
+    assert!(kib > 200 * 1024 && kib <= 360 * 1024, "MemTotal {kib} kB for -m 200m");
 
     // The write went to the container's own layer, not the host's /etc, and
     // not the image: a fresh container does not see it.
@@ -222,10 +234,11 @@ fn vm_runtime_through_docker() {
     assert!(e.ok(&["logs", "vm1"]).contains("got-term"));
     e.ok(&["rm", "vm1"]);
 
-    // A memory limit below what a VM needs is refused, and nothing is left.
-    let o = e.docker(&["run", "--rm", "--runtime", "vm", "-m", "64m", "bb", "true"]);
-    assert_ne!(o.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("minimum"), "{}", show(&o));
+    // A spec the guest's runtime refuses (a sysctl the guest's kernel does
+    // not have) fails the create with the runtime's reason, and nothing is left.
+    let o = e.docker(&["run", "--rm", "--runtime", "vm", "--sysctl", "net.ipv4.no_such_knob=1", "bb", "true"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no_such_knob"), "{}", show(&o));
     assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
     // No VM state left: only the boot cache stays in the runtime's root.
     let left: Vec<String> = std::fs::read_dir(e.data_root().join("runtime/vm"))
@@ -235,4 +248,78 @@ fn vm_runtime_through_docker() {
         .filter(|n| n != ".cache")
         .collect();
     assert!(left.is_empty(), "VM state left behind: {left:?}");
+}
+
+/// Inside the VM the container is built by this project's own Linux runtime,
+/// as engine-runc builds it on the host: the same capabilities, seccomp
+/// filter and no_new_privs in `/proc/self/status`, its own pid namespace
+/// (the process is pid 1), its hostname, masked paths, and its cgroup in the
+/// guest, whose memory limit the guest's kernel enforces (a process past it
+/// is OOM-killed although the VM has room). The guest's init reaps what a
+/// double-forking container leaves and reports the container process's own
+/// exit status.
+#[test]
+fn vm_container_is_confined_inside_the_guest() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(has_vm_support(), "qemu-system-x86_64 or /boot/vmlinuz-* missing: run scripts/install-deps.sh");
+    let e = Engined::start();
+    e.load_busybox();
+    let probe = "grep -E '^(CapEff|Seccomp|NoNewPrivs):' /proc/self/status; echo pid=$$; hostname; wc -c < /proc/keys";
+    let args = |runtime: &'static str| {
+        vec![
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--hostname",
+            "confined",
+            "--cap-drop",
+            "NET_RAW",
+            "--security-opt",
+            "no-new-privileges",
+            "bb",
+            "sh",
+            "-c",
+            probe,
+        ]
+    };
+    let on_host = e.ok(&args("engine-runc"));
+    let in_vm = e.ok(&args("vm"));
+    assert_eq!(in_vm, on_host, "the VM's container differs from engine-runc's");
+    assert!(in_vm.contains("NoNewPrivs:\t1\n"), "{in_vm}");
+    assert!(in_vm.contains("Seccomp:\t2\n"), "{in_vm}");
+    assert!(in_vm.contains("pid=1\nconfined\n0\n"), "{in_vm}");
+    // NET_RAW (bit 13) dropped, CHOWN (bit 0) kept.
+    let caps = in_vm.lines().find_map(|l| l.strip_prefix("CapEff:\t")).unwrap_or_default();
+    let caps = u64::from_str_radix(caps, 16).unwrap_or_else(|_| panic!("{in_vm}"));
+    assert_eq!((caps & 1, caps & (1 << 13)), (1, 0), "{in_vm}");
+
+    // The memory and pids limits are the container's cgroup in the guest: a
+    // 32 MiB buffer is OOM-killed under -m 16m although the guest has that
+    // much memory available, an 8 MiB one is not.
+    let script = "grep MemAvailable /proc/meminfo; cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max; \
+                  dd if=/dev/zero of=/dev/null bs=8M count=1 2>/dev/null; echo small=$?; \
+                  dd if=/dev/zero of=/dev/null bs=32M count=1 2>/dev/null; echo big=$?; \
+                  cat /sys/fs/cgroup/memory.events";
+    let out = e.ok(&["run", "--rm", "--runtime", "vm", "-m", "16m", "--pids-limit", "40", "bb", "sh", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    let avail: u64 = lines[0].split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{out}"));
+    assert!(avail > 40 * 1024, "the guest has room for 32 MiB and more: MemAvailable {avail} kB: {out}");
+    assert_eq!(lines[1..5], ["16777216", "40", "small=0", "big=137"], "{out}");
+    assert!(lines.iter().any(|l| l.starts_with("oom_kill ") && *l != "oom_kill 0"), "{out}");
+
+    // Double forks: the orphans are reaped (the guest's init reaps what is
+    // reparented to it), and the exit status is the container process's.
+    let o = e.docker(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "vm",
+        "bb",
+        "sh",
+        "-c",
+        "(sh -c 'sleep 0.2; exit 9' &); (sleep 30 &); sleep 1; ps -o stat | grep -c '^Z'; exit 5",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", show(&o));
+    assert_eq!(stdout(&o), "0\n", "{}", show(&o));
 }

@@ -1,27 +1,55 @@
 //! The guest's side: PID 1 of the initramfs.
 //!
-//! Mounts `/proc`, `/sys`, `/dev`, loads the modules the initramfs carries
-//! (in the order their names give), opens the virtio-serial port
-//! `engine.0`, mounts the container's root (9p tag `rootfs`) on `/rootfs`,
-//! says hello, then serves frames: `Setup` (the spec's mounts and the
-//! hostname), `Spawn` (a process, chrooted into `/rootfs` with its user,
-//! environment and working directory), stdin, signals, resizes. When the
-//! init (stream 0) exits it reports the exit code and waits for the host to
-//! stop the VM (it powers off if the host goes away).
+//! Loads the modules the initramfs carries (in the order their names give),
+//! moves itself onto a tmpfs root (so that the guest's runtime can
+//! `pivot_root` out of it, which the initramfs's own root does not allow),
+//! mounts `/proc`, `/sys`, `/dev`, the cgroup2 hierarchy, opens the
+//! virtio-serial port `engine.0`, mounts the container's root (9p tag
+//! `rootfs`) on [`GUEST_ROOTFS`], says hello, then serves frames:
+//!
+//! - `Setup` mounts the bind sources' shares and creates the container with
+//!   this project's Linux runtime: the agent's own binary run as
+//!   `engine-runc` (`engine_runtime::cli::main`, single-threaded as that
+//!   code requires) on the spec the host rewrote for the guest, so the
+//!   namespaces, the cgroup (memory and pids limits), capabilities, seccomp,
+//!   no_new_privs and masked paths are the same as on the host.
+//! - `Spawn` of stream 0 starts the container (`engine-runc start`); of
+//!   another stream runs an exec (`engine-runc exec --detach`).
+//! - stdin, signals and resizes go to the processes.
+//!
+//! As the guest's PID 1 it reaps every process that ends up its child (the
+//! container's init and exec'd processes once the runtime that made them
+//! exits, and any orphan), reports the exit status of the container's own
+//! processes, and when the init exits kills what is left and waits for the
+//! host to stop the VM (it powers off if the host goes away).
 
-use crate::proto::{ContainerSpec, Frame, Kind, MountSpec, ProcessSpec};
+use crate::proto::{ContainerSpec, Frame, Kind, ProcessSpec};
 use nix::mount::{mount, MsFlags};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// The virtio-serial port's name.
 pub const PORT_NAME: &str = "engine.0";
+/// Where the container's root (9p tag `rootfs`) is mounted in the guest.
+pub const GUEST_ROOTFS: &str = "/rootfs";
+/// The name under which the agent's binary is the guest's `engine-runc`.
+pub const RUNC_NAME: &str = "engine-runc";
+/// The guest runtime's state root.
+const RUNC_ROOT: &str = "/run/engine-runc";
+/// Where the agent keeps the bundle, exec process files and runtime logs.
+const WORK: &str = "/run/engine-vm";
+/// The container's id inside the guest (the guest holds only this one).
+const CONTAINER: &str = "container";
+/// How long a runtime command in the guest may take.
+const RUNC_TIMEOUT: Duration = Duration::from_secs(60);
+/// How many exits of processes nobody waits for (yet) are remembered.
+const UNCLAIMED: usize = 256;
 
 type Out = Arc<Mutex<File>>;
 
@@ -29,9 +57,101 @@ type Out = Arc<Mutex<File>>;
 struct Proc {
     pid: i32,
     stdin: Option<File>,
+    outputs: Vec<(File, Kind)>,
 }
 
 type Procs = Arc<Mutex<HashMap<u32, Proc>>>;
+
+/// Exit statuses collected by the reaper (the guest's PID 1 reaps every
+/// process that becomes its child).
+#[derive(Default)]
+struct Reaped {
+    /// Pids someone waits for.
+    tracked: HashSet<i32>,
+    /// Exit codes of tracked pids.
+    exited: HashMap<i32, i32>,
+    /// Recent exits of pids not tracked when they were reaped (a detached
+    /// exec can exit before its pid is read).
+    unclaimed: VecDeque<(i32, i32)>,
+}
+
+#[derive(Default)]
+struct Children {
+    reaped: Mutex<Reaped>,
+    cv: Condvar,
+}
+
+impl Children {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Reaped> {
+        self.reaped.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reap every child, for ever (the reaper thread).
+    fn reap(&self) {
+        use nix::sys::wait::{waitpid, WaitStatus};
+        loop {
+            let (pid, code) = match waitpid(None, None) {
+                Ok(WaitStatus::Exited(p, c)) => (p.as_raw(), c),
+                Ok(WaitStatus::Signaled(p, s, _)) => (p.as_raw(), 128 + s as i32),
+                Ok(_) => continue,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => {
+                    // No children right now.
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            };
+            let mut g = self.lock();
+            if g.tracked.remove(&pid) {
+                g.exited.insert(pid, code);
+            } else {
+                if g.unclaimed.len() == UNCLAIMED {
+                    g.unclaimed.pop_front();
+                }
+                g.unclaimed.push_back((pid, code));
+            }
+            drop(g);
+            self.cv.notify_all();
+        }
+    }
+
+    /// Track `pid` (an exit already reaped is found among the unclaimed).
+    fn track(&self, pid: i32) {
+        let mut g = self.lock();
+        if let Some(i) = g.unclaimed.iter().position(|(p, _)| *p == pid) {
+            let (_, code) = g.unclaimed.remove(i).unwrap_or_default();
+            g.exited.insert(pid, code);
+        } else {
+            g.tracked.insert(pid);
+        }
+    }
+
+    /// Wait for a tracked pid's exit code (`None` after `timeout`).
+    fn wait(&self, pid: i32, timeout: Option<Duration>) -> Option<i32> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut g = self.lock();
+        loop {
+            if let Some(code) = g.exited.remove(&pid) {
+                return Some(code);
+            }
+            g = match deadline {
+                None => self.cv.wait(g).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let left = d.checked_duration_since(Instant::now())?;
+                    self.cv.wait_timeout(g, left).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// Spawn `cmd` with its pid tracked before the reaper can see it exit.
+    fn spawn(&self, cmd: &mut Command) -> std::io::Result<std::process::Child> {
+        let mut g = self.lock();
+        let child = cmd.spawn()?;
+        g.tracked.insert(child.id() as i32);
+        Ok(child)
+    }
+}
 
 fn console(msg: &str) {
     if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
@@ -51,8 +171,13 @@ fn send(out: &Out, f: Frame) {
     }
 }
 
-/// The agent's whole life (the `engine-vm-agent` binary's `main`).
+/// The agent's whole life (the `engine-vm-agent` binary's `main`). Started
+/// under the name [`RUNC_NAME`] it is the guest's `engine-runc` instead.
 pub fn main() -> ! {
+    let arg0 = std::env::args_os().next().unwrap_or_default();
+    if Path::new(&arg0).file_name().is_some_and(|n| n == RUNC_NAME) {
+        engine_runtime::cli::main()
+    }
     // It mounts over /proc, /sys and /dev and powers the machine off: only
     // ever as the init of the VM's initramfs.
     if std::process::id() != 1 || !Path::new("/init").is_file() {
@@ -66,24 +191,66 @@ pub fn main() -> ! {
     power_off()
 }
 
-fn boot() -> Result<(), String> {
+/// Make a tmpfs the root, as `switch_root` does (`pivot_root` cannot leave
+/// the initramfs's own root): the agent and its libraries are bind-mounted
+/// into it from the initramfs, not copied (the guest's memory is small).
+/// The runtime is run as `/init` of the new root, a bind mount it can clone
+/// read-only for its sealed re-exec (no copy of the binary per run).
+fn switch_root() -> Result<(), String> {
     let none: Option<&str> = None;
+    let new = Path::new("/newroot");
+    std::fs::create_dir_all(new).map_err(|e| format!("{}: {e}", new.display()))?;
+    mount(Some("tmpfs"), new, Some("tmpfs"), MsFlags::empty(), Some("mode=0755"))
+        .map_err(|e| format!("tmpfs root: {e}"))?;
+    for entry in ["init", "lib", "lib64", "usr"] {
+        let (src, dst) = (Path::new("/").join(entry), new.join(entry));
+        if !src.exists() {
+            continue;
+        }
+        if src.is_dir() {
+            std::fs::create_dir_all(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        } else {
+            File::create(&dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        }
+        mount(Some(&src), &dst, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+            .map_err(|e| format!("binding {} into the new root: {e}", src.display()))?;
+    }
+    nix::unistd::chdir(new).map_err(|e| e.to_string())?;
+    mount(Some("."), "/", none, MsFlags::MS_MOVE, none).map_err(|e| format!("moving the tmpfs root: {e}"))?;
+    nix::unistd::chroot(".").map_err(|e| format!("chroot: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| e.to_string())
+}
+
+fn boot() -> Result<(), String> {
+    load_modules()?;
+    switch_root()?;
+    let none: Option<&str> = None;
+    for d in ["/proc", "/sys", "/dev", "/run", "/tmp", GUEST_ROOTFS] {
+        let _ = std::fs::create_dir_all(d);
+    }
     let _ = mount(Some("proc"), "/proc", Some("proc"), MsFlags::empty(), none);
     let _ = mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::empty(), none);
     let _ = mount(Some("devtmpfs"), "/dev", Some("devtmpfs"), MsFlags::empty(), none);
     let _ = std::fs::create_dir_all("/dev/pts");
     let _ = mount(Some("devpts"), "/dev/pts", Some("devpts"), MsFlags::empty(), Some("ptmxmode=0666,mode=620"));
-    load_modules()?;
+    mount(Some("cgroup2"), "/sys/fs/cgroup", Some("cgroup2"), MsFlags::empty(), none)
+        .map_err(|e| format!("mounting the cgroup2 hierarchy: {e}"))?;
+    std::fs::create_dir_all(WORK).map_err(|e| format!("{WORK}: {e}"))?;
     let port = find_port(Duration::from_secs(30))?;
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&port).map_err(|e| format!("{port:?}: {e}"))?;
     mount(
         Some("rootfs"),
-        "/rootfs",
+        GUEST_ROOTFS,
         Some("9p"),
         MsFlags::empty(),
         Some("trans=virtio,version=9p2000.L,msize=512000,access=client"),
     )
     .map_err(|e| format!("mounting the container's root (9p tag rootfs): {e}"))?;
+    let children: Arc<Children> = Arc::default();
+    {
+        let c = children.clone();
+        std::thread::spawn(move || c.reap());
+    }
     let mut reader = file.try_clone().map_err(|e| e.to_string())?;
     let out: Out = Arc::new(Mutex::new(file));
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
@@ -97,17 +264,22 @@ fn boot() -> Result<(), String> {
         };
         match f.kind {
             Kind::Setup => {
-                let r =
-                    serde_json::from_slice::<ContainerSpec>(&f.data).map_err(|e| e.to_string()).and_then(|s| setup(&s));
+                let r = serde_json::from_slice::<ContainerSpec>(&f.data)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| setup(&s, &children, &procs));
                 match r {
                     Ok(()) => send(&out, Frame::new(Kind::Ready, 0, Vec::new())),
                     Err(e) => send(&out, Frame::new(Kind::Error, 0, e.into_bytes())),
                 }
             }
             Kind::Spawn => {
-                let r = serde_json::from_slice::<ProcessSpec>(&f.data)
-                    .map_err(|e| e.to_string())
-                    .and_then(|p| spawn(f.stream, &p, &out, &procs));
+                let r = if f.stream == 0 {
+                    start(&out, &procs, &children)
+                } else {
+                    serde_json::from_slice::<ProcessSpec>(&f.data)
+                        .map_err(|e| e.to_string())
+                        .and_then(|p| exec(f.stream, &p, &out, &procs, &children))
+                };
                 if let Err(e) = r {
                     send(&out, Frame::new(Kind::Error, f.stream, e.into_bytes()));
                 }
@@ -194,25 +366,7 @@ fn find_port(within: Duration) -> Result<PathBuf, String> {
     }
 }
 
-fn flags_and_data(options: &[String]) -> (MsFlags, String) {
-    let mut flags = MsFlags::empty();
-    let mut data = Vec::new();
-    for o in options {
-        match o.as_str() {
-            "ro" => flags |= MsFlags::MS_RDONLY,
-            "nosuid" => flags |= MsFlags::MS_NOSUID,
-            "nodev" => flags |= MsFlags::MS_NODEV,
-            "noexec" => flags |= MsFlags::MS_NOEXEC,
-            "relatime" => flags |= MsFlags::MS_RELATIME,
-            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
-            "rw" | "bind" | "rbind" | "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" => {}
-            other => data.push(other.to_string()),
-        }
-    }
-    (flags, data.join(","))
-}
-
-fn setup(spec: &ContainerSpec) -> Result<(), String> {
+fn setup(spec: &ContainerSpec, children: &Children, procs: &Procs) -> Result<(), String> {
     for tag in &spec.shares {
         let dir = Path::new("/mnt").join(tag);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -225,182 +379,192 @@ fn setup(spec: &ContainerSpec) -> Result<(), String> {
         )
         .map_err(|e| format!("mounting share {tag}: {e}"))?;
     }
-    for m in &spec.mounts {
-        mount_one(m).map_err(|e| format!("mount {} on {}: {e}", m.fstype, m.destination))?;
-    }
-    if spec.readonly_root {
-        let none: Option<&str> = None;
-        mount(Some("/rootfs"), "/rootfs", none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(|e| e.to_string())?;
-        mount(none, "/rootfs", none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, none)
-            .map_err(|e| format!("read-only root: {e}"))?;
-    }
-    if !spec.hostname.is_empty() {
-        nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("hostname: {e}"))?;
-    }
+    let bundle = Path::new(WORK).join("bundle");
+    std::fs::create_dir_all(&bundle).map_err(|e| format!("{}: {e}", bundle.display()))?;
+    let config = serde_json::to_vec(&spec.oci).map_err(|e| e.to_string())?;
+    std::fs::write(bundle.join("config.json"), config).map_err(|e| format!("writing the guest's config.json: {e}"))?;
+    let terminal = spec.oci.pointer("/process/terminal").and_then(|t| t.as_bool()).unwrap_or(false);
+    let bundle_arg = bundle.to_string_lossy().into_owned();
+    let p = run_runtime(0, &["create", "--bundle", &bundle_arg], terminal, children)?;
+    procs.lock().unwrap_or_else(|e| e.into_inner()).insert(0, p);
     Ok(())
 }
 
-fn mount_one(m: &MountSpec) -> Result<(), String> {
-    let target = Path::new("/rootfs").join(m.destination.trim_start_matches('/'));
-    let none: Option<&str> = None;
-    let (flags, data) = flags_and_data(&m.options);
-    if m.fstype == "bind" {
-        let src = Path::new(&m.source);
-        if src.is_dir() {
-            std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
-        } else if !target.exists() {
-            if let Some(p) = target.parent() {
-                std::fs::create_dir_all(p).map_err(|e| e.to_string())?;
-            }
-            File::create(&target).map_err(|e| e.to_string())?;
-        }
-        mount(Some(src), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(|e| e.to_string())?;
-        if flags.contains(MsFlags::MS_RDONLY) {
-            mount(none, &target, none, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags, none)
-                .map_err(|e| e.to_string())?;
-        }
-        return Ok(());
-    }
-    std::fs::create_dir_all(&target).map_err(|e| e.to_string())?;
-    if m.fstype == "devpts" {
-        // The agent's own instance: the terminals it opens for processes are visible inside.
-        return mount(Some("/dev/pts"), &target, none, MsFlags::MS_BIND, none).map_err(|e| e.to_string());
-    }
-    let fstype = if m.fstype == "cgroup" { "cgroup2" } else { m.fstype.as_str() };
-    let data = if fstype == "cgroup2" { String::new() } else { data };
-    mount(Some(fstype), &target, Some(fstype), flags, Some(data.as_str())).map_err(|e| e.to_string())?;
-    if m.destination == "/dev" {
-        populate_dev(&target)?;
-    }
-    Ok(())
-}
-
-fn populate_dev(dev: &Path) -> Result<(), String> {
-    use nix::sys::stat::{makedev, mknod, Mode, SFlag};
-    for (name, major, minor) in
-        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]
+/// The process of stream `stream`: run the guest's runtime (`args` plus
+/// `--pid-file`, `--console-socket` for a terminal, and the container id),
+/// with the process's stdio (pipes, or the terminal the runtime sends back),
+/// wait for the runtime to exit, and return the process (its pid tracked).
+fn run_runtime(stream: u32, args: &[&str], terminal: bool, children: &Children) -> Result<Proc, String> {
+    let pid_file = Path::new(WORK).join(format!("pid-{stream}"));
+    let log = Path::new(WORK).join(format!("runtime-{stream}.log"));
+    let _ = std::fs::remove_file(&pid_file);
+    let _ = std::fs::remove_file(&log);
+    let mut cmd = Command::new("/init");
     {
-        mknod(&dev.join(name), SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-            .map_err(|e| format!("mknod /dev/{name}: {e}"))?;
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(RUNC_NAME);
     }
-    for (link, to) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-        ("ptmx", "pts/ptmx"),
-    ] {
-        let _ = std::os::unix::fs::symlink(to, dev.join(link));
-    }
-    Ok(())
-}
-
-/// `args[0]` as a path inside the container (searched on the process's `PATH`).
-fn resolve(p: &ProcessSpec) -> Result<String, String> {
-    let arg0 = p.args.first().ok_or("the process has no args")?;
-    if arg0.contains('/') {
-        return Ok(arg0.clone());
-    }
-    let path = p
-        .env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':').filter(|d| d.starts_with('/')) {
-        let candidate = format!("{}/{arg0}", dir.trim_end_matches('/'));
-        if Path::new("/rootfs").join(candidate.trim_start_matches('/')).symlink_metadata().is_ok() {
-            return Ok(candidate);
-        }
-    }
-    Err(format!("exec: {arg0:?}: executable file not found in $PATH"))
-}
-
-fn spawn(stream: u32, p: &ProcessSpec, out: &Out, procs: &Procs) -> Result<(), String> {
-    let program = resolve(p)?;
-    let mut cmd = std::process::Command::new(&program);
-    cmd.args(p.args.iter().skip(1)).env_clear();
-    for e in &p.env {
-        if let Some((k, v)) = e.split_once('=') {
-            cmd.env(k, v);
-        }
-    }
-    let cwd = std::ffi::CString::new(if p.cwd.is_empty() { "/" } else { p.cwd.as_str() }).map_err(|e| e.to_string())?;
-    let (uid, gid, groups) = (p.uid, p.gid, p.additional_gids.clone());
-    let terminal = p.terminal;
-    let mut master = None;
-    if terminal {
-        let pty = nix::pty::openpty(None, None).map_err(|e| format!("openpty: {e}"))?;
-        let slave = File::from(pty.slave);
-        cmd.stdin(slave.try_clone().map_err(|e| e.to_string())?);
-        cmd.stdout(slave.try_clone().map_err(|e| e.to_string())?);
-        cmd.stderr(slave);
-        master = Some(pty.master);
+    cmd.args(["--root", RUNC_ROOT, "--log"]).arg(&log).args(args).arg("--pid-file").arg(&pid_file);
+    let console = if terminal {
+        let sock = Path::new(WORK).join(format!("console-{stream}.sock"));
+        let _ = std::fs::remove_file(&sock);
+        let l = std::os::unix::net::UnixListener::bind(&sock).map_err(|e| format!("console socket: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        cmd.arg("--console-socket").arg(&sock);
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        Some((l, sock))
     } else {
-        cmd.stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        None
+    };
+    cmd.arg(CONTAINER);
+    let mut child = children.spawn(&mut cmd).map_err(|e| format!("running the guest's runtime: {e}"))?;
+    let rpid = child.id() as i32;
+    let mut proc = Proc::default();
+    if let Some(o) = child.stdout.take() {
+        proc.outputs.push((File::from(OwnedFd::from(o)), Kind::Stdout));
     }
-    let groups: Vec<libc::gid_t> = groups.into_iter().collect();
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            let ok = |r: libc::c_int| if r == 0 { Ok(()) } else { Err(std::io::Error::last_os_error()) };
-            ok(libc::chroot(c"/rootfs".as_ptr()))?;
-            ok(libc::chdir(cwd.as_ptr()))?;
-            libc::setsid();
-            if terminal {
-                ok(libc::ioctl(0, libc::TIOCSCTTY, 0))?;
-            }
-            ok(libc::setgroups(groups.len(), groups.as_ptr()))?;
-            ok(libc::setgid(gid))?;
-            ok(libc::setuid(uid))?;
-            Ok(())
-        });
+    if let Some(e) = child.stderr.take() {
+        proc.outputs.push((File::from(OwnedFd::from(e)), Kind::Stderr));
     }
-    let mut child = cmd.spawn().map_err(|e| format!("exec {program}: {e}"))?;
+    proc.stdin = child.stdin.take().map(|i| File::from(OwnedFd::from(i)));
     drop(cmd);
-    let pid = child.id() as i32;
-    let mut outputs: Vec<(File, Kind)> = Vec::new();
-    let stdin = match master {
-        Some(m) => {
-            let m = File::from(m);
-            outputs.push((m.try_clone().map_err(|e| e.to_string())?, Kind::Stdout));
-            Some(m)
+    // The terminal's master arrives while the runtime runs.
+    let mut master = None;
+    let deadline = Instant::now() + RUNC_TIMEOUT;
+    let take_master = |master: &mut Option<OwnedFd>| -> Result<(), String> {
+        if let (Some((l, _)), None) = (&console, &master) {
+            if let Ok((conn, _)) = l.accept() {
+                let _ = conn.set_nonblocking(false);
+                *master = Some(
+                    engine_runtime::linux::console::recv_fd(conn.as_raw_fd())
+                        .map_err(|e| format!("the terminal from the guest's runtime: {e}"))?,
+                );
+            }
         }
-        None => {
-            if let Some(o) = child.stdout.take() {
-                outputs.push((File::from(OwnedFd::from(o)), Kind::Stdout));
-            }
-            if let Some(e) = child.stderr.take() {
-                outputs.push((File::from(OwnedFd::from(e)), Kind::Stderr));
-            }
-            child.stdin.take().map(|i| File::from(OwnedFd::from(i)))
+        Ok(())
+    };
+    let code = loop {
+        take_master(&mut master)?;
+        let step = if console.is_some() && master.is_none() { Duration::from_millis(10) } else { RUNC_TIMEOUT };
+        let left = deadline.saturating_duration_since(Instant::now()).min(step);
+        if let Some(code) = children.wait(rpid, Some(left)) {
+            break code;
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: kill(2) of the runtime process we started.
+            unsafe { libc::kill(rpid, libc::SIGKILL) };
+            let _ = children.wait(rpid, None);
+            return Err(format!("the guest's runtime did not finish `{}` within {RUNC_TIMEOUT:?}", args[0]));
         }
     };
-    procs.lock().unwrap_or_else(|e| e.into_inner()).insert(stream, Proc { pid, stdin });
+    // A connection the runtime made just before it exited waits in the backlog.
+    take_master(&mut master)?;
+    if let Some((_, sock)) = &console {
+        let _ = std::fs::remove_file(sock);
+    }
+    if code != 0 {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let msg = text
+            .lines()
+            .filter(|l| l.contains("level=error"))
+            .map(|l| l.split_once("msg=").map_or(l, |(_, m)| m).trim_matches('"').replace("\\\"", "\""))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(if msg.is_empty() { format!("the guest's runtime exited with {code}") } else { msg });
+    }
+    if terminal {
+        let m = File::from(master.ok_or("the guest's runtime sent no terminal")?);
+        proc.outputs.push((m.try_clone().map_err(|e| e.to_string())?, Kind::Stdout));
+        proc.stdin = Some(m);
+    }
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+        .ok_or_else(|| format!("the guest's runtime wrote no pid to {}", pid_file.display()))?;
+    children.track(pid);
+    proc.pid = pid;
+    Ok(proc)
+}
+
+/// Start the created container and relay its output; report its exit.
+fn start(out: &Out, procs: &Procs, children: &Arc<Children>) -> Result<(), String> {
+    let created = procs.lock().unwrap_or_else(|e| e.into_inner()).remove(&0);
+    let Some(proc) = created else { return Err("no container was created".into()) };
+    if let Err(e) = run_runtime_plain(&["start"], children) {
+        procs.lock().unwrap_or_else(|e| e.into_inner()).insert(0, proc);
+        return Err(e);
+    }
+    relay(0, proc, out, procs, children);
+    Ok(())
+}
+
+/// `engine-runc <args> container` with no stdio of a process (`start`).
+fn run_runtime_plain(args: &[&str], children: &Children) -> Result<(), String> {
+    let log = Path::new(WORK).join("runtime-start.log");
+    let mut cmd = Command::new("/init");
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.arg0(RUNC_NAME);
+    }
+    cmd.args(["--root", RUNC_ROOT, "--log"]).arg(&log).args(args).arg(CONTAINER);
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    let child = children.spawn(&mut cmd).map_err(|e| format!("running the guest's runtime: {e}"))?;
+    match children.wait(child.id() as i32, Some(RUNC_TIMEOUT)) {
+        Some(0) => Ok(()),
+        Some(code) => Err(format!(
+            "the guest's runtime failed to {}: {} (exit {code})",
+            args[0],
+            std::fs::read_to_string(&log).unwrap_or_default().trim()
+        )),
+        None => Err(format!("the guest's runtime did not {} within {RUNC_TIMEOUT:?}", args[0])),
+    }
+}
+
+/// Run an exec'd process (the spec's whole OCI process when the host sent it).
+fn exec(stream: u32, p: &ProcessSpec, out: &Out, procs: &Procs, children: &Arc<Children>) -> Result<(), String> {
+    let process = match &p.oci {
+        Some(v) => v.clone(),
+        None => serde_json::json!({
+            "args": p.args, "env": p.env, "cwd": if p.cwd.is_empty() { "/" } else { p.cwd.as_str() },
+            "terminal": p.terminal,
+            "user": {"uid": p.uid, "gid": p.gid, "additionalGids": p.additional_gids},
+        }),
+    };
+    let file = Path::new(WORK).join(format!("process-{stream}.json"));
+    std::fs::write(&file, serde_json::to_vec(&process).map_err(|e| e.to_string())?)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    let file_arg = file.to_string_lossy().into_owned();
+    let r = run_runtime(stream, &["exec", "--detach", "--process", &file_arg], p.terminal, children);
+    let _ = std::fs::remove_file(&file);
+    relay(stream, r?, out, procs, children);
+    Ok(())
+}
+
+/// Report the process started, relay its output, and report its exit
+/// status once it is reaped and its output drained.
+fn relay(stream: u32, mut proc: Proc, out: &Out, procs: &Procs, children: &Arc<Children>) {
+    let pid = proc.pid;
+    let outputs = std::mem::take(&mut proc.outputs);
+    procs.lock().unwrap_or_else(|e| e.into_inner()).insert(stream, proc);
     // Started goes out before any output: an exec's connection carries the
     // monitor's reply (sent on Started) before the process's frames.
     send(out, Frame::new(Kind::Started, stream, pid.to_le_bytes().to_vec()));
     let readers: Vec<_> = outputs.into_iter().map(|(f, kind)| pump(f, kind, stream, out.clone())).collect();
-    let out = out.clone();
-    let procs = procs.clone();
+    let (out, procs, children) = (out.clone(), procs.clone(), children.clone());
     std::thread::spawn(move || {
-        let status = child.wait();
-        let code = match status {
-            Ok(s) => s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-            Err(_) => 255,
-        };
+        let code = children.wait(pid, None).unwrap_or(255);
+        if stream == 0 {
+            // The container is over: nothing of it may hold its output open.
+            // SAFETY: kill(2) of every other process in the guest.
+            unsafe { libc::kill(-1, libc::SIGKILL) };
+        }
         for r in readers {
             let _ = r.join();
         }
         procs.lock().unwrap_or_else(|e| e.into_inner()).remove(&stream);
-        if stream == 0 {
-            // SAFETY: kill(2) of every other process in the guest.
-            unsafe { libc::kill(-1, libc::SIGKILL) };
-        }
         send(&out, Frame::new(Kind::Exit, stream, code.to_le_bytes().to_vec()));
     });
-    Ok(())
 }
 
 fn pump(mut r: File, kind: Kind, stream: u32, out: Out) -> std::thread::JoinHandle<()> {

@@ -12,11 +12,10 @@
 //!   monitor** (`engine-vm monitor`): the process the shim sees as the
 //!   container's init. The monitor starts QEMU (`-M microvm`, KVM when the
 //!   host has it, TCG otherwise), waits for the agent's hello and for the
-//!   container's mounts to be made in the guest, and only then does `create`
-//!   return.
-//! - `start` asks the monitor to run the process; the agent chroots into the
-//!   shared root, takes the process's user, groups, environment and working
-//!   directory, and execs it.
+//!   container to be created in the guest (`engine-runc create` there, on
+//!   the spec rewritten for the guest), and only then does `create` return.
+//! - `start` asks the monitor to start the process (`engine-runc start` in
+//!   the guest).
 //! - The monitor relays stdin, stdout and stderr between its own stdio (the
 //!   shim's pipes, or a pty whose master went to the console socket) and the
 //!   agent, forwards signals (`kill`, or signals sent to the monitor itself),
@@ -24,8 +23,9 @@
 //!   the shim's exit reporting, logs and restart logic are unchanged.
 //! - `exec` starts an **exec relay** (`engine-vm exec-relay`), the exec'd
 //!   process's stand-in on the host, which talks to the monitor.
-//! - Memory limit → the VM's `-m` (at least [`MIN_MEMORY_MIB`] MiB, else
-//!   refused), CPU quota or cpuset → `-smp`.
+//! - Memory limit → the container's cgroup in the guest, and the VM's `-m`
+//!   (the limit plus [`GUEST_OVERHEAD_MIB`]); CPU quota or cpuset → `-smp`
+//!   (and the guest's cgroup); pids limit → the guest's cgroup.
 //!
 //! ## Why 9p for the root, not a block device
 //!
@@ -63,11 +63,15 @@
 //! `stats` reports the VM as the host sees it (QEMU's CPU time and resident
 //! memory, the VM's memory as the limit).
 //!
-//! Left: namespaces and cgroups inside the guest (the process is chrooted
-//! with its user, groups, environment and working directory; the spec's
-//! masked paths, capabilities and seccomp filter are not applied inside the
-//! VM, whose kernel is the boundary), networking (the guest has none), a
-//! spare booted VM kept ready.
+//! Inside the guest the agent builds the container with this project's own
+//! Linux runtime (`engine-runtime`, linked into the agent and run as
+//! `engine-runc` from the agent's binary): the spec's namespaces, its cgroup
+//! (memory and pids limits enforced by the guest's kernel), capabilities,
+//! seccomp filter, no_new_privs, masked and read-only paths, exactly as
+//! `engine-runc` applies them on the host. The agent is the guest's PID 1:
+//! it reaps every orphan and reports the container process's own status.
+//!
+//! Left: networking (the guest has none), a spare booted VM kept ready.
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -82,14 +86,17 @@ use engine_core::{
     ContainerId, ContainerStatus, CreateOptions, Error, ExecOptions, Pid, Result, Runtime, RuntimeState, Signal, Stats,
 };
 use monitor::{files, Plan, Share};
-use proto::{ContainerSpec, MountSpec, ProcessSpec, Reply, Request};
+use proto::{ContainerSpec, ProcessSpec, Reply, Request};
 use std::io::{BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
-/// The smallest VM memory the runtime accepts, in MiB (the guest kernel's own needs).
-pub const MIN_MEMORY_MIB: u64 = 128;
+/// The smallest memory limit accepted, in bytes (Docker's own minimum).
+pub const MIN_MEMORY_LIMIT: u64 = 6 << 20;
+/// What a VM gets beyond its container's memory limit, in MiB (the guest
+/// kernel's reservations, the agent, the page cache of the 9p root).
+pub const GUEST_OVERHEAD_MIB: u64 = 160;
 /// The VM memory when the container sets no limit, in MiB.
 pub const DEFAULT_MEMORY_MIB: u64 = 256;
 /// The runtime's name in the lifecycle manager's table.
@@ -224,6 +231,35 @@ struct StateFile {
     pid: Pid,
     bundle: PathBuf,
     annotations: std::collections::HashMap<String, String>,
+    /// The spec's hooks, run on the host (poststop at delete).
+    #[serde(default)]
+    hooks: Option<oci_spec::runtime::Hooks>,
+}
+
+impl StateFile {
+    /// Run the hooks of `kind` on the host with the container's state JSON.
+    async fn run_hooks(&self, id: &ContainerId, kind: &'static str, status: ContainerStatus) -> Result<()> {
+        let hooks = match kind {
+            #[allow(deprecated)]
+            "prestart" => self.hooks.as_ref().and_then(|h| h.prestart().clone()),
+            "createRuntime" => self.hooks.as_ref().and_then(|h| h.create_runtime().clone()),
+            "poststart" => self.hooks.as_ref().and_then(|h| h.poststart().clone()),
+            _ => self.hooks.as_ref().and_then(|h| h.poststop().clone()),
+        };
+        let Some(hooks) = hooks.filter(|h| !h.is_empty()) else { return Ok(()) };
+        let state = RuntimeState {
+            oci_version: "1.2.0".into(),
+            id: id.to_string(),
+            status,
+            pid: self.pid,
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
+        };
+        let json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
+        tokio::task::spawn_blocking(move || engine_runtime::linux::hooks::run(kind, Some(&hooks), &json))
+            .await
+            .map_err(|e| Error::Other(format!("hook task: {e}")))?
+    }
 }
 
 /// Spawn `binary args` with `stdio`, a ready pipe on fd 3; wait for its
@@ -295,6 +331,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         gid: user.gid(),
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         terminal: p.terminal().unwrap_or(false),
+        oci: None,
     };
     if process.args.is_empty() {
         return Err(Error::invalid("config.json", "process.args is empty"));
@@ -305,14 +342,14 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         return Err(Error::invalid("config.json", format!("root {} is not a directory", rootfs.display())));
     }
     let mut shares: Vec<Share> = Vec::new();
-    let mut mounts = Vec::new();
+    let mut guest_mounts = Vec::new();
     for m in spec.mounts().iter().flatten() {
         let options = m.options().clone().unwrap_or_default();
         let fstype = m.typ().clone().unwrap_or_default();
         let is_bind = fstype == "bind" || options.iter().any(|o| o == "bind" || o == "rbind");
         let destination = m.destination().to_string_lossy().into_owned();
         if !is_bind {
-            mounts.push(MountSpec { destination, fstype, source: String::new(), options });
+            guest_mounts.push(m.clone());
             continue;
         }
         let src = m
@@ -337,7 +374,22 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
             false => format!("/mnt/{tag}/{}", src.file_name().unwrap_or_default().to_string_lossy()),
             true => format!("/mnt/{tag}"),
         };
-        mounts.push(MountSpec { destination, fstype: "bind".into(), source, options });
+        let mut gm = m.clone();
+        gm.set_source(Some(PathBuf::from(source)));
+        guest_mounts.push(gm);
+    }
+    // Hooks that run in the container's namespaces would need the host's
+    // binaries inside the VM: refused. The runtime-namespace ones
+    // (prestart, createRuntime, poststart, poststop) run on the host.
+    if let Some(h) = spec.hooks() {
+        if h.create_container().as_ref().is_some_and(|v| !v.is_empty())
+            || h.start_container().as_ref().is_some_and(|v| !v.is_empty())
+        {
+            return Err(Error::invalid(
+                "hooks",
+                "the vm runtime cannot run createContainer or startContainer hooks (host binaries) inside the container's VM",
+            ));
+        }
     }
     // Namespaces to join (a network the manager set up, another container's
     // pid or ipc namespace) are the host's: a VM cannot enter them.
@@ -354,21 +406,18 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         }
     }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
-    let memory_mib = match resources
-        .as_ref()
-        .and_then(|r| r.memory().as_ref())
-        .and_then(|m| m.limit())
-        .filter(|l| *l > 0)
-    {
+    // The limit is the container's cgroup inside the guest; the VM gets that
+    // much plus room for the guest kernel and the agent.
+    let limit = resources.as_ref().and_then(|r| r.memory().as_ref()).and_then(|m| m.limit()).filter(|l| *l > 0);
+    let memory_mib = match limit {
         Some(limit) => {
-            let mib = (limit as u64).div_ceil(1 << 20);
-            if mib < MIN_MEMORY_MIB {
+            if (limit as u64) < MIN_MEMORY_LIMIT {
                 return Err(Error::invalid(
                     "memory limit",
-                    format!("{mib} MiB is below the vm runtime's minimum of {MIN_MEMORY_MIB} MiB (the limit is the VM's memory)"),
+                    format!("{limit} bytes is below the minimum of {MIN_MEMORY_LIMIT} bytes (6 MiB)"),
                 ));
             }
-            mib
+            (limit as u64).div_ceil(1 << 20) + GUEST_OVERHEAD_MIB
         }
         None => DEFAULT_MEMORY_MIB,
     };
@@ -383,19 +432,25 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         }
     }
     let cpus = cpus.min(host_cpus).max(1);
+    // The guest's copy of the spec: the root is the 9p share, bind sources
+    // are the shares' mounts; everything else (namespaces, cgroups, mounts,
+    // capabilities, seccomp, masked paths) the guest's runtime applies as is.
+    let mut guest = spec.clone();
+    let mut groot = root.clone();
+    groot.set_path(PathBuf::from(agent::GUEST_ROOTFS));
+    guest.set_root(Some(groot));
+    guest.set_mounts(Some(guest_mounts));
+    guest.set_hooks(None);
+    let oci = serde_json::to_value(&guest).map_err(|e| Error::Other(format!("encoding the guest's spec: {e}")))?;
     Ok(Plan {
         id: id.to_string(),
         boot,
         memory_mib,
+        memory_limit: limit.map(|l| l as u64),
         cpus,
         rootfs,
         shares,
-        container: ContainerSpec {
-            hostname: spec.hostname().clone().unwrap_or_default(),
-            readonly_root: root.readonly().unwrap_or(false),
-            shares: Vec::new(),
-            mounts,
-        },
+        container: ContainerSpec { shares: Vec::new(), oci },
         process,
         console_socket: None,
     })
@@ -448,24 +503,35 @@ impl Runtime for VmRuntime {
         let args: [&std::ffi::OsStr; 2] = ["monitor".as_ref(), dir.as_os_str()];
         let pid = spawn_with_ready(&self.binary, &args, opts.stdio, None).await.map_err(cleanup)?;
         let annotations = spec.annotations().clone().unwrap_or_default();
-        let state = StateFile { pid, bundle: bundle.to_path_buf(), annotations };
-        let r = serde_json::to_vec(&state)
+        let state = StateFile { pid, bundle: bundle.to_path_buf(), annotations, hooks: spec.hooks().clone() };
+        let mut r = serde_json::to_vec(&state)
             .map_err(|e| Error::Other(e.to_string()))
             .and_then(|d| host::write_atomic(&dir.join("state.json"), &d));
         if let Some(pf) = &opts.pid_file {
-            let r2 = host::write_atomic(pf, pid.to_string().as_bytes());
-            if let Err(e) = r.and(r2) {
-                // SAFETY: kill(2) of the monitor we just started.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
-                return Err(cleanup(e));
-            }
+            r = r.and(host::write_atomic(pf, pid.to_string().as_bytes()));
+        }
+        if r.is_ok() {
+            r = state.run_hooks(id, "prestart", ContainerStatus::Created).await;
+        }
+        if r.is_ok() {
+            r = state.run_hooks(id, "createRuntime", ContainerStatus::Created).await;
+        }
+        if let Err(e) = r {
+            // SAFETY: kill(2) of the monitor we just started.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            return Err(cleanup(e));
         }
         Ok(pid)
     }
 
     async fn start(&self, id: &ContainerId) -> Result<()> {
-        self.read_state(id)?;
-        self.request(id, &Request::Start).await
+        let s = self.read_state(id)?;
+        self.request(id, &Request::Start).await?;
+        // As runc: a failing poststart hook is logged, the container runs on.
+        if let Err(e) = s.run_hooks(id, "poststart", ContainerStatus::Running).await {
+            tracing::warn!(%id, "poststart hook: {e}");
+        }
+        Ok(())
     }
 
     async fn state(&self, id: &ContainerId) -> Result<RuntimeState> {
@@ -514,7 +580,12 @@ impl Runtime for VmRuntime {
             unsafe { libc::kill(s.pid, libc::SIGKILL) };
         }
         let dir = self.dir(id);
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+        // As runc: poststop hooks run once the container is gone; a failure is logged.
+        if let Err(e) = s.run_hooks(id, "poststop", ContainerStatus::Stopped).await {
+            tracing::warn!(%id, "poststop hook: {e}");
+        }
+        Ok(())
     }
 
     async fn exec(&self, id: &ContainerId, process: &oci_spec::runtime::Process, opts: ExecOptions) -> Result<Pid> {
@@ -531,6 +602,9 @@ impl Runtime for VmRuntime {
             gid: user.gid(),
             additional_gids: user.additional_gids().clone().unwrap_or_default(),
             terminal: process.terminal().unwrap_or(false),
+            oci: Some(
+                serde_json::to_value(process).map_err(|e| Error::Other(format!("encoding the exec's process: {e}")))?,
+            ),
         };
         if spec.args.is_empty() {
             return Err(Error::invalid("exec process", "args is empty"));
@@ -601,7 +675,7 @@ impl Runtime for VmRuntime {
             .cpu_system_ns(system)
             .memory_usage(kib("VmRSS:"))
             .memory_max_usage(kib("VmHWM:"))
-            .memory_limit(plan.map(|p| p.memory_mib << 20)))
+            .memory_limit(plan.map(|p| p.memory_limit.unwrap_or(p.memory_mib << 20))))
     }
 
     async fn ps(&self, id: &ContainerId) -> Result<Vec<Pid>> {

@@ -27,6 +27,9 @@ pub struct Plan {
     pub boot: BootFiles,
     /// The VM's memory in MiB.
     pub memory_mib: u64,
+    /// The container's memory limit in bytes (its cgroup's inside the guest).
+    #[serde(default)]
+    pub memory_limit: Option<u64>,
     /// The VM's vCPUs.
     pub cpus: u32,
     /// The container's root on the host (shared as 9p tag `rootfs`).

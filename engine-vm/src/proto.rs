@@ -128,32 +128,22 @@ pub struct ProcessSpec {
     pub additional_gids: Vec<u32>,
     /// Run on a terminal.
     pub terminal: bool,
-}
-
-/// A mount inside the guest's container root.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct MountSpec {
-    /// Destination inside the container.
-    pub destination: String,
-    /// Filesystem type (`proc`, `tmpfs`, `sysfs`, `devpts`, `mqueue`, `bind`...).
-    pub fstype: String,
-    /// Source: for `bind`, the path inside the guest (under a 9p share's mount).
-    pub source: String,
-    /// Options as in the OCI spec (`ro`, `nosuid`, `size=...`).
-    pub options: Vec<String>,
+    /// The whole OCI `process` of an exec (capabilities, no_new_privs,
+    /// rlimits...), handed to the guest's runtime as `exec --process`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci: Option<serde_json::Value>,
 }
 
 /// The container as the agent sets it up.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ContainerSpec {
-    /// The guest's hostname.
-    pub hostname: String,
-    /// Mount the root read-only.
-    pub readonly_root: bool,
     /// 9p tags to mount under `/mnt/<tag>` (the sources of bind mounts).
     pub shares: Vec<String>,
-    /// The spec's mounts, in order.
-    pub mounts: Vec<MountSpec>,
+    /// The bundle's OCI spec rewritten for the guest (root `/rootfs`, bind
+    /// sources under `/mnt/<tag>`): the guest's copy of this project's Linux
+    /// runtime builds the container from it (namespaces, cgroups, mounts,
+    /// capabilities, seccomp, no_new_privs, masked paths).
+    pub oci: serde_json::Value,
 }
 
 /// A request to a container's monitor on its control socket (one JSON line;
