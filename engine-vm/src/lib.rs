@@ -247,14 +247,8 @@ impl StateFile {
             _ => self.hooks.as_ref().and_then(|h| h.poststop().clone()),
         };
         let Some(hooks) = hooks.filter(|h| !h.is_empty()) else { return Ok(()) };
-        let state = RuntimeState {
-            oci_version: "1.2.0".into(),
-            id: id.to_string(),
-            status,
-            pid: self.pid,
-            bundle: self.bundle.clone(),
-            annotations: self.annotations.clone(),
-        };
+        let state = RuntimeState::new(id.to_string(), status, self.pid, self.bundle.clone())
+            .annotations(self.annotations.clone());
         let json = serde_json::to_string(&state).map_err(|e| Error::Other(e.to_string()))?;
         tokio::task::spawn_blocking(move || engine_runtime::linux::hooks::run(kind, Some(&hooks), &json))
             .await
