@@ -102,8 +102,33 @@ busybox_tar() {
 wait_sock() { for _ in $(seq 300); do $DOCKER -H "unix://$1" version >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "no daemon on $1" >&2; return 1; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 
-summary() { # name start_s rates pss_report ps_ms rm_s mem_before mem_after cgroups mounts
-  local name=$1 start=$2 rate=$3 pss=$4 psms=$5 rms=$6 before=$7 after=$8 cg=$9 mnt=${10}
+# What is left of a target's containers after removal: cgroup directories below the run's cgroup
+# parents, mounts under the run's roots, container or shim state directories under $1..., and
+# processes (shims, conmon, or any process whose cgroup is under the run's parents).
+leftovers() {
+  local cg mnt st=0 procs=0 d p
+  cg=$(find /sys/fs/cgroup -mindepth 2 -type d -path "*/$TAG-*/*" 2>/dev/null | wc -l)
+  mnt=$(count_mounts)
+  for d in "$@"; do
+    for sub in containers shims; do
+      [ -d "$d/$sub" ] && st=$((st + $(find "$d/$sub" -mindepth 1 -maxdepth 1 | wc -l)))
+    done
+  done
+  # A shim exits by itself shortly after its container is deleted: give them 10 s.
+  for _ in $(seq 50); do
+    procs=0
+    for p in $(marked_pids); do
+      case "$(cat "/proc/$p/comm" 2>/dev/null)" in engine-shim|conmon|containerd-shim*) procs=$((procs + 1)) ;; esac
+    done
+    for p in /proc/[0-9]*; do grep -q "/$TAG-" "$p/cgroup" 2>/dev/null && procs=$((procs + 1)); done
+    [ "$procs" -eq 0 ] && break
+    sleep 0.2
+  done
+  echo "left after removal: $cg cgroup directories, $mnt mounts, $st state directories, $procs processes"
+}
+
+summary() { # name start_s rates pss_report ps_ms rm_s mem_before mem_after cgroups mounts [extra lines]
+  local name=$1 start=$2 rate=$3 pss=$4 psms=$5 rms=$6 before=$7 after=$8 cg=$9 mnt=${10} extra=${11:-}
   local total=${pss%% *} rest=${pss#* }; local procs=${rest%% *} parts=${rest#* }
   {
     echo "## $name, N=$N, $PAR at a time ($(date -u +%FT%TZ), $PROFILE build)"
@@ -114,6 +139,7 @@ summary() { # name start_s rates pss_report ps_ms rm_s mem_before mem_after cgro
     echo "kernel objects: $cg cgroup directories ($(awk -v c="$cg" -v n="$N" 'BEGIN{printf "%.1f", c/n}') per container), $mnt mounts ($(awk -v c="$mnt" -v n="$N" 'BEGIN{printf "%.1f", c/n}') per container)"
     echo "list at N: ${psms} ms"
     echo "removal of all: ${rms} s"
+    [ -z "$extra" ] || printf '%s\n' "$extra"
   } | tee "$OUT/$name-$N.md"
 }
 
@@ -132,12 +158,21 @@ docker_run_n() {
   local pss; pss=$(engine_pss_report)
   local p0; p0=$(now_ms); $d ps >/dev/null; local psms=$(( $(now_ms) - p0 ))
   local cg mnt; cg=$(count_cgroups); mnt=$(count_mounts)
+  # A random sample of 20 containers must answer `docker exec`.
+  local i ok=0 k=$(( N < 20 ? N : 20 ))
+  for i in $(seq "$N" | shuf -n "$k"); do
+    [ "$($d exec "$name-$i" echo ok 2>/dev/null)" = ok ] && ok=$((ok + 1))
+  done
+  local dpid fds thr; dpid=$(cat "$T/$name.pid" 2>/dev/null || true)
+  fds=$(ls "/proc/$dpid/fd" 2>/dev/null | wc -l); thr=$(ls "/proc/$dpid/task" 2>/dev/null | wc -l)
+  local extra="docker exec into a random $k: $ok answered
+daemon at N: $fds open descriptors, $thr threads; pids in use on the machine: $(ls -d /proc/[0-9]* | wc -l) processes"
   local r0; r0=$(now_ms)
   $d ps -aq | xargs -P "$PAR" -n 50 $d rm -f >/dev/null
   local rms; rms=$(awk -v a="$r0" -v b="$(now_ms)" 'BEGIN{printf "%.1f", (b-a)/1000}')
   local left; left=$($d ps -aq | wc -l); [ "$left" -eq 0 ] || echo "warning: $left containers left on $name" >&2
   summary "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", (b-a)/1000}')" "$(rates < "$T/$name.times")" \
-    "$pss" "$psms" "$rms" "$before" "$after" "$cg" "$mnt"
+    "$pss" "$psms" "$rms" "$before" "$after" "$cg" "$mnt" "$extra"
 }
 
 busybox_tar
@@ -146,9 +181,11 @@ for target in $TARGETS; do
   engined)
     DENSITY_RUN=$T ENGINE_BIN_DIR=$BIN "$BIN/engined" -H "unix://$T/e.sock" --data-root "$T/engine" \
       --exec-root "$T/engine-run" --cgroup-parent "/$TAG-engined" --log-level warn > "$T/engined.log" 2>&1 &
-    PIDS+=($!); wait_sock "$T/e.sock"
+    PIDS+=($!); echo "${PIDS[-1]}" > "$T/engined.pid"; wait_sock "$T/e.sock"
     docker_run_n "$T/e.sock" engined
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+    # Once the daemon is gone (its spare shim with it): what is left of the containers.
+    leftovers "$T/engine" "$T/engine-run" | tee -a "$OUT/engined-$N.md"
     ;;
   facade)
     mkfifo "$T/ctl"
@@ -168,16 +205,17 @@ for target in $TARGETS; do
     psms=$(awk '/^list/ {print $2}' "$T/facade.out")
     rms=$(awk '/^removed/ {print $4}' "$T/facade.out")
     summary facade "$start" "$(awk '/^started/ {print $2}' "$T/facade.out" | rates)" "$pss" "$psms" "$rms" \
-      "$before" "$after" "$cg" "$mnt"
+      "$before" "$after" "$cg" "$mnt" "$(leftovers "$T/facade")"
     ;;
   dockerd)
     NETNS=$TAG; ip netns add "$NETNS"
     DENSITY_RUN=$T nsenter --net="/run/netns/$NETNS" dockerd --data-root "$T/docker" --exec-root "$T/docker-exec" \
-      -H "unix://$T/d.sock" --pidfile "$T/docker.pid" --bridge=none --iptables=false --ip6tables=false \
+      -H "unix://$T/d.sock" --pidfile "$T/dockerd.pid" --bridge=none --iptables=false --ip6tables=false \
       --cgroup-parent "/$TAG-dockerd" --log-level warn > "$T/dockerd.log" 2>&1 &
     PIDS+=($!); wait_sock "$T/d.sock"
     docker_run_n "$T/d.sock" dockerd
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+    leftovers "$T/docker" "$T/docker-exec" | tee -a "$OUT/dockerd-$N.md"
     ip netns del "$NETNS"; NETNS=
     ;;
   podman)

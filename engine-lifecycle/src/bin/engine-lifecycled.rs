@@ -133,6 +133,10 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
         .with_writer(std::io::stderr)
         .init();
+    match engine_lifecycle::raise_open_files_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open files limit"),
+        Err(e) => tracing::warn!("cannot raise the open files limit: {e}"),
+    }
     if let Err(e) = run(args).await {
         eprintln!("engine-lifecycled: {e}");
         std::process::exit(1);

@@ -136,6 +136,15 @@ impl Hierarchies {
                 (true, Layout::V1) | (false, Layout::V2) => {}
                 (true, _) => unified = Some(Mount { mountpoint: conventional_mount("", path)?, root: "/".into() }),
                 (false, _) => {
+                    // A v1 hierarchy with no directory at its conventional place is mounted
+                    // nowhere this layout knows (a hierarchy can outlive its last mount while
+                    // cgroups remain in it); it is not used, as crun does not, and a limit that
+                    // needs its controller is refused as unmounted. Reading the mount table
+                    // instead would cost every create more as containers are added.
+                    let name = ctrls.strip_prefix("name=").unwrap_or(ctrls);
+                    if !Path::new("/sys/fs/cgroup").join(name).exists() {
+                        continue;
+                    }
                     let mountpoint = conventional_mount(ctrls, path)?;
                     for c in ctrls.split(',').filter(|c| V1_CONTROLLERS.contains(c) || c.starts_with("name=")) {
                         v1.insert(c.to_string(), Mount { mountpoint: mountpoint.clone(), root: "/".into() });
@@ -143,7 +152,7 @@ impl Hierarchies {
                 }
             }
         }
-        if layout != Layout::V1 && unified.is_none() {
+        if (layout != Layout::V1 && unified.is_none()) || (layout != Layout::V2 && v1.is_empty()) {
             return None;
         }
         Some(Hierarchies { layout, v1, unified, own: own_cgroups(proc_cgroup) })

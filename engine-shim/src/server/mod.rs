@@ -96,6 +96,8 @@ pub(crate) struct Core {
     seq: AtomicU64,
     deleted: AtomicBool,
     created_dir: bool,
+    /// Set when live OOM notifications could not be had: checked at the init's exit.
+    oom_at_exit: std::sync::OnceLock<oom::ExitCheck>,
 }
 
 /// Counts a runtime call in flight: while one is, exited children the shim
@@ -165,6 +167,10 @@ impl Core {
         // The init's exit goes to disk before anyone hears of it; an exec's
         // stays in memory (health checks would pile up files otherwise).
         if p.exec_id.is_none() {
+            if self.oom_at_exit.get().is_some_and(|c| c.oom_killed()) {
+                tracing::info!("OOM killer acted in the container's cgroup");
+                let _ = self.events.send(ShimEvent::Oom);
+            }
             if let Err(e) = state::write_exit(self.dir(), None, &status) {
                 tracing::error!("recording the init's exit: {e}");
             }
@@ -466,10 +472,12 @@ pub async fn run_with_log_driver(
     }
     let init_pid = core.init.pid.load(Ordering::Relaxed);
     let events = core.events.clone();
-    tokio::spawn(oom::watch(init_pid, move || {
+    if let Some(check) = oom::watch(init_pid, move || {
         tracing::info!("OOM killer acted in the container's cgroup");
         let _ = events.send(ShimEvent::Oom);
-    }));
+    }) {
+        let _ = core.oom_at_exit.set(check);
+    }
     let svc = service::ShimService::new(core.clone());
     let idle = conn::Idle::new(std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none());
     let incoming = conn::Incoming::new(listener, idle.clone());
@@ -542,6 +550,7 @@ async fn setup(
         seq: AtomicU64::new(0),
         deleted: AtomicBool::new(false),
         created_dir,
+        oom_at_exit: std::sync::OnceLock::new(),
         req,
     });
     // An id the runtime already knows belongs to someone else: refuse it
