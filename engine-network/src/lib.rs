@@ -235,6 +235,7 @@ mod ipam;
 mod link;
 mod netns;
 mod nft;
+mod record;
 mod remote;
 
 pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};
