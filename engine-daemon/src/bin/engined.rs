@@ -99,17 +99,8 @@ struct Args {
     /// The bridge of the default `bridge` network (default `engine0`).
     #[arg(long, value_name = "NAME")]
     bridge_name: Option<String>,
-    /// Where plugins' sockets are discovered (repeatable; default
-    /// /run/docker/plugins, as dockerd).
-    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
-    plugin_socket_dirs: Vec<PathBuf>,
-    /// Where plugins' spec files (NAME.spec, NAME.json) are discovered
-    /// (repeatable; default /etc/docker/plugins and /usr/lib/docker/plugins).
-    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
-    plugin_spec_dirs: Vec<PathBuf>,
-    /// The bound on each call to a plugin (a hung plugin is an error after it).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    plugin_timeout: std::time::Duration,
+    #[command(flatten)]
+    plugins: engine_plugin::cli::PluginArgs,
     /// An authorization plugin that sees every API request and response
     /// and may deny them (repeatable; asked in order). engined refuses to
     /// start when one cannot be found and activated.
@@ -121,12 +112,6 @@ struct Args {
     /// `engine-lifecycled` with the same `--storage-driver`.
     #[arg(short = 's', long, value_name = "overlay2|vfs", default_value = "overlay2")]
     storage_driver: String,
-}
-
-/// The plugin registry the flags describe.
-fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
-    let d = engine_plugin::Discovery::in_dirs(&args.plugin_socket_dirs, &args.plugin_spec_dirs);
-    Arc::new(engine_plugin::Plugins::new(d).with_timeout(args.plugin_timeout))
 }
 
 /// The network driver `--network-driver` asks for, opened on
@@ -357,11 +342,8 @@ async fn run(args: Args) -> Result<()> {
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);
 
-    if args.plugin_timeout.is_zero() {
-        return Err(Error::invalid("--plugin-timeout", "must be more than 0s"));
-    }
+    let plugins = args.plugins.registry()?;
     // dockerd refuses to start with an authorization plugin it cannot use.
-    let plugins = plugins(&args);
     let mut authorizers: Vec<Arc<dyn engine_core::Authorizer>> = Vec::new();
     for name in &args.authorization_plugins {
         let a = engine_plugin::AuthzPlugin::new(plugins.clone(), name);

@@ -63,19 +63,12 @@ struct Args {
     /// (default: this process's); tests pass one of their own.
     #[arg(long, value_name = "PATH")]
     network_host_netns: Option<PathBuf>,
-    /// Where plugins' sockets are discovered (repeatable; default
-    /// /run/docker/plugins, as dockerd): log plugins (`--log-driver`) and,
-    /// with --network-driver bridge|cni, network plugins (`docker network
+    /// Plugins (`--plugin-socket-dir`, `--plugin-spec-dir`,
+    /// `--plugin-timeout`): log plugins (`--log-driver`) and, with
+    /// --network-driver bridge|cni, network plugins (`docker network
     /// create -d <plugin>`) are served here.
-    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
-    plugin_socket_dirs: Vec<PathBuf>,
-    /// Where plugins' spec files are discovered (repeatable; default
-    /// /etc/docker/plugins and /usr/lib/docker/plugins).
-    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
-    plugin_spec_dirs: Vec<PathBuf>,
-    /// The bound on each call to a plugin.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    plugin_timeout: std::time::Duration,
+    #[command(flatten)]
+    plugins: engine_plugin::cli::PluginArgs,
 }
 
 /// The driver `--network-driver` asks for; a bridge or CNI driver is
@@ -161,16 +154,7 @@ async fn run(args: Args) -> engine_core::Result<()> {
         cfg = cfg.runtime(name, path);
     }
     cfg = cfg.default_runtime(&args.default_runtime).cgroup_parent(&args.cgroup_parent)?;
-    if args.plugin_timeout.is_zero() {
-        return Err(engine_core::Error::invalid("--plugin-timeout", "must be more than 0s"));
-    }
-    let plugins = Arc::new(
-        engine_plugin::Plugins::new(engine_plugin::Discovery::in_dirs(
-            &args.plugin_socket_dirs,
-            &args.plugin_spec_dirs,
-        ))
-        .with_timeout(args.plugin_timeout),
-    );
+    let plugins = args.plugins.registry()?;
     cfg = cfg.log_plugins(Arc::new(engine_plugin::PluginLogDrivers::new(plugins.clone())));
     let net = network_driver(&args, &plugins).await?;
     if let Some(d) = &net {
