@@ -722,3 +722,22 @@ impl NetworkDriver for BridgeDriver {
 pub fn record_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("networks")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NetworkRecord;
+
+    /// A record in the file format written before `NetworkMeta` (every
+    /// field at the top) loads, and is written back the same.
+    #[test]
+    fn network_records_keep_their_file_format() {
+        let file = r#"{"id":"ab12","name":"front","subnet":"172.18.0.0/16","gateway":"172.18.0.1",
+            "subnet6":"fd00:1::/64","gateway6":"fd00:1::1","internal":true,"labels":{"k":"v"},
+            "options":{"o":"1"},"bridge":"br-ab12","created_unix":7,"endpoints":{}}"#;
+        let r: NetworkRecord = serde_json::from_str(file).unwrap();
+        assert_eq!((r.meta.id.as_str(), r.meta.name.as_str(), r.bridge.as_str()), ("ab12", "front", "br-ab12"));
+        assert_eq!(r.meta.subnet6.map(|s| s.to_string()).as_deref(), Some("fd00:1::/64"));
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back, serde_json::from_str::<serde_json::Value>(file).unwrap());
+    }
+}

@@ -880,3 +880,25 @@ impl NetworkDriver for NetworkRouter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::NetRecord;
+
+    /// A plugin network's record in the file format written before
+    /// `NetworkMeta` (every field at the top, no IPv6) loads, and is
+    /// written back the same.
+    #[test]
+    fn plugin_network_records_keep_their_file_format() {
+        let file = r#"{"id":"cd34","name":"weave","plugin":"weavemesh","subnet":"172.19.0.0/16",
+            "gateway":"172.19.0.1","internal":false,"labels":{},"options":{},"created_unix":9,
+            "endpoints":{}}"#;
+        let r: NetRecord = serde_json::from_str(file).unwrap();
+        assert_eq!((r.meta.name.as_str(), r.plugin.as_str(), r.meta.subnet6), ("weave", "weavemesh", None));
+        let mut want: serde_json::Value = serde_json::from_str(file).unwrap();
+        // Written since before: no IPv6 subnet is `null`.
+        want["subnet6"] = serde_json::Value::Null;
+        want["gateway6"] = serde_json::Value::Null;
+        assert_eq!(serde_json::to_value(&r).unwrap(), want);
+    }
+}
