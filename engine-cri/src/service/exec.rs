@@ -1,7 +1,7 @@
 //! Exec, Attach and PortForward (checked here, served as one-time URLs on
 //! the streaming server, `crate::streaming`) and ExecSync (run here).
 
-use super::convert::{container_state, sandbox_state};
+use super::convert::sandbox_state;
 use super::{invalid, status, CriServer, R};
 use crate::pb;
 use engine_core::{ExecConfig, StdStream};
@@ -91,10 +91,7 @@ pub(super) async fn exec_sync(srv: &CriServer, req: Request<pb::ExecSyncRequest>
     if req.timeout < 0 {
         return Err(invalid("timeout", "negative"));
     }
-    let c = srv.container(&req.container_id).await?;
-    if container_state(&c) != pb::ContainerState::ContainerRunning {
-        return Err(Status::failed_precondition(format!("container {} is not running", c.id)));
-    }
+    let c = srv.running_container(&req.container_id).await?;
     let exec_id = srv.mgr.exec(&c.id, ExecConfig::default().cmd(req.cmd.clone())).await.map_err(status)?;
     let run = async {
         let att = srv

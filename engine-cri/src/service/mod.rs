@@ -159,35 +159,34 @@ impl CriServer {
         res
     }
 
+    /// Every container this server made: sandboxes and pods' containers.
     async fn all(&self) -> Result<Vec<ContainerInfo>, Status> {
         self.mgr.list(ListFilter::default().all(true).labels(vec![KIND.to_string()])).await.map_err(status)
     }
 
-    /// The sandbox with exactly this id (or a unique prefix, as crictl allows).
-    async fn sandbox(&self, id: &str) -> Result<ContainerInfo, Status> {
+    /// The one of `kind` (`sandbox` or `container`, named `what` in errors)
+    /// with exactly this id or a unique prefix of it, as crictl allows.
+    async fn one(&self, kind: &str, what: &str, id: &str) -> Result<ContainerInfo, Status> {
         if id.is_empty() {
-            return Err(invalid("pod sandbox id", "empty"));
+            return Err(invalid(&format!("{what} id"), "empty"));
         }
         let found: Vec<_> =
-            self.all().await?.into_iter().filter(|c| is_kind(c, "sandbox") && c.id.starts_with(id)).collect();
+            self.all().await?.into_iter().filter(|c| is_kind(c, kind) && c.id.starts_with(id)).collect();
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one")),
-            0 => Err(Status::not_found(format!("pod sandbox {id} not found"))),
-            _ => Err(invalid("pod sandbox id", format!("{id} is ambiguous"))),
+            0 => Err(Status::not_found(format!("{what} {id} not found"))),
+            _ => Err(invalid(&format!("{what} id"), format!("{id} is ambiguous"))),
         }
     }
 
+    /// The sandbox with this id or a unique prefix of it.
+    async fn sandbox(&self, id: &str) -> Result<ContainerInfo, Status> {
+        self.one("sandbox", "pod sandbox", id).await
+    }
+
+    /// The pod's container with this id or a unique prefix of it.
     async fn container(&self, id: &str) -> Result<ContainerInfo, Status> {
-        if id.is_empty() {
-            return Err(invalid("container id", "empty"));
-        }
-        let found: Vec<_> =
-            self.all().await?.into_iter().filter(|c| is_kind(c, "container") && c.id.starts_with(id)).collect();
-        match found.len() {
-            1 => Ok(found.into_iter().next().expect("one")),
-            0 => Err(Status::not_found(format!("container {id} not found"))),
-            _ => Err(invalid("container id", format!("{id} is ambiguous"))),
-        }
+        self.one("container", "container", id).await
     }
 
     /// A container that must be running (FailedPrecondition otherwise).
@@ -199,6 +198,8 @@ impl CriServer {
         Ok(c)
     }
 
+    /// Stop `info` if it runs, giving it `timeout` seconds; one already
+    /// gone is stopped.
     async fn stop_engine_container(&self, info: &ContainerInfo, timeout: i64) -> Result<(), Status> {
         if matches!(info.state, ContainerState::Running | ContainerState::Paused | ContainerState::Restarting) {
             let grace = Duration::from_secs(timeout.max(0) as u64);
