@@ -3,7 +3,7 @@
 use crate::hostport::{self, PortKey};
 use crate::netns::Netns;
 use crate::nft::{NetRule, PortRule};
-use crate::record::{self, now_unix, EpState, NetworkMeta};
+use crate::record::{self, EpState, NetworkMeta};
 use crate::{ipam, link, nft};
 use async_trait::async_trait;
 use engine_core::network::{
@@ -463,18 +463,7 @@ impl BridgeDriver {
         let (subnet, gateway) = self.pick_subnet(&inner, &spec, &pool).await?;
         let v6 = self.pick_subnet6(&inner, &spec)?;
         let r = NetworkRecord {
-            meta: NetworkMeta {
-                id: id.clone(),
-                name: spec.name.clone(),
-                subnet,
-                gateway,
-                subnet6: v6.map(|v| v.0),
-                gateway6: v6.map(|v| v.1),
-                internal: spec.internal,
-                labels: spec.labels.clone(),
-                options: spec.options.clone(),
-                created_unix: now_unix(),
-            },
+            meta: NetworkMeta::new(id.clone(), &spec, (subnet, gateway), v6),
             bridge: bridge.clone(),
             endpoints: BTreeMap::new(),
         };

@@ -2,7 +2,7 @@
 //! one JSON file a network (`<id>.json`) in the driver's record directory,
 //! written atomically, read back when the driver opens.
 
-use engine_core::network::{IpPrefix, IpamConfig, NetworkInfo};
+use engine_core::network::{IpPrefix, IpamConfig, NetworkInfo, NetworkSpec};
 use engine_core::{Error, IoContext, Result};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -41,6 +41,29 @@ pub(crate) struct NetworkMeta {
 }
 
 impl NetworkMeta {
+    /// A new network `id` as `spec` asks for it (name, internal, labels,
+    /// options), on `subnet` with `gateway`, and `v6` (subnet, gateway) if
+    /// dual-stack; created now.
+    pub(crate) fn new(
+        id: String,
+        spec: &NetworkSpec,
+        (subnet, gateway): (IpPrefix, Ipv4Addr),
+        v6: Option<(IpPrefix, Ipv6Addr)>,
+    ) -> Self {
+        NetworkMeta {
+            id,
+            name: spec.name.clone(),
+            subnet,
+            gateway,
+            subnet6: v6.map(|v| v.0),
+            gateway6: v6.map(|v| v.1),
+            internal: spec.internal,
+            labels: spec.labels.clone(),
+            options: spec.options.clone(),
+            created_unix: now_unix(),
+        }
+    }
+
     /// The network as driver `driver` reports it, without its endpoints.
     pub(crate) fn info(&self, driver: &str) -> NetworkInfo {
         let mut n = NetworkInfo::new(&self.id, &self.name, driver);

@@ -306,18 +306,7 @@ impl RemoteDriver {
             }
         }
         let r = NetRecord {
-            meta: NetworkMeta {
-                id: random_hex64(),
-                name: spec.name.clone(),
-                subnet,
-                gateway,
-                subnet6: v6.map(|v| v.0),
-                gateway6: v6.map(|v| v.1),
-                internal: spec.internal,
-                labels: spec.labels.clone(),
-                options: spec.options.clone(),
-                created_unix: record::now_unix(),
-            },
+            meta: NetworkMeta::new(random_hex64(), &spec, (subnet, gateway), v6),
             plugin: plugin.clone(),
             endpoints: BTreeMap::new(),
         };
