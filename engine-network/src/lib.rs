@@ -228,6 +228,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bridge;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod cni;
 mod conntrack;
 mod hostport;

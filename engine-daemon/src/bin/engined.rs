@@ -75,14 +75,10 @@ struct Args {
     /// the lifecycle service.
     #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
-    /// With `--network-driver cni`: the directory of CNI network
-    /// configurations (`*.conflist`); `docker network create` writes there.
-    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
-    cni_conf_dir: PathBuf,
-    /// With `--network-driver cni`: where CNI plugin binaries are
-    /// (repeatable; default /usr/lib/cni, then /opt/cni/bin).
-    #[arg(long = "cni-bin-dir", value_name = "DIR")]
-    cni_bin_dirs: Vec<PathBuf>,
+    /// CNI (`--cni-conf-dir`, where `docker network create` writes, and
+    /// `--cni-bin-dir`).
+    #[command(flatten)]
+    cni: engine_network::cli::CniArgs,
     /// The network namespace the bridge driver treats as the host's
     /// (bridges, host-side veths, rules, sysctls and published ports live
     /// there); default: engined's own. Tests pass one of their own, e.g.
@@ -158,16 +154,13 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
             if args.bridge_name.is_some() {
                 return Err(Error::invalid("--bridge-name", "only with --network-driver bridge"));
             }
-            let mut b = engine_network::CniDriver::builder(args.data_root.join("network")).conf_dir(&args.cni_conf_dir);
-            if !args.cni_bin_dirs.is_empty() {
-                b = b.bin_dirs(args.cni_bin_dirs.clone());
-            }
+            let mut b = args.cni.builder(args.data_root.join("network"));
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
             let d = b.open().await?;
             let def = engine_core::NetworkDriver::default_network(&d).await?;
-            tracing::info!(conf_dir = %args.cni_conf_dir.display(), default = %def.name, "cni networking on");
+            tracing::info!(conf_dir = %args.cni.conf_dir.display(), default = %def.name, "cni networking on");
             Ok(Some(Arc::new(d)))
         }
         other => Err(Error::invalid("--network-driver", format!("{other:?}: bridge, cni or none"))),

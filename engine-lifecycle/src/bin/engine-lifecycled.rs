@@ -52,13 +52,10 @@ struct Args {
     /// networks of --cni-conf-dir) or `none`.
     #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
-    /// With `--network-driver cni`: the directory of CNI network configurations.
-    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
-    cni_conf_dir: PathBuf,
-    /// With `--network-driver cni`: where CNI plugin binaries are
-    /// (repeatable; default /usr/lib/cni, then /opt/cni/bin).
-    #[arg(long = "cni-bin-dir", value_name = "DIR")]
-    cni_bin_dirs: Vec<PathBuf>,
+    /// CNI (`--cni-conf-dir`, `--cni-bin-dir`).
+    #[cfg(feature = "bridge")]
+    #[command(flatten)]
+    cni: engine_network::cli::CniArgs,
     /// The network namespace the bridge driver treats as the host's
     /// (default: this process's); tests pass one of their own.
     #[arg(long, value_name = "PATH")]
@@ -103,10 +100,7 @@ async fn network_driver(
         }
         #[cfg(feature = "bridge")]
         "cni" => {
-            let mut b = engine_network::CniDriver::builder(args.root.join("network")).conf_dir(&args.cni_conf_dir);
-            if !args.cni_bin_dirs.is_empty() {
-                b = b.bin_dirs(args.cni_bin_dirs.clone());
-            }
+            let mut b = args.cni.builder(args.root.join("network"));
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
