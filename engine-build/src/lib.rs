@@ -49,11 +49,10 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod commit;
 mod copy;
 pub mod ignore;
 pub mod parse;
 
-pub use builder::{
-    apply_changes, commit_container, container_run_config, BuildEvent, BuildOptions, BuildOutput, Builder,
-    CommitOptions,
-};
+pub use builder::{apply_changes, BuildEvent, BuildOptions, BuildOutput, Builder};
+pub use commit::{commit_container, container_run_config, CommitOptions};

@@ -155,6 +155,20 @@ impl Cri {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+
+    /// Assert that the count is back to `before` (see [`Cri::settled`]):
+    /// no mount, cgroup, container directory or process left behind.
+    fn assert_settled(&self, before: &Leftovers) {
+        let after = self.settled(before);
+        assert_eq!(
+            (after.mounts, after.cgroups, after.container_dirs),
+            (before.mounts, before.cgroups, before.container_dirs)
+        );
+        assert!(
+            after.holders.iter().all(|p| before.holders.contains(p)),
+            "processes still holding files under the root: {after:?} vs {before:?}"
+        );
+    }
 }
 
 impl Drop for Cri {
@@ -308,6 +322,46 @@ fn container_config(name: &str, image: &str, script: &str) -> pb::ContainerConfi
     }
 }
 
+/// Run a pod sandbox with `cfg` and RuntimeClass handler `handler`; its id.
+async fn run_pod(rs: &mut RuntimeServiceClient<Channel>, cfg: &pb::PodSandboxConfig, handler: &str) -> String {
+    rs.run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: handler.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .pod_sandbox_id
+}
+
+/// The request that creates a container configured `cfg` in pod `pod` (configured `pod_cfg`).
+fn create_req(pod: &str, pod_cfg: &pb::PodSandboxConfig, cfg: pb::ContainerConfig) -> pb::CreateContainerRequest {
+    pb::CreateContainerRequest { pod_sandbox_id: pod.into(), config: Some(cfg), sandbox_config: Some(pod_cfg.clone()) }
+}
+
+/// Create a container configured `cfg` in pod `pod` (configured `pod_cfg`); its id.
+async fn create(
+    rs: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    pod_cfg: &pb::PodSandboxConfig,
+    cfg: pb::ContainerConfig,
+) -> String {
+    rs.create_container(create_req(pod, pod_cfg, cfg)).await.unwrap().into_inner().container_id
+}
+
+/// ExecSync `cmd` in container `id` (10 s timeout).
+async fn exec_sync(rs: &mut RuntimeServiceClient<Channel>, id: &str, cmd: &[&str]) -> pb::ExecSyncResponse {
+    let cmd = cmd.iter().map(|s| s.to_string()).collect();
+    rs.exec_sync(pb::ExecSyncRequest { container_id: id.into(), cmd, timeout: 10 }).await.unwrap().into_inner()
+}
+
+/// The status of pod sandbox `id`.
+async fn pod_status(rs: &mut RuntimeServiceClient<Channel>, id: &str) -> pb::PodSandboxStatus {
+    rs.pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: id.into(), verbose: false })
+        .await
+        .unwrap()
+        .into_inner()
+        .status
+        .unwrap()
+}
+
 async fn status(rs: &mut RuntimeServiceClient<Channel>, id: &str) -> pb::ContainerStatus {
     rs.container_status(pb::ContainerStatusRequest { container_id: id.into(), verbose: false })
         .await
@@ -349,6 +403,15 @@ fn cri_log(path: &Path) -> Vec<(String, String, String)> {
 
 fn has(lines: &[(String, String, String)], stream: &str, text: &str) -> bool {
     lines.iter().any(|(s, t, l)| s == stream && t == "F" && l == text)
+}
+
+/// Wait (at most 10 s) until the CRI log at `path` has the stdout line `text`.
+async fn until_logged(path: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !has(&cri_log(path), "stdout", text) {
+        assert!(Instant::now() < deadline, "{:?}", cri_log(path));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -401,12 +464,7 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     // Port 18080 of the test's host namespace (its own: the port is free) to the pod's 8080.
     pod_cfg.port_mappings =
         vec![pb::PortMapping { protocol: 0, container_port: 8080, host_port: 18080, host_ip: String::new() }];
-    let pod = rs
-        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rs, &pod_cfg, "").await;
     // Resources as kubelet sends them for a guaranteed pod: the OOM score
     // adjustment it asks (-997) is below the server's own, so it is
     // clamped to that (restrict_oom_score_adj).
@@ -441,32 +499,15 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
             ..Default::default()
         }),
     });
-    let server = rs
-        .create_container(pb::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(server_cfg),
-            sandbox_config: Some(pod_cfg.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
+    let server = create(&mut rs, &pod, &pod_cfg, server_cfg).await;
     rs.start_container(pb::StartContainerRequest { container_id: server.clone() }).await.unwrap();
     // The client waits (bounded) for the server's port, then talks on localhost.
-    let client = rs
-        .create_container(pb::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config(
-                "client",
-                &image,
-                "i=0; until echo ping | nc 127.0.0.1 8080; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.05; done; echo client-done >&2",
-            )),
-            sandbox_config: Some(pod_cfg.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
+    let client_cfg = container_config(
+        "client",
+        &image,
+        "i=0; until echo ping | nc 127.0.0.1 8080; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.05; done; echo client-done >&2",
+    );
+    let client = create(&mut rs, &pod, &pod_cfg, client_cfg).await;
     assert_eq!(status(&mut rs, &client).await.state, pb::ContainerState::ContainerCreated as i32);
     rs.start_container(pb::StartContainerRequest { container_id: client.clone() }).await.unwrap();
     until(&mut rs, &client, 30, |s| s.state == pb::ContainerState::ContainerExited as i32).await;
@@ -479,22 +520,12 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     let client_log = cri_log(&logs.join("client/0.log"));
     assert!(has(&client_log, "stdout", "pong") && has(&client_log, "stderr", "client-done"), "{client_log:?}");
     let server_log_path = logs.join("server/0.log");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !has(&cri_log(&server_log_path), "stdout", "served") {
-        assert!(Instant::now() < deadline, "{:?}", cri_log(&server_log_path));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_logged(&server_log_path, "served").await;
     let server_log = cri_log(&server_log_path);
     assert!(has(&server_log, "stdout", "listening"), "{server_log:?}");
 
     // The pod has an address on the CNI network, and its host port answers.
-    let ps = rs
-        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let ps = pod_status(&mut rs, &pod).await;
     let ip: std::net::Ipv4Addr = ps.network.as_ref().unwrap().ip.parse().expect("a pod IP");
     assert!(ip.octets()[0] == 10, "{ip}");
     let ns = cri.host_netns.as_ref().unwrap().open().unwrap();
@@ -520,15 +551,7 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     assert_eq!(page, "via-hostport\n");
 
     // ExecSync: output, exit code, the pod's hostname and DNS config.
-    let ex = rs
-        .exec_sync(pb::ExecSyncRequest {
-            container_id: server.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "hostname; cat /etc/resolv.conf; echo oops >&2; exit 3".into()],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ex = exec_sync(&mut rs, &server, &["sh", "-c", "hostname; cat /etc/resolv.conf; echo oops >&2; exit 3"]).await;
     let out = String::from_utf8_lossy(&ex.stdout);
     assert_eq!(ex.exit_code, 3);
     assert_eq!(String::from_utf8_lossy(&ex.stderr), "oops\n");
@@ -538,19 +561,12 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     assert!(out.contains("options ndots:5"), "{out}");
 
     // The security context applied (a non-root user: the one capability bounds it).
-    let ex = rs
-        .exec_sync(pb::ExecSyncRequest {
-            container_id: server.clone(),
-            cmd: vec![
-                "sh".into(),
-                "-c".into(),
-                "id -u; id -g; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/1/status".into(),
-            ],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ex = exec_sync(
+        &mut rs,
+        &server,
+        &["sh", "-c", "id -u; id -g; grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/1/status"],
+    )
+    .await;
     let out = String::from_utf8_lossy(&ex.stdout).split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(
         out,
@@ -561,15 +577,7 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
 
     // Resources applied (the container's cgroup, v1 or v2); the OOM score
     // adjustment is the server's own.
-    let ex = rs
-        .exec_sync(pb::ExecSyncRequest {
-            container_id: server.clone(),
-            cmd: vec!["cat".into(), "/proc/1/oom_score_adj".into()],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ex = exec_sync(&mut rs, &server, &["cat", "/proc/1/oom_score_adj"]).await;
     let own = std::fs::read_to_string("/proc/self/oom_score_adj").unwrap();
     assert_eq!(String::from_utf8_lossy(&ex.stdout), own);
     let cg = |v1: &str, file: &str| {
@@ -653,21 +661,9 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     );
     // The shim kept logging: signal the server's script (it traps USR1)
     // with an exec through the new server; what it prints lands in its log.
-    let ex = rs
-        .exec_sync(pb::ExecSyncRequest {
-            container_id: server.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "kill -USR1 1".into()],
-            timeout: 10,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let ex = exec_sync(&mut rs, &server, &["sh", "-c", "kill -USR1 1"]).await;
     assert_eq!(ex.exit_code, 0, "{}", String::from_utf8_lossy(&ex.stderr));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !has(&cri_log(&server_log_path), "stdout", "after-restart") {
-        assert!(Instant::now() < deadline, "{:?}", cri_log(&server_log_path));
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_logged(&server_log_path, "after-restart").await;
     let log = cri_log(&server_log_path);
     assert!(has(&log, "stdout", "served-twice"), "{log:?}");
 
@@ -675,22 +671,10 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     // can be made in it.
     rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     assert_eq!(status(&mut rs, &server).await.state, pb::ContainerState::ContainerExited as i32);
-    let p = rs
-        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let p = pod_status(&mut rs, &pod).await;
     assert_eq!(p.state, pb::PodSandboxState::SandboxNotready as i32);
-    let e = rs
-        .create_container(pb::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("late", &image, "true")),
-            sandbox_config: Some(pod_cfg.clone()),
-        })
-        .await
-        .unwrap_err();
+    let e =
+        rs.create_container(create_req(&pod, &pod_cfg, container_config("late", &image, "true"))).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     // Stop again is fine (kubelet repeats it).
     rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
@@ -698,15 +682,7 @@ async fn pod_life_through_cri_and_a_sigkilled_server() {
     rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     assert!(rs.list_pod_sandbox(pb::ListPodSandboxRequest::default()).await.unwrap().into_inner().items.is_empty());
     assert!(rs.list_containers(pb::ListContainersRequest::default()).await.unwrap().into_inner().containers.is_empty());
-    let after = cri.settled(&before);
-    assert_eq!(
-        (after.mounts, after.cgroups, after.container_dirs),
-        (before.mounts, before.cgroups, before.container_dirs)
-    );
-    assert!(
-        after.holders.iter().all(|p| before.holders.contains(p)),
-        "processes still holding files under the root: {after:?} vs {before:?}"
-    );
+    cri.assert_settled(&before);
     // The pod's veth is gone from the (test's) host namespace.
     let ns = cri.host_netns.as_ref().unwrap().path().display().to_string();
     let links = Command::new("nsenter").arg(format!("--net={ns}")).args(["ip", "-o", "link"]).output().unwrap();
@@ -792,20 +768,9 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
 
     // In a good pod: a missing image, a privileged container, a bad env name.
     let pod_cfg = pod_config("good", &logs);
-    let pod = rs
-        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let (c, msg) = code(
-        rs.create_container(pb::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(container_config("x", "no/such-image:1", "true")),
-            sandbox_config: Some(pod_cfg.clone()),
-        })
-        .await,
-    );
+    let pod = run_pod(&mut rs, &pod_cfg, "").await;
+    let (c, msg) =
+        code(rs.create_container(create_req(&pod, &pod_cfg, container_config("x", "no/such-image:1", "true"))).await);
     assert_eq!(c, tonic::Code::NotFound, "{msg}");
     let mut seccomp = container_config("x", engine_cri::PAUSE_IMAGE, "true");
     seccomp.linux = Some(pb::LinuxContainerConfig {
@@ -862,14 +827,7 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
         (unified, "resources.unified"),
         (oom, "resources.oom_score_adj"),
     ] {
-        let (c, msg) = code(
-            rs.create_container(pb::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(cfg),
-                sandbox_config: Some(pod_cfg.clone()),
-            })
-            .await,
-        );
+        let (c, msg) = code(rs.create_container(create_req(&pod, &pod_cfg, cfg)).await);
         assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
         assert!(msg.contains(needle), "{msg}");
     }
@@ -890,12 +848,7 @@ async fn bad_input_gets_the_codes_kubelet_expects_and_leaves_nothing() {
     // Removing what is gone is not an error (kubelet retries).
     rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
     rs.remove_container(pb::RemoveContainerRequest { container_id: unknown }).await.unwrap();
-    let after = cri.settled(&before);
-    assert_eq!(
-        (after.mounts, after.cgroups, after.container_dirs),
-        (before.mounts, before.cgroups, before.container_dirs)
-    );
-    assert!(after.holders.iter().all(|p| before.holders.contains(p)), "{after:?} vs {before:?}");
+    cri.assert_settled(&before);
 }
 
 /// Sandbox + container from nothing to running: 10 pods one after another,
@@ -910,22 +863,8 @@ async fn measure_pod_start() {
         let (mut rs, _) = cri.clients().await;
         let t = Instant::now();
         let cfg = pod_config(&format!("bench{n}"), logs);
-        let pod = rs
-            .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(cfg.clone()), runtime_handler: String::new() })
-            .await
-            .unwrap()
-            .into_inner()
-            .pod_sandbox_id;
-        let c = rs
-            .create_container(pb::CreateContainerRequest {
-                pod_sandbox_id: pod,
-                config: Some(container_config("app", engine_cri::PAUSE_IMAGE, "exec sleep 1000")),
-                sandbox_config: Some(cfg),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
+        let pod = run_pod(&mut rs, &cfg, "").await;
+        let c = create(&mut rs, &pod, &cfg, container_config("app", engine_cri::PAUSE_IMAGE, "exec sleep 1000")).await;
         rs.start_container(pb::StartContainerRequest { container_id: c }).await.unwrap();
         t.elapsed()
     }
@@ -1030,19 +969,8 @@ async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
     assert_eq!(c, tonic::Code::InvalidArgument, "{msg}");
     assert!(msg.contains("cgroup_parent"), "{msg}");
 
-    let pod = rs
-        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: "runc".into() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
-    let ps = rs
-        .pod_sandbox_status(pb::PodSandboxStatusRequest { pod_sandbox_id: pod.clone(), verbose: false })
-        .await
-        .unwrap()
-        .into_inner()
-        .status
-        .unwrap();
+    let pod = run_pod(&mut rs, &pod_cfg, "runc").await;
+    let ps = pod_status(&mut rs, &pod).await;
     assert_eq!(ps.runtime_handler, "runc");
     let mut cfg = container_config("ticker", &image, "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.05; done");
     cfg.linux = Some(pb::LinuxContainerConfig {
@@ -1054,16 +982,7 @@ async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
         }),
         ..Default::default()
     });
-    let ticker = rs
-        .create_container(pb::CreateContainerRequest {
-            pod_sandbox_id: pod.clone(),
-            config: Some(cfg),
-            sandbox_config: Some(pod_cfg.clone()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .container_id;
+    let ticker = create(&mut rs, &pod, &pod_cfg, cfg).await;
     rs.start_container(pb::StartContainerRequest { container_id: ticker.clone() }).await.unwrap();
     until(&mut rs, &ticker, 30, |s| s.state == pb::ContainerState::ContainerRunning as i32).await;
     // runc runs it (its state is under the manager's runc root), in the pod's cgroup.
@@ -1199,12 +1118,7 @@ async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
     };
     assert!(Path::new(&pod_dir("memory")).is_dir());
     remove_cgroup_parent(&format!("{}/kubepods", cri.cgroup_parent));
-    let after = cri.settled(&before);
-    assert_eq!(
-        (after.mounts, after.cgroups, after.container_dirs),
-        (before.mounts, before.cgroups, before.container_dirs)
-    );
-    assert!(after.holders.iter().all(|p| before.holders.contains(p)), "{after:?} vs {before:?}");
+    cri.assert_settled(&before);
 }
 
 type ClientWs = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -1255,12 +1169,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     let before = cri.leftovers();
     let logs = cri.root().join("pods/st");
     let pod_cfg = pod_config("st", &logs);
-    let pod = rs
-        .run_pod_sandbox(pb::RunPodSandboxRequest { config: Some(pod_cfg.clone()), runtime_handler: String::new() })
-        .await
-        .unwrap()
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = run_pod(&mut rs, &pod_cfg, "").await;
     let image = engine_cri::PAUSE_IMAGE;
     // A server on the pod's port 8080 that greets and records what it is sent.
     let srv_cfg = container_config("srv", image, "echo hello-pf | nc -l -p 8080 > /tmp/got; sleep 1000");
@@ -1268,16 +1177,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     talk_cfg.stdin = true;
     let mut ids = Vec::new();
     for cfg in [srv_cfg, talk_cfg] {
-        let id = rs
-            .create_container(pb::CreateContainerRequest {
-                pod_sandbox_id: pod.clone(),
-                config: Some(cfg),
-                sandbox_config: Some(pod_cfg.clone()),
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .container_id;
+        let id = create(&mut rs, &pod, &pod_cfg, cfg).await;
         rs.start_container(pb::StartContainerRequest { container_id: id.clone() }).await.unwrap();
         ids.push(id);
     }
@@ -1314,35 +1214,19 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
 
     // Exec with a terminal (v4): a resize, then input; the size and the
     // terminal are the process's; exit 0 is Success.
-    let url = rs
-        .exec(pb::ExecRequest {
-            container_id: srv.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
-            tty: true,
-            stdin: true,
-            stdout: true,
-            stderr: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let tty_exec = pb::ExecRequest {
+        container_id: srv.clone(),
+        cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
+        tty: true,
+        stdin: true,
+        stdout: true,
+        stderr: false,
+    };
+    let url = rs.exec(tty_exec.clone()).await.unwrap().into_inner().url;
     // SPDY (or nothing) is refused: WebSocket with the channel protocol only.
     let e = ws_connect(&url, "SPDY/3.1").await.unwrap_err();
     assert!(e.to_string().contains("400"), "{e}");
-    let url = rs
-        .exec(pb::ExecRequest {
-            container_id: srv.clone(),
-            cmd: vec!["sh".into(), "-c".into(), "read x; stty size; tty >/dev/null && echo tty-$x".into()],
-            tty: true,
-            stdin: true,
-            stdout: true,
-            stderr: false,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .url;
+    let url = rs.exec(tty_exec).await.unwrap().into_inner().url;
     let mut ws = ws_connect(&url, "v4.channel.k8s.io").await.unwrap();
     ws.send(ws_frame(4, br#"{"Width":100,"Height":40}"#)).await.unwrap();
     ws.send(ws_frame(0, b"go\r")).await.unwrap();
@@ -1369,15 +1253,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     // Port forward to the pod's 8080, once the server listens.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let ex = rs
-            .exec_sync(pb::ExecSyncRequest {
-                container_id: srv.clone(),
-                cmd: vec!["netstat".into(), "-ltn".into()],
-                timeout: 10,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let ex = exec_sync(&mut rs, &srv, &["netstat", "-ltn"]).await;
         if String::from_utf8_lossy(&ex.stdout).contains(":8080") {
             break;
         }
@@ -1417,15 +1293,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
     // The pod's server got what was sent through the forward.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let ex = rs
-            .exec_sync(pb::ExecSyncRequest {
-                container_id: srv.clone(),
-                cmd: vec!["cat".into(), "/tmp/got".into()],
-                timeout: 10,
-            })
-            .await
-            .unwrap()
-            .into_inner();
+        let ex = exec_sync(&mut rs, &srv, &["cat", "/tmp/got"]).await;
         if ex.stdout == b"ping-from-client\n" {
             break;
         }
@@ -1471,12 +1339,7 @@ async fn exec_attach_and_port_forward_through_the_streaming_server() {
 
     rs.stop_pod_sandbox(pb::StopPodSandboxRequest { pod_sandbox_id: pod.clone() }).await.unwrap();
     rs.remove_pod_sandbox(pb::RemovePodSandboxRequest { pod_sandbox_id: pod }).await.unwrap();
-    let after = cri.settled(&before);
-    assert_eq!(
-        (after.mounts, after.cgroups, after.container_dirs),
-        (before.mounts, before.cgroups, before.container_dirs)
-    );
-    assert!(after.holders.iter().all(|p| before.holders.contains(p)), "{after:?} vs {before:?}");
+    cri.assert_settled(&before);
 }
 
 /// The second, independent client: `tests/cri_client.py`, Python's gRPC
@@ -1530,10 +1393,5 @@ async fn python_client_walks_a_pod() {
     .unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success() && stdout.contains("walk complete"), "{stdout}\n{stderr}\n{}", cri.log());
-    let after = cri.settled(&before);
-    assert_eq!(
-        (after.mounts, after.cgroups, after.container_dirs),
-        (before.mounts, before.cgroups, before.container_dirs)
-    );
-    assert!(after.holders.iter().all(|p| before.holders.contains(p)), "{after:?} vs {before:?}");
+    cri.assert_settled(&before);
 }

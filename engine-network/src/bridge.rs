@@ -3,13 +3,14 @@
 use crate::hostport::{self, PortKey};
 use crate::netns::Netns;
 use crate::nft::{NetRule, PortRule};
+use crate::record::{self, EpState, NetworkMeta};
 use crate::{ipam, link, nft};
 use async_trait::async_trait;
 use engine_core::network::{
     AttachRequest, EndpointInfo, IpPrefix, IpamConfig, MacAddr, NetworkDriver, NetworkInfo, NetworkSpec, PortBinding,
     PublishedPort,
 };
-use engine_core::{random_hex64, ContainerId, Error, IoContext, Result};
+use engine_core::{random_hex64, ContainerId, Error, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -21,16 +22,6 @@ use tokio::sync::Mutex;
 pub const DEFAULT_NETWORK: &str = "bridge";
 /// Option naming the bridge interface of a network (docker's).
 pub const OPT_BRIDGE_NAME: &str = "com.docker.network.bridge.name";
-
-/// Where an endpoint's attach is (the bridge and remote drivers' records).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum EpState {
-    /// Lease and ports recorded; kernel objects may be half made.
-    Attaching,
-    /// Done.
-    Attached,
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct EndpointRecord {
@@ -45,35 +36,22 @@ struct EndpointRecord {
 /// A network as persisted: `<state>/networks/<id>.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct NetworkRecord {
-    id: String,
-    name: String,
-    subnet: IpPrefix,
-    gateway: Ipv4Addr,
-    /// The IPv6 subnet and gateway of a dual-stack network.
-    #[serde(default)]
-    subnet6: Option<IpPrefix>,
-    #[serde(default)]
-    gateway6: Option<Ipv6Addr>,
-    internal: bool,
-    labels: BTreeMap<String, String>,
-    options: BTreeMap<String, String>,
+    #[serde(flatten)]
+    meta: NetworkMeta,
     bridge: String,
-    created_unix: u64,
     endpoints: BTreeMap<String, EndpointRecord>,
+}
+
+impl record::Record for NetworkRecord {
+    fn meta(&self) -> &NetworkMeta {
+        &self.meta
+    }
 }
 
 impl NetworkRecord {
     fn info(&self) -> NetworkInfo {
-        let mut n = NetworkInfo::new(&self.id, &self.name, "bridge");
-        n.ipam = vec![IpamConfig { subnet: self.subnet, gateway: Some(IpAddr::V4(self.gateway)) }];
-        if let (Some(subnet), Some(g)) = (self.subnet6, self.gateway6) {
-            n.ipam.push(IpamConfig { subnet, gateway: Some(IpAddr::V6(g)) });
-        }
-        n.internal = self.internal;
-        n.labels = self.labels.clone();
-        n.options = self.options.clone();
+        let mut n = self.meta.info("bridge");
         n.interface = Some(self.bridge.clone());
-        n.created_unix = self.created_unix;
         n.endpoints = self
             .endpoints
             .iter()
@@ -83,10 +61,10 @@ impl NetworkRecord {
         n
     }
     fn gateway_prefix(&self) -> IpPrefix {
-        IpPrefix::new(IpAddr::V4(self.gateway), self.subnet.prefix()).expect("a subnet's prefix fits")
+        IpPrefix::new(IpAddr::V4(self.meta.gateway), self.meta.subnet.prefix()).expect("a subnet's prefix fits")
     }
     fn gateway6_prefix(&self) -> Option<IpPrefix> {
-        let (s, g) = (self.subnet6?, self.gateway6?);
+        let (s, g) = (self.meta.subnet6?, self.meta.gateway6?);
         IpPrefix::new(IpAddr::V6(g), s.prefix()).ok()
     }
 }
@@ -164,7 +142,7 @@ impl BridgeDriverBuilder {
         };
         let nl = host.netlink().await?;
         let dir = self.state_dir.join("networks");
-        let nets = load_records(&dir, |r: &NetworkRecord| r.id.clone())?;
+        let nets = record::load(&dir)?;
         let d = BridgeDriver { inner: Mutex::new(Inner { nets, held: HashMap::new() }), host, nl, dir, cfg: self };
         d.recover().await?;
         Ok(d)
@@ -243,66 +221,6 @@ pub(crate) fn valid_name(n: &str) -> bool {
         && n.len() <= 128
 }
 
-pub(crate) fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-/// The records (`*.json`) of directory `dir` (created if missing), by
-/// `id_of`.
-pub(crate) fn load_records<R: serde::de::DeserializeOwned>(
-    dir: &Path,
-    id_of: impl Fn(&R) -> String,
-) -> Result<BTreeMap<String, R>> {
-    std::fs::create_dir_all(dir).context(|| format!("create {}", dir.display()))?;
-    let mut out = BTreeMap::new();
-    for e in std::fs::read_dir(dir).context(|| format!("read {}", dir.display()))? {
-        let p = e.context(|| format!("read {}", dir.display()))?.path();
-        if p.extension().is_none_or(|x| x != "json") {
-            continue;
-        }
-        let data = std::fs::read(&p).context(|| format!("read {}", p.display()))?;
-        let r: R = serde_json::from_slice(&data)
-            .map_err(|e| Error::Other(format!("corrupt network record {}: {e}", p.display())))?;
-        out.insert(id_of(&r), r);
-    }
-    Ok(out)
-}
-
-/// A network record written atomically at `path`.
-pub(crate) fn write_record(path: &Path, r: &impl Serialize) -> Result<()> {
-    let data = serde_json::to_vec_pretty(r).map_err(|e| Error::Other(format!("encode network record: {e}")))?;
-    engine_core::fs::write_atomic(path, &data)
-}
-
-/// Remove the record at `path`; one already gone is fine.
-pub(crate) fn remove_record(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(format!("remove {}", path.display()), e)),
-        _ => Ok(()),
-    }
-}
-
-/// The network `network` names among `nets` (by id): its id, its name
-/// (`name_of`), or a unique id prefix.
-pub(crate) fn resolve_by<'a, R>(
-    nets: &'a BTreeMap<String, R>,
-    name_of: impl Fn(&R) -> &str,
-    network: &str,
-) -> Result<&'a R> {
-    if let Some(r) = nets.get(network) {
-        return Ok(r);
-    }
-    if let Some(r) = nets.values().find(|r| name_of(r) == network) {
-        return Ok(r);
-    }
-    let hits: Vec<_> = nets.iter().filter(|(id, _)| !network.is_empty() && id.starts_with(network)).collect();
-    match hits.as_slice() {
-        [(_, one)] => Ok(one),
-        [] => Err(Error::not_found("network", network)),
-        _ => Err(Error::invalid("network", format!("{network:?} is an ambiguous id prefix"))),
-    }
-}
-
 /// The host's name servers in `resolv_conf`, without loopback ones (a
 /// container cannot reach the host's 127.0.0.53).
 pub(crate) fn host_dns(resolv_conf: &Path) -> Vec<IpAddr> {
@@ -339,20 +257,16 @@ impl BridgeDriver {
         &self.cfg.table
     }
 
-    fn record_path(&self, id: &str) -> PathBuf {
-        self.dir.join(format!("{id}.json"))
-    }
-
     fn persist(&self, r: &NetworkRecord) -> Result<()> {
-        write_record(&self.record_path(&r.id), r)
+        record::save(&self.dir, r)
     }
 
     fn unpersist(&self, id: &str) -> Result<()> {
-        remove_record(&self.record_path(id))
+        record::delete(&self.dir, id)
     }
 
     fn resolve<'a>(inner: &'a Inner, network: &str) -> Result<&'a NetworkRecord> {
-        resolve_by(&inner.nets, |r| &r.name, network)
+        record::resolve(&inner.nets, network)
     }
 
     /// Render and install the table for `inner`'s networks.
@@ -360,7 +274,12 @@ impl BridgeDriver {
         let mut nets = Vec::new();
         let mut ports = Vec::new();
         for r in inner.nets.values() {
-            nets.push(NetRule { bridge: r.bridge.clone(), subnet: r.subnet, subnet6: r.subnet6, internal: r.internal });
+            nets.push(NetRule {
+                bridge: r.bridge.clone(),
+                subnet: r.meta.subnet,
+                subnet6: r.meta.subnet6,
+                internal: r.meta.internal,
+            });
             for ep in r.endpoints.values() {
                 let Some(cip) = ep.info.ipv4 else { continue };
                 let IpAddr::V4(cip) = cip.addr() else { continue };
@@ -421,14 +340,14 @@ impl BridgeDriver {
                 if let Some(h) = &e.info.host_interface {
                     link::delete(&self.nl, h).await?;
                 }
-                tracing::info!(network = %r.name, container = %c, "released the lease of an endpoint whose attach never finished or whose namespace is gone");
+                tracing::info!(network = %r.meta.name, container = %c, "released the lease of an endpoint whose attach never finished or whose namespace is gone");
                 changed = true;
             }
             let r = r.clone();
             if changed {
                 self.persist(&r)?;
             }
-            self.bridge_sysctls(&r.bridge, r.subnet6.is_some()).await?;
+            self.bridge_sysctls(&r.bridge, r.meta.subnet6.is_some()).await?;
         }
         // Hold the published ports again.
         let wanted: Vec<_> = inner
@@ -445,7 +364,7 @@ impl BridgeDriver {
     /// Pick a subnet for a new network: the configured one checked, or
     /// the first free of `pool`.
     async fn pick_subnet(&self, inner: &Inner, spec: &NetworkSpec, pool: &[IpPrefix]) -> Result<(IpPrefix, Ipv4Addr)> {
-        let taken: Vec<IpPrefix> = inner.nets.values().map(|r| r.subnet).collect();
+        let taken: Vec<IpPrefix> = inner.nets.values().map(|r| r.meta.subnet).collect();
         let v4: Vec<&IpamConfig> = spec.ipam.iter().filter(|c| !c.subnet.addr().is_ipv6()).collect();
         match v4.as_slice() {
             [] => {
@@ -465,11 +384,11 @@ impl BridgeDriver {
             [c] => {
                 let subnet = c.subnet;
                 ipam::check_subnet(subnet)?;
-                if let Some(t) = inner.nets.values().find(|r| r.subnet.overlaps(&subnet)) {
+                if let Some(t) = inner.nets.values().find(|r| r.meta.subnet.overlaps(&subnet)) {
                     return Err(Error::conflict(
                         "network",
                         &spec.name,
-                        format!("subnet {subnet} overlaps {} of network {}", t.subnet, t.name),
+                        format!("subnet {subnet} overlaps {} of network {}", t.meta.subnet, t.meta.name),
                     ));
                 }
                 Ok((subnet, ipam::gateway4(c)?))
@@ -487,11 +406,11 @@ impl BridgeDriver {
             _ => return Err(Error::Unsupported("more than one IPv6 subnet per bridge network".into())),
         };
         let gw = ipam::gateway6(c)?;
-        if let Some(t) = inner.nets.values().find(|r| r.subnet6.is_some_and(|s| s.overlaps(&c.subnet))) {
+        if let Some(t) = inner.nets.values().find(|r| r.meta.subnet6.is_some_and(|s| s.overlaps(&c.subnet))) {
             return Err(Error::conflict(
                 "network",
                 &spec.name,
-                format!("subnet {} overlaps {} of network {}", c.subnet, t.subnet6.expect("found"), t.name),
+                format!("subnet {} overlaps {} of network {}", c.subnet, t.meta.subnet6.expect("found"), t.meta.name),
             ));
         }
         Ok(Some((c.subnet, gw)))
@@ -500,7 +419,7 @@ impl BridgeDriver {
     async fn create(&self, spec: NetworkSpec, default: bool) -> Result<NetworkInfo> {
         let mut inner = self.inner.lock().await;
         if default {
-            if let Some(r) = inner.nets.values().find(|r| r.name == DEFAULT_NETWORK) {
+            if let Some(r) = inner.nets.values().find(|r| r.meta.name == DEFAULT_NETWORK) {
                 return Ok(r.info());
             }
         }
@@ -516,7 +435,7 @@ impl BridgeDriver {
         if spec.driver != "bridge" {
             return Err(Error::invalid(format!("network driver {:?}", spec.driver), "this driver is \"bridge\""));
         }
-        if inner.nets.values().any(|r| r.name == spec.name) {
+        if inner.nets.values().any(|r| r.meta.name == spec.name) {
             return Err(Error::conflict("network", &spec.name, "a network with this name exists"));
         }
         let id = random_hex64();
@@ -544,17 +463,8 @@ impl BridgeDriver {
         let (subnet, gateway) = self.pick_subnet(&inner, &spec, &pool).await?;
         let v6 = self.pick_subnet6(&inner, &spec)?;
         let r = NetworkRecord {
-            id: id.clone(),
-            name: spec.name.clone(),
-            subnet,
-            gateway,
-            subnet6: v6.map(|v| v.0),
-            gateway6: v6.map(|v| v.1),
-            internal: spec.internal,
-            labels: spec.labels.clone(),
-            options: spec.options.clone(),
+            meta: NetworkMeta::new(id.clone(), &spec, (subnet, gateway), v6),
             bridge: bridge.clone(),
-            created_unix: now_unix(),
             endpoints: BTreeMap::new(),
         };
         self.persist(&r)?;
@@ -564,7 +474,7 @@ impl BridgeDriver {
             if let Some(g6) = r.gateway6_prefix() {
                 link::add_address(&self.nl, &bridge, g6).await?;
             }
-            self.bridge_sysctls(&bridge, r.subnet6.is_some()).await?;
+            self.bridge_sysctls(&bridge, r.meta.subnet6.is_some()).await?;
             self.apply_rules(&inner).await
         }
         .await;
@@ -575,7 +485,7 @@ impl BridgeDriver {
             let _ = self.unpersist(&id);
             return Err(e);
         }
-        tracing::info!(network = %r.name, %bridge, %subnet, "network created");
+        tracing::info!(network = %r.meta.name, %bridge, %subnet, "network created");
         Ok(r.info())
     }
 
@@ -596,9 +506,9 @@ impl BridgeDriver {
         let mut inner = self.inner.lock().await;
         let r = Self::resolve(&inner, network)?.clone();
         let (ip, ip6) = lease_for(
-            &r.name,
-            (r.subnet, r.gateway),
-            r.subnet6.zip(r.gateway6),
+            &r.meta.name,
+            (r.meta.subnet, r.meta.gateway),
+            r.meta.subnet6.zip(r.meta.gateway6),
             r.endpoints.values().map(|e| &e.info),
             &req,
         )?;
@@ -607,12 +517,12 @@ impl BridgeDriver {
         let host_if = format!("veth{}", &hex[..7]);
         let peer_if = format!("vpeer{}", &hex[..7]);
         let mac = req.mac.unwrap_or_else(|| mac_for(ip));
-        let mut info = EndpointInfo::new(&r.id, &r.name, &req.container_id, &hex, &req.interface, mac);
+        let mut info = EndpointInfo::new(&r.meta.id, &r.meta.name, &req.container_id, &hex, &req.interface, mac);
         info.host_interface = Some(host_if.clone());
-        info.ipv4 = Some(IpPrefix::new(IpAddr::V4(ip), r.subnet.prefix())?);
-        info.gateway4 = (!r.internal).then_some(r.gateway);
+        info.ipv4 = Some(IpPrefix::new(IpAddr::V4(ip), r.meta.subnet.prefix())?);
+        info.gateway4 = (!r.meta.internal).then_some(r.meta.gateway);
         info.ipv6 = ip6;
-        info.gateway6 = r.gateway6.filter(|_| ip6.is_some() && !r.internal).map(IpAddr::V6);
+        info.gateway6 = r.meta.gateway6.filter(|_| ip6.is_some() && !r.meta.internal).map(IpAddr::V6);
         info.dns = if req.dns.is_empty() { host_dns(&self.cfg.resolv_conf) } else { req.dns.clone() };
         info.ports = held.iter().map(|(p, _)| p.clone()).collect();
         info.aliases = req.aliases.clone();
@@ -624,7 +534,7 @@ impl BridgeDriver {
             EndpointRecord { info: info.clone(), state: EpState::Attaching, netns: Some(req.netns.clone()) },
         );
         self.persist(&rec)?;
-        inner.nets.insert(rec.id.clone(), rec.clone());
+        inner.nets.insert(rec.meta.id.clone(), rec.clone());
         let res = async {
             if ip6.is_some() {
                 // Interfaces that arrive in the container's namespace take its
@@ -653,19 +563,19 @@ impl BridgeDriver {
         .await;
         match res {
             Ok(()) => {
-                inner.nets.insert(rec.id.clone(), rec);
+                inner.nets.insert(rec.meta.id.clone(), rec);
                 for (p, fd) in held {
                     let (k, h) = hostport::activate(&self.host, &p, fd, Some(ip));
                     inner.held.insert(k, h);
                 }
-                tracing::info!(network = %r.name, container = %req.container_id, %ip, "endpoint attached");
+                tracing::info!(network = %r.meta.name, container = %req.container_id, %ip, "endpoint attached");
                 Ok(info)
             }
             Err(e) => {
                 // Undo: the veth (its peer goes with it, wherever it is),
                 // the rules, the lease; the held ports close on drop.
                 let _ = link::delete(&self.nl, &host_if).await;
-                inner.nets.insert(r.id.clone(), r.clone());
+                inner.nets.insert(r.meta.id.clone(), r.clone());
                 let _ = self.apply_rules(&inner).await;
                 let _ = self.persist(&r);
                 drop(held);
@@ -678,17 +588,17 @@ impl BridgeDriver {
         let mut inner = self.inner.lock().await;
         let mut r = Self::resolve(&inner, network)?.clone();
         let Some(ep) = r.endpoints.remove(container_id) else {
-            return Err(Error::not_found("endpoint", format!("{container_id} on network {}", r.name)));
+            return Err(Error::not_found("endpoint", format!("{container_id} on network {}", r.meta.name)));
         };
-        let old = inner.nets.insert(r.id.clone(), r.clone()).expect("resolved");
+        let old = inner.nets.insert(r.meta.id.clone(), r.clone()).expect("resolved");
         if let Err(e) = self.apply_rules(&inner).await {
-            inner.nets.insert(old.id.clone(), old);
+            inner.nets.insert(old.meta.id.clone(), old);
             return Err(e);
         }
         if let Some(h) = &ep.info.host_interface {
             if let Err(e) = link::delete(&self.nl, h).await {
                 // Still attached: keep it published and leased.
-                inner.nets.insert(old.id.clone(), old);
+                inner.nets.insert(old.meta.id.clone(), old);
                 let _ = self.apply_rules(&inner).await;
                 return Err(e);
             }
@@ -713,7 +623,7 @@ impl BridgeDriver {
             inner.held.remove(&(p.protocol, p.host_ip, p.host_port));
         }
         self.persist(&r)?;
-        tracing::info!(network = %r.name, container = %container_id, "endpoint detached");
+        tracing::info!(network = %r.meta.name, container = %container_id, "endpoint detached");
         Ok(())
     }
 
@@ -728,7 +638,7 @@ impl BridgeDriver {
             .filter(|(_, e)| e.state == EpState::Attached && e.netns.is_some())
             .filter(|(_, e)| e.info.gateway4.is_some() || e.info.gateway6.is_some())
             .collect();
-        others.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        others.sort_by(|a, b| a.0.meta.name.cmp(&b.0.meta.name));
         let Some((r, e)) = others.first() else { return Ok(()) };
         let ns = Netns::open(e.netns.as_deref().expect("filtered"))?;
         let h = ns.netlink().await?;
@@ -737,7 +647,7 @@ impl BridgeDriver {
             _ => None,
         };
         link::default_routes(&h, &e.info.interface, e.info.gateway4, gw6).await?;
-        tracing::info!(container = %container_id, network = %r.name, "default route through this network");
+        tracing::info!(container = %container_id, network = %r.meta.name, "default route through this network");
         Ok(())
     }
 
@@ -746,16 +656,20 @@ impl BridgeDriver {
         let r = Self::resolve(&inner, network)?.clone();
         if !r.endpoints.is_empty() {
             let names: Vec<&str> = r.endpoints.keys().map(|s| s.as_str()).collect();
-            return Err(Error::conflict("network", &r.name, format!("has active endpoints ({})", names.join(", "))));
+            return Err(Error::conflict(
+                "network",
+                &r.meta.name,
+                format!("has active endpoints ({})", names.join(", ")),
+            ));
         }
-        inner.nets.remove(&r.id);
+        inner.nets.remove(&r.meta.id);
         if let Err(e) = self.apply_rules(&inner).await {
-            inner.nets.insert(r.id.clone(), r);
+            inner.nets.insert(r.meta.id.clone(), r);
             return Err(e);
         }
         link::delete(&self.nl, &r.bridge).await?;
-        self.unpersist(&r.id)?;
-        tracing::info!(network = %r.name, "network removed");
+        self.unpersist(&r.meta.id)?;
+        tracing::info!(network = %r.meta.name, "network removed");
         Ok(())
     }
 }
@@ -796,4 +710,23 @@ impl NetworkDriver for BridgeDriver {
 /// Where a driver keeps a network's record (for tools and tests).
 pub fn record_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("networks")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NetworkRecord;
+
+    /// A record in the file format written before `NetworkMeta` (every
+    /// field at the top) loads, and is written back the same.
+    #[test]
+    fn network_records_keep_their_file_format() {
+        let file = r#"{"id":"ab12","name":"front","subnet":"172.18.0.0/16","gateway":"172.18.0.1",
+            "subnet6":"fd00:1::/64","gateway6":"fd00:1::1","internal":true,"labels":{"k":"v"},
+            "options":{"o":"1"},"bridge":"br-ab12","created_unix":7,"endpoints":{}}"#;
+        let r: NetworkRecord = serde_json::from_str(file).unwrap();
+        assert_eq!((r.meta.id.as_str(), r.meta.name.as_str(), r.bridge.as_str()), ("ab12", "front", "br-ab12"));
+        assert_eq!(r.meta.subnet6.map(|s| s.to_string()).as_deref(), Some("fd00:1::/64"));
+        let back = serde_json::to_value(&r).unwrap();
+        assert_eq!(back, serde_json::from_str::<serde_json::Value>(file).unwrap());
+    }
 }

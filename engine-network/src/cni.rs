@@ -1,9 +1,10 @@
 //! The CNI driver: networks are CNI network configuration lists in a
 //! directory, endpoints are made by running the lists' plugin binaries.
 
-use crate::bridge::{now_unix, valid_ifname, valid_name, OPT_BRIDGE_NAME};
+use crate::bridge::{valid_ifname, valid_name, OPT_BRIDGE_NAME};
 use crate::hostport::{self, PortKey};
 use crate::netns::Netns;
+use crate::record::{now_unix, EpState};
 use crate::{ipam, link};
 use async_trait::async_trait;
 use engine_core::network::{
@@ -148,15 +149,6 @@ fn network_id(name: &str) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum EpState {
-    /// Recorded before ADD ran; the plugins may have made part of it.
-    Attaching,
-    /// ADD succeeded; `result` is its result.
-    Attached,
-}
-
 /// An endpoint as persisted (`<state>/cni/endpoints/<network id>-<container>.json`):
 /// everything DEL needs, even after a crash or with the conflist changed:
 /// the configuration list as ADD used it, the runtime arguments, and ADD's
@@ -176,6 +168,8 @@ struct Attachment {
     cni_args: String,
     result: Option<Value>,
     info: EndpointInfo,
+    /// `Attaching` is recorded before ADD runs (the plugins may have made
+    /// part of it); `Attached` once ADD succeeded (`result` is its result).
     state: EpState,
 }
 

@@ -228,6 +228,8 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod bridge;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod cni;
 mod conntrack;
 mod hostport;
@@ -235,6 +237,7 @@ mod ipam;
 mod link;
 mod netns;
 mod nft;
+mod record;
 mod remote;
 
 pub use bridge::{record_dir, BridgeDriver, BridgeDriverBuilder, DEFAULT_NETWORK, OPT_BRIDGE_NAME};

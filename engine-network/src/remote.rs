@@ -1,8 +1,9 @@
 //! Docker's remote network driver: networks whose driver is a plugin
 //! speaking the `NetworkDriver` interface of the plugin protocol (v1).
 
-use crate::bridge::{self, EpState};
+use crate::bridge;
 use crate::netns::Netns;
+use crate::record::{self, EpState, NetworkMeta};
 use crate::{ipam, link};
 use async_trait::async_trait;
 use engine_core::network::{
@@ -38,33 +39,21 @@ struct EpRecord {
 /// A plugin network as persisted: `<state>/<id>.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct NetRecord {
-    id: String,
-    name: String,
+    #[serde(flatten)]
+    meta: NetworkMeta,
     plugin: String,
-    subnet: IpPrefix,
-    gateway: Ipv4Addr,
-    #[serde(default)]
-    subnet6: Option<IpPrefix>,
-    #[serde(default)]
-    gateway6: Option<Ipv6Addr>,
-    internal: bool,
-    labels: BTreeMap<String, String>,
-    options: BTreeMap<String, String>,
-    created_unix: u64,
     endpoints: BTreeMap<String, EpRecord>,
+}
+
+impl record::Record for NetRecord {
+    fn meta(&self) -> &NetworkMeta {
+        &self.meta
+    }
 }
 
 impl NetRecord {
     fn info(&self) -> NetworkInfo {
-        let mut n = NetworkInfo::new(&self.id, &self.name, &self.plugin);
-        n.ipam = vec![IpamConfig { subnet: self.subnet, gateway: Some(IpAddr::V4(self.gateway)) }];
-        if let (Some(subnet), Some(g)) = (self.subnet6, self.gateway6) {
-            n.ipam.push(IpamConfig { subnet, gateway: Some(IpAddr::V6(g)) });
-        }
-        n.internal = self.internal;
-        n.labels = self.labels.clone();
-        n.options = self.options.clone();
-        n.created_unix = self.created_unix;
+        let mut n = self.meta.info(&self.plugin);
         // Endpoints still attaching are listed too: the manager's recovery
         // detaches those of a create that was cut short.
         n.endpoints = self.endpoints.iter().map(|(k, e)| (k.clone(), e.info.clone())).collect();
@@ -76,11 +65,11 @@ impl NetRecord {
     fn ipam_data(&self) -> (Value, Value) {
         let v4 = json!([{
             "AddressSpace": "LocalDefault",
-            "Pool": self.subnet.to_string(),
-            "Gateway": format!("{}/{}", self.gateway, self.subnet.prefix()),
+            "Pool": self.meta.subnet.to_string(),
+            "Gateway": format!("{}/{}", self.meta.gateway, self.meta.subnet.prefix()),
             "AuxAddresses": {},
         }]);
-        let v6 = match (self.subnet6, self.gateway6) {
+        let v6 = match (self.meta.subnet6, self.meta.gateway6) {
             (Some(s), Some(g)) => json!([{
                 "AddressSpace": "LocalDefault",
                 "Pool": s.to_string(),
@@ -222,7 +211,7 @@ impl RemoteDriver {
     /// looked for in `host_netns` (default: the caller's namespace).
     pub async fn open(plugins: Arc<Plugins>, state_dir: impl Into<PathBuf>, host_netns: Option<&Path>) -> Result<Self> {
         let dir = state_dir.into();
-        let nets = bridge::load_records(&dir, |r: &NetRecord| r.id.clone())?;
+        let nets = record::load(&dir)?;
         let host = match host_netns {
             Some(p) => Netns::open(p)?,
             None => Netns::current()?,
@@ -249,12 +238,12 @@ impl RemoteDriver {
     /// prefix), if it is one of this driver's.
     pub async fn find(&self, network: &str) -> Option<String> {
         let nets = self.nets.lock().await;
-        resolve(&nets, network).ok().map(|r| r.id.clone())
+        resolve(&nets, network).ok().map(|r| r.meta.id.clone())
     }
 
     /// The subnets of the plugin networks.
     pub async fn subnets(&self) -> Vec<IpPrefix> {
-        self.nets.lock().await.values().flat_map(|r| std::iter::once(r.subnet).chain(r.subnet6)).collect()
+        self.nets.lock().await.values().flat_map(|r| r.meta.subnets()).collect()
     }
 
     /// The first subnet of the default pool that overlaps none of `taken`,
@@ -307,32 +296,23 @@ impl RemoteDriver {
             Some(c) => Some((c.subnet, ipam::gateway6(&c)?)),
         };
         let mut nets = self.nets.lock().await;
-        if nets.values().any(|r| r.name == spec.name) {
+        if nets.values().any(|r| r.meta.name == spec.name) {
             return Err(Error::conflict("network", &spec.name, "a network with this name exists"));
         }
-        let mine: Vec<IpPrefix> = nets.values().flat_map(|r| std::iter::once(r.subnet).chain(r.subnet6)).collect();
+        let mine: Vec<IpPrefix> = nets.values().flat_map(|r| r.meta.subnets()).collect();
         for s in std::iter::once(subnet).chain(v6.map(|v| v.0)) {
             if let Some(t) = taken.iter().chain(&mine).find(|t| t.overlaps(&s)) {
                 return Err(Error::conflict("network", &spec.name, format!("subnet {s} overlaps {t}")));
             }
         }
         let r = NetRecord {
-            id: random_hex64(),
-            name: spec.name.clone(),
+            meta: NetworkMeta::new(random_hex64(), &spec, (subnet, gateway), v6),
             plugin: plugin.clone(),
-            subnet,
-            gateway,
-            subnet6: v6.map(|v| v.0),
-            gateway6: v6.map(|v| v.1),
-            internal: spec.internal,
-            labels: spec.labels.clone(),
-            options: spec.options.clone(),
-            created_unix: bridge::now_unix(),
             endpoints: BTreeMap::new(),
         };
         let mut options = json!({
             OPT_GENERIC: spec.options,
-            "com.docker.network.enable_ipv6": r.subnet6.is_some(),
+            "com.docker.network.enable_ipv6": r.meta.subnet6.is_some(),
         });
         if spec.internal {
             options["com.docker.network.internal"] = json!(true);
@@ -342,18 +322,18 @@ impl RemoteDriver {
             .call(
                 &plugin,
                 "CreateNetwork",
-                json!({"NetworkID": r.id, "Options": options, "IPv4Data": v4data, "IPv6Data": v6data}),
+                json!({"NetworkID": r.meta.id, "Options": options, "IPv4Data": v4data, "IPv6Data": v6data}),
             )
             .await?;
         if let Err(e) = self.persist(&r) {
-            if let Err(e2) = self.call::<Empty>(&plugin, "DeleteNetwork", json!({"NetworkID": r.id})).await {
-                tracing::warn!(network = %r.name, %plugin, "deleting a network whose record failed: {e2}");
+            if let Err(e2) = self.call::<Empty>(&plugin, "DeleteNetwork", json!({"NetworkID": r.meta.id})).await {
+                tracing::warn!(network = %r.meta.name, %plugin, "deleting a network whose record failed: {e2}");
             }
             return Err(e);
         }
-        tracing::info!(network = %r.name, %plugin, %subnet, "plugin network created");
+        tracing::info!(network = %r.meta.name, %plugin, %subnet, "plugin network created");
         let info = r.info();
-        nets.insert(r.id.clone(), r);
+        nets.insert(r.meta.id.clone(), r);
         Ok(info)
     }
 
@@ -381,11 +361,11 @@ impl RemoteDriver {
     }
 
     fn persist(&self, r: &NetRecord) -> Result<()> {
-        bridge::write_record(&self.dir.join(format!("{}.json", r.id)), r)
+        record::save(&self.dir, r)
     }
 
     fn unpersist(&self, id: &str) -> Result<()> {
-        bridge::remove_record(&self.dir.join(format!("{id}.json")))
+        record::delete(&self.dir, id)
     }
 
     /// Remove a plugin network (`DeleteNetwork`); a conflict while it has
@@ -395,12 +375,16 @@ impl RemoteDriver {
         let r = resolve(&nets, network)?.clone();
         if !r.endpoints.is_empty() {
             let names: Vec<&str> = r.endpoints.keys().map(|s| s.as_str()).collect();
-            return Err(Error::conflict("network", &r.name, format!("has active endpoints ({})", names.join(", "))));
+            return Err(Error::conflict(
+                "network",
+                &r.meta.name,
+                format!("has active endpoints ({})", names.join(", ")),
+            ));
         }
-        let _: Empty = self.call(&r.plugin, "DeleteNetwork", json!({"NetworkID": r.id})).await?;
-        self.unpersist(&r.id)?;
-        nets.remove(&r.id);
-        tracing::info!(network = %r.name, plugin = %r.plugin, "plugin network removed");
+        let _: Empty = self.call(&r.plugin, "DeleteNetwork", json!({"NetworkID": r.meta.id})).await?;
+        self.unpersist(&r.meta.id)?;
+        nets.remove(&r.meta.id);
+        tracing::info!(network = %r.meta.name, plugin = %r.plugin, "plugin network removed");
         Ok(())
     }
 
@@ -425,26 +409,26 @@ impl RemoteDriver {
             if !req.ports.is_empty() {
                 return Err(Error::Unsupported(format!(
                     "published ports on network {} (driver {}): the remote driver publishes no ports (use a bridge network)",
-                    r.name, r.plugin
+                    r.meta.name, r.plugin
                 )));
             }
             let (ip, ip6) = bridge::lease_for(
-                &r.name,
-                (r.subnet, r.gateway),
-                r.subnet6.zip(r.gateway6),
+                &r.meta.name,
+                (r.meta.subnet, r.meta.gateway),
+                r.meta.subnet6.zip(r.meta.gateway6),
                 r.endpoints.values().map(|e| &e.info),
                 &req,
             )?;
             let eid = random_hex64();
             let mut info = EndpointInfo::new(
-                &r.id,
-                &r.name,
+                &r.meta.id,
+                &r.meta.name,
                 &req.container_id,
                 &eid,
                 &req.interface,
                 req.mac.unwrap_or(MacAddr::new([0; 6])),
             );
-            info.ipv4 = Some(IpPrefix::new(IpAddr::V4(ip), r.subnet.prefix())?);
+            info.ipv4 = Some(IpPrefix::new(IpAddr::V4(ip), r.meta.subnet.prefix())?);
             info.ipv6 = ip6;
             info.dns = if req.dns.is_empty() { bridge::host_dns(&self.resolv_conf) } else { req.dns.clone() };
             info.aliases = req.aliases.clone();
@@ -455,14 +439,14 @@ impl RemoteDriver {
             );
             // The lease is on disk before the plugin hears of the endpoint.
             self.persist(&rec)?;
-            nets.insert(rec.id.clone(), rec.clone());
+            nets.insert(rec.meta.id.clone(), rec.clone());
             (rec, info)
         };
         let mut progress = Progress::default();
         let res = self.join(&rec, &req, &ns, &mut info, &mut progress).await;
         let mut nets = self.nets.lock().await;
-        let Some(mut cur) = nets.get(&rec.id).cloned() else {
-            return Err(Error::Other(format!("network {} vanished during an attach", rec.name)));
+        let Some(mut cur) = nets.get(&rec.meta.id).cloned() else {
+            return Err(Error::Other(format!("network {} vanished during an attach", rec.meta.name)));
         };
         match res {
             Ok(src) => {
@@ -473,17 +457,17 @@ impl RemoteDriver {
                 if let Err(e) = self.persist(&cur) {
                     drop(nets);
                     self.undo(&rec, &info, &ns, progress).await;
-                    self.release(&rec.id, &req.container_id).await;
+                    self.release(&rec.meta.id, &req.container_id).await;
                     return Err(e);
                 }
-                nets.insert(cur.id.clone(), cur);
-                tracing::info!(network = %rec.name, plugin = %rec.plugin, container = %req.container_id, "endpoint attached");
+                nets.insert(cur.meta.id.clone(), cur);
+                tracing::info!(network = %rec.meta.name, plugin = %rec.plugin, container = %req.container_id, "endpoint attached");
                 Ok(info)
             }
             Err(e) => {
                 drop(nets);
                 self.undo(&rec, &info, &ns, progress).await;
-                self.release(&rec.id, &req.container_id).await;
+                self.release(&rec.meta.id, &req.container_id).await;
                 Err(e)
             }
         }
@@ -495,7 +479,7 @@ impl RemoteDriver {
         if let Some(r) = nets.get_mut(id) {
             if r.endpoints.remove(container_id).is_some() {
                 if let Err(e) = self.persist(r) {
-                    tracing::warn!(network = %r.name, container = %container_id, "releasing a lease: {e}");
+                    tracing::warn!(network = %r.meta.name, container = %container_id, "releasing a lease: {e}");
                 }
             }
         }
@@ -519,7 +503,7 @@ impl RemoteDriver {
                 p,
                 "CreateEndpoint",
                 json!({
-                    "NetworkID": r.id,
+                    "NetworkID": r.meta.id,
                     "EndpointID": eid,
                     "Interface": {
                         "Address": info.ipv4.map(|a| a.to_string()).unwrap_or_default(),
@@ -566,7 +550,7 @@ impl RemoteDriver {
             }
         }
         let j: JoinAnswer = self
-            .call(p, "Join", json!({"NetworkID": r.id, "EndpointID": eid, "SandboxKey": req.netns, "Options": {}}))
+            .call(p, "Join", json!({"NetworkID": r.meta.id, "EndpointID": eid, "SandboxKey": req.netns, "Options": {}}))
             .await?;
         progress.joined = true;
         let plumbing = Self::check_join(p, j)?;
@@ -632,7 +616,8 @@ impl RemoteDriver {
             Some(m) => MacAddr::new(m),
             None => mac.unwrap_or(info.mac),
         };
-        let _: OperInfoAnswer = self.call(p, "EndpointOperInfo", json!({"NetworkID": r.id, "EndpointID": eid})).await?;
+        let _: OperInfoAnswer =
+            self.call(p, "EndpointOperInfo", json!({"NetworkID": r.meta.id, "EndpointID": eid})).await?;
         Ok(plumbing.src)
     }
 
@@ -687,11 +672,11 @@ impl RemoteDriver {
     async fn undo(&self, r: &NetRecord, info: &EndpointInfo, ns: &Netns, progress: Progress) {
         let p = &r.plugin;
         let eid = &info.endpoint_id;
-        let ids = json!({"NetworkID": r.id, "EndpointID": eid});
+        let ids = json!({"NetworkID": r.meta.id, "EndpointID": eid});
         let mut plugin_ok = true;
         if progress.joined {
             if let Err(e) = self.call::<Empty>(p, "Leave", ids.clone()).await {
-                tracing::warn!(network = %r.name, container = %info.container_id, "{e}");
+                tracing::warn!(network = %r.meta.name, container = %info.container_id, "{e}");
                 plugin_ok = false;
             }
         }
@@ -718,13 +703,13 @@ impl RemoteDriver {
             match res {
                 Ok(b) => back = b,
                 Err(e) => {
-                    tracing::warn!(network = %r.name, container = %info.container_id, "taking the interface back: {e}")
+                    tracing::warn!(network = %r.meta.name, container = %info.container_id, "taking the interface back: {e}")
                 }
             }
         }
         if progress.created {
             if let Err(e) = self.call::<Empty>(p, "DeleteEndpoint", ids).await {
-                tracing::warn!(network = %r.name, container = %info.container_id, "{e}");
+                tracing::warn!(network = %r.meta.name, container = %info.container_id, "{e}");
                 plugin_ok = false;
             }
         }
@@ -742,7 +727,7 @@ impl RemoteDriver {
             let nets = self.nets.lock().await;
             let r = resolve(&nets, network)?.clone();
             let Some(ep) = r.endpoints.get(container_id).cloned() else {
-                return Err(Error::not_found("endpoint", format!("{container_id} on network {}", r.name)));
+                return Err(Error::not_found("endpoint", format!("{container_id} on network {}", r.meta.name)));
             };
             (r, ep)
         };
@@ -759,22 +744,22 @@ impl RemoteDriver {
             }
             Err(_) => {
                 // The namespace is gone, and the interface with it.
-                let ids = json!({"NetworkID": r.id, "EndpointID": ep.info.endpoint_id});
+                let ids = json!({"NetworkID": r.meta.id, "EndpointID": ep.info.endpoint_id});
                 for m in ["Leave", "DeleteEndpoint"] {
                     if let Err(e) = self.call::<Empty>(&r.plugin, m, ids.clone()).await {
-                        tracing::warn!(network = %r.name, container = %container_id, "{e}");
+                        tracing::warn!(network = %r.meta.name, container = %container_id, "{e}");
                     }
                 }
             }
         }
-        self.release(&r.id, container_id).await;
-        tracing::info!(network = %r.name, plugin = %r.plugin, container = %container_id, "endpoint detached");
+        self.release(&r.meta.id, container_id).await;
+        tracing::info!(network = %r.meta.name, plugin = %r.plugin, container = %container_id, "endpoint detached");
         Ok(())
     }
 }
 
 fn resolve<'a>(nets: &'a BTreeMap<String, NetRecord>, network: &str) -> Result<&'a NetRecord> {
-    bridge::resolve_by(nets, |r| &r.name, network)
+    record::resolve(nets, network)
 }
 
 /// The engine's network driver when plugins may own networks: a default
@@ -882,5 +867,27 @@ impl NetworkDriver for NetworkRouter {
             Some(id) => self.remote.detach(&id, container_id.as_str()).await,
             None => self.default.detach(network, container_id).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NetRecord;
+
+    /// A plugin network's record in the file format written before
+    /// `NetworkMeta` (every field at the top, no IPv6) loads, and is
+    /// written back the same.
+    #[test]
+    fn plugin_network_records_keep_their_file_format() {
+        let file = r#"{"id":"cd34","name":"weave","plugin":"weavemesh","subnet":"172.19.0.0/16",
+            "gateway":"172.19.0.1","internal":false,"labels":{},"options":{},"created_unix":9,
+            "endpoints":{}}"#;
+        let r: NetRecord = serde_json::from_str(file).unwrap();
+        assert_eq!((r.meta.name.as_str(), r.plugin.as_str(), r.meta.subnet6), ("weave", "weavemesh", None));
+        let mut want: serde_json::Value = serde_json::from_str(file).unwrap();
+        // Written since before: no IPv6 subnet is `null`.
+        want["subnet6"] = serde_json::Value::Null;
+        want["gateway6"] = serde_json::Value::Null;
+        assert_eq!(serde_json::to_value(&r).unwrap(), want);
     }
 }

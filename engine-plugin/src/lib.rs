@@ -58,6 +58,8 @@
 #![forbid(unsafe_code)]
 
 mod authz;
+#[cfg(feature = "cli")]
+pub mod cli;
 mod client;
 mod discovery;
 mod error;

@@ -27,13 +27,11 @@ struct Args {
     /// `none` (a loopback-only namespace; only hostNetwork pods are useful).
     #[arg(long, value_name = "cni|none", default_value = "cni")]
     network_driver: String,
-    /// The CNI network configurations (`*.conflist`); the first one is the
-    /// pods' network (written with Debian's plugins when there is none).
-    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
-    cni_conf_dir: PathBuf,
-    /// Where CNI plugin binaries are (repeatable; default /usr/lib/cni, then /opt/cni/bin).
-    #[arg(long = "cni-bin-dir", value_name = "DIR")]
-    cni_bin_dirs: Vec<PathBuf>,
+    /// CNI (`--cni-conf-dir`: the first configuration is the pods'
+    /// network, written with Debian's plugins when there is none;
+    /// `--cni-bin-dir`).
+    #[command(flatten)]
+    cni: engine_network::cli::CniArgs,
     /// The network namespace treated as the host's (bridges, host ports);
     /// default: this process's. Tests pass one of their own.
     #[arg(long, value_name = "PATH")]
@@ -85,16 +83,13 @@ async fn run(args: Args) -> Result<()> {
     let networked = match args.network_driver.as_str() {
         "none" => false,
         "cni" => {
-            let mut b = engine_network::CniDriver::builder(args.root.join("network")).conf_dir(&args.cni_conf_dir);
-            if !args.cni_bin_dirs.is_empty() {
-                b = b.bin_dirs(args.cni_bin_dirs.clone());
-            }
+            let mut b = args.cni.builder(args.root.join("network"));
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
             let d = b.open().await?;
             let def = engine_core::NetworkDriver::default_network(&d).await?;
-            tracing::info!(conf_dir = %args.cni_conf_dir.display(), network = %def.name, "pod networking through CNI");
+            tracing::info!(conf_dir = %args.cni.conf_dir.display(), network = %def.name, "pod networking through CNI");
             cfg = cfg.network_driver(Arc::new(d));
             true
         }

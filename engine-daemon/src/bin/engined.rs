@@ -75,14 +75,10 @@ struct Args {
     /// the lifecycle service.
     #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
-    /// With `--network-driver cni`: the directory of CNI network
-    /// configurations (`*.conflist`); `docker network create` writes there.
-    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
-    cni_conf_dir: PathBuf,
-    /// With `--network-driver cni`: where CNI plugin binaries are
-    /// (repeatable; default /usr/lib/cni, then /opt/cni/bin).
-    #[arg(long = "cni-bin-dir", value_name = "DIR")]
-    cni_bin_dirs: Vec<PathBuf>,
+    /// CNI (`--cni-conf-dir`, where `docker network create` writes, and
+    /// `--cni-bin-dir`).
+    #[command(flatten)]
+    cni: engine_network::cli::CniArgs,
     /// The network namespace the bridge driver treats as the host's
     /// (bridges, host-side veths, rules, sysctls and published ports live
     /// there); default: engined's own. Tests pass one of their own, e.g.
@@ -99,17 +95,8 @@ struct Args {
     /// The bridge of the default `bridge` network (default `engine0`).
     #[arg(long, value_name = "NAME")]
     bridge_name: Option<String>,
-    /// Where plugins' sockets are discovered (repeatable; default
-    /// /run/docker/plugins, as dockerd).
-    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
-    plugin_socket_dirs: Vec<PathBuf>,
-    /// Where plugins' spec files (NAME.spec, NAME.json) are discovered
-    /// (repeatable; default /etc/docker/plugins and /usr/lib/docker/plugins).
-    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
-    plugin_spec_dirs: Vec<PathBuf>,
-    /// The bound on each call to a plugin (a hung plugin is an error after it).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    plugin_timeout: std::time::Duration,
+    #[command(flatten)]
+    plugins: engine_plugin::cli::PluginArgs,
     /// An authorization plugin that sees every API request and response
     /// and may deny them (repeatable; asked in order). engined refuses to
     /// start when one cannot be found and activated.
@@ -121,12 +108,6 @@ struct Args {
     /// `engine-lifecycled` with the same `--storage-driver`.
     #[arg(short = 's', long, value_name = "overlay2|vfs", default_value = "overlay2")]
     storage_driver: String,
-}
-
-/// The plugin registry the flags describe.
-fn plugins(args: &Args) -> Arc<engine_plugin::Plugins> {
-    let d = engine_plugin::Discovery::in_dirs(&args.plugin_socket_dirs, &args.plugin_spec_dirs);
-    Arc::new(engine_plugin::Plugins::new(d).with_timeout(args.plugin_timeout))
 }
 
 /// The network driver `--network-driver` asks for, opened on
@@ -173,16 +154,13 @@ async fn network_driver(args: &Args) -> Result<Option<Arc<dyn engine_core::Netwo
             if args.bridge_name.is_some() {
                 return Err(Error::invalid("--bridge-name", "only with --network-driver bridge"));
             }
-            let mut b = engine_network::CniDriver::builder(args.data_root.join("network")).conf_dir(&args.cni_conf_dir);
-            if !args.cni_bin_dirs.is_empty() {
-                b = b.bin_dirs(args.cni_bin_dirs.clone());
-            }
+            let mut b = args.cni.builder(args.data_root.join("network"));
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
             let d = b.open().await?;
             let def = engine_core::NetworkDriver::default_network(&d).await?;
-            tracing::info!(conf_dir = %args.cni_conf_dir.display(), default = %def.name, "cni networking on");
+            tracing::info!(conf_dir = %args.cni.conf_dir.display(), default = %def.name, "cni networking on");
             Ok(Some(Arc::new(d)))
         }
         other => Err(Error::invalid("--network-driver", format!("{other:?}: bridge, cni or none"))),
@@ -361,11 +339,8 @@ async fn run(args: Args) -> Result<()> {
     write_pidfile(&pidfile)?;
     let mut cleanup = Cleanup(vec![pidfile]);
 
-    if args.plugin_timeout.is_zero() {
-        return Err(Error::invalid("--plugin-timeout", "must be more than 0s"));
-    }
+    let plugins = args.plugins.registry()?;
     // dockerd refuses to start with an authorization plugin it cannot use.
-    let plugins = plugins(&args);
     let mut authorizers: Vec<Arc<dyn engine_core::Authorizer>> = Vec::new();
     for name in &args.authorization_plugins {
         let a = engine_plugin::AuthzPlugin::new(plugins.clone(), name);

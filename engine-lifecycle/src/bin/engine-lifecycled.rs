@@ -52,30 +52,20 @@ struct Args {
     /// networks of --cni-conf-dir) or `none`.
     #[arg(long, value_name = "bridge|cni|none", default_value = "none")]
     network_driver: String,
-    /// With `--network-driver cni`: the directory of CNI network configurations.
-    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
-    cni_conf_dir: PathBuf,
-    /// With `--network-driver cni`: where CNI plugin binaries are
-    /// (repeatable; default /usr/lib/cni, then /opt/cni/bin).
-    #[arg(long = "cni-bin-dir", value_name = "DIR")]
-    cni_bin_dirs: Vec<PathBuf>,
+    /// CNI (`--cni-conf-dir`, `--cni-bin-dir`).
+    #[cfg(feature = "bridge")]
+    #[command(flatten)]
+    cni: engine_network::cli::CniArgs,
     /// The network namespace the bridge driver treats as the host's
     /// (default: this process's); tests pass one of their own.
     #[arg(long, value_name = "PATH")]
     network_host_netns: Option<PathBuf>,
-    /// Where plugins' sockets are discovered (repeatable; default
-    /// /run/docker/plugins, as dockerd): log plugins (`--log-driver`) and,
-    /// with --network-driver bridge|cni, network plugins (`docker network
+    /// Plugins (`--plugin-socket-dir`, `--plugin-spec-dir`,
+    /// `--plugin-timeout`): log plugins (`--log-driver`) and, with
+    /// --network-driver bridge|cni, network plugins (`docker network
     /// create -d <plugin>`) are served here.
-    #[arg(long = "plugin-socket-dir", value_name = "DIR")]
-    plugin_socket_dirs: Vec<PathBuf>,
-    /// Where plugins' spec files are discovered (repeatable; default
-    /// /etc/docker/plugins and /usr/lib/docker/plugins).
-    #[arg(long = "plugin-spec-dir", value_name = "DIR")]
-    plugin_spec_dirs: Vec<PathBuf>,
-    /// The bound on each call to a plugin.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
-    plugin_timeout: std::time::Duration,
+    #[command(flatten)]
+    plugins: engine_plugin::cli::PluginArgs,
 }
 
 /// The driver `--network-driver` asks for; a bridge or CNI driver is
@@ -110,10 +100,7 @@ async fn network_driver(
         }
         #[cfg(feature = "bridge")]
         "cni" => {
-            let mut b = engine_network::CniDriver::builder(args.root.join("network")).conf_dir(&args.cni_conf_dir);
-            if !args.cni_bin_dirs.is_empty() {
-                b = b.bin_dirs(args.cni_bin_dirs.clone());
-            }
+            let mut b = args.cni.builder(args.root.join("network"));
             if let Some(ns) = &args.network_host_netns {
                 b = b.host_netns(ns);
             }
@@ -165,16 +152,7 @@ async fn run(args: Args) -> engine_core::Result<()> {
         cfg = cfg.runtime(name, path);
     }
     cfg = cfg.default_runtime(&args.default_runtime).cgroup_parent(&args.cgroup_parent)?;
-    if args.plugin_timeout.is_zero() {
-        return Err(engine_core::Error::invalid("--plugin-timeout", "must be more than 0s"));
-    }
-    let plugins = Arc::new(
-        engine_plugin::Plugins::new(engine_plugin::Discovery::in_dirs(
-            &args.plugin_socket_dirs,
-            &args.plugin_spec_dirs,
-        ))
-        .with_timeout(args.plugin_timeout),
-    );
+    let plugins = args.plugins.registry()?;
     cfg = cfg.log_plugins(Arc::new(engine_plugin::PluginLogDrivers::new(plugins.clone())));
     let net = network_driver(&args, &plugins).await?;
     if let Some(d) = &net {

@@ -129,28 +129,9 @@ impl Inner {
 
     /// Rewrite a container's own `/etc/hosts` from its current networks.
     async fn rewrite_hosts(&self, info: &ContainerInfo) {
-        if !crate::etc::wanted(&info.config).contains(&"/etc/hosts") {
-            return;
-        }
         let all = self.network_peers(&info.networks);
         let host_hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        let me = crate::etc::Me { id: &info.id, config: &info.config, networks: &info.networks };
-        let text = crate::etc::hosts(&me, &all, &host_hosts);
-        let file = crate::etc::bundle_file(&info.bundle, "/etc/hosts");
-        let r =
-            tokio::task::spawn_blocking(
-                move || {
-                    if file.exists() {
-                        crate::etc::write_in_place(&file, &text)
-                    } else {
-                        Ok(())
-                    }
-                },
-            )
-            .await;
-        if let Ok(Err(e)) | Err(e) = r.map_err(|e| Error::Other(e.to_string())) {
-            tracing::warn!(id = %info.id, "updating /etc/hosts: {e}");
-        }
+        write_hosts(info, &all, &host_hosts).await;
     }
 
     /// Detach a container from its networks and remove its namespace file.
@@ -259,24 +240,7 @@ impl Inner {
             if !c.networks.values().any(|e| nets.contains(&e.network_id.as_str())) {
                 continue;
             }
-            if !crate::etc::wanted(&c.config).contains(&"/etc/hosts") {
-                continue;
-            }
-            let me = crate::etc::Me { id: &c.id, config: &c.config, networks: &c.networks };
-            let text = crate::etc::hosts(&me, &all, &host_hosts);
-            let file = crate::etc::bundle_file(&c.bundle, "/etc/hosts");
-            let id = c.id.clone();
-            let r = tokio::task::spawn_blocking(move || {
-                if file.exists() {
-                    crate::etc::write_in_place(&file, &text)
-                } else {
-                    Ok(())
-                }
-            })
-            .await;
-            if let Ok(Err(e)) | Err(e) = r.map_err(|e| Error::Other(e.to_string())) {
-                tracing::warn!(id = %id, "updating /etc/hosts: {e}");
-            }
+            write_hosts(c, &all, &host_hosts).await;
         }
     }
 
@@ -314,5 +278,30 @@ impl Inner {
 
     pub(super) fn netns_path(&self, id: &str) -> PathBuf {
         self.cfg.root.join("netns").join(id)
+    }
+}
+
+/// Rewrite `c`'s `/etc/hosts` in its bundle (when the engine manages that
+/// file and the bundle has it) from `all`, the containers it may resolve by
+/// name; a failure is logged, not returned: the container runs on.
+async fn write_hosts(c: &ContainerInfo, all: &[ContainerInfo], host_hosts: &str) {
+    if !crate::etc::wanted(&c.config).contains(&"/etc/hosts") {
+        return;
+    }
+    let me = crate::etc::Me { id: &c.id, config: &c.config, networks: &c.networks };
+    let text = crate::etc::hosts(&me, all, host_hosts);
+    let file = crate::etc::bundle_file(&c.bundle, "/etc/hosts");
+    let r = tokio::task::spawn_blocking(
+        move || {
+            if file.exists() {
+                crate::etc::write_in_place(&file, &text)
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+    if let Ok(Err(e)) | Err(e) = r.map_err(|e| Error::Other(e.to_string())) {
+        tracing::warn!(id = %c.id, "updating /etc/hosts: {e}");
     }
 }
