@@ -49,6 +49,11 @@ crate::setters::setters!(Progress { id: String, status: String, current: Option<
 /// Where progress events go. Cheap to clone; sending never blocks.
 pub type ProgressSender = tokio::sync::mpsc::UnboundedSender<Progress>;
 
+/// Bytes arriving in order (an upload's body). The stream ends (`None`) only
+/// once all of it arrived; a body cut off half-way yields an error instead, so
+/// a reader never takes a cut-off archive for a whole one.
+pub type ByteStream = futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
 /// What an image store knows of one image.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -160,8 +165,71 @@ pub trait ImageStore: Send + Sync {
         tag: Option<&str>,
         progress: Option<ProgressSender>,
     ) -> Result<Vec<ImageInfo>>;
+    /// [`ImageStore::import`] of an archive read from `body` as it arrives
+    /// (`docker load`, `docker import`): the store never holds the whole
+    /// archive. A body that breaks off is an error and leaves nothing behind.
+    /// The default spools `body` to a temporary file and imports that; a
+    /// store that can, reads it once into its content store instead.
+    async fn import_stream(
+        &self,
+        body: ByteStream,
+        format: ArchiveFormat,
+        tag: Option<&str>,
+        progress: Option<ProgressSender>,
+    ) -> Result<Vec<ImageInfo>> {
+        use futures::StreamExt;
+        use tokio::io::AsyncWriteExt;
+        let path = std::env::temp_dir().join(format!("engine-import-{}.tar", &crate::random_hex64()[..16]));
+        let spool = async {
+            let mut f = tokio::fs::File::create(&path)
+                .await
+                .map_err(|e| crate::Error::io(format!("create {}", path.display()), e))?;
+            let mut body = body;
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| crate::Error::invalid("upload", format!("the body broke off: {e}")))?;
+                f.write_all(&chunk).await.map_err(|e| crate::Error::io(format!("write {}", path.display()), e))?;
+            }
+            f.flush().await.map_err(|e| crate::Error::io(format!("write {}", path.display()), e))
+        };
+        let r = match spool.await {
+            Ok(()) => self.import(&path, format, tag, progress).await,
+            Err(e) => Err(e),
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        r
+    }
     /// Export images to an archive file.
     async fn export(&self, references: &[String], format: ArchiveFormat, dest: &Path) -> Result<()>;
+    /// [`ImageStore::export`] as a stream of the archive's bytes
+    /// (`docker save`): an unknown image is an error before the first byte;
+    /// an error later ends the stream with it. The default exports to a
+    /// temporary file and streams that; a store that can writes the archive
+    /// as it is read instead.
+    async fn export_stream(&self, references: &[String], format: ArchiveFormat) -> Result<ByteStream> {
+        use futures::StreamExt;
+        use tokio::io::AsyncReadExt;
+        let path = std::env::temp_dir().join(format!("engine-export-{}.tar", &crate::random_hex64()[..16]));
+        let r = self.export(references, format, &path).await;
+        let f = match r {
+            Ok(()) => {
+                tokio::fs::File::open(&path).await.map_err(|e| crate::Error::io(format!("open {}", path.display()), e))
+            }
+            Err(e) => Err(e),
+        };
+        // Unlinked now; the open file stays readable until the stream ends.
+        let _ = tokio::fs::remove_file(&path).await;
+        let f = f?;
+        Ok(futures::stream::unfold(Some(f), |f| async move {
+            let mut f = f?;
+            let mut buf = bytes::BytesMut::with_capacity(256 * 1024);
+            match f.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), Some(f))),
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed())
+    }
     /// All images.
     async fn list(&self) -> Result<Vec<ImageInfo>>;
     /// One image, by reference, id or id prefix.

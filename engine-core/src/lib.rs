@@ -83,7 +83,8 @@ pub use authz::Authorizer;
 pub use error::{Error, IoContext, Result, WireError};
 pub use id::{random_hex64, ContainerId};
 pub use image::{
-    ArchiveFormat, CommitRequest, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed, Rootfs,
+    ArchiveFormat, ByteStream, CommitRequest, ImageInfo, ImageStore, Progress, ProgressSender, RegistryAuth, Removed,
+    Rootfs,
 };
 pub use lifecycle::{
     ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo, LifecycleManager,

@@ -78,7 +78,8 @@ pub struct DaemonConfig {
     pub access: AccessPolicy,
     /// Largest JSON request body.
     pub max_json_body: usize,
-    /// Largest upload (load, import), streamed to a temp file.
+    /// Largest upload (load, import; streamed into the image store as it
+    /// arrives), or build context and archive upload (staged in a temp file).
     pub max_upload: u64,
     /// The log driver and options of containers that name none
     /// (`engined --log-driver/--log-opt`), merged as dockerd merges them.

@@ -1,14 +1,18 @@
 //! Import and export: docker-archive (legacy and Docker 25+ layouts), OCI
-//! image layout (tar or directory), and plain rootfs tars.
+//! image layout (tar or directory), and plain rootfs tars. Archives are read
+//! once, as they arrive: every large member goes straight into the content
+//! store and, if it is a layer, into a snapshot on the way.
 
-use crate::blobs::{Blobs, TeeReader};
+use crate::blobs::Blobs;
 use crate::build::add_file;
-use crate::digest::{hex_of, HashingReader};
+use crate::digest::hex_of;
+use crate::ingest::{ingest_layer, with_stream_reader, Ingested, TmpSnapshot, Unpack};
 use crate::media::{self, Descriptor, Index, Manifest};
 use crate::reference::Reference;
-use crate::store::{blocking, progress, short, Store};
-use crate::unpack::{detect, Compression};
-use engine_core::{ArchiveFormat, Error, ImageInfo, IoContext, ProgressSender, Result};
+use crate::store::{blocking, layer_records, parse_config, progress, short, Store};
+use crate::unpack::{detect, Compression, UnpackOptions};
+use engine_core::{ArchiveFormat, ByteStream, Error, ImageInfo, IoContext, ProgressSender, Result};
+use futures::StreamExt;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::{BufReader, Read, Write};
@@ -16,13 +20,23 @@ use std::path::{Path, PathBuf};
 
 const SMALL: u64 = 1 << 20;
 
+/// Where an import reads from and writes to.
+struct Sink {
+    blobs: Blobs,
+    /// The store's `snapshots` directory.
+    snapshots: PathBuf,
+    unpack: UnpackOptions,
+}
+
 /// What a scan of an archive found: small files in memory, every other
-/// file already in the content store.
+/// file already in the content store, and the layers among those already
+/// unpacked (by diff id).
 #[derive(Default)]
 struct Scan {
     small: HashMap<String, Vec<u8>>,
     stored: HashMap<String, String>,
     aliases: HashMap<String, String>,
+    unpacked: HashMap<String, TmpSnapshot>,
 }
 
 fn clean_name(name: &[u8]) -> String {
@@ -34,22 +48,22 @@ fn clean_name(name: &[u8]) -> String {
 }
 
 impl Scan {
-    fn ingest(&mut self, blobs: &Blobs, name: String, mut r: impl Read, size: u64) -> Result<()> {
+    fn ingest(&mut self, sink: &Sink, name: String, mut r: impl Read, size: u64) -> Result<()> {
         if size <= SMALL {
             let mut v = Vec::with_capacity(size as usize);
             r.read_to_end(&mut v).context(|| format!("read {name} from archive"))?;
             self.small.insert(name, v);
         } else {
-            let mut w = blobs.writer()?;
-            std::io::copy(&mut r, &mut w).map_err(|e| {
+            let got = ingest_layer(&sink.blobs, &sink.snapshots, r, None, Unpack::Try(&sink.unpack)).map_err(|e| {
                 Error::invalid(format!("archive member {name}"), format!("truncated or unreadable: {e}"))
             })?;
-            let (d, _) = w.commit(None)?;
-            self.stored.insert(name, d);
+            if let Some(snap) = got.snapshot {
+                self.unpacked.insert(snap.stats.diff_id.clone(), snap);
+            }
+            self.stored.insert(name, got.digest);
         }
         Ok(())
     }
-
     fn resolve_name<'a>(&'a self, name: &'a str) -> String {
         let mut n = clean_name(name.as_bytes());
         for _ in 0..16 {
@@ -93,27 +107,18 @@ impl Scan {
         Ok(d)
     }
 
-    fn scan_tar(blobs: &Blobs, path: &Path) -> Result<Scan> {
-        let f = std::fs::File::open(path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found("archive", path.display().to_string())
-            } else {
-                Error::io(format!("open {}", path.display()), e)
-            }
-        })?;
-        let plain = crate::unpack::decompress(f).context(|| format!("read {}", path.display()))?;
+    fn scan_reader(sink: &Sink, r: impl Read, what: &str) -> Result<Scan> {
+        let plain = crate::unpack::decompress(r).context(|| format!("read {what}"))?;
         let mut ar = tar::Archive::new(plain);
         let mut scan = Scan::default();
-        let bad = |e: std::io::Error| {
-            Error::invalid(format!("archive {}", path.display()), format!("not a readable tar: {e}"))
-        };
+        let bad = |e: std::io::Error| Error::invalid(format!("archive {what}"), format!("not a readable tar: {e}"));
         for entry in ar.entries().map_err(bad)? {
             let entry = entry.map_err(bad)?;
             let name = clean_name(&entry.path_bytes());
             match entry.header().entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let size = entry.header().size().unwrap_or(0);
-                    scan.ingest(blobs, name, entry, size)?;
+                    scan.ingest(sink, name, entry, size)?;
                 }
                 tar::EntryType::Symlink => {
                     let target = entry.link_name_bytes().map(|t| t.into_owned()).unwrap_or_default();
@@ -135,7 +140,7 @@ impl Scan {
         Ok(scan)
     }
 
-    fn scan_dir(blobs: &Blobs, root: &Path) -> Result<Scan> {
+    fn scan_dir(sink: &Sink, root: &Path) -> Result<Scan> {
         let mut scan = Scan::default();
         let mut stack = vec![PathBuf::new()];
         while let Some(rel) = stack.pop() {
@@ -149,11 +154,34 @@ impl Scan {
                 } else if ft.is_file() {
                     let f = std::fs::File::open(e.path()).context(|| format!("open {}", e.path().display()))?;
                     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    scan.ingest(blobs, r.to_string_lossy().into_owned(), f, size)?;
+                    scan.ingest(sink, r.to_string_lossy().into_owned(), f, size)?;
                 }
             }
         }
         Ok(scan)
+    }
+
+    /// Move the layers unpacked while scanning into place as the snapshots
+    /// of the images found (the rest are removed when the scan is dropped).
+    fn place_snapshots(&mut self, blobs: &Blobs, snapshots: &Path, found: &[Found]) -> Result<()> {
+        if self.unpacked.is_empty() {
+            return Ok(());
+        }
+        for f in found {
+            let what = format!("manifest {}", f.manifest);
+            let manifest: Manifest = serde_json::from_slice(&blobs.read(&f.manifest)?)
+                .map_err(|e| Error::invalid(what.clone(), e.to_string()))?;
+            let (_, diff_ids) = parse_config(&blobs.read(&manifest.config.digest)?, &manifest.config.digest)?;
+            for l in layer_records(&manifest, &diff_ids, &what)? {
+                let snap = snapshots.join(hex_of(&l.chain_id)?);
+                if let Some(t) = self.unpacked.remove(&l.diff_id) {
+                    if !snap.join("fs").is_dir() {
+                        t.finish(&snap)?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -293,41 +321,85 @@ fn from_oci_index(blobs: &Blobs, scan: &Scan, tag: Option<&str>) -> Result<Vec<F
     Ok(out)
 }
 
-/// Store a plain rootfs tar as a layer with a fresh config; returns the manifest digest.
-fn rootfs_tar(blobs: &Blobs, path: &Path) -> Result<String> {
-    let f = std::fs::File::open(path).context(|| format!("open {}", path.display()))?;
-    let w = blobs.writer()?;
-    let mut tee = TeeReader { r: f, w };
-    let mut head = BufReader::new(&mut tee);
-    let comp = detect(&mut head).context(|| format!("read {}", path.display()))?;
-    let plain: Box<dyn Read> = match comp {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(head)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(head).context(|| format!("read {}", path.display()))?)
+/// Store a plain rootfs tar read from `r` as a layer with a fresh config,
+/// unpacked into its snapshot as it is stored; returns the manifest digest.
+fn rootfs_tar(sink: &Sink, r: impl Read, what: &str) -> Result<String> {
+    let bad = |e: Error| match e {
+        Error::InvalidInput { reason, .. } => Error::invalid(format!("rootfs tar {what}"), reason),
+        Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::invalid(format!("rootfs tar {what}"), format!("truncated: {source}"))
         }
-        Compression::None => Box::new(head),
+        e => e,
     };
-    let bad = |e: std::io::Error| {
-        Error::invalid(format!("rootfs tar {}", path.display()), format!("not a readable tar: {e}"))
-    };
-    let mut hr = HashingReader::new(plain);
-    {
-        let mut ar = tar::Archive::new(&mut hr);
-        for e in ar.entries().map_err(bad)? {
-            e.map_err(bad)?;
-        }
-    }
-    let (diff_id, _) = hr.finish().map_err(bad)?;
-    let TeeReader { r, w } = tee;
-    drop(r);
-    let (digest, size) = w.commit(None)?;
-    let mt = match comp {
+    let Ingested { digest, size, compression, snapshot } =
+        ingest_layer(&sink.blobs, &sink.snapshots, r, None, Unpack::Must(&sink.unpack)).map_err(bad)?;
+    let Some(snapshot) = snapshot else { return Err(Error::Other("rootfs tar: no snapshot unpacked".into())) };
+    let diff_id = snapshot.stats.diff_id.clone();
+    // One layer: its chain id is its diff id.
+    snapshot.finish(&sink.snapshots.join(hex_of(&diff_id)?))?;
+    let mt = match compression {
         Compression::Gzip => media::OCI_LAYER_GZIP,
         Compression::Zstd => media::OCI_LAYER_ZSTD,
         Compression::None => media::OCI_LAYER_TAR,
     };
     let opts = crate::build::ImageOptions { cmd: None, env: vec![], ..Default::default() };
-    crate::build::store_manifest(blobs, &opts, vec![(Descriptor::new(mt, &digest, size), diff_id)], &["import"])
+    crate::build::store_manifest(&sink.blobs, &opts, vec![(Descriptor::new(mt, &digest, size), diff_id)], &["import"])
+}
+
+/// Where an archive comes from.
+enum Source {
+    /// A file or (OCI layout) directory.
+    Path(PathBuf),
+    /// An upload, read as it arrives.
+    Stream(ByteStream),
+}
+
+/// What an archive read from `input` (a directory only for OCI layouts)
+/// holds, with its blobs stored and the layers it carried unpacked.
+fn find_images(sink: &Sink, input: Input, format: ArchiveFormat, tag: Option<&str>, what: &str) -> Result<Vec<Found>> {
+    if format == ArchiveFormat::RootfsTar {
+        let Input::Reader(r) = input else {
+            return Err(Error::invalid(format!("rootfs tar {what}"), "a directory, not a tar"));
+        };
+        return Ok(vec![Found { manifest: rootfs_tar(sink, r, what)?, tags: vec![], extra: vec![] }]);
+    }
+    let mut scan = match input {
+        Input::Dir(d) => Scan::scan_dir(sink, &d)?,
+        Input::Reader(r) => Scan::scan_reader(sink, r, what)?,
+    };
+    let has_docker = scan.small.contains_key("manifest.json") || scan.stored.contains_key("manifest.json");
+    let has_index = scan.small.contains_key("index.json");
+    let found = if has_docker && (format == ArchiveFormat::DockerArchive || !has_index) {
+        from_docker_manifest(&sink.blobs, &scan)?
+    } else if has_index {
+        from_oci_index(&sink.blobs, &scan, tag)?
+    } else {
+        return Err(Error::invalid(
+            format!("archive {what}"),
+            "neither a docker archive (manifest.json) nor an OCI layout (index.json)",
+        ));
+    };
+    scan.place_snapshots(&sink.blobs, &sink.snapshots, &found)?;
+    Ok(found)
+}
+
+enum Input {
+    Dir(PathBuf),
+    Reader(Box<dyn Read + Send>),
+}
+
+fn open_input(path: &Path) -> Result<Input> {
+    if path.is_dir() {
+        return Ok(Input::Dir(path.to_path_buf()));
+    }
+    let f = std::fs::File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::not_found("archive", path.display().to_string())
+        } else {
+            Error::io(format!("open {}", path.display()), e)
+        }
+    })?;
+    Ok(Input::Reader(Box::new(f)))
 }
 
 impl Store {
@@ -338,34 +410,54 @@ impl Store {
         tag: Option<&str>,
         progress_tx: Option<ProgressSender>,
     ) -> Result<Vec<ImageInfo>> {
+        self.import_source(Source::Path(archive.to_path_buf()), format, tag, progress_tx).await
+    }
+
+    /// [`engine_core::ImageStore::import_stream`]: the body is read once,
+    /// as it arrives, into the content store and the snapshots.
+    pub(crate) async fn import_archive_stream(
+        &self,
+        body: ByteStream,
+        format: ArchiveFormat,
+        tag: Option<&str>,
+        progress_tx: Option<ProgressSender>,
+    ) -> Result<Vec<ImageInfo>> {
+        self.import_source(Source::Stream(body), format, tag, progress_tx).await
+    }
+
+    async fn import_source(
+        &self,
+        source: Source,
+        format: ArchiveFormat,
+        tag: Option<&str>,
+        progress_tx: Option<ProgressSender>,
+    ) -> Result<Vec<ImageInfo>> {
         let tagged = match tag {
             Some(t) => Some(Reference::parse(t)?.tagged().ok_or_else(|| Error::invalid("tag", t.to_string()))?),
             None => None,
         };
         let guard = self.lease().await?;
-        let blobs = self.inner.blobs.clone();
-        let path = archive.to_path_buf();
+        let sink = Sink {
+            blobs: self.inner.blobs.clone(),
+            snapshots: self.inner.root.join("snapshots"),
+            unpack: self.inner.unpack.clone(),
+        };
         let tag2 = tag.map(str::to_string);
         progress(&progress_tx, "", "Loading", None, None);
-        let found = blocking(move || -> Result<Vec<Found>> {
-            if format == ArchiveFormat::RootfsTar {
-                return Ok(vec![Found { manifest: rootfs_tar(&blobs, &path)?, tags: vec![], extra: vec![] }]);
+        let found = match source {
+            Source::Path(path) => {
+                blocking(move || {
+                    find_images(&sink, open_input(&path)?, format, tag2.as_deref(), &path.display().to_string())
+                })
+                .await
             }
-            let scan = if path.is_dir() { Scan::scan_dir(&blobs, &path)? } else { Scan::scan_tar(&blobs, &path)? };
-            let has_docker = scan.small.contains_key("manifest.json") || scan.stored.contains_key("manifest.json");
-            let has_index = scan.small.contains_key("index.json");
-            if has_docker && (format == ArchiveFormat::DockerArchive || !has_index) {
-                from_docker_manifest(&blobs, &scan)
-            } else if has_index {
-                from_oci_index(&blobs, &scan, tag2.as_deref())
-            } else {
-                Err(Error::invalid(
-                    format!("archive {}", path.display()),
-                    "neither a docker archive (manifest.json) nor an OCI layout (index.json)",
-                ))
+            Source::Stream(body) => {
+                with_stream_reader(body, move |r| {
+                    find_images(&sink, Input::Reader(Box::new(r)), format, tag2.as_deref(), "upload")
+                })
+                .await
             }
-        })
-        .await;
+        };
         let result = match found {
             Ok(found) => {
                 let mut out = Vec::new();
@@ -400,8 +492,8 @@ impl Store {
         result
     }
 
-    pub(crate) async fn export_archive(&self, references: &[String], format: ArchiveFormat, dest: &Path) -> Result<()> {
-        let _lease = self.lease().await?;
+    /// The images `references` name, with the tags to record for each.
+    async fn export_records(&self, references: &[String]) -> Result<Vec<(crate::store::ImageRecord, Vec<String>)>> {
         let s = self.state().await?;
         let mut images = Vec::new();
         for r in references {
@@ -415,6 +507,47 @@ impl Store {
         if images.is_empty() {
             return Err(Error::invalid("export", "no images named"));
         }
+        Ok(images)
+    }
+
+    /// [`engine_core::ImageStore::export_stream`]: a docker archive or OCI
+    /// layout tar written as the stream is read (a few chunks ahead), never
+    /// staged on disk. The blobs are opened before the first byte, so an
+    /// image removed meanwhile still streams whole.
+    pub(crate) async fn export_archive_stream(
+        &self,
+        references: &[String],
+        format: ArchiveFormat,
+    ) -> Result<ByteStream> {
+        let docker = match format {
+            ArchiveFormat::DockerArchive => true,
+            ArchiveFormat::OciArchive => false,
+            _ => return Err(Error::Unsupported(format!("streaming an export as {format:?}"))),
+        };
+        let lease = self.lease().await?;
+        let images = self.export_records(references).await?;
+        let blobs = self.inner.blobs.clone();
+        let (files, docs) = blocking(move || {
+            let files =
+                all_blobs(&images).into_iter().map(|d| Ok((blobs.open_blob(&d)?, d))).collect::<Result<Vec<_>>>()?;
+            Ok((files, layout_docs(&blobs, &images, docker)?))
+        })
+        .await?;
+        drop(lease);
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
+        tokio::task::spawn_blocking(move || {
+            let w = std::io::BufWriter::with_capacity(256 * 1024, ChannelWriter(tx.clone()));
+            if let Err(e) = write_layout(files, docs, w) {
+                // Ends the stream with the error (nobody listens if the reader went away).
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Ok(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) }).boxed())
+    }
+
+    pub(crate) async fn export_archive(&self, references: &[String], format: ArchiveFormat, dest: &Path) -> Result<()> {
+        let _lease = self.lease().await?;
+        let images = self.export_records(references).await?;
         let blobs = self.inner.blobs.clone();
         let dest = dest.to_path_buf();
         let snaps: Vec<PathBuf> = if format == ArchiveFormat::RootfsTar {
@@ -508,29 +641,56 @@ fn all_blobs(images: &Images) -> Vec<String> {
     v
 }
 
-fn write_layout_tar(blobs: &Blobs, images: &Images, dest: &Path, docker: bool) -> Result<()> {
-    let what = || format!("write {}", dest.display());
-    let f = std::fs::File::create(dest).context(what)?;
-    let mut tar = tar::Builder::new(std::io::BufWriter::with_capacity(1 << 20, f));
+/// A writer that hands each write to an async reader as one chunk.
+struct ChannelWriter(tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>);
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(bytes::Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the archive's reader went away"))?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Write a layout tar of `files` (open blobs and their digests) and `docs`
+/// (the small JSON files) to `w`; returns `w`, flushed.
+fn write_layout<W: Write>(
+    files: Vec<(std::fs::File, String)>,
+    docs: Vec<(String, Vec<u8>)>,
+    w: W,
+) -> std::io::Result<W> {
+    let mut tar = tar::Builder::new(w);
     for dir in ["blobs/", "blobs/sha256/"] {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_mode(0o755);
         h.set_size(0);
-        tar.append_data(&mut h, dir, std::io::empty()).context(what)?;
+        tar.append_data(&mut h, dir, std::io::empty())?;
     }
-    for d in all_blobs(images) {
-        let f = blobs.open_blob(&d)?;
+    for (f, d) in files {
         let mut h = tar::Header::new_gnu();
         h.set_mode(0o644);
-        h.set_size(f.metadata().context(what)?.len());
-        tar.append_data(&mut h, format!("blobs/sha256/{}", &d[7..]), f).context(what)?;
+        h.set_size(f.metadata()?.len());
+        tar.append_data(&mut h, format!("blobs/sha256/{}", &d[7..]), f)?;
     }
-    for (p, b) in layout_docs(blobs, images, docker)? {
-        add_file(&mut tar, &p, &b).context(what)?;
+    for (p, b) in docs {
+        add_file(&mut tar, &p, &b)?;
     }
-    let mut w = tar.into_inner().context(what)?;
-    w.flush().context(what)?;
+    let mut w = tar.into_inner()?;
+    w.flush()?;
+    Ok(w)
+}
+
+fn write_layout_tar(blobs: &Blobs, images: &Images, dest: &Path, docker: bool) -> Result<()> {
+    let what = || format!("write {}", dest.display());
+    let files = all_blobs(images).into_iter().map(|d| Ok((blobs.open_blob(&d)?, d))).collect::<Result<Vec<_>>>()?;
+    let docs = layout_docs(blobs, images, docker)?;
+    let f = std::fs::File::create(dest).context(what)?;
+    let w = write_layout(files, docs, std::io::BufWriter::with_capacity(1 << 20, f)).context(what)?;
     w.get_ref().sync_all().context(what)?;
     Ok(())
 }

@@ -180,20 +180,40 @@ impl<R: Read, W: Write> Read for TeeReader<R, W> {
 pub(crate) struct ChannelReader {
     rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>,
     cur: bytes::Bytes,
+    /// Whether the end must be marked by an empty chunk (else a closed
+    /// channel is the end).
+    strict: bool,
+    ended: bool,
 }
 
 impl ChannelReader {
+    /// The end of the data is the channel closing.
     pub(crate) fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> Self {
-        ChannelReader { rx, cur: bytes::Bytes::new() }
+        ChannelReader { rx, cur: bytes::Bytes::new(), strict: false, ended: false }
+    }
+    /// The end of the data is an empty chunk; a channel closed before it is
+    /// an [`std::io::ErrorKind::UnexpectedEof`] error (the sender gave up).
+    pub(crate) fn until_end(rx: tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>) -> Self {
+        ChannelReader { strict: true, ..Self::new(rx) }
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while self.cur.is_empty() {
+            if self.ended {
+                return Ok(0);
+            }
             match self.rx.blocking_recv() {
+                None if self.strict => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the data stream stopped before its end",
+                    ))
+                }
                 None => return Ok(0),
                 Some(Err(e)) => return Err(e),
+                Some(Ok(b)) if b.is_empty() && self.strict => self.ended = true,
                 Some(Ok(b)) => self.cur = b,
             }
         }

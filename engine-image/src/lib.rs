@@ -39,6 +39,7 @@ mod blobs;
 pub mod build;
 pub mod diff;
 pub mod digest;
+mod ingest;
 pub mod media;
 mod reference;
 mod registry;

@@ -753,8 +753,22 @@ impl ImageStore for Store {
         self.import_archive(archive, format, tag, progress).await
     }
 
+    async fn import_stream(
+        &self,
+        body: engine_core::ByteStream,
+        format: ArchiveFormat,
+        tag: Option<&str>,
+        progress: Option<ProgressSender>,
+    ) -> Result<Vec<ImageInfo>> {
+        self.import_archive_stream(body, format, tag, progress).await
+    }
+
     async fn export(&self, references: &[String], format: ArchiveFormat, dest: &Path) -> Result<()> {
         self.export_archive(references, format, dest).await
+    }
+
+    async fn export_stream(&self, references: &[String], format: ArchiveFormat) -> Result<engine_core::ByteStream> {
+        self.export_archive_stream(references, format).await
     }
 
     async fn list(&self) -> Result<Vec<ImageInfo>> {

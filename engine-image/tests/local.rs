@@ -305,3 +305,55 @@ async fn copying_fallback_rootfs() {
     store.remove("copy/bb:1", false).await.unwrap();
     assert_eq!(count(&root.path().join("snapshots")), 0);
 }
+
+#[tokio::test]
+async fn import_stream_reads_once_and_a_cut_off_body_leaves_nothing() {
+    use futures::StreamExt;
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let bb = busybox_dir();
+    let tar = work.path().join("rootfs.tar.gz");
+    let st =
+        std::process::Command::new("tar").arg("-C").arg(bb.path()).arg("-czf").arg(&tar).arg(".").status().unwrap();
+    assert!(st.success());
+    let bytes = std::fs::read(&tar).unwrap();
+    let chunks: Vec<std::io::Result<bytes::Bytes>> =
+        bytes.chunks(7000).map(|c| Ok(bytes::Bytes::copy_from_slice(c))).collect();
+    let stream = |v: Vec<std::io::Result<bytes::Bytes>>| futures::stream::iter(v).boxed();
+    let empty = || {
+        for d in ["blobs/sha256", "snapshots", "tmp"] {
+            assert_eq!(count(&root.path().join(d)), 0, "{d} not empty");
+        }
+    };
+    // A body that breaks off half-way: an error, and nothing stored.
+    let mut cut: Vec<_> = chunks.iter().take(chunks.len() / 2).map(|c| Ok(c.as_ref().unwrap().clone())).collect();
+    cut.push(Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the body broke off")));
+    let e = store.import_stream(stream(cut), ArchiveFormat::RootfsTar, Some("s:1"), None).await.unwrap_err();
+    assert!(e.to_string().contains("broke off"), "{e}");
+    assert!(store.list().await.unwrap().is_empty());
+    empty();
+    // Not a tar at all.
+    let junk = vec![Ok(bytes::Bytes::from_static(&[b'x'; 4096]))];
+    assert!(store
+        .import_stream(stream(junk), ArchiveFormat::RootfsTar, None, None)
+        .await
+        .unwrap_err()
+        .is_invalid_input());
+    empty();
+    // The whole body: the upload itself is the layer blob (stored once, still gzip), one snapshot.
+    let img = store.import_stream(stream(chunks), ArchiveFormat::RootfsTar, Some("s:1"), None).await.unwrap().remove(0);
+    let rec = store.record(&img.id).await.unwrap();
+    assert_eq!(rec.layers.len(), 1);
+    assert_eq!(rec.layers[0].media_type, engine_image::media::OCI_LAYER_GZIP);
+    assert_eq!(rec.layers[0].size, bytes.len() as u64);
+    assert_eq!(rec.layers[0].digest, engine_image::digest::sha256(&bytes));
+    assert_eq!(count(&root.path().join("blobs/sha256")), 3, "layer, config, manifest");
+    assert_eq!(count(&root.path().join("snapshots")), 1);
+    assert_eq!(count(&root.path().join("tmp")), 0);
+    let target = work.path().join("root");
+    store.prepare_rootfs("s:1", "k", &target).await.unwrap();
+    let _g = Unmount(target.clone());
+    assert_eq!(tree(&target), tree(bb.path()));
+    store.remove_rootfs("k").await.unwrap();
+}

@@ -13,7 +13,7 @@ use http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use serde_json::json;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
@@ -225,27 +225,38 @@ pub(crate) async fn body_to_file(st: &State, body: Incoming) -> Result<tempfile:
     Ok(path)
 }
 
-/// Docker archive or OCI layout: look for `manifest.json` / `oci-layout`.
-fn archive_format(path: &Path) -> ArchiveFormat {
-    let Ok(f) = std::fs::File::open(path) else { return ArchiveFormat::DockerArchive };
-    let mut ar = tar::Archive::new(f);
-    let mut oci = false;
-    if let Ok(entries) = ar.entries() {
-        for e in entries.flatten() {
-            let p = e.path().map(|p| p.to_string_lossy().trim_start_matches("./").to_string()).unwrap_or_default();
-            if p == "manifest.json" {
-                return ArchiveFormat::DockerArchive;
-            }
-            if p == "oci-layout" || p == "index.json" {
-                oci = true;
-            }
+/// An upload as the image store reads it: chunks as they arrive, at most
+/// `max_upload` bytes in all, a body that breaks off an error. The first chunk
+/// is awaited here, so an empty body is refused before anything is stored.
+pub(crate) async fn body_stream(st: &State, body: Incoming) -> Result<engine_core::ByteStream> {
+    let limit = st.config.max_upload;
+    let mut body = body.into_data_stream();
+    let first = loop {
+        match body.next().await {
+            None => return Err(Error::invalid("upload", "the request body is empty; a tar archive is required")),
+            Some(Err(e)) => return Err(Error::invalid("upload", format!("the request body broke off: {e}"))),
+            Some(Ok(b)) if b.is_empty() => continue,
+            Some(Ok(b)) => break b,
         }
+    };
+    if first.len() as u64 > limit {
+        return Err(Error::invalid("upload", format!("larger than the {limit}-byte limit")));
     }
-    if oci {
-        ArchiveFormat::OciArchive
-    } else {
-        ArchiveFormat::DockerArchive
-    }
+    let mut total = first.len() as u64;
+    let rest = body.map(move |chunk| {
+        let b = chunk.map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, format!("the request body broke off: {e}"))
+        })?;
+        total += b.len() as u64;
+        if total > limit {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("the upload is larger than the {limit}-byte limit"),
+            ));
+        }
+        Ok(b)
+    });
+    Ok(futures::stream::once(async move { Ok(first) }).chain(rest).boxed())
 }
 
 fn human_bytes(n: u64) -> String {
@@ -356,13 +367,12 @@ where
 
 async fn load(st: &State, q: &Query, body: Incoming) -> Result<Resp> {
     let quiet = q.bool("quiet");
-    let path = body_to_file(st, body).await?;
-    let format = archive_format(&path);
+    let body = body_stream(st, body).await?;
     let images = st.images.clone();
     let events = st.events_handle();
     progress_response(vec![], quiet, true, move |ptx| async move {
-        let loaded = images.import(&path, format, None, Some(ptx)).await?;
-        drop(path);
+        // A docker archive if it has `manifest.json`, else an OCI layout.
+        let loaded = images.import_stream(body, ArchiveFormat::DockerArchive, None, Some(ptx)).await?;
         let mut out = Vec::new();
         for img in &loaded {
             if img.repo_tags.is_empty() {
@@ -393,23 +403,11 @@ async fn save(st: &State, names: Vec<String>) -> Result<Resp> {
     for n in &names {
         st.images.inspect(n).await?;
     }
-    let dir = tmp_dir(st);
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-    let tmp = tempfile::Builder::new()
-        .prefix("save-")
-        .suffix(".tar")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io(format!("creating a temp file in {}", dir.display()), e))?
-        .into_temp_path();
-    let _ = std::fs::remove_file(&tmp);
-    st.images.export(&names, ArchiveFormat::DockerArchive, &tmp).await?;
-    let f = tokio::fs::File::open(&tmp).await.map_err(|e| Error::io(format!("opening {}", tmp.display()), e))?;
-    // Unlinked now; the open file stays readable until the stream ends.
-    drop(tmp);
+    // Written as the client reads it, never staged on disk.
+    let s = st.images.export_stream(&names, ArchiveFormat::DockerArchive).await?;
     for n in &names {
         st.events.image("save", n, Some(n));
     }
-    let s = tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024).boxed();
     let mut r = h::with_status(StatusCode::OK, h::stream_body(s));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
     Ok(r)
@@ -431,13 +429,12 @@ async fn create(st: &State, q: &Query, req: Request<Incoming>) -> Result<Resp> {
         if let Some(r) = &reference {
             convert::validate_reference(r)?;
         }
-        let path = body_to_file(st, req.into_body()).await?;
+        let body = body_stream(st, req.into_body()).await?;
         let images = st.images.clone();
         let events = st.events_handle();
         // dockerd answers an import with the image id only.
         return progress_response(vec![], true, true, move |ptx| async move {
-            let imgs = images.import(&path, ArchiveFormat::RootfsTar, reference.as_deref(), Some(ptx)).await?;
-            drop(path);
+            let imgs = images.import_stream(body, ArchiveFormat::RootfsTar, reference.as_deref(), Some(ptx)).await?;
             let id = imgs.first().map(|i| i.id.clone()).unwrap_or_default();
             events.image("import", &id, reference.as_deref());
             Ok(vec![ProgressMessage::status(id)])

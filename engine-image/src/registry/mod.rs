@@ -12,12 +12,12 @@ pub use auth::docker_config_auth;
 pub(crate) use transport::Client;
 pub use transport::RegistryOptions;
 
-use crate::blobs::{ChannelReader, TeeReader};
+use crate::blobs::ChannelReader;
 use crate::digest::hex_of;
+use crate::ingest::{ingest_layer, Unpack};
 use crate::media::{self, Index, Manifest};
 use crate::reference::Reference;
-use crate::store::{finish_snapshot, layer_records, progress, short, LayerRecord, Store};
-use crate::unpack::unpack_layer;
+use crate::store::{layer_records, progress, short, LayerRecord, Store};
 use engine_core::{Error, ImageInfo, ProgressSender, RegistryAuth, Result};
 use futures::StreamExt;
 use reqwest::{header, Method, StatusCode};
@@ -162,44 +162,19 @@ impl Store {
         let layer = l.clone();
         let reference = c.reference.to_string();
         let worker = tokio::task::spawn_blocking(move || -> Result<()> {
-            let w = blobs.writer()?;
-            let mut tee = TeeReader { r: ChannelReader::new(rx), w };
-            let snap = root.join("snapshots").join(&layer.chain_id[7..]);
-            let tmp = root.join("snapshots").join(format!("tmp-{}", &engine_core::random_hex64()[..16]));
-            let res = (|| -> Result<Option<u64>> {
-                let size = if unpack {
-                    let fs = tmp.join("fs");
-                    std::fs::create_dir_all(&fs).map_err(|e| Error::io(format!("create {}", fs.display()), e))?;
-                    let stats = unpack_layer(&mut tee, &fs, &opts).map_err(|e| Error::Registry {
+            let snapshots = root.join("snapshots");
+            let how = if unpack { Unpack::Must(&opts) } else { Unpack::No };
+            let got =
+                ingest_layer(&blobs, &snapshots, ChannelReader::new(rx), Some(&layer.digest), how).map_err(|e| {
+                    Error::Registry {
                         reference: format!("{reference} (layer {})", layer.digest),
                         message: e.to_string(),
-                    })?;
-                    Some(stats.size)
-                } else {
-                    None
-                };
-                std::io::copy(&mut tee, &mut std::io::sink()).map_err(|e| Error::Registry {
-                    reference: format!("{reference} (layer {})", layer.digest),
-                    message: format!("download failed: {e}"),
+                    }
                 })?;
-                Ok(size)
-            })();
-            let TeeReader { r, w } = tee;
-            drop(r);
-            let res = res.and_then(|size| {
-                w.commit(Some(&layer.digest)).map_err(|e| Error::Registry {
-                    reference: format!("{reference} (layer {})", layer.digest),
-                    message: e.to_string(),
-                })?;
-                if let Some(size) = size {
-                    finish_snapshot(&tmp, &snap, size)?;
-                }
-                Ok(())
-            });
-            if res.is_err() {
-                let _ = std::fs::remove_dir_all(&tmp);
+            match got.snapshot {
+                Some(s) => s.finish(&snapshots.join(&layer.chain_id[7..])),
+                None => Ok(()),
             }
-            res
         });
         let mut done: u64 = 0;
         let mut last = 0;
