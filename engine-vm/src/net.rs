@@ -113,9 +113,11 @@ pub mod host {
                         let ip = local.parse().map_err(|e| format!("address {local} of {name}: {e}"))?;
                         iface.addresses.push((ip, prefix));
                     }
-                    Some("inet6") if a["scope"] != "link" => return Err(format!(
+                    Some("inet6") if a["scope"] != "link" => {
+                        return Err(format!(
                         "interface {name} has the IPv6 address {local}/{prefix}: the vm runtime configures IPv4 only"
-                    )),
+                    ))
+                    }
                     _ => {}
                 }
             }

@@ -291,9 +291,13 @@ pub async fn stdin_restart_policy_and_limits(runtime: &str) {
     let cfg = engine::core::ExecConfig::new(["sh", "-c", "cat; echo end"]);
     let out = c.exec_with(cfg, Some(b"line one\nline two\n".to_vec())).await.unwrap();
     assert_eq!((out.exit_code, out.stdout_str()), (0, "line one\nline two\nend\n".to_string()), "{out:?}");
-    let out =
-        c.exec(["sh", "-c", "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/pids.max /sys/fs/cgroup/cpu.max"]).await;
-    assert_eq!(out.unwrap().stdout_str(), format!("{}\n50\n100000 100000\n", 48 << 20));
+    // cgroup v1 (engine-runc on a hybrid host) or v2 (the guest's, a v2 host's).
+    let limits = "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+                  cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max; \
+                  q=/sys/fs/cgroup/cpu/cpu.cfs_quota_us; p=/sys/fs/cgroup/cpu/cpu.cfs_period_us; \
+                  if [ -e $q ]; then echo $(cat $q) $(cat $p); else cat /sys/fs/cgroup/cpu.max; fi";
+    let out = c.exec(["sh", "-c", limits]).await.unwrap();
+    assert_eq!(out.stdout_str(), format!("{}\n50\n100000 100000\n", 48 << 20), "{out:?}");
     // Past the memory limit, the process is OOM-killed.
     let out = c.exec(["sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo $?"]).await.unwrap();
     assert_eq!(out.stdout_str(), "137\n", "{out:?}");
