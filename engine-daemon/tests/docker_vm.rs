@@ -409,6 +409,11 @@ fn vm_containers_on_bridge_networks() {
     });
     assert_eq!(got, "hello-from-the-vm\n");
 
+    // A running VM's devices are fixed: connecting it to another network is refused.
+    let o = e.docker(&["network", "connect", "bridge", "vmweb"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("runs in a VM"), "{}", show(&o));
+
     // Started again (a new VM on the same namespace and veth): reached again.
     e.ok(&["restart", "-t", "1", "vmweb"]);
     wait_until("the restarted VM container to listen", Duration::from_secs(120), || {
