@@ -82,7 +82,9 @@
 //! host's network (`--network host`) and another container's
 //! (`--network container:<id>`) are refused: a VM has its own kernel.
 //!
-//! Left: a spare booted VM kept ready.
+//! Left: a spare booted VM kept ready (measured in the repository README:
+//! it could serve only containers of its own shape, as microvm's devices
+//! cannot be hot-plugged).
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
