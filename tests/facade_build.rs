@@ -1,6 +1,6 @@
 //! `Engine::build` and `Container::commit` in-process, with real
-//! containers, through the default runtime and through runc (a swapped
-//! runtime builds the same way).
+//! containers, through the default runtime, through runc and in a VM per
+//! step (a swapped runtime builds the same way).
 
 use engine::{BuildEvent, BuildOptions, CommitOptions, ContainerBuilder, Engine, WaitFor};
 use futures::StreamExt;
@@ -114,4 +114,10 @@ async fn build_and_commit_with_runc() {
         panic!("runc is not installed (scripts/install-deps.sh installs it)");
     };
     build_and_commit("runc", runc).await;
+}
+
+/// The RUN steps in a VM each (crate `engine-vm`): a swapped runtime builds too.
+#[tokio::test(flavor = "multi_thread")]
+async fn build_and_commit_with_vm() {
+    build_and_commit("vm", bin_dir().join("engine-vm")).await;
 }

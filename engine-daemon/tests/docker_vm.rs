@@ -4,7 +4,8 @@
 //! codes, stdin, `docker logs`, `docker stop`, `docker exec` and `-t` behave as
 //! with engine-runc, bind mounts (read-write and read-only) reach the guest, pause freezes the VM, a memory limit is the guest's memory, writes to the
 //! container's root stay in its own layer, and a VM container outlives a
-//! SIGKILL of engined and is recovered.
+//! SIGKILL of engined and is recovered; VM containers join bridge networks
+//! (reached by name, by address and through a published port).
 //!
 //! Each VM boot takes seconds under emulation, so the checks share a few
 //! containers and run one after another in one test.
@@ -322,4 +323,145 @@ fn vm_container_is_confined_inside_the_guest() {
     ]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert_eq!(stdout(&o), "0\n", "{}", show(&o));
+}
+
+/// Link names in the test's host network namespace (bridges, the host ends
+/// of veths) and the network namespace files engined keeps (each holds a
+/// container's veth and, for a VM, its tap).
+fn network_state(e: &Engined) -> (Vec<String>, Vec<String>) {
+    let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
+    let o = std::process::Command::new("nsenter")
+        .arg(format!("--net={ns}"))
+        .args(["ip", "-o", "link", "show"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let mut links: Vec<String> = stdout(&o)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap().to_string())
+        .collect();
+    links.sort();
+    let files = std::fs::read_dir(e.data_root().join("netns"))
+        .map(|d| d.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    (links, files)
+}
+
+/// Networks, as Kata gives them: a VM container on a user-defined bridge
+/// network is reached by name and by address from an engine-runc container
+/// on the same network, its published port answers on the host's loopback
+/// (the test's own host namespace), one on the default bridge reaches its
+/// gateway, and removal leaves no tap, veth or namespace behind. The host's
+/// network and another container's are refused.
+#[test]
+fn vm_containers_on_bridge_networks() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(has_vm_support(), "qemu-system-x86_64 or /boot/vmlinuz-* missing: run scripts/install-deps.sh");
+    let e = Engined::start_networked();
+    e.load_busybox();
+    e.ok(&["network", "create", "vmnet"]);
+
+    // The VM container serves one line per connection with nc.
+    let serve = "ip -4 -o addr show eth0; ip route; exec nc -ll -p 80 -e echo hello-from-the-vm";
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "vmweb",
+        "--runtime",
+        "vm",
+        "--network",
+        "vmnet",
+        "-p",
+        "127.0.0.1:8080:80",
+        "bb",
+        "sh",
+        "-c",
+        serve,
+    ]);
+    wait_until("the VM container to listen on port 80", Duration::from_secs(120), || {
+        stdout(&e.docker(&["exec", "vmweb", "cat", "/proc/net/tcp", "/proc/net/tcp6"]))
+            .lines()
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(":0050")))
+    });
+    let ip = e.ok(&["inspect", "-f", "{{.NetworkSettings.Networks.vmnet.IPAddress}}", "vmweb"]).trim().to_string();
+    assert!(ip.parse::<std::net::Ipv4Addr>().is_ok(), "{ip}");
+    // The guest's interface has the endpoint's address, and its default route.
+    let logs = e.ok(&["logs", "vmweb"]);
+    assert!(logs.contains(&format!("inet {ip}/")) && logs.contains("eth0"), "{logs}");
+    assert!(logs.contains("default via "), "{logs}");
+
+    // From an engine-runc container on the same network: by name, by address.
+    let client = format!("nc vmweb 80 </dev/null; nc {ip} 80 </dev/null");
+    let out = e.ok(&["run", "--rm", "--network", "vmnet", "bb", "sh", "-c", &client]);
+    assert_eq!(out, "hello-from-the-vm\nhello-from-the-vm\n");
+
+    // The published port, from the (test's) host's loopback.
+    let got = e.in_host_netns(|| {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect_timeout(&"127.0.0.1:8080".parse().unwrap(), Duration::from_secs(10))
+            .expect("connect to the published port");
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = String::new();
+        let _ = s.read_to_string(&mut r);
+        r
+    });
+    assert_eq!(got, "hello-from-the-vm\n");
+
+    // A running VM's devices are fixed: connecting it to another network is refused.
+    let o = e.docker(&["network", "connect", "bridge", "vmweb"]);
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("runs in a VM"), "{}", show(&o));
+
+    // Started again (a new VM on the same namespace and veth): reached again.
+    e.ok(&["restart", "-t", "1", "vmweb"]);
+    wait_until("the restarted VM container to listen", Duration::from_secs(120), || {
+        stdout(&e.docker(&["exec", "vmweb", "cat", "/proc/net/tcp", "/proc/net/tcp6"]))
+            .lines()
+            .any(|l| l.split_whitespace().nth(1).is_some_and(|a| a.ends_with(":0050")))
+    });
+    let out = e.ok(&["run", "--rm", "--network", "vmnet", "bb", "sh", "-c", "nc vmweb 80 </dev/null"]);
+    assert_eq!(out, "hello-from-the-vm\n");
+
+    // The default bridge: the VM reaches its gateway (a listener in the test's host namespace).
+    let listener = e.in_host_netns(|| std::net::TcpListener::bind("0.0.0.0:7601").unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::Write;
+        let (mut s, peer) = listener.accept().unwrap();
+        s.write_all(format!("seen {}\n", peer.ip()).as_bytes()).unwrap();
+    });
+    let out = e.ok(&[
+        "run",
+        "--rm",
+        "--runtime",
+        "vm",
+        "bb",
+        "sh",
+        "-c",
+        "ip -4 -o addr show eth0 | awk '{print $4}'; nc 172.17.0.1 7601 </dev/null",
+    ]);
+    server.join().unwrap();
+    let mut lines = out.lines();
+    let cidr = lines.next().unwrap_or_default();
+    assert!(cidr.starts_with("172.17.") && cidr.ends_with("/16"), "{out}");
+    assert_eq!(lines.next(), Some(format!("seen {}", cidr.trim_end_matches("/16")).as_str()), "{out}");
+
+    // The host's network and another container's cannot be a VM's.
+    for mode in ["host", "container:vmweb"] {
+        let o = e.docker(&["run", "--rm", "--runtime", "vm", "--network", mode, "bb", "true"]);
+        assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+        let msg = String::from_utf8_lossy(&o.stderr);
+        assert!(msg.contains("vm runtime cannot"), "{mode}: {}", show(&o));
+    }
+
+    // Removal: no tap, veth or namespace file left.
+    let (links, _) = network_state(&e);
+    assert!(links.iter().any(|l| l.starts_with("veth")), "{links:?}");
+    e.ok(&["rm", "-f", "vmweb"]);
+    e.ok(&["network", "rm", "vmnet"]);
+    let (links, files) = network_state(&e);
+    assert!(!links.iter().any(|l| l.starts_with("veth") || l.starts_with("tap")), "{links:?}");
+    assert!(files.is_empty(), "network namespaces left: {files:?}");
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
 }

@@ -367,6 +367,9 @@ fn find_port(within: Duration) -> Result<PathBuf, String> {
 }
 
 fn setup(spec: &ContainerSpec, children: &Children, procs: &Procs) -> Result<(), String> {
+    if !spec.network.interfaces.is_empty() {
+        crate::net::guest::configure(&spec.network).map_err(|e| format!("the guest's network: {e}"))?;
+    }
     for tag in &spec.shares {
         let dir = Path::new("/mnt").join(tag);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;

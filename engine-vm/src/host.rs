@@ -12,8 +12,9 @@ pub const QEMU: &str = "qemu-system-x86_64";
 
 /// The kernel modules the guest needs (loaded with their dependencies, in
 /// order): 9p over virtio for the root, virtio-mmio devices, virtio-serial,
-/// and the balloon (free page reporting gives the guest's free memory back).
-const MODULES: &[&str] = &["virtio_mmio", "9pnet_virtio", "9p", "virtio_console", "virtio_balloon"];
+/// the balloon (free page reporting gives the guest's free memory back) and
+/// virtio-net (with failover and net_failover) for a container on a network.
+const MODULES: &[&str] = &["virtio_mmio", "9pnet_virtio", "9p", "virtio_console", "virtio_balloon", "virtio_net"];
 
 /// What a VM boots: the kernel, the initramfs and how to run QEMU.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]

@@ -71,7 +71,20 @@
 //! `engine-runc` applies them on the host. The agent is the guest's PID 1:
 //! it reaps every orphan and reports the container process's own status.
 //!
-//! Left: networking (the guest has none), a spare booted VM kept ready.
+//! ## Networks
+//!
+//! A container on the default bridge or a user-defined network gets its
+//! network namespace and veth from the lifecycle manager and the network
+//! driver, as with `engine-runc`; its VM takes the interfaces over (a tap
+//! per interface joined to it by `tc` mirred redirects, a virtio-net device
+//! with the interface's MAC, the same address, MTU and routes in the guest:
+//! see [`net`]). With `--network none` the container has loopback only. The
+//! host's network (`--network host`) and another container's
+//! (`--network container:<id>`) are refused: a VM has its own kernel.
+//!
+//! Left: a spare booted VM kept ready (measured in the repository README:
+//! it could serve only containers of its own shape, as microvm's devices
+//! cannot be hot-plugged).
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 
@@ -79,6 +92,7 @@ pub mod agent;
 pub mod cli;
 pub mod host;
 pub mod monitor;
+pub mod net;
 pub mod proto;
 
 use async_trait::async_trait;
@@ -337,6 +351,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
     }
     let mut shares: Vec<Share> = Vec::new();
     let mut guest_mounts = Vec::new();
+    let mut binds = Vec::new();
     for m in spec.mounts().iter().flatten() {
         let options = m.options().clone().unwrap_or_default();
         let fstype = m.typ().clone().unwrap_or_default();
@@ -371,6 +386,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         let mut gm = m.clone();
         gm.set_source(Some(PathBuf::from(source)));
         guest_mounts.push(gm);
+        binds.push((destination, src, options.iter().any(|o| o == "ro")));
     }
     // Hooks that run in the container's namespaces would need the host's
     // binaries inside the VM: refused. The runtime-namespace ones
@@ -385,19 +401,33 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
             ));
         }
     }
-    // Namespaces to join (a network the manager set up, another container's
-    // pid or ipc namespace) are the host's: a VM cannot enter them.
-    for ns in spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default() {
-        if let Some(path) = ns.path() {
-            return Err(Error::invalid(
-                "namespaces",
-                format!(
-                    "the vm runtime cannot join the host's {:?} namespace {} (the container runs in its own VM, which has no network yet: use --network none)",
-                    ns.typ(),
-                    path.display()
-                ),
-            ));
+    // Namespaces to join (another container's network, pid or ipc
+    // namespace) are the host's: a VM cannot enter them. The one exception
+    // is the network namespace the manager made for this very container
+    // (its file is named after the container): the VM takes over its
+    // interfaces (see [`net`]) and the container uses the guest's network.
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    let mut netns = None;
+    for ns in &namespaces {
+        let Some(path) = ns.path() else { continue };
+        if ns.typ() == oci_spec::runtime::LinuxNamespaceType::Network && path.file_name() == Some(id.as_ref()) {
+            netns = Some(path.clone());
+            continue;
         }
+        return Err(Error::invalid(
+            "namespaces",
+            format!(
+                "the vm runtime cannot join the host's {:?} namespace {} (the container runs in its own VM: it can have its own network on a bridge, not another container's)",
+                ns.typ(),
+                path.display()
+            ),
+        ));
+    }
+    if !namespaces.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network) {
+        return Err(Error::invalid(
+            "network mode",
+            "the vm runtime cannot share the host's network (--network host): the container runs in its own VM with its own kernel; use a bridge network or none",
+        ));
     }
     let resources = spec.linux().as_ref().and_then(|l| l.resources().clone());
     // The limit is the container's cgroup inside the guest; the VM gets that
@@ -435,6 +465,17 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
     guest.set_root(Some(groot));
     guest.set_mounts(Some(guest_mounts));
     guest.set_hooks(None);
+    if netns.is_some() {
+        // The guest's own network is the container's.
+        if let Some(linux) = guest.linux_mut() {
+            let kept: Vec<_> = namespaces
+                .iter()
+                .filter(|n| n.typ() != oci_spec::runtime::LinuxNamespaceType::Network)
+                .cloned()
+                .collect();
+            linux.set_namespaces(Some(kept));
+        }
+    }
     let oci = serde_json::to_value(&guest).map_err(|e| Error::Other(format!("encoding the guest's spec: {e}")))?;
     Ok(Plan {
         id: id.to_string(),
@@ -444,9 +485,11 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         cpus,
         rootfs,
         shares,
-        container: ContainerSpec { shares: Vec::new(), oci },
+        container: ContainerSpec { shares: Vec::new(), oci, network: Default::default() },
         process,
         console_socket: None,
+        binds,
+        netns,
     })
 }
 

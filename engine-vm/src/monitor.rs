@@ -42,7 +42,18 @@ pub struct Plan {
     pub process: ProcessSpec,
     /// Where to send the terminal's master (with `process.terminal`).
     pub console_socket: Option<PathBuf>,
+    /// The spec's bind mounts (destination in the container, host source,
+    /// read-only), mirrored in the monitor's view of the container's root.
+    #[serde(default)]
+    pub binds: Vec<(String, PathBuf, bool)>,
+    /// The container's network namespace (made by the lifecycle manager,
+    /// its veth put there by the network driver), taken over by the VM.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
+
+/// The first fd number QEMU finds the taps on (`-netdev tap,fd=N`).
+const TAP_FD: i32 = 200;
 
 /// A host directory or file shared into the guest by 9p (mounted on
 /// `/mnt/<tag>` there).
@@ -169,6 +180,13 @@ pub fn qemu_args(plan: &Plan, state: &Path) -> Vec<String> {
         "-device".into(),
         format!("virtserialport,chardev=agent,name={}", crate::agent::PORT_NAME),
     ];
+    // One virtio-net device per interface of the container, on its tap.
+    for (i, iface) in plan.container.network.interfaces.iter().enumerate() {
+        a.push("-netdev".into());
+        a.push(format!("tap,id=net{i},fd={}", TAP_FD + i as i32));
+        a.push("-device".into());
+        a.push(format!("virtio-net-device,netdev=net{i},mac={}", iface.mac));
+    }
     let mut share = |tag: &str, path: &Path, readonly: bool| {
         let ro = if readonly { ",readonly=on" } else { "" };
         a.push("-fsdev".into());
@@ -252,9 +270,20 @@ pub fn run(state: &Path) -> i32 {
 }
 
 fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
-    let plan: Plan = serde_json::from_slice(&std::fs::read(state.join(files::PLAN)).map_err(|e| format!("plan: {e}"))?)
-        .map_err(|e| format!("plan: {e}"))?;
+    let mut plan: Plan =
+        serde_json::from_slice(&std::fs::read(state.join(files::PLAN)).map_err(|e| format!("plan: {e}"))?)
+            .map_err(|e| format!("plan: {e}"))?;
     stage_files(&plan, state)?;
+    // Still one thread: the network namespace is entered and left by the process.
+    let taps = match &plan.netns {
+        Some(ns) => {
+            let (net, taps) = crate::net::host::take_over(ns)?;
+            plan.container.network = net;
+            taps
+        }
+        None => Vec::new(),
+    };
+    let tap_fds: Vec<i32> = taps.iter().map(|t| t.as_raw_fd()).collect();
     let dir = std::fs::File::open(state).map_err(|e| format!("{}: {e}", state.display()))?;
     let agent_path = short_path(&dir, files::AGENT);
     let _ = std::fs::remove_file(&agent_path);
@@ -269,8 +298,18 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
         .stderr(qemu_log);
     // SAFETY: async-signal-safe calls only: QEMU dies with the monitor and gets an empty signal mask.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            // A copy of the monitor's mounts: the view `enter_view` makes later is not QEMU's.
+            if libc::unshare(libc::CLONE_NEWNS) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The taps on the fds QEMU's command line names (dup2 clears CLOEXEC).
+            for (i, fd) in tap_fds.iter().enumerate() {
+                if libc::dup2(*fd, TAP_FD + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             let mut empty: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut empty);
             libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
@@ -278,6 +317,8 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
         });
     }
     let mut qemu = cmd.spawn().map_err(|e| format!("starting {}: {e}", plan.boot.qemu.display()))?;
+    // QEMU holds the taps now: they go when it does.
+    drop(taps);
     let qemu_pid = qemu.id() as i32;
     let fail = |qemu: &mut std::process::Child, what: String| -> String {
         let _ = qemu.kill();
@@ -377,6 +418,10 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
     };
     // Signals sent to the monitor itself go to the container's init.
     forward_signals(sigs, tty.as_ref().and_then(|t| t.try_clone().ok()), to_agent.clone());
+    // Copies in and out of the running container (`docker cp`, the
+    // facade's) open `/proc/<this pid>/root`: the container's root with its
+    // bind mounts, as its processes see them.
+    enter_view(&plan).map_err(|e| fail(&mut qemu, e))?;
     ready("ok");
     // SAFETY: the ready pipe is written; close our end so `create` sees EOF.
     unsafe { libc::close(3) };
@@ -426,7 +471,7 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
                     let error = (f.kind == Kind::Error).then(|| String::from_utf8_lossy(&f.data).into_owned());
                     if s == 0 && error.is_none() {
                         // Recorded before `start` returns: a `state` right after it says running.
-                        let _ = crate::host::write_atomic(&state.join(files::RUNNING), b"");
+                        let _ = touch_at(&dir, files::RUNNING);
                     }
                     if let Some(p) = pending.remove(&s) {
                         let _ = p.send(Reply { error: error.clone() });
@@ -477,20 +522,17 @@ fn serve(state: &Path, sigs: nix::sys::signal::SigSet) -> Result<i32, String> {
     }
     let _ = qemu.kill();
     let _ = qemu.wait();
-    let _ = std::fs::remove_file(&control);
+    unlink_at(&dir, files::CONTROL);
     Ok(code)
 }
 
-/// Bind each shared file into a directory of its own under the state dir,
-/// in a mount namespace of the monitor's own (the mounts go with it and
-/// QEMU), so the guest sees that file and not its siblings. Runs before any
-/// thread exists.
+/// Make the monitor's own mount namespace (its mounts go with it and
+/// QEMU) and bind each shared file into a directory of its own under the
+/// state dir there, so the guest sees that file and not its siblings. Runs
+/// before any thread exists.
 fn stage_files(plan: &Plan, state: &Path) -> Result<(), String> {
     use nix::mount::{mount, MsFlags};
     let files: Vec<&Share> = plan.shares.iter().filter(|s| s.file).collect();
-    if files.is_empty() {
-        return Ok(());
-    }
     let none: Option<&str> = None;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(|e| format!("mount namespace: {e}"))?;
     mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_SLAVE, none).map_err(|e| format!("mount namespace: {e}"))?;
@@ -507,6 +549,56 @@ fn stage_files(plan: &Plan, state: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Bind each of the spec's bind mounts over its destination in the
+/// container's root (in the monitor's own mount namespace: the guest's
+/// runtime made the mount points through the share), then make that root
+/// the monitor's: `/proc/<monitor>/root` is the container's view. A
+/// destination that leads out of the root through a link gets no mirror
+/// (the monitor's namespace is its own: nothing reaches the host's).
+fn enter_view(plan: &Plan) -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    let none: Option<&str> = None;
+    let root = std::fs::canonicalize(&plan.rootfs).map_err(|e| format!("{}: {e}", plan.rootfs.display()))?;
+    for (dest, source, readonly) in &plan.binds {
+        let target = match std::fs::canonicalize(root.join(dest.trim_start_matches('/'))) {
+            Ok(t) if t.starts_with(&root) && t != root => t,
+            _ => continue,
+        };
+        mount(Some(source), &target, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
+            .map_err(|e| format!("mirroring the bind mount {}: {e}", target.display()))?;
+        if *readonly {
+            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+            mount(none, &target, none, flags, none)
+                .map_err(|e| format!("mirroring the bind mount {} read-only: {e}", target.display()))?;
+        }
+    }
+    nix::unistd::chroot(&root).map_err(|e| format!("the container's view: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("the container's view: {e}"))
+}
+
+/// Create the empty file `name` in the directory `dir` (by its fd: the
+/// monitor's root is the container's once it runs).
+fn touch_at(dir: &std::fs::File, name: &str) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(name).map_err(std::io::Error::other)?;
+    // SAFETY: openat with a valid directory fd and a NUL-terminated name.
+    let fd =
+        unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new fd of ours.
+    let f = unsafe { std::fs::File::from_raw_fd(fd) };
+    f.sync_all()
+}
+
+/// Remove `name` from the directory `dir` (by its fd).
+fn unlink_at(dir: &std::fs::File, name: &str) {
+    if let Ok(c) = std::ffi::CString::new(name) {
+        // SAFETY: unlinkat with a valid directory fd and a NUL-terminated name.
+        unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    }
 }
 
 /// `name` in the directory `dir` as a path short enough for a unix socket

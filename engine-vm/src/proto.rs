@@ -144,6 +144,9 @@ pub struct ContainerSpec {
     /// runtime builds the container from it (namespaces, cgroups, mounts,
     /// capabilities, seccomp, no_new_privs, masked paths).
     pub oci: serde_json::Value,
+    /// The interfaces and routes the guest configures (none: loopback only).
+    #[serde(default)]
+    pub network: crate::net::Network,
 }
 
 /// A request to a container's monitor on its control socket (one JSON line;

@@ -55,6 +55,7 @@ impl Inner {
         let entry = self.lookup(key)?;
         let _op = entry.op.lock().await;
         let info = entry.info();
+        refuse_running_vm(&info, "connected to")?;
         if !matches!(info.config.network, NetworkMode::Bridge | NetworkMode::Network(_)) {
             return Err(Error::invalid(
                 "network connect",
@@ -105,6 +106,7 @@ impl Inner {
         let entry = self.lookup(key)?;
         let _op = entry.op.lock().await;
         let info = entry.info();
+        refuse_running_vm(&info, "disconnected from")?;
         let driver = self.cfg.network.clone().ok_or_else(|| {
             Error::Unsupported("disconnecting from a network: this manager has no network driver".into())
         })?;
@@ -304,4 +306,21 @@ async fn write_hosts(c: &ContainerInfo, all: &[ContainerInfo], host_hosts: &str)
     if let Ok(Err(e)) | Err(e) = r.map_err(|e| Error::Other(e.to_string())) {
         tracing::warn!(id = %c.id, "updating /etc/hosts: {e}");
     }
+}
+
+/// A running VM container's interfaces are its VM's devices, made when the
+/// VM boots (no hot-plug): it joins or leaves a network while stopped.
+fn refuse_running_vm(info: &ContainerInfo, what: &str) -> Result<()> {
+    if info.runtime == crate::config::VM_RUNTIME
+        && matches!(info.state, ContainerState::Running | ContainerState::Paused)
+    {
+        return Err(Error::conflict(
+            "container",
+            &info.name,
+            format!(
+                "it runs in a VM (runtime vm), whose network devices are fixed while it runs: stop it to have it {what} a network"
+            ),
+        ));
+    }
+    Ok(())
 }
