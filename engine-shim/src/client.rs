@@ -45,6 +45,12 @@ impl Client {
     /// `state_dir/shim.json`). A shim that is gone gives
     /// [`Error::Unavailable`] within a few seconds at most.
     pub async fn connect(id: &ContainerId, state_dir: &Path) -> Result<Client> {
+        Self::connect_within(id, state_dir, CONNECT_TIMEOUT).await
+    }
+
+    /// [`Client::connect`], waiting up to `answer` for the shim's first reply (a shim that has
+    /// just reported itself ready is alive, but may be slow to answer on a loaded machine).
+    pub(crate) async fn connect_within(id: &ContainerId, state_dir: &Path, answer: Duration) -> Result<Client> {
         let what = || format!("shim of container {id}");
         let addr = state::read_address(state_dir)?
             .ok_or_else(|| Error::unavailable(what(), format!("no shim address in {}", state_dir.display())))?;
@@ -55,7 +61,7 @@ impl Client {
             ));
         }
         let client = Self::connect_socket(id, &addr.socket).await?;
-        let info = tokio::time::timeout(CONNECT_TIMEOUT, client.rpc.clone().info(proto::Empty {}))
+        let info = tokio::time::timeout(answer, client.rpc.clone().info(proto::Empty {}))
             .await
             .map_err(|_| Error::unavailable(what(), format!("no answer on {}", addr.socket.display())))?
             .map_err(|s| from_status(id.as_str(), s))?

@@ -16,6 +16,8 @@ pub const SHIM_BINARY: &str = "engine-shim";
 
 /// How long a launch (the runtime's create included) may take.
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a shim that reported itself ready has to answer its first call.
+const ANSWER_AFTER_LAUNCH: Duration = Duration::from_secs(60);
 
 /// The one line a new shim writes to its launcher.
 #[derive(Debug, Serialize, Deserialize)]
@@ -181,7 +183,10 @@ impl Launcher {
         };
         let line = out.split(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap_or_default();
         match serde_json::from_slice::<LaunchReply>(line) {
-            Ok(LaunchReply::Ok(_)) => Client::connect(&id, &state_dir).await,
+            // It said it is ready, so it is alive: give a loaded machine time to let it answer
+            // (3 s was too short with thousands of containers and builds running: the create
+            // failed and left the shim and its container behind).
+            Ok(LaunchReply::Ok(_)) => Client::connect_within(&id, &state_dir, ANSWER_AFTER_LAUNCH).await,
             Ok(LaunchReply::Error(w)) => Err(w.into()),
             Err(_) => Err(Error::Other(format!(
                 "shim {} for container {id} exited ({status}) without a reply: {}",
