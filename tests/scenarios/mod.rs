@@ -50,50 +50,62 @@ pub async fn all(engine: &Engine) -> usize {
     engine.containers().list(ListFilter::default().all(true)).await.unwrap().len()
 }
 
-/// One `#[tokio::test]` per shared scenario, on runtime `$rt`.
+/// One `#[tokio::test]` per shared scenario, on runtime `$rt`, each with the
+/// attributes given after it.
 macro_rules! scenario_tests {
-    ($rt:expr) => {
+    ($rt:expr $(, #[$m:meta])*) => {
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn run_in_three_lines() {
             scenarios::run_in_three_lines($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn every_wait_strategy() {
             scenarios::every_wait_strategy($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn exec_and_copy() {
             scenarios::exec_and_copy($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn copies_see_the_containers_mounts_and_stay_in_its_root() {
             scenarios::copies_see_the_containers_mounts_and_stay_in_its_root($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn dropping_the_handle_removes_the_container() {
             scenarios::dropping_the_handle_removes_the_container($rt).await
         }
         #[tokio::test]
+        $(#[$m])*
         async fn dropping_in_a_current_thread_runtime_removes_too() {
             scenarios::dropping_in_a_current_thread_runtime_removes_too($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn kill_and_start_again() {
             scenarios::kill_and_start_again($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn stdin_restart_policy_and_limits() {
             scenarios::stdin_restart_policy_and_limits($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn log_driver_per_container() {
             scenarios::log_driver_per_container($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn vfs_containers_keep_writes_and_free_their_copy() {
             scenarios::vfs_containers_keep_writes_and_free_their_copy($rt).await
         }
         #[tokio::test(flavor = "multi_thread")]
+        $(#[$m])*
         async fn named_volume_through_the_facade() {
             scenarios::named_volume_through_the_facade($rt).await
         }
