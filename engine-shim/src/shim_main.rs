@@ -96,7 +96,9 @@ pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync:
     unsafe { libc::mallopt(libc::M_TOP_PAD, 16 * 1024) };
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    // A shim watches a handful of descriptors: a small event buffer (tokio's
+    // default holds 1024 events, 12 KiB kept for the shim's whole life).
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().max_io_events_per_tick(64).build() {
         Ok(rt) => rt,
         Err(e) => {
             let err = engine_core::Error::io("start the shim's event loop", e);

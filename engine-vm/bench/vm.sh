@@ -33,6 +33,8 @@ cleanup() {
   [ -n "$ENGINED" ] && kill "$ENGINED" 2>/dev/null && wait "$ENGINED" 2>/dev/null
   grep -o " $T[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   rm -rf "$T"
+  # The containers' cgroup parent, in every hierarchy (v1 and v2).
+  for d in /sys/fs/cgroup/*/"vmbench$$" /sys/fs/cgroup/"vmbench$$"; do [ -d "$d" ] && rmdir "$d"; done
 }
 trap cleanup EXIT
 

@@ -108,6 +108,11 @@ pub(crate) fn set_nonblocking(fd: &impl AsFd) -> std::io::Result<()> {
 /// pages, shared by every shim, that fault back in from the file when that
 /// code runs again. Mappings with a private page (relocated data) and
 /// writable ones are never touched, so nothing the process wrote is lost.
+///
+/// The one exception is the main thread's stack below the frame that runs
+/// this: those pages held frames of calls that have returned (start-up
+/// parsed the launch request and spec, spawned the runtime), so nothing
+/// lives there; they come back as zero pages when calls go that deep again.
 pub(crate) fn trim_memory() {
     tracing::debug!("trimming idle memory");
     trim_mappings();
@@ -122,6 +127,7 @@ fn trim_mappings() {
     let mut anon_free = false;
     let mut swap_free = false;
     let mut targets: Vec<(usize, usize)> = Vec::new();
+    let mut stack: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if first.contains('-') && !first.ends_with(':') {
@@ -131,6 +137,11 @@ fn trim_mappings() {
             let mut f = line.split_whitespace();
             let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
             let path = f.nth(3);
+            if path == Some("[stack]") {
+                stack = range
+                    .split_once('-')
+                    .and_then(|(a, b)| Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?)));
+            }
             if !(perms == "r-xp" || perms == "r--p") || !path.is_some_and(|p| p.starts_with('/')) {
                 continue;
             }
@@ -159,4 +170,34 @@ fn trim_mappings() {
         // use fault them back in from the file.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
+    if let Some((low, high)) = stack {
+        trim_stack(low, high);
+    }
+}
+
+/// How much of the stack below the current frame stays untouched: more than
+/// the red zone (128 bytes) and the frames of the calls made from here.
+const STACK_KEEP: usize = 16 * 1024;
+
+/// Drop the main thread's stack pages below the current frame (less
+/// [`STACK_KEEP`]), when this runs on the main thread (`low..high` is the
+/// `[stack]` mapping).
+#[inline(never)]
+fn trim_stack(low: usize, high: usize) {
+    let here = 0u8;
+    let sp = std::hint::black_box(&here) as *const u8 as usize;
+    if !(low..high).contains(&sp) {
+        return; // another thread's stack
+    }
+    let end = sp.saturating_sub(STACK_KEEP) & !(page_size() - 1);
+    if end > low {
+        // SAFETY: the range lies below the current frame by more than the red
+        // zone, so it holds only frames of returned calls; MADV_DONTNEED makes
+        // its pages zero-fill on next use.
+        unsafe { libc::madvise(low as *mut libc::c_void, end - low, libc::MADV_DONTNEED) };
+    }
+}
+
+fn page_size() -> usize {
+    rustix::param::page_size()
 }
