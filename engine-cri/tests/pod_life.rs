@@ -920,6 +920,13 @@ async fn auth_pull_runc_handler_cgroup_parent_update_reopen_and_pod_stats() {
     let st = rs.status(pb::StatusRequest { verbose: false }).await.unwrap().into_inner();
     let names: Vec<_> = st.runtime_handlers.iter().map(|h| h.name.as_str()).collect();
     assert!(names.contains(&"") && names.contains(&"runc"), "{names:?}");
+    // With `--network-driver none` the runtime is ready, pod networking is not.
+    let conditions = &st.status.as_ref().unwrap().conditions;
+    let cond = |t: &str| conditions.iter().find(|c| c.r#type == t).unwrap_or_else(|| panic!("{t} in {st:?}"));
+    assert!(cond("RuntimeReady").status, "{st:?}");
+    let net = cond("NetworkReady");
+    assert!(!net.status && net.reason == "NetworkPluginNotReady", "{net:?}");
+    assert!(net.message.contains("--network-driver none"), "{net:?}");
 
     // A registry that wants basic auth: refused without, pulled with
     // username/password and with the `auth` (base64 user:password) form.

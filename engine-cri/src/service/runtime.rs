@@ -48,13 +48,20 @@ impl pb::runtime_service_server::RuntimeService for CriServer {
                     _ => String::new(),
                 },
             },
-            // Pods get a loopback-only namespace of their own or the host's;
-            // both are always available.
+            // Without a network driver, pods get a loopback-only namespace
+            // (or the host's): kubelet must know that pod networking is not
+            // there, as containerd says when it has no CNI configuration.
             pb::RuntimeCondition {
                 r#type: "NetworkReady".into(),
-                status: true,
-                reason: String::new(),
-                message: String::new(),
+                status: self.networked,
+                reason: if self.networked { String::new() } else { "NetworkPluginNotReady".into() },
+                message: if self.networked {
+                    String::new()
+                } else {
+                    "no pod network: engine-cri runs with --network-driver none (pods get a loopback-only \
+                     namespace; only hostNetwork pods reach the network)"
+                        .into()
+                },
             },
         ];
         let runtime_handlers = std::iter::once(String::new())
