@@ -124,6 +124,7 @@ pub struct VmRuntime {
     agent: PathBuf,
     kernel: Option<PathBuf>,
     qemu: Option<PathBuf>,
+    boot_timeout: Option<std::time::Duration>,
 }
 
 impl VmRuntime {
@@ -137,6 +138,7 @@ impl VmRuntime {
             agent: find("engine-vm-agent"),
             kernel: None,
             qemu: None,
+            boot_timeout: None,
         }
     }
 
@@ -161,6 +163,13 @@ impl VmRuntime {
     /// The QEMU binary (default: `qemu-system-x86_64` on `PATH`).
     pub fn qemu(mut self, path: impl Into<PathBuf>) -> Self {
         self.qemu = Some(path.into());
+        self
+    }
+
+    /// The bound on a boot's running time (the time its QEMU had a CPU or
+    /// did not want one; default [`monitor::BOOT_TIMEOUT`]).
+    pub fn boot_timeout(mut self, bound: std::time::Duration) -> Self {
+        self.boot_timeout = Some(bound);
         self
     }
 
@@ -490,6 +499,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         console_socket: None,
         binds,
         netns,
+        boot_timeout_ms: None,
     })
 }
 
@@ -527,6 +537,7 @@ impl Runtime for VmRuntime {
         let mut plan = plan_from_spec(id.as_str(), bundle, &spec, boot)?;
         plan.container.shares = plan.shares.iter().map(|s| s.tag.clone()).collect();
         plan.console_socket = opts.stdio.console_socket.clone();
+        plan.boot_timeout_ms = self.boot_timeout.map(|b| b.as_millis() as u64);
         if plan.process.terminal && plan.console_socket.is_none() {
             return Err(Error::invalid("process.terminal", "a terminal needs a console socket"));
         }
