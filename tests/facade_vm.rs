@@ -12,8 +12,4 @@ mod common;
 #[macro_use]
 mod scenarios;
 
-// Not in the default run yet: in one of two full runs of the test command one
-// VM's create waited out the shim's 120 s launch bound (the cause is not found:
-// a guest boot that never answered, or 4 TCG guests at once on 2 cores). Run
-// them with `cargo test --test facade_vm -- --ignored`.
-scenario_tests!("vm", #[ignore = "VM boots under TCG: one create in two runs waited out 120 s; run with --ignored"]);
+scenario_tests!("vm");

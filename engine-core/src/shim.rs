@@ -22,15 +22,22 @@ pub struct RuntimeBinary {
     /// Extra global arguments placed before the command.
     #[serde(default)]
     pub args: Vec<String>,
+    /// How long a launch (the shim's start and this runtime's `create`) may
+    /// take; `None`: the launcher's default (120 s). A runtime whose create
+    /// bounds itself by its own, longer rule (the `vm` runtime's boot goes on
+    /// while the guest makes progress on a loaded host) sets a longer one,
+    /// so that its own error, not the launcher's timeout, reaches the caller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_timeout: Option<std::time::Duration>,
 }
 impl RuntimeBinary {
     /// The runtime `name` at `path`, default root, no extra args.
     pub fn new(name: impl Into<String>, path: impl Into<PathBuf>) -> Self {
-        RuntimeBinary { name: name.into(), path: path.into(), root: None, args: Vec::new() }
+        RuntimeBinary { name: name.into(), path: path.into(), root: None, args: Vec::new(), create_timeout: None }
     }
 }
 
-crate::setters::setters!(RuntimeBinary { name: String, path: PathBuf, root: Option<PathBuf>, args: Vec<String> });
+crate::setters::setters!(RuntimeBinary { name: String, path: PathBuf, root: Option<PathBuf>, args: Vec<String>, create_timeout: Option<std::time::Duration> });
 
 /// Log settings for the shim's log writer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -14,6 +14,13 @@ pub const DEFAULT_RUNTIME: &str = "engine-runc";
 /// The name of the VM-isolated runtime (the `engine-vm` binary, crate `engine-vm`).
 pub const VM_RUNTIME: &str = "vm";
 
+/// How long the shim launcher lets a [`VM_RUNTIME`] container's create
+/// take: longer than `engine-vm`'s own bounds on a boot (60 s of the time
+/// its QEMU had a CPU, 600 s in all, `engine_vm::monitor::BOOT_LIMIT`), so
+/// that a VM booting slowly on a loaded host is not cut short and a hung
+/// one fails with the monitor's error naming what the guest was doing.
+pub const VM_CREATE_TIMEOUT: Duration = Duration::from_secs(900);
+
 /// Everything a [`crate::Manager`] needs.
 ///
 /// ```no_run
@@ -160,7 +167,9 @@ impl ManagerConfig {
 }
 
 fn binary(name: &str, path: PathBuf) -> RuntimeBinary {
-    RuntimeBinary::new(name, path)
+    // The VM runtime's create bounds its boot itself (see VM_CREATE_TIMEOUT).
+    let timeout = (name == VM_RUNTIME).then_some(VM_CREATE_TIMEOUT);
+    RuntimeBinary::new(name, path).create_timeout(timeout)
 }
 
 use engine_core::binary::is_executable;

@@ -14,7 +14,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Name of the shim binary.
 pub const SHIM_BINARY: &str = "engine-shim";
 
-/// How long a launch (the runtime's create included) may take.
+/// How long a launch (the runtime's create included) may take, unless the
+/// runtime says otherwise ([`engine_core::RuntimeBinary::create_timeout`]).
 const LAUNCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a shim that reported itself ready has to answer its first call.
 const ANSWER_AFTER_LAUNCH: Duration = Duration::from_secs(60);
@@ -142,6 +143,7 @@ impl Launcher {
     pub async fn launch_client(&self, req: LaunchRequest) -> Result<Client> {
         let id = req.id.clone();
         let state_dir = req.state_dir.clone();
+        let bound = req.runtime.create_timeout.unwrap_or(LAUNCH_TIMEOUT);
         let json = serde_json::to_vec(&req).map_err(|e| Error::invalid("launch request", e.to_string()))?;
         let spare = if self.prestart { self.spare.lock().unwrap().take() } else { None };
         let (mut child, mut stdin, mut stdout) = match spare {
@@ -168,12 +170,9 @@ impl Launcher {
             stdout.read_to_end(&mut out).await?;
             Ok::<_, std::io::Error>(out)
         };
-        let out = tokio::time::timeout(LAUNCH_TIMEOUT, talk)
+        let out = tokio::time::timeout(bound, talk)
             .await
-            .map_err(|_| Error::Timeout {
-                what: format!("shim of container {id} to create it"),
-                after: LAUNCH_TIMEOUT,
-            })?
+            .map_err(|_| Error::Timeout { what: format!("shim of container {id} to create it"), after: bound })?
             .map_err(|e| Error::io(format!("talk to the shim of container {id}"), e))?;
         // The first shim process exits once it has detached; its status only
         // matters for the message below (a spare's may be long reaped).

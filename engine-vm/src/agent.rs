@@ -154,9 +154,22 @@ impl Children {
 }
 
 fn console(msg: &str) {
-    if let Ok(mut c) = std::fs::OpenOptions::new().write(true).open("/dev/console") {
+    // Opened once and kept: the serial port's driver shuts the port down
+    // when its last file closes, and what was written before may be lost.
+    static CONSOLE: std::sync::OnceLock<Option<Mutex<File>>> = std::sync::OnceLock::new();
+    let c = CONSOLE.get_or_init(|| std::fs::OpenOptions::new().write(true).open("/dev/console").ok().map(Mutex::new));
+    if let Some(mut c) = c.as_ref().and_then(|c| c.lock().ok()) {
         let _ = writeln!(c, "engine-vm-agent: {msg}");
     }
+}
+
+/// A boot step on the console with the guest's uptime: what a boot that
+/// hangs was doing shows in the host's `console.log` and in its error.
+fn step(what: &str) {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime fills a timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    console(&format!("{what} ({}.{:03} s after boot)", ts.tv_sec, ts.tv_nsec / 1_000_000));
 }
 
 fn power_off() -> ! {
@@ -222,7 +235,9 @@ fn switch_root() -> Result<(), String> {
 }
 
 fn boot() -> Result<(), String> {
+    step("started");
     load_modules()?;
+    step("modules loaded");
     switch_root()?;
     let none: Option<&str> = None;
     for d in ["/proc", "/sys", "/dev", "/run", "/tmp", GUEST_ROOTFS] {
@@ -237,6 +252,7 @@ fn boot() -> Result<(), String> {
         .map_err(|e| format!("mounting the cgroup2 hierarchy: {e}"))?;
     std::fs::create_dir_all(WORK).map_err(|e| format!("{WORK}: {e}"))?;
     let port = find_port(Duration::from_secs(30))?;
+    step("control port found");
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&port).map_err(|e| format!("{port:?}: {e}"))?;
     mount(
         Some("rootfs"),
@@ -254,6 +270,7 @@ fn boot() -> Result<(), String> {
     let mut reader = file.try_clone().map_err(|e| e.to_string())?;
     let out: Out = Arc::new(Mutex::new(file));
     let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    step("root mounted, saying hello");
     send(&out, Frame::new(Kind::Hello, 0, release.into_bytes()));
     let procs: Procs = Arc::default();
     loop {
@@ -267,6 +284,7 @@ fn boot() -> Result<(), String> {
                 let r = serde_json::from_slice::<ContainerSpec>(&f.data)
                     .map_err(|e| e.to_string())
                     .and_then(|s| setup(&s, &children, &procs));
+                step(if r.is_ok() { "container created" } else { "container set-up failed" });
                 match r {
                     Ok(()) => send(&out, Frame::new(Kind::Ready, 0, Vec::new())),
                     Err(e) => send(&out, Frame::new(Kind::Error, 0, e.into_bytes())),

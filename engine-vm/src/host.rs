@@ -130,14 +130,6 @@ pub fn probe_accel() -> String {
     if kvm && hw { "kvm" } else { "tcg" }.to_string()
 }
 
-/// The host CPU's frequency in kHz (the guest's TSC calibration under TCG
-/// fails on a loaded host without it).
-pub fn host_khz() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = info.lines().find(|l| l.starts_with("cpu MHz"))?.split(':').nth(1)?.trim().parse().ok()?;
-    Some((mhz * 1000.0) as u64)
-}
-
 /// The ELF kernel inside a `vmlinuz` (the xz payload Debian's kernels use).
 fn extract_vmlinux(vmlinuz: &Path) -> Result<Vec<u8>> {
     let data = std::fs::read(vmlinuz).map_err(|e| Error::io(format!("reading {}", vmlinuz.display()), e))?;

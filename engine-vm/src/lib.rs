@@ -27,6 +27,28 @@
 //!   (the limit plus [`GUEST_OVERHEAD_MIB`]); CPU quota or cpuset → `-smp`
 //!   (and the guest's cgroup); pids limit → the guest's cgroup.
 //!
+//! ## Time in the guest, and the boot's bounds
+//!
+//! Under TCG (no usable KVM) QEMU runs with `-icount shift=auto`: the
+//! guest's clocks (its TSC, at 1 GHz, and the local APIC timer) follow the
+//! instructions it executes, so time the host's scheduler keeps QEMU off a
+//! CPU does not pass inside the guest. With the host's clock instead, a
+//! vCPU thread descheduled for ~100 ms at the wrong moment of the kernel's
+//! local APIC timer calibration (a busy loop timed by the TSC; a microvm
+//! has no other timer) made the kernel find the timer "too slow", disable
+//! it and hang at its first sleep: the boots that never said hello on a
+//! loaded host.
+//!
+//! The monitor bounds a boot (QEMU's start to the container created in the
+//! guest) by the time QEMU ran or did not want to run,
+//! [`monitor::BOOT_TIMEOUT`] (time spent waiting for a host CPU, read from
+//! its threads' scheduler statistics, does not count), and by
+//! [`monitor::BOOT_LIMIT`] in all: a boot slowed down by a loaded host goes
+//! on, one that makes no progress fails with an error naming what it was
+//! waiting for and quoting the guest's console. The console (the kernel's
+//! warnings, the agent's boot steps with the guest's uptime) is kept in the
+//! state dir as `console.log`, at most 2 × [`monitor::CONSOLE_MAX`] bytes.
+//!
 //! ## Why 9p for the root, not a block device
 //!
 //! The bundle's rootfs is an overlay mount the lifecycle manager already made
@@ -124,6 +146,7 @@ pub struct VmRuntime {
     agent: PathBuf,
     kernel: Option<PathBuf>,
     qemu: Option<PathBuf>,
+    boot_timeout: Option<std::time::Duration>,
 }
 
 impl VmRuntime {
@@ -137,6 +160,7 @@ impl VmRuntime {
             agent: find("engine-vm-agent"),
             kernel: None,
             qemu: None,
+            boot_timeout: None,
         }
     }
 
@@ -161,6 +185,13 @@ impl VmRuntime {
     /// The QEMU binary (default: `qemu-system-x86_64` on `PATH`).
     pub fn qemu(mut self, path: impl Into<PathBuf>) -> Self {
         self.qemu = Some(path.into());
+        self
+    }
+
+    /// The bound on a boot's running time (the time its QEMU had a CPU or
+    /// did not want one; default [`monitor::BOOT_TIMEOUT`]).
+    pub fn boot_timeout(mut self, bound: std::time::Duration) -> Self {
+        self.boot_timeout = Some(bound);
         self
     }
 
@@ -490,6 +521,7 @@ pub fn plan_from_spec(id: &str, bundle: &Path, spec: &oci_spec::runtime::Spec, b
         console_socket: None,
         binds,
         netns,
+        boot_timeout_ms: None,
     })
 }
 
@@ -527,6 +559,7 @@ impl Runtime for VmRuntime {
         let mut plan = plan_from_spec(id.as_str(), bundle, &spec, boot)?;
         plan.container.shares = plan.shares.iter().map(|s| s.tag.clone()).collect();
         plan.console_socket = opts.stdio.console_socket.clone();
+        plan.boot_timeout_ms = self.boot_timeout.map(|b| b.as_millis() as u64);
         if plan.process.terminal && plan.console_socket.is_none() {
             return Err(Error::invalid("process.terminal", "a terminal needs a console socket"));
         }
