@@ -62,7 +62,7 @@ marked_pids() {
       engine-shim|containerd-shim*|conmon|containerd|dockerd|engined|density|podman) ;;
       *) continue ;;
     esac
-    if grep -qz "^DENSITY_RUN=$T$" "$d/environ" 2>/dev/null || tr '\0' ' ' < "$d/cmdline" 2>/dev/null | grep -q "$T"; then
+    if grep -qz "^DENSITY_RUN=$T$" "$d/environ" 2>/dev/null || tr '\0' ' ' 2>/dev/null < "$d/cmdline" | grep -q "$T"; then
       echo "$p"
     fi
   done
