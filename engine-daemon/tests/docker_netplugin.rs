@@ -62,20 +62,7 @@ impl Setup {
 
     /// Link names in the test's host namespace.
     fn host_links(&self) -> Vec<String> {
-        let ns = self.e.host_netns.as_ref().unwrap().path().display().to_string();
-        let o = std::process::Command::new("nsenter")
-            .arg(format!("--net={ns}"))
-            .args(["ip", "-o", "link", "show"])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", show(&o));
-        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .filter_map(|l| l.split(": ").nth(1))
-            .map(|n| n.split('@').next().unwrap().to_string())
-            .collect();
-        v.sort();
-        v
+        self.e.host_links()
     }
 
     /// The container network namespace files engined holds.

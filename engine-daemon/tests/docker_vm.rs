@@ -329,19 +329,7 @@ fn vm_container_is_confined_inside_the_guest() {
 /// of veths) and the network namespace files engined keeps (each holds a
 /// container's veth and, for a VM, its tap).
 fn network_state(e: &Engined) -> (Vec<String>, Vec<String>) {
-    let ns = e.host_netns.as_ref().unwrap().path().display().to_string();
-    let o = std::process::Command::new("nsenter")
-        .arg(format!("--net={ns}"))
-        .args(["ip", "-o", "link", "show"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", show(&o));
-    let mut links: Vec<String> = stdout(&o)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap().to_string())
-        .collect();
-    links.sort();
+    let links = e.host_links();
     let files = std::fs::read_dir(e.data_root().join("netns"))
         .map(|d| d.flatten().map(|f| f.file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();

@@ -10,6 +10,12 @@ use engine_vm::monitor::files;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// These tests boot real guests: a machine without QEMU or a kernel fails
+/// them (scripts/install-deps.sh installs both) rather than skipping.
+fn require_vm_support() {
+    assert!(has_vm_support(), "qemu-system-x86_64 or /boot/vmlinuz-* missing: run scripts/install-deps.sh");
+}
+
 fn has_vm_support() -> bool {
     engine_core::binary::find_in_path("qemu-system-x86_64").is_some()
         && std::fs::read_dir("/boot")
@@ -44,10 +50,7 @@ fn alive(pid: i32) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_is_kept_with_the_agents_boot_steps() {
-    if !has_vm_support() {
-        eprintln!("skipped: no QEMU or no kernel in /boot");
-        return;
-    }
+    require_vm_support();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let rt = engine_vm::VmRuntime::new(&root);
@@ -82,10 +85,7 @@ async fn the_console_is_kept_with_the_agents_boot_steps() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_boot_that_makes_no_progress_fails_naming_it_and_leaves_nothing() {
-    if !has_vm_support() {
-        eprintln!("skipped: no QEMU or no kernel in /boot");
-        return;
-    }
+    require_vm_support();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("state");
     let bound = Duration::from_secs(3);
@@ -181,10 +181,7 @@ fn rand_suffix() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_boot_starved_of_cpu_goes_on_past_its_running_time_bound() {
-    if !has_vm_support() {
-        eprintln!("skipped: no QEMU or no kernel in /boot");
-        return;
-    }
+    require_vm_support();
     // QEMU gets 20 ms of CPU per 200 ms: a boot takes several times its
     // bound in wall-clock time, and CPU-less gaps of 180 ms are what made the
     // guest kernel's timer calibration fail before its clocks were virtual.

@@ -236,6 +236,21 @@ impl Engined {
         }
     }
 
+    /// Link names (sorted, without `@peer`) in the test's own host network
+    /// namespace (started with one: bridges, the host ends of veths).
+    pub fn host_links(&self) -> Vec<String> {
+        let ns = self.host_netns.as_ref().expect("engined started with a host netns").path().display().to_string();
+        let o = Command::new("nsenter").arg(format!("--net={ns}")).args(["ip", "-o", "link", "show"]).output().unwrap();
+        assert!(o.status.success(), "ip link show: {}", String::from_utf8_lossy(&o.stderr));
+        let mut v: Vec<String> = String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
     pub fn data_root(&self) -> PathBuf {
         self.dir.path().join("data")
     }
