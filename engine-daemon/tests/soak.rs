@@ -18,7 +18,7 @@ fn a_thousand_runs_then_fifty_at_once_leave_nothing() {
     let e = Engined::start_with(&["--cgroup-parent", &parent]);
     e.load_busybox();
     let pid = e.pid() as i32;
-    // Warm up (the spare shim, the image's first rootfs, allocator pools).
+    // Warm up (the shim fork server, the image's first rootfs, allocator pools).
     for _ in 0..20 {
         assert_eq!(e.ok(&["run", "--rm", "bb", "true"]), "");
     }

@@ -88,7 +88,7 @@ sleep 2
 : > "$WORK/conmon/rss"; : > "$WORK/conmon/pss"; : > "$WORK/conmon/anon"
 for i in $(seq 1 "$N"); do
   p=$(cat "$WORK/conmon/b$i/conmon.pid")
-  field "$p" Rss >> "$WORK/conmon/rss"; field "$p" Pss >> "$WORK/conmon/pss"; field "$p" Anonymous >> "$WORK/conmon/anon"
+  field "$p" Rss >> "$WORK/conmon/rss"; field "$p" Pss >> "$WORK/conmon/pss"; field "$p" Private_Dirty >> "$WORK/conmon/anon"
 done
 
 # 3. containerd-shim-runc-v2, through a containerd started here with its own root, state and socket
@@ -109,18 +109,18 @@ done
 sleep 2
 : > "$WORK/ctrd/rss"; : > "$WORK/ctrd/pss"; : > "$WORK/ctrd/anon"
 for p in $(pgrep -f "containerd-shim-runc-v2 -namespace shimbench .*-address $WORK/ctrd/ctrd.sock"); do
-  field "$p" Rss >> "$WORK/ctrd/rss"; field "$p" Pss >> "$WORK/ctrd/pss"; field "$p" Anonymous >> "$WORK/ctrd/anon"
+  field "$p" Rss >> "$WORK/ctrd/rss"; field "$p" Pss >> "$WORK/ctrd/pss"; field "$p" Private_Dirty >> "$WORK/ctrd/anon"
 done
 n_ctrd=$(wc -l < "$WORK/ctrd/rss")
 
 kib_to_mib() { awk '{printf "%.2f", $1/1024}'; }
 printf '\n%d sleeping containers each, runc; medians per container (one shim/monitor process each)\n' "$N"
-printf 'private = Anonymous (memory only this process holds)\n\n'
+printf 'private = Private_Dirty (memory only this process holds)\n\n'
 printf 'engine-shim: %s (client connection and a Wait call open: %s)\n\n' "$MODE" "$([ "$MODE" = connected ] && echo yes || echo no)"
 printf '%-28s %8s %8s %12s %16s\n' "shim" "RSS MiB" "PSS MiB" "private MiB" "launch->running"
 printf '%-28s %8s %8s %12s %13s ms\n' "engine-shim ($(get "$WORK/ours.txt" runtime), $PROFILE)" \
   "$(get "$WORK/ours.txt" rss_kib_median | kib_to_mib)" "$(get "$WORK/ours.txt" pss_kib_median | kib_to_mib)" \
-  "$(get "$WORK/ours.txt" anon_kib_median | kib_to_mib)" "$(get "$WORK/ours.txt" launch_to_running_ms_median)"
+  "$(get "$WORK/ours.txt" private_kib_median | kib_to_mib)" "$(get "$WORK/ours.txt" launch_to_running_ms_median)"
 printf '%-28s %8s %8s %12s %13s ms\n' "conmon $(conmon --version | awk 'NR==1{print $3}')" \
   "$(median < "$WORK/conmon/rss" | kib_to_mib)" "$(median < "$WORK/conmon/pss" | kib_to_mib)" \
   "$(median < "$WORK/conmon/anon" | kib_to_mib)" "$(median < "$WORK/conmon/launch_ms")"

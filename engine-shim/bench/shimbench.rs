@@ -23,7 +23,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-/// (RSS, PSS, Anonymous) in KiB.
+/// (RSS, PSS, Private_Dirty) in KiB: private is what only this process
+/// holds (shims forked from one fork server share the pages it had, which
+/// `Anonymous` would count in each).
 fn rss_pss(pid: i32) -> (f64, f64, f64) {
     let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
     let field = |name: &str| {
@@ -33,7 +35,7 @@ fn rss_pss(pid: i32) -> (f64, f64, f64) {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    (field("Rss:"), field("Pss:"), field("Anonymous:"))
+    (field("Rss:"), field("Pss:"), field("Private_Dirty:"))
 }
 
 fn make_rootfs(rootfs: &Path) {
@@ -123,13 +125,20 @@ async fn main() {
     let m: Vec<(f64, f64, f64)> = pids.iter().map(|p| rss_pss(*p)).collect();
     let rss: Vec<f64> = m.iter().map(|x| x.0).collect();
     let pss: Vec<f64> = m.iter().map(|x| x.1).collect();
-    let anon: Vec<f64> = m.iter().map(|x| x.2).collect();
+    let private: Vec<f64> = m.iter().map(|x| x.2).collect();
+    // SHIMBENCH_SMAPS=<file>: keep one shim's /proc/<pid>/smaps, to see where its memory goes.
+    if let (Ok(out), Some(p)) = (std::env::var("SHIMBENCH_SMAPS"), pids.first()) {
+        let _ = std::fs::copy(format!("/proc/{p}/smaps"), out);
+    }
+    if let Some(secs) = std::env::var("SHIMBENCH_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     println!("runtime={name}");
     println!("mode={}", if connected { "connected" } else { "idle" });
     println!("containers={n}");
     println!("rss_kib_median={:.0}", median(rss.clone()));
     println!("pss_kib_median={:.0}", median(pss.clone()));
-    println!("anon_kib_median={:.0}", median(anon));
+    println!("private_kib_median={:.0}", median(private));
     println!("rss_kib_max={:.0}", rss.iter().cloned().fold(0.0, f64::max));
     println!("pss_kib_total={:.0}", pss.iter().sum::<f64>());
     println!("launch_to_running_ms_median={:.1}", median(launch_ms.clone()));

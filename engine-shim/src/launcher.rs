@@ -7,7 +7,7 @@ use engine_core::{ContainerId, Error, ExitStatus, LaunchRequest, Result, Shim, S
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -41,11 +41,16 @@ impl LaunchReply {
 /// running ones. The shim detaches at once: it is not the launcher's child
 /// and outlives it.
 ///
-/// By default the launcher keeps one shim started ahead of need (detached,
-/// its event loop built, waiting for a request on its stdin), so that a
-/// launch does not wait for a process to start; the next one is started in
-/// the background. A spare shim ends by itself when its launcher goes away.
-/// [`Launcher::prestart`]`(false)` turns this off.
+/// By default the launcher keeps one `engine-shim` process running as a
+/// fork server and forks every shim from it: a launch costs a `fork`, not
+/// an `exec` of the binary, and the shims share the memory the dynamic
+/// loader wrote when the binary was loaded (about 70 KiB each that a shim
+/// started by `exec` holds privately). The server starts at the first launch
+/// and ends by itself when its launcher goes away (shims already forked do
+/// not notice); one that was killed is replaced at the next launch. It runs
+/// the binary as it was when it started: a launcher made after the binary
+/// was replaced on disk uses the new one. [`Launcher::prestart`]`(false)`
+/// turns this off (each shim is then started by `exec`).
 ///
 /// ```no_run
 /// # async fn demo() -> engine_core::Result<()> {
@@ -65,15 +70,15 @@ impl LaunchReply {
 pub struct Launcher {
     binary: PathBuf,
     prestart: bool,
-    spare: Arc<Mutex<Option<Spawned>>>,
+    server: Arc<tokio::sync::Mutex<Option<ForkServer>>>,
 }
 
-/// A shim process started, not yet told what to do.
+/// The running fork server (see [`crate::fork_server`]).
 #[derive(Debug)]
-struct Spawned {
-    child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
-    stdout: tokio::process::ChildStdout,
+struct ForkServer {
+    // Kept so that the process is reaped once it ends (after its launcher's).
+    _child: tokio::process::Child,
+    ctl: tokio::net::UnixStream,
 }
 
 impl Default for Launcher {
@@ -86,43 +91,63 @@ impl Default for Launcher {
 impl Launcher {
     /// A launcher running the shim binary at `binary`.
     pub fn new(binary: impl Into<PathBuf>) -> Self {
-        Launcher { binary: binary.into(), prestart: true, spare: Arc::default() }
+        Launcher { binary: binary.into(), prestart: true, server: Arc::default() }
     }
 
-    /// Keep a shim started ahead of need (the default) or start each one
-    /// when a container is created.
+    /// Fork shims from one `engine-shim` process kept running (the default),
+    /// or start each one by `exec` when a container is created.
     pub fn prestart(mut self, on: bool) -> Self {
         self.prestart = on;
         self
     }
 
-    fn spawn(&self, id: &ContainerId) -> Result<Spawned> {
-        let mut child = tokio::process::Command::new(&self.binary)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
+    /// Start the fork server; `id` names the container it is started for, in errors.
+    fn start_server(&self, id: &ContainerId) -> Result<ForkServer> {
+        let what = || format!("start the shim fork server {} for container {id}", self.binary.display());
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io(what(), e))?;
+        let child = tokio::process::Command::new(&self.binary)
+            .arg(crate::fork_server::ARG)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
+            .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| Error::io(format!("spawn shim {} for container {id}", self.binary.display()), e))?;
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = child.stdout.take().expect("piped");
-        Ok(Spawned { child, stdin, stdout })
+            .map_err(|e| Error::io(what(), e))?;
+        mine.set_nonblocking(true).map_err(|e| Error::io(what(), e))?;
+        let ctl = tokio::net::UnixStream::from_std(mine).map_err(|e| Error::io(what(), e))?;
+        Ok(ForkServer { _child: child, ctl })
     }
 
-    /// Start the spare shim in the background, unless there is one.
-    fn replenish(&self) {
-        if !self.prestart || self.spare.lock().unwrap().is_some() {
-            return;
-        }
-        let me = self.clone();
-        tokio::spawn(async move {
-            let Ok(id) = ContainerId::new("spare") else { return };
-            if let Ok(s) = me.spawn(&id) {
-                let mut slot = me.spare.lock().unwrap();
-                if slot.is_none() {
-                    *slot = Some(s);
+    /// A new shim forked from the server: the launcher's end of its stdin and stdout.
+    async fn fork_shim(&self, id: &ContainerId) -> Result<tokio::net::UnixStream> {
+        use std::os::fd::AsFd;
+        let what = || format!("fork the shim of container {id} from {}", self.binary.display());
+        let (mine, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::io(what(), e))?;
+        let mut server = self.server.lock().await;
+        let mut failed = None;
+        // A server that was killed (the send fails) is replaced once.
+        for _ in 0..2 {
+            let ctl = match server.as_ref() {
+                Some(s) => &s.ctl,
+                None => &server.insert(self.start_server(id)?).ctl,
+            };
+            match crate::fork_server::send_fd(ctl, theirs.as_fd()).await {
+                Ok(()) => {
+                    failed = None;
+                    break;
+                }
+                Err(e) => {
+                    *server = None;
+                    failed = Some(e);
                 }
             }
-        });
+        }
+        drop(server);
+        if let Some(e) = failed {
+            return Err(Error::io(what(), e));
+        }
+        drop(theirs);
+        mine.set_nonblocking(true).map_err(|e| Error::io(what(), e))?;
+        tokio::net::UnixStream::from_std(mine).map_err(|e| Error::io(what(), e))
     }
 
     /// Find `engine-shim`: `$ENGINE_BIN_DIR`, next to the current
@@ -145,40 +170,44 @@ impl Launcher {
         let state_dir = req.state_dir.clone();
         let bound = req.runtime.create_timeout.unwrap_or(LAUNCH_TIMEOUT);
         let json = serde_json::to_vec(&req).map_err(|e| Error::invalid("launch request", e.to_string()))?;
-        let spare = if self.prestart { self.spare.lock().unwrap().take() } else { None };
-        let (mut child, mut stdin, mut stdout) = match spare {
-            Some(mut s) => match s.stdin.write_all(&json).await {
-                Ok(()) => (s.child, s.stdin, s.stdout),
-                // The spare is gone (killed): start one now.
-                Err(_) => {
-                    let mut s = self.spawn(&id)?;
-                    s.stdin.write_all(&json).await.map_err(|e| Error::io(format!("talk to the shim of {id}"), e))?;
-                    (s.child, s.stdin, s.stdout)
-                }
-            },
-            None => {
-                let mut s = self.spawn(&id)?;
-                s.stdin.write_all(&json).await.map_err(|e| Error::io(format!("talk to the shim of {id}"), e))?;
-                (s.child, s.stdin, s.stdout)
-            }
-        };
-        self.replenish();
-        let talk = async {
-            stdin.shutdown().await?;
-            drop(stdin);
-            let mut out = Vec::new();
-            stdout.read_to_end(&mut out).await?;
-            Ok::<_, std::io::Error>(out)
-        };
-        let out = tokio::time::timeout(bound, talk)
-            .await
-            .map_err(|_| Error::Timeout { what: format!("shim of container {id} to create it"), after: bound })?
-            .map_err(|e| Error::io(format!("talk to the shim of container {id}"), e))?;
-        // The first shim process exits once it has detached; its status only
-        // matters for the message below (a spare's may be long reaped).
-        let status = match child.wait().await {
-            Ok(s) => s.to_string(),
-            Err(e) => format!("status unknown: {e}"),
+        let timeout = || Error::Timeout { what: format!("shim of container {id} to create it"), after: bound };
+        let talk_err = |e| Error::io(format!("talk to the shim of container {id}"), e);
+        // The request goes in, then end of input; the shim's one reply line comes out.
+        let (out, ended) = if self.prestart {
+            let mut conn = self.fork_shim(&id).await?;
+            let talk = async {
+                conn.write_all(&json).await?;
+                conn.shutdown().await?;
+                let mut out = Vec::new();
+                conn.read_to_end(&mut out).await?;
+                Ok::<_, std::io::Error>(out)
+            };
+            let out = tokio::time::timeout(bound, talk).await.map_err(|_| timeout())?.map_err(talk_err)?;
+            (out, "ended".to_string())
+        } else {
+            let mut child = tokio::process::Command::new(&self.binary)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| Error::io(format!("spawn shim {} for container {id}", self.binary.display()), e))?;
+            let (mut stdin, mut stdout) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"));
+            let talk = async {
+                stdin.write_all(&json).await?;
+                stdin.shutdown().await?;
+                drop(stdin);
+                let mut out = Vec::new();
+                stdout.read_to_end(&mut out).await?;
+                Ok::<_, std::io::Error>(out)
+            };
+            let out = tokio::time::timeout(bound, talk).await.map_err(|_| timeout())?.map_err(talk_err)?;
+            // The first shim process exits once it has detached; its status
+            // only matters for the message below.
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => format!("status unknown: {e}"),
+            };
+            (out, format!("exited ({status})"))
         };
         let line = out.split(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap_or_default();
         match serde_json::from_slice::<LaunchReply>(line) {
@@ -188,7 +217,7 @@ impl Launcher {
             Ok(LaunchReply::Ok(_)) => Client::connect_within(&id, &state_dir, ANSWER_AFTER_LAUNCH).await,
             Ok(LaunchReply::Error(w)) => Err(w.into()),
             Err(_) => Err(Error::Other(format!(
-                "shim {} for container {id} exited ({status}) without a reply: {}",
+                "shim {} for container {id} {ended} without a reply: {}",
                 self.binary.display(),
                 String::from_utf8_lossy(&out).trim()
             ))),

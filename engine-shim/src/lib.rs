@@ -40,6 +40,7 @@
 #![deny(clippy::undocumented_unsafe_blocks)]
 
 mod client;
+mod fork_server;
 mod launcher;
 mod log;
 mod server;

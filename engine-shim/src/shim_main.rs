@@ -54,7 +54,9 @@ fn detach() {
 /// (a wrapper adding isolation, a VM-based runtime...):
 ///
 /// closes inherited descriptors, detaches (fork, new session, fork: it is not
-/// its launcher's child), becomes child subreaper, builds a single-threaded
+/// its launcher's child; with the argument `--fork-server`, the process is
+/// instead a [`Launcher`](crate::Launcher)'s fork server and each shim is
+/// forked from it, then detached alike), becomes child subreaper, builds a single-threaded
 /// event loop, and only then reads the JSON [`LaunchRequest`] on stdin (so a
 /// launcher may start shims ahead of need: see [`Launcher`](crate::Launcher));
 /// creates the container through `runtime(&req.runtime)`, writes the one-line
@@ -73,7 +75,12 @@ pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync:
     // to keep open for the container's lifetime.
     // SAFETY: plain syscall; nothing above 2 is in use yet.
     unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
-    detach();
+    if std::env::args_os().nth(1).is_some_and(|a| a == crate::fork_server::ARG) {
+        // A launcher's fork server: this returns in each shim it forks, detached.
+        crate::fork_server::serve();
+    } else {
+        detach();
+    }
     let _ = std::env::set_current_dir("/");
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
     if let Some(null) = &null {

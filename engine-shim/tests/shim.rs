@@ -729,3 +729,103 @@ for_each_runtime!(
     launcher_gone_before_the_reply,
     a_stalled_attach_client_never_blocks_output,
 );
+
+/// Processes whose command line is exactly `args`.
+fn pids_with_cmdline(args: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        // A shim forked from the server blanks its arguments: trailing NULs.
+        let Ok(mut cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        while cmd.ends_with(&[0, 0]) {
+            cmd.pop();
+        }
+        if cmd == want && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Physical frames of the anonymous (written) pages `pid` has in its
+/// read-only mappings of `exe`: the data the dynamic loader relocated.
+fn relocated_frames(pid: i32, exe: &str) -> std::collections::HashSet<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let mut pagemap = std::fs::File::open(format!("/proc/{pid}/pagemap")).unwrap();
+    let mut frames = std::collections::HashSet::new();
+    for line in maps.lines().filter(|l| l.contains(" r--p ") && l.trim_end().ends_with(exe)) {
+        let (a, b) = line.split_whitespace().next().unwrap().split_once('-').unwrap();
+        let (a, b) = (u64::from_str_radix(a, 16).unwrap(), u64::from_str_radix(b, 16).unwrap());
+        for page in (a..b).step_by(4096) {
+            let mut e = [0u8; 8];
+            pagemap.seek(SeekFrom::Start(page / 4096 * 8)).unwrap();
+            pagemap.read_exact(&mut e).unwrap();
+            let e = u64::from_le_bytes(e);
+            // Present, and not a page of the file (bit 61): a written copy.
+            if e >> 63 == 1 && (e >> 61) & 1 == 0 {
+                frames.insert(e & ((1 << 55) - 1));
+            }
+        }
+    }
+    frames
+}
+
+/// Shims come from one fork server per launcher: detached, showing no
+/// server argument, sharing the pages the loader wrote; a killed server is
+/// replaced at the next launch; the server ends with its launcher and the
+/// shims carry on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shims_are_forked_from_one_server() {
+    // The launcher runs the shim through a link of its own, so this test's
+    // server is told apart from those of the tests running alongside.
+    let links = tempfile::tempdir().unwrap();
+    let bin = links.path().join("engine-shim");
+    std::os::unix::fs::symlink(shim_binary(), &bin).unwrap();
+    let bin_s = bin.to_str().unwrap().to_string();
+    let l = Launcher::new(&bin);
+    let cs: Vec<TestContainer> =
+        (0..3).map(|i| TestContainer::new(Rt::Runc, &format!("fork{i}"), &["sleep", "600"], false)).collect();
+    let mut shims = Vec::new();
+    for c in &cs[..2] {
+        let shim = l.launch(c.request()).await.unwrap();
+        c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+        shim.start().await.unwrap();
+        shims.push(shim);
+    }
+    let servers = pids_with_cmdline(&[&bin_s, "--fork-server"]);
+    assert_eq!(servers.len(), 1, "one fork server for two launches: {servers:?}");
+    let server = servers[0];
+    assert_eq!(ppid(server), Some(std::process::id() as i32));
+    let (a, b) = (cs[0].shim_pid.get().unwrap(), cs[1].shim_pid.get().unwrap());
+    for pid in [a, b] {
+        assert_ne!(ppid(pid), Some(server), "a shim is detached from the server");
+        assert!(pids_with_cmdline(&[&bin_s]).contains(&pid), "shim {pid} shows only the program name");
+    }
+    let exe = std::fs::canonicalize(shim_binary()).unwrap();
+    let exe = exe.to_str().unwrap();
+    let shared = relocated_frames(a, exe).intersection(&relocated_frames(b, exe)).count();
+    assert!(shared >= 4, "the two shims share {shared} pages of the binary's relocated data");
+
+    // A killed server is replaced.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(server), nix::sys::signal::Signal::SIGKILL).unwrap();
+    assert!(eventually(Duration::from_secs(10), || !alive(server)).await);
+    let shim = l.launch(cs[2].request()).await.unwrap();
+    cs[2].shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.start().await.unwrap();
+    shims.push(shim);
+    let servers = pids_with_cmdline(&[&bin_s, "--fork-server"]);
+    assert!(servers.len() == 1 && servers[0] != server, "a new server: {servers:?}");
+
+    // The launcher gone, its server ends; the shims and containers carry on.
+    drop(l);
+    assert!(eventually(Duration::from_secs(10), || pids_with_cmdline(&[&bin_s, "--fork-server"]).is_empty()).await);
+    for (c, shim) in cs.iter().zip(&shims) {
+        assert!(alive(c.shim_pid.get().unwrap()));
+        assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
+        shim.kill(&ProcessRef::Init, Signal::KILL, false).await.unwrap();
+        assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 137);
+        shim.delete().await.unwrap();
+    }
+}

@@ -54,7 +54,7 @@ impl Leftovers {
 impl Leftovers {
     /// Nothing more than `before` is left: the same mounts, cgroups, state
     /// entries, no holder that was not there before, and no more open descriptors than before plus a
-    /// few (the launcher's spare shim holds two pipes, and it may or may not
+    /// few (the launcher's shim fork server holds a socket, and it may or may not
     /// exist at the moment of a count; a leak over many runs grows far beyond).
     pub fn back_to(&self, before: &Leftovers) -> bool {
         self.mounts == before.mounts
