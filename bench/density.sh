@@ -184,7 +184,7 @@ for target in $TARGETS; do
     PIDS+=($!); echo "${PIDS[-1]}" > "$T/engined.pid"; wait_sock "$T/e.sock"
     docker_run_n "$T/e.sock" engined
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
-    # Once the daemon is gone (its spare shim with it): what is left of the containers.
+    # Once the daemon is gone (its shim fork server with it): what is left of the containers.
     leftovers "$T/engine" "$T/engine-run" | tee -a "$OUT/engined-$N.md"
     ;;
   facade)
