@@ -7,6 +7,8 @@ mod oom;
 mod service;
 mod sys;
 
+pub(crate) use sys::trim_thread_stack;
+
 use crate::state::{self, ShimAddress};
 use engine_core::{
     ContainerId, ContainerStatus, CreateOptions, Error, ExitStatus, LaunchRequest, LogDriver, Pid, ProcessRef,

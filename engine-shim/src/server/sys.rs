@@ -175,19 +175,41 @@ fn trim_mappings() {
     }
 }
 
+/// Drop the calling thread's stack pages below the running frame: for a
+/// blocking-pool thread as it exits. glibc keeps an exited thread's stack
+/// mapped for reuse, and what the thread had touched (the runtime's create,
+/// 24 KiB) would stay resident in every idle shim.
+pub(crate) fn trim_thread_stack() {
+    // SAFETY: pthread_getattr_np fills `attr` for the calling thread; it is
+    // read with pthread_attr_getstack and destroyed before leaving.
+    let bounds = unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        if libc::pthread_getattr_np(libc::pthread_self(), &mut attr) != 0 {
+            return;
+        }
+        let (mut addr, mut size) = (std::ptr::null_mut(), 0usize);
+        let r = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        (r == 0).then(|| (addr as usize, addr as usize + size))
+    };
+    if let Some((low, high)) = bounds {
+        trim_stack(low, high);
+    }
+}
+
 /// How much of the stack below the current frame stays untouched: more than
 /// the red zone (128 bytes) and the frames of the calls made from here.
 const STACK_KEEP: usize = 4 * 1024;
 
 /// Drop the main thread's stack pages below the current frame (less
-/// [`STACK_KEEP`]), when this runs on the main thread (`low..high` is the
-/// `[stack]` mapping).
+/// [`STACK_KEEP`]), when the current frame lies in `low..high` (the calling
+/// thread's stack).
 #[inline(never)]
 fn trim_stack(low: usize, high: usize) {
     let here = 0u8;
     let sp = std::hint::black_box(&here) as *const u8 as usize;
     if !(low..high).contains(&sp) {
-        return; // another thread's stack
+        return; // not this thread's stack
     }
     let end = sp.saturating_sub(STACK_KEEP) & !(page_size() - 1);
     if end > low {
