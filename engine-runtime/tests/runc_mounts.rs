@@ -74,6 +74,27 @@ fn readonly_rootfs_masked_readonly_paths() {
     assert!(out.contains("tmp\n"));
 }
 
+/// Masked directories are empty and read-only, and share one tmpfs (each
+/// superblock costs the kernel memory in every memory cgroup).
+#[test]
+fn masked_directories_share_one_empty_read_only_tmpfs() {
+    let dirs = ["/proc/acpi", "/sys/firmware"];
+    for d in dirs {
+        assert!(std::path::Path::new(d).is_dir(), "this test needs {d} on the host");
+    }
+    let script = "for d in /proc/acpi /sys/firmware; do echo $(ls -A $d | wc -l) $(mkdir $d/x 2>/dev/null && echo rw || echo ro) $(stat -c %d $d); done";
+    let mut b = Bundle::new(&["sh", "-c", script]);
+    b.config["linux"]["maskedPaths"] = json!(dirs);
+    b.write();
+    let out = Runc::new().run_ok(&b, &unique_id("mask"));
+    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    for l in &lines {
+        assert_eq!(&l[..2], &["0", "ro"], "masked directory empty and read-only: {out}");
+    }
+    assert_eq!(lines[0][2], lines[1][2], "one tmpfs for both: {out}");
+}
+
 #[test]
 fn devices_and_symlinks() {
     let mut b = Bundle::new(&[

@@ -335,13 +335,28 @@ pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
             sys.mount(None, p, None, fl | locked_flags(p), None)?;
         }
     }
+    // Masked directories share one empty read-only tmpfs: the first gets it,
+    // the others a read-only bind of it. Every superblock costs the kernel
+    // memory in each memory cgroup of the machine (its shrinker's slot), so
+    // a container should not hold one more per masked directory.
+    let mut empty_dir: Option<&Path> = None;
     for p in &plan.masked {
         let meta = match std::fs::metadata(p) {
             Ok(m) => m,
             Err(_) => continue,
         };
         if meta.is_dir() {
-            sys.mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), MsFlags::MS_RDONLY, None)?;
+            match empty_dir {
+                None => {
+                    sys.mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), MsFlags::MS_RDONLY, None)?;
+                    empty_dir = Some(p);
+                }
+                Some(first) => {
+                    sys.mount(Some(first), p, None, MsFlags::MS_BIND, None)?;
+                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    sys.mount(None, p, None, ro, None)?;
+                }
+            }
         } else {
             sys.mount(Some(Path::new("/dev/null")), p, None, MsFlags::MS_BIND, None)?;
         }
