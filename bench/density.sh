@@ -43,9 +43,18 @@ cleanup() {
   set +e
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   for p in "${PIDS[@]}"; do for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done; kill -9 "$p" 2>/dev/null; done
+  # A run that stopped half-way: what is left of its containers (their shims outlive the daemon).
+  local left; left=$(marked_pids; for p in /proc/[0-9]*; do grep -qs "/$TAG-" "$p/cgroup" && echo "${p#/proc/}"; done)
+  if [ -n "$left" ]; then
+    kill -9 $left 2>/dev/null
+    for _ in $(seq 100); do
+      busy=0; for p in $left; do kill -0 "$p" 2>/dev/null && busy=1; done
+      [ "$busy" -eq 0 ] && break; sleep 0.1
+    done
+  fi
   [ -n "$NETNS" ] && ip netns del "$NETNS" 2>/dev/null
   grep -o " $T[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
-  find /sys/fs/cgroup -depth -type d -name "$TAG*" -exec rmdir {} + 2>/dev/null
+  find /sys/fs/cgroup -depth -type d -path "*/$TAG*" -exec rmdir {} + 2>/dev/null
   rm -rf "$T" 2>/dev/null
 }
 trap cleanup EXIT
