@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 /// `engine-lifecycled`, ...) are looked for, in order: `$ENGINE_BIN_DIR`, the
 /// directory of the current executable, its parent (a test binary lives in
 /// `target/debug/deps`, the binaries in `target/debug`), then [`find_in_path`].
+/// A path found from a relative `$ENGINE_BIN_DIR` or `PATH` entry is made
+/// absolute (a shim runs its runtime from `/`, not from the caller's
+/// directory).
 pub fn find_engine_binary(name: &str) -> Option<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(dir) = std::env::var_os("ENGINE_BIN_DIR") {
@@ -25,7 +28,11 @@ pub fn find_engine_binary(name: &str) -> Option<PathBuf> {
             }
         }
     }
-    dirs.into_iter().map(|d| d.join(name)).find(|p| is_executable(p)).or_else(|| find_in_path(name))
+    dirs.into_iter().map(|d| d.join(name)).find(|p| is_executable(p)).or_else(|| find_in_path(name)).map(absolute)
+}
+
+fn absolute(p: PathBuf) -> PathBuf {
+    std::path::absolute(&p).unwrap_or(p)
 }
 
 /// Find an executable on `PATH`, then in the usual sbin and bin directories
