@@ -36,6 +36,22 @@ fn rss_pss(pid: i32) -> (f64, f64, f64) {
     (field("Rss:"), field("Pss:"), field("Anonymous:"))
 }
 
+/// Private_Dirty of the `[heap]` mapping (glibc's main arena) in KiB.
+fn heap_dirty(pid: i32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_heap = false;
+    for l in s.lines() {
+        if l.ends_with("[heap]") {
+            in_heap = true;
+        } else if in_heap {
+            if let Some(v) = l.strip_prefix("Private_Dirty:") {
+                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0.0);
+            }
+        }
+    }
+    0.0
+}
+
 fn make_rootfs(rootfs: &Path) {
     let bin = rootfs.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -124,16 +140,22 @@ async fn main() {
     let rss: Vec<f64> = m.iter().map(|x| x.0).collect();
     let pss: Vec<f64> = m.iter().map(|x| x.1).collect();
     let anon: Vec<f64> = m.iter().map(|x| x.2).collect();
+    let heap: Vec<f64> = pids.iter().map(|p| heap_dirty(*p)).collect();
     println!("runtime={name}");
     println!("mode={}", if connected { "connected" } else { "idle" });
     println!("containers={n}");
     println!("rss_kib_median={:.0}", median(rss.clone()));
     println!("pss_kib_median={:.0}", median(pss.clone()));
     println!("anon_kib_median={:.0}", median(anon));
+    println!("heap_dirty_kib_median={:.0}", median(heap));
     println!("rss_kib_max={:.0}", rss.iter().cloned().fold(0.0, f64::max));
     println!("pss_kib_total={:.0}", pss.iter().sum::<f64>());
     println!("launch_to_running_ms_median={:.1}", median(launch_ms.clone()));
     println!("launch_to_running_ms_max={:.1}", launch_ms.iter().cloned().fold(0.0, f64::max));
+    if let Some(secs) = std::env::var("SHIMBENCH_HOLD").ok().and_then(|v| v.parse().ok()) {
+        eprintln!("holding {secs}s: shim pids {pids:?}");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     drop(shims);
     for w in waits {
         w.abort();
