@@ -469,7 +469,9 @@ pub async fn run_with_log_driver(
     let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         .map_err(|e| Error::io("watch SIGCHLD", e))?;
     let created_dir = !req.state_dir.exists();
-    let (core, listener, owner) = match setup(req.clone(), rt, log, created_dir).await {
+    // Boxed: what create needs lives on the heap while it runs, not in this
+    // future, which sits on the main thread's stack for the shim's whole life.
+    let (core, listener, owner) = match Box::pin(setup(req.clone(), rt, log, created_dir)).await {
         Ok(v) => v,
         Err(e) => {
             cleanup(&req.state_dir, created_dir, true);
