@@ -516,16 +516,7 @@ pub async fn run_with_log_driver(
     }
     let svc = service::ShimService::new(core.clone());
     let idle = conn::Idle::new(std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none());
-    let incoming = conn::Incoming::new(listener, idle.clone());
-    tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .add_service(crate::proto::shim_server::ShimServer::new(svc))
-            .serve_with_incoming(incoming)
-            .await;
-        if let Err(e) = r {
-            tracing::error!("gRPC server: {e}");
-        }
-    });
+    tokio::spawn(conn::serve(listener, idle.clone(), crate::proto::shim_server::ShimServer::new(svc)));
     core.reap();
     report(Ok(addr));
     idle.touch();
