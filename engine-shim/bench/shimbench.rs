@@ -3,9 +3,12 @@
 //! and reads each shim's RSS and PSS from `/proc/<pid>/smaps_rollup`.
 //!
 //! `shimbench <n> <runtime-binary> <work-dir> [connected|idle]`; prints
-//! `key=value` lines. `connected` (the default) keeps each shim's connection
+//! `key=value` lines (with `heap_dirty_kib_median`, the shims' `[heap]`
+//! Private_Dirty). `connected` (the default) keeps each shim's connection
 //! and a `Wait` call open while measuring, as the lifecycle manager does for
 //! every running container; `idle` drops the connections first.
+//! `SHIMBENCH_HOLD=<secs>` keeps the shims running that long after measuring
+//! (their pids on stderr), to look at them.
 
 use engine_core::{ContainerId, LaunchRequest, ProcessRef, RuntimeBinary, Shim, ShimLauncher, Signal};
 use std::path::{Path, PathBuf};
