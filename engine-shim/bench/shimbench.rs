@@ -3,9 +3,12 @@
 //! and reads each shim's RSS and PSS from `/proc/<pid>/smaps_rollup`.
 //!
 //! `shimbench <n> <runtime-binary> <work-dir> [connected|idle]`; prints
-//! `key=value` lines. `connected` (the default) keeps each shim's connection
+//! `key=value` lines (with `heap_dirty_kib_median`, the shims' `[heap]`
+//! Private_Dirty). `connected` (the default) keeps each shim's connection
 //! and a `Wait` call open while measuring, as the lifecycle manager does for
 //! every running container; `idle` drops the connections first.
+//! `SHIMBENCH_HOLD=<secs>` keeps the shims running that long after measuring
+//! (their pids on stderr), to look at them.
 
 use engine_core::{ContainerId, LaunchRequest, ProcessRef, RuntimeBinary, Shim, ShimLauncher, Signal};
 use std::path::{Path, PathBuf};
@@ -36,6 +39,22 @@ fn rss_pss(pid: i32) -> (f64, f64, f64) {
             .unwrap_or(0.0)
     };
     (field("Rss:"), field("Pss:"), field("Private_Dirty:"))
+}
+
+/// Private_Dirty of the `[heap]` mapping (glibc's main arena) in KiB.
+fn heap_dirty(pid: i32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut in_heap = false;
+    for l in s.lines() {
+        if l.ends_with("[heap]") {
+            in_heap = true;
+        } else if in_heap {
+            if let Some(v) = l.strip_prefix("Private_Dirty:") {
+                return v.trim().trim_end_matches("kB").trim().parse().unwrap_or(0.0);
+            }
+        }
+    }
+    0.0
 }
 
 fn make_rootfs(rootfs: &Path) {
@@ -130,19 +149,22 @@ async fn main() {
     if let (Ok(out), Some(p)) = (std::env::var("SHIMBENCH_SMAPS"), pids.first()) {
         let _ = std::fs::copy(format!("/proc/{p}/smaps"), out);
     }
-    if let Some(secs) = std::env::var("SHIMBENCH_HOLD_SECS").ok().and_then(|s| s.parse().ok()) {
-        tokio::time::sleep(Duration::from_secs(secs)).await;
-    }
+    let heap: Vec<f64> = pids.iter().map(|p| heap_dirty(*p)).collect();
     println!("runtime={name}");
     println!("mode={}", if connected { "connected" } else { "idle" });
     println!("containers={n}");
     println!("rss_kib_median={:.0}", median(rss.clone()));
     println!("pss_kib_median={:.0}", median(pss.clone()));
     println!("private_kib_median={:.0}", median(private));
+    println!("heap_dirty_kib_median={:.0}", median(heap));
     println!("rss_kib_max={:.0}", rss.iter().cloned().fold(0.0, f64::max));
     println!("pss_kib_total={:.0}", pss.iter().sum::<f64>());
     println!("launch_to_running_ms_median={:.1}", median(launch_ms.clone()));
     println!("launch_to_running_ms_max={:.1}", launch_ms.iter().cloned().fold(0.0, f64::max));
+    if let Some(secs) = std::env::var("SHIMBENCH_HOLD").ok().and_then(|v| v.parse().ok()) {
+        eprintln!("holding {secs}s: shim pids {pids:?}");
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
     drop(shims);
     for w in waits {
         w.abort();

@@ -3,13 +3,19 @@
 use crate::serve::{launch_reply, run};
 use engine_core::LaunchRequest;
 use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsRawFd, FromRawFd};
+
+/// Standard descriptor `fd` as a `File` that is never closed. std's
+/// `stdin()`/`stdout()` would keep a buffer (8 KiB, 1 KiB) for the shim's life.
+fn std_fd(fd: i32) -> ManuallyDrop<std::fs::File> {
+    // SAFETY: fds 0 and 1 are open for the whole process (replaced by
+    // /dev/null with dup2, never closed), and ManuallyDrop never closes them.
+    ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(fd) })
+}
 
 fn reply_and_close_stdout(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(line.as_bytes());
-    let _ = out.flush();
-    drop(out);
+    let _ = std_fd(1).write_all(line.as_bytes());
     if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
         // SAFETY: dup2 onto fd 1 swaps the launcher's pipe for /dev/null.
         unsafe { libc::dup2(null.as_raw_fd(), 1) };
@@ -128,7 +134,7 @@ pub fn shim_main(runtime: impl FnOnce(&engine_core::RuntimeBinary) -> std::sync:
     };
     // Ready: now wait for the request (a launcher may have started us early).
     let mut input = Vec::new();
-    let req: LaunchRequest = match std::io::stdin()
+    let req: LaunchRequest = match std_fd(0)
         .read_to_end(&mut input)
         .map_err(|e| e.to_string())
         .and_then(|_| serde_json::from_slice(&input).map_err(|e| format!("launch request on stdin: {e}")))

@@ -635,6 +635,46 @@ async fn a_stalled_attach_client_never_blocks_output(rt: Rt) {
     shim.delete().await.unwrap();
 }
 
+/// The shim holds its attach and events channels only while a client
+/// listens: clients that come after every earlier one left still get the
+/// live output and the events.
+async fn clients_that_come_back_after_all_left(rt: Rt) {
+    let script = "i=0; while true; do echo tick-$i; i=$((i+1)); usleep 20000; done";
+    let c = TestContainer::new(rt, "comeback", &["sh", "-c", script], false);
+    let shim = launcher().launch(c.request()).await.unwrap();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    shim.start().await.unwrap();
+    // Lines in the log so far (counted, not parsed: the log is being written).
+    let logged = || std::fs::read(c.log_path()).map(|d| d.iter().filter(|b| **b == b'\n').count()).unwrap_or(0);
+    let out = AttachOptions::default().stdin(false).stdout(true).stderr(true);
+    for round in 0..3 {
+        let mut a = shim.attach(&ProcessRef::Init, out).await.unwrap();
+        let got = read_until(&mut a.output, "\n").await;
+        assert!(got.contains("tick-"), "attach {round} gets live output: {got:?}");
+        drop(a);
+        // Output goes on with nobody attached (and all of it is logged).
+        let before = logged();
+        assert!(eventually(Duration::from_secs(10), || logged() >= before + 5).await);
+    }
+    for round in 0..2 {
+        let mut events = shim.events().await.unwrap();
+        shim.pause().await.unwrap();
+        let ev = tokio::time::timeout(Duration::from_secs(10), events.next()).await;
+        assert!(matches!(ev, Ok(Some(Ok(ShimEvent::Paused)))), "events client {round}: {ev:?}");
+        drop(events);
+        // The client has left: no one may be listening to this one.
+        shim.resume().await.unwrap();
+    }
+    shim.kill(&ProcessRef::Init, Signal::KILL, true).await.unwrap();
+    assert_eq!(shim.wait(&ProcessRef::Init).await.unwrap().code, 137);
+    let entries = c.log_entries();
+    assert!(entries.len() >= 15, "{} lines logged", entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(String::from_utf8_lossy(&e.line), format!("tick-{i}\n"), "every line logged, in order");
+    }
+    shim.delete().await.unwrap();
+}
+
 /// Resident pages of the shim binary's own code in process `pid`, KiB (the
 /// `Rss` of its executable mappings of that file, from `/proc/<pid>/smaps`).
 fn resident_code_kib(pid: i32) -> u64 {
@@ -728,6 +768,7 @@ for_each_runtime!(
     delete_a_created_container,
     launcher_gone_before_the_reply,
     a_stalled_attach_client_never_blocks_output,
+    clients_that_come_back_after_all_left,
 );
 
 /// Processes whose command line is exactly `args`.

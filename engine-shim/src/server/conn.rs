@@ -3,7 +3,11 @@
 //! not a client stays connected (the lifecycle manager keeps a connection and
 //! a `Wait` call open for the whole life of the container).
 
+use super::service::ShimService;
 use super::sys;
+use crate::proto::shim_server::ShimServer;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -54,29 +58,31 @@ impl Idle {
     }
 }
 
-/// Accepted connections as a stream for `serve_with_incoming`.
-pub(crate) struct Incoming {
-    listener: UnixListener,
-    idle: Idle,
-}
-
-impl Incoming {
-    pub(crate) fn new(listener: UnixListener, idle: Idle) -> Self {
-        Incoming { listener, idle }
-    }
-}
-
-impl futures::Stream for Incoming {
-    type Item = std::io::Result<Conn>;
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        match self.listener.poll_accept(cx) {
-            Poll::Ready(Ok((s, _))) => {
-                self.idle.touch();
-                Poll::Ready(Some(Ok(Conn { inner: s, idle: self.idle.clone() })))
+/// Serve the gRPC service on `listener`: HTTP/2 on each accepted connection,
+/// in a task of its own, until the shim exits. (Served with hyper directly:
+/// tonic's server would add a router, request boxes and layers the shim has
+/// no use for, held for every connection and call.)
+pub(crate) async fn serve(listener: UnixListener, idle: Idle, svc: ShimServer<ShimService>) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((s, _)) => s,
+            Err(e) => {
+                tracing::debug!("accept on the shim's socket: {e}");
+                continue;
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Pending => Poll::Pending,
-        }
+        };
+        idle.touch();
+        let conn = Conn { inner: stream, idle: idle.clone() };
+        let svc = TowerToHyperService::new(svc.clone());
+        tokio::spawn(async move {
+            let r = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(TokioIo::new(conn), svc)
+                .await;
+            if let Err(e) = r {
+                tracing::debug!("serving a client connection: {e}");
+            }
+        });
     }
 }
 
@@ -98,11 +104,6 @@ fn noted<T>(idle: &Idle, r: Poll<std::io::Result<T>>, moved: bool) -> Poll<std::
         idle.touch();
     }
     r
-}
-
-impl tonic::transport::server::Connected for Conn {
-    type ConnectInfo = ();
-    fn connect_info(&self) -> Self::ConnectInfo {}
 }
 
 impl AsyncRead for Conn {

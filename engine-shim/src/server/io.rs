@@ -18,7 +18,8 @@ use tokio::sync::{broadcast, watch};
 const FANOUT_CAPACITY: usize = 128;
 /// Output of an exec held for its first attach client.
 const REPLAY_LIMIT: usize = 64 * 1024;
-/// Bytes read at once.
+/// Bytes read at once (into a buffer on the stack, so a quiet process's
+/// pump holds none).
 const READ_CHUNK: usize = 8 * 1024;
 
 /// Stdio prepared before the runtime creates the process.
@@ -68,11 +69,23 @@ enum Stdin {
     Pty,
 }
 
+/// Where live output goes. The channel (its [`FANOUT_CAPACITY`] slots) exists
+/// only while an attach client listens: output nobody listens to is not kept
+/// either way, and a client only gets what is read after it subscribed.
+enum Fanout {
+    /// No client listens.
+    Idle,
+    /// Clients listen.
+    Open(broadcast::Sender<Output>),
+    /// The output has closed (EOF on every stream).
+    Closed,
+}
+
 /// The live stdio of one process.
 pub(crate) struct Io {
     pty: Option<Arc<AsyncFd<OwnedFd>>>,
     stdin: tokio::sync::Mutex<Option<Stdin>>,
-    out: Mutex<Option<broadcast::Sender<Output>>>,
+    out: Mutex<Fanout>,
     replay: Mutex<Option<(Vec<Output>, usize)>>,
     drained: watch::Sender<bool>,
     log: SharedLog,
@@ -89,12 +102,11 @@ impl Io {
         log: Option<Box<dyn LogDriver>>,
         replay: bool,
     ) -> Result<Arc<Io>> {
-        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
         let (drained, _) = watch::channel(false);
         let mut io = Io {
             pty: None,
             stdin: tokio::sync::Mutex::new(None),
-            out: Mutex::new(Some(tx)),
+            out: Mutex::new(Fanout::Idle),
             replay: Mutex::new(replay.then(|| (Vec::new(), 0))),
             drained,
             log: Arc::new(Mutex::new(log)),
@@ -140,8 +152,16 @@ impl Io {
     /// Subscribe to live output. `None` once the output has closed. The
     /// first subscriber of an exec also gets what was held for it.
     pub(crate) fn subscribe(&self) -> Option<(Vec<Output>, broadcast::Receiver<Output>)> {
-        let out = self.out.lock().unwrap();
-        let rx = out.as_ref()?.subscribe();
+        let mut out = self.out.lock().unwrap();
+        let rx = match &*out {
+            Fanout::Closed => return None,
+            Fanout::Open(tx) => tx.subscribe(),
+            Fanout::Idle => {
+                let (tx, rx) = broadcast::channel(FANOUT_CAPACITY);
+                *out = Fanout::Open(tx);
+                rx
+            }
+        };
         let held = self.replay.lock().unwrap().take().map(|(v, _)| v).unwrap_or_default();
         Some((held, rx))
     }
@@ -204,9 +224,13 @@ impl Io {
                 }
             }
         }
-        if let Some(tx) = self.out.lock().unwrap().as_ref() {
+        let mut fanout = self.out.lock().unwrap();
+        if let Fanout::Open(tx) = &*fanout {
             if tx.receiver_count() > 0 {
                 let _ = tx.send(out);
+            } else {
+                // The last client left: free the channel until one comes.
+                *fanout = Fanout::Idle;
             }
         }
     }
@@ -229,10 +253,24 @@ enum Source {
     Pty(Arc<AsyncFd<OwnedFd>>),
 }
 
+/// Read one chunk with `read` into a buffer on the stack and hand what was
+/// read to `got` (nothing on EOF or error). The buffer lives only in this
+/// call, never in the pump's task, so a quiet process's pump holds none.
+fn read_chunk(
+    read: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    got: impl FnOnce(&[u8]),
+) -> std::io::Result<usize> {
+    let mut buf = [0u8; READ_CHUNK];
+    let n = read(&mut buf)?;
+    if n > 0 {
+        got(&buf[..n]);
+    }
+    Ok(n)
+}
+
 /// Read until EOF; log and fan out each chunk as it is read. Never waits
 /// on clients: the fan-out drops chunks for clients that lag.
 async fn pump(io: Arc<Io>, src: Source) {
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut split_out = LineSplitter::new(StdStream::Stdout);
     let mut split_err = LineSplitter::new(StdStream::Stderr);
     // The log is shared with `Io::reopen_log` (a rotator's reopen request).
@@ -250,17 +288,30 @@ async fn pump(io: Arc<Io>, src: Source) {
         Source::Pipes(out, err) => {
             let (mut out_open, mut err_open) = (true, true);
             while out_open || err_open {
-                let (which, r) = tokio::select! {
-                    r = out.readable(), if out_open => (StdStream::Stdout, r.map(|_| out.try_read(&mut buf))),
-                    r = err.readable(), if err_open => (StdStream::Stderr, r.map(|_| err.try_read(&mut buf))),
+                let (which, ready) = tokio::select! {
+                    r = out.readable(), if out_open => (StdStream::Stdout, r),
+                    r = err.readable(), if err_open => (StdStream::Stderr, r),
                 };
+                let (pipe, splitter) =
+                    if which == StdStream::Stdout { (&out, &mut split_out) } else { (&err, &mut split_err) };
+                let r = ready.and_then(|_| {
+                    read_chunk(
+                        |buf| pipe.try_read(buf),
+                        |data| {
+                            if has_log {
+                                let now = std::time::SystemTime::now();
+                                splitter.push(data, now, &mut |e| write_log(&mut log, e));
+                            }
+                            io.emit(which, data);
+                        },
+                    )
+                });
                 let n = match r {
-                    Ok(Ok(n)) => n,
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                     _ => 0,
                 };
-                let splitter = if which == StdStream::Stdout { &mut split_out } else { &mut split_err };
                 if n == 0 {
                     splitter.finish(&mut |e| write_log(&mut log, e));
                     if which == StdStream::Stdout {
@@ -268,13 +319,7 @@ async fn pump(io: Arc<Io>, src: Source) {
                     } else {
                         err_open = false;
                     }
-                    continue;
                 }
-                let now = std::time::SystemTime::now();
-                if has_log {
-                    splitter.push(&buf[..n], now, &mut |e| write_log(&mut log, e));
-                }
-                io.emit(which, &buf[..n]);
             }
         }
         Source::Pty(m) => loop {
@@ -282,7 +327,19 @@ async fn pump(io: Arc<Io>, src: Source) {
                 Ok(g) => g,
                 Err(_) => break,
             };
-            let n = match g.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+            let r = g.try_io(|fd| {
+                read_chunk(
+                    |buf| nix::unistd::read(fd.get_ref(), buf).map_err(std::io::Error::from),
+                    |data| {
+                        if has_log {
+                            let now = std::time::SystemTime::now();
+                            split_out.push(data, now, &mut |e| write_log(&mut log, e));
+                        }
+                        io.emit(StdStream::Stdout, data);
+                    },
+                )
+            });
+            let n = match r {
                 Ok(Ok(n)) => n,
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Ok(Err(_)) => 0, // EIO: every slave end closed
@@ -292,17 +349,11 @@ async fn pump(io: Arc<Io>, src: Source) {
                 split_out.finish(&mut |e| write_log(&mut log, e));
                 break;
             }
-            let now = std::time::SystemTime::now();
-            if has_log {
-                split_out.push(&buf[..n], now, &mut |e| write_log(&mut log, e));
-            }
-            io.emit(StdStream::Stdout, &buf[..n]);
         },
     }
     if let Some(l) = shared.lock().unwrap().as_mut() {
         let _ = l.flush();
     }
-    drop(buf);
-    *io.out.lock().unwrap() = None;
+    *io.out.lock().unwrap() = Fanout::Closed;
     io.drained.send_replace(true);
 }

@@ -31,6 +31,40 @@ const DRAIN_WAIT: Duration = Duration::from_secs(2);
 /// How long an exited exec keeps its stdio for late attach clients.
 const EXEC_IO_LINGER: Duration = Duration::from_secs(30);
 
+/// Events kept for a slow `Events` client before it lags (and skips).
+const EVENTS_CAPACITY: usize = 32;
+
+/// The shim's events for `Events` clients. The channel (its
+/// [`EVENTS_CAPACITY`] slots) exists only while a client listens: an event
+/// nobody listens to is not kept either way, and a client only gets the
+/// events sent after it subscribed.
+#[derive(Default)]
+pub(crate) struct Events(Mutex<Option<broadcast::Sender<ShimEvent>>>);
+
+impl Events {
+    /// Send `ev` to the clients listening, if any.
+    fn send(&self, ev: ShimEvent) {
+        let mut tx = self.0.lock().unwrap();
+        // An error means no client listens any more: free the channel.
+        if tx.as_ref().is_some_and(|t| t.send(ev).is_err()) {
+            *tx = None;
+        }
+    }
+
+    /// Listen to the events sent from now on.
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<ShimEvent> {
+        let mut tx = self.0.lock().unwrap();
+        match tx.as_ref() {
+            Some(t) => t.subscribe(),
+            None => {
+                let (t, rx) = broadcast::channel(EVENTS_CAPACITY);
+                *tx = Some(t);
+                rx
+            }
+        }
+    }
+}
+
 /// One process of the container (the init or an exec).
 pub(crate) struct Proc {
     exec_id: Option<String>,
@@ -93,7 +127,7 @@ pub(crate) struct Core {
     execs: Mutex<HashMap<String, Arc<Proc>>>,
     tracked: Mutex<HashMap<Pid, Arc<Proc>>>,
     inflight: AtomicUsize,
-    events: broadcast::Sender<ShimEvent>,
+    events: Arc<Events>,
     quit: watch::Sender<Option<Quit>>,
     seq: AtomicU64,
     deleted: AtomicBool,
@@ -171,7 +205,7 @@ impl Core {
         if p.exec_id.is_none() {
             if self.oom_at_exit.get().is_some_and(|c| c.oom_killed()) {
                 tracing::info!("OOM killer acted in the container's cgroup");
-                let _ = self.events.send(ShimEvent::Oom);
+                self.events.send(ShimEvent::Oom);
             }
             if let Err(e) = state::write_exit(self.dir(), None, &status) {
                 tracing::error!("recording the init's exit: {e}");
@@ -181,7 +215,7 @@ impl Core {
         p.exit.send_replace(Some(status));
         let process = p.exec_id.clone().map(ProcessRef::Exec).unwrap_or(ProcessRef::Init);
         tracing::info!(?process, code, "exited");
-        let _ = self.events.send(ShimEvent::Exited { process, status });
+        self.events.send(ShimEvent::Exited { process, status });
         if p.exec_id.is_some() {
             // Late attach clients still get an exec's output for a while;
             // then its stdio (and held output) is released.
@@ -255,7 +289,7 @@ impl Core {
             self.init.set_status(ContainerStatus::Running);
         }
         let pid = st.pid;
-        let _ = self.events.send(ShimEvent::Started { pid });
+        self.events.send(ShimEvent::Started { pid });
         Ok(pid)
     }
 
@@ -321,7 +355,7 @@ impl Core {
         match r {
             Ok(pid) => {
                 p.set_status(ContainerStatus::Running);
-                let _ = self.events.send(ShimEvent::ExecStarted { exec_id: req.exec_id, pid });
+                self.events.send(ShimEvent::ExecStarted { exec_id: req.exec_id, pid });
                 Ok(pid)
             }
             Err(e) => {
@@ -335,11 +369,11 @@ impl Core {
         if pause {
             self.rt(self.rt.pause(&self.id)).await?;
             self.init.set_status(ContainerStatus::Paused);
-            let _ = self.events.send(ShimEvent::Paused);
+            self.events.send(ShimEvent::Paused);
         } else {
             self.rt(self.rt.resume(&self.id)).await?;
             self.init.set_status(ContainerStatus::Running);
-            let _ = self.events.send(ShimEvent::Resumed);
+            self.events.send(ShimEvent::Resumed);
         }
         Ok(())
     }
@@ -437,7 +471,9 @@ pub async fn run_with_log_driver(
     let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())
         .map_err(|e| Error::io("watch SIGCHLD", e))?;
     let created_dir = !req.state_dir.exists();
-    let (core, listener, owner) = match setup(req.clone(), rt, log, created_dir).await {
+    // Boxed: what create needs lives on the heap while it runs, not in this
+    // future, which sits on the main thread's stack for the shim's whole life.
+    let (core, listener, owner) = match Box::pin(setup(req.clone(), rt, log, created_dir)).await {
         Ok(v) => v,
         Err(e) => {
             cleanup(&req.state_dir, created_dir, true);
@@ -476,22 +512,13 @@ pub async fn run_with_log_driver(
     let events = core.events.clone();
     if let Some(check) = oom::watch(init_pid, move || {
         tracing::info!("OOM killer acted in the container's cgroup");
-        let _ = events.send(ShimEvent::Oom);
+        events.send(ShimEvent::Oom);
     }) {
         let _ = core.oom_at_exit.set(check);
     }
     let svc = service::ShimService::new(core.clone());
     let idle = conn::Idle::new(std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none());
-    let incoming = conn::Incoming::new(listener, idle.clone());
-    tokio::spawn(async move {
-        let r = tonic::transport::Server::builder()
-            .add_service(crate::proto::shim_server::ShimServer::new(svc))
-            .serve_with_incoming(incoming)
-            .await;
-        if let Err(e) = r {
-            tracing::error!("gRPC server: {e}");
-        }
-    });
+    tokio::spawn(conn::serve(listener, idle.clone(), crate::proto::shim_server::ShimServer::new(svc)));
     core.reap();
     report(Ok(addr));
     idle.touch();
@@ -547,7 +574,7 @@ async fn setup(
         execs: Mutex::new(HashMap::new()),
         tracked: Mutex::new(HashMap::new()),
         inflight: AtomicUsize::new(0),
-        events: broadcast::channel(32).0,
+        events: Arc::default(),
         quit: watch::channel(None).0,
         seq: AtomicU64::new(0),
         deleted: AtomicBool::new(false),

@@ -198,7 +198,9 @@ pub(crate) fn trim_thread_stack() {
 }
 
 /// How much of the stack below the current frame stays untouched: more than
-/// the red zone (128 bytes) and the frames of the calls made from here.
+/// the red zone (128 bytes) and the frames of the calls made from here (a
+/// `madvise`). Whatever lies deeper is dead until a call goes that deep
+/// again, so keeping more only keeps dead pages resident.
 const STACK_KEEP: usize = 4 * 1024;
 
 /// Drop the main thread's stack pages below the current frame (less
