@@ -826,8 +826,18 @@ async fn shims_are_forked_from_one_server() {
     std::os::unix::fs::symlink(shim_binary(), &bin).unwrap();
     let bin_s = bin.to_str().unwrap().to_string();
     let l = Launcher::new(&bin);
-    let cs: Vec<TestContainer> =
+    let mut cs: Vec<TestContainer> =
         (0..3).map(|i| TestContainer::new(Rt::Runc, &format!("fork{i}"), &["sleep", "600"], false)).collect();
+    // The runtime the shim runs sees the launcher's environment, nothing the shim set for itself.
+    let wrapper = links.path().join("runc-wrapper");
+    let env_file = links.path().join("runtime-env");
+    std::fs::write(
+        &wrapper,
+        format!("#!/bin/sh\nenv > {}\nexec {} \"$@\"\n", env_file.display(), which("runc").unwrap().display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    cs[0].runtime = cs[0].runtime.clone().path(wrapper);
     let mut shims = Vec::new();
     for c in &cs[..2] {
         let shim = l.launch(c.request()).await.unwrap();
@@ -837,12 +847,19 @@ async fn shims_are_forked_from_one_server() {
     }
     let servers = pids_with_cmdline(&[&bin_s, "--fork-server"]);
     assert_eq!(servers.len(), 1, "one fork server for two launches: {servers:?}");
+    let env = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        env.contains("PATH=") && !env.contains("GLIBC_TUNABLES") && !env.contains("ENGINE_SHIM_MALLOC_TUNED"),
+        "{env}"
+    );
     let server = servers[0];
     assert_eq!(ppid(server), Some(std::process::id() as i32));
     let (a, b) = (cs[0].shim_pid.get().unwrap(), cs[1].shim_pid.get().unwrap());
     for pid in [a, b] {
         assert_ne!(ppid(pid), Some(server), "a shim is detached from the server");
         assert!(pids_with_cmdline(&[&bin_s]).contains(&pid), "shim {pid} shows only the program name");
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert_eq!(comm.trim(), "engine-shim", "the process name ps and pgrep show");
     }
     let exe = std::fs::canonicalize(shim_binary()).unwrap();
     let exe = exe.to_str().unwrap();

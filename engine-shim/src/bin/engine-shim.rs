@@ -50,7 +50,10 @@ fn without_malloc_cache() {
             tunables.push(NO_TCACHE);
             let args: Vec<_> = std::env::args_os().skip(1).collect();
             // `exec` returns only when it failed.
-            let _ = std::process::Command::new("/proc/self/exe")
+            // The binary's own path, not /proc/self/exe: the process's name
+            // (`comm`, what ps and pgrep show) comes from the path executed.
+            let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+            let _ = std::process::Command::new(exe)
                 .arg0(std::env::args_os().next().unwrap_or_default())
                 .args(args)
                 .env("GLIBC_TUNABLES", tunables)
