@@ -18,7 +18,7 @@
 //! reaps the intermediate process. End of stdin (the launcher went away) ends
 //! the server; shims already forked do not notice.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 /// The argument that makes `engine-shim` a fork server.
 pub(crate) const ARG: &str = "--fork-server";
@@ -30,9 +30,10 @@ pub(crate) const ARG: &str = "--fork-server";
 pub(crate) fn serve() {
     let _ = std::env::set_current_dir("/");
     loop {
-        let conn = match recv_fd(0) {
+        let conn = match crate::server::recv_fd_msg(0) {
             Ok(Some(fd)) => fd,
             Ok(None) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             // End of stdin: the launcher went away.
             Err(_) => std::process::exit(0),
         };
@@ -96,34 +97,6 @@ fn forget_arg() {
             area[nul..].fill(0);
         }
     }
-}
-
-/// One message from the launcher: `Ok(Some(fd))`, `Ok(None)` for a message
-/// without a descriptor, `Err` at end of stream or on a socket error.
-fn recv_fd(sock: RawFd) -> std::io::Result<Option<OwnedFd>> {
-    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
-    let mut buf = [0u8; 1];
-    let mut cmsg = nix::cmsg_space!([RawFd; 1]);
-    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-    let msg = match recvmsg::<()>(sock, &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
-        Ok(m) => m,
-        Err(nix::errno::Errno::EINTR) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    let mut got = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for fd in fds {
-                // SAFETY: a descriptor just received, owned by nobody else here.
-                let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-                got.get_or_insert(fd);
-            }
-        }
-    }
-    if msg.bytes == 0 && got.is_none() {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(got)
 }
 
 /// The launcher's side: send `fd` (a new shim's connection) over `ctl`.

@@ -4,6 +4,9 @@
 //! stdin, detaches (double fork, new session), becomes child subreaper,
 //! creates the container through the runtime, writes one JSON reply line
 //! to stdout and closes it, then serves gRPC on `<state_dir>/shim.sock`.
+//! With the argument `--fork-server` (how the launcher starts it by
+//! default) it instead serves fork requests on stdin, and each shim is forked
+//! from it, then runs as above.
 //!
 //! Environment:
 //! - `ENGINE_SHIM_LOG=<file>`: the shim's own debug log (default: none).

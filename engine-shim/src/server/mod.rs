@@ -7,7 +7,7 @@ mod oom;
 mod service;
 mod sys;
 
-pub(crate) use sys::trim_thread_stack;
+pub(crate) use sys::{recv_fd_msg, trim_thread_stack};
 
 use crate::state::{self, ShimAddress};
 use engine_core::{

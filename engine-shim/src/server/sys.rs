@@ -69,6 +69,14 @@ pub(crate) async fn recv_console(listener: &tokio::net::UnixListener, path: &Pat
 }
 
 fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
+    recv_fd_msg(sock)?
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no fd in console socket message"))
+}
+
+/// Receive one message on a unix socket and the first descriptor it
+/// carries (`SCM_RIGHTS`; any others are closed): `Ok(None)` for a message
+/// without one, `UnexpectedEof` at the end of the stream.
+pub(crate) fn recv_fd_msg(sock: RawFd) -> std::io::Result<Option<OwnedFd>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 256];
     let mut iov = [std::io::IoSliceMut::new(&mut buf)];
@@ -86,7 +94,10 @@ fn recv_fd(sock: RawFd) -> std::io::Result<OwnedFd> {
             }
         }
     }
-    got.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no fd in console socket message"))
+    if msg.bytes == 0 && got.is_none() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(got)
 }
 
 /// Put an fd in non-blocking mode.
