@@ -3,8 +3,9 @@
 /// Raise this process's soft limit on open files (`RLIMIT_NOFILE`) to its hard limit and return
 /// the new soft limit.
 ///
-/// A daemon or manager keeps one connection per running container (to its shim), so the usual
-/// soft limit of 1024 caps it near a thousand containers; dockerd and containerd are run with the
+/// A daemon or manager keeps two descriptors per running container (pidfds on its init and its
+/// shim, or a connection to the shim while it is in use), so the usual soft limit of 1024 caps it
+/// near five hundred containers; dockerd and containerd are run with the
 /// limit raised for the same reason. Raising the soft limit up to the hard one needs no privilege.
 /// Call it once at the start of a binary that manages many containers; a library embedding the
 /// engine decides for its own process.

@@ -14,6 +14,7 @@ use futures::StreamExt;
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio_util::sync::PollSender;
@@ -33,11 +34,33 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// println!("exited with {}", exit.code);
 /// # Ok(()) }
 /// ```
+///
+/// A client holds its connection only while something uses it: a
+/// [`wait`](Shim::wait) for the container's init lets it go and waits on an
+/// exit watch instead (a socket on which the shim sends one byte when the
+/// init ends, without HTTP/2's buffers at either end), so a manager of many
+/// idle containers holds one bare socket per container; the next call
+/// reconnects. Clones share the connection.
 #[derive(Clone, Debug)]
 pub struct Client {
     id: ContainerId,
     socket: PathBuf,
-    rpc: ShimClient<Channel>,
+    conn: Arc<tokio::sync::Mutex<Slot>>,
+}
+
+/// The connection, if anyone still holds it; `pinned` keeps the first one
+/// (the create-to-start calls that follow a connect need not reconnect) until
+/// a wait goes idle.
+#[derive(Debug, Default)]
+struct Slot {
+    live: Weak<Conn>,
+    pinned: Option<Arc<Conn>>,
+}
+
+/// A connection.
+#[derive(Debug)]
+struct Conn {
+    client: ShimClient<Channel>,
 }
 
 impl Client {
@@ -61,7 +84,7 @@ impl Client {
             ));
         }
         let client = Self::connect_socket(id, &addr.socket).await?;
-        let info = tokio::time::timeout(answer, client.rpc.clone().info(proto::Empty {}))
+        let info = tokio::time::timeout(answer, client.rpc().await?.info(proto::Empty {}))
             .await
             .map_err(|_| Error::unavailable(what(), format!("no answer on {}", addr.socket.display())))?
             .map_err(|s| from_status(id.as_str(), s))?
@@ -77,6 +100,13 @@ impl Client {
 
     /// Connect to a shim's socket directly.
     pub async fn connect_socket(id: &ContainerId, socket: &Path) -> Result<Client> {
+        let rpc = Arc::new(Self::open(id, socket).await?);
+        let slot = Slot { live: Arc::downgrade(&rpc), pinned: Some(rpc) };
+        Ok(Client { id: id.clone(), socket: socket.to_path_buf(), conn: Arc::new(tokio::sync::Mutex::new(slot)) })
+    }
+
+    /// A new connection to `socket`.
+    async fn open(id: &ContainerId, socket: &Path) -> Result<Conn> {
         let path = socket.to_path_buf();
         let p = path.clone();
         let connector = tower::service_fn(move |_: tonic::transport::Uri| {
@@ -91,7 +121,14 @@ impl Client {
                 let src = std::error::Error::source(&e).map(|s| s.to_string()).unwrap_or_else(|| e.to_string());
                 Error::unavailable(format!("shim of container {id}"), format!("connect {}: {src}", path.display()))
             })?;
-        Ok(Client { id: id.clone(), socket: path, rpc: ShimClient::new(channel) })
+        Ok(Conn { client: ShimClient::new(channel) })
+    }
+
+    /// How many gRPC connections the shim serves now, this call's included
+    /// (a client that only waits for the init holds none: see above).
+    pub async fn connections(&self) -> Result<u32> {
+        let r = self.rpc().await?.info(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        Ok(r.into_inner().connections)
     }
 
     /// The socket this client talks to.
@@ -99,8 +136,35 @@ impl Client {
         &self.socket
     }
 
-    fn rpc(&self) -> ShimClient<Channel> {
-        self.rpc.clone()
+    /// The connection (a new one if nobody holds the last): the call made
+    /// on it keeps it open until the call ends.
+    async fn rpc(&self) -> Result<Rpc> {
+        let mut slot = self.conn.lock().await;
+        let held = match slot.live.upgrade() {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(Self::open(&self.id, &self.socket).await?);
+                slot.live = Arc::downgrade(&c);
+                c
+            }
+        };
+        Ok(Rpc { client: held.client.clone(), _held: held })
+    }
+
+    /// Wait for the container's init to end over an exit watch: a
+    /// connection without HTTP/2 on which the shim sends one byte when the
+    /// init has ended, or which it closes when it goes away. The caller's
+    /// gRPC connection is let go meanwhile. Returns once either happens, or
+    /// at once if no watch can be had (the wait over gRPC then decides).
+    async fn watch_init(&self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut watch) = tokio::net::UnixStream::connect(&self.socket).await else { return };
+        if watch.write_all(&[crate::server::WATCH]).await.is_err() {
+            return;
+        }
+        self.conn.lock().await.pinned = None;
+        let mut b = [0u8; 1];
+        let _ = watch.read(&mut b).await;
     }
 
     fn err(&self, s: tonic::Status) -> Error {
@@ -109,6 +173,26 @@ impl Client {
 
     fn preq(p: &ProcessRef) -> proto::ProcessReq {
         proto::ProcessReq { exec_id: wire::exec_id(p) }
+    }
+}
+
+/// One use of a client's connection: the connection stays open while any
+/// use of it is alive.
+struct Rpc {
+    client: ShimClient<Channel>,
+    _held: Arc<Conn>,
+}
+
+impl std::ops::Deref for Rpc {
+    type Target = ShimClient<Channel>;
+    fn deref(&self) -> &Self::Target {
+        &self.client
+    }
+}
+
+impl std::ops::DerefMut for Rpc {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.client
     }
 }
 
@@ -176,28 +260,33 @@ impl Shim for Client {
     }
 
     async fn shim_pid(&self) -> Result<Pid> {
-        let r = self.rpc().info(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        let r = self.rpc().await?.info(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(r.into_inner().shim_pid)
     }
 
     async fn start(&self) -> Result<Pid> {
-        let r = self.rpc().start(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        let r = self.rpc().await?.start(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(r.into_inner().pid)
     }
 
     async fn state(&self, process: &ProcessRef) -> Result<ProcessState> {
-        let r = self.rpc().state(Self::preq(process)).await.map_err(|s| self.err(s))?.into_inner();
+        let r = self.rpc().await?.state(Self::preq(process)).await.map_err(|s| self.err(s))?.into_inner();
         Ok(ProcessState::new(parse_status(&r.status), r.pid).exit(r.exit.as_ref().map(exit_from_msg)))
     }
 
     async fn kill(&self, process: &ProcessRef, signal: Signal, all: bool) -> Result<()> {
         let req = proto::KillReq { exec_id: wire::exec_id(process), signal: signal.number(), all };
-        self.rpc().kill(req).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.kill(req).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn wait(&self, process: &ProcessRef) -> Result<ExitStatus> {
-        let r = self.rpc().wait(Self::preq(process)).await.map_err(|s| self.err(s))?;
+        if matches!(process, ProcessRef::Init) {
+            // Then the call below answers at once (or, from a shim without
+            // exit watches, once the init ends).
+            self.watch_init().await;
+        }
+        let r = self.rpc().await?.wait(Self::preq(process)).await.map_err(|s| self.err(s))?;
         Ok(exit_from_msg(&r.into_inner()))
     }
 
@@ -205,7 +294,7 @@ impl Shim for Client {
         let process_json =
             serde_json::to_vec(&req.process).map_err(|e| Error::invalid("exec process", e.to_string()))?;
         let m = proto::ExecReq { exec_id: req.exec_id, process_json, open_stdin: req.open_stdin };
-        let r = self.rpc().exec(m).await.map_err(|s| self.err(s))?;
+        let r = self.rpc().await?.exec(m).await.map_err(|s| self.err(s))?;
         Ok(r.into_inner().pid)
     }
 
@@ -221,7 +310,7 @@ impl Shim for Client {
             .await
             .map_err(|_| Error::Other("attach channel closed".into()))?;
         let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
-        let resp = self.rpc().attach(outbound).await.map_err(|s| self.err(s))?;
+        let resp = self.rpc().await?.attach(outbound).await.map_err(|s| self.err(s))?;
         let id = self.id.clone();
         let output = resp
             .into_inner()
@@ -251,53 +340,53 @@ impl Shim for Client {
     async fn resize(&self, process: &ProcessRef, size: ConsoleSize) -> Result<()> {
         let req =
             proto::ResizeReq { exec_id: wire::exec_id(process), height: size.height as u32, width: size.width as u32 };
-        self.rpc().resize(req).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.resize(req).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn close_stdin(&self, process: &ProcessRef) -> Result<()> {
-        self.rpc().close_stdin(Self::preq(process)).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.close_stdin(Self::preq(process)).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn pause(&self) -> Result<()> {
-        self.rpc().pause(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.pause(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn resume(&self) -> Result<()> {
-        self.rpc().resume(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.resume(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn stats(&self) -> Result<Stats> {
-        let r = self.rpc().stats(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        let r = self.rpc().await?.stats(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(wire::stats_from_msg(r.into_inner()))
     }
 
     async fn update(&self, resources: &oci_spec::runtime::LinuxResources) -> Result<()> {
         let resources_json = serde_json::to_vec(resources).map_err(|e| Error::invalid("resources", e.to_string()))?;
-        self.rpc().update(proto::UpdateReq { resources_json }).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.update(proto::UpdateReq { resources_json }).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn reopen_log(&self) -> Result<()> {
-        self.rpc().reopen_log(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.reopen_log(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn delete(&self) -> Result<Option<ExitStatus>> {
-        let r = self.rpc().delete(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        let r = self.rpc().await?.delete(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(r.into_inner().exit.as_ref().map(exit_from_msg))
     }
 
     async fn shutdown(&self) -> Result<()> {
-        self.rpc().shutdown(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        self.rpc().await?.shutdown(proto::Empty {}).await.map_err(|s| self.err(s))?;
         Ok(())
     }
 
     async fn events(&self) -> Result<BoxStream<'static, Result<ShimEvent>>> {
-        let r = self.rpc().events(proto::Empty {}).await.map_err(|s| self.err(s))?;
+        let r = self.rpc().await?.events(proto::Empty {}).await.map_err(|s| self.err(s))?;
         let id = self.id.clone();
         Ok(r.into_inner()
             .filter_map(move |r| {

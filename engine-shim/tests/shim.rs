@@ -728,6 +728,74 @@ async fn memory_given_back_while_a_client_waits(rt: Rt) {
     shim.delete().await.unwrap();
 }
 
+/// Connections accepted on `socket` (server side), from /proc/net/unix:
+/// entries bound to that path and connected (state 03).
+fn connections_to(socket: &std::path::Path) -> usize {
+    let want = socket.to_str().unwrap();
+    std::fs::read_to_string("/proc/net/unix")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 8 && f[7] == want && f[5] == "03"
+        })
+        .count()
+}
+
+async fn an_idle_wait_holds_no_connection(rt: Rt) {
+    let l = launcher();
+    let c = TestContainer::new(rt, "idlewait", &["sleep", "600"], false);
+    let shim: std::sync::Arc<dyn engine_core::Shim> = l.launch(c.request()).await.unwrap().into();
+    c.shim_pid.set(Some(shim.shim_pid().await.unwrap()));
+    let sock = c.state_dir().join("shim.sock");
+    shim.start().await.unwrap();
+    assert_eq!(connections_to(&sock), 1, "the launch's connection is kept until a wait goes idle");
+    let waiter = {
+        let s = shim.clone();
+        tokio::spawn(async move { s.wait(&ProcessRef::Init).await })
+    };
+    // The waiter lets its gRPC connection go and keeps one bare socket (its
+    // exit watch): an observer sees its own gRPC connection alone, beside one
+    // more socket.
+    let observer = engine_shim::Client::connect(&c.id, &c.state_dir()).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut served = observer.connections().await.unwrap();
+    while served != 1 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        served = observer.connections().await.unwrap();
+    }
+    assert_eq!(served, 1, "gRPC connections the shim serves while a client waits, the observer's included");
+    assert_eq!(connections_to(&sock), 2, "the observer's connection and the waiter's exit watch");
+    drop(observer);
+    // A call reconnects, and its connection goes when the call is done.
+    assert_eq!(shim.state(&ProcessRef::Init).await.unwrap().status, ContainerStatus::Running);
+    assert!(eventually(Duration::from_secs(10), || connections_to(&sock) == 1).await, "the call's connection closed");
+    assert!(!waiter.is_finished(), "the wait goes on while the container runs");
+    shim.kill(&ProcessRef::Init, Signal::KILL, false).await.unwrap();
+    let exit = tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("wait answers").unwrap().unwrap();
+    assert_eq!(exit.code, 137, "the exit the shim recorded");
+    shim.delete().await.unwrap();
+
+    // A shim killed while a client waits without a connection: the wait
+    // hears of it at once.
+    let c2 = TestContainer::new(rt, "idlewait2", &["sleep", "600"], false);
+    let shim2: std::sync::Arc<dyn engine_core::Shim> = l.launch(c2.request()).await.unwrap().into();
+    let pid2 = shim2.shim_pid().await.unwrap();
+    c2.shim_pid.set(Some(pid2));
+    shim2.start().await.unwrap();
+    let waiter = {
+        let s = shim2.clone();
+        tokio::spawn(async move { s.wait(&ProcessRef::Init).await })
+    };
+    let sock2 = c2.state_dir().join("shim.sock");
+    assert!(eventually(Duration::from_secs(10), || connections_to(&sock2) == 1).await);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid2), nix::sys::signal::Signal::SIGKILL).unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), waiter).await.expect("wait answers").unwrap() {
+        Err(Error::Unavailable { .. }) => {}
+        other => panic!("expected Unavailable from a wait on a killed shim, got {other:?}"),
+    }
+}
+
 macro_rules! for_each_runtime {
     ($($name:ident),* $(,)?) => {
         mod runc {
@@ -769,6 +837,7 @@ for_each_runtime!(
     launcher_gone_before_the_reply,
     a_stalled_attach_client_never_blocks_output,
     clients_that_come_back_after_all_left,
+    an_idle_wait_holds_no_connection,
 );
 
 /// Processes whose command line is exactly `args`.

@@ -1,19 +1,22 @@
 //! The gRPC server's connections: unix streams that note their traffic, so
 //! the shim trims its memory once no byte has moved for a moment, whether or
-//! not a client stays connected (the lifecycle manager keeps a connection and
-//! a `Wait` call open for the whole life of the container).
+//! not a client stays connected (the crate's own client lets its connection
+//! go while it only waits for the container's exit; other clients may keep one
+//! open with a `Wait` call for the whole life of the container).
 
 use super::service::ShimService;
 use super::sys;
+use super::Core;
 use crate::proto::shim_server::ShimServer;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 
 /// How long the shim's connections must have been quiet before it trims its
@@ -58,11 +61,20 @@ impl Idle {
     }
 }
 
+/// The first byte of an exit watch: a client that only waits for the
+/// container's init to end sends it instead of HTTP/2's preface (which starts
+/// with `P`), and gets one byte ([`WATCH_EXITED`]) when the init has ended,
+/// or the end of the stream if the shim goes away first.
+pub(crate) const WATCH: u8 = b'W';
+/// The byte a watch gets once the init has ended (its exit recorded).
+pub(crate) const WATCH_EXITED: u8 = b'X';
+
 /// Serve the gRPC service on `listener`: HTTP/2 on each accepted connection,
-/// in a task of its own, until the shim exits. (Served with hyper directly:
-/// tonic's server would add a router, request boxes and layers the shim has
-/// no use for, held for every connection and call.)
-pub(crate) async fn serve(listener: UnixListener, idle: Idle, svc: ShimServer<ShimService>) {
+/// in a task of its own, until the shim exits; a connection that opens with
+/// [`WATCH`] is an exit watch instead, which holds no HTTP/2 state. (Served
+/// with hyper directly: tonic's server would add a router, request boxes and
+/// layers the shim has no use for, held for every connection and call.)
+pub(crate) async fn serve(listener: UnixListener, idle: Idle, core: Arc<Core>, svc: ShimServer<ShimService>) {
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
@@ -72,17 +84,88 @@ pub(crate) async fn serve(listener: UnixListener, idle: Idle, svc: ShimServer<Sh
             }
         };
         idle.touch();
-        let conn = Conn { inner: stream, idle: idle.clone() };
-        let svc = TowerToHyperService::new(svc.clone());
+        let idle = idle.clone();
+        let svc = svc.clone();
+        let core = core.clone();
         tokio::spawn(async move {
+            match first_byte(&stream).await {
+                Some(WATCH) => return watch_exit(stream, &core).await,
+                Some(_) => {}
+                None => return,
+            }
+            let conn = Conn { inner: stream, idle };
+            let _served = Served::count(&core);
             let r = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
                 .timer(TokioTimer::new())
-                .serve_connection(TokioIo::new(conn), svc)
+                .serve_connection(TokioIo::new(conn), TowerToHyperService::new(svc))
                 .await;
             if let Err(e) = r {
                 tracing::debug!("serving a client connection: {e}");
             }
         });
+    }
+}
+
+/// The first byte a client sent, left in the socket (`None`: it closed).
+async fn first_byte(stream: &UnixStream) -> Option<u8> {
+    loop {
+        stream.readable().await.ok()?;
+        let mut b = [0u8; 1];
+        match stream.try_io(tokio::io::Interest::READABLE, || {
+            nix::sys::socket::recv(stream.as_raw_fd(), &mut b, nix::sys::socket::MsgFlags::MSG_PEEK)
+                .map_err(std::io::Error::from)
+        }) {
+            Ok(0) => return None,
+            Ok(_) => return Some(b[0]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
+/// An exit watch: one byte once the init has ended; the client closing its
+/// end first ends the watch.
+async fn watch_exit(mut stream: UnixStream, core: &Core) {
+    let mut b = [0u8; 1];
+    if stream.read_exact(&mut b).await.is_err() {
+        return;
+    }
+    let Ok(init) = core.proc(&engine_core::ProcessRef::Init) else { return };
+    let closed = async {
+        loop {
+            if stream.readable().await.is_err() {
+                return;
+            }
+            // Readiness may be left over from the byte read above.
+            match stream.try_read(&mut b) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                // Closed, failed, or sent what nobody asked for.
+                _ => return,
+            }
+        }
+    };
+    let ended = tokio::select! {
+        _ = init.wait() => true,
+        _ = closed => false,
+    };
+    if ended {
+        let _ = stream.write_all(&[WATCH_EXITED]).await;
+    }
+}
+
+/// Counts a served HTTP/2 connection while it lives.
+struct Served<'a>(&'a AtomicUsize);
+
+impl<'a> Served<'a> {
+    fn count(core: &'a Core) -> Self {
+        core.served.fetch_add(1, Ordering::Relaxed);
+        Served(&core.served)
+    }
+}
+
+impl Drop for Served<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

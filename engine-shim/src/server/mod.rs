@@ -7,6 +7,7 @@ mod oom;
 mod service;
 mod sys;
 
+pub(crate) use conn::WATCH;
 pub(crate) use sys::{recv_fd_msg, trim_thread_stack};
 
 use crate::state::{self, ShimAddress};
@@ -127,6 +128,8 @@ pub(crate) struct Core {
     execs: Mutex<HashMap<String, Arc<Proc>>>,
     tracked: Mutex<HashMap<Pid, Arc<Proc>>>,
     inflight: AtomicUsize,
+    /// gRPC (HTTP/2) connections being served.
+    served: AtomicUsize,
     events: Arc<Events>,
     quit: watch::Sender<Option<Quit>>,
     seq: AtomicU64,
@@ -518,7 +521,7 @@ pub async fn run_with_log_driver(
     }
     let svc = service::ShimService::new(core.clone());
     let idle = conn::Idle::new(std::env::var_os("ENGINE_SHIM_NO_TRIM").is_none());
-    tokio::spawn(conn::serve(listener, idle.clone(), crate::proto::shim_server::ShimServer::new(svc)));
+    tokio::spawn(conn::serve(listener, idle.clone(), core.clone(), crate::proto::shim_server::ShimServer::new(svc)));
     core.reap();
     report(Ok(addr));
     idle.touch();
@@ -574,6 +577,7 @@ async fn setup(
         execs: Mutex::new(HashMap::new()),
         tracked: Mutex::new(HashMap::new()),
         inflight: AtomicUsize::new(0),
+        served: AtomicUsize::new(0),
         events: Arc::default(),
         quit: watch::channel(None).0,
         seq: AtomicU64::new(0),

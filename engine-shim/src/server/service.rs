@@ -37,7 +37,11 @@ fn stream_num(s: StdStream) -> i32 {
 #[tonic::async_trait]
 impl ShimRpc for ShimService {
     async fn info(&self, _: Request<proto::Empty>) -> RpcResult<proto::InfoReply> {
-        Ok(Response::new(proto::InfoReply { id: self.core.id.as_str().into(), shim_pid: std::process::id() as i32 }))
+        Ok(Response::new(proto::InfoReply {
+            id: self.core.id.as_str().into(),
+            shim_pid: std::process::id() as i32,
+            connections: self.core.served.load(std::sync::atomic::Ordering::Relaxed) as u32,
+        }))
     }
 
     async fn start(&self, _: Request<proto::Empty>) -> RpcResult<proto::PidReply> {
