@@ -65,7 +65,17 @@ pub struct ManagerConfig {
     /// (`json-file`, `local`, `none`) is logged through these (none:
     /// such a driver is refused at create).
     pub log_plugins: Option<Arc<dyn LogPlugins>>,
+    /// Machine memory a create leaves free, in bytes: when the kernel's
+    /// `MemAvailable` is under it, a create is refused with
+    /// [`Error::Unavailable`](engine_core::Error) naming both figures, before
+    /// anything is made (rather than the kernel's OOM killer choosing a
+    /// victim, the daemon itself perhaps, once containers have used it up).
+    /// 0 turns the check off. Default [`DEFAULT_MEMORY_RESERVE`].
+    pub memory_reserve: u64,
 }
+
+/// The default [`ManagerConfig::memory_reserve`]: 64 MiB.
+pub const DEFAULT_MEMORY_RESERVE: u64 = 64 << 20;
 
 impl std::fmt::Debug for ManagerConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,6 +117,7 @@ impl ManagerConfig {
             cgroup_parent: "/engine".to_string(),
             default_log: LogSpec::new(engine_core::logs::JSON_FILE),
             log_plugins: None,
+            memory_reserve: DEFAULT_MEMORY_RESERVE,
         }
     }
 
@@ -117,6 +128,13 @@ impl ManagerConfig {
         check_cgroup_parent(&parent)?;
         self.cgroup_parent = parent;
         Ok(self)
+    }
+
+    /// Refuse creates while the machine has less than `bytes` of memory
+    /// available (0: never); see [`ManagerConfig::memory_reserve`].
+    pub fn memory_reserve(mut self, bytes: u64) -> Self {
+        self.memory_reserve = bytes;
+        self
     }
 
     /// Add (or replace) a runtime by name and binary path.

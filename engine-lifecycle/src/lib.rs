@@ -104,7 +104,10 @@ mod store;
 mod top;
 mod volumes;
 
-pub use config::{find_engine_binary, find_in_path, ManagerConfig, DEFAULT_RUNTIME, VM_CREATE_TIMEOUT, VM_RUNTIME};
+pub use config::{
+    find_engine_binary, find_in_path, ManagerConfig, DEFAULT_MEMORY_RESERVE, DEFAULT_RUNTIME, VM_CREATE_TIMEOUT,
+    VM_RUNTIME,
+};
 pub use engine_core::LifecycleManager;
 pub use grpc::client::{RemoteManager, RemoteNetwork};
 pub use grpc::pb;

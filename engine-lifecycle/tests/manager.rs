@@ -406,3 +406,29 @@ async fn update_resources_engine_runc() {
 async fn update_resources_runc() {
     update_resources("runc").await;
 }
+
+/// Below the memory reserve a create is refused, naming the figures, and
+/// nothing is made; with the reserve off the same create works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_refused_under_the_memory_reserve() {
+    let env = Env::new().await;
+    let mgr = engine_lifecycle::Manager::new(env.config("engine-runc").memory_reserve(u64::MAX >> 1)).await.unwrap();
+    let mut cfg = sh("true");
+    cfg.name = Some(format!("reserve-{}", &engine_core::random_hex64()[..8]));
+    match mgr.create(cfg.clone()).await {
+        Err(engine_core::Error::Unavailable { what, reason }) => {
+            assert_eq!(what, "machine memory");
+            assert!(reason.contains("MemAvailable is") && reason.contains("memory reserve"), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    assert!(mgr.list(ListFilter::default().all(true)).await.unwrap().is_empty(), "no container was made");
+    let bundles = env.root().join("containers");
+    let left = std::fs::read_dir(&bundles).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0, "nothing under {}", bundles.display());
+    drop(mgr);
+
+    let mgr = engine_lifecycle::Manager::new(env.config("engine-runc").memory_reserve(0)).await.unwrap();
+    let info = mgr.create(cfg).await.unwrap();
+    mgr.remove(&info.id, true).await.unwrap();
+}

@@ -66,6 +66,11 @@ struct Args {
     /// The cgroup containers' cgroups are made under.
     #[arg(long, default_value = "/engine")]
     cgroup_parent: String,
+    /// Machine memory (MiB) a create leaves free: while the kernel's
+    /// MemAvailable is under it, creates are refused with an error naming
+    /// both (default 64; 0: no check). Not with --lifecycle.
+    #[arg(long, value_name = "MIB")]
+    memory_reserve: Option<u64>,
     /// The network driver: `bridge` (docker's default networking: a bridge,
     /// NAT, published ports, user networks), `cni` (CNI plugins run for the
     /// networks of --cni-conf-dir) or `none` (containers get `none`, `host`
@@ -383,6 +388,12 @@ async fn run(args: Args) -> Result<()> {
     let (manager, runtime_table, default_runtime): (Arc<dyn LifecycleManager>, Vec<(String, PathBuf)>, String) =
         match &args.lifecycle {
             Some(l) => {
+                if args.memory_reserve.is_some() {
+                    return Err(Error::invalid(
+                        "--memory-reserve",
+                        "applies to the in-process manager only: with --lifecycle, engine-lifecycled keeps its own",
+                    ));
+                }
                 let sock = unix_path(l)?;
                 let m = engine_lifecycle::RemoteManager::connect(&sock).await?;
                 tracing::info!(socket = %sock.display(), "using engine-lifecycled");
@@ -401,6 +412,9 @@ async fn run(args: Args) -> Result<()> {
                 }
                 if let Some(d) = &args.default_runtime {
                     cfg = cfg.default_runtime(d);
+                }
+                if let Some(mib) = args.memory_reserve {
+                    cfg = cfg.memory_reserve(mib << 20);
                 }
                 cfg = cfg
                     .cgroup_parent(&args.cgroup_parent)?

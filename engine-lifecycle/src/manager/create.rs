@@ -8,6 +8,7 @@ impl Inner {
 
     pub(super) async fn create(self: &Arc<Self>, config: ContainerConfig) -> Result<ContainerInfo> {
         spec::validate(&config)?;
+        check_memory_reserve(self.cfg.memory_reserve)?;
         let mut config = config;
         config.log = std::mem::take(&mut config.log).with_default(&self.cfg.default_log);
         if let LogTarget::Plugin { name, .. } = config.log.resolve()? {
@@ -326,4 +327,32 @@ impl Undo {
             names.remove(&self.name);
         }
     }
+}
+
+/// Refuse a create when the machine's available memory is under `reserve`
+/// (bytes; 0: no check). A kernel without `MemAvailable` is not checked.
+fn check_memory_reserve(reserve: u64) -> Result<()> {
+    if reserve == 0 {
+        return Ok(());
+    }
+    let Some(available) = mem_available() else { return Ok(()) };
+    if available >= reserve {
+        return Ok(());
+    }
+    Err(Error::unavailable(
+        "machine memory",
+        format!(
+            "MemAvailable is {} MiB, under the engine's memory reserve of {} MiB: no container is created \
+             until memory is freed (the reserve is the manager's `memory_reserve`, engined's --memory-reserve)",
+            available >> 20,
+            reserve >> 20
+        ),
+    ))
+}
+
+/// `MemAvailable` of `/proc/meminfo`, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = text.lines().find_map(|l| l.strip_prefix("MemAvailable:"))?.trim().strip_suffix("kB")?.trim();
+    kib.parse::<u64>().ok().map(|k| k << 10)
 }
