@@ -474,6 +474,8 @@ struct CreatePlan {
     /// Hooks the runtime runs before pivot_root (prestart, createRuntime...).
     runtime_hooks: bool,
     terminal: Terminal,
+    /// Clones of the runtime's shared directories (empty, cgroup skeleton).
+    trees: super::shared::SharedTrees,
 }
 
 impl CreatePlan {
@@ -548,6 +550,7 @@ impl CreatePlan {
             }
             (false, _) => Terminal { theirs: None, ours: None },
         };
+        let trees = super::shared::SharedTrees::prepare(root, &rootfs)?;
         let process = process.clone();
         Ok(CreatePlan {
             bundle,
@@ -562,6 +565,7 @@ impl CreatePlan {
             runtime_hooks,
             terminal,
             spec,
+            trees,
         })
     }
 }
@@ -583,6 +587,7 @@ impl Runc {
             personality,
             runtime_hooks,
             terminal,
+            trees,
         } = plan;
         let linux = spec.linux().as_ref();
         let hooks = spec.hooks().as_ref();
@@ -696,9 +701,12 @@ impl Runc {
                 personality,
                 keyring: !opts.no_new_keyring,
                 id: id.as_str(),
+                trees: trees.raw(),
             };
             init::main(&ctx, &child_sock);
         }
+        // The init has its own copies of the clones.
+        drop(trees);
         guard.child = Some(pid);
         drop(child_sock);
         drop(console);

@@ -95,6 +95,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+mod shared;
 pub mod state;
 pub mod sync;
 pub mod syscall;
