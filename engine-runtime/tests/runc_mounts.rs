@@ -200,6 +200,31 @@ fn masked_directories_and_cgroup_skeleton_add_no_superblock() {
     assert!(!fds.contains(" -> "), "the init holds descriptors besides stdio: {fds}");
 }
 
+/// In a user namespace (whose root cannot search the state root) the
+/// masked directories are still the runtime's empty directory, read-only.
+#[test]
+fn masked_directories_in_a_user_namespace() {
+    let script = "for d in /proc/acpi /sys/firmware; do echo $d $(ls -A $d | wc -l) $(mkdir $d/x 2>/dev/null && echo rw || echo ro); done; echo ===; cat /proc/self/mountinfo";
+    let mut b = docker_default_bundle(script);
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // cgroup v1 file systems cannot be mounted from a user namespace.
+    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    b.write();
+    let runc = Runc::new();
+    let out = runc.run_ok(&b, &unique_id("sbuser"));
+    let (masks, mi) = out.split_once("===\n").unwrap();
+    let mi = mountinfo(mi);
+    let empty_dev = dev_of(&runc.root.path().join("@empty"));
+    for l in masks.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(&f[1..], &["0", "ro"], "masked directory empty and read-only: {l}");
+        let (dev, _, _) = mi.iter().rev().find(|(_, mp, _)| mp == f[0]).unwrap();
+        assert_eq!(dev, &empty_dev, "{} shows the runtime's empty directory", f[0]);
+    }
+}
+
 /// On a cgroup v1 (or hybrid) host /sys/fs/cgroup lists one directory per
 /// hierarchy, each with the hierarchy mounted on it, and a symlink per
 /// controller of a combined one, as before; read-only when asked (the
