@@ -594,10 +594,7 @@ impl Runc {
         let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());
         let domainname = spec.domainname().as_deref().filter(|h| !h.is_empty());
         let Terminal { theirs: console, ours: local_console } = terminal;
-        if !self.root.exists() {
-            std::fs::create_dir_all(&self.root).map_err(|e| Error::io(format!("create {}", self.root.display()), e))?;
-            let _ = std::fs::set_permissions(&self.root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-        }
+        super::shared::ensure_root(&self.root)?;
         let dir = self.dir(id.as_str());
         match std::fs::create_dir(&dir.dir) {
             Ok(()) => {}

@@ -63,8 +63,8 @@ impl SharedTrees {
             let lines = parse_proc_cgroup(&own);
             if lines.iter().any(|(c, _)| !c.is_empty()) {
                 let names: Vec<String> = lines.iter().map(|(c, _)| hierarchy_name(c).0).collect();
-                let dir = cgroup_skeleton(root, &names)?;
-                t.cgroup = clone_tree(&dir, root)?.map(|fd| (fd, names));
+                let (dir, path) = cgroup_skeleton(root, &names)?;
+                t.cgroup = clone_tree(&dir, &path)?.map(|fd| (fd, names));
             }
         }
         Ok(t)
@@ -177,7 +177,7 @@ fn publish(tmp: &Path, path: &Path) -> Result<bool> {
 }
 
 /// Make the state root (mode 0700) if it is missing.
-fn ensure_root(root: &Path) -> Result<()> {
+pub fn ensure_root(root: &Path) -> Result<()> {
     if !root.exists() {
         std::fs::create_dir_all(root).map_err(|e| Error::io(format!("create {}", root.display()), e))?;
         let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700));
@@ -305,8 +305,8 @@ fn skeleton_entries(names: &[String]) -> Vec<(String, Option<String>)> {
 /// The skeleton of `/sys/fs/cgroup` for the v1 (or hybrid) hierarchies
 /// `names`: `<root>/@cgroup-skel-<hash>`, one empty directory (mode 0755) per
 /// hierarchy and the controller symlinks, made once per layout (in a temp dir
-/// renamed into place) and checked on every use. Returns it opened.
-pub fn cgroup_skeleton(root: &Path, names: &[String]) -> Result<OwnedFd> {
+/// renamed into place) and checked on every use. Returns it opened, and its path.
+pub fn cgroup_skeleton(root: &Path, names: &[String]) -> Result<(OwnedFd, PathBuf)> {
     use sha2::Digest;
     ensure_root(root)?;
     let want = skeleton_entries(names);
@@ -370,7 +370,7 @@ pub fn cgroup_skeleton(root: &Path, names: &[String]) -> Result<OwnedFd> {
             }
         }
     }
-    Ok(dir)
+    Ok((dir, path))
 }
 
 #[cfg(test)]
