@@ -22,6 +22,9 @@ pub const EMPTY_DIR: &str = "@empty";
 /// The prefix of the cgroup v1 skeletons, `@cgroup-skel-<hash of the layout>`.
 pub const CGROUP_SKEL_PREFIX: &str = "@cgroup-skel-";
 
+/// `MS_PRIVATE` as `struct mount_attr`'s `propagation` takes it.
+const MS_PRIVATE: u64 = 0x4_0000;
+
 /// The mount flags a shared directory is always attached with.
 pub const SHARED_FLAGS: nix::mount::MsFlags = nix::mount::MsFlags::MS_RDONLY
     .union(nix::mount::MsFlags::MS_NOSUID)
@@ -117,12 +120,7 @@ pub fn clone_tree(dir: &OwnedFd, path: &Path) -> Result<Option<OwnedFd>> {
     };
     use super::mounts::attr;
     let ro = super::mounts::MountAttr { set: attr::RDONLY | attr::NOSUID | attr::NODEV | attr::NOEXEC, clear: 0 };
-    match super::syscall::mount_setattr_fd(
-        tree.as_fd(),
-        libc::AT_EMPTY_PATH as libc::c_uint,
-        ro,
-        libc::MS_PRIVATE as u64,
-    ) {
+    match super::syscall::mount_setattr_fd(tree.as_fd(), libc::AT_EMPTY_PATH as libc::c_uint, ro, MS_PRIVATE) {
         Ok(()) => Ok(Some(tree)),
         Err(e) => fallback(
             "mount_setattr (read-only, private)",
