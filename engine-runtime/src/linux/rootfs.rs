@@ -345,7 +345,7 @@ pub fn pivot(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
 }
 
 /// Step 4, after the pivot: masked and readonly paths. `empty` (a detached
-/// clone of the runtime's empty directory, see [`shared::empty_dir`]) is
+/// clone of the runtime's empty directory, `@empty` under the state root) is
 /// attached at the first masked directory, and closed.
 pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan, empty: &mut Option<std::os::fd::RawFd>) -> Result<()> {
     let r = protect(sys, plan, *empty);
