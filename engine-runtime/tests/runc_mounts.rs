@@ -74,24 +74,8 @@ fn readonly_rootfs_masked_readonly_paths() {
     assert!(out.contains("tmp\n"));
 }
 
-/// Docker's default `linux.maskedPaths` (moby's oci defaults).
-const DOCKER_MASKED: [&str; 12] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/interrupts",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-/// Docker's default `linux.readonlyPaths`.
-const DOCKER_READONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+/// Docker's default `linux.maskedPaths` and `linux.readonlyPaths`.
+use engine_core::security::{DEFAULT_MASKED_PATHS as DOCKER_MASKED, DEFAULT_READONLY_PATHS as DOCKER_READONLY};
 
 /// A bundle with docker's default mounts, masked and readonly paths.
 fn docker_default_bundle(script: &str) -> Bundle {
@@ -309,12 +293,16 @@ fn bad_empty_directory_is_refused_and_nothing_is_left() {
     std::fs::write(empty.join("planted"), "host secret").unwrap();
     std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o555)).unwrap();
     let mut b = docker_default_bundle("true");
-    let id = unique_id("badempty");
-    let cg = b.cgroup_for(&id);
-    let (code, _, err) = runc.run(&b, &id);
-    assert_ne!(code, 0, "a non-empty empty directory is refused");
-    assert!(err.contains(&empty.display().to_string()) && err.contains("planted"), "{err}");
-    assert_no_leftovers(&runc, &id, &b, Some(&cg));
+    // `run` fails naming `bad` and what it holds, and leaves nothing.
+    let refused = |b: &mut Bundle, bad: &std::path::Path| {
+        let id = unique_id("bad");
+        let cg = b.cgroup_for(&id);
+        let (code, _, err) = runc.run(b, &id);
+        assert_ne!(code, 0, "{} holding a file is refused", bad.display());
+        assert!(err.contains(&bad.display().to_string()) && err.contains("planted"), "{err}");
+        assert_no_leftovers(&runc, &id, b, Some(&cg));
+    };
+    refused(&mut b, &empty);
     std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::remove_file(empty.join("planted")).unwrap();
     std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o555)).unwrap();
@@ -328,12 +316,7 @@ fn bad_empty_directory_is_refused_and_nothing_is_left() {
             .expect("the skeleton exists after a container with a cgroup mount")
             .path();
         std::fs::write(skel.join("planted"), "x").unwrap();
-        let id = unique_id("badskel");
-        let cg = b.cgroup_for(&id);
-        let (code, _, err) = runc.run(&b, &id);
-        assert_ne!(code, 0, "a skeleton with a planted file is refused");
-        assert!(err.contains(&skel.display().to_string()) && err.contains("planted"), "{err}");
-        assert_no_leftovers(&runc, &id, &b, Some(&cg));
+        refused(&mut b, &skel);
     }
 }
 

@@ -228,20 +228,23 @@ fn check_owner_mode(dir: &OwnedFd, path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-/// `<root>/@empty`, made once (mode 0555, owned by root) and checked on every
-/// use: a directory that is not empty or not root's is refused, naming it.
-/// Returns it opened.
-pub fn empty_dir(root: &Path) -> Result<OwnedFd> {
+/// `<root>/<name>` opened, first made (if missing) by `build` in a temp dir
+/// renamed into place, so that concurrent creators agree on one; the caller
+/// checks what it finds. Ensures the root exists.
+fn open_or_make(
+    root: &Path,
+    name: &str,
+    build: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> Result<(OwnedFd, PathBuf)> {
     ensure_root(root)?;
-    let path = root.join(EMPTY_DIR);
+    let path = root.join(name);
     let dir = match open_dir_nofollow(&path) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = temp_name(root, EMPTY_DIR);
-            std::fs::create_dir(&tmp).map_err(|e| Error::io(format!("create {}", tmp.display()), e))?;
-            if let Err(e) = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o555)) {
-                let _ = std::fs::remove_dir(&tmp);
-                return Err(Error::io(format!("chmod {}", tmp.display()), e));
+            let tmp = temp_name(root, name);
+            if let Err(e) = build(&tmp) {
+                let _ = std::fs::remove_dir_all(&tmp);
+                return Err(Error::io(format!("create {}", tmp.display()), e));
             }
             publish(&tmp, &path)?;
             open_dir_nofollow(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?
@@ -251,6 +254,17 @@ pub fn empty_dir(root: &Path) -> Result<OwnedFd> {
         }
         Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
     };
+    Ok((dir, path))
+}
+
+/// `<root>/@empty`, made once (mode 0555, owned by root) and checked on every
+/// use: a directory that is not empty or not root's is refused, naming it.
+/// Returns it opened.
+pub fn empty_dir(root: &Path) -> Result<OwnedFd> {
+    let (dir, path) = open_or_make(root, EMPTY_DIR, |tmp| {
+        std::fs::create_dir(tmp)?;
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o555))
+    })?;
     check_owner_mode(&dir, &path, 0o555)?;
     let found = entries(&dir, &path)?;
     if let Some((name, _)) = found.first() {
@@ -306,41 +320,22 @@ fn skeleton_entries(names: &[String]) -> Vec<(String, Option<String>)> {
 /// renamed into place) and checked on every use. Returns it opened, and its path.
 pub fn cgroup_skeleton(root: &Path, names: &[String]) -> Result<(OwnedFd, PathBuf)> {
     use sha2::Digest;
-    ensure_root(root)?;
     let want = skeleton_entries(names);
     let digest = sha2::Sha256::digest(names.join("\n").as_bytes());
     let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    let name = format!("{CGROUP_SKEL_PREFIX}{hash}");
-    let path = root.join(&name);
-    let dir = match open_dir_nofollow(&path) {
-        Ok(d) => d,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let tmp = temp_name(root, &name);
-            let build = || -> std::io::Result<()> {
-                std::fs::create_dir(&tmp)?;
-                for (e, link) in &want {
-                    match link {
-                        None => {
-                            std::fs::create_dir(tmp.join(e))?;
-                            std::fs::set_permissions(tmp.join(e), std::fs::Permissions::from_mode(0o755))?;
-                        }
-                        Some(t) => std::os::unix::fs::symlink(t, tmp.join(e))?,
-                    }
+    let (dir, path) = open_or_make(root, &format!("{CGROUP_SKEL_PREFIX}{hash}"), |tmp| {
+        std::fs::create_dir(tmp)?;
+        for (e, link) in &want {
+            match link {
+                None => {
+                    std::fs::create_dir(tmp.join(e))?;
+                    std::fs::set_permissions(tmp.join(e), std::fs::Permissions::from_mode(0o755))?;
                 }
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755))
-            };
-            if let Err(e) = build() {
-                let _ = std::fs::remove_dir_all(&tmp);
-                return Err(Error::io(format!("create {}", tmp.display()), e));
+                Some(t) => std::os::unix::fs::symlink(t, tmp.join(e))?,
             }
-            publish(&tmp, &path)?;
-            open_dir_nofollow(&path).map_err(|e| Error::io(format!("open {}", path.display()), e))?
         }
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            return Err(refuse(&path, "it is not a directory"))
-        }
-        Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
-    };
+        std::fs::set_permissions(tmp, std::fs::Permissions::from_mode(0o755))
+    })?;
     check_owner_mode(&dir, &path, 0o755)?;
     let mut found = entries(&dir, &path)?;
     found.sort_by(|a, b| a.0.cmp(&b.0));
