@@ -92,7 +92,7 @@ pub const DEFAULT_CAPABILITIES: &[&str] = &[
 ];
 
 /// Docker's masked paths: bind-mounted over with `/dev/null` (files) or an
-/// empty read-only tmpfs (directories), so they read empty.
+/// empty read-only directory (directories), so they read empty.
 pub const DEFAULT_MASKED_PATHS: &[&str] = &[
     "/proc/asound",
     "/proc/acpi",

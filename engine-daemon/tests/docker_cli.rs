@@ -547,3 +547,44 @@ fn create_options_reach_the_container() {
     assert_eq!(j[0]["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(j[0]["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
 }
+
+/// A default `docker run` container holds only the superblocks it needs:
+/// the overlay rootfs (mounted by the engine on the host), proc, /dev,
+/// devpts, /dev/shm, mqueue, sysfs. No
+/// tmpfs for the masked directories or (cgroup v1) for /sys/fs/cgroup:
+/// every superblock costs kernel memory in every memory cgroup.
+#[test]
+fn default_container_superblocks() {
+    let e = Engined::start();
+    e.load_busybox();
+    e.ok(&["run", "-d", "--name", "sb", "bb", "sleep", "60"]);
+    let pid = e.ok(&["inspect", "-f", "{{.State.Pid}}", "sb"]).trim().to_string();
+    let devs = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                Some((f.get(2)?.to_string(), f.get(4)?.to_string()))
+            })
+            .collect()
+    };
+    let host = devs(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let inside = devs(&std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap());
+    let mut new: Vec<(String, String)> = Vec::new();
+    for (d, mp) in &inside {
+        if !host.iter().any(|(h, _)| h == d) && !new.iter().any(|(n, _)| n == d) {
+            new.push((d.clone(), mp.clone()));
+        }
+    }
+    let mut points: Vec<&str> = new.iter().map(|(_, mp)| mp.as_str()).collect();
+    points.sort();
+    let distinct: std::collections::HashSet<&str> = inside.iter().map(|(d, _)| d.as_str()).collect();
+    eprintln!(
+        "superblocks made for the container: {points:?}; distinct devices in its mount table: {}",
+        distinct.len()
+    );
+    // The overlay rootfs is mounted on the host, so it is not among them.
+    assert_eq!(points, ["/dev", "/dev/mqueue", "/dev/pts", "/dev/shm", "/proc", "/sys"], "{inside:?}");
+    let masked = inside.iter().find(|(_, mp)| mp == "/proc/acpi" || mp == "/sys/firmware").expect("a masked directory");
+    assert!(host.iter().any(|(h, _)| *h == masked.0), "a masked directory is a bind from the host: {masked:?}");
+    e.ok(&["rm", "-f", "sb"]);
+}

@@ -74,25 +74,250 @@ fn readonly_rootfs_masked_readonly_paths() {
     assert!(out.contains("tmp\n"));
 }
 
-/// Masked directories are empty and read-only, and share one tmpfs (each
-/// superblock costs the kernel memory in every memory cgroup).
-#[test]
-fn masked_directories_share_one_empty_read_only_tmpfs() {
-    let dirs = ["/proc/acpi", "/sys/firmware"];
-    for d in dirs {
-        assert!(std::path::Path::new(d).is_dir(), "this test needs {d} on the host");
-    }
-    let script = "for d in /proc/acpi /sys/firmware; do echo $(ls -A $d | wc -l) $(mkdir $d/x 2>/dev/null && echo rw || echo ro) $(stat -c %d $d); done";
+/// Docker's default `linux.maskedPaths` and `linux.readonlyPaths`.
+use engine_core::security::{DEFAULT_MASKED_PATHS as DOCKER_MASKED, DEFAULT_READONLY_PATHS as DOCKER_READONLY};
+
+/// A bundle with docker's default mounts, masked and readonly paths.
+fn docker_default_bundle(script: &str) -> Bundle {
     let mut b = Bundle::new(&["sh", "-c", script]);
-    b.config["linux"]["maskedPaths"] = json!(dirs);
+    b.config["mounts"] = json!([
+        {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+        {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+        {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+        {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]},
+    ]);
+    b.config["linux"]["maskedPaths"] = json!(DOCKER_MASKED);
+    b.config["linux"]["readonlyPaths"] = json!(DOCKER_READONLY);
     b.write();
-    let out = Runc::new().run_ok(&b, &unique_id("mask"));
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
-    assert_eq!(lines.len(), 2, "{out}");
-    for l in &lines {
-        assert_eq!(&l[..2], &["0", "ro"], "masked directory empty and read-only: {out}");
+    b
+}
+
+/// `(major:minor, mount point, mount options)` of each line of a mountinfo.
+fn mountinfo(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .filter(|l| l.contains(" - "))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2].to_string(), f[4].to_string(), f[5].to_string())
+        })
+        .collect()
+}
+
+/// `major:minor` of the filesystem holding `path` on the host.
+fn dev_of(path: &std::path::Path) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let d = std::fs::symlink_metadata(path).unwrap().dev();
+    format!("{}:{}", libc::major(d), libc::minor(d))
+}
+
+/// True on a cgroup v1 (or hybrid) host.
+fn cgroup_v1_host() -> bool {
+    std::fs::read_to_string("/proc/self/cgroup")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(':').nth(1).is_some_and(|c| !c.is_empty()))
+}
+
+/// Masked directories are empty and read-only, and show the runtime's one
+/// empty host directory: with docker's defaults a container has only the
+/// superblocks it needs (proc, /dev, devpts, /dev/shm, mqueue, sysfs), none
+/// per masked directory and (v1) none for /sys/fs/cgroup. Each superblock
+/// costs kernel memory in every memory cgroup of the machine.
+#[test]
+fn masked_directories_and_cgroup_skeleton_add_no_superblock() {
+    let dirs = ["/proc/acpi", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap"];
+    let present: Vec<&str> = dirs.iter().copied().filter(|d| std::path::Path::new(d).is_dir()).collect();
+    assert!(present.len() >= 2, "this test needs at least two of {dirs:?} on the host");
+    let script = format!(
+        "cat /proc/self/mountinfo; echo ===; for d in {}; do echo $d $(ls -A $d | wc -l) $(mkdir $d/x 2>/dev/null && echo rw || echo ro); done; echo ===",
+        present.join(" ")
+    );
+    let b = docker_default_bundle(&script);
+    let runc = Runc::new();
+    let host_before = mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    let out = runc.run_ok(&b, &unique_id("sb"));
+    let mut parts = out.split("===\n");
+    let (mi, masks) = (parts.next().unwrap(), parts.next().unwrap());
+    let mi = mountinfo(mi);
+
+    // Every masked directory: empty, read-only as root, the runtime's empty directory.
+    let empty = runc.root.path().join("@empty");
+    let empty_dev = dev_of(&empty);
+    for l in masks.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(&f[1..], &["0", "ro"], "masked directory empty and read-only: {l}");
+        let (dev, _, opts) =
+            mi.iter().rev().find(|(_, mp, _)| mp == f[0]).unwrap_or_else(|| panic!("{} not a mount", f[0]));
+        assert_eq!(dev, &empty_dev, "{} shows the runtime's empty directory", f[0]);
+        for o in ["ro", "nosuid", "nodev", "noexec"] {
+            assert!(opts.split(',').any(|x| x == o), "{} is {o}: {opts}", f[0]);
+        }
     }
-    assert_eq!(lines[0][2], lines[1][2], "one tmpfs for both: {out}");
+    assert_eq!(masks.lines().count(), present.len(), "{masks}");
+
+    // The superblocks made for the container: the ones the host does not have.
+    let host: std::collections::HashSet<&str> = host_before.iter().map(|(d, _, _)| d.as_str()).collect();
+    let mut new: Vec<(&str, &str)> = Vec::new();
+    for (dev, mp, _) in &mi {
+        if !host.contains(dev.as_str()) && !new.iter().any(|(d, _)| d == dev) {
+            new.push((dev, mp));
+        }
+    }
+    let mut points: Vec<&str> = new.iter().map(|(_, mp)| *mp).collect();
+    points.sort();
+    assert_eq!(
+        points,
+        ["/dev", "/dev/mqueue", "/dev/pts", "/dev/shm", "/proc", "/sys"],
+        "the container's own superblocks (no tmpfs for masking or /sys/fs/cgroup): {mi:?}"
+    );
+
+    // /sys/fs/cgroup on v1: the skeleton of the state root's filesystem, read-only.
+    let cg = mi.iter().find(|(_, mp, _)| mp == "/sys/fs/cgroup").expect("/sys/fs/cgroup is mounted");
+    if cgroup_v1_host() {
+        assert_eq!(cg.0, dev_of(runc.root.path()), "/sys/fs/cgroup is a bind of the skeleton: {cg:?}");
+        assert!(cg.2.split(',').any(|o| o == "ro"), "{cg:?}");
+    }
+    // The clones were closed: the container's process has stdio and, being
+    // `ls` itself, the directory it reads.
+    let mut b = b;
+    b.args(&["ls", "/proc/self/fd"]);
+    let fds = runc.run_ok(&b, &unique_id("sbfd"));
+    assert_eq!(fds.split_whitespace().collect::<Vec<_>>(), ["0", "1", "2", "3"], "the process's descriptors: {fds}");
+}
+
+/// In a user namespace (whose root cannot search the state root) the
+/// masked directories are still the runtime's empty directory, read-only.
+#[test]
+fn masked_directories_in_a_user_namespace() {
+    let script = "for d in /proc/acpi /sys/firmware; do echo $d $(ls -A $d | wc -l) $(mkdir $d/x 2>/dev/null && echo rw || echo ro); done; echo ===; cat /proc/self/mountinfo";
+    let mut b = docker_default_bundle(script);
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    // cgroup v1 file systems cannot be mounted from a user namespace.
+    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+    b.write();
+    let runc = Runc::new();
+    let out = runc.run_ok(&b, &unique_id("sbuser"));
+    let (masks, mi) = out.split_once("===\n").unwrap();
+    let mi = mountinfo(mi);
+    let empty_dev = dev_of(&runc.root.path().join("@empty"));
+    for l in masks.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        assert_eq!(&f[1..], &["0", "ro"], "masked directory empty and read-only: {l}");
+        let (dev, _, _) = mi.iter().rev().find(|(_, mp, _)| mp == f[0]).unwrap();
+        assert_eq!(dev, &empty_dev, "{} shows the runtime's empty directory", f[0]);
+    }
+}
+
+/// On a cgroup v1 (or hybrid) host /sys/fs/cgroup lists one directory per
+/// hierarchy, each with the hierarchy mounted on it, and a symlink per
+/// controller of a combined one, as before; read-only when asked (the
+/// skeleton), writable (a tmpfs of its own, as before) when not.
+#[test]
+fn cgroup_v1_skeleton_lists_the_hierarchies() {
+    if !cgroup_v1_host() {
+        eprintln!("not a cgroup v1 host: /sys/fs/cgroup is cgroup2, nothing to check");
+        return;
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+    let mut want: Vec<String> = Vec::new();
+    let mut mounted: Vec<String> = Vec::new();
+    for l in own.lines() {
+        let ctrls = l.split(':').nth(1).unwrap();
+        let name = if ctrls.is_empty() {
+            "unified".to_string()
+        } else {
+            ctrls.strip_prefix("name=").unwrap_or(ctrls).to_string()
+        };
+        if name.contains(',') {
+            for c in name.split(',') {
+                want.push(format!("{c} -> {name}"));
+            }
+        }
+        mounted.push(format!("/sys/fs/cgroup/{name}"));
+        want.push(name);
+    }
+    want.sort();
+    let script = "for e in /sys/fs/cgroup/*; do n=${e#/sys/fs/cgroup/}; if [ -L $e ]; then echo \"$n -> $(readlink $e)\"; else echo $n; fi; done; echo ===; mkdir /sys/fs/cgroup/x 2>&1 && echo rw; echo ===; cat /proc/self/mountinfo";
+    let runc = Runc::new();
+    for ro in [true, false] {
+        let mut b = docker_default_bundle(script);
+        if !ro {
+            b.config["mounts"][4]["options"] = json!(["rw", "nosuid", "noexec", "nodev"]);
+            b.write();
+        }
+        let out = runc.run_ok(&b, &unique_id("cgskel"));
+        let mut parts = out.split("===\n");
+        let (list, write, mi) = (parts.next().unwrap(), parts.next().unwrap(), mountinfo(parts.next().unwrap()));
+        let mut got: Vec<&str> = list.lines().collect();
+        got.sort();
+        assert_eq!(got, want, "/sys/fs/cgroup lists the hierarchies (ro={ro})");
+        for m in &mounted {
+            assert!(mi.iter().any(|(_, mp, _)| mp == m), "{m} is mounted (ro={ro}): {mi:?}");
+        }
+        let top = mi.iter().find(|(_, mp, _)| mp == "/sys/fs/cgroup").unwrap();
+        if ro {
+            assert!(write.contains("Read-only file system"), "read-only: {write}");
+            assert_eq!(top.0, dev_of(runc.root.path()), "the skeleton, not a superblock of its own: {top:?}");
+        } else {
+            assert_eq!(write.trim(), "rw", "writable when asked: {write}");
+            let skel = std::fs::read_dir(runc.root.path())
+                .unwrap()
+                .flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with("@cgroup-skel-"))
+                .expect("the skeleton was made by the first container");
+            assert!(
+                std::fs::read_dir(skel.path().join(&want.iter().find(|w| !w.contains(" -> ")).unwrap()[..]))
+                    .unwrap()
+                    .next()
+                    .is_none(),
+                "a writable /sys/fs/cgroup is not the shared skeleton"
+            );
+        }
+    }
+}
+
+/// A state root whose empty directory (or cgroup skeleton) holds something
+/// is refused, naming it: a masked directory never shows host content. The
+/// failed create leaves nothing.
+#[test]
+fn bad_empty_directory_is_refused_and_nothing_is_left() {
+    use std::os::unix::fs::PermissionsExt;
+    let runc = Runc::new();
+    let empty = runc.root.path().join("@empty");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(empty.join("planted"), "host secret").unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let mut b = docker_default_bundle("true");
+    // `run` fails naming `bad` and what it holds, and leaves nothing.
+    let refused = |b: &mut Bundle, bad: &std::path::Path| {
+        let id = unique_id("bad");
+        let cg = b.cgroup_for(&id);
+        let (code, _, err) = runc.run(b, &id);
+        assert_ne!(code, 0, "{} holding a file is refused", bad.display());
+        assert!(err.contains(&bad.display().to_string()) && err.contains("planted"), "{err}");
+        assert_no_leftovers(&runc, &id, b, Some(&cg));
+    };
+    refused(&mut b, &empty);
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(empty.join("planted")).unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o555)).unwrap();
+    runc.run_ok(&b, &unique_id("goodempty"));
+
+    if cgroup_v1_host() {
+        let skel = std::fs::read_dir(runc.root.path())
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("@cgroup-skel-"))
+            .expect("the skeleton exists after a container with a cgroup mount")
+            .path();
+        std::fs::write(skel.join("planted"), "x").unwrap();
+        refused(&mut b, &skel);
+    }
 }
 
 #[test]

@@ -474,6 +474,8 @@ struct CreatePlan {
     /// Hooks the runtime runs before pivot_root (prestart, createRuntime...).
     runtime_hooks: bool,
     terminal: Terminal,
+    /// Clones of the runtime's shared directories (empty, cgroup skeleton).
+    trees: super::shared::SharedTrees,
 }
 
 impl CreatePlan {
@@ -548,6 +550,7 @@ impl CreatePlan {
             }
             (false, _) => Terminal { theirs: None, ours: None },
         };
+        let trees = super::shared::SharedTrees::prepare(root, &rootfs)?;
         let process = process.clone();
         Ok(CreatePlan {
             bundle,
@@ -562,6 +565,7 @@ impl CreatePlan {
             runtime_hooks,
             terminal,
             spec,
+            trees,
         })
     }
 }
@@ -583,16 +587,14 @@ impl Runc {
             personality,
             runtime_hooks,
             terminal,
+            trees,
         } = plan;
         let linux = spec.linux().as_ref();
         let hooks = spec.hooks().as_ref();
         let hostname = spec.hostname().as_deref().filter(|h| !h.is_empty());
         let domainname = spec.domainname().as_deref().filter(|h| !h.is_empty());
         let Terminal { theirs: console, ours: local_console } = terminal;
-        if !self.root.exists() {
-            std::fs::create_dir_all(&self.root).map_err(|e| Error::io(format!("create {}", self.root.display()), e))?;
-            let _ = std::fs::set_permissions(&self.root, std::os::unix::fs::PermissionsExt::from_mode(0o700));
-        }
+        super::shared::ensure_root(&self.root)?;
         let dir = self.dir(id.as_str());
         match std::fs::create_dir(&dir.dir) {
             Ok(()) => {}
@@ -696,9 +698,12 @@ impl Runc {
                 personality,
                 keyring: !opts.no_new_keyring,
                 id: id.as_str(),
+                trees: trees.raw(),
             };
             init::main(&ctx, &child_sock);
         }
+        // The init has its own copies of the clones.
+        drop(trees);
         guard.child = Some(pid);
         drop(child_sock);
         drop(console);

@@ -137,6 +137,7 @@ impl Runc {
                 personality: None,
                 keyring: false,
                 id: id.as_str(),
+                trees: Default::default(),
             };
             init::main(&ctx, &child_sock);
         }

@@ -57,6 +57,8 @@ pub(crate) struct InitCtx<'a> {
     pub keyring: bool,
     /// The container id (for the keyring name).
     pub id: &'a str,
+    /// Detached clones of the runtime's shared directories to attach (closed after use).
+    pub trees: super::shared::RawTrees,
 }
 
 /// The child's entry point: never returns.
@@ -216,9 +218,11 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     super::rlimits::apply(&proc.rlimits)?;
 
     // 3. The root filesystem.
+    let mut trees = ctx.trees.clone();
     if let Some(plan) = ctx.rootfs {
         rootfs::prepare(&sys, plan)?;
-        rootfs::mount_all(&sys, plan, userns, ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP), &mut join_cgroup)?;
+        let cgroupns = ctx.ns.new.contains(CloneFlags::CLONE_NEWCGROUP);
+        rootfs::mount_all(&sys, plan, userns, cgroupns, &mut join_cgroup, &mut trees)?;
     }
     join_cgroup()?;
     let mut state_json = String::new();
@@ -233,8 +237,11 @@ fn run(ctx: &InitCtx<'_>, sync: &SyncSocket) -> std::result::Result<std::convert
     if let Some(plan) = ctx.rootfs {
         rootfs::pivot(&sys, plan)?;
         rootfs::write_sysctls(ctx.sysctl)?;
-        rootfs::protect_paths(&sys, plan)?;
+        rootfs::protect_paths(&sys, plan, &mut trees.empty)?;
     }
+    // Unused clones (no masked directory, no cgroup mount) go now, not at exec.
+    super::shared::close_raw(&mut trees.empty);
+    super::shared::close_raw(&mut trees.cgroup.take().map(|c| c.0));
     if let Some(sock) = ctx.console {
         let (slave, name) = super::console::create_pty(sock, proc.console_size)?;
         // Without a mount namespace the bind would land on the host.

@@ -57,6 +57,16 @@
 //!   runtime's own is close-on-exec. A preserved number the caller does not
 //!   hold is skipped (runc refuses the command).
 //! - In a network namespace of its own (not one joined by path) `lo` is up.
+//! - Masked directories show one empty, root-owned, mode 0555 directory of
+//!   the state root (`@empty`), and a read-only cgroup v1 `/sys/fs/cgroup`
+//!   is a skeleton directory there (`@cgroup-skel-<hash>`, one per layout of
+//!   the hierarchies) with the hierarchies mounted on it: read-only,
+//!   nosuid, nodev, noexec binds attached with `open_tree`/`move_mount`,
+//!   where runc mounts a tmpfs for each. Every superblock costs kernel
+//!   memory in every memory cgroup of the machine, so a container holds
+//!   none of its own for these. A state root whose `@empty` is not empty or
+//!   not root's is refused, naming it. Where the kernel cannot clone mounts
+//!   (`ENOSYS`, `EPERM`) the tmpfs is used, as is a writable cgroup mount.
 //! - Without `linux.cgroupsPath` the cgroup is `<id>` below the runtime's own
 //!   cgroup in each hierarchy, where runc's cgroupfs driver puts it.
 //! - A config without a mount namespace shares the host's mount table. runc
@@ -95,6 +105,7 @@ pub mod namespaces;
 pub mod process;
 pub mod rlimits;
 pub mod rootfs;
+mod shared;
 pub mod state;
 pub mod sync;
 pub mod syscall;

@@ -42,7 +42,7 @@ impl MountAttr {
 }
 
 /// `MOUNT_ATTR_*` values (linux/mount.h).
-mod attr {
+pub(crate) mod attr {
     pub const RDONLY: u64 = 0x0000_0001;
     pub const NOSUID: u64 = 0x0000_0002;
     pub const NODEV: u64 = 0x0000_0004;

@@ -3,9 +3,11 @@
 
 use super::devices::{self, Device};
 use super::mounts::{create_dest, locked_flags, mount_one, open_in_root, prepare_target, MountPlan};
+use super::shared::{self, RawTrees};
 use super::syscall::Syscall;
 use engine_core::{Error, Result};
 use nix::mount::{MntFlags, MsFlags};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 /// Everything the init needs to build the rootfs, computed in the parent.
@@ -138,18 +140,23 @@ pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
 /// Step 2: the config's mounts, then `/dev` devices and symlinks.
 ///
 /// `before_cgroup` runs once before the first cgroup mount (the init must be
-/// in its cgroup, and in its cgroup namespace, by then).
+/// in its cgroup, and in its cgroup namespace, by then). A cgroup v1 mount
+/// uses (and closes) `trees.cgroup`, the clone of the runtime's skeleton.
 pub fn mount_all(
     sys: &dyn Syscall,
     plan: &RootfsPlan,
     userns: bool,
     cgroupns: bool,
     before_cgroup: &mut dyn FnMut() -> Result<()>,
+    trees: &mut RawTrees,
 ) -> Result<()> {
     for m in &plan.mounts {
         let r = if m.fstype == "cgroup" || m.fstype == "cgroup2" {
             before_cgroup()?;
-            mount_cgroup(sys, &plan.rootfs, m, cgroupns)
+            let skel = trees.cgroup.take();
+            let r = mount_cgroup(sys, &plan.rootfs, m, cgroupns, skel.as_ref());
+            shared::close_raw(&mut skel.map(|s| s.0));
+            r
         } else {
             match mount_one(sys, &plan.rootfs, m) {
                 // In a user namespace whose network namespace belongs to the host, the kernel
@@ -180,7 +187,20 @@ pub fn mount_all(
 }
 
 /// Mount the container's view of the cgroup hierarchies at `m.destination`.
-fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool) -> Result<()> {
+///
+/// With v1 (or hybrid) hierarchies the hierarchies go on directories named
+/// after them, beside symlinks per controller (`cpu -> cpu,cpuacct`). When
+/// the mount is read-only these come from `skel` (a detached clone of the
+/// runtime's skeleton for this layout, see [`shared::cgroup_skeleton`]), so
+/// `/sys/fs/cgroup` is no superblock of its own; otherwise (or without a
+/// clone) they are made on a tmpfs.
+fn mount_cgroup(
+    sys: &dyn Syscall,
+    rootfs: &Path,
+    m: &MountPlan,
+    cgroupns: bool,
+    skel: Option<&(std::os::fd::RawFd, Vec<String>)>,
+) -> Result<()> {
     // The destination resolved inside the rootfs and opened; everything below
     // it is made under the mount we put there.
     let opened = prepare_target(rootfs, &m.destination, &m.fstype, false)?;
@@ -189,14 +209,7 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
     let keep = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
     let fl = m.flags & keep;
     let ro = m.flags.contains(MsFlags::MS_RDONLY);
-    let lines: Vec<(&str, &str)> = own
-        .lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _ = it.next()?;
-            Some((it.next()?, it.next()?))
-        })
-        .collect();
+    let lines = shared::parse_proc_cgroup(&own);
     let pure_v2 = lines.iter().all(|(c, _)| c.is_empty());
     // The mount table only when a hierarchy is not at its conventional place:
     // its text grows with every container's root filesystem mount.
@@ -248,18 +261,26 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
         let top = open_in_root(rootfs, &m.destination, false)?;
         return remount(top.path());
     }
-    sys.mount(Some(Path::new("tmpfs")), &target, Some("tmpfs"), fl, Some("mode=755"))?;
-    // Continue in the tmpfs just mounted (the descriptor above is the directory under it).
+    let names: Vec<String> = lines.iter().map(|(c, _)| shared::hierarchy_name(c).0).collect();
+    let mut on_skeleton = false;
+    if let Some((fd, skel_names)) = skel.filter(|(_, n)| ro && *n == names) {
+        // Already read-only, nosuid, nodev, noexec and private (see `shared::clone_tree`).
+        match shared::attach(*fd, opened.as_fd(), Path::new("")) {
+            Ok(()) => on_skeleton = true,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOSYS)) => {
+                tracing::debug!("attaching the cgroup skeleton {skel_names:?}: {e}; a tmpfs instead");
+            }
+            Err(e) => return Err(Error::io(format!("attach the cgroup skeleton on {}", m.destination.display()), e)),
+        }
+    }
+    if !on_skeleton {
+        sys.mount(Some(Path::new("tmpfs")), &target, Some("tmpfs"), fl, Some("mode=755"))?;
+    }
+    // Continue in the mount just made (the descriptor above is the directory under it).
     let top = open_in_root(rootfs, &m.destination, false)?;
     let target = top.path().to_path_buf();
     for (ctrls, path) in &lines {
-        let (name, opts) = if ctrls.is_empty() {
-            ("unified".to_string(), None)
-        } else if let Some(n) = ctrls.strip_prefix("name=") {
-            (n.to_string(), Some(format!("none,{ctrls}")))
-        } else {
-            (ctrls.to_string(), Some(ctrls.to_string()))
-        };
+        let (name, opts) = shared::hierarchy_name(ctrls);
         let dir = target.join(&name);
         create_dest(&dir, false)?;
         if cgroupns {
@@ -273,13 +294,14 @@ fn mount_cgroup(sys: &dyn Syscall, rootfs: &Path, m: &MountPlan, cgroupns: bool)
             bind(&host, path, &dir)?;
             remount(&dir)?;
         }
-        if name.contains(',') {
+        if name.contains(',') && !on_skeleton {
             for c in name.split(',') {
                 let _ = sys.symlink(Path::new(&name), &target.join(c));
             }
         }
     }
-    if ro {
+    // The skeleton is a bind: a remount without MS_BIND would reach the host's filesystem.
+    if ro && !on_skeleton {
         sys.mount(None, &target, None, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | fl, Some("mode=755"))?;
     }
     Ok(())
@@ -322,8 +344,16 @@ pub fn pivot(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-/// Step 4, after the pivot: masked and readonly paths.
-pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
+/// Step 4, after the pivot: masked and readonly paths. `empty` (a detached
+/// clone of the runtime's empty directory, `@empty` under the state root) is
+/// attached at the first masked directory, and closed.
+pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan, empty: &mut Option<std::os::fd::RawFd>) -> Result<()> {
+    let r = protect(sys, plan, *empty);
+    shared::close_raw(empty);
+    r
+}
+
+fn protect(sys: &dyn Syscall, plan: &RootfsPlan, empty: Option<std::os::fd::RawFd>) -> Result<()> {
     for p in &plan.readonly_paths {
         match sys.mount(Some(p), p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None) {
             Ok(()) => {}
@@ -335,10 +365,12 @@ pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
             sys.mount(None, p, None, fl | locked_flags(p), None)?;
         }
     }
-    // Masked directories share one empty read-only tmpfs: the first gets it,
-    // the others a read-only bind of it. Every superblock costs the kernel
-    // memory in each memory cgroup of the machine (its shrinker's slot), so
-    // a container should not hold one more per masked directory.
+    // Masked directories show one empty read-only directory: the first gets
+    // the runtime's empty directory (a bind, no superblock of its own), the
+    // others a read-only bind of it. Every superblock costs the kernel memory
+    // in each memory cgroup of the machine (its shrinker's slot), so a
+    // container should not hold one more for masking. Without the clone
+    // (old kernel, no CAP_SYS_ADMIN) one read-only tmpfs serves them all.
     let mut empty_dir: Option<&Path> = None;
     for p in &plan.masked {
         let meta = match std::fs::metadata(p) {
@@ -348,12 +380,24 @@ pub fn protect_paths(sys: &dyn Syscall, plan: &RootfsPlan) -> Result<()> {
         if meta.is_dir() {
             match empty_dir {
                 None => {
-                    sys.mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), MsFlags::MS_RDONLY, None)?;
+                    let attached = match empty {
+                        None => false,
+                        Some(fd) => match shared::attach(fd, rustix::fs::CWD, p) {
+                            Ok(()) => true,
+                            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOSYS)) => false,
+                            Err(e) => {
+                                return Err(Error::io(format!("attach the empty directory on {}", p.display()), e))
+                            }
+                        },
+                    };
+                    if !attached {
+                        sys.mount(Some(Path::new("tmpfs")), p, Some("tmpfs"), MsFlags::MS_RDONLY, None)?;
+                    }
                     empty_dir = Some(p);
                 }
                 Some(first) => {
                     sys.mount(Some(first), p, None, MsFlags::MS_BIND, None)?;
-                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                    let ro = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | shared::SHARED_FLAGS;
                     sys.mount(None, p, None, ro, None)?;
                 }
             }

@@ -81,41 +81,57 @@ impl Syscall for LinuxSyscall {
             .map_err(|e| Error::io(format!("chown {} to {uid}:{gid}", path.display()), e))
     }
     fn mount_setattr(&self, target: &Target, attr: MountAttr) -> Result<()> {
-        use std::os::fd::{AsFd, AsRawFd};
-        /// The kernel's `struct mount_attr` (version 0).
-        #[repr(C)]
-        struct KernelMountAttr {
-            attr_set: u64,
-            attr_clr: u64,
-            propagation: u64,
-            userns_fd: u64,
-        }
-        let a = KernelMountAttr { attr_set: attr.set, attr_clr: attr.clear, propagation: 0, userns_fd: 0 };
-        // SAFETY: mount_setattr on a descriptor we hold, with an empty NUL-terminated
-        // path (AT_EMPTY_PATH), a valid struct and its size; nothing is retained.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                target.as_fd().as_raw_fd(),
-                c"".as_ptr(),
-                (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
-                &a as *const KernelMountAttr,
-                std::mem::size_of::<KernelMountAttr>(),
-            )
-        };
-        if r != 0 {
-            return Err(Error::io(
+        use std::os::fd::AsFd;
+        let flags = (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint;
+        mount_setattr_fd(target.as_fd(), flags, attr, 0).map_err(|e| {
+            Error::io(
                 format!(
                     "mount_setattr (recursive, set {:#x}, clear {:#x}) on {}",
                     attr.set,
                     attr.clear,
                     target.path().display()
                 ),
-                std::io::Error::last_os_error(),
-            ));
-        }
-        Ok(())
+                e,
+            )
+        })
     }
+}
+
+/// `mount_setattr(2)` on the mount open at `fd` (`AT_EMPTY_PATH` among
+/// `flags`): set and clear `attr`, and with `propagation` non-zero change the
+/// propagation type (`MS_PRIVATE`, ...).
+pub(crate) fn mount_setattr_fd(
+    fd: std::os::fd::BorrowedFd<'_>,
+    flags: libc::c_uint,
+    attr: MountAttr,
+    propagation: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    /// The kernel's `struct mount_attr` (version 0).
+    #[repr(C)]
+    struct KernelMountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let a = KernelMountAttr { attr_set: attr.set, attr_clr: attr.clear, propagation, userns_fd: 0 };
+    // SAFETY: mount_setattr on a descriptor the caller holds, with an empty
+    // NUL-terminated path, a valid struct and its size; nothing is retained.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            flags,
+            &a as *const KernelMountAttr,
+            std::mem::size_of::<KernelMountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// A syscall recorder for unit tests: records each call as a line and
