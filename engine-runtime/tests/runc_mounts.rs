@@ -136,7 +136,7 @@ fn masked_directories_and_cgroup_skeleton_add_no_superblock() {
         present.join(" ")
     );
     let b = docker_default_bundle(&script);
-    let runc = Runc::new();
+    let runc = Runc::on_tmpfs();
     let host_before = mountinfo(&std::fs::read_to_string("/proc/self/mountinfo").unwrap());
     let out = runc.run_ok(&b, &unique_id("sb"));
     let mut parts = out.split("===\n");
@@ -243,7 +243,7 @@ fn cgroup_v1_skeleton_lists_the_hierarchies() {
     }
     want.sort();
     let script = "for e in /sys/fs/cgroup/*; do n=${e#/sys/fs/cgroup/}; if [ -L $e ]; then echo \"$n -> $(readlink $e)\"; else echo $n; fi; done; echo ===; mkdir /sys/fs/cgroup/x 2>&1 && echo rw; echo ===; cat /proc/self/mountinfo";
-    let runc = Runc::new();
+    let runc = Runc::on_tmpfs();
     for ro in [true, false] {
         let mut b = docker_default_bundle(script);
         if !ro {
@@ -279,6 +279,15 @@ fn cgroup_v1_skeleton_lists_the_hierarchies() {
             );
         }
     }
+    // From a state root that is no tmpfs, /sys/fs/cgroup stays a tmpfs of its
+    // own: `statfs` tells a v1 host from a v2 one by it (systemd does).
+    let plain = Runc::new();
+    let fstype = |r: &Runc| {
+        let b = docker_default_bundle("stat -f -c %T /sys/fs/cgroup");
+        r.run_ok(&b, &unique_id("cgfs")).trim().to_string()
+    };
+    assert_eq!(fstype(&plain), "tmpfs", "state root on {}", plain.root.path().display());
+    assert_eq!(fstype(&runc), "tmpfs", "the skeleton on the tmpfs state root");
 }
 
 /// A state root whose empty directory (or cgroup skeleton) holds something
@@ -287,7 +296,7 @@ fn cgroup_v1_skeleton_lists_the_hierarchies() {
 #[test]
 fn bad_empty_directory_is_refused_and_nothing_is_left() {
     use std::os::unix::fs::PermissionsExt;
-    let runc = Runc::new();
+    let runc = Runc::on_tmpfs();
     let empty = runc.root.path().join("@empty");
     std::fs::create_dir(&empty).unwrap();
     std::fs::write(empty.join("planted"), "host secret").unwrap();

@@ -8,8 +8,8 @@
 #      PROFILE=release|shim (default release: the build engined and the facade launch, as
 #        `cargo build --release` makes it)
 #      SHIM_BIN_DIR=<dir holding another engine-shim build to measure> (default: this build's)
-#      MODE=connected|idle (default connected: each shim keeps its client connection and a
-#        `Wait` call open, as the lifecycle manager does for every running container)
+#      MODE=connected|idle (default connected: each shim has a client waiting for its init, as the
+#        lifecycle manager has for every running container: an exit watch, no gRPC connection)
 set -euo pipefail
 N=${1:-20}
 cd "$(dirname "$0")/../.."

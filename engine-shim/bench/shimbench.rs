@@ -131,7 +131,7 @@ async fn main() {
     let ids: Vec<ContainerId> = shims.iter().map(|s| s.id().clone()).collect();
     let mut waits = Vec::new();
     if connected {
-        // As the manager: one connection per shim, a `Wait` on its init.
+        // As the manager: a `Wait` on each init (over an exit watch, not a gRPC connection).
         for s in &shims {
             let s = s.clone();
             waits.push(tokio::spawn(async move { s.wait(&ProcessRef::Init).await }));

@@ -46,7 +46,8 @@ impl SharedTrees {
     /// The clones a container built from `plan` uses, made in the runtime's
     /// state `root`: the empty directory when it masks paths, the cgroup v1
     /// skeleton when it has a read-only cgroup mount on a v1 (or hybrid)
-    /// host. The directories are made on first use and checked every time
+    /// host and the state root is on a tmpfs (as `/run` usually is; elsewhere
+    /// /sys/fs/cgroup stays a tmpfs of its own). The directories are made on first use and checked every time
     /// (a bad one is refused, naming it); the clones are read-only.
     pub fn prepare(root: &Path, plan: &super::rootfs::RootfsPlan) -> Result<SharedTrees> {
         let mut t = SharedTrees::default();
@@ -60,7 +61,9 @@ impl SharedTrees {
         let ro_cgroup = plan.mounts.iter().any(|m| {
             (m.fstype == "cgroup" || m.fstype == "cgroup2") && m.flags.contains(nix::mount::MsFlags::MS_RDONLY)
         });
-        if ro_cgroup {
+        // Only from a tmpfs: /sys/fs/cgroup must still look like one to
+        // `statfs` (systemd in a container tells v1 from v2 by it).
+        if ro_cgroup && on_tmpfs(root) {
             let own =
                 std::fs::read_to_string("/proc/self/cgroup").map_err(|e| Error::io("read /proc/self/cgroup", e))?;
             let lines = parse_proc_cgroup(&own);
@@ -89,6 +92,11 @@ pub struct RawTrees {
     pub empty: Option<RawFd>,
     /// See [`SharedTrees::cgroup`].
     pub cgroup: Option<(RawFd, Vec<String>)>,
+}
+
+/// Is `path` on a tmpfs?
+fn on_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
 }
 
 /// Close a descriptor of [`RawTrees`] in the init (the parent closes its own).

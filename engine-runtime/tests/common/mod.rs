@@ -89,6 +89,8 @@ pub struct Runc {
     /// The state root.
     pub root: tempfile::TempDir,
     ids: std::cell::RefCell<Vec<String>>,
+    /// The root is a tmpfs this value mounted (unmounted when dropped).
+    tmpfs: bool,
 }
 
 impl Default for Runc {
@@ -105,7 +107,23 @@ pub fn bin() -> &'static str {
 impl Runc {
     /// A fresh state root.
     pub fn new() -> Runc {
-        Runc { root: tempfile::Builder::new().prefix("runc-root-").tempdir().unwrap(), ids: Default::default() }
+        Runc {
+            root: tempfile::Builder::new().prefix("runc-root-").tempdir().unwrap(),
+            ids: Default::default(),
+            tmpfs: false,
+        }
+    }
+    /// A fresh state root on a tmpfs of its own (as `/run` usually is).
+    pub fn on_tmpfs() -> Runc {
+        let mut r = Runc::new();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=8m,mode=700", "tmpfs"])
+            .arg(r.root.path())
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs on {}", r.root.path().display());
+        r.tmpfs = true;
+        r
     }
     /// A command with `--root` set and stdio null/captured.
     pub fn cmd(&self) -> Command {
@@ -165,6 +183,9 @@ impl Drop for Runc {
     fn drop(&mut self) {
         for id in self.ids.borrow().iter() {
             let _ = self.cmd().args(["delete", "--force", id]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        }
+        if self.tmpfs {
+            let _ = Command::new("umount").arg(self.root.path()).status();
         }
     }
 }
