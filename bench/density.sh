@@ -7,6 +7,7 @@
 #           `ip netns exec` would hide the cgroup mounts behind a fresh /sys),
 #           podman (--runtime runc). Default: engined facade.
 # Env: PAR (default 4, as the issue measured), PROFILE (release|debug, default release),
+#      ENGINED_ARGS (more engined flags, e.g. `--memory-reserve 2048` for a large N),
 #      SKIP_BUILD=1, OUT (default /tmp/density-bench; a summary per target is kept there).
 #
 # Per target it reports: time to all N running, the start rate per tenth of N (does it slow down
@@ -189,7 +190,8 @@ for target in $TARGETS; do
   case $target in
   engined)
     DENSITY_RUN=$T ENGINE_BIN_DIR=$BIN "$BIN/engined" -H "unix://$T/e.sock" --data-root "$T/engine" \
-      --exec-root "$T/engine-run" --cgroup-parent "/$TAG-engined" --log-level warn > "$T/engined.log" 2>&1 &
+      --exec-root "$T/engine-run" --cgroup-parent "/$TAG-engined" --log-level warn ${ENGINED_ARGS:-} \
+      > "$T/engined.log" 2>&1 &
     PIDS+=($!); echo "${PIDS[-1]}" > "$T/engined.pid"; wait_sock "$T/e.sock"
     docker_run_n "$T/e.sock" engined
     kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
