@@ -49,12 +49,7 @@ fn join_network_namespace_by_path() {
 #[test]
 fn user_namespace_with_mappings() {
     let mut b = Bundle::new(&["sh", "-c", "id -u; cat /proc/self/uid_map /proc/self/gid_map; ls -ln /bin/busybox"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    // cgroup v1 file systems cannot be mounted from a user namespace.
-    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
-    b.write();
+    b.in_user_namespace();
     let runc = Runc::new();
     let id = unique_id("userns");
     let out = runc.run_ok(&b, &id);

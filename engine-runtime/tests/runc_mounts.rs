@@ -194,12 +194,7 @@ fn masked_directories_and_cgroup_skeleton_add_no_superblock() {
 fn masked_directories_in_a_user_namespace() {
     let script = "for d in /proc/acpi /sys/firmware; do echo $d $(ls -A $d | wc -l) $(mkdir $d/x 2>/dev/null && echo rw || echo ro); done; echo ===; cat /proc/self/mountinfo";
     let mut b = docker_default_bundle(script);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
-    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    // cgroup v1 file systems cannot be mounted from a user namespace.
-    b.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
-    b.write();
+    b.in_user_namespace();
     let runc = Runc::new();
     let out = runc.run_ok(&b, &unique_id("sbuser"));
     let (masks, mi) = out.split_once("===\n").unwrap();

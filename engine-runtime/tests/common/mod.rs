@@ -44,6 +44,16 @@ pub struct Bundle {
 }
 
 impl Bundle {
+    /// Run in a new user namespace, container ids 0-65535 mapped to host
+    /// 100000-165535, without cgroup mounts (a cgroup v1 file system cannot
+    /// be mounted from a user namespace); writes the config.
+    pub fn in_user_namespace(&mut self) {
+        self.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        self.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        self.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+        self.config["mounts"].as_array_mut().unwrap().retain(|m| m["type"] != "cgroup");
+        self.write();
+    }
     /// A bundle whose process runs `args` (no terminal, writable rootfs).
     pub fn new(args: &[&str]) -> Bundle {
         let dir = tempfile::Builder::new().prefix("runc-bundle-").tempdir().unwrap();
