@@ -190,10 +190,13 @@ impl ContainerRoot {
         if !follow_last {
             flags |= OFlags::NOFOLLOW;
         }
-        let fd = rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE).map_err(|e| match e {
-            Errno::NOENT | Errno::NOTDIR => Error::not_found("path", format!("{path} in the container")),
-            e => io_err(format!("resolving {path} in the container"), e),
-        })?;
+        let fd =
+            retry_eagain(|| rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE)).map_err(|e| {
+                match e {
+                    Errno::NOENT | Errno::NOTDIR => Error::not_found("path", format!("{path} in the container")),
+                    e => io_err(format!("resolving {path} in the container"), e),
+                }
+            })?;
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("stat {path}"), e))?;
         Ok((fd, st))
     }
@@ -236,7 +239,7 @@ impl ContainerRoot {
         if !follow_last {
             flags |= OFlags::NOFOLLOW;
         }
-        let fd = rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE)
+        let fd = retry_eagain(|| rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE))
             .map_err(|e| io_err(format!("opening {path} in the container"), e))?;
         let now = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("stat {path}"), e))?;
         if !same_file(st, &now) {
@@ -422,30 +425,21 @@ impl ContainerRoot {
     fn make_parents(&self, dest_dir: &str, parts: &[std::ffi::OsString]) -> Result<OwnedFd> {
         let mut path = dest_dir.trim_end_matches('/').to_string();
         let (mut cur, _) = self.resolve(&path, true)?;
+        let open_dir = |path: &str| {
+            let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            retry_eagain(|| rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE))
+        };
         for p in parts {
             let name = p.to_string_lossy();
             path = format!("{path}/{name}");
-            let next = match rustix::fs::openat2(
-                &self.fd,
-                rel(&path),
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-                RESOLVE,
-            ) {
+            let next = match open_dir(&path) {
                 Ok(fd) => fd,
                 Err(Errno::NOENT) => {
                     match rustix::fs::mkdirat(&cur, p.as_os_str(), Mode::from_raw_mode(0o755)) {
                         Ok(()) | Err(Errno::EXIST) => {}
                         Err(e) => return Err(io_err(format!("mkdir {path} in the container"), e)),
                     }
-                    rustix::fs::openat2(
-                        &self.fd,
-                        rel(&path),
-                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                        RESOLVE,
-                    )
-                    .map_err(|e| io_err(format!("opening {path} in the container"), e))?
+                    open_dir(&path).map_err(|e| io_err(format!("opening {path} in the container"), e))?
                 }
                 Err(Errno::NOTDIR) => {
                     return Err(Error::invalid("archive", format!("{path} in the container is not a directory")))
@@ -618,4 +612,17 @@ fn walk_children<W: Write>(b: &mut tar::Builder<W>, dir: &OwnedFd, _st: &Stat, p
         }
     }
     Ok(())
+}
+
+/// Run an `openat2` again while the kernel answers `EAGAIN`: with
+/// `RESOLVE_IN_ROOT` it does when a mount or rename anywhere on the machine
+/// raced the resolution of a `..` (openat2(2): the caller may retry).
+fn retry_eagain<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
+    for _ in 0..64 {
+        match f() {
+            Err(rustix::io::Errno::AGAIN) => continue,
+            r => return r,
+        }
+    }
+    f()
 }
