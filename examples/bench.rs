@@ -6,10 +6,15 @@
 //!    `crun run -d` / `runc run -d` scripted in parallel: time, and memory
 //!    (shims' RSS and PSS; the scripted peers leave no per-container monitor).
 //! 3. `engine-lifecycled` resident memory idle and with N containers.
+//! 4. N containers created and started concurrently through `engined`'s
+//!    API (`engine-client`, `--network none`), with engined and everything
+//!    it starts confined to one core and then to all of them (does it scale
+//!    with the cores?), beside scripted `crun run -d` confined the same way.
 //!
 //! ```sh
 //! cargo build --release --workspace --bins
 //! sudo cargo run --release --example bench -- [iterations=30] [counts=50,200]
+//! BENCH_SECTIONS=2,4 sudo -E cargo run --release --example bench -- 3 50,200   # only those sections
 //! ```
 
 use engine::core::{ContainerConfig, LifecycleManager, ListFilter};
@@ -107,107 +112,116 @@ async fn main() -> engine::Result<()> {
     engine.busybox_image("busybox:bench").await?;
     let peers = root.join("peers");
     std::fs::create_dir_all(&peers).unwrap();
+    // BENCH_SECTIONS=2,4 runs only those sections (default: all).
+    let only = std::env::var("BENCH_SECTIONS").ok();
+    let want = |n: u32| only.as_deref().is_none_or(|s| s.split(',').any(|x| x.trim() == n.to_string()));
 
-    println!("== 1. run /bin/true to exit and removal ({iters} runs each)");
-    let run_true = |rt: &'static str| {
-        let engine = engine.clone();
-        async move {
-            let mut v = Vec::new();
-            for _ in 0..iters + 2 {
-                let t = Instant::now();
-                let c = engine
-                    .run(
-                        ContainerBuilder::new("busybox:bench").cmd(["/bin/true"]).runtime(rt).wait_for(WaitFor::exit()),
-                    )
-                    .await?;
-                c.remove().await?;
-                v.push(ms(t.elapsed()));
+    if want(1) {
+        println!("== 1. run /bin/true to exit and removal ({iters} runs each)");
+        let run_true = |rt: &'static str| {
+            let engine = engine.clone();
+            async move {
+                let mut v = Vec::new();
+                for _ in 0..iters + 2 {
+                    let t = Instant::now();
+                    let c = engine
+                        .run(
+                            ContainerBuilder::new("busybox:bench")
+                                .cmd(["/bin/true"])
+                                .runtime(rt)
+                                .wait_for(WaitFor::exit()),
+                        )
+                        .await?;
+                    c.remove().await?;
+                    v.push(ms(t.elapsed()));
+                }
+                v.drain(..2); // warm-up
+                Ok::<_, engine::Error>(v)
             }
-            v.drain(..2); // warm-up
-            Ok::<_, engine::Error>(v)
-        }
-    };
-    let mut ours = run_true("engine-runc").await?;
-    let base = report("Engine::run (engine-runc)", &mut ours, None);
-    let mut ours_crun = run_true("crun").await?;
-    report("Engine::run (crun)", &mut ours_crun, Some(base));
-    let bundle = peer_bundle(&peers, &["/bin/true"]);
-    let croot = peers.join("crun-root");
-    let mut crun = time_cmd(iters, |i| {
-        let mut c = Command::new("crun");
-        c.arg("--root").arg(&croot).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-crun-{i}"));
-        c
-    });
-    let crun_m = report("crun run", &mut crun, Some(base));
-    let rroot = peers.join("runc-root");
-    let mut runc = time_cmd(iters, |i| {
-        let mut c = Command::new("runc");
-        c.arg("--root").arg(&rroot).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-runc-{i}"));
-        c
-    });
-    report("runc run", &mut runc, Some(base));
-    if Command::new("podman").arg("--version").output().is_ok() {
-        let tar = peers.join("bb.tar");
-        let ok = Command::new("tar")
-            .arg("-C")
-            .arg(bundle.join("rootfs"))
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()
-            .is_ok_and(|s| s.success())
-            && Command::new("podman")
-                .args(["import", "-q"])
-                .arg(&tar)
-                .arg("localhost/engine-bench-bb:latest")
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-        if ok {
-            let mut pod = time_cmd(iters.min(15), |_| {
-                let mut c = Command::new("podman");
-                c.args([
-                    "run",
-                    "--rm",
-                    "--network",
-                    "none",
-                    "--ulimit",
-                    "nofile=1024:1024",
-                    "--ulimit",
-                    "nproc=1024:1024",
-                    "localhost/engine-bench-bb:latest",
-                    "/bin/true",
-                ]);
-                c
-            });
-            report("podman run --rm", &mut pod, Some(base));
-        }
-    }
-    println!("  engine vs crun: {:.2}x (target <= 2x)", base / crun_m);
-
-    println!("== 2. containers started concurrently");
-    for &n in &counts {
-        let t = Instant::now();
-        let starts = (0..n).map(|_| {
-            engine.run(
-                ContainerBuilder::new("busybox:bench")
-                    .cmd(["sleep", "3600"])
-                    .keep_on_drop()
-                    .startup_timeout(Duration::from_secs(600)),
-            )
+        };
+        let mut ours = run_true("engine-runc").await?;
+        let base = report("Engine::run (engine-runc)", &mut ours, None);
+        let mut ours_crun = run_true("crun").await?;
+        report("Engine::run (crun)", &mut ours_crun, Some(base));
+        let bundle = peer_bundle(&peers, &["/bin/true"]);
+        let croot = peers.join("crun-root");
+        let mut crun = time_cmd(iters, |i| {
+            let mut c = Command::new("crun");
+            c.arg("--root").arg(&croot).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-crun-{i}"));
+            c
         });
-        let cs = futures::future::try_join_all(starts).await?;
-        let took = t.elapsed();
-        let (mut rss, mut pss, mut shims) = (0u64, 0u64, 0usize);
-        for d in std::fs::read_dir(root.join("e/shims")).unwrap().flatten() {
-            if let Some(a) = engine::shim::read_address(&d.path()).ok().flatten() {
-                rss += status_kib(a.pid, "VmRSS:");
-                pss += status_kib(a.pid, "Pss:");
-                shims += 1;
+        let crun_m = report("crun run", &mut crun, Some(base));
+        let rroot = peers.join("runc-root");
+        let mut runc = time_cmd(iters, |i| {
+            let mut c = Command::new("runc");
+            c.arg("--root").arg(&rroot).args(["run", "--bundle"]).arg(&bundle).arg(format!("bench-runc-{i}"));
+            c
+        });
+        report("runc run", &mut runc, Some(base));
+        if Command::new("podman").arg("--version").output().is_ok() {
+            let tar = peers.join("bb.tar");
+            let ok = Command::new("tar")
+                .arg("-C")
+                .arg(bundle.join("rootfs"))
+                .arg("-cf")
+                .arg(&tar)
+                .arg(".")
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("podman")
+                    .args(["import", "-q"])
+                    .arg(&tar)
+                    .arg("localhost/engine-bench-bb:latest")
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if ok {
+                let mut pod = time_cmd(iters.min(15), |_| {
+                    let mut c = Command::new("podman");
+                    c.args([
+                        "run",
+                        "--rm",
+                        "--network",
+                        "none",
+                        "--ulimit",
+                        "nofile=1024:1024",
+                        "--ulimit",
+                        "nproc=1024:1024",
+                        "localhost/engine-bench-bb:latest",
+                        "/bin/true",
+                    ]);
+                    c
+                });
+                report("podman run --rm", &mut pod, Some(base));
             }
         }
-        let self_rss = status_kib(std::process::id() as i32, "VmRSS:");
-        println!(
+        println!("  engine vs crun: {:.2}x (target <= 2x)", base / crun_m);
+    }
+
+    if want(2) {
+        println!("== 2. containers started concurrently");
+        for &n in &counts {
+            let t = Instant::now();
+            let starts = (0..n).map(|_| {
+                engine.run(
+                    ContainerBuilder::new("busybox:bench")
+                        .cmd(["sleep", "3600"])
+                        .keep_on_drop()
+                        .startup_timeout(Duration::from_secs(600)),
+                )
+            });
+            let cs = futures::future::try_join_all(starts).await?;
+            let took = t.elapsed();
+            let (mut rss, mut pss, mut shims) = (0u64, 0u64, 0usize);
+            for d in std::fs::read_dir(root.join("e/shims")).unwrap().flatten() {
+                if let Some(a) = engine::shim::read_address(&d.path()).ok().flatten() {
+                    rss += status_kib(a.pid, "VmRSS:");
+                    pss += status_kib(a.pid, "Pss:");
+                    shims += 1;
+                }
+            }
+            let self_rss = status_kib(std::process::id() as i32, "VmRSS:");
+            println!(
             "  engine  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {shims} shims: RSS {:.1} MiB ({:.2} MiB each), PSS {:.2} MiB each; embedding process RSS {:.1} MiB",
             ms(took),
             ms(took) / n as f64,
@@ -216,58 +230,149 @@ async fn main() -> engine::Result<()> {
             pss as f64 / 1024.0 / shims.max(1) as f64,
             self_rss as f64 / 1024.0
         );
-        let t = Instant::now();
-        futures::future::try_join_all(cs.into_iter().map(|c| c.remove())).await?;
-        println!("          removed all in {:.0} ms", ms(t.elapsed()));
-
-        let sleeper = peer_bundle(&peers, &["sleep", "3600"]);
-        for rt in ["crun", "runc"] {
-            let rroot = peers.join(format!("{rt}-root-d"));
-            let script = format!(
-                "for i in $(seq 1 {n}); do {rt} --root {r} run -d --bundle {b} {rt}-par-$i >/dev/null 2>&1 </dev/null & done; wait",
-                r = rroot.display(),
-                b = sleeper.display()
-            );
             let t = Instant::now();
-            Command::new("sh").args(["-c", &script]).status().unwrap();
-            let took = t.elapsed();
-            let list = Command::new(rt).arg("--root").arg(&rroot).args(["list", "-q"]).output().unwrap();
-            let ids: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();
-            println!(
-                "  {rt:<6}  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {} running, no per-container monitor process",
-                ms(took),
-                ms(took) / n as f64,
-                ids.len()
-            );
-            for id in ids {
-                let _ = Command::new(rt).arg("--root").arg(&rroot).args(["delete", "-f", &id]).status();
+            futures::future::try_join_all(cs.into_iter().map(|c| c.remove())).await?;
+            println!("          removed all in {:.0} ms", ms(t.elapsed()));
+
+            let sleeper = peer_bundle(&peers, &["sleep", "3600"]);
+            for rt in ["crun", "runc"] {
+                let (took, running) = scripted_runs(rt, &peers.join(format!("{rt}-root-d")), &sleeper, n, None);
+                println!(
+                    "  {rt:<6}  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {running} running, no per-container monitor process",
+                    ms(took),
+                    ms(took) / n as f64
+                );
             }
         }
     }
-
-    println!("== 3. engine-lifecycled resident memory");
     drop(engine);
-    // The daemon gets its own root, with the image made there first.
-    let droot = root.join("d");
-    Engine::builder().root(&droot).build().await?.busybox_image("busybox:bench").await?;
-    let socket = root.join("lc.sock");
-    let mut daemon = Command::new(bin_dir().join("engine-lifecycled"))
-        .arg("--root")
-        .arg(&droot)
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--shim")
-        .arg(bin_dir().join("engine-shim"))
-        .arg("--runtime")
-        .arg(format!("engine-runc={}", bin_dir().join("engine-runc").display()))
-        .arg("--log-level")
-        .arg("warn")
+    if want(3) {
+        println!("== 3. engine-lifecycled resident memory");
+        // The daemon gets its own root, with the image made there first.
+        let droot = root.join("d");
+        Engine::builder().root(&droot).build().await?.busybox_image("busybox:bench").await?;
+        let socket = root.join("lc.sock");
+        let mut daemon = Command::new(bin_dir().join("engine-lifecycled"))
+            .arg("--root")
+            .arg(&droot)
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--shim")
+            .arg(bin_dir().join("engine-shim"))
+            .arg("--runtime")
+            .arg(format!("engine-runc={}", bin_dir().join("engine-runc").display()))
+            .arg("--log-level")
+            .arg("warn")
+            .spawn()
+            .unwrap();
+        let dpid = daemon.id() as i32;
+        let n = counts.iter().copied().max().unwrap_or(200);
+        let res = remote_memory(&socket, dpid, n).await;
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        res?;
+    }
+
+    if want(4) {
+        println!("== 4. containers started concurrently through engined (docker API)");
+        let sleeper = peer_bundle(&peers, &["sleep", "3600"]);
+        let tar = peers.join("bb.tar");
+        if !tar.exists() {
+            let st = Command::new("tar").arg("-C").arg(sleeper.join("rootfs")).arg("-cf").arg(&tar).arg(".").status();
+            assert!(st.is_ok_and(|s| s.success()), "making {}", tar.display());
+        }
+        let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut cpu_sets = vec!["0".to_string()];
+        if all > 1 {
+            cpu_sets.push(format!("0-{}", all - 1));
+        }
+        for cpus in &cpu_sets {
+            engined_concurrent(&root.join(format!("engined-{cpus}")), &tar, &sleeper, &peers, cpus, &counts).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Section 4 on the CPUs `cpus` (a `taskset` list): engined (and so its
+/// shims, runtimes and containers) confined to them, `n` creates and starts
+/// at once through the API for each count, then scripted crun on the same CPUs.
+async fn engined_concurrent(
+    dir: &Path,
+    tar: &Path,
+    sleeper: &Path,
+    peers: &Path,
+    cpus: &str,
+    counts: &[usize],
+) -> engine::Result<()> {
+    use engine_client::models::{ContainerConfigBody, HostConfig, StrSlice};
+    use futures::StreamExt;
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    let socket = dir.join("engined.sock");
+    let mut daemon = Command::new("taskset")
+        .args(["-c", cpus])
+        .arg(bin_dir().join("engined"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .arg("--data-root")
+        .arg(dir.join("data"))
+        .arg("--exec-root")
+        .arg(dir.join("exec"))
+        .args(["--log-level", "warn"])
+        .env("ENGINE_BIN_DIR", bin_dir())
         .spawn()
         .unwrap();
-    let dpid = daemon.id() as i32;
-    let n = counts.iter().copied().max().unwrap_or(200);
-    let res = remote_memory(&socket, dpid, n).await;
-    let _ = daemon.kill();
+    let client = engine_client::Client::new(&socket);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.ping().await.is_err() {
+        if Instant::now() > deadline {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+            return Err(engine::Error::unavailable("engined", "did not come up in 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let res = async {
+        let mut progress = client.import(tokio::fs::File::open(tar).await.unwrap(), "bb:bench").await?;
+        while let Some(m) = progress.next().await {
+            m?;
+        }
+        let config = ContainerConfigBody {
+            image: Some("bb:bench".into()),
+            cmd: Some(StrSlice(vec!["sleep".into(), "3600".into()])),
+            host_config: Some(HostConfig { network_mode: Some("none".into()), ..Default::default() }),
+            ..Default::default()
+        };
+        for &n in counts {
+            let t = Instant::now();
+            let ids = futures::future::try_join_all((0..n).map(|_| {
+                let (client, config) = (client.clone(), config.clone());
+                async move {
+                    let c = client.create_container(None, &config).await?;
+                    client.start(&c.id).await?;
+                    Ok::<_, engine::Error>(c.id)
+                }
+            }))
+            .await?;
+            let took = t.elapsed();
+            println!(
+                "  engined on CPUs {cpus:<4} {n:>4}: {:>7.0} ms  ({:.1} ms/container)",
+                ms(took),
+                ms(took) / n as f64
+            );
+            futures::future::try_join_all(ids.iter().map(|id| client.remove_container(id, true))).await?;
+            let (took, running) = scripted_runs("crun", &peers.join("crun-root-cpus"), sleeper, n, Some(cpus));
+            println!(
+                "  crun    on CPUs {cpus:<4} {n:>4}: {:>7.0} ms  ({:.1} ms/container); {running} running",
+                ms(took),
+                ms(took) / n as f64
+            );
+        }
+        Ok::<_, engine::Error>(())
+    }
+    .await;
+    // SAFETY: kill(2) of the daemon this function started.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
     let _ = daemon.wait();
     res
 }
@@ -304,4 +409,32 @@ async fn remote_memory(socket: &Path, dpid: i32, n: usize) -> engine::Result<()>
     println!("  with {n} running: RSS {:.1} MiB", status_kib(dpid, "VmRSS:") as f64 / 1024.0);
     futures::future::try_join_all(made.iter().map(|id| remote.remove(id, true))).await?;
     Ok(())
+}
+
+/// `n` × `<rt> run -d` of `bundle` started at once by a shell script (under
+/// `taskset -c cpus` when given): the time until the script ends and how
+/// many were running then; all are deleted afterwards.
+fn scripted_runs(rt: &str, root: &Path, bundle: &Path, n: usize, cpus: Option<&str>) -> (Duration, usize) {
+    let script = format!(
+        "for i in $(seq 1 {n}); do {rt} --root {r} run -d --bundle {b} {rt}-par-$i >/dev/null 2>&1 </dev/null & done; wait",
+        r = root.display(),
+        b = bundle.display()
+    );
+    let mut cmd = match cpus {
+        Some(c) => {
+            let mut t = Command::new("taskset");
+            t.args(["-c", c, "sh"]);
+            t
+        }
+        None => Command::new("sh"),
+    };
+    let t = Instant::now();
+    cmd.args(["-c", &script]).status().unwrap();
+    let took = t.elapsed();
+    let list = Command::new(rt).arg("--root").arg(root).args(["list", "-q"]).output().unwrap();
+    let ids: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();
+    for id in &ids {
+        let _ = Command::new(rt).arg("--root").arg(root).args(["delete", "-f", id]).status();
+    }
+    (took, ids.len())
 }

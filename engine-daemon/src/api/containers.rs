@@ -193,7 +193,7 @@ pub(crate) async fn list(st: &State, q: &Query) -> Result<Resp> {
             list.truncate(n as usize);
         }
     }
-    let out: Vec<ContainerSummary> = list.iter().map(convert::summary).collect();
+    let out: Vec<convert::SummaryJson> = list.iter().map(convert::SummaryJson).collect();
     Ok(h::json(StatusCode::OK, &out))
 }
 
