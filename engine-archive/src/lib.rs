@@ -190,13 +190,13 @@ impl ContainerRoot {
         if !follow_last {
             flags |= OFlags::NOFOLLOW;
         }
-        let fd =
-            retry_eagain(|| rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE)).map_err(|e| {
-                match e {
-                    Errno::NOENT | Errno::NOTDIR => Error::not_found("path", format!("{path} in the container")),
-                    e => io_err(format!("resolving {path} in the container"), e),
-                }
-            })?;
+        let fd = engine_core::fs::retry_on(rustix::io::Errno::AGAIN, || {
+            rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE)
+        })
+        .map_err(|e| match e {
+            Errno::NOENT | Errno::NOTDIR => Error::not_found("path", format!("{path} in the container")),
+            e => io_err(format!("resolving {path} in the container"), e),
+        })?;
         let st = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("stat {path}"), e))?;
         Ok((fd, st))
     }
@@ -239,8 +239,10 @@ impl ContainerRoot {
         if !follow_last {
             flags |= OFlags::NOFOLLOW;
         }
-        let fd = retry_eagain(|| rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE))
-            .map_err(|e| io_err(format!("opening {path} in the container"), e))?;
+        let fd = engine_core::fs::retry_on(rustix::io::Errno::AGAIN, || {
+            rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE)
+        })
+        .map_err(|e| io_err(format!("opening {path} in the container"), e))?;
         let now = rustix::fs::fstat(&fd).map_err(|e| io_err(format!("stat {path}"), e))?;
         if !same_file(st, &now) {
             return Err(Error::conflict("path", path, "it changed while being copied"));
@@ -427,7 +429,9 @@ impl ContainerRoot {
         let (mut cur, _) = self.resolve(&path, true)?;
         let open_dir = |path: &str| {
             let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
-            retry_eagain(|| rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE))
+            engine_core::fs::retry_on(rustix::io::Errno::AGAIN, || {
+                rustix::fs::openat2(&self.fd, rel(path), flags, Mode::empty(), RESOLVE)
+            })
         };
         for p in parts {
             let name = p.to_string_lossy();
@@ -612,17 +616,4 @@ fn walk_children<W: Write>(b: &mut tar::Builder<W>, dir: &OwnedFd, _st: &Stat, p
         }
     }
     Ok(())
-}
-
-/// Run an `openat2` again while the kernel answers `EAGAIN`: with
-/// `RESOLVE_IN_ROOT` it does when a mount or rename anywhere on the machine
-/// raced the resolution of a `..` (openat2(2): the caller may retry).
-fn retry_eagain<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
-    for _ in 0..64 {
-        match f() {
-            Err(rustix::io::Errno::AGAIN) => continue,
-            r => return r,
-        }
-    }
-    f()
 }

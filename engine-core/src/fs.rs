@@ -54,6 +54,32 @@ fn replace(path: &Path, data: &[u8], durable: bool) -> Result<()> {
     res.context(|| format!("write {}", path.display()))
 }
 
+/// Call `f` again while it fails with `again`, up to 64 times, then once
+/// more and return what that gives. For `openat2` with `RESOLVE_IN_ROOT`,
+/// which answers `EAGAIN` when a mount or rename anywhere on the machine
+/// raced its resolution of a `..` (openat2(2): the caller may retry).
+///
+/// ```
+/// let mut tries = 0;
+/// let r: Result<u32, i32> = engine_core::fs::retry_on(11, || {
+///     tries += 1;
+///     if tries < 3 { Err(11) } else { Ok(tries) }
+/// });
+/// assert_eq!(r, Ok(3));
+/// ```
+pub fn retry_on<T, E: PartialEq>(
+    again: E,
+    mut f: impl FnMut() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    for _ in 0..64 {
+        match f() {
+            Err(e) if e == again => continue,
+            r => return r,
+        }
+    }
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

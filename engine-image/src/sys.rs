@@ -36,7 +36,9 @@ pub(crate) fn open_dir_in_root(root: BorrowedFd<'_>, rel: &[u8]) -> io::Result<O
     let rel = if rel.is_empty() { b".".as_slice() } else { rel };
     let c = cstr(rel)?;
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-    match retry_eagain(|| rustix::fs::openat2(root, c.as_c_str(), flags, Mode::empty(), in_root())) {
+    match engine_core::fs::retry_on(rustix::io::Errno::AGAIN, || {
+        rustix::fs::openat2(root, c.as_c_str(), flags, Mode::empty(), in_root())
+    }) {
         Ok(fd) => Ok(fd),
         Err(Errno::NOSYS) => open_dir_walk(root, rel),
         Err(e) => Err(e.into()),
@@ -222,23 +224,13 @@ pub(crate) fn open_file_in_root(root: &Path, rel: &str) -> io::Result<std::fs::F
     let rootfd = open_dir(root)?;
     let c = cstr(rel.trim_start_matches('/').as_bytes())?;
     let flags = OFlags::RDONLY | OFlags::CLOEXEC;
-    Ok(retry_eagain(|| rustix::fs::openat2(&rootfd, c.as_c_str(), flags, Mode::empty(), in_root()))?.into())
+    Ok(engine_core::fs::retry_on(rustix::io::Errno::AGAIN, || {
+        rustix::fs::openat2(&rootfd, c.as_c_str(), flags, Mode::empty(), in_root())
+    })?
+    .into())
 }
 
 /// `flock(fd, op)`, blocking.
 pub(crate) fn flock(fd: BorrowedFd<'_>, op: rustix::fs::FlockOperation) -> io::Result<()> {
     Ok(rustix::fs::flock(fd, op)?)
-}
-
-/// Run an `openat2` again while the kernel answers `EAGAIN`: with
-/// `RESOLVE_IN_ROOT` it does when a mount or rename anywhere on the machine
-/// raced the resolution of a `..` (openat2(2): the caller may retry).
-fn retry_eagain<T>(mut f: impl FnMut() -> rustix::io::Result<T>) -> rustix::io::Result<T> {
-    for _ in 0..64 {
-        match f() {
-            Err(rustix::io::Errno::AGAIN) => continue,
-            r => return r,
-        }
-    }
-    f()
 }

@@ -103,10 +103,9 @@ pub fn network_name(n: &NetworkMode) -> String {
     }
 }
 
+/// The `EndpointSettings` of a network mode without an endpoint (`none`, `host`).
 fn endpoint_settings() -> Value {
-    json!({"IPAMConfig":null,"Links":null,"Aliases":null,"NetworkID":"","EndpointID":"","Gateway":"",
-           "IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"","GlobalIPv6PrefixLen":0,
-           "MacAddress":"","DriverOpts":null})
+    serde_json::to_value(EmptyEndpoint).unwrap_or_default()
 }
 
 /// One network's `EndpointSettings` as dockerd fills them.
@@ -278,7 +277,8 @@ impl serde::Serialize for NetworkSettingsJson<'_> {
     }
 }
 
-/// [`endpoint_settings`], without building a value.
+/// The `EndpointSettings` of a network mode without an endpoint, as dockerd
+/// writes them (every field empty); [`endpoint_settings`] is its value.
 struct EmptyEndpoint;
 
 impl serde::Serialize for EmptyEndpoint {
@@ -600,6 +600,13 @@ mod shape_tests {
             host_port: 32768,
         }];
         networked.networks.insert("front".into(), ep);
+        let empty = &serde_json::to_value(summary(&plain)).unwrap()["NetworkSettings"]["Networks"]["none"];
+        assert_eq!(
+            *empty,
+            serde_json::json!({"IPAMConfig":null,"Links":null,"Aliases":null,"NetworkID":"","EndpointID":"",
+                "Gateway":"","IPAddress":"","IPPrefixLen":0,"IPv6Gateway":"","GlobalIPv6Address":"",
+                "GlobalIPv6PrefixLen":0,"MacAddress":"","DriverOpts":null})
+        );
         for i in [plain, labelled, networked] {
             let direct: Value = serde_json::from_slice(&serde_json::to_vec(&SummaryJson(&i)).unwrap()).unwrap();
             assert_eq!(direct, serde_json::to_value(summary(&i)).unwrap(), "{:?}", i.config.network);

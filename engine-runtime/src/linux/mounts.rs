@@ -345,7 +345,7 @@ pub fn open_in_root(rootfs: &Path, dest: &Path, nofollow: bool) -> Result<Target
         flags |= OFlag::O_NOFOLLOW;
     }
     let how = OpenHow::new().flags(flags).resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = retry_eagain(|| nix::fcntl::openat2(&root, rel, how))
+    let fd = engine_core::fs::retry_on(nix::Error::EAGAIN, || nix::fcntl::openat2(&root, rel, how))
         .map_err(|e| Error::io(format!("open mount point {} inside the rootfs", dest.display()), e.into()))?;
     let path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
     Ok(Target { fd, path })
@@ -447,19 +447,6 @@ pub fn locked_flags(path: &Path) -> MsFlags {
         }
     }
     out
-}
-
-/// Run an `openat2` again while the kernel answers `EAGAIN`: with
-/// `RESOLVE_IN_ROOT` it does when a mount or rename anywhere on the machine
-/// raced the resolution of a `..` (openat2(2): the caller may retry).
-pub(crate) fn retry_eagain<T>(mut f: impl FnMut() -> nix::Result<T>) -> nix::Result<T> {
-    for _ in 0..64 {
-        match f() {
-            Err(nix::Error::EAGAIN) => continue,
-            r => return r,
-        }
-    }
-    f()
 }
 
 #[cfg(test)]

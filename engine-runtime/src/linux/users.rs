@@ -136,7 +136,7 @@ fn read_in_root(root: &OwnedFd, path: &str, shown: &str) -> Result<String> {
     let how = OpenHow::new()
         .flags(OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOCTTY)
         .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
-    let fd = match super::mounts::retry_eagain(|| nix::fcntl::openat2(root, path, how)) {
+    let fd = match engine_core::fs::retry_on(nix::Error::EAGAIN, || nix::fcntl::openat2(root, path, how)) {
         Ok(fd) => fd,
         Err(nix::Error::ENOENT) => return Ok(String::new()),
         Err(e) => return Err(Error::io(format!("open {shown}/{path} inside the container"), e.into())),
