@@ -4,7 +4,9 @@
 //!    `runc run` (same busybox bundle, no image layer) and `podman run --rm`.
 //! 2. N containers (`sleep`) started concurrently through the engine vs
 //!    `crun run -d` / `runc run -d` scripted in parallel: time, and memory
-//!    (shims' RSS and PSS; the scripted peers leave no per-container monitor).
+//!    (shims' RSS and PSS; the scripted peers leave no per-container monitor);
+//!    then N `Engine::run` of `/bin/true` at once, each to its exit and
+//!    removed, vs N `crun run` in the foreground (create, start, delete).
 //! 3. `engine-lifecycled` resident memory idle and with N containers.
 //! 4. N containers created and started concurrently through `engined`'s
 //!    API (`engine-client`, `--network none`), with engined and everything
@@ -32,6 +34,19 @@ fn median(v: &mut [f64]) -> f64 {
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// CPU time the whole machine spent busy so far, ms (user, nice, system,
+/// irq and softirq of `/proc/stat`; not idle, iowait or steal). The
+/// difference over a phase is that phase's CPU cost, which other guests on a
+/// shared host (steal) do not inflate the way they inflate wall time.
+fn busy_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> =
+        stat.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    [0, 1, 2, 5, 6].iter().filter_map(|&i| ticks.get(i)).sum::<f64>() * 1000.0 / hz
 }
 
 fn ms(d: Duration) -> f64 {
@@ -199,9 +214,9 @@ async fn main() -> engine::Result<()> {
     }
 
     if want(2) {
-        println!("== 2. containers started concurrently");
+        println!("== 2. containers started concurrently (CPU: the machine's busy time per container)");
         for &n in &counts {
-            let t = Instant::now();
+            let (t, cpu) = (Instant::now(), busy_ms());
             let starts = (0..n).map(|_| {
                 engine.run(
                     ContainerBuilder::new("busybox:bench")
@@ -211,7 +226,7 @@ async fn main() -> engine::Result<()> {
                 )
             });
             let cs = futures::future::try_join_all(starts).await?;
-            let took = t.elapsed();
+            let (took, cpu) = (t.elapsed(), busy_ms() - cpu);
             let (mut rss, mut pss, mut shims) = (0u64, 0u64, 0usize);
             for d in std::fs::read_dir(root.join("e/shims")).unwrap().flatten() {
                 if let Some(a) = engine::shim::read_address(&d.path()).ok().flatten() {
@@ -222,27 +237,61 @@ async fn main() -> engine::Result<()> {
             }
             let self_rss = status_kib(std::process::id() as i32, "VmRSS:");
             println!(
-            "  engine  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {shims} shims: RSS {:.1} MiB ({:.2} MiB each), PSS {:.2} MiB each; embedding process RSS {:.1} MiB",
-            ms(took),
-            ms(took) / n as f64,
-            rss as f64 / 1024.0,
-            rss as f64 / 1024.0 / shims.max(1) as f64,
-            pss as f64 / 1024.0 / shims.max(1) as f64,
-            self_rss as f64 / 1024.0
-        );
+                "  engine  {n:>4}: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container); {shims} shims: RSS {:.1} MiB ({:.2} MiB each), PSS {:.2} MiB each; embedding process RSS {:.1} MiB",
+                ms(took),
+                ms(took) / n as f64,
+                cpu / n as f64,
+                rss as f64 / 1024.0,
+                rss as f64 / 1024.0 / shims.max(1) as f64,
+                pss as f64 / 1024.0 / shims.max(1) as f64,
+                self_rss as f64 / 1024.0
+            );
             let t = Instant::now();
             futures::future::try_join_all(cs.into_iter().map(|c| c.remove())).await?;
             println!("          removed all in {:.0} ms", ms(t.elapsed()));
 
             let sleeper = peer_bundle(&peers, &["sleep", "3600"]);
             for rt in ["crun", "runc"] {
-                let (took, running) = scripted_runs(rt, &peers.join(format!("{rt}-root-d")), &sleeper, n, None);
+                let (took, cpu, running) =
+                    scripted_runs(rt, &peers.join(format!("{rt}-root-d")), &sleeper, n, None, true);
                 println!(
-                    "  {rt:<6}  {n:>4}: {:>7.0} ms  ({:.1} ms/container); {running} running, no per-container monitor process",
+                    "  {rt:<6}  {n:>4}: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container); {running} running, no per-container monitor process",
                     ms(took),
-                    ms(took) / n as f64
+                    ms(took) / n as f64,
+                    cpu / n as f64
                 );
             }
+
+            // /bin/true run to its exit and removed, n at once, beside `crun run`
+            // in the foreground (create, start, wait, delete).
+            let (t, cpu) = (Instant::now(), busy_ms());
+            futures::future::try_join_all((0..n).map(|_| async {
+                let c = engine
+                    .run(
+                        ContainerBuilder::new("busybox:bench")
+                            .cmd(["/bin/true"])
+                            .wait_for(WaitFor::exit_code(0))
+                            .startup_timeout(Duration::from_secs(600)),
+                    )
+                    .await?;
+                c.remove().await
+            }))
+            .await?;
+            let (took, cpu) = (t.elapsed(), busy_ms() - cpu);
+            println!(
+                "  engine  {n:>4} /bin/true, to its exit, removed: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container)",
+                ms(took),
+                ms(took) / n as f64,
+                cpu / n as f64
+            );
+            let truer = peer_bundle(&peers, &["/bin/true"]);
+            let (took, cpu, left) = scripted_runs("crun", &peers.join("crun-root-true"), &truer, n, None, false);
+            println!(
+                "  crun    {n:>4} /bin/true, create+start+delete: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container); {left} left behind",
+                ms(took),
+                ms(took) / n as f64,
+                cpu / n as f64
+            );
         }
     }
     drop(engine);
@@ -361,7 +410,7 @@ async fn engined_concurrent(
                 ms(took) / n as f64
             );
             futures::future::try_join_all(ids.iter().map(|id| client.remove_container(id, true))).await?;
-            let (took, running) = scripted_runs("crun", &peers.join("crun-root-cpus"), sleeper, n, Some(cpus));
+            let (took, _, running) = scripted_runs("crun", &peers.join("crun-root-cpus"), sleeper, n, Some(cpus), true);
             println!(
                 "  crun    on CPUs {cpus:<4} {n:>4}: {:>7.0} ms  ({:.1} ms/container); {running} running",
                 ms(took),
@@ -413,10 +462,20 @@ async fn remote_memory(socket: &Path, dpid: i32, n: usize) -> engine::Result<()>
 
 /// `n` × `<rt> run -d` of `bundle` started at once by a shell script (under
 /// `taskset -c cpus` when given): the time until the script ends and how
-/// many were running then; all are deleted afterwards.
-fn scripted_runs(rt: &str, root: &Path, bundle: &Path, n: usize, cpus: Option<&str>) -> (Duration, usize) {
+/// many were running then, and the machine's busy CPU time over the script
+/// (ms); all are deleted afterwards. Without `detach`,
+/// `<rt> run` in the foreground: create, start, wait for the exit and delete.
+fn scripted_runs(
+    rt: &str,
+    root: &Path,
+    bundle: &Path,
+    n: usize,
+    cpus: Option<&str>,
+    detach: bool,
+) -> (Duration, f64, usize) {
+    let d = if detach { "-d " } else { "" };
     let script = format!(
-        "for i in $(seq 1 {n}); do {rt} --root {r} run -d --bundle {b} {rt}-par-$i >/dev/null 2>&1 </dev/null & done; wait",
+        "for i in $(seq 1 {n}); do {rt} --root {r} run {d}--bundle {b} {rt}-par-$i >/dev/null 2>&1 </dev/null & done; wait",
         r = root.display(),
         b = bundle.display()
     );
@@ -428,13 +487,13 @@ fn scripted_runs(rt: &str, root: &Path, bundle: &Path, n: usize, cpus: Option<&s
         }
         None => Command::new("sh"),
     };
-    let t = Instant::now();
+    let (t, cpu) = (Instant::now(), busy_ms());
     cmd.args(["-c", &script]).status().unwrap();
-    let took = t.elapsed();
+    let (took, cpu) = (t.elapsed(), busy_ms() - cpu);
     let list = Command::new(rt).arg("--root").arg(root).args(["list", "-q"]).output().unwrap();
     let ids: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();
     for id in &ids {
         let _ = Command::new(rt).arg("--root").arg(root).args(["delete", "-f", id]).status();
     }
-    (took, ids.len())
+    (took, cpu, ids.len())
 }

@@ -152,6 +152,16 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter> {
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_err("creating the filter", e))?;
     // We load the program ourselves; never let libseccomp set no_new_privs.
     ctx.set_ctl_nnp(false).map_err(|e| lib_err("clearing the no_new_privs attribute", e))?;
+    // A binary tree on the syscall number instead of a linear chain
+    // (libseccomp >= 2.5). The kernel walks the program once per syscall
+    // number and architecture when the filter is loaded, to build its cache
+    // of always-allowed syscalls; with docker's default profile (about 370
+    // syscalls, three architectures) that walk made loading cost about 1 ms
+    // per container, and about 0.4 ms with the tree. An older libseccomp keeps
+    // the chain, which is only slower.
+    if let Err(e) = ctx.set_ctl_optimize(2) {
+        tracing::debug!("seccomp: no binary-tree optimisation in this libseccomp: {e}");
+    }
 
     let mut flags: libc::c_uint = 0;
     for f in s.flags().iter().flatten() {
@@ -275,7 +285,9 @@ pub fn compile_cached(s: &LinuxSeccomp, dir: &std::path::Path) -> Result<Filter>
     Ok(f)
 }
 
-const CACHE_MAGIC: &[u8; 8] = b"ENGSCMP1";
+/// Version 2: programs compiled as a binary tree (version 1 entries, linear
+/// chains, are compiled again).
+const CACHE_MAGIC: &[u8; 8] = b"ENGSCMP2";
 /// The cache directory's name under a runtime's state root: `@` is not
 /// allowed in a container id, so it never collides with a container's.
 pub const CACHE_DIR: &str = "@seccomp-cache";
@@ -454,7 +466,7 @@ mod tests {
 
     /// Run `f` in a forked child with the filter loaded; returns the child's exit code.
     /// The child only makes raw syscalls after fork (test processes are threaded).
-    fn in_child(filter: &Filter, f: fn() -> i32) -> i32 {
+    pub(super) fn in_child(filter: &Filter, f: fn() -> i32) -> i32 {
         // SAFETY: the child calls only async-signal-safe functions (prctl, seccomp, syscalls, _exit).
         unsafe {
             let pid = libc::fork();
@@ -479,7 +491,7 @@ mod tests {
         }
     }
 
-    fn getppid_errno() -> i32 {
+    pub(super) fn getppid_errno() -> i32 {
         // SAFETY: raw syscall without arguments.
         let rc = unsafe { libc::syscall(libc::SYS_getppid) };
         if rc < 0 {
@@ -775,5 +787,92 @@ mod cache_tests {
             .unwrap();
         assert!(compile_cached(&bad, &dir).is_err());
         assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+    }
+}
+
+#[cfg(test)]
+mod tree_tests {
+    use super::*;
+
+    /// Run the classic BPF program on a syscall number (x86_64, no
+    /// arguments): its return value and how many instructions it took.
+    fn run(prog: &[libc::sock_filter], nr: u32) -> (u32, usize) {
+        const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+        let (mut a, mut pc, mut steps) = (0u32, 0usize, 0usize);
+        loop {
+            let i = prog[pc];
+            steps += 1;
+            let class = i.code & 0x07;
+            match class {
+                // BPF_LD | BPF_W | BPF_ABS: a field of seccomp_data.
+                0x00 if i.code == 0x20 => {
+                    a = match i.k {
+                        0 => nr,
+                        4 => AUDIT_ARCH_X86_64,
+                        _ => 0, // instruction pointer and arguments: zero
+                    };
+                    pc += 1;
+                }
+                // BPF_JMP
+                0x05 => {
+                    let op = i.code & 0xf0;
+                    let taken = match op {
+                        0x00 => {
+                            pc += 1 + i.k as usize; // BPF_JA
+                            continue;
+                        }
+                        0x10 => a == i.k,     // JEQ
+                        0x20 => a > i.k,      // JGT
+                        0x30 => a >= i.k,     // JGE
+                        0x40 => a & i.k != 0, // JSET
+                        _ => panic!("jump op {op:#x}"),
+                    };
+                    pc += 1 + if taken { i.jt as usize } else { i.jf as usize };
+                }
+                // BPF_ALU | BPF_AND | BPF_K
+                0x04 if i.code & 0xf0 == 0x50 => {
+                    a &= i.k;
+                    pc += 1;
+                }
+                // BPF_RET | BPF_K
+                0x06 => return (i.k, steps),
+                _ => panic!("instruction {:#x}", i.code),
+            }
+        }
+    }
+
+    /// Docker's default profile has about 370 syscalls and three
+    /// architectures. Compiled as a chain, a syscall near the end walked past
+    /// every rule before it, and so did the kernel's per-syscall cache walk
+    /// at load time; as a tree, every decision takes a few dozen steps.
+    #[test]
+    fn a_large_allow_list_compiles_to_a_shallow_tree_that_decides_like_the_profile() {
+        let names: Vec<String> =
+            (0..330).filter_map(|nr| ScmpSyscall::from(nr).get_name().ok()).filter(|n| n != "getppid").collect();
+        assert!(names.len() > 300, "{} syscall names known", names.len());
+        let p: LinuxSeccomp = serde_json::from_value(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 1,
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+        }))
+        .unwrap();
+        let f = compile(&p).unwrap();
+        let getppid = libc::SYS_getppid as u32;
+        let mut deepest = 0;
+        for nr in 0..460u32 {
+            let (ret, steps) = run(&f.program, nr);
+            deepest = deepest.max(steps);
+            let named = ScmpSyscall::from(nr as i32).get_name().ok();
+            let allowed = named.as_ref().is_some_and(|n| names.contains(n));
+            if allowed {
+                assert_eq!(ret, libc::SECCOMP_RET_ALLOW, "syscall {nr} ({named:?}) should be allowed");
+            } else {
+                assert_eq!(ret, libc::SECCOMP_RET_ERRNO | 1, "syscall {nr} ({named:?}) should fail with EPERM");
+            }
+        }
+        assert!(run(&f.program, getppid).0 != libc::SECCOMP_RET_ALLOW);
+        assert!(deepest < 64, "a decision took {deepest} instructions of {}", f.instructions());
+        // And the kernel agrees with the emulation on one denied syscall.
+        assert_eq!(super::tests::in_child(&f, super::tests::getppid_errno), libc::EPERM);
     }
 }

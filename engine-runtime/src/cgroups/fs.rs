@@ -21,6 +21,41 @@ pub(crate) fn write(dir: &Path, file: &str, value: impl Display) -> Result<()> {
     res.map_err(|e| write_error(&path, &value, e))
 }
 
+/// One interface file written several times through one descriptor (each
+/// value one `write(2)`, applied in order): the device rules of a v1 cgroup,
+/// a dozen writes to `devices.allow`, open the file once instead of a dozen
+/// times (each open walks the cgroup filesystem's path again, under the lock
+/// that concurrent `mkdir`s of other containers' cgroups take).
+pub(crate) struct Writer {
+    path: PathBuf,
+    file: Option<std::fs::File>,
+}
+
+impl Writer {
+    /// A writer of `dir/file`, opened at the first write.
+    pub(crate) fn new(dir: &Path, file: &str) -> Writer {
+        Writer { path: dir.join(file), file: None }
+    }
+
+    /// Write `value` as one `write(2)`.
+    pub(crate) fn write(&mut self, value: impl Display) -> Result<()> {
+        let value = value.to_string();
+        tracing::trace!(path = %self.path.display(), %value, "cgroup write");
+        let f = match &mut self.file {
+            Some(f) => f,
+            None => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&self.path)
+                    .map_err(|e| write_error(&self.path, &value, e))?;
+                self.file.insert(f)
+            }
+        };
+        std::io::Write::write_all(f, value.as_bytes()).map_err(|e| write_error(&self.path, &value, e))
+    }
+}
+
 /// The error for a failed write of `value` to `path`.
 pub(crate) fn write_error(path: &Path, value: &str, e: std::io::Error) -> Error {
     let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();

@@ -233,6 +233,17 @@ fn mkdir_p(dir: &Path, created: &mut Vec<PathBuf>) -> Result<Vec<PathBuf>> {
 }
 
 fn mkdir_p_once(dir: &Path, created: &mut Vec<PathBuf>, made: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    // Usually only the last component is missing: one mkdir, no lookups.
+    match std::fs::create_dir(dir) {
+        Ok(()) => {
+            created.push(dir.to_path_buf());
+            made.push(dir.to_path_buf());
+            return Ok(());
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) if e.kind() == ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
     let mut missing = Vec::new();
     let mut cur = dir;
     while !cur.exists() {
@@ -308,11 +319,11 @@ impl Cgroup {
 
     fn make_dirs(&self, created: &mut Vec<PathBuf>, resources: Option<&LinuxResources>) -> Result<()> {
         for (ctrl, dir) in &self.v1 {
-            mkdir_p(dir, created)?;
+            let made = mkdir_p(dir, created)?;
             if ctrl == "cpuset" {
                 // New cpusets start empty, and so may a parent another
                 // creator made a moment ago and has not filled yet.
-                v1::cpuset_init_chain(dir)?;
+                v1::cpuset_init_chain(dir, made.last() == Some(dir))?;
             }
         }
         if let (Some(dir), Some(root)) = (&self.unified, &self.unified_root) {

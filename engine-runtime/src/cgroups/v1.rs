@@ -1,6 +1,6 @@
 //! Applying `linux.resources` to cgroup v1 controllers.
 
-use super::fs::{read, read_opt, write};
+use super::fs::{read, read_opt, write, Writer};
 use super::{devices, Cgroup};
 use engine_core::{Error, Result};
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxNetwork, LinuxResources};
@@ -208,29 +208,60 @@ pub(crate) fn network(cg: &Cgroup, n: &LinuxNetwork) -> Result<()> {
 pub(crate) fn devices(cg: &Cgroup, r: &LinuxResources) -> Result<()> {
     let Some(rules) = r.devices().as_ref().filter(|v| !v.is_empty()) else { return Ok(()) };
     let dir = need(cg, "devices", "devices")?;
+    // One descriptor per file, each rule its own write, in the config's order.
+    let (mut allow, mut deny) = (Writer::new(dir, "devices.allow"), Writer::new(dir, "devices.deny"));
     for rule in rules {
-        let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
-        write(dir, file, devices::v1_rule(rule)?)?;
+        let file = if rule.allow() { &mut allow } else { &mut deny };
+        file.write(devices::v1_rule(rule)?)?;
     }
     Ok(())
 }
 
 /// Initialise `dir` and every empty cpuset above it (up to the first one
-/// with both cpus and mems), top down.
-pub(crate) fn cpuset_init_chain(dir: &Path) -> Result<()> {
-    let mut chain = Vec::new();
+/// with both cpus and mems), top down, each from its parent: the kernel
+/// leaves a new v1 cpuset's `cpuset.cpus` and `cpuset.mems` empty, and an
+/// empty cpuset takes no task. `fresh`: `dir` was made just now, so it is
+/// known to be empty and is not read.
+pub(crate) fn cpuset_init_chain(dir: &Path, fresh: bool) -> Result<()> {
+    const FILES: [&str; 2] = ["cpuset.cpus", "cpuset.mems"];
+    // Walking up: each cgroup with an empty file, and which of its files are
+    // empty, until one has both (whose values are then the source).
+    let mut chain: Vec<(&Path, [bool; 2])> = Vec::new();
+    let mut source: Option<[String; 2]> = None;
     let mut d = Some(dir);
     while let Some(cur) = d {
-        // Another creator may be between its cpus and its mems write.
-        let empty = |f| read_opt(cur, f).map(|v| v.is_some_and(|v| v.is_empty()));
-        if !(empty("cpuset.cpus")? || empty("cpuset.mems")?) {
+        let values = if fresh && cur == dir {
+            [Some(String::new()), Some(String::new())]
+        } else {
+            [read_opt(cur, FILES[0])?, read_opt(cur, FILES[1])?]
+        };
+        let empty = [values[0].as_deref() == Some(""), values[1].as_deref() == Some("")];
+        if !empty[0] && !empty[1] {
+            if let [Some(c), Some(m)] = values {
+                source = Some([c, m]);
+            }
             break;
         }
-        chain.push(cur);
+        chain.push((cur, empty));
         d = cur.parent();
     }
-    for d in chain.into_iter().rev() {
-        cpuset_init(d)?;
+    let Some(mut values) = source else {
+        // No initialised cpuset above (the root is always initialised, so
+        // the files are missing): as before, copy parent by parent.
+        for (d, _) in chain.into_iter().rev() {
+            cpuset_init(d)?;
+        }
+        return Ok(());
+    };
+    for (d, empty) in chain.into_iter().rev() {
+        for (i, f) in FILES.iter().enumerate() {
+            if empty[i] {
+                write(d, f, &values[i])?;
+            } else if let Some(v) = read_opt(d, f)? {
+                // Set by someone else: what its children inherit.
+                values[i] = v;
+            }
+        }
     }
     Ok(())
 }
