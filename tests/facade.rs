@@ -71,7 +71,7 @@ async fn a_killed_owner_leaks_no_process() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    // Its rootfs is unmounted (the owner-bound poststop hook).
+    // Its rootfs is unmounted (by the shim, after its delete).
     assert_eq!(mounts_under(dir.path()), 0);
     // A new engine on the root finds nothing of it: no record, no bundle.
     let engine = engine_in(dir.path(), "engine-runc").await;

@@ -74,8 +74,8 @@
 //!
 //! ## Owner binding
 //! A container whose config names an `owner_pid` is killed and deleted by its
-//! shim when that process dies (even by SIGKILL); a poststop hook in its spec
-//! then unmounts its rootfs, so nothing stays mounted. The manager then removes
+//! shim when that process dies (even by SIGKILL); the shim then unmounts its
+//! rootfs (the owner mounted it), so nothing stays mounted. The manager then removes
 //! it (record, bundle, rootfs): at once if it is running, else when the next
 //! manager on the root starts, so no `Dead` record outlives its owner.
 //!

@@ -478,22 +478,6 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
             other => return Err(Error::Unsupported(format!("network mode {other:?}"))),
         }
     }
-    // Owner binding: when the owner dies its shim kills and deletes the
-    // container; this poststop hook (run by the runtime's delete, in the host's
-    // mount namespace) then unmounts the rootfs, so a killed owner leaks no mount.
-    if let Some(owner) = cfg.owner_pid {
-        let script = format!(
-            "[ -e /proc/{owner} ] || umount -l '{}' 2>/dev/null; exit 0",
-            cx.rootfs.display().to_string().replace('\'', "")
-        );
-        let hook = json!({"path": "/bin/sh", "args": ["sh", "-c", script],
-                          "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"], "timeout": 10});
-        let hooks = o.entry("hooks").or_insert_with(|| json!({}));
-        match hooks.get_mut("poststop").and_then(Value::as_array_mut) {
-            Some(list) => list.push(hook),
-            None => hooks["poststop"] = json!([hook]),
-        }
-    }
     let ann = o.entry("annotations").or_insert_with(|| json!({}));
     if let Some(a) = ann.as_object_mut() {
         a.insert("org.engine.container.name".into(), json!(cx.name));

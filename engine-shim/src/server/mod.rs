@@ -418,9 +418,32 @@ impl Core {
         if let Err(e) = self.rt(self.rt.delete(&self.id, true)).await {
             tracing::warn!("delete after owner death: {e}");
         }
+        // The owner mounted the root filesystem and is not there to unmount it.
+        if let Some(rootfs) = bundle_rootfs(&self.req.bundle) {
+            if let Err(e) = nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
+                if e != nix::errno::Errno::EINVAL && e != nix::errno::Errno::ENOENT {
+                    tracing::warn!("unmounting {} after owner death: {e}", rootfs.display());
+                }
+            }
+        }
         self.deleted.store(true, Ordering::SeqCst);
         self.quit.send_replace(Some(Quit::Purge));
     }
+}
+
+/// The root filesystem a bundle's `config.json` names (`root.path`, relative
+/// to the bundle unless absolute); `None` when the config cannot be read.
+fn bundle_rootfs(bundle: &Path) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        root: Option<Root>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Root {
+        path: PathBuf,
+    }
+    let cfg: Config = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).ok()?).ok()?;
+    Some(bundle.join(cfg.root?.path))
 }
 
 /// Remove what the shim put into its state dir (everything with `purge`,
