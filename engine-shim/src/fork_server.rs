@@ -29,8 +29,6 @@ pub(crate) const ARG: &str = "--fork-server";
 /// Must run before any thread exists (the process forks).
 pub(crate) fn serve() {
     let _ = std::env::set_current_dir("/");
-    // Once here rather than in each shim when it first goes idle.
-    crate::server::prepare_trim();
     loop {
         let conn = match crate::server::recv_fd_msg(0) {
             Ok(Some(fd)) => fd,

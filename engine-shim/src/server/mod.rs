@@ -8,7 +8,7 @@ mod service;
 mod sys;
 
 pub(crate) use conn::WATCH;
-pub(crate) use sys::{prepare_trim, recv_fd_msg, trim_thread_stack};
+pub(crate) use sys::{recv_fd_msg, trim_thread_stack};
 
 use crate::state::{self, ShimAddress};
 use engine_core::{

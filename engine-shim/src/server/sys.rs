@@ -131,45 +131,34 @@ pub(crate) fn trim_memory() {
     unsafe { libc::malloc_trim(0) };
 }
 
-/// The read-only file mappings [`trim_memory`] may drop: their
-/// `/proc/self/maps` lines, found once per process image by reading
-/// `/proc/self/smaps` (which costs a page-table walk of every mapping, about
-/// a third of a millisecond). The fork server finds them before it forks
-/// ([`prepare_trim`]), so its shims inherit the list and read only the cheap
-/// `/proc/self/maps` when they trim.
-///
-/// A mapping listed here stays free of private pages in a process forked
-/// later: it is read-only, so nothing writes to it. Each trim drops only the
-/// listed mappings whose line it still finds unchanged in `/proc/self/maps`.
-static TRIM_PLAN: std::sync::OnceLock<std::collections::HashSet<String>> = std::sync::OnceLock::new();
-
-/// Find the mappings [`trim_memory`] drops, now (the fork server, before it
-/// forks its first shim).
-pub(crate) fn prepare_trim() {
-    TRIM_PLAN.get_or_init(trim_plan);
-}
-
-/// The `/proc/self/maps` lines of the private, read-only, file-backed
-/// mappings that hold no private (anonymous) or swapped page.
-fn trim_plan() -> std::collections::HashSet<String> {
-    let mut plan = std::collections::HashSet::new();
-    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return plan };
-    // The header line of the mapping being read, when it is a candidate.
-    let mut current: Option<&str> = None;
+fn trim_mappings() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else { return };
+    let mut current: Option<(usize, usize)> = None;
     // Resident private pages, and swapped-out ones: either disqualifies.
     let mut anon_free = false;
     let mut swap_free = false;
+    let mut targets: Vec<(usize, usize)> = Vec::new();
+    let mut stack: Option<(usize, usize)> = None;
     for line in smaps.lines() {
         let first = line.split_whitespace().next().unwrap_or("");
         if first.contains('-') && !first.ends_with(':') {
-            if let (Some(h), true) = (current.take(), anon_free && swap_free) {
-                plan.insert(h.to_string());
+            if let (Some(r), true) = (current.take(), anon_free && swap_free) {
+                targets.push(r);
             }
             let mut f = line.split_whitespace();
-            let perms = f.nth(1);
+            let (Some(range), Some(perms)) = (f.next(), f.next()) else { continue };
             let path = f.nth(3);
-            if matches!(perms, Some("r-xp" | "r--p")) && path.is_some_and(|p| p.starts_with('/')) {
-                current = Some(line);
+            if path == Some("[stack]") {
+                stack = range
+                    .split_once('-')
+                    .and_then(|(a, b)| Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?)));
+            }
+            if !(perms == "r-xp" || perms == "r--p") || !path.is_some_and(|p| p.starts_with('/')) {
+                continue;
+            }
+            let Some((a, b)) = range.split_once('-') else { continue };
+            if let (Ok(start), Ok(end)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+                current = Some((start, end));
                 anon_free = false;
                 swap_free = false;
             }
@@ -182,32 +171,15 @@ fn trim_plan() -> std::collections::HashSet<String> {
             }
         }
     }
-    if let (Some(h), true) = (current, anon_free && swap_free) {
-        plan.insert(h.to_string());
+    if let (Some(r), true) = (current, anon_free && swap_free) {
+        targets.push(r);
     }
-    plan
-}
-
-fn range_of(line: &str) -> Option<(usize, usize)> {
-    let (a, b) = line.split_whitespace().next()?.split_once('-')?;
-    Some((usize::from_str_radix(a, 16).ok()?, usize::from_str_radix(b, 16).ok()?))
-}
-
-fn trim_mappings() {
-    let plan = TRIM_PLAN.get_or_init(trim_plan);
-    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else { return };
-    let mut stack = None;
-    for line in maps.lines() {
-        if line.ends_with("[stack]") {
-            stack = range_of(line);
-        } else if plan.contains(line) {
-            if let Some((start, end)) = range_of(line) {
-                // SAFETY: a private, read-only file mapping that holds no
-                // private (written) page: dropping its pages only makes the
-                // next use fault them back in from the file.
-                unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-            }
-        }
+    drop(smaps);
+    for (start, end) in targets {
+        // SAFETY: a private, read-only file mapping that holds no
+        // private (written) page: dropping its pages only makes the next
+        // use fault them back in from the file.
+        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
     }
     if let Some((low, high)) = stack {
         trim_stack(low, high);
