@@ -3,10 +3,13 @@
 //! 1. `Engine::run` of `/bin/true` to exit and removal, vs `crun run`,
 //!    `runc run` (same busybox bundle, no image layer) and `podman run --rm`.
 //! 2. N containers (`sleep`) started concurrently through the engine vs
-//!    `crun run -d` / `runc run -d` scripted in parallel: time, and memory
+//!    `crun run -d` / `runc run -d` and `crun create` + `crun start`
+//!    scripted in parallel: time, and memory
 //!    (shims' RSS and PSS; the scripted peers leave no per-container monitor);
 //!    then N `Engine::run` of `/bin/true` at once, each to its exit and
-//!    removed, vs N `crun run` in the foreground (create, start, delete).
+//!    removed, vs N `crun run` in the foreground (create, start, delete in
+//!    one process) and N `crun create`, `crun start`, `crun delete` (three
+//!    commands per container, as a script drives a runtime).
 //! 3. `engine-lifecycled` resident memory idle and with N containers.
 //! 4. N containers created and started concurrently through `engined`'s
 //!    API (`engine-client`, `--network none`), with engined and everything
@@ -17,6 +20,7 @@
 //! cargo build --release --workspace --bins
 //! sudo cargo run --release --example bench -- [iterations=30] [counts=50,200]
 //! BENCH_SECTIONS=2,4 sudo -E cargo run --release --example bench -- 3 50,200   # only those sections
+//! BENCH_CGROUPNS=private ...   # the facade's containers in a cgroup namespace of their own
 //! ```
 
 use engine::core::{ContainerConfig, LifecycleManager, ListFilter};
@@ -59,6 +63,13 @@ fn status_kib(pid: i32, field: &str) -> u64 {
         .ok()
         .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
         .unwrap_or(0)
+}
+
+/// The facade's busybox container; `BENCH_CGROUPNS=private|host` sets its
+/// cgroup namespace (default: docker's for this host).
+fn bb() -> ContainerBuilder {
+    let mode = std::env::var("BENCH_CGROUPNS").unwrap_or_default();
+    ContainerBuilder::new("busybox:bench").cgroupns(engine::CgroupnsMode::parse(&mode).expect("BENCH_CGROUPNS"))
 }
 
 fn bin_dir() -> PathBuf {
@@ -139,14 +150,7 @@ async fn main() -> engine::Result<()> {
                 let mut v = Vec::new();
                 for _ in 0..iters + 2 {
                     let t = Instant::now();
-                    let c = engine
-                        .run(
-                            ContainerBuilder::new("busybox:bench")
-                                .cmd(["/bin/true"])
-                                .runtime(rt)
-                                .wait_for(WaitFor::exit()),
-                        )
-                        .await?;
+                    let c = engine.run(bb().cmd(["/bin/true"]).runtime(rt).wait_for(WaitFor::exit())).await?;
                     c.remove().await?;
                     v.push(ms(t.elapsed()));
                 }
@@ -218,12 +222,7 @@ async fn main() -> engine::Result<()> {
         for &n in &counts {
             let (t, cpu) = (Instant::now(), busy_ms());
             let starts = (0..n).map(|_| {
-                engine.run(
-                    ContainerBuilder::new("busybox:bench")
-                        .cmd(["sleep", "3600"])
-                        .keep_on_drop()
-                        .startup_timeout(Duration::from_secs(600)),
-                )
+                engine.run(bb().cmd(["sleep", "3600"]).keep_on_drop().startup_timeout(Duration::from_secs(600)))
             });
             let cs = futures::future::try_join_all(starts).await?;
             let (took, cpu) = (t.elapsed(), busy_ms() - cpu);
@@ -254,22 +253,31 @@ async fn main() -> engine::Result<()> {
             for rt in ["crun", "runc"] {
                 let (took, cpu, running) =
                     scripted_runs(rt, &peers.join(format!("{rt}-root-d")), &sleeper, n, None, true);
-                println!(
-                    "  {rt:<6}  {n:>4}: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container); {running} running, no per-container monitor process",
-                    ms(took),
-                    ms(took) / n as f64,
-                    cpu / n as f64
+                timing_line(
+                    &format!("{rt:<6}  {n:>4}:"),
+                    n,
+                    took,
+                    cpu,
+                    &format!("{running} running, no per-container monitor process"),
                 );
             }
+            let (took, cpu, running) = scripted_commands("crun", &peers.join("crun-root-two"), &sleeper, n, false);
+            timing_line(
+                &format!("crun    {n:>4}, `crun create`, `crun start`:"),
+                n,
+                took,
+                cpu,
+                &format!("{running} running"),
+            );
 
             // /bin/true run to its exit and removed, n at once, beside `crun run`
-            // in the foreground (create, start, wait, delete).
+            // in the foreground (create, start, wait, delete) and the same as
+            // three commands.
             let (t, cpu) = (Instant::now(), busy_ms());
             futures::future::try_join_all((0..n).map(|_| async {
                 let c = engine
                     .run(
-                        ContainerBuilder::new("busybox:bench")
-                            .cmd(["/bin/true"])
+                        bb().cmd(["/bin/true"])
                             .wait_for(WaitFor::exit_code(0))
                             .startup_timeout(Duration::from_secs(600)),
                     )
@@ -278,20 +286,14 @@ async fn main() -> engine::Result<()> {
             }))
             .await?;
             let (took, cpu) = (t.elapsed(), busy_ms() - cpu);
-            println!(
-                "  engine  {n:>4} /bin/true, to its exit, removed: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container)",
-                ms(took),
-                ms(took) / n as f64,
-                cpu / n as f64
-            );
+            timing_line(&format!("engine  {n:>4} /bin/true, to its exit, removed:"), n, took, cpu, "");
             let truer = peer_bundle(&peers, &["/bin/true"]);
             let (took, cpu, left) = scripted_runs("crun", &peers.join("crun-root-true"), &truer, n, None, false);
-            println!(
-                "  crun    {n:>4} /bin/true, create+start+delete: {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container); {left} left behind",
-                ms(took),
-                ms(took) / n as f64,
-                cpu / n as f64
-            );
+            let what = format!("crun    {n:>4} /bin/true, `crun run` (create, start, wait, delete in one process):");
+            timing_line(&what, n, took, cpu, &format!("{left} left behind"));
+            let (took, cpu, left) = scripted_commands("crun", &peers.join("crun-root-three"), &truer, n, true);
+            let what = format!("crun    {n:>4} /bin/true, `crun create`, `crun start`, its exit, `crun delete`:");
+            timing_line(&what, n, took, cpu, &format!("{left} left behind"));
         }
     }
     drop(engine);
@@ -460,6 +462,35 @@ async fn remote_memory(socket: &Path, dpid: i32, n: usize) -> engine::Result<()>
     Ok(())
 }
 
+/// One line of section 2: what, the time, and per container the time and the
+/// machine's busy CPU (`cpu` ms over all `n`), then `rest`.
+fn timing_line(what: &str, n: usize, took: Duration, cpu: f64, rest: &str) {
+    let sep = if rest.is_empty() { "" } else { "; " };
+    println!(
+        "  {what} {:>7.0} ms  ({:.1} ms/container, CPU {:.1} ms/container){sep}{rest}",
+        ms(took),
+        ms(took) / n as f64,
+        cpu / n as f64
+    );
+}
+
+/// `n` containers of `bundle` at once by a shell script, each as separate
+/// commands, as a script drives a runtime: `<rt> create`, `<rt> start` and,
+/// with `to_exit`, `<rt> delete` once it has exited (seen without polling:
+/// the container's stdout is a pipe the script reads to its end). The time
+/// until the script ends, the machine's busy CPU time over it (ms), and how
+/// many containers were there when it ended (all are deleted afterwards).
+fn scripted_commands(rt: &str, root: &Path, bundle: &Path, n: usize, to_exit: bool) -> (Duration, f64, usize) {
+    let (r, b) = (root.display(), bundle.display());
+    let each = if to_exit {
+        format!("( ( {rt} --root {r} create --bundle {b} t-$i && {rt} --root {r} start t-$i ) </dev/null 2>/dev/null | while read -r l; do :; done; {rt} --root {r} delete t-$i >/dev/null 2>&1 )")
+    } else {
+        format!("( {rt} --root {r} create --bundle {b} t-$i && {rt} --root {r} start t-$i ) </dev/null >/dev/null 2>&1")
+    };
+    let script = format!("for i in $(seq 1 {n}); do {each} & done; wait");
+    timed_script(Command::new("sh"), &script, rt, root)
+}
+
 /// `n` × `<rt> run -d` of `bundle` started at once by a shell script (under
 /// `taskset -c cpus` when given): the time until the script ends and how
 /// many were running then, and the machine's busy CPU time over the script
@@ -479,7 +510,7 @@ fn scripted_runs(
         r = root.display(),
         b = bundle.display()
     );
-    let mut cmd = match cpus {
+    let cmd = match cpus {
         Some(c) => {
             let mut t = Command::new("taskset");
             t.args(["-c", c, "sh"]);
@@ -487,8 +518,15 @@ fn scripted_runs(
         }
         None => Command::new("sh"),
     };
+    timed_script(cmd, &script, rt, root)
+}
+
+/// Run `script` with `sh` (`cmd`): its time, the machine's busy CPU over it
+/// (ms), and how many containers `rt` lists under `root` at its end; those
+/// are deleted afterwards.
+fn timed_script(mut cmd: Command, script: &str, rt: &str, root: &Path) -> (Duration, f64, usize) {
     let (t, cpu) = (Instant::now(), busy_ms());
-    cmd.args(["-c", &script]).status().unwrap();
+    cmd.args(["-c", script]).status().unwrap();
     let (took, cpu) = (t.elapsed(), busy_ms() - cpu);
     let list = Command::new(rt).arg("--root").arg(root).args(["list", "-q"]).output().unwrap();
     let ids: Vec<String> = String::from_utf8_lossy(&list.stdout).lines().map(String::from).collect();

@@ -3,9 +3,9 @@
 use crate::WaitFor;
 pub use engine_build::CommitOptions;
 use engine_core::{
-    AttachOptions, ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExecConfig, ExitStatus,
-    LifecycleManager, LogEntry, LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, SeccompProfile, Signal,
-    StdStream, WaitCondition,
+    AttachOptions, CgroupnsMode, ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExecConfig,
+    ExitStatus, LifecycleManager, LogEntry, LogOptions, MountSpec, NetworkMode, RestartPolicy, Result, SeccompProfile,
+    Signal, StdStream, WaitCondition,
 };
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -239,6 +239,22 @@ impl ContainerBuilder {
     /// `fs.mqueue.*`, `net.*` with its own network namespace).
     pub fn sysctl(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.config.security.sysctls.insert(key.into(), value.into());
+        self
+    }
+    /// Its cgroup namespace (docker's `--cgroupns`). The default is
+    /// docker's: a namespace of its own on a cgroup v2 host, the host's on a
+    /// v1 or hybrid one.
+    ///
+    /// ```no_run
+    /// # async fn f(engine: &engine::Engine) -> engine::Result<()> {
+    /// use engine::{CgroupnsMode, ContainerBuilder};
+    /// let c = engine
+    ///     .run(ContainerBuilder::new("busybox:latest").cmd(["cat", "/proc/self/cgroup"]).cgroupns(CgroupnsMode::Private))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cgroupns(mut self, mode: CgroupnsMode) -> Self {
+        self.config.cgroupns = mode;
         self
     }
     /// Run a small init as pid 1 that forwards signals and reaps zombies.

@@ -66,9 +66,9 @@ pub use engine_shim as shim;
 pub use engine_volume as volume;
 
 pub use engine_core::{
-    ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExitStatus, ImageInfo, ImageStore,
-    LifecycleManager, MountSpec, NetworkMode, Resources, RestartPolicy, Result, SeccompProfile, SecurityOptions,
-    Signal,
+    CgroupnsMode, ContainerConfig, ContainerInfo, ContainerState, DeviceMapping, Error, ExitStatus, ImageInfo,
+    ImageStore, LifecycleManager, MountSpec, NetworkMode, Resources, RestartPolicy, Result, SeccompProfile,
+    SecurityOptions, Signal,
 };
 
 use futures::StreamExt;

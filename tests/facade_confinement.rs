@@ -117,3 +117,29 @@ async fn builder_confinement_matches_dockerd() {
     assert_eq!(before, after);
     assert_eq!(std::fs::read_dir(dir.path().join("containers")).map(|d| d.count()).unwrap_or(0), 0);
 }
+
+/// The cgroup namespace: docker's default (the host's on a v1 or hybrid host,
+/// a private one on cgroup v2), or the one the builder asks for. In each,
+/// `/sys/fs/cgroup` shows the container's own cgroup.
+#[tokio::test(flavor = "multi_thread")]
+async fn cgroup_namespace_default_and_builder_modes() {
+    use engine::CgroupnsMode;
+    let dir = tmp();
+    let engine = engine_in(dir.path()).await;
+    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let host_ns = std::fs::read_link("/proc/self/ns/cgroup").unwrap().to_string_lossy().into_owned();
+    let limit = if unified { "/sys/fs/cgroup/memory.max" } else { "/sys/fs/cgroup/memory/memory.limit_in_bytes" };
+    let script = format!("readlink /proc/self/ns/cgroup; cat {limit}; cat /proc/self/cgroup");
+    for (mode, private) in
+        [(CgroupnsMode::Private, true), (CgroupnsMode::Host, false), (CgroupnsMode::Default, unified)]
+    {
+        let s =
+            output(&engine, ContainerBuilder::new(IMAGE).memory(64 << 20).cgroupns(mode).cmd(["sh", "-c", &script]))
+                .await;
+        let mut lines = s.lines();
+        assert_eq!(lines.next() != Some(host_ns.as_str()), private, "{mode:?}: {s}");
+        assert_eq!(lines.next(), Some("67108864"), "{mode:?}: not its own memory cgroup: {s}");
+        assert_eq!(lines.all(|l| l.ends_with(":/")), private, "{mode:?}: {s}");
+    }
+    assert!(engine.containers().list(ListFilter::default().all(true)).await.unwrap().is_empty());
+}

@@ -87,8 +87,8 @@ pub use image::{
     Rootfs,
 };
 pub use lifecycle::{
-    ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo, LifecycleManager,
-    ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,
+    CgroupnsMode, ContainerConfig, ContainerInfo, ContainerState, Event, EventKind, ExecConfig, ExecInfo,
+    LifecycleManager, ListFilter, LogOptions, MountSpec, NetworkMode, Resources, RestartPolicy, WaitCondition,
 };
 pub use logs::{LogDriver, LogEntry, LogPlugins, LogSpec};
 pub use network::NetworkDriver;

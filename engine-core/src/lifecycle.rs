@@ -147,6 +147,57 @@ pub enum NetworkMode {
     Container(String),
 }
 
+/// The cgroup namespace of a container (docker's `--cgroupns`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CgroupnsMode {
+    /// Docker's default: [`Private`](CgroupnsMode::Private) on a host with
+    /// only cgroup v2, [`Host`](CgroupnsMode::Host) on a v1 or hybrid one.
+    #[default]
+    Default,
+    /// A cgroup namespace of its own: the container sees its cgroup as the
+    /// root, and `/sys/fs/cgroup` holds its own cgroup mounts.
+    Private,
+    /// The host's cgroup namespace: `/proc/self/cgroup` shows the host's
+    /// paths, and `/sys/fs/cgroup` is bound from the container's cgroups on
+    /// the host (read-only unless privileged).
+    Host,
+}
+
+impl CgroupnsMode {
+    /// Docker's `HostConfig.CgroupnsMode`: `""` (the default), `"private"` or `"host"`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "" => Ok(CgroupnsMode::Default),
+            "private" => Ok(CgroupnsMode::Private),
+            "host" => Ok(CgroupnsMode::Host),
+            other => Err(crate::Error::invalid(
+                "cgroup namespace mode",
+                format!("{other:?}: expected \"private\" or \"host\""),
+            )),
+        }
+    }
+
+    /// The mode this host gives [`Default`](CgroupnsMode::Default):
+    /// [`Private`](CgroupnsMode::Private) when `/sys/fs/cgroup` is a cgroup v2
+    /// mount, [`Host`](CgroupnsMode::Host) otherwise; any other mode as is.
+    pub fn resolve(self) -> Self {
+        static UNIFIED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        match self {
+            CgroupnsMode::Default => {
+                // Only a cgroup2 root has `cgroup.controllers` at its top.
+                if *UNIFIED.get_or_init(|| std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()) {
+                    CgroupnsMode::Private
+                } else {
+                    CgroupnsMode::Host
+                }
+            }
+            m => m,
+        }
+    }
+}
+
 /// Everything needed to create a container. Built by the facade's builder or
 /// decoded from Docker's create JSON by the daemon.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -243,6 +294,10 @@ pub struct ContainerConfig {
     /// in place when the container goes (its owner removes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_parent: Option<String>,
+    /// Its cgroup namespace (docker's `--cgroupns`); the default is
+    /// docker's: private on a cgroup v2 host, the host's on v1.
+    #[serde(default)]
+    pub cgroupns: CgroupnsMode,
 }
 impl ContainerConfig {
     /// A container of `image` (a reference or id), everything else default.
@@ -251,7 +306,7 @@ impl ContainerConfig {
     }
 }
 
-crate::setters::setters!(ContainerConfig { image: String, name: Option<String>, cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, hostname: Option<String>, tty: bool, open_stdin: bool, labels: HashMap<String, String>, mounts: Vec<MountSpec>, resources: Resources, network: NetworkMode, restart: RestartPolicy, auto_remove: bool, runtime: Option<String>, stop_signal: Option<Signal>, stop_timeout: Option<Duration>, read_only_rootfs: bool, owner_pid: Option<Pid>, log: crate::logs::LogSpec, security: crate::security::SecurityOptions, init: bool, oom_score_adj: Option<i32>, ports: Vec<crate::network::PortBinding>, network_aliases: Vec<String>, ipv4: Option<std::net::Ipv4Addr>, dns: Vec<std::net::IpAddr>, dns_search: Vec<String>, dns_options: Vec<String>, extra_hosts: Vec<(String, std::net::IpAddr)>, cgroup_parent: Option<String> });
+crate::setters::setters!(ContainerConfig { image: String, name: Option<String>, cmd: Option<Vec<String>>, entrypoint: Option<Vec<String>>, env: Vec<String>, user: Option<String>, working_dir: Option<String>, hostname: Option<String>, tty: bool, open_stdin: bool, labels: HashMap<String, String>, mounts: Vec<MountSpec>, resources: Resources, network: NetworkMode, restart: RestartPolicy, auto_remove: bool, runtime: Option<String>, stop_signal: Option<Signal>, stop_timeout: Option<Duration>, read_only_rootfs: bool, owner_pid: Option<Pid>, log: crate::logs::LogSpec, security: crate::security::SecurityOptions, init: bool, oom_score_adj: Option<i32>, ports: Vec<crate::network::PortBinding>, network_aliases: Vec<String>, ipv4: Option<std::net::Ipv4Addr>, dns: Vec<std::net::IpAddr>, dns_search: Vec<String>, dns_options: Vec<String>, extra_hosts: Vec<(String, std::net::IpAddr)>, cgroup_parent: Option<String>, cgroupns: CgroupnsMode });
 
 /// The state of a container as the manager tracks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -455,3 +455,52 @@ fn host_config_settings_the_engine_cannot_honour_are_refused() {
     assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
     assert_eq!(std::fs::read_dir(e.data_root().join("containers")).map(|d| d.count()).unwrap_or(0), 0);
 }
+
+/// `--cgroupns` as dockerd takes it: the default is the host's cgroup
+/// namespace on a v1 or hybrid host and a private one on a cgroup v2 host;
+/// `private` and `host` choose. Either way `/sys/fs/cgroup` shows the
+/// container's own cgroup (its memory limit), read-only.
+#[test]
+fn cgroup_namespace_modes_as_under_dockerd() {
+    let e = Engined::start();
+    load_probe_image(&e);
+    let unified = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let host_ns = std::fs::read_link("/proc/self/ns/cgroup").unwrap().to_string_lossy().into_owned();
+    let limit = if unified { "/sys/fs/cgroup/memory.max" } else { "/sys/fs/cgroup/memory/memory.limit_in_bytes" };
+    let script = format!(
+        "readlink /proc/self/ns/cgroup; cat {limit}; touch {limit} 2>/dev/null && echo writable; cat /proc/self/cgroup"
+    );
+    // (in the host's namespace, every path is the root)
+    let probe = |mode: Option<&str>| -> (bool, bool) {
+        let mut args = vec!["run", "--rm", "-m", "64m"];
+        if let Some(m) = mode {
+            args.extend(["--cgroupns", m]);
+        }
+        args.extend(["bb", "sh", "-c", &script]);
+        let s = e.ok(&args);
+        let mut lines = s.lines();
+        let ns = lines.next().unwrap_or_default();
+        assert_eq!(lines.next(), Some("67108864"), "{mode:?}: not the container's own memory cgroup: {s}");
+        let rest: Vec<&str> = lines.collect();
+        assert!(!rest.contains(&"writable"), "{mode:?}: the cgroup mount is writable: {s}");
+        let all_root = rest.iter().all(|l| l.ends_with(":/"));
+        (ns == host_ns, all_root)
+    };
+    assert_eq!(probe(Some("private")), (false, true), "--cgroupns=private");
+    assert_eq!(probe(Some("host")), (true, false), "--cgroupns=host");
+    assert_eq!(probe(None), if unified { (false, true) } else { (true, false) }, "the default");
+    e.ok(&["create", "--name", "cgns", "bb"]);
+    e.ok(&["create", "--name", "cgns-private", "--cgroupns", "private", "bb"]);
+    let mode = |n: &str| e.ok(&["inspect", "-f", "{{.HostConfig.CgroupnsMode}}", n]).trim().to_string();
+    assert_eq!(mode("cgns"), if unified { "private" } else { "host" });
+    assert_eq!(mode("cgns-private"), "private");
+    e.ok(&["rm", "cgns", "cgns-private"]);
+    let (code, body) = e.http(
+        "POST",
+        "/v1.41/containers/create?name=bad",
+        br#"{"Image":"bb","HostConfig":{"CgroupnsMode":"shared"}}"#,
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("HostConfig.CgroupnsMode") && body.contains("shared"), "{body}");
+    assert_eq!(e.ok(&["ps", "-aq"]).trim(), "");
+}

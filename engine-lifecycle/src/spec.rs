@@ -466,7 +466,10 @@ pub(crate) fn finish(spec: oci_spec::runtime::Spec, cx: &SpecContext<'_>) -> Res
     }
     let ns = linux.get_mut("namespaces").and_then(Value::as_array_mut);
     if let Some(ns) = ns {
-        ns.retain(|n| n["type"] != "network");
+        ns.retain(|n| n["type"] != "network" && n["type"] != "cgroup");
+        if cfg.cgroupns.resolve() == engine_core::CgroupnsMode::Private {
+            ns.push(json!({"type": "cgroup"}));
+        }
         match &cfg.network {
             NetworkMode::None => ns.push(json!({"type": "network"})),
             NetworkMode::Host => {}

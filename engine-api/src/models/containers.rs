@@ -263,6 +263,10 @@ pub struct HostConfig {
     /// OOM score adjustment of the container's processes (`--oom-score-adj`, -1000..=1000).
     #[serde(default)]
     pub oom_score_adj: Option<i64>,
+    /// Its cgroup namespace (`--cgroupns`): `private`, `host`, or empty for
+    /// the default (private on a cgroup v2 host, the host's on v1).
+    #[serde(default)]
+    pub cgroupns_mode: Option<String>,
     /// Every other key, as sent (`ShmSize`, `Ulimits`, `PidMode`...). engined
     /// refuses a create that gives one of them a value other than its zero
     /// value (null, 0, `""`, `false`, empty), so a setting it cannot honour is

@@ -406,6 +406,13 @@ pub fn host_config(c: &ContainerConfig) -> HostConfig {
             .then(|| c.extra_hosts.iter().map(|(n, ip)| format!("{n}:{ip}")).collect()),
         oom_score_adj: Some(c.oom_score_adj.unwrap_or(0) as i64),
         cgroup_parent: Some(c.cgroup_parent.clone().unwrap_or_default()),
+        cgroupns_mode: Some(
+            match c.cgroupns.resolve() {
+                CgroupnsMode::Private => "private",
+                _ => "host",
+            }
+            .into(),
+        ),
         other: serde_json::Map::new(),
     }
 }

@@ -168,7 +168,13 @@ pub fn container_config(body: &ContainerConfigBody, name: Option<String>) -> Res
         .dns_search(hc.dns_search.clone().unwrap_or_default())
         .dns_options(hc.dns_options.clone().unwrap_or_default())
         .extra_hosts(extra_hosts)
-        .cgroup_parent(hc.cgroup_parent.clone().filter(|p| !p.is_empty())))
+        .cgroup_parent(hc.cgroup_parent.clone().filter(|p| !p.is_empty()))
+        .cgroupns(CgroupnsMode::parse(hc.cgroupns_mode.as_deref().unwrap_or("")).map_err(|_| {
+            Error::invalid(
+                "field HostConfig.CgroupnsMode",
+                format!("{:?}: expected \"private\" or \"host\"", hc.cgroupns_mode.as_deref().unwrap_or("")),
+            )
+        })?))
 }
 
 /// `HostConfig.OomScoreAdj`: 0 (what the docker CLI sends by default) means

@@ -9,8 +9,8 @@ use engine_api::models::*;
 use engine_core::network::{EndpointInfo, HostPorts, PortBinding, Protocol, PublishedPort};
 use engine_core::security::{DeviceMapping, SecurityOptions, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use engine_core::{
-    ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, LogSpec, MountSpec, NetworkMode, Resources,
-    RestartPolicy, Result, Signal,
+    CgroupnsMode, ContainerConfig, ContainerInfo, ContainerState, Error, ImageInfo, LogSpec, MountSpec, NetworkMode,
+    Resources, RestartPolicy, Result, Signal,
 };
 use serde_json::{json, Value};
 use std::collections::HashMap;

@@ -141,11 +141,17 @@ impl Hierarchies {
                     // cgroups remain in it); it is not used, as crun does not, and a limit that
                     // needs its controller is refused as unmounted. Reading the mount table
                     // instead would cost every create more as containers are added.
-                    let name = ctrls.strip_prefix("name=").unwrap_or(ctrls);
-                    if !Path::new("/sys/fs/cgroup").join(name).exists() {
-                        continue;
+                    // One statfs tells both: absent, or a v1 hierarchy (or something else).
+                    let dir = format!("/sys/fs/cgroup/{}", ctrls.strip_prefix("name=").unwrap_or(ctrls));
+                    match nix::sys::statfs::statfs(dir.as_str()) {
+                        Err(nix::errno::Errno::ENOENT) => continue,
+                        Ok(st) if st.filesystem_type() == nix::sys::statfs::CGROUP_SUPER_MAGIC => {}
+                        _ => return None,
                     }
-                    let mountpoint = conventional_mount(ctrls, path)?;
+                    let mountpoint = PathBuf::from(dir);
+                    if !mountpoint.join(path.trim_start_matches('/')).is_dir() {
+                        return None;
+                    }
                     for c in ctrls.split(',').filter(|c| V1_CONTROLLERS.contains(c) || c.starts_with("name=")) {
                         v1.insert(c.to_string(), Mount { mountpoint: mountpoint.clone(), root: "/".into() });
                     }
