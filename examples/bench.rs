@@ -476,14 +476,16 @@ fn timing_line(what: &str, n: usize, took: Duration, cpu: f64, rest: &str) {
 
 /// `n` containers of `bundle` at once by a shell script, each as separate
 /// commands, as a script drives a runtime: `<rt> create`, `<rt> start` and,
-/// with `to_exit`, `<rt> delete` once it has exited (seen without polling:
-/// the container's stdout is a pipe the script reads to its end). The time
+/// with `to_exit`, `<rt> delete -f` once it has exited (seen without polling:
+/// the container's stdout is a pipe the script reads to its end; `-f`, as the
+/// end of the pipe can come before the exited process is reaped, when a plain
+/// `delete` still sees it running and refuses). The time
 /// until the script ends, the machine's busy CPU time over it (ms), and how
 /// many containers were there when it ended (all are deleted afterwards).
 fn scripted_commands(rt: &str, root: &Path, bundle: &Path, n: usize, to_exit: bool) -> (Duration, f64, usize) {
     let (r, b) = (root.display(), bundle.display());
     let each = if to_exit {
-        format!("( ( {rt} --root {r} create --bundle {b} t-$i && {rt} --root {r} start t-$i ) </dev/null 2>/dev/null | while read -r l; do :; done; {rt} --root {r} delete t-$i >/dev/null 2>&1 )")
+        format!("( ( {rt} --root {r} create --bundle {b} t-$i && {rt} --root {r} start t-$i ) </dev/null 2>/dev/null | while read -r l; do :; done; {rt} --root {r} delete -f t-$i >/dev/null 2>&1 )")
     } else {
         format!("( {rt} --root {r} create --bundle {b} t-$i && {rt} --root {r} start t-$i ) </dev/null >/dev/null 2>&1")
     };

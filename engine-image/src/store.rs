@@ -144,6 +144,41 @@ pub(crate) struct Inner {
     pub(crate) unpack: UnpackOptions,
     pub(crate) registry: crate::RegistryOptions,
     pub(crate) snapshotter: Arc<dyn engine_core::Snapshotter>,
+    /// The state as last read, with the stamp of the file it came from.
+    state_cache: std::sync::Mutex<Option<(StateStamp, State)>>,
+}
+
+/// What tells one `state.json` from another without reading it: every write
+/// renames a new file into place, so a change shows in the inode, size or
+/// times. A file is trusted by its stamp only once it is [`STATE_SETTLED`]
+/// old, so a new file that got a freed inode number back within one tick of
+/// the file-system clock is still read (as git treats a "racily clean"
+/// index entry).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct StateStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// How old `state.json` must be before its stamp alone is trusted.
+const STATE_SETTLED: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl StateStamp {
+    /// The stamp of `md`, when the file is settled.
+    fn of_settled(md: &std::fs::Metadata) -> Option<StateStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let age = md.modified().ok().and_then(|m| std::time::SystemTime::now().duration_since(m).ok())?;
+        (age >= STATE_SETTLED).then(|| StateStamp {
+            dev: md.dev(),
+            ino: md.ino(),
+            len: md.len(),
+            mtime: (md.mtime(), md.mtime_nsec()),
+            ctime: (md.ctime(), md.ctime_nsec()),
+        })
+    }
 }
 
 /// How a [`Store`] works: registry options, unpack policy, snapshotter.
@@ -281,6 +316,7 @@ impl Store {
                 unpack: UnpackOptions { expected_diff_id: None, ..options.unpack },
                 registry: options.registry,
                 snapshotter,
+                state_cache: std::sync::Mutex::new(None),
             }),
         })
     }
@@ -301,9 +337,27 @@ impl Store {
     }
 
     /// A copy of the current state.
+    ///
+    /// Read from `state.json` when it changed since the last read (by this
+    /// process or another using the same root), else from memory: every
+    /// container create and removal looks its image up here.
     pub async fn state(&self) -> Result<State> {
         let path = self.inner.root.join("state.json");
-        blocking(move || read_state(&path)).await
+        if let Some(now) = std::fs::metadata(&path).ok().as_ref().and_then(StateStamp::of_settled) {
+            let cache = self.inner.state_cache.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((_, state)) = cache.as_ref().filter(|(stamp, _)| *stamp == now) {
+                return Ok(state.clone());
+            }
+        }
+        let inner = self.inner.clone();
+        blocking(move || {
+            let (state, stamp) = read_state_stamped(&path)?;
+            if let Some(stamp) = stamp {
+                *inner.state_cache.lock().unwrap_or_else(|e| e.into_inner()) = Some((stamp, state.clone()));
+            }
+            Ok(state)
+        })
+        .await
     }
 
     /// Apply `f` to the state under the store's locks and write it back atomically.
@@ -652,6 +706,22 @@ pub(crate) fn layer_records(manifest: &Manifest, diff_ids: &[String], what: &str
         .collect()
 }
 
+/// The state in `path`, and the stamp of the file it was read from when that
+/// file is settled (see [`StateStamp`]).
+fn read_state_stamped(path: &Path) -> Result<(State, Option<StateStamp>)> {
+    use std::io::Read;
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((State::default(), None)),
+        Err(e) => return Err(Error::io(format!("read {}", path.display()), e)),
+    };
+    let stamp = f.metadata().ok().as_ref().and_then(StateStamp::of_settled);
+    let mut b = Vec::new();
+    f.read_to_end(&mut b).map_err(|e| Error::io(format!("read {}", path.display()), e))?;
+    let state = serde_json::from_slice(&b).map_err(|e| Error::Other(format!("corrupt {}: {e}", path.display())))?;
+    Ok((state, stamp))
+}
+
 fn read_state(path: &Path) -> Result<State> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b).map_err(|e| Error::Other(format!("corrupt {}: {e}", path.display()))),
@@ -873,5 +943,47 @@ impl ImageStore for Store {
         let id = self.state().await?.resolve(reference)?.id.clone();
         let bytes = self.inner.blobs.read(&id)?;
         serde_json::from_slice(&bytes).map_err(|e| Error::invalid(format!("image config {id}"), e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replace `state.json` under `root` as another process would (a new file
+    /// renamed into place), with `tag` pointing at an image, `age` old.
+    fn replace_state(root: &Path, tag: &str, age: std::time::Duration) {
+        let mut state = State::default();
+        state.tags.insert(tag.to_string(), "sha256:".to_string() + &"a".repeat(64));
+        let tmp = root.join("state.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(&state).unwrap()).unwrap();
+        let f = std::fs::File::options().write(true).open(&tmp).unwrap();
+        f.set_modified(std::time::SystemTime::now() - age).unwrap();
+        drop(f);
+        std::fs::rename(&tmp, root.join("state.json")).unwrap();
+    }
+
+    #[tokio::test]
+    async fn state_follows_every_replacement_of_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::open(d.path()).unwrap();
+        assert!(store.state().await.unwrap().tags.is_empty());
+        let old = std::time::Duration::from_secs(30);
+        // Settled files (trusted by their stamp once read), one after another.
+        for tag in ["one:latest", "two:latest", "three:latest"] {
+            replace_state(d.path(), tag, old);
+            for _ in 0..2 {
+                let tags: Vec<String> = store.state().await.unwrap().tags.into_keys().collect();
+                assert_eq!(tags, [tag]);
+            }
+        }
+        // A file written just now, then one with the same size at once.
+        replace_state(d.path(), "four:latest", std::time::Duration::ZERO);
+        assert!(store.state().await.unwrap().tags.contains_key("four:latest"));
+        replace_state(d.path(), "five:latest", std::time::Duration::ZERO);
+        assert!(store.state().await.unwrap().tags.contains_key("five:latest"));
+        // Gone: an empty store again.
+        std::fs::remove_file(d.path().join("state.json")).unwrap();
+        assert!(store.state().await.unwrap().tags.is_empty());
     }
 }

@@ -128,7 +128,42 @@ fn kernel_version() -> (u32, u32) {
 /// final capability set) into an OCI `linux.seccomp` value. `what` names the
 /// profile in errors.
 pub(crate) fn evaluate(profile_json: &str, caps: &[String], what: &str) -> Result<Value> {
-    evaluate_for(profile_json, caps, what, go_arch(), kernel_version())
+    let mut key_caps = caps.to_vec();
+    key_caps.sort_unstable();
+    key_caps.dedup();
+    if let Some(v) = cached(profile_json, &key_caps) {
+        return Ok(v);
+    }
+    let v = evaluate_for(profile_json, caps, what, go_arch(), kernel_version())?;
+    remember(profile_json, key_caps, &v);
+    Ok(v)
+}
+
+/// Profiles already evaluated, by profile text and capability set (the
+/// architecture and kernel do not change while the process runs). Nearly
+/// every container is evaluated against docker's default profile with one of
+/// a few capability sets, and parsing and checking the profile again for each
+/// was about a twentieth of the embedding process's CPU in a burst of
+/// creates. Only successful evaluations are kept, at most [`CACHED`].
+static CACHE: std::sync::Mutex<Vec<(String, Vec<String>, Value)>> = std::sync::Mutex::new(Vec::new());
+
+/// How many evaluated profiles [`CACHE`] keeps (the oldest goes first).
+const CACHED: usize = 16;
+
+fn cached(profile_json: &str, caps: &[String]) -> Option<Value> {
+    let cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    cache.iter().find(|(p, c, _)| c == caps && p == profile_json).map(|(_, _, v)| v.clone())
+}
+
+fn remember(profile_json: &str, caps: Vec<String>, v: &Value) {
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.iter().any(|(p, c, _)| *c == caps && p == profile_json) {
+        return;
+    }
+    if cache.len() >= CACHED {
+        cache.remove(0);
+    }
+    cache.push((profile_json.to_string(), caps, v.clone()));
 }
 
 fn evaluate_for(profile_json: &str, caps: &[String], what: &str, arch: &str, kernel: (u32, u32)) -> Result<Value> {
@@ -226,6 +261,27 @@ mod tests {
 
     fn caps(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn evaluations_are_reused_per_profile_and_capability_set() {
+        let default = caps(engine_core::security::DEFAULT_CAPABILITIES);
+        let plain = evaluate(DEFAULT_PROFILE, &default, "profile").unwrap();
+        assert_eq!(plain, evaluate_for(DEFAULT_PROFILE, &default, "profile", go_arch(), kernel_version()).unwrap());
+        let mut reordered = default.clone();
+        reordered.reverse();
+        assert_eq!(evaluate(DEFAULT_PROFILE, &reordered, "profile").unwrap(), plain);
+        let mut admin = default.clone();
+        admin.push("CAP_SYS_ADMIN".into());
+        let with_admin = evaluate(DEFAULT_PROFILE, &admin, "profile").unwrap();
+        assert!(names_allowed(&with_admin).contains(&"mount".to_string()));
+        assert!(!names_allowed(&plain).contains(&"mount".to_string()));
+        assert_eq!(evaluate(DEFAULT_PROFILE, &default, "profile").unwrap(), plain);
+        // A profile that fails is refused every time, and not kept.
+        for _ in 0..2 {
+            let e = evaluate(r#"{"defaultAction": 1}"#, &default, "my profile").unwrap_err().to_string();
+            assert!(e.contains("my profile"), "{e}");
+        }
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub(crate) const ARG: &str = "--fork-server";
 /// Must run before any thread exists (the process forks).
 pub(crate) fn serve() {
     let _ = std::env::set_current_dir("/");
+    resolve_lazy_symbols();
     loop {
         let conn = match crate::server::recv_fd_msg(0) {
             Ok(Some(fd)) => fd,
@@ -69,6 +70,18 @@ pub(crate) fn serve() {
             Err(_) => drop(conn),
         }
     }
+}
+
+/// Make the symbol lookup done on first use of the kernel's random source
+/// (`dlsym` of `getrandom`, for random names and hash keys) here, once: every
+/// shim forked afterwards inherits the answer instead of repeating the
+/// dynamic loader's search. The lookups a shim's first thread makes are left
+/// to it: warming them up here meant a thread in the server, and every shim
+/// kept about 38 KiB more of private memory (its blocking thread reused the
+/// server's cached stack and arena, copying what the server had touched).
+fn resolve_lazy_symbols() {
+    let _ = std::collections::hash_map::RandomState::new();
+    let _ = engine_core::random_hex64();
 }
 
 /// Blank this process's arguments after the program name in its command line
